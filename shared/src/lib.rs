@@ -1,0 +1,27 @@
+//! The data contract of milan-rs: what the annotator and the trainer agree on.
+//!
+//! - [`model_key`]: `arch/dataset` keys and the catalog of the seven MILANNOTATIONS networks;
+//! - [`split`]: named groups of keys and the paper's generalization splits, with seeded hold-outs;
+//! - [`milannotations`]: the on-disk dataset layout, read memory-mapped and written atomically;
+//! - [`cleaning`]: the clean-up the reference applied to raw crowd descriptions;
+//! - [`tokenize`]: word tokens for vocabularies, and back.
+//!
+//! This crate knows nothing of web servers, databases or tensors, and builds in seconds.
+//!
+//! ```
+//! use milan_shared::split::Split;
+//!
+//! let across_arch = Split::AcrossArch.experiments();
+//! assert_eq!(across_arch[0].name, "alexnet->resnet152");
+//! assert_eq!(across_arch[0].test[0].to_string(), "resnet152/imagenet");
+//! ```
+
+pub mod cleaning;
+pub mod milannotations;
+pub mod model_key;
+pub mod neuron;
+pub mod split;
+pub mod tokenize;
+
+pub use model_key::{ModelKey, Task};
+pub use neuron::NeuronId;
