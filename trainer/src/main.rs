@@ -1,1 +1,123 @@
-fn main() {}
+//! `trainer`: trains and evaluates the MILAN captioner. For now it generates the synthetic
+//! corpus (`trainer synth`); the model, metrics and encoders arrive with their issues.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use milan_shared::ModelKey;
+use milan_synth::SynthConfig;
+
+mod preview;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "trainer",
+    version,
+    about = "Train and evaluate MILAN neuron captioners on MILANNOTATIONS",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate the synthetic MILANNOTATIONS corpus (all seven model keys with their real layer
+    /// names, procedurally drawn exemplars, three simulated descriptions per unit).
+    Synth(SynthArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SynthArgs {
+    /// Root folder; each key is written to <out>/<arch>/<dataset>, replacing what is there.
+    #[arg(long)]
+    out: PathBuf,
+    /// Units per layer (capped at the layer's real width).
+    #[arg(long, default_value_t = 20)]
+    units_per_layer: usize,
+    /// Side of the square exemplar images in pixels (MILANNOTATIONS uses 224).
+    #[arg(long, default_value_t = 64)]
+    image_size: usize,
+    /// Seed; the same seed writes the same bytes.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Only these keys (comma-separated arch/dataset); all seven by default.
+    #[arg(long, value_delimiter = ',')]
+    keys: Vec<ModelKey>,
+    /// Also write a PNG of the first N units of every key as a worker sees them, under
+    /// <out>/preview/.
+    #[arg(long, default_value_t = 0)]
+    preview: usize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Synth(args) => synth(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn synth(args: SynthArgs) -> Result<()> {
+    let mut config = SynthConfig {
+        units_per_layer: args.units_per_layer,
+        image_size: args.image_size,
+        seed: args.seed,
+        ..SynthConfig::default()
+    };
+    if !args.keys.is_empty() {
+        config.keys = args.keys;
+    }
+    let total = milan_synth::total_units(&config);
+    let bar = ProgressBar::new(total as u64).with_style(
+        ProgressStyle::with_template(
+            "{spinner} synth {bar:40} {pos}/{len} units {elapsed} (eta {eta})",
+        )
+        .expect("valid template"),
+    );
+    let started = Instant::now();
+    let summary = milan_synth::generate(&args.out, &config, &|| bar.inc(1))
+        .with_context(|| format!("generating the synthetic corpus in {}", args.out.display()))?;
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+    println!(
+        "synthetic MILANNOTATIONS in {} (seed {}, {} units per layer, {}x{} px)",
+        args.out.display(),
+        config.seed,
+        config.units_per_layer,
+        config.image_size,
+        config.image_size
+    );
+    print!("{}", summary.table());
+    println!(
+        "{} keys, {} units, {} descriptions, {:.1} MB, in {:.1?}",
+        summary.keys.len(),
+        summary.units(),
+        summary.units() * 3,
+        summary.bytes() as f64 / 1e6,
+        elapsed
+    );
+    if args.preview > 0 {
+        let dir = args.out.join("preview");
+        let written = preview::write_previews(&summary, args.preview, &dir)?;
+        println!("{} previews in {}", written, dir.display());
+    }
+    Ok(())
+}
