@@ -10,10 +10,7 @@ fn phrases() -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/zhou2015-alexnet-units/imagenet-alexnet_unit_annotations.csv");
     let mut reader = csv::Reader::from_path(&path).unwrap();
-    let phrases: Vec<String> = reader
-        .records()
-        .map(|r| r.unwrap()[2].to_owned())
-        .collect();
+    let phrases: Vec<String> = reader.records().map(|r| r.unwrap()[2].to_owned()).collect();
     assert!(phrases.len() > 4000, "{} phrases", phrases.len());
     phrases
 }
@@ -27,7 +24,10 @@ fn cleaning_real_phrases_is_stable_and_keeps_their_content() {
         if raw.chars().any(char::is_alphanumeric) {
             assert!(!cleaned.is_empty(), "{raw:?} cleaned to nothing");
         }
-        assert!(!cleaned.ends_with('.') && !cleaned.starts_with(' '), "{raw:?} -> {cleaned:?}");
+        assert!(
+            !cleaned.ends_with('.') && !cleaned.starts_with(' '),
+            "{raw:?} -> {cleaned:?}"
+        );
     }
 }
 
