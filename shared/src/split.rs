@@ -143,6 +143,46 @@ pub struct Experiment {
     pub evaluation: Evaluation,
 }
 
+/// An experiment's neurons, split three ways.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Partition {
+    pub train: Vec<NeuronId>,
+    /// Held out of training for early stopping: [`VALIDATION_FRACTION`] of the training neurons.
+    pub validation: Vec<NeuronId>,
+    pub test: Vec<NeuronId>,
+}
+
+impl Experiment {
+    /// Splits the available neurons the way this experiment needs: test neurons by the
+    /// experiment's [`Evaluation`], then a validation hold-out from what is left for training.
+    /// Neurons of keys the experiment does not name are ignored. The test hold-out uses `seed`,
+    /// the validation hold-out `seed + 1`, so a trial's seed fixes all three sets.
+    pub fn partition(&self, neurons: &[NeuronId], seed: u64) -> Partition {
+        let of = |keys: &[ModelKey]| -> Vec<NeuronId> {
+            neurons
+                .iter()
+                .filter(|n| keys.contains(&n.key))
+                .cloned()
+                .collect()
+        };
+        let (train_all, test) = match self.evaluation {
+            Evaluation::HeldOutNeurons => hold_out(&of(&self.train), TEST_FRACTION, seed),
+            Evaluation::HeldOutNetworks => {
+                let mut test = of(&self.test);
+                test.sort();
+                test.dedup();
+                (of(&self.train), test)
+            }
+        };
+        let (train, validation) = hold_out(&train_all, VALIDATION_FRACTION, seed.wrapping_add(1));
+        Partition {
+            train,
+            validation,
+            test,
+        }
+    }
+}
+
 impl Split {
     pub const ALL: [Split; 5] = [
         Split::WithinNetwork,
@@ -531,6 +571,46 @@ mod tests {
         assert_eq!(units, PINNED_HOLD_OUT);
     }
     const PINNED_HOLD_OUT: [u32; 3] = [7, 8, 18];
+
+    fn corpus(units: u32) -> Vec<NeuronId> {
+        catalog()
+            .iter()
+            .flat_map(|m| (0..units).map(move |u| NeuronId::new(m.key(), m.layers[0].name, u)))
+            .collect()
+    }
+
+    #[test]
+    fn within_network_partitions_one_key_three_ways() {
+        let e = Split::WithinNetwork.experiment("biggan/imagenet").unwrap();
+        let p = e.partition(&corpus(100), 3);
+        assert_eq!(
+            (p.train.len(), p.validation.len(), p.test.len()),
+            (81, 9, 10)
+        );
+        let all: Vec<&NeuronId> = p.train.iter().chain(&p.validation).chain(&p.test).collect();
+        assert!(all.iter().all(|n| n.key.to_string() == "biggan/imagenet"));
+        let mut unique = all.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 100, "the three sets are disjoint");
+        assert_eq!(e.partition(&corpus(100), 3), p, "deterministic");
+        assert_ne!(e.partition(&corpus(100), 4).test, p.test, "trials differ");
+    }
+
+    #[test]
+    fn across_partitions_test_every_neuron_of_the_test_keys() {
+        let e = Split::AcrossArch.experiment("alexnet->resnet152").unwrap();
+        let p = e.partition(&corpus(50), 0);
+        assert_eq!(p.test.len(), 100, "both resnet152 keys, whole");
+        assert!(p.test.iter().all(|n| n.key.arch() == "resnet152"));
+        assert_eq!((p.train.len(), p.validation.len()), (90, 10));
+        assert!(
+            p.train
+                .iter()
+                .chain(&p.validation)
+                .all(|n| n.key.arch() == "alexnet")
+        );
+    }
 
     #[test]
     fn hold_out_counts_keep_both_sides_non_empty() {
