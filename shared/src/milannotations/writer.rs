@@ -1,7 +1,8 @@
 //! Writing a MILANNOTATIONS model folder, atomically.
 //!
 //! Everything goes into a hidden sibling folder `.<dataset>.tmp-<pid>-<n>` first; [`DatasetWriter::finish`]
-//! syncs it and renames it over `<root>/<arch>/<dataset>`. A writer dropped before `finish`
+//! syncs it and renames it over `<root>/<arch>/<dataset>` (an atomic swap on Linux when a folder is
+//! already there). A writer dropped before `finish`
 //! removes its temporary folder, so a failed run leaves nothing behind.
 
 use std::fs::{self, File, OpenOptions};
@@ -116,12 +117,7 @@ impl DatasetWriter {
         }
         sync_dir(&self.tmp_dir)?;
         if self.final_dir.exists() {
-            // Move the old folder aside first so that the new one appears in a single rename.
-            let old = self.tmp_dir.with_extension("old");
-            fs::rename(&self.final_dir, &old).map_err(|e| FormatError::io(&self.final_dir, e))?;
-            fs::rename(&self.tmp_dir, &self.final_dir)
-                .map_err(|e| FormatError::io(&self.final_dir, e))?;
-            fs::remove_dir_all(&old).map_err(|e| FormatError::io(&old, e))?;
+            replace_dir(&self.tmp_dir, &self.final_dir)?;
         } else {
             fs::rename(&self.tmp_dir, &self.final_dir)
                 .map_err(|e| FormatError::io(&self.final_dir, e))?;
@@ -140,6 +136,40 @@ impl Drop for DatasetWriter {
             let _ = fs::remove_dir_all(&self.tmp_dir);
         }
     }
+}
+
+/// Puts `new` where `old` is. On Linux the two folders swap in one atomic `renameat2` call, so a
+/// reader sees the old folder or the new one, never neither; elsewhere (or on a file system without
+/// RENAME_EXCHANGE) the old folder is moved aside first, leaving a short window without either.
+fn replace_dir(new: &Path, old: &Path) -> Result<(), FormatError> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).ok();
+        if let (Some(from), Some(to)) = (c(new), c(old)) {
+            // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them as given.
+            let swapped = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    from.as_ptr(),
+                    libc::AT_FDCWD,
+                    to.as_ptr(),
+                    libc::RENAME_EXCHANGE,
+                )
+            } == 0;
+            if swapped {
+                // `new` now names the previous folder.
+                return fs::remove_dir_all(new).map_err(|e| FormatError::io(new, e));
+            }
+        }
+    }
+    let mut aside = new.as_os_str().to_owned();
+    aside.push("-old");
+    let aside = PathBuf::from(aside);
+    fs::rename(old, &aside).map_err(|e| FormatError::io(old, e))?;
+    fs::rename(new, old).map_err(|e| FormatError::io(old, e))?;
+    fs::remove_dir_all(&aside).map_err(|e| FormatError::io(&aside, e))
 }
 
 fn write_annotations(path: &Path, rows: &[(String, u32, String)]) -> Result<(), FormatError> {
