@@ -1,0 +1,297 @@
+//! Storage: connections, migrations, transactions, and every query of the annotator.
+//!
+//! One code path serves SQLite (the embedded default) and PostgreSQL (for several server
+//! processes) through diesel's `MultiConnection`. SQLite runs in WAL mode with a busy timeout,
+//! foreign keys on, `synchronous=FULL` (an acknowledged write survives a power cut), and every write
+//! transaction starts with `BEGIN IMMEDIATE`, so writers queue instead of failing half-way.
+//! PostgreSQL runs at READ COMMITTED; what must never happen twice is held by unique indexes, and
+//! [`Database::write`] retries a transaction that lost a race on one.
+
+pub mod queries;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection, PooledConnection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// A connection to either backend; queries are written once against it.
+#[allow(missing_debug_implementations)] // the derive's generated types have no Debug either
+#[derive(diesel::MultiConnection)]
+pub enum Db {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// `postgres://...` or `postgresql://...` is PostgreSQL; `sqlite://PATH` or a plain path is
+    /// SQLite.
+    pub fn parse(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            DatabaseUrl::Postgres(url.to_owned())
+        } else {
+            DatabaseUrl::Sqlite(PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url)))
+        }
+    }
+
+    /// The embedded default: `<data dir>/annotator.sqlite3`.
+    pub fn default_for(data_dir: &Path) -> Self {
+        DatabaseUrl::Sqlite(data_dir.join("annotator.sqlite3"))
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, DatabaseUrl::Postgres(_))
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            // Never print a password.
+            DatabaseUrl::Postgres(url) => match url.split_once('@') {
+                Some((_, host)) => write!(f, "postgres://***@{host}"),
+                None => f.write_str(url),
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot open the database {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("database error: {0}")]
+    Query(#[from] DieselError),
+    #[error("no database connection available: {0}")]
+    Pool(String),
+}
+
+impl DbError {
+    /// A unique-index or serialization conflict: the transaction lost a race and may be retried.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(DieselError::DatabaseError(
+                DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure,
+                _
+            ))
+        )
+    }
+}
+
+impl RetryHint for DbError {
+    fn retryable(&self) -> bool {
+        self.is_conflict()
+    }
+}
+
+/// Opens connections of the right kind: never guesses the backend from a failed attempt.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for Manager {
+    type Connection = Db;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<Db, DbError> {
+        let fail = |e: diesel::ConnectionError| DbError::Connect {
+            url: self.url.to_string(),
+            message: e.to_string(),
+        };
+        match &self.url {
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url).map(Db::Pg).map_err(fail),
+            DatabaseUrl::Sqlite(path) => {
+                let path_str = path.to_string_lossy();
+                let mut conn = SqliteConnection::establish(&path_str).map_err(fail)?;
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = FULL;
+                     PRAGMA busy_timeout = 30000;
+                     PRAGMA foreign_keys = ON;",
+                )
+                .map_err(DbError::Query)?;
+                Ok(Db::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut Db) -> Result<(), DbError> {
+        diesel::sql_query("SELECT 1")
+            .execute(conn)
+            .map(|_| ())
+            .map_err(DbError::Query)
+    }
+
+    fn has_broken(&self, _conn: &mut Db) -> bool {
+        false
+    }
+}
+
+/// A pool of connections to one database.
+#[derive(Clone)]
+pub struct Database {
+    pool: r2d2::Pool<Manager>,
+    url: DatabaseUrl,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("url", &self.url.to_string())
+            .finish()
+    }
+}
+
+pub type Conn = PooledConnection<Manager>;
+
+impl Database {
+    /// Connects (creating the SQLite file and its folder if needed) and runs pending migrations.
+    pub fn open(url: &DatabaseUrl) -> Result<Database, DbError> {
+        if let DatabaseUrl::Sqlite(path) = url
+            && let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| DbError::Connect {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        // Check once by hand so that a wrong URL reads as the backend's own message.
+        let manager = Manager { url: url.clone() };
+        let mut first = manager.connect()?;
+        migrate(&mut first)?;
+        drop(first);
+        let size = if url.is_postgres() { 16 } else { 8 };
+        let pool = r2d2::Pool::builder()
+            .max_size(size)
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager)
+            .map_err(|e| DbError::Pool(e.to_string()))?;
+        Ok(Database {
+            pool,
+            url: url.clone(),
+        })
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    pub fn conn(&self) -> Result<Conn, DbError> {
+        self.pool.get().map_err(|e| DbError::Pool(e.to_string()))
+    }
+
+    /// Runs `f` in a write transaction (BEGIN IMMEDIATE on SQLite), retrying it when it loses a
+    /// race on a unique index or a serialization check. `f` must be safe to run again: it sees
+    /// none of the rolled-back attempt.
+    pub fn write<T, E>(&self, mut f: impl FnMut(&mut Db) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<DbError> + RetryHint,
+    {
+        let mut conn = self.conn()?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = transaction(&mut conn, &mut f);
+            match result {
+                Err(e) if e.retryable() && attempt < 20 => {
+                    std::thread::sleep(Duration::from_millis(attempt * 2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs `f` in a read transaction (a consistent snapshot).
+    pub fn read<T, E>(&self, f: impl FnOnce(&mut Db) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
+        let mut conn = self.conn()?;
+        conn.transaction(|c| f(c).map_err(TxError::Inner))
+            .map_err(|e: TxError<E>| match e {
+                TxError::Inner(e) => e,
+                TxError::Db(e) => E::from(DbError::Query(e)),
+            })
+    }
+}
+
+/// Whether an error is a lost race that a fresh attempt may win.
+pub trait RetryHint {
+    fn retryable(&self) -> bool;
+}
+
+enum TxError<E> {
+    Inner(E),
+    Db(DieselError),
+}
+
+impl<E> From<DieselError> for TxError<E> {
+    fn from(e: DieselError) -> Self {
+        TxError::Db(e)
+    }
+}
+
+fn transaction<T, E>(conn: &mut Db, f: &mut impl FnMut(&mut Db) -> Result<T, E>) -> Result<T, E>
+where
+    E: From<DbError>,
+{
+    match conn {
+        Db::Sqlite(_) => {
+            // Diesel's transaction API opens SQLite transactions DEFERRED, and a deferred reader
+            // that later writes can fail with SQLITE_BUSY; IMMEDIATE takes the write lock first.
+            conn.batch_execute("BEGIN IMMEDIATE")
+                .map_err(|e| E::from(DbError::Query(e)))?;
+            match f(conn) {
+                Ok(value) => {
+                    if let Err(e) = conn.batch_execute("COMMIT") {
+                        let _ = conn.batch_execute("ROLLBACK");
+                        return Err(E::from(DbError::Query(e)));
+                    }
+                    Ok(value)
+                }
+                Err(e) => {
+                    let _ = conn.batch_execute("ROLLBACK");
+                    Err(e)
+                }
+            }
+        }
+        Db::Pg(_) => conn
+            .transaction(|c| f(c).map_err(TxError::Inner))
+            .map_err(|e| match e {
+                TxError::Inner(e) => e,
+                TxError::Db(e) => E::from(DbError::Query(e)),
+            }),
+    }
+}
+
+/// Runs the pending migrations of the connection's backend.
+pub fn migrate(conn: &mut Db) -> Result<Vec<String>, DbError> {
+    let applied = match conn {
+        Db::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+        Db::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+    }
+    .map_err(|e| DbError::Migration(e.to_string()))?;
+    Ok(applied.iter().map(ToString::to_string).collect())
+}

@@ -1,0 +1,630 @@
+//! Every query of the annotator. Functions take a connection (inside a transaction opened by
+//! [`super::Database`]) and know nothing of HTTP or of the engine's rules.
+
+use diesel::dsl::{count_star, exists, not};
+use diesel::prelude::*;
+
+use super::Db;
+use super::schema::{
+    assignments, descriptions, events, exemplar_sets, ledger, projects, requester_tokens, settings,
+    slots, workers,
+};
+
+pub type QueryResult<T> = Result<T, diesel::result::Error>;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = projects)]
+pub struct ProjectRow {
+    pub id: i64,
+    pub name: String,
+    pub title: String,
+    pub instructions: String,
+    pub reward_cents: i64,
+    pub assignments_per_set: i32,
+    pub lease_ms: i64,
+    pub auto_approve_ms: i64,
+    pub qualification_required: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = projects)]
+pub struct NewProject<'a> {
+    pub name: &'a str,
+    pub title: &'a str,
+    pub instructions: &'a str,
+    pub reward_cents: i64,
+    pub assignments_per_set: i32,
+    pub lease_ms: i64,
+    pub auto_approve_ms: i64,
+    pub qualification_required: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = exemplar_sets)]
+pub struct SetRow {
+    pub id: i64,
+    pub project_id: i64,
+    pub model: String,
+    pub layer: String,
+    pub unit: i32,
+    pub exemplars: String,
+    pub active_count: i32,
+    pub approved_count: i32,
+    pub priority: f64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = exemplar_sets)]
+pub struct NewSet<'a> {
+    pub project_id: i64,
+    pub model: &'a str,
+    pub layer: &'a str,
+    pub unit: i32,
+    pub exemplars: &'a str,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = workers)]
+pub struct WorkerRow {
+    pub id: i64,
+    pub external_id: String,
+    pub blocked: bool,
+    pub block_reason: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = assignments)]
+pub struct AssignmentRow {
+    pub id: i64,
+    pub public_id: String,
+    pub set_id: i64,
+    pub slot: i32,
+    pub worker_id: i64,
+    pub state: String,
+    pub accepted_at: i64,
+    pub expires_at: i64,
+    pub submitted_at: Option<i64>,
+    pub reviewed_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub feedback: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<String>,
+    pub submit_response: Option<String>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = assignments)]
+pub struct NewAssignment<'a> {
+    pub public_id: &'a str,
+    pub set_id: i64,
+    pub slot: i32,
+    pub worker_id: i64,
+    pub state: &'a str,
+    pub accepted_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = descriptions)]
+pub struct DescriptionRow {
+    pub id: i64,
+    pub assignment_id: i64,
+    pub set_id: i64,
+    pub raw: String,
+    pub cleaned: String,
+    pub created_at: i64,
+}
+
+/// One event of the append-only log.
+#[derive(Debug, Clone, Default, Insertable)]
+#[diesel(table_name = events)]
+pub struct NewEvent<'a> {
+    pub at: i64,
+    pub kind: &'a str,
+    pub project_id: Option<i64>,
+    pub set_id: Option<i64>,
+    pub assignment_id: Option<i64>,
+    pub worker_id: Option<i64>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = events)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: i64,
+    pub kind: String,
+    pub project_id: Option<i64>,
+    pub set_id: Option<i64>,
+    pub assignment_id: Option<i64>,
+    pub worker_id: Option<i64>,
+    pub detail: String,
+}
+
+// ---------------------------------------------------------------- projects
+
+pub fn insert_project(conn: &mut Db, project: &NewProject) -> QueryResult<ProjectRow> {
+    diesel::insert_into(projects::table)
+        .values(project)
+        .get_result::<ProjectRow>(conn)
+}
+
+pub fn project_by_name(conn: &mut Db, name: &str) -> QueryResult<Option<ProjectRow>> {
+    projects::table
+        .filter(projects::name.eq(name))
+        .select(ProjectRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn project_by_id(conn: &mut Db, id: i64) -> QueryResult<ProjectRow> {
+    projects::table
+        .find(id)
+        .select(ProjectRow::as_select())
+        .first(conn)
+}
+
+pub fn all_projects(conn: &mut Db) -> QueryResult<Vec<ProjectRow>> {
+    projects::table
+        .order(projects::id)
+        .select(ProjectRow::as_select())
+        .load(conn)
+}
+
+pub fn count_projects(conn: &mut Db) -> QueryResult<i64> {
+    projects::table.select(count_star()).first(conn)
+}
+
+// ---------------------------------------------------------------- sets
+
+pub fn set_by_key(
+    conn: &mut Db,
+    project_id: i64,
+    model: &str,
+    layer: &str,
+    unit: i32,
+) -> QueryResult<Option<SetRow>> {
+    exemplar_sets::table
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .filter(exemplar_sets::model.eq(model))
+        .filter(exemplar_sets::layer.eq(layer))
+        .filter(exemplar_sets::unit.eq(unit))
+        .select(SetRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Inserts a set and its `slots` slots.
+pub fn insert_set(conn: &mut Db, set: &NewSet, slot_count: i32) -> QueryResult<SetRow> {
+    let row: SetRow = diesel::insert_into(exemplar_sets::table)
+        .values(set)
+        .get_result::<SetRow>(conn)?;
+    // One statement per slot: diesel's multi-backend connection has no batch insert for SQLite.
+    for s in 0..slot_count {
+        diesel::insert_into(slots::table)
+            .values((slots::set_id.eq(row.id), slots::slot.eq(s)))
+            .execute(conn)?;
+    }
+    Ok(row)
+}
+
+pub fn set_by_id(conn: &mut Db, id: i64) -> QueryResult<SetRow> {
+    exemplar_sets::table
+        .find(id)
+        .select(SetRow::as_select())
+        .first(conn)
+}
+
+pub fn sets_of_project(conn: &mut Db, project_id: i64) -> QueryResult<Vec<SetRow>> {
+    exemplar_sets::table
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .order(exemplar_sets::id)
+        .select(SetRow::as_select())
+        .load(conn)
+}
+
+pub fn count_sets(conn: &mut Db, project_id: i64) -> QueryResult<i64> {
+    exemplar_sets::table
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .select(count_star())
+        .first(conn)
+}
+
+/// The next set for a worker: open slots, never touched by this worker, fewest live and submitted
+/// assignments first (then highest priority when `by_priority`, then oldest).
+pub fn next_set_for(
+    conn: &mut Db,
+    project_id: i64,
+    slots_per_set: i32,
+    worker_id: i64,
+    by_priority: bool,
+) -> QueryResult<Option<SetRow>> {
+    let touched = assignments::table
+        .filter(assignments::set_id.eq(exemplar_sets::id))
+        .filter(assignments::worker_id.eq(worker_id));
+    let query = exemplar_sets::table
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .filter(exemplar_sets::active_count.lt(slots_per_set))
+        .filter(not(exists(touched)))
+        .select(SetRow::as_select());
+    if by_priority {
+        query
+            .order((
+                exemplar_sets::active_count.asc(),
+                exemplar_sets::priority.desc(),
+                exemplar_sets::id.asc(),
+            ))
+            .first(conn)
+            .optional()
+    } else {
+        query
+            .order((exemplar_sets::active_count.asc(), exemplar_sets::id.asc()))
+            .first(conn)
+            .optional()
+    }
+}
+
+/// The lowest slot of a set that no live, submitted or approved assignment holds.
+pub fn free_slot(conn: &mut Db, set_id: i64) -> QueryResult<Option<i32>> {
+    let held = assignments::table
+        .filter(assignments::set_id.eq(slots::set_id))
+        .filter(assignments::slot.eq(slots::slot))
+        .filter(assignments::state.eq_any(["accepted", "submitted", "approved"]));
+    slots::table
+        .filter(slots::set_id.eq(set_id))
+        .filter(not(exists(held)))
+        .order(slots::slot.asc())
+        .select(slots::slot)
+        .first(conn)
+        .optional()
+}
+
+pub fn add_counts(conn: &mut Db, set_id: i64, active: i32, approved: i32) -> QueryResult<()> {
+    diesel::update(exemplar_sets::table.find(set_id))
+        .set((
+            exemplar_sets::active_count.eq(exemplar_sets::active_count + active),
+            exemplar_sets::approved_count.eq(exemplar_sets::approved_count + approved),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+// ---------------------------------------------------------------- workers
+
+pub fn worker_by_external(conn: &mut Db, external_id: &str) -> QueryResult<Option<WorkerRow>> {
+    workers::table
+        .filter(workers::external_id.eq(external_id))
+        .select(WorkerRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn worker_by_id(conn: &mut Db, id: i64) -> QueryResult<WorkerRow> {
+    workers::table
+        .find(id)
+        .select(WorkerRow::as_select())
+        .first(conn)
+}
+
+pub fn insert_worker(conn: &mut Db, external_id: &str, now: i64) -> QueryResult<WorkerRow> {
+    diesel::insert_into(workers::table)
+        .values((
+            workers::external_id.eq(external_id),
+            workers::blocked.eq(false),
+            workers::created_at.eq(now),
+        ))
+        .get_result::<WorkerRow>(conn)
+}
+
+pub fn set_blocked(
+    conn: &mut Db,
+    worker_id: i64,
+    blocked: bool,
+    reason: Option<&str>,
+) -> QueryResult<()> {
+    diesel::update(workers::table.find(worker_id))
+        .set((
+            workers::blocked.eq(blocked),
+            workers::block_reason.eq(reason),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn all_workers(conn: &mut Db) -> QueryResult<Vec<WorkerRow>> {
+    workers::table
+        .order(workers::id)
+        .select(WorkerRow::as_select())
+        .load(conn)
+}
+
+// ---------------------------------------------------------------- assignments
+
+pub fn insert_assignment(conn: &mut Db, a: &NewAssignment) -> QueryResult<AssignmentRow> {
+    diesel::insert_into(assignments::table)
+        .values(a)
+        .get_result::<AssignmentRow>(conn)
+}
+
+pub fn assignment_by_public_id(
+    conn: &mut Db,
+    public_id: &str,
+) -> QueryResult<Option<AssignmentRow>> {
+    assignments::table
+        .filter(assignments::public_id.eq(public_id))
+        .select(AssignmentRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn assignments_of_set(conn: &mut Db, set_id: i64) -> QueryResult<Vec<AssignmentRow>> {
+    assignments::table
+        .filter(assignments::set_id.eq(set_id))
+        .order(assignments::id)
+        .select(AssignmentRow::as_select())
+        .load(conn)
+}
+
+pub fn assignments_of_project(conn: &mut Db, project_id: i64) -> QueryResult<Vec<AssignmentRow>> {
+    assignments::table
+        .inner_join(exemplar_sets::table)
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .order(assignments::id)
+        .select(AssignmentRow::as_select())
+        .load(conn)
+}
+
+/// Moves an assignment from `from` to `to`, returning whether it was still in `from` (a guard
+/// against two transitions racing each other).
+pub fn transition(
+    conn: &mut Db,
+    id: i64,
+    from: &str,
+    to: &str,
+    stamp: Stamp,
+    now: i64,
+) -> QueryResult<bool> {
+    let target = assignments::table
+        .filter(assignments::id.eq(id))
+        .filter(assignments::state.eq(from));
+    let changed = match stamp {
+        Stamp::Submitted => diesel::update(target)
+            .set((assignments::state.eq(to), assignments::submitted_at.eq(now)))
+            .execute(conn)?,
+        Stamp::Reviewed => diesel::update(target)
+            .set((assignments::state.eq(to), assignments::reviewed_at.eq(now)))
+            .execute(conn)?,
+        Stamp::Ended => diesel::update(target)
+            .set((assignments::state.eq(to), assignments::ended_at.eq(now)))
+            .execute(conn)?,
+    };
+    Ok(changed == 1)
+}
+
+/// Which time column a transition stamps.
+#[derive(Debug, Clone, Copy)]
+pub enum Stamp {
+    Submitted,
+    Reviewed,
+    Ended,
+}
+
+pub fn record_submit(
+    conn: &mut Db,
+    id: i64,
+    idempotency_key: Option<&str>,
+    request_hash: &str,
+    response: &str,
+) -> QueryResult<()> {
+    diesel::update(assignments::table.find(id))
+        .set((
+            assignments::idempotency_key.eq(idempotency_key),
+            assignments::request_hash.eq(request_hash),
+            assignments::submit_response.eq(response),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn set_feedback(conn: &mut Db, id: i64, feedback: &str) -> QueryResult<()> {
+    diesel::update(assignments::table.find(id))
+        .set(assignments::feedback.eq(feedback))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Accepted assignments whose lease ended before `now` (all projects).
+pub fn expired(conn: &mut Db, now: i64, limit: i64) -> QueryResult<Vec<AssignmentRow>> {
+    assignments::table
+        .filter(assignments::state.eq("accepted"))
+        .filter(assignments::expires_at.le(now))
+        .order(assignments::expires_at)
+        .limit(limit)
+        .select(AssignmentRow::as_select())
+        .load(conn)
+}
+
+/// Submitted assignments whose auto-approval time has come.
+pub fn due_for_auto_approval(
+    conn: &mut Db,
+    now: i64,
+    limit: i64,
+) -> QueryResult<Vec<AssignmentRow>> {
+    assignments::table
+        .inner_join(exemplar_sets::table.inner_join(projects::table))
+        .filter(assignments::state.eq("submitted"))
+        .filter((assignments::submitted_at.assume_not_null() + projects::auto_approve_ms).le(now))
+        .order(assignments::submitted_at)
+        .limit(limit)
+        .select(AssignmentRow::as_select())
+        .load(conn)
+}
+
+/// The worker's last submitted description in a project, for the "not the same text twice" rule.
+pub fn last_description_of(conn: &mut Db, worker_id: i64) -> QueryResult<Option<String>> {
+    descriptions::table
+        .inner_join(assignments::table)
+        .filter(assignments::worker_id.eq(worker_id))
+        .order(descriptions::id.desc())
+        .select(descriptions::raw)
+        .first(conn)
+        .optional()
+}
+
+// ---------------------------------------------------------------- descriptions
+
+pub fn insert_description(
+    conn: &mut Db,
+    assignment_id: i64,
+    set_id: i64,
+    raw: &str,
+    cleaned: &str,
+    now: i64,
+) -> QueryResult<DescriptionRow> {
+    diesel::insert_into(descriptions::table)
+        .values((
+            descriptions::assignment_id.eq(assignment_id),
+            descriptions::set_id.eq(set_id),
+            descriptions::raw.eq(raw),
+            descriptions::cleaned.eq(cleaned),
+            descriptions::created_at.eq(now),
+        ))
+        .get_result::<DescriptionRow>(conn)
+}
+
+/// A description with what the feed and the exports need to know about it.
+#[derive(Debug, Clone, Queryable)]
+pub struct FeedRow {
+    pub description: DescriptionRow,
+    pub state: String,
+    pub assignment_public_id: String,
+    pub worker: String,
+    pub model: String,
+    pub layer: String,
+    pub unit: i32,
+}
+
+/// Descriptions of a project with id > `after`, oldest first.
+pub fn descriptions_after(
+    conn: &mut Db,
+    project_id: i64,
+    after: i64,
+    limit: i64,
+    approved_only: bool,
+) -> QueryResult<Vec<FeedRow>> {
+    let base = descriptions::table
+        .inner_join(
+            assignments::table
+                .inner_join(workers::table)
+                .inner_join(exemplar_sets::table),
+        )
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .filter(descriptions::id.gt(after))
+        .order(descriptions::id.asc())
+        .limit(limit)
+        .select((
+            DescriptionRow::as_select(),
+            assignments::state,
+            assignments::public_id,
+            workers::external_id,
+            exemplar_sets::model,
+            exemplar_sets::layer,
+            exemplar_sets::unit,
+        ));
+    if approved_only {
+        base.filter(assignments::state.eq("approved")).load(conn)
+    } else {
+        base.load(conn)
+    }
+}
+
+// ---------------------------------------------------------------- ledger, events, tokens
+
+pub fn insert_ledger(
+    conn: &mut Db,
+    worker_id: i64,
+    assignment_id: Option<i64>,
+    kind: &str,
+    cents: i64,
+    note: &str,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::insert_into(ledger::table)
+        .values((
+            ledger::worker_id.eq(worker_id),
+            ledger::assignment_id.eq(assignment_id),
+            ledger::kind.eq(kind),
+            ledger::cents.eq(cents),
+            ledger::note.eq(note),
+            ledger::created_at.eq(now),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// (reward cents, bonus cents) paid to a worker.
+pub fn earnings(conn: &mut Db, worker_id: i64) -> QueryResult<(i64, i64)> {
+    let rows: Vec<(String, i64)> = ledger::table
+        .filter(ledger::worker_id.eq(worker_id))
+        .select((ledger::kind, ledger::cents))
+        .load(conn)?;
+    Ok(rows.iter().fold((0, 0), |(r, b), (kind, cents)| {
+        if kind == "reward" {
+            (r + cents, b)
+        } else {
+            (r, b + cents)
+        }
+    }))
+}
+
+pub fn log(conn: &mut Db, event: &NewEvent) -> QueryResult<()> {
+    diesel::insert_into(events::table)
+        .values(event)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn events_of_assignment(conn: &mut Db, assignment_id: i64) -> QueryResult<Vec<EventRow>> {
+    events::table
+        .filter(events::assignment_id.eq(assignment_id))
+        .order(events::id)
+        .select(EventRow::as_select())
+        .load(conn)
+}
+
+pub fn insert_requester_token(conn: &mut Db, token_hash: &str, now: i64) -> QueryResult<()> {
+    diesel::insert_into(requester_tokens::table)
+        .values((
+            requester_tokens::token_hash.eq(token_hash),
+            requester_tokens::created_at.eq(now),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn requester_token_exists(conn: &mut Db, token_hash: &str) -> QueryResult<bool> {
+    diesel::select(exists(
+        requester_tokens::table.filter(requester_tokens::token_hash.eq(token_hash)),
+    ))
+    .get_result(conn)
+}
+
+pub fn setting(conn: &mut Db, name: &str) -> QueryResult<Option<String>> {
+    settings::table
+        .filter(settings::name.eq(name))
+        .select(settings::value)
+        .first(conn)
+        .optional()
+}
+
+pub fn insert_setting(conn: &mut Db, name: &str, value: &str) -> QueryResult<()> {
+    diesel::insert_into(settings::table)
+        .values((settings::name.eq(name), settings::value.eq(value)))
+        .execute(conn)
+        .map(|_| ())
+}

@@ -1,0 +1,138 @@
+//! Diesel's view of the tables in `migrations/` (the same on both backends; times are Unix ms).
+//! Kept in step with the migrations by the storage tests, which run every query on both.
+
+diesel::table! {
+    projects (id) {
+        id -> BigInt,
+        name -> Text,
+        title -> Text,
+        instructions -> Text,
+        reward_cents -> BigInt,
+        assignments_per_set -> Integer,
+        lease_ms -> BigInt,
+        auto_approve_ms -> BigInt,
+        qualification_required -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    exemplar_sets (id) {
+        id -> BigInt,
+        project_id -> BigInt,
+        model -> Text,
+        layer -> Text,
+        unit -> Integer,
+        exemplars -> Text,
+        active_count -> Integer,
+        approved_count -> Integer,
+        priority -> Double,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    slots (set_id, slot) {
+        set_id -> BigInt,
+        slot -> Integer,
+    }
+}
+
+diesel::table! {
+    workers (id) {
+        id -> BigInt,
+        external_id -> Text,
+        blocked -> Bool,
+        block_reason -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    assignments (id) {
+        id -> BigInt,
+        public_id -> Text,
+        set_id -> BigInt,
+        slot -> Integer,
+        worker_id -> BigInt,
+        state -> Text,
+        accepted_at -> BigInt,
+        expires_at -> BigInt,
+        submitted_at -> Nullable<BigInt>,
+        reviewed_at -> Nullable<BigInt>,
+        ended_at -> Nullable<BigInt>,
+        feedback -> Nullable<Text>,
+        idempotency_key -> Nullable<Text>,
+        request_hash -> Nullable<Text>,
+        submit_response -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    descriptions (id) {
+        id -> BigInt,
+        assignment_id -> BigInt,
+        set_id -> BigInt,
+        raw -> Text,
+        cleaned -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    ledger (id) {
+        id -> BigInt,
+        worker_id -> BigInt,
+        assignment_id -> Nullable<BigInt>,
+        kind -> Text,
+        cents -> BigInt,
+        note -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> BigInt,
+        at -> BigInt,
+        kind -> Text,
+        project_id -> Nullable<BigInt>,
+        set_id -> Nullable<BigInt>,
+        assignment_id -> Nullable<BigInt>,
+        worker_id -> Nullable<BigInt>,
+        detail -> Text,
+    }
+}
+
+diesel::table! {
+    requester_tokens (id) {
+        id -> BigInt,
+        token_hash -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    settings (name) {
+        name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::joinable!(exemplar_sets -> projects (project_id));
+diesel::joinable!(assignments -> exemplar_sets (set_id));
+diesel::joinable!(assignments -> workers (worker_id));
+diesel::joinable!(descriptions -> assignments (assignment_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    projects,
+    exemplar_sets,
+    slots,
+    workers,
+    assignments,
+    descriptions,
+    ledger,
+    events,
+    requester_tokens,
+    settings,
+);

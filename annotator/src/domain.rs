@@ -1,0 +1,269 @@
+//! The annotator's vocabulary, as types that can only hold valid values: project settings,
+//! assignment states, and the rules a description must pass.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch: the one time unit of the database and the engine.
+pub type Millis = i64;
+
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub const MINUTE_MS: Millis = 60_000;
+pub const DAY_MS: Millis = 24 * 60 * MINUTE_MS;
+
+/// What a requester sets for a project (MTurk: a HIT type).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectSettings {
+    /// A URL-safe name: lowercase letters, digits, '-' and '_', 1 to 64 of them.
+    pub name: String,
+    pub title: String,
+    pub instructions: String,
+    #[serde(default)]
+    pub reward_cents: i64,
+    #[serde(default = "default_assignments")]
+    pub assignments_per_set: i32,
+    #[serde(default = "default_lease")]
+    pub lease_ms: Millis,
+    #[serde(default = "default_auto_approve")]
+    pub auto_approve_ms: Millis,
+    #[serde(default)]
+    pub qualification_required: bool,
+}
+
+fn default_assignments() -> i32 {
+    3
+}
+fn default_lease() -> Millis {
+    30 * MINUTE_MS
+}
+fn default_auto_approve() -> Millis {
+    3 * DAY_MS
+}
+
+pub const DEFAULT_INSTRUCTIONS: &str = "Each image shows, at full brightness, the regions where one \
+neuron of a vision network fires most; the rest of the image is dimmed. Write one short phrase \
+describing what the highlighted regions have in common (for example \"red circles on the left\" or \
+\"vertical stripes\"). Describe the highlighted regions, not the whole images.";
+
+impl ProjectSettings {
+    /// Defaults as MILANNOTATIONS was collected: 3 assignments per set, 30-minute leases,
+    /// auto-approval after 3 days.
+    pub fn new(name: &str, title: &str) -> Self {
+        ProjectSettings {
+            name: name.to_owned(),
+            title: title.to_owned(),
+            instructions: DEFAULT_INSTRUCTIONS.to_owned(),
+            reward_cents: 0,
+            assignments_per_set: default_assignments(),
+            lease_ms: default_lease(),
+            auto_approve_ms: default_auto_approve(),
+            qualification_required: false,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        validate_project_name(&self.name)?;
+        if self.title.trim().is_empty() {
+            return Err("title: must not be empty".into());
+        }
+        if self.reward_cents < 0 {
+            return Err("reward_cents: must not be negative".into());
+        }
+        if !(1..=20).contains(&self.assignments_per_set) {
+            return Err("assignments_per_set: must be 1 to 20".into());
+        }
+        if self.lease_ms < 1000 {
+            return Err("lease_ms: must be at least 1000 (one second)".into());
+        }
+        if self.auto_approve_ms < 0 {
+            return Err("auto_approve_ms: must not be negative".into());
+        }
+        Ok(())
+    }
+}
+
+pub fn validate_project_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "project name {name:?}: use 1 to 64 lowercase letters, digits, '-' or '_'"
+        ))
+    }
+}
+
+/// Where an assignment is in its life. accepted -> submitted -> approved | rejected; returned
+/// (the worker gave up) and abandoned (the lease ran out) end an accepted assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Accepted,
+    Submitted,
+    Approved,
+    Rejected,
+    Returned,
+    Abandoned,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Accepted => "accepted",
+            State::Submitted => "submitted",
+            State::Approved => "approved",
+            State::Rejected => "rejected",
+            State::Returned => "returned",
+            State::Abandoned => "abandoned",
+        }
+    }
+
+    /// Whether the assignment holds one of its set's slots.
+    pub fn holds_slot(self) -> bool {
+        matches!(self, State::Accepted | State::Submitted | State::Approved)
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for State {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "accepted" => State::Accepted,
+            "submitted" => State::Submitted,
+            "approved" => State::Approved,
+            "rejected" => State::Rejected,
+            "returned" => State::Returned,
+            "abandoned" => State::Abandoned,
+            other => return Err(format!("unknown assignment state {other:?}")),
+        })
+    }
+}
+
+/// The limits a description must keep; the web page's live validation reads the same numbers.
+pub const DESCRIPTION_MIN_CHARS: usize = 3;
+pub const DESCRIPTION_MAX_CHARS: usize = 500;
+pub const DESCRIPTION_MIN_WORDS: usize = 2;
+pub const FEEDBACK_MAX_CHARS: usize = 1024;
+
+/// A description that passed every rule: trimmed, 3 to 500 characters, two words or more, not
+/// the worker's previous description, not copied from the instructions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description(String);
+
+fn normalise(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+        .trim_end_matches(['.', '!', '?'])
+        .to_owned()
+}
+
+impl Description {
+    pub fn parse(raw: &str, instructions: &str, previous: Option<&str>) -> Result<Self, String> {
+        let text = raw.trim();
+        let chars = text.chars().count();
+        if chars < DESCRIPTION_MIN_CHARS {
+            return Err(format!(
+                "description too short: {chars} characters, at least {DESCRIPTION_MIN_CHARS}"
+            ));
+        }
+        if chars > DESCRIPTION_MAX_CHARS {
+            return Err(format!(
+                "description too long: {chars} characters, at most {DESCRIPTION_MAX_CHARS}"
+            ));
+        }
+        if text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err("description contains control characters".into());
+        }
+        let words = text
+            .split_whitespace()
+            .filter(|w| w.chars().any(char::is_alphanumeric))
+            .count();
+        if words < DESCRIPTION_MIN_WORDS {
+            return Err(format!(
+                "description needs at least {DESCRIPTION_MIN_WORDS} words, found {words}"
+            ));
+        }
+        let normal = normalise(text);
+        if previous.is_some_and(|p| normalise(p) == normal) {
+            return Err("description repeats your previous one: describe this set".into());
+        }
+        let instructions = normalise(instructions);
+        if normal == instructions || (normal.len() >= 20 && instructions.contains(&normal)) {
+            return Err("description copies the instructions: describe the regions".into());
+        }
+        Ok(Description(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn description_rules() {
+        let ok = |s: &str| Description::parse(s, DEFAULT_INSTRUCTIONS, Some("blue squares"));
+        assert_eq!(ok("  red circles  ").unwrap().as_str(), "red circles");
+        for (text, expected) in [
+            ("", "too short"),
+            ("ab", "too short"),
+            ("dogs", "at least 2 words"),
+            ("dogs !!", "at least 2 words"),
+            (&"a ".repeat(300), "too long"),
+            ("Blue  squares.", "repeats your previous one"),
+            ("red\u{0}circles here", "control characters"),
+            ("vertical stripes", ""),
+            (
+                "write one short phrase describing what the highlighted regions have in common",
+                "copies the instructions",
+            ),
+        ] {
+            match ok(text) {
+                Ok(_) => assert!(expected.is_empty(), "{text:?} passed"),
+                Err(e) => assert!(
+                    !expected.is_empty() && e.contains(expected),
+                    "{text:?}: {e}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn project_settings_are_checked() {
+        let mut s = ProjectSettings::new("milan-demo", "Describe neurons");
+        assert!(s.validate().is_ok());
+        assert_eq!((s.assignments_per_set, s.lease_ms), (3, 30 * MINUTE_MS));
+        s.name = "Bad Name".into();
+        assert!(s.validate().unwrap_err().contains("project name"));
+        s.name = "ok".into();
+        s.assignments_per_set = 0;
+        assert!(s.validate().is_err());
+    }
+}

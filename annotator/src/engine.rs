@@ -1,0 +1,669 @@
+//! The assignment engine: every state change of projects, sets, workers and assignments, with
+//! Mechanical Turk's semantics (docs in ARCHITECTURE.md). It knows nothing of HTTP; the web layer
+//! and the command line only call it. Every method takes the current time, so tests can move the
+//! clock.
+//!
+//! What the database holds even if this code were wrong: one assignment per (set, worker), and at
+//! most `assignments_per_set` live, submitted or approved assignments per set (see the slots
+//! table in `migrations/`).
+
+use milan_shared::cleaning::clean;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::db::queries::{
+    self as q, AssignmentRow, NewAssignment, NewEvent, ProjectRow, SetRow, Stamp, WorkerRow,
+};
+use crate::db::{Database, Db, DbError, RetryHint};
+use crate::domain::{Description, FEEDBACK_MAX_CHARS, Millis, ProjectSettings, State};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for EngineError {
+    fn from(e: diesel::result::Error) -> Self {
+        EngineError::Db(DbError::Query(e))
+    }
+}
+
+impl RetryHint for EngineError {
+    fn retryable(&self) -> bool {
+        matches!(self, EngineError::Db(e) if e.is_conflict())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// How accept-next orders the sets a worker may take, after "fewest assignments first".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Oldest set first.
+    #[default]
+    Oldest,
+    /// Highest priority first (a later issue lets the trainer set priorities).
+    Priority,
+}
+
+/// An assignment just accepted, with its set and project.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub assignment: AssignmentRow,
+    pub set: SetRow,
+    pub project: ProjectRow,
+}
+
+/// Progress of a project's sets of one model key and layer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Progress {
+    pub model: String,
+    pub layer: String,
+    pub sets: i64,
+    /// Assignments needed in all: sets x assignments per set.
+    pub needed: i64,
+    pub approved: i64,
+    /// Accepted or submitted, not yet approved.
+    pub in_progress: i64,
+    pub left: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Engine {
+    db: Database,
+    order: Order,
+}
+
+fn event(kind: &str, at: Millis) -> NewEvent<'_> {
+    NewEvent {
+        at,
+        kind,
+        ..NewEvent::default()
+    }
+}
+
+fn state_of(a: &AssignmentRow) -> State {
+    a.state.parse().unwrap_or(State::Abandoned)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Engine {
+    pub fn new(db: Database) -> Self {
+        Engine {
+            db,
+            order: Order::default(),
+        }
+    }
+
+    pub fn with_order(mut self, order: Order) -> Self {
+        self.order = order;
+        self
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    // ------------------------------------------------------------ projects
+
+    pub fn create_project(&self, settings: &ProjectSettings, now: Millis) -> Result<ProjectRow> {
+        settings.validate().map_err(EngineError::Invalid)?;
+        self.db.write(|c| {
+            if q::project_by_name(c, &settings.name)?.is_some() {
+                return Err(EngineError::Conflict(format!(
+                    "project {} exists already",
+                    settings.name
+                )));
+            }
+            let row = q::insert_project(c, &new_project(settings, now))?;
+            q::log(
+                c,
+                &NewEvent {
+                    project_id: Some(row.id),
+                    detail: json!({ "name": row.name }).to_string(),
+                    ..event("project_created", now)
+                },
+            )?;
+            Ok(row)
+        })
+    }
+
+    pub fn project(&self, name: &str) -> Result<ProjectRow> {
+        self.db
+            .read(|c| q::project_by_name(c, name).map_err(EngineError::from))?
+            .ok_or_else(|| EngineError::NotFound(format!("no project named {name:?}")))
+    }
+
+    pub fn projects(&self) -> Result<Vec<ProjectRow>> {
+        self.db.read(|c| Ok(q::all_projects(c)?))
+    }
+
+    // ------------------------------------------------------------ workers
+
+    /// The worker with this external id, created on first sight.
+    pub fn worker(&self, external_id: &str, now: Millis) -> Result<WorkerRow> {
+        validate_worker_id(external_id)?;
+        if let Some(w) = self
+            .db
+            .read(|c| Ok::<_, EngineError>(q::worker_by_external(c, external_id)?))?
+        {
+            return Ok(w);
+        }
+        self.db.write(|c| worker_in(c, external_id, now))
+    }
+
+    pub fn workers(&self) -> Result<Vec<WorkerRow>> {
+        self.db.read(|c| Ok(q::all_workers(c)?))
+    }
+
+    pub fn block(&self, external_id: &str, reason: &str, now: Millis) -> Result<()> {
+        self.set_blocked(external_id, true, Some(reason), now)
+    }
+
+    pub fn unblock(&self, external_id: &str, now: Millis) -> Result<()> {
+        self.set_blocked(external_id, false, None, now)
+    }
+
+    fn set_blocked(
+        &self,
+        external_id: &str,
+        blocked: bool,
+        reason: Option<&str>,
+        now: Millis,
+    ) -> Result<()> {
+        self.db.write(|c| {
+            let worker = q::worker_by_external(c, external_id)?
+                .ok_or_else(|| EngineError::NotFound(format!("no worker {external_id:?}")))?;
+            q::set_blocked(c, worker.id, blocked, reason)?;
+            q::log(
+                c,
+                &NewEvent {
+                    worker_id: Some(worker.id),
+                    detail: json!({ "reason": reason }).to_string(),
+                    ..event(
+                        if blocked {
+                            "worker_blocked"
+                        } else {
+                            "worker_unblocked"
+                        },
+                        now,
+                    )
+                },
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Pays a bonus (MTurk: SendBonus). `assignment` ties it to one piece of work.
+    pub fn bonus(
+        &self,
+        external_id: &str,
+        cents: i64,
+        note: &str,
+        assignment: Option<&str>,
+        now: Millis,
+    ) -> Result<()> {
+        if cents <= 0 {
+            return Err(EngineError::Invalid("bonus cents must be positive".into()));
+        }
+        if note.trim().is_empty() || note.chars().count() > FEEDBACK_MAX_CHARS {
+            return Err(EngineError::Invalid(format!(
+                "bonus reason must be 1 to {FEEDBACK_MAX_CHARS} characters"
+            )));
+        }
+        self.db.write(|c| {
+            let worker = q::worker_by_external(c, external_id)?
+                .ok_or_else(|| EngineError::NotFound(format!("no worker {external_id:?}")))?;
+            let assignment_id = match assignment {
+                Some(public) => {
+                    let a = q::assignment_by_public_id(c, public)?
+                        .ok_or_else(|| EngineError::NotFound(format!("no assignment {public}")))?;
+                    if a.worker_id != worker.id {
+                        return Err(EngineError::Invalid(format!(
+                            "assignment {public} is not {external_id}'s"
+                        )));
+                    }
+                    Some(a.id)
+                }
+                None => None,
+            };
+            q::insert_ledger(
+                c,
+                worker.id,
+                assignment_id,
+                "bonus",
+                cents,
+                note.trim(),
+                now,
+            )?;
+            q::log(
+                c,
+                &NewEvent {
+                    worker_id: Some(worker.id),
+                    assignment_id,
+                    detail: json!({ "cents": cents, "note": note.trim() }).to_string(),
+                    ..event("bonus", now)
+                },
+            )?;
+            Ok(())
+        })
+    }
+
+    /// (rewards, bonuses) paid to a worker, in cents.
+    pub fn earnings(&self, external_id: &str) -> Result<(i64, i64)> {
+        self.db.read(|c| {
+            let worker = q::worker_by_external(c, external_id)?
+                .ok_or_else(|| EngineError::NotFound(format!("no worker {external_id:?}")))?;
+            Ok(q::earnings(c, worker.id)?)
+        })
+    }
+
+    // ------------------------------------------------------------ assignments
+
+    /// Gives the worker the next set of the project: among sets with an open slot that this worker
+    /// never touched, the one with the fewest live and submitted assignments. `None` when nothing
+    /// is left for this worker.
+    pub fn accept_next(
+        &self,
+        project: &str,
+        worker: &str,
+        now: Millis,
+    ) -> Result<Option<Accepted>> {
+        validate_worker_id(worker)?;
+        let by_priority = self.order == Order::Priority;
+        self.db.write(|c| {
+            let project = q::project_by_name(c, project)?
+                .ok_or_else(|| EngineError::NotFound(format!("no project named {project:?}")))?;
+            let worker = worker_in(c, worker, now)?;
+            if worker.blocked {
+                return Err(EngineError::Forbidden(
+                    "you are blocked from new assignments".into(),
+                ));
+            }
+            expire_due(c, now, 100)?;
+            let Some(set) = q::next_set_for(
+                c,
+                project.id,
+                project.assignments_per_set,
+                worker.id,
+                by_priority,
+            )?
+            else {
+                return Ok(None);
+            };
+            let slot = q::free_slot(c, set.id)?.ok_or_else(|| {
+                // active_count said there was room; a concurrent writer took it. Retry.
+                EngineError::Db(DbError::Query(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::SerializationFailure,
+                    Box::new("slot taken".to_owned()),
+                )))
+            })?;
+            let public_id = uuid::Uuid::new_v4().to_string();
+            let assignment = q::insert_assignment(
+                c,
+                &NewAssignment {
+                    public_id: &public_id,
+                    set_id: set.id,
+                    slot,
+                    worker_id: worker.id,
+                    state: State::Accepted.as_str(),
+                    accepted_at: now,
+                    expires_at: now + project.lease_ms,
+                },
+            )?;
+            q::add_counts(c, set.id, 1, 0)?;
+            q::log(
+                c,
+                &NewEvent {
+                    project_id: Some(project.id),
+                    set_id: Some(set.id),
+                    assignment_id: Some(assignment.id),
+                    worker_id: Some(worker.id),
+                    detail: json!({ "slot": slot, "expires_at": assignment.expires_at })
+                        .to_string(),
+                    ..event("accepted", now)
+                },
+            )?;
+            Ok(Some(Accepted {
+                assignment,
+                set,
+                project,
+            }))
+        })
+    }
+
+    pub fn assignment(&self, public_id: &str) -> Result<AssignmentRow> {
+        self.db
+            .read(|c| Ok::<_, EngineError>(q::assignment_by_public_id(c, public_id)?))?
+            .ok_or_else(|| EngineError::NotFound(format!("no assignment {public_id}")))
+    }
+
+    /// Stores the worker's description. Submitting the same assignment again stores nothing and
+    /// answers with the first submission's response; an idempotency key reused with another text
+    /// is refused.
+    pub fn submit(
+        &self,
+        public_id: &str,
+        worker: &str,
+        text: &str,
+        idempotency_key: Option<&str>,
+        now: Millis,
+    ) -> Result<serde_json::Value> {
+        let request_hash = sha256_hex(text.as_bytes());
+        self.db.write(|c| {
+            let a = q::assignment_by_public_id(c, public_id)?
+                .ok_or_else(|| EngineError::NotFound(format!("no assignment {public_id}")))?;
+            let owner = q::worker_by_id(c, a.worker_id)?;
+            if owner.external_id != worker {
+                return Err(EngineError::Forbidden(
+                    "this assignment belongs to another worker".into(),
+                ));
+            }
+            if let Some(response) = &a.submit_response {
+                if let Some(key) = idempotency_key
+                    && a.idempotency_key.as_deref() == Some(key)
+                    && a.request_hash.as_deref() != Some(request_hash.as_str())
+                {
+                    return Err(EngineError::Invalid(
+                        "Idempotency-Key reused with a different request".into(),
+                    ));
+                }
+                return serde_json::from_str(response)
+                    .map_err(|e| EngineError::Invalid(format!("stored response unreadable: {e}")));
+            }
+            match state_of(&a) {
+                State::Accepted => {}
+                other => {
+                    return Err(EngineError::Conflict(format!(
+                        "assignment is {other}, it can no longer be submitted"
+                    )));
+                }
+            }
+            if now >= a.expires_at {
+                return Err(EngineError::Conflict(format!(
+                    "the lease ended {} s ago; accept a new assignment",
+                    (now - a.expires_at) / 1000
+                )));
+            }
+            let set = q::set_by_id(c, a.set_id)?;
+            let project = q::project_by_id(c, set.project_id)?;
+            let previous = q::last_description_of(c, a.worker_id)?;
+            let description = Description::parse(text, &project.instructions, previous.as_deref())
+                .map_err(EngineError::Invalid)?;
+            let cleaned = clean(description.as_str());
+            if !q::transition(c, a.id, "accepted", "submitted", Stamp::Submitted, now)? {
+                return Err(EngineError::Conflict("assignment changed meanwhile".into()));
+            }
+            q::insert_description(c, a.id, set.id, description.as_str(), &cleaned, now)?;
+            let response = json!({
+                "status": "submitted",
+                "assignment_id": a.public_id,
+                "description": description.as_str(),
+                "cleaned": cleaned,
+                "submitted_at": now,
+            });
+            q::record_submit(
+                c,
+                a.id,
+                idempotency_key,
+                &request_hash,
+                &response.to_string(),
+            )?;
+            q::log(
+                c,
+                &NewEvent {
+                    project_id: Some(project.id),
+                    set_id: Some(set.id),
+                    assignment_id: Some(a.id),
+                    worker_id: Some(a.worker_id),
+                    detail: json!({ "idempotency_key": idempotency_key }).to_string(),
+                    ..event("submitted", now)
+                },
+            )?;
+            Ok(response)
+        })
+    }
+
+    /// The worker gives the assignment back (MTurk: return); its slot reopens for others.
+    pub fn return_assignment(&self, public_id: &str, worker: &str, now: Millis) -> Result<()> {
+        self.db.write(|c| {
+            let a = q::assignment_by_public_id(c, public_id)?
+                .ok_or_else(|| EngineError::NotFound(format!("no assignment {public_id}")))?;
+            let owner = q::worker_by_id(c, a.worker_id)?;
+            if owner.external_id != worker {
+                return Err(EngineError::Forbidden(
+                    "this assignment belongs to another worker".into(),
+                ));
+            }
+            if state_of(&a) == State::Returned {
+                return Ok(());
+            }
+            if state_of(&a) != State::Accepted {
+                return Err(EngineError::Conflict(format!(
+                    "assignment is {}, only an accepted one can be returned",
+                    a.state
+                )));
+            }
+            end(c, &a, State::Returned, now)
+        })
+    }
+
+    pub fn approve(&self, public_id: &str, now: Millis) -> Result<()> {
+        self.db.write(|c| {
+            let a = q::assignment_by_public_id(c, public_id)?
+                .ok_or_else(|| EngineError::NotFound(format!("no assignment {public_id}")))?;
+            match state_of(&a) {
+                State::Approved => Ok(()),
+                State::Submitted => approve_in(c, &a, now, "approved"),
+                other => Err(EngineError::Conflict(format!(
+                    "assignment is {other}, only a submitted one can be approved"
+                ))),
+            }
+        })
+    }
+
+    /// Rejects submitted work with feedback the worker sees; the slot reopens, so the set still
+    /// ends with its full count of approved descriptions.
+    pub fn reject(&self, public_id: &str, feedback: &str, now: Millis) -> Result<()> {
+        let feedback = feedback.trim();
+        if feedback.is_empty() || feedback.chars().count() > FEEDBACK_MAX_CHARS {
+            return Err(EngineError::Invalid(format!(
+                "rejecting needs feedback for the worker, 1 to {FEEDBACK_MAX_CHARS} characters"
+            )));
+        }
+        self.db.write(|c| {
+            let a = q::assignment_by_public_id(c, public_id)?
+                .ok_or_else(|| EngineError::NotFound(format!("no assignment {public_id}")))?;
+            match state_of(&a) {
+                State::Rejected => return Ok(()),
+                State::Submitted => {}
+                other => {
+                    return Err(EngineError::Conflict(format!(
+                        "assignment is {other}, only a submitted one can be rejected"
+                    )));
+                }
+            }
+            if !q::transition(c, a.id, "submitted", "rejected", Stamp::Reviewed, now)? {
+                return Err(EngineError::Conflict("assignment changed meanwhile".into()));
+            }
+            q::set_feedback(c, a.id, feedback)?;
+            q::add_counts(c, a.set_id, -1, 0)?;
+            q::log(
+                c,
+                &NewEvent {
+                    set_id: Some(a.set_id),
+                    assignment_id: Some(a.id),
+                    worker_id: Some(a.worker_id),
+                    detail: json!({ "feedback": feedback }).to_string(),
+                    ..event("rejected", now)
+                },
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Ends expired leases and auto-approves what waited long enough; the server calls this every
+    /// few seconds (no cron). Returns (abandoned, auto-approved).
+    pub fn sweep(&self, now: Millis) -> Result<(usize, usize)> {
+        self.db.write(|c| {
+            let abandoned = expire_due(c, now, 1000)?;
+            let due = q::due_for_auto_approval(c, now, 1000)?;
+            for a in &due {
+                approve_in(c, a, now, "auto_approved")?;
+            }
+            Ok((abandoned, due.len()))
+        })
+    }
+
+    // ------------------------------------------------------------ reading
+
+    pub fn progress(&self, project: &str) -> Result<Vec<Progress>> {
+        let project = self.project(project)?;
+        let sets = self
+            .db
+            .read(|c| Ok::<_, EngineError>(q::sets_of_project(c, project.id)?))?;
+        let per_set = i64::from(project.assignments_per_set);
+        let mut rows: Vec<Progress> = Vec::new();
+        for set in sets {
+            let row = match rows
+                .iter_mut()
+                .find(|r| r.model == set.model && r.layer == set.layer)
+            {
+                Some(row) => row,
+                None => {
+                    rows.push(Progress {
+                        model: set.model.clone(),
+                        layer: set.layer.clone(),
+                        sets: 0,
+                        needed: 0,
+                        approved: 0,
+                        in_progress: 0,
+                        left: 0,
+                    });
+                    rows.last_mut().expect("just pushed")
+                }
+            };
+            row.sets += 1;
+            row.needed += per_set;
+            row.approved += i64::from(set.approved_count);
+            row.in_progress += i64::from(set.active_count - set.approved_count);
+            row.left += per_set - i64::from(set.active_count);
+        }
+        Ok(rows)
+    }
+
+    pub fn events_of(&self, public_id: &str) -> Result<Vec<q::EventRow>> {
+        let a = self.assignment(public_id)?;
+        self.db.read(|c| Ok(q::events_of_assignment(c, a.id)?))
+    }
+}
+
+fn new_project<'a>(s: &'a ProjectSettings, now: Millis) -> q::NewProject<'a> {
+    q::NewProject {
+        name: &s.name,
+        title: &s.title,
+        instructions: &s.instructions,
+        reward_cents: s.reward_cents,
+        assignments_per_set: s.assignments_per_set,
+        lease_ms: s.lease_ms,
+        auto_approve_ms: s.auto_approve_ms,
+        qualification_required: s.qualification_required,
+        created_at: now,
+    }
+}
+
+fn validate_worker_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(EngineError::Invalid(format!(
+            "worker id {id:?}: use 1 to 128 visible characters without spaces"
+        )));
+    }
+    Ok(())
+}
+
+fn worker_in(c: &mut Db, external_id: &str, now: Millis) -> Result<WorkerRow> {
+    if let Some(w) = q::worker_by_external(c, external_id)? {
+        return Ok(w);
+    }
+    let w = q::insert_worker(c, external_id, now)?;
+    q::log(
+        c,
+        &NewEvent {
+            worker_id: Some(w.id),
+            detail: json!({ "external_id": external_id }).to_string(),
+            ..event("worker_created", now)
+        },
+    )?;
+    Ok(w)
+}
+
+/// Ends an accepted assignment as returned or abandoned, freeing its slot.
+fn end(c: &mut Db, a: &AssignmentRow, to: State, now: Millis) -> Result<()> {
+    if !q::transition(c, a.id, "accepted", to.as_str(), Stamp::Ended, now)? {
+        return Err(EngineError::Conflict("assignment changed meanwhile".into()));
+    }
+    q::add_counts(c, a.set_id, -1, 0)?;
+    q::log(
+        c,
+        &NewEvent {
+            set_id: Some(a.set_id),
+            assignment_id: Some(a.id),
+            worker_id: Some(a.worker_id),
+            detail: "{}".into(),
+            ..event(to.as_str(), now)
+        },
+    )?;
+    Ok(())
+}
+
+fn expire_due(c: &mut Db, now: Millis, limit: i64) -> Result<usize> {
+    let due = q::expired(c, now, limit)?;
+    for a in &due {
+        end(c, a, State::Abandoned, now)?;
+    }
+    Ok(due.len())
+}
+
+fn approve_in(c: &mut Db, a: &AssignmentRow, now: Millis, kind: &str) -> Result<()> {
+    if !q::transition(c, a.id, "submitted", "approved", Stamp::Reviewed, now)? {
+        return Err(EngineError::Conflict("assignment changed meanwhile".into()));
+    }
+    q::add_counts(c, a.set_id, 0, 1)?;
+    let set = q::set_by_id(c, a.set_id)?;
+    let project = q::project_by_id(c, set.project_id)?;
+    if project.reward_cents > 0 {
+        q::insert_ledger(
+            c,
+            a.worker_id,
+            Some(a.id),
+            "reward",
+            project.reward_cents,
+            &project.name,
+            now,
+        )?;
+    }
+    q::log(
+        c,
+        &NewEvent {
+            project_id: Some(project.id),
+            set_id: Some(a.set_id),
+            assignment_id: Some(a.id),
+            worker_id: Some(a.worker_id),
+            detail: "{}".into(),
+            ..event(kind, now)
+        },
+    )?;
+    Ok(())
+}

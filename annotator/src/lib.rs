@@ -1,0 +1,4 @@
+pub mod auth;
+pub mod db;
+pub mod domain;
+pub mod engine;

@@ -1,0 +1,366 @@
+//! The assignment engine's guarantees (docs: ../shared crowd-semantics, ARCHITECTURE.md), each on
+//! SQLite and on PostgreSQL.
+
+mod common;
+
+use common::{TestDb, on_both};
+use diesel::RunQueryDsl;
+use milan_annotator::db::queries::{self as q, NewSet};
+use milan_annotator::domain::{MINUTE_MS, ProjectSettings};
+use milan_annotator::engine::{Engine, EngineError};
+
+const T0: i64 = 1_800_000_000_000;
+
+/// A project with `sets` sets and `n` assignments per set.
+fn project(db: &TestDb, sets: usize, n: i32) -> Engine {
+    let engine = Engine::new(db.db.clone());
+    let mut settings = ProjectSettings::new("p", "Describe neurons");
+    settings.assignments_per_set = n;
+    settings.reward_cents = 10;
+    settings.auto_approve_ms = 60 * MINUTE_MS;
+    let project = engine.create_project(&settings, T0).unwrap();
+    db.db
+        .write(|c| -> Result<(), EngineError> {
+            for unit in 0..sets {
+                q::insert_set(
+                    c,
+                    &NewSet {
+                        project_id: project.id,
+                        model: "alexnet/imagenet",
+                        layer: "conv1",
+                        unit: unit as i32,
+                        exemplars: "[]",
+                        created_at: T0,
+                    },
+                    n,
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    engine
+}
+
+fn accept(engine: &Engine, worker: &str, now: i64) -> Option<(String, i32)> {
+    engine
+        .accept_next("p", worker, now)
+        .unwrap()
+        .map(|a| (a.assignment.public_id, a.set.unit))
+}
+
+#[test]
+fn accept_submit_approve_pays_and_counts() {
+    on_both(|db| {
+        let engine = project(db, 2, 3);
+        let (id, unit) = accept(&engine, "alice", T0).unwrap();
+        assert_eq!(unit, 0, "{}: fewest assignments, then oldest", db.name);
+        let response = engine
+            .submit(&id, "alice", "  Red circles. ", None, T0 + 1000)
+            .unwrap();
+        assert_eq!(response["status"], "submitted");
+        assert_eq!(response["description"], "Red circles.");
+        assert_eq!(response["cleaned"], "red circles");
+        engine.approve(&id, T0 + 2000).unwrap();
+        assert_eq!(engine.earnings("alice").unwrap(), (10, 0));
+        let progress = engine.progress("p").unwrap();
+        assert_eq!(
+            (
+                progress[0].approved,
+                progress[0].in_progress,
+                progress[0].left
+            ),
+            (1, 0, 5)
+        );
+        let kinds: Vec<String> = engine
+            .events_of(&id)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["accepted", "submitted", "approved"], "{}", db.name);
+    });
+}
+
+#[test]
+fn sets_fill_evenly_and_never_twice_for_one_worker() {
+    on_both(|db| {
+        let engine = project(db, 2, 3);
+        // Alice takes one set, returns it, and never sees it again.
+        let (first, unit) = accept(&engine, "alice", T0).unwrap();
+        engine.return_assignment(&first, "alice", T0 + 1).unwrap();
+        let (_, other) = accept(&engine, "alice", T0 + 2).unwrap();
+        assert_ne!(other, unit, "{}", db.name);
+        assert_eq!(
+            accept(&engine, "alice", T0 + 3),
+            None,
+            "alice touched both sets"
+        );
+        // Bob gets the set with fewer live assignments.
+        let (_, bob_unit) = accept(&engine, "bob", T0 + 4).unwrap();
+        assert_eq!(bob_unit, unit);
+    });
+}
+
+#[test]
+fn a_set_takes_at_most_n_assignments() {
+    on_both(|db| {
+        let engine = project(db, 1, 3);
+        for w in ["a", "b", "c"] {
+            assert!(accept(&engine, w, T0).is_some());
+        }
+        assert_eq!(
+            accept(&engine, "d", T0),
+            None,
+            "{}: the set is full",
+            db.name
+        );
+    });
+}
+
+/// The database itself refuses a fourth live assignment or a second one by the same worker,
+/// whatever the engine's code does.
+#[test]
+fn the_database_enforces_the_limits() {
+    on_both(|db| {
+        let engine = project(db, 1, 3);
+        let (id, _) = accept(&engine, "a", T0).unwrap();
+        let mut conn = db.db.conn().unwrap();
+        let set_id: i64 = engine.assignment(&id).unwrap().set_id;
+        let insert = |conn: &mut milan_annotator::db::Db, worker: &str, slot: i32| {
+            let w = match q::worker_by_external(conn, worker).unwrap() {
+                Some(w) => w,
+                None => q::insert_worker(conn, worker, T0).unwrap(),
+            };
+            q::insert_assignment(
+                conn,
+                &q::NewAssignment {
+                    public_id: &uuid::Uuid::new_v4().to_string(),
+                    set_id,
+                    slot,
+                    worker_id: w.id,
+                    state: "accepted",
+                    accepted_at: T0,
+                    expires_at: T0 + 1,
+                },
+            )
+        };
+        assert!(
+            insert(&mut conn, "b", 0).is_err(),
+            "{}: slot 0 is held",
+            db.name
+        );
+        assert!(
+            insert(&mut conn, "a", 1).is_err(),
+            "{}: a holds this set",
+            db.name
+        );
+        assert!(
+            insert(&mut conn, "b", 3).is_err(),
+            "{}: there is no slot 3",
+            db.name
+        );
+        assert!(insert(&mut conn, "b", 1).is_ok());
+        assert!(insert(&mut conn, "c", 2).is_ok());
+        // Events are append-only.
+        let update = diesel::sql_query("UPDATE events SET kind = 'x'").execute(&mut conn);
+        assert!(update.is_err(), "{}: events were updated", db.name);
+    });
+}
+
+#[test]
+fn leases_expire_on_time_and_late_submits_are_refused() {
+    on_both(|db| {
+        let engine = project(db, 1, 1);
+        let lease = 30 * MINUTE_MS;
+        let (id, _) = accept(&engine, "alice", T0).unwrap();
+        assert_eq!(accept(&engine, "bob", T0 + lease - 1), None, "still leased");
+        let err = engine
+            .submit(&id, "alice", "red circles", None, T0 + lease)
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::Conflict(ref m) if m.contains("lease ended")),
+            "{err}"
+        );
+        assert_eq!(engine.sweep(T0 + lease).unwrap(), (1, 0));
+        assert_eq!(engine.assignment(&id).unwrap().state, "abandoned");
+        assert!(
+            accept(&engine, "bob", T0 + lease + 1).is_some(),
+            "{}: the slot reopened",
+            db.name
+        );
+    });
+}
+
+#[test]
+fn submits_are_idempotent() {
+    on_both(|db| {
+        let engine = project(db, 1, 3);
+        let (id, _) = accept(&engine, "alice", T0).unwrap();
+        let first = engine
+            .submit(&id, "alice", "red circles", Some("k1"), T0 + 1)
+            .unwrap();
+        let again = engine
+            .submit(&id, "alice", "red circles", Some("k1"), T0 + 2)
+            .unwrap();
+        assert_eq!(first, again, "{}: the same answer", db.name);
+        let other_text = engine
+            .submit(&id, "alice", "blue squares", None, T0 + 3)
+            .unwrap();
+        assert_eq!(other_text, first, "the first description stays");
+        let err = engine
+            .submit(&id, "alice", "blue squares", Some("k1"), T0 + 4)
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::Invalid(ref m) if m.contains("Idempotency-Key")),
+            "{err}"
+        );
+        let err = engine
+            .submit(&id, "mallory", "red circles", None, T0 + 5)
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Forbidden(_)), "{err}");
+        let descriptions = db
+            .db
+            .read(|c| -> Result<_, EngineError> { Ok(q::descriptions_after(c, 1, 0, 100, false)?) })
+            .unwrap();
+        assert_eq!(descriptions.len(), 1, "{}: one description stored", db.name);
+    });
+}
+
+#[test]
+fn rejecting_needs_feedback_and_reopens_the_slot() {
+    on_both(|db| {
+        let engine = project(db, 1, 1);
+        let (id, _) = accept(&engine, "alice", T0).unwrap();
+        engine
+            .submit(&id, "alice", "some words here", None, T0 + 1)
+            .unwrap();
+        let err = engine.reject(&id, "   ", T0 + 2).unwrap_err();
+        assert!(matches!(err, EngineError::Invalid(_)), "{err}");
+        assert_eq!(
+            accept(&engine, "bob", T0 + 3),
+            None,
+            "the slot is held until reviewed"
+        );
+        engine
+            .reject(&id, "Describe the highlighted regions only.", T0 + 4)
+            .unwrap();
+        let a = engine.assignment(&id).unwrap();
+        assert_eq!(a.state, "rejected");
+        assert_eq!(
+            a.feedback.as_deref(),
+            Some("Describe the highlighted regions only.")
+        );
+        assert_eq!(
+            accept(&engine, "alice", T0 + 5),
+            None,
+            "never the same set twice"
+        );
+        assert!(
+            accept(&engine, "bob", T0 + 6).is_some(),
+            "{}: reopened for others",
+            db.name
+        );
+        assert_eq!(
+            engine.earnings("alice").unwrap(),
+            (0, 0),
+            "rejected work is not paid"
+        );
+    });
+}
+
+#[test]
+fn submitted_work_is_approved_automatically_after_the_delay() {
+    on_both(|db| {
+        let engine = project(db, 1, 3);
+        let (id, _) = accept(&engine, "alice", T0).unwrap();
+        engine
+            .submit(&id, "alice", "red circles", None, T0 + 1)
+            .unwrap();
+        assert_eq!(engine.sweep(T0 + 60 * MINUTE_MS).unwrap(), (0, 0));
+        assert_eq!(engine.sweep(T0 + 1 + 60 * MINUTE_MS).unwrap(), (0, 1));
+        assert_eq!(engine.assignment(&id).unwrap().state, "approved");
+        assert_eq!(engine.earnings("alice").unwrap(), (10, 0), "{}", db.name);
+    });
+}
+
+#[test]
+fn blocked_workers_get_nothing_new_but_finish_what_they_hold() {
+    on_both(|db| {
+        let engine = project(db, 2, 3);
+        let (id, _) = accept(&engine, "alice", T0).unwrap();
+        engine
+            .block("alice", "copy-pasted answers", T0 + 1)
+            .unwrap();
+        let err = engine.accept_next("p", "alice", T0 + 2).unwrap_err();
+        assert!(matches!(err, EngineError::Forbidden(_)), "{err}");
+        engine
+            .submit(&id, "alice", "red circles", None, T0 + 3)
+            .unwrap();
+        engine.unblock("alice", T0 + 4).unwrap();
+        assert!(accept(&engine, "alice", T0 + 5).is_some(), "{}", db.name);
+    });
+}
+
+#[test]
+fn bonuses_go_to_the_ledger() {
+    on_both(|db| {
+        let engine = project(db, 1, 3);
+        let (id, _) = accept(&engine, "alice", T0).unwrap();
+        engine
+            .bonus("alice", 25, "great descriptions", Some(&id), T0 + 1)
+            .unwrap();
+        engine.bonus("alice", 5, "thanks", None, T0 + 2).unwrap();
+        assert_eq!(engine.earnings("alice").unwrap(), (0, 30));
+        assert!(engine.bonus("alice", 0, "x", None, T0).is_err());
+        assert!(
+            engine.bonus("nobody", 5, "x", None, T0).is_err(),
+            "{}",
+            db.name
+        );
+    });
+}
+
+#[test]
+fn description_rules_are_enforced_on_submit() {
+    on_both(|db| {
+        let engine = project(db, 3, 3);
+        let (id, _) = accept(&engine, "alice", T0).unwrap();
+        for bad in ["", "dogs", &"x ".repeat(300)] {
+            let err = engine.submit(&id, "alice", bad, None, T0 + 1).unwrap_err();
+            assert!(matches!(err, EngineError::Invalid(_)), "{bad:?}: {err}");
+        }
+        engine
+            .submit(&id, "alice", "red circles", None, T0 + 2)
+            .unwrap();
+        let (next, _) = accept(&engine, "alice", T0 + 3).unwrap();
+        let err = engine
+            .submit(&next, "alice", "Red circles", None, T0 + 4)
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::Invalid(ref m) if m.contains("previous")),
+            "{err}"
+        );
+        let script = "<script>alert(1)</script> here";
+        let r = engine.submit(&next, "alice", script, None, T0 + 5).unwrap();
+        assert_eq!(r["description"], script, "{}: stored as data", db.name);
+    });
+}
+
+#[test]
+fn project_names_are_unique_and_checked() {
+    on_both(|db| {
+        let engine = project(db, 0, 3);
+        let err = engine
+            .create_project(&ProjectSettings::new("p", "again"), T0)
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Conflict(_)), "{err}");
+        let err = engine
+            .create_project(&ProjectSettings::new("Bad Name", "x"), T0)
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Invalid(_)), "{}: {err}", db.name);
+        assert!(matches!(
+            engine.project("nope"),
+            Err(EngineError::NotFound(_))
+        ));
+    });
+}

@@ -1,0 +1,11 @@
+DROP TABLE settings;
+DROP TABLE requester_tokens;
+DROP TABLE events;
+DROP FUNCTION events_append_only;
+DROP TABLE ledger;
+DROP TABLE descriptions;
+DROP TABLE assignments;
+DROP TABLE workers;
+DROP TABLE slots;
+DROP TABLE exemplar_sets;
+DROP TABLE projects;
