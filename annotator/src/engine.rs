@@ -570,7 +570,7 @@ impl Engine {
     }
 }
 
-fn new_project<'a>(s: &'a ProjectSettings, now: Millis) -> q::NewProject<'a> {
+pub(crate) fn new_project<'a>(s: &'a ProjectSettings, now: Millis) -> q::NewProject<'a> {
     q::NewProject {
         name: &s.name,
         title: &s.title,

@@ -1,4 +1,19 @@
+//! The annotator: a Mechanical-Turk-style task server for describing neurons.
+//!
+//! - [`engine`]: the assignment state machine (no HTTP); start reading here.
+//! - [`db`]: connections, migrations and every query (SQLite or PostgreSQL).
+//! - [`domain`]: settings, states and the description rules as types.
+//! - [`import`] / [`export`]: MILANNOTATIONS in, MILANNOTATIONS, MTurk CSV and JSONL out.
+//! - [`images`]: exemplars rendered as a worker sees them, stored content-addressed.
+//! - [`auth`]: worker and requester tokens.
+//! - [`api`]: the JSON API under /api/v1 (actix-web), and [`server`] which runs it.
+
+pub mod api;
 pub mod auth;
 pub mod db;
 pub mod domain;
 pub mod engine;
+pub mod export;
+pub mod images;
+pub mod import;
+pub mod server;

@@ -1,1 +1,228 @@
-fn main() {}
+//! `annotator`: the task server where crowd workers describe neurons.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use milan_annotator::domain::{DAY_MS, MINUTE_MS, ProjectSettings, now_ms};
+use milan_annotator::export::{self, Format};
+use milan_annotator::server::{self, ServeConfig};
+use milan_annotator::{db, import};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "annotator",
+    version,
+    about = "A Mechanical-Turk-style task server for describing the neurons of vision networks",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+struct Storage {
+    /// Folder for the SQLite database and the exemplar images.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// postgres://... to use PostgreSQL (several server processes); SQLite in the data dir if absent.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the JSON API (and, when the database is empty, a demo project).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: String,
+        #[command(flatten)]
+        storage: Storage,
+        /// Do not create the demo project in an empty database.
+        #[arg(long)]
+        no_demo: bool,
+        /// How often leases are ended and submitted work auto-approved, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        sweep_interval_ms: u64,
+        /// HTTP worker threads.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+    },
+    /// Create or update the database schema.
+    Migrate {
+        #[command(flatten)]
+        storage: Storage,
+    },
+    /// Import a MILANNOTATIONS model folder, or a root holding several, as exemplar sets.
+    Import {
+        #[command(flatten)]
+        storage: Storage,
+        /// Project to import into; created with the options below if it does not exist.
+        #[arg(long)]
+        project: String,
+        /// Project title (new projects).
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        assignments_per_set: i32,
+        #[arg(long, default_value_t = 0)]
+        reward_cents: i64,
+        /// Lease in minutes.
+        #[arg(long, default_value_t = 30)]
+        lease_minutes: i64,
+        /// Auto-approval delay in days.
+        #[arg(long, default_value_t = 3)]
+        auto_approve_days: i64,
+        path: PathBuf,
+    },
+    /// Export a project's work.
+    Export {
+        #[command(flatten)]
+        storage: Storage,
+        #[arg(long)]
+        project: String,
+        /// milannotations (a folder), mturk-csv or jsonl (files).
+        #[arg(long)]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Create a requester API token and print it (it is stored hashed and shown only once).
+    RequesterToken {
+        #[command(flatten)]
+        storage: Storage,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve {
+            bind,
+            storage,
+            no_demo,
+            sweep_interval_ms,
+            workers,
+        } => {
+            let config = ServeConfig {
+                bind,
+                data_dir: storage.data_dir,
+                database_url: storage.database_url,
+                demo: !no_demo,
+                sweep_interval: std::time::Duration::from_millis(sweep_interval_ms.max(10)),
+                workers: workers.max(1),
+            };
+            actix_web::rt::System::new().block_on(server::serve(config))
+        }
+        Command::Migrate { storage } => {
+            let url = server::database_url(&storage.data_dir, storage.database_url.as_deref());
+            std::fs::create_dir_all(&storage.data_dir)?;
+            let database = db::Database::open(&url)?;
+            println!("database {} is up to date", database.url());
+            Ok(())
+        }
+        Command::Import {
+            storage,
+            project,
+            title,
+            assignments_per_set,
+            reward_cents,
+            lease_minutes,
+            auto_approve_days,
+            path,
+        } => {
+            let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
+            let mut settings = ProjectSettings::new(&project, title.as_deref().unwrap_or(&project));
+            settings.assignments_per_set = assignments_per_set;
+            settings.reward_cents = reward_cents;
+            settings.lease_ms = lease_minutes * MINUTE_MS;
+            settings.auto_approve_ms = auto_approve_days * DAY_MS;
+            let total = import::count_units(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let bar = ProgressBar::new(total as u64).with_style(
+                ProgressStyle::with_template(
+                    "{spinner} import {bar:40} {pos}/{len} sets {elapsed} (eta {eta})",
+                )
+                .expect("valid template"),
+            );
+            let report = import::import(
+                &state.engine,
+                &state.images,
+                &settings,
+                &path,
+                now_ms(),
+                &|| bar.inc(1),
+            )
+            .with_context(|| format!("importing {} (nothing was imported)", path.display()))?;
+            bar.finish_and_clear();
+            println!(
+                "project {}{}: {} sets added, {} already present, from {}",
+                report.project,
+                if report.project_created { " (new)" } else { "" },
+                report.sets_added,
+                report.sets_present,
+                report.models.join(", ")
+            );
+            Ok(())
+        }
+        Command::Export {
+            storage,
+            project,
+            format,
+            out,
+        } => {
+            let format: Format = format.parse().map_err(anyhow::Error::msg)?;
+            let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
+            match format {
+                Format::Milannotations => {
+                    let written =
+                        export::milannotations(&state.engine, &state.images, &project, &out)?;
+                    for dir in written {
+                        println!("wrote {}", dir.display());
+                    }
+                }
+                Format::MturkCsv | Format::Jsonl => {
+                    // Written beside the target and renamed: never half a file at `out`.
+                    let tmp = out.with_extension("tmp");
+                    let file = std::fs::File::create(&tmp)
+                        .with_context(|| format!("creating {}", tmp.display()))?;
+                    let result = if format == Format::MturkCsv {
+                        export::mturk_csv(&state.engine, &project, std::io::BufWriter::new(&file))
+                    } else {
+                        export::jsonl(&state.engine, &project, std::io::BufWriter::new(&file))
+                    };
+                    if let Err(e) = result.and_then(|()| file.sync_all().map_err(Into::into)) {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(e.into());
+                    }
+                    std::fs::rename(&tmp, &out)?;
+                    println!("wrote {}", out.display());
+                }
+            }
+            Ok(())
+        }
+        Command::RequesterToken { storage } => {
+            let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
+            println!("{}", state.auth.create_requester_token(now_ms())?);
+            Ok(())
+        }
+    }
+}

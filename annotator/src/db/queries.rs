@@ -628,3 +628,26 @@ pub fn insert_setting(conn: &mut Db, name: &str, value: &str) -> QueryResult<()>
         .execute(conn)
         .map(|_| ())
 }
+
+/// Submitted work of a project (every assignment with a description), oldest first, with its
+/// worker and set: what the exports need.
+pub fn submitted_work(
+    conn: &mut Db,
+    project_id: i64,
+) -> QueryResult<Vec<(AssignmentRow, DescriptionRow, String, SetRow)>> {
+    descriptions::table
+        .inner_join(
+            assignments::table
+                .inner_join(workers::table)
+                .inner_join(exemplar_sets::table),
+        )
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .order(descriptions::id.asc())
+        .select((
+            AssignmentRow::as_select(),
+            DescriptionRow::as_select(),
+            workers::external_id,
+            SetRow::as_select(),
+        ))
+        .load(conn)
+}

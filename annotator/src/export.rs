@@ -1,0 +1,319 @@
+//! Out: a project as a MILANNOTATIONS folder (what the trainer reads), as Mechanical Turk's
+//! batch-results CSV (what MILAN's own cleaning script reads), or as JSON lines.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use milan_shared::ModelKey;
+use milan_shared::milannotations::{DatasetWriter, FormatError, LayerShape};
+use serde_json::json;
+
+use crate::db::DbError;
+use crate::db::queries::{self as q, AssignmentRow, DescriptionRow, SetRow};
+use crate::engine::{Engine, EngineError};
+use crate::images::{ImageError, ImageStore};
+use crate::import::StoredExemplar;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Milannotations,
+    MturkCsv,
+    Jsonl,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "milannotations" => Ok(Format::Milannotations),
+            "mturk-csv" => Ok(Format::MturkCsv),
+            "jsonl" => Ok(Format::Jsonl),
+            other => Err(format!(
+                "unknown export format {other:?}: use milannotations, mturk-csv or jsonl"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("{0}")]
+    Incomplete(String),
+    #[error("writing the export: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("writing the export: {0}")]
+    Csv(#[from] csv::Error),
+}
+
+impl From<DbError> for ExportError {
+    fn from(e: DbError) -> Self {
+        ExportError::Engine(EngineError::Db(e))
+    }
+}
+
+/// A layer's name and its sets by unit.
+type LayerSets<'a> = (String, BTreeMap<i32, &'a SetRow>);
+
+type Work = Vec<(AssignmentRow, DescriptionRow, String, SetRow)>;
+
+fn load(engine: &Engine, project: &str) -> Result<(q::ProjectRow, Vec<SetRow>, Work), ExportError> {
+    let project = engine.project(project)?;
+    let (sets, work) = engine.db().read(|c| -> Result<_, EngineError> {
+        Ok((
+            q::sets_of_project(c, project.id)?,
+            q::submitted_work(c, project.id)?,
+        ))
+    })?;
+    Ok((project, sets, work))
+}
+
+/// Writes `<out>/<arch>/<dataset>/` for every model key of the project: arrays rebuilt exactly
+/// from the stored PNGs, ids, and annotations.csv with the approved, cleaned descriptions.
+/// Returns the folders written.
+pub fn milannotations(
+    engine: &Engine,
+    store: &ImageStore,
+    project: &str,
+    out: &Path,
+) -> Result<Vec<PathBuf>, ExportError> {
+    let (_, sets, work) = load(engine, project)?;
+    // model -> layer (in import order) -> unit -> set
+    let mut models: BTreeMap<String, Vec<LayerSets>> = BTreeMap::new();
+    for set in &sets {
+        let layers = models.entry(set.model.clone()).or_default();
+        match layers.iter_mut().find(|(name, _)| *name == set.layer) {
+            Some((_, units)) => {
+                units.insert(set.unit, set);
+            }
+            None => layers.push((set.layer.clone(), BTreeMap::from([(set.unit, set)]))),
+        }
+    }
+    let mut written = Vec::new();
+    for (model, layers) in &models {
+        let key: ModelKey = model
+            .parse()
+            .map_err(|e| ExportError::Incomplete(format!("set model {model:?}: {e}")))?;
+        let mut writer = DatasetWriter::create(out, &key)?;
+        for (layer, units) in layers {
+            let last = *units.keys().next_back().expect("a layer has a set");
+            if let Some(missing) = (0..=last).find(|u| !units.contains_key(u)) {
+                return Err(ExportError::Incomplete(format!(
+                    "{model} {layer}: unit {missing} is missing; MILANNOTATIONS needs every unit \
+                     of a layer from 0 to {last}"
+                )));
+            }
+            let first: Vec<StoredExemplar> = exemplars_of(units[&0])?;
+            let (_, height, width) = store.read_rgb_planar(&first[0].image)?;
+            let shape = LayerShape {
+                units: units.len(),
+                k: first.len(),
+                height: height as usize,
+                width: width as usize,
+            };
+            let mut layer_writer = writer.layer(layer, shape, true)?;
+            for (unit, set) in units {
+                let exemplars = exemplars_of(set)?;
+                let mut images = Vec::with_capacity(shape.unit_len(3));
+                let mut masks = Vec::with_capacity(shape.unit_len(1));
+                for e in &exemplars {
+                    images.extend(store.read_rgb_planar(&e.image)?.0);
+                    masks.extend(store.read_mask(&e.mask)?);
+                }
+                let ids: Vec<u64> = exemplars.iter().map(|e| e.id).collect();
+                layer_writer.write_unit(*unit as usize, &masks, Some(&images), &ids)?;
+            }
+            layer_writer.finish()?;
+        }
+        for (a, d, _, set) in &work {
+            if set.model == *model && a.state == "approved" {
+                writer.describe(&set.layer, set.unit as u32, &d.cleaned);
+            }
+        }
+        written.push(writer.finish()?);
+    }
+    Ok(written)
+}
+
+fn exemplars_of(set: &SetRow) -> Result<Vec<StoredExemplar>, ExportError> {
+    let exemplars: Vec<StoredExemplar> = serde_json::from_str(&set.exemplars).map_err(|e| {
+        ExportError::Incomplete(format!("set {} has unreadable exemplars: {e}", set.id))
+    })?;
+    if exemplars.is_empty() {
+        return Err(ExportError::Incomplete(format!(
+            "set {} has no exemplars",
+            set.id
+        )));
+    }
+    Ok(exemplars)
+}
+
+/// MTurk's batch-results columns, in MTurk's order.
+pub const MTURK_COLUMNS: [&str; 13] = [
+    "HITId",
+    "HITTypeId",
+    "Title",
+    "Reward",
+    "AssignmentId",
+    "WorkerId",
+    "AssignmentStatus",
+    "AcceptTime",
+    "SubmitTime",
+    "ApprovalTime",
+    "RejectionTime",
+    "RequesterFeedback",
+    "WorkTimeInSeconds",
+];
+
+/// Writes Mechanical Turk's batch-results CSV: one row per submitted assignment.
+pub fn mturk_csv(engine: &Engine, project: &str, out: impl Write) -> Result<(), ExportError> {
+    let (project, _, work) = load(engine, project)?;
+    let k = work
+        .iter()
+        .filter_map(|(_, _, _, set)| {
+            serde_json::from_str::<Vec<StoredExemplar>>(&set.exemplars).ok()
+        })
+        .map(|e| e.len())
+        .max()
+        .unwrap_or(15)
+        .max(15);
+    let mut writer = csv::Writer::from_writer(out);
+    let mut header: Vec<String> = MTURK_COLUMNS.iter().map(|c| c.to_string()).collect();
+    header.push("Input.layer".into());
+    header.push("Input.unit".into());
+    header.push("Input.model".into());
+    header.extend((1..=k).map(|i| format!("Input.image_url_{i}")));
+    header.push("Answer.summary".into());
+    writer.write_record(&header)?;
+    for (a, d, worker, set) in &work {
+        let status = match a.state.as_str() {
+            "approved" => "Approved",
+            "rejected" => "Rejected",
+            _ => "Submitted",
+        };
+        let time = |t: Option<i64>| t.map(mturk_time).unwrap_or_default();
+        let (approval, rejection) = match a.state.as_str() {
+            "approved" => (time(a.reviewed_at), String::new()),
+            "rejected" => (String::new(), time(a.reviewed_at)),
+            _ => (String::new(), String::new()),
+        };
+        let mut row = vec![
+            format!("set-{}", set.id),
+            project.name.clone(),
+            project.title.clone(),
+            format!(
+                "${}.{:02}",
+                project.reward_cents / 100,
+                project.reward_cents % 100
+            ),
+            a.public_id.clone(),
+            worker.clone(),
+            status.to_owned(),
+            mturk_time(a.accepted_at),
+            time(a.submitted_at),
+            approval,
+            rejection,
+            a.feedback.clone().unwrap_or_default(),
+            a.submitted_at
+                .map(|s| ((s - a.accepted_at) / 1000).to_string())
+                .unwrap_or_default(),
+            set.layer.clone(),
+            set.unit.to_string(),
+            set.model.clone(),
+        ];
+        let exemplars: Vec<StoredExemplar> =
+            serde_json::from_str(&set.exemplars).unwrap_or_default();
+        row.extend((0..k).map(|i| {
+            exemplars
+                .get(i)
+                .map(|e| format!("/images/{}.png", e.view))
+                .unwrap_or_default()
+        }));
+        row.push(d.raw.clone());
+        writer.write_record(&row)?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
+/// Writes one JSON object per submitted assignment.
+pub fn jsonl(engine: &Engine, project: &str, mut out: impl Write) -> Result<(), ExportError> {
+    let (project, _, work) = load(engine, project)?;
+    for (a, d, worker, set) in &work {
+        let line = json!({
+            "project": project.name,
+            "model": set.model,
+            "layer": set.layer,
+            "unit": set.unit,
+            "set_id": set.id,
+            "assignment_id": a.public_id,
+            "worker": worker,
+            "state": a.state,
+            "description": d.raw,
+            "cleaned": d.cleaned,
+            "accepted_at": a.accepted_at,
+            "submitted_at": a.submitted_at,
+            "reviewed_at": a.reviewed_at,
+            "feedback": a.feedback,
+        });
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A time as MTurk's CSV writes it: `Thu Nov 26 00:58:16 UTC 2026`. Hand-written (civil-from-days)
+/// to avoid a date crate for one format.
+pub fn mturk_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let weekday = (days + 4).rem_euclid(7); // 1970-01-01 was a Thursday
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {} {:02} {:02}:{:02}:{:02} UTC {}",
+        DAYS[weekday as usize],
+        MONTHS[(month - 1) as usize],
+        day,
+        h,
+        m,
+        s,
+        year
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mturk_time;
+
+    #[test]
+    fn mturk_times() {
+        assert_eq!(mturk_time(0), "Thu Jan 01 00:00:00 UTC 1970");
+        assert_eq!(
+            mturk_time(1_795_654_696_000),
+            "Thu Nov 26 00:58:16 UTC 2026"
+        );
+        assert_eq!(mturk_time(951_782_400_000), "Tue Feb 29 00:00:00 UTC 2000");
+    }
+}

@@ -1,0 +1,143 @@
+//! Running the annotator: opening the data dir and database, the demo project, the sweeper that
+//! ends leases and auto-approves (inside the server, no cron), and the HTTP server with graceful
+//! shutdown on SIGTERM and Ctrl-C (in-flight requests finish; nothing acknowledged is lost, since
+//! every acknowledgement follows a committed transaction).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use anyhow::{Context, Result};
+
+use crate::api::{self, AppState};
+use crate::auth::Auth;
+use crate::db::{Database, DatabaseUrl};
+use crate::domain::{ProjectSettings, now_ms};
+use crate::engine::Engine;
+use crate::images::ImageStore;
+use crate::import;
+
+/// The name of the project `serve` creates in an empty database.
+pub const DEMO_PROJECT: &str = "demo";
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub bind: String,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    /// Import the demo project when the database has no project.
+    pub demo: bool,
+    pub sweep_interval: Duration,
+    pub workers: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            demo: true,
+            sweep_interval: Duration::from_secs(1),
+            workers: 4,
+        }
+    }
+}
+
+/// The database URL: the one given, or SQLite in the data dir.
+pub fn database_url(data_dir: &Path, url: Option<&str>) -> DatabaseUrl {
+    url.map_or_else(|| DatabaseUrl::default_for(data_dir), DatabaseUrl::parse)
+}
+
+/// Opens (and migrates) the database and everything the handlers need.
+pub fn open_state(data_dir: &Path, url: Option<&str>) -> Result<AppState> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+    let url = database_url(data_dir, url);
+    let db = Database::open(&url)?;
+    let auth = Auth::load(&db)?;
+    Ok(AppState {
+        engine: Engine::new(db),
+        auth,
+        images: ImageStore::new(data_dir),
+        data_dir: data_dir.to_owned(),
+    })
+}
+
+/// Generates a small synthetic corpus and imports it as the demo project.
+pub fn import_demo(state: &AppState) -> Result<import::ImportReport> {
+    let corpus = state.data_dir.join("demo-corpus");
+    let config = milan_synth::SynthConfig {
+        units_per_layer: 5,
+        image_size: 112,
+        seed: 0,
+        ..milan_synth::SynthConfig::default()
+    };
+    milan_synth::generate(&corpus, &config, &|| {}).context("generating the demo corpus")?;
+    let settings =
+        ProjectSettings::new(DEMO_PROJECT, "Describe what neurons of vision networks see");
+    let report = import::import(
+        &state.engine,
+        &state.images,
+        &settings,
+        &corpus,
+        now_ms(),
+        &|| {},
+    )?;
+    Ok(report)
+}
+
+/// Serves until SIGTERM or Ctrl-C.
+pub async fn serve(config: ServeConfig) -> Result<()> {
+    let state = open_state(&config.data_dir, config.database_url.as_deref())?;
+    if config.demo && state.engine.projects()?.is_empty() {
+        let report = import_demo(&state)?;
+        println!(
+            "imported the demo project {:?}: {} exemplar sets from the synthetic corpus",
+            report.project, report.sets_added
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let sweeper = {
+        let engine = state.engine.clone();
+        let stop = stop.clone();
+        let interval = config.sweep_interval;
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Err(e) = engine.sweep(now_ms()) {
+                    tracing::warn!("sweep failed (will retry): {e}");
+                }
+                std::thread::sleep(interval);
+            }
+        })
+    };
+    let data = web::Data::new(state.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(
+                actix_web::middleware::DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff")),
+            )
+            .configure(api::configure)
+    })
+    .workers(config.workers)
+    .shutdown_timeout(30)
+    .bind(&config.bind)
+    .with_context(|| format!("binding {}", config.bind))?;
+    for addr in server.addrs() {
+        println!(
+            "annotator listening on http://{addr} ({})",
+            state.engine.db().url()
+        );
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    server.run().await?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = sweeper.join();
+    println!("annotator stopped");
+    Ok(())
+}
