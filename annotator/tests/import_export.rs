@@ -9,9 +9,9 @@ use std::path::Path;
 use common::{TestDb, on_both};
 use milan_annotator::domain::ProjectSettings;
 use milan_annotator::engine::Engine;
+use milan_annotator::export;
 use milan_annotator::images::ImageStore;
 use milan_annotator::import::{ImportError, import};
-use milan_annotator::export;
 use milan_shared::milannotations::Dataset;
 use milan_synth::SynthConfig;
 
@@ -22,14 +22,21 @@ fn corpus(dir: &Path, seed: u64) {
         units_per_layer: 2,
         image_size: 16,
         seed,
-        keys: vec!["alexnet/imagenet".parse().unwrap(), "my_net/photos".parse().unwrap()],
+        keys: vec![
+            "alexnet/imagenet".parse().unwrap(),
+            "my_net/photos".parse().unwrap(),
+        ],
     };
     milan_synth::generate(dir, &config, &|| {}).unwrap();
 }
 
 fn setup(db: &TestDb) -> (Engine, ImageStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    (Engine::new(db.db.clone()), ImageStore::new(&dir.path().join("data")), dir)
+    (
+        Engine::new(db.db.clone()),
+        ImageStore::new(&dir.path().join("data")),
+        dir,
+    )
 }
 
 fn settings() -> ProjectSettings {
@@ -44,7 +51,12 @@ fn import_is_idempotent_and_whole_or_nothing() {
         corpus(&root, 1);
         let report = import(&engine, &store, &settings(), &root, T0, &|| {}).unwrap();
         assert!(report.project_created);
-        assert_eq!((report.sets_added, report.sets_present), (20, 0), "{}", db.name);
+        assert_eq!(
+            (report.sets_added, report.sets_present),
+            (20, 0),
+            "{}",
+            db.name
+        );
         assert_eq!(report.models, ["alexnet/imagenet", "my_net/photos"]);
         let again = import(&engine, &store, &settings(), &root, T0 + 1, &|| {}).unwrap();
         assert_eq!((again.sets_added, again.sets_present), (0, 20));
@@ -52,8 +64,19 @@ fn import_is_idempotent_and_whole_or_nothing() {
         let other = dir.path().join("other");
         corpus(&other, 2);
         let err = import(&engine, &store, &settings(), &other, T0 + 2, &|| {}).unwrap_err();
-        assert!(matches!(err, ImportError::Conflict(ref m) if m.contains("other exemplars")), "{err}");
-        assert_eq!(engine.progress("p").unwrap().iter().map(|r| r.sets).sum::<i64>(), 20);
+        assert!(
+            matches!(err, ImportError::Conflict(ref m) if m.contains("other exemplars")),
+            "{err}"
+        );
+        assert_eq!(
+            engine
+                .progress("p")
+                .unwrap()
+                .iter()
+                .map(|r| r.sets)
+                .sum::<i64>(),
+            20
+        );
     });
 }
 
@@ -66,13 +89,24 @@ fn a_bad_folder_imports_nothing() {
         let masks = root.join("my_net/photos/layer3/masks.npy");
         let bytes = fs::read(&masks).unwrap();
         fs::write(&masks, &bytes[..bytes.len() / 2]).unwrap();
-        let err = import(&engine, &store, &settings(), &root, T0, &|| {}).unwrap_err().to_string();
-        assert!(err.contains("layer3/masks.npy") && err.contains("truncated"), "{err}");
-        assert!(engine.projects().unwrap().is_empty(), "{}: no project created", db.name);
+        let err = import(&engine, &store, &settings(), &root, T0, &|| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layer3/masks.npy") && err.contains("truncated"),
+            "{err}"
+        );
+        assert!(
+            engine.projects().unwrap().is_empty(),
+            "{}: no project created",
+            db.name
+        );
         // No images.npy: workers could not see anything.
         fs::write(&masks, &bytes).unwrap();
         fs::remove_file(root.join("alexnet/imagenet/conv2/images.npy")).unwrap();
-        let err = import(&engine, &store, &settings(), &root, T0, &|| {}).unwrap_err().to_string();
+        let err = import(&engine, &store, &settings(), &root, T0, &|| {})
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("conv2: no images.npy"), "{err}");
         assert!(engine.projects().unwrap().is_empty());
     });
@@ -87,9 +121,17 @@ fn complete(engine: &Engine) {
         while let Some(a) = engine.accept_next("p", worker, t).unwrap() {
             t += 1;
             let text = format!("{worker} sees unit {} of {}.", a.set.unit, a.set.layer);
-            engine.submit(&a.assignment.public_id, worker, &text, None, t).unwrap();
+            engine
+                .submit(&a.assignment.public_id, worker, &text, None, t)
+                .unwrap();
             if !rejected {
-                engine.reject(&a.assignment.public_id, "Describe the highlighted regions.", t).unwrap();
+                engine
+                    .reject(
+                        &a.assignment.public_id,
+                        "Describe the highlighted regions.",
+                        t,
+                    )
+                    .unwrap();
                 rejected = true;
             } else {
                 engine.approve(&a.assignment.public_id, t).unwrap();
@@ -122,14 +164,27 @@ fn milannotations_export_gives_back_the_arrays_and_the_approved_descriptions() {
                     assert_eq!(x.ids, y.ids);
                 }
             }
-            assert_eq!(exported.annotated().len(), source.annotated().len(), "every unit has 3");
+            assert_eq!(
+                exported.annotated().len(),
+                source.annotated().len(),
+                "every unit has 3"
+            );
             assert!(exported.skipped().is_empty());
             for unit in exported.annotated() {
                 let mut workers: Vec<&str> = unit.descriptions.iter().map(|d| &d[..2]).collect();
                 workers.sort();
                 workers.dedup();
-                assert_eq!(workers.len(), 3, "three distinct workers: {:?}", unit.descriptions);
-                assert!(unit.descriptions.iter().all(|d| !d.ends_with('.')), "cleaned: {:?}", unit.descriptions);
+                assert_eq!(
+                    workers.len(),
+                    3,
+                    "three distinct workers: {:?}",
+                    unit.descriptions
+                );
+                assert!(
+                    unit.descriptions.iter().all(|d| !d.ends_with('.')),
+                    "cleaned: {:?}",
+                    unit.descriptions
+                );
             }
         }
     });
@@ -147,21 +202,35 @@ fn mturk_csv_and_jsonl_have_every_submission() {
         export::mturk_csv(&engine, "p", &mut csv_bytes).unwrap();
         let mut reader = csv::Reader::from_reader(csv_bytes.as_slice());
         let headers = reader.headers().unwrap().clone();
-        for column in export::MTURK_COLUMNS
-            .iter()
-            .copied()
-            .chain(["Input.layer", "Input.unit", "Input.image_url_1", "Input.image_url_15", "Answer.summary"])
-        {
-            assert!(headers.iter().any(|h| h == column), "{column} missing: {headers:?}");
+        for column in export::MTURK_COLUMNS.iter().copied().chain([
+            "Input.layer",
+            "Input.unit",
+            "Input.image_url_1",
+            "Input.image_url_15",
+            "Answer.summary",
+        ]) {
+            assert!(
+                headers.iter().any(|h| h == column),
+                "{column} missing: {headers:?}"
+            );
         }
         let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
         assert_eq!(rows.len(), 61, "{}: 60 approved + 1 rejected", db.name);
         let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
-        let rejected: Vec<_> = rows.iter().filter(|r| &r[col("AssignmentStatus")] == "Rejected").collect();
+        let rejected: Vec<_> = rows
+            .iter()
+            .filter(|r| &r[col("AssignmentStatus")] == "Rejected")
+            .collect();
         assert_eq!(rejected.len(), 1);
         assert!(!rejected[0][col("RejectionTime")].is_empty());
-        assert_eq!(&rejected[0][col("RequesterFeedback")], "Describe the highlighted regions.");
-        assert!(rows.iter().all(|r| r[col("Input.image_url_1")].starts_with("/images/")));
+        assert_eq!(
+            &rejected[0][col("RequesterFeedback")],
+            "Describe the highlighted regions."
+        );
+        assert!(
+            rows.iter()
+                .all(|r| r[col("Input.image_url_1")].starts_with("/images/"))
+        );
         let mut lines = Vec::new();
         export::jsonl(&engine, "p", &mut lines).unwrap();
         let lines: Vec<serde_json::Value> = String::from_utf8(lines)
@@ -170,6 +239,10 @@ fn mturk_csv_and_jsonl_have_every_submission() {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(lines.len(), 61);
-        assert!(lines.iter().all(|l| l["cleaned"].is_string() && l["worker"].is_string()));
+        assert!(
+            lines
+                .iter()
+                .all(|l| l["cleaned"].is_string() && l["worker"].is_string())
+        );
     });
 }
