@@ -293,14 +293,15 @@ impl Engine {
                 ));
             }
             expire_due(c, now, 100)?;
-            let Some(set) = q::next_set_for(
+            let candidates = q::next_sets_for(
                 c,
                 project.id,
                 project.assignments_per_set,
                 worker.id,
                 by_priority,
-            )?
-            else {
+                CANDIDATES,
+            )?;
+            let Some(set) = pick(candidates, by_priority) else {
                 return Ok(None);
             };
             let slot = q::free_slot(c, set.id)?.ok_or_else(|| {
@@ -456,7 +457,11 @@ impl Engine {
                     a.state
                 )));
             }
-            end(c, &a, State::Returned, now)
+            if end(c, &a, State::Returned, now)? {
+                Ok(())
+            } else {
+                Err(EngineError::Conflict("assignment changed meanwhile".into()))
+            }
         })
     }
 
@@ -466,7 +471,13 @@ impl Engine {
                 .ok_or_else(|| EngineError::NotFound(format!("no assignment {public_id}")))?;
             match state_of(&a) {
                 State::Approved => Ok(()),
-                State::Submitted => approve_in(c, &a, now, "approved"),
+                State::Submitted => {
+                    if approve_in(c, &a, now, "approved")? {
+                        Ok(())
+                    } else {
+                        Err(EngineError::Conflict("assignment changed meanwhile".into()))
+                    }
+                }
                 other => Err(EngineError::Conflict(format!(
                     "assignment is {other}, only a submitted one can be approved"
                 ))),
@@ -519,11 +530,11 @@ impl Engine {
     pub fn sweep(&self, now: Millis) -> Result<(usize, usize)> {
         self.db.write(|c| {
             let abandoned = expire_due(c, now, 1000)?;
-            let due = q::due_for_auto_approval(c, now, 1000)?;
-            for a in &due {
-                approve_in(c, a, now, "auto_approved")?;
+            let mut approved = 0;
+            for a in &q::due_for_auto_approval(c, now, 1000)? {
+                approved += usize::from(approve_in(c, a, now, "auto_approved")?);
             }
-            Ok((abandoned, due.len()))
+            Ok((abandoned, approved))
         })
     }
 
@@ -570,6 +581,20 @@ impl Engine {
     }
 }
 
+/// How many of the best sets accept-next looks at before choosing one at random among the equally
+/// good: concurrent workers then rarely race for the same slot (PostgreSQL retries each race).
+const CANDIDATES: i64 = 32;
+
+fn pick(candidates: Vec<SetRow>, by_priority: bool) -> Option<SetRow> {
+    let first = candidates.first()?;
+    let best = |s: &SetRow| {
+        s.active_count == first.active_count && (!by_priority || s.priority == first.priority)
+    };
+    let equal: Vec<SetRow> = candidates.iter().filter(|s| best(s)).cloned().collect();
+    let i = rand::random_range(0..equal.len());
+    equal.into_iter().nth(i)
+}
+
 pub(crate) fn new_project<'a>(s: &'a ProjectSettings, now: Millis) -> q::NewProject<'a> {
     q::NewProject {
         name: &s.name,
@@ -609,10 +634,11 @@ fn worker_in(c: &mut Db, external_id: &str, now: Millis) -> Result<WorkerRow> {
     Ok(w)
 }
 
-/// Ends an accepted assignment as returned or abandoned, freeing its slot.
-fn end(c: &mut Db, a: &AssignmentRow, to: State, now: Millis) -> Result<()> {
+/// Ends an accepted assignment as returned or abandoned, freeing its slot. `false` when it was no
+/// longer accepted (another transaction ended it first).
+fn end(c: &mut Db, a: &AssignmentRow, to: State, now: Millis) -> Result<bool> {
     if !q::transition(c, a.id, "accepted", to.as_str(), Stamp::Ended, now)? {
-        return Err(EngineError::Conflict("assignment changed meanwhile".into()));
+        return Ok(false);
     }
     q::add_counts(c, a.set_id, -1, 0)?;
     q::log(
@@ -625,20 +651,23 @@ fn end(c: &mut Db, a: &AssignmentRow, to: State, now: Millis) -> Result<()> {
             ..event(to.as_str(), now)
         },
     )?;
-    Ok(())
+    Ok(true)
 }
 
+/// Ends every lease that ran out; two transactions doing this at once each end what the other
+/// did not.
 fn expire_due(c: &mut Db, now: Millis, limit: i64) -> Result<usize> {
-    let due = q::expired(c, now, limit)?;
-    for a in &due {
-        end(c, a, State::Abandoned, now)?;
+    let mut ended = 0;
+    for a in &q::expired(c, now, limit)? {
+        ended += usize::from(end(c, a, State::Abandoned, now)?);
     }
-    Ok(due.len())
+    Ok(ended)
 }
 
-fn approve_in(c: &mut Db, a: &AssignmentRow, now: Millis, kind: &str) -> Result<()> {
+/// Approves submitted work; `false` when it was reviewed meanwhile.
+fn approve_in(c: &mut Db, a: &AssignmentRow, now: Millis, kind: &str) -> Result<bool> {
     if !q::transition(c, a.id, "submitted", "approved", Stamp::Reviewed, now)? {
-        return Err(EngineError::Conflict("assignment changed meanwhile".into()));
+        return Ok(false);
     }
     q::add_counts(c, a.set_id, 0, 1)?;
     let set = q::set_by_id(c, a.set_id)?;
@@ -665,5 +694,5 @@ fn approve_in(c: &mut Db, a: &AssignmentRow, now: Millis, kind: &str) -> Result<
             ..event(kind, now)
         },
     )?;
-    Ok(())
+    Ok(true)
 }

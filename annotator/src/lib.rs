@@ -16,4 +16,5 @@ pub mod engine;
 pub mod export;
 pub mod images;
 pub mod import;
+pub mod loadgen;
 pub mod server;

@@ -215,8 +215,10 @@ impl Database {
             attempt += 1;
             let result = transaction(&mut conn, &mut f);
             match result {
-                Err(e) if e.retryable() && attempt < 20 => {
-                    std::thread::sleep(Duration::from_millis(attempt * 2));
+                Err(e) if e.retryable() && attempt < 50 => {
+                    // Back off with jitter so that the racers do not meet again.
+                    let jitter = rand::random_range(0..=attempt.min(20) * 2);
+                    std::thread::sleep(Duration::from_millis(1 + jitter));
                 }
                 other => return other,
             }

@@ -235,15 +235,16 @@ pub fn count_sets(conn: &mut Db, project_id: i64) -> QueryResult<i64> {
         .first(conn)
 }
 
-/// The next set for a worker: open slots, never touched by this worker, fewest live and submitted
-/// assignments first (then highest priority when `by_priority`, then oldest).
-pub fn next_set_for(
+/// The best `limit` sets for a worker: open slots, never touched by this worker, fewest live and
+/// submitted assignments first (then highest priority when `by_priority`, then oldest).
+pub fn next_sets_for(
     conn: &mut Db,
     project_id: i64,
     slots_per_set: i32,
     worker_id: i64,
     by_priority: bool,
-) -> QueryResult<Option<SetRow>> {
+    limit: i64,
+) -> QueryResult<Vec<SetRow>> {
     let touched = assignments::table
         .filter(assignments::set_id.eq(exemplar_sets::id))
         .filter(assignments::worker_id.eq(worker_id));
@@ -259,13 +260,13 @@ pub fn next_set_for(
                 exemplar_sets::priority.desc(),
                 exemplar_sets::id.asc(),
             ))
-            .first(conn)
-            .optional()
+            .limit(limit)
+            .load(conn)
     } else {
         query
             .order((exemplar_sets::active_count.asc(), exemplar_sets::id.asc()))
-            .first(conn)
-            .optional()
+            .limit(limit)
+            .load(conn)
     }
 }
 

@@ -61,3 +61,143 @@ pub fn on_both(test: impl Fn(&TestDb)) {
         test(&db);
     }
 }
+
+/// The `annotator serve` binary running on a free loopback port; killed when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl Server {
+    pub fn start(data_dir: &std::path::Path, url: &DatabaseUrl) -> Server {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_annotator"));
+        cmd.args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--no-demo",
+            "--sweep-interval-ms",
+            "200",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+        match url {
+            DatabaseUrl::Postgres(u) => cmd.args(["--database-url", u]),
+            DatabaseUrl::Sqlite(path) => cmd.arg("--database-url").arg(path),
+        };
+        let mut child = cmd.spawn().expect("start annotator serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("annotator serve exited before listening")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("annotator listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, base }
+    }
+
+    /// SIGKILL: no chance to flush or finish anything.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+/// A project `load` with `sets` sets of 3, written straight into the database.
+pub fn seed_project(db: &Database, sets: usize, lease_ms: i64) {
+    use milan_annotator::db::queries as q;
+    use milan_annotator::domain::ProjectSettings;
+    use milan_annotator::engine::{Engine, EngineError};
+    let engine = Engine::new(db.clone());
+    let mut settings = ProjectSettings::new("load", "Load test");
+    settings.lease_ms = lease_ms;
+    let project = engine.create_project(&settings, 1).unwrap();
+    db.write(|c| -> Result<(), EngineError> {
+        for unit in 0..sets {
+            q::insert_set(
+                c,
+                &q::NewSet {
+                    project_id: project.id,
+                    model: "alexnet/imagenet",
+                    layer: "conv1",
+                    unit: unit as i32,
+                    exemplars: "[]",
+                    created_at: 1,
+                },
+                3,
+            )?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// Every acknowledged submission is stored with its text, and nothing else is; every set has
+/// exactly three descriptions from three distinct workers when `complete`.
+pub fn check_stored(
+    db: &Database,
+    acknowledged: &[milan_annotator::loadgen::Acknowledged],
+    complete: Option<usize>,
+) {
+    use milan_annotator::db::queries as q;
+    use milan_annotator::engine::EngineError;
+    use std::collections::{BTreeMap, BTreeSet};
+    let project = q::project_by_name(&mut db.conn().unwrap(), "load")
+        .unwrap()
+        .unwrap();
+    let stored = db
+        .read(|c| -> Result<_, EngineError> { Ok(q::submitted_work(c, project.id)?) })
+        .unwrap();
+    let by_assignment: BTreeMap<&str, (&str, &str)> = stored
+        .iter()
+        .map(|(a, d, w, _)| (a.public_id.as_str(), (d.raw.as_str(), w.as_str())))
+        .collect();
+    assert_eq!(
+        by_assignment.len(),
+        stored.len(),
+        "one description per assignment"
+    );
+    for ack in acknowledged {
+        let found = by_assignment.get(ack.assignment.as_str());
+        assert_eq!(
+            found,
+            Some(&(ack.description.as_str(), ack.worker.as_str())),
+            "acknowledged submission {} lost or changed",
+            ack.assignment
+        );
+    }
+    if let Some(sets) = complete {
+        assert_eq!(
+            stored.len(),
+            acknowledged.len(),
+            "no description without an acknowledgement"
+        );
+        let mut per_set: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
+        for (a, _, w, _) in &stored {
+            assert!(
+                per_set.entry(a.set_id).or_default().insert(w.as_str()),
+                "a worker twice on a set"
+            );
+        }
+        assert_eq!(per_set.len(), sets, "every set was described");
+        assert!(
+            per_set.values().all(|w| w.len() == 3),
+            "every set has exactly 3 workers"
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! A simulated crowd over HTTP: the load of the concurrency and crash tests and of
+//! `annotator bench`. Each worker signs in, then accepts and submits until nothing is left for it,
+//! sometimes returning a set, replaying a submit, or letting a lease run out before submitting.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+pub struct CrowdConfig {
+    pub workers: usize,
+    pub project: String,
+    /// Chance of returning an accepted set instead of describing it.
+    pub p_return: f64,
+    /// Chance of submitting the same description a second time (a client retry).
+    pub p_replay: f64,
+    /// Chance of waiting past the lease before submitting (the submit must be refused).
+    pub p_expire: f64,
+    /// The project's lease, to know how long to wait for an expiry.
+    pub lease_ms: u64,
+    /// Stop after this long, even if work is left (0: no limit).
+    pub max_duration: Duration,
+    pub seed: u64,
+}
+
+impl CrowdConfig {
+    pub fn new(workers: usize, project: &str) -> Self {
+        CrowdConfig {
+            workers,
+            project: project.to_owned(),
+            p_return: 0.0,
+            p_replay: 0.0,
+            p_expire: 0.0,
+            lease_ms: 30 * 60 * 1000,
+            max_duration: Duration::ZERO,
+            seed: 0,
+        }
+    }
+}
+
+/// One submission the server acknowledged with 200.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledged {
+    pub assignment: String,
+    pub worker: String,
+    pub description: String,
+}
+
+#[derive(Debug, Default)]
+pub struct CrowdReport {
+    pub acknowledged: Vec<Acknowledged>,
+    pub accepted: usize,
+    pub returned: usize,
+    pub replayed: usize,
+    pub refused_late: usize,
+    /// Wall time of each accept + submit pair.
+    pub cycle_latencies: Vec<Duration>,
+    /// Wall time of each accept alone.
+    pub accept_latencies: Vec<Duration>,
+    /// Requests that failed at the transport level (the server went away).
+    pub transport_errors: usize,
+    /// Answers no rule explains: must stay empty.
+    pub surprises: Vec<String>,
+    pub elapsed: Duration,
+}
+
+struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: String,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+impl Client {
+    fn post(
+        &self,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> Result<(u16, Value), String> {
+        let mut req = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {}", self.token));
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        let resp = match body {
+            Some(b) => req.send_json(b),
+            None => req.send_empty(),
+        };
+        let mut resp = resp.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok((status, value))
+    }
+}
+
+/// Signs a worker in: the token for its requests.
+pub fn sign_in(base: &str, worker: &str) -> Result<String, String> {
+    let mut resp = agent()
+        .post(format!("{base}/api/v1/workers/session"))
+        .send_json(json!({ "worker_id": worker }))
+        .map_err(|e| e.to_string())?;
+    let body: Value = resp.body_mut().read_json().map_err(|e| e.to_string())?;
+    body["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no token: {body}"))
+}
+
+fn worker_loop(
+    base: &str,
+    index: usize,
+    config: &CrowdConfig,
+    started: Instant,
+    report: &Mutex<CrowdReport>,
+) {
+    let worker = format!("worker-{index:03}");
+    let mut rng = StdRng::seed_from_u64(config.seed.wrapping_mul(1000).wrapping_add(index as u64));
+    let token = match sign_in(base, &worker) {
+        Ok(t) => t,
+        Err(_) => {
+            report.lock().unwrap().transport_errors += 1;
+            return;
+        }
+    };
+    let client = Client {
+        agent: agent(),
+        base: base.to_owned(),
+        token,
+    };
+    let accept_path = format!("/api/v1/projects/{}/assignments", config.project);
+    let mut idle_since: Option<Instant> = None;
+    let mut n = 0usize;
+    loop {
+        if !config.max_duration.is_zero() && started.elapsed() > config.max_duration {
+            return;
+        }
+        let t0 = Instant::now();
+        let (status, body) = match client.post(&accept_path, None, None) {
+            Ok(r) => r,
+            Err(_) => {
+                report.lock().unwrap().transport_errors += 1;
+                return;
+            }
+        };
+        let accept_time = t0.elapsed();
+        match status {
+            201 => idle_since = None,
+            204 => {
+                // Nothing for this worker now; leases held by others may still run out.
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(config.lease_ms + 2000) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            other => {
+                report
+                    .lock()
+                    .unwrap()
+                    .surprises
+                    .push(format!("accept: {other} {body}"));
+                return;
+            }
+        }
+        let id = body["assignment_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        report.lock().unwrap().accepted += 1;
+        report.lock().unwrap().accept_latencies.push(accept_time);
+        if rng.random_bool(config.p_return) {
+            match client.post(&format!("/api/v1/assignments/{id}/return"), None, None) {
+                Ok((200, _)) => report.lock().unwrap().returned += 1,
+                Ok((s, b)) => report
+                    .lock()
+                    .unwrap()
+                    .surprises
+                    .push(format!("return: {s} {b}")),
+                Err(_) => report.lock().unwrap().transport_errors += 1,
+            }
+            continue;
+        }
+        let late = rng.random_bool(config.p_expire);
+        if late {
+            std::thread::sleep(Duration::from_millis(config.lease_ms + 100));
+        }
+        n += 1;
+        let text = format!("{worker} sees pattern {n} in set {}", body["set"]["id"]);
+        let key = format!("{id}-1");
+        let submit_path = format!("/api/v1/assignments/{id}/submit");
+        match client.post(
+            &submit_path,
+            Some(json!({ "description": text })),
+            Some(&key),
+        ) {
+            Ok((200, first)) if !late => {
+                let mut r = report.lock().unwrap();
+                r.cycle_latencies.push(t0.elapsed());
+                r.acknowledged.push(Acknowledged {
+                    assignment: id.clone(),
+                    worker: worker.clone(),
+                    description: text.clone(),
+                });
+                drop(r);
+                if rng.random_bool(config.p_replay) {
+                    match client.post(
+                        &submit_path,
+                        Some(json!({ "description": text })),
+                        Some(&key),
+                    ) {
+                        Ok((200, again)) if again == first => report.lock().unwrap().replayed += 1,
+                        Ok((s, b)) => report
+                            .lock()
+                            .unwrap()
+                            .surprises
+                            .push(format!("replay: {s} {b}")),
+                        Err(_) => report.lock().unwrap().transport_errors += 1,
+                    }
+                }
+            }
+            // Refused after the lease: what we asked for, or what a slow cycle ran into.
+            Ok((409, _)) if late || t0.elapsed() >= Duration::from_millis(config.lease_ms) => {
+                report.lock().unwrap().refused_late += 1
+            }
+            Ok((s, b)) => report
+                .lock()
+                .unwrap()
+                .surprises
+                .push(format!("submit (late: {late}): {s} {b}")),
+            Err(_) => {
+                report.lock().unwrap().transport_errors += 1;
+                return;
+            }
+        }
+    }
+}
+
+/// Runs the crowd against the server at `base` (e.g. `http://127.0.0.1:8080`).
+pub fn run(base: &str, config: &CrowdConfig) -> CrowdReport {
+    let report = Mutex::new(CrowdReport::default());
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for i in 0..config.workers {
+            let report = &report;
+            scope.spawn(move || worker_loop(base, i, config, started, report));
+        }
+    });
+    let mut report = report.into_inner().unwrap();
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// The p-th percentile (0..=100) of some durations.
+pub fn percentile(samples: &[Duration], p: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
