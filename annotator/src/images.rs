@@ -16,11 +16,10 @@ pub const DIM: f32 = 0.25;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("image {0}: {1}")]
     Codec(String, String),
@@ -63,7 +62,7 @@ impl ImageStore {
         let dir = path.parent().expect("two levels under root");
         let io = |path: &Path| {
             let path = path.to_owned();
-            move |source| ImageError::Io { path, source }
+            move |cause| ImageError::Io { path, cause }
         };
         fs::create_dir_all(dir).map_err(io(dir))?;
         let tmp = dir.join(format!(".{hash}.{}.tmp", std::process::id()));

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod db;
 pub mod domain;
 pub mod engine;

@@ -95,6 +95,23 @@ enum Command {
         #[command(flatten)]
         storage: Storage,
     },
+    /// Measure accept+submit throughput and latency (1, 16, 64 workers over HTTP) and accept
+    /// latency with 10k and 1M sets. Uses temporary databases.
+    Bench {
+        /// A PostgreSQL admin URL (postgres://user@host:port/postgres) to measure PostgreSQL;
+        /// SQLite by default.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Sets in the HTTP cases.
+        #[arg(long, default_value_t = 20_000)]
+        http_sets: i64,
+        /// Seconds per HTTP case.
+        #[arg(long, default_value_t = 10)]
+        http_seconds: u64,
+        /// Sets in the large accept-latency case.
+        #[arg(long, default_value_t = 1_000_000)]
+        large_sets: i64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -155,8 +172,7 @@ fn run(cli: Cli) -> Result<()> {
             settings.reward_cents = reward_cents;
             settings.lease_ms = lease_minutes * MINUTE_MS;
             settings.auto_approve_ms = auto_approve_days * DAY_MS;
-            let total = import::count_units(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let total = import::count_units(&path).context("nothing was imported")?;
             let bar = ProgressBar::new(total as u64).with_style(
                 ProgressStyle::with_template(
                     "{spinner} import {bar:40} {pos}/{len} sets {elapsed} (eta {eta})",
@@ -219,6 +235,17 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench {
+            postgres,
+            http_sets,
+            http_seconds,
+            large_sets,
+        } => milan_annotator::bench::run_bench(&milan_annotator::bench::BenchConfig {
+            postgres_admin_url: postgres,
+            http_sets,
+            http_seconds,
+            large_sets,
+        }),
         Command::RequesterToken { storage } => {
             let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
             println!("{}", state.auth.create_requester_token(now_ms())?);

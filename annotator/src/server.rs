@@ -125,9 +125,25 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     })
     .workers(config.workers)
     .shutdown_timeout(30)
+    .disable_signals()
     .bind(&config.bind)
     .with_context(|| format!("binding {}", config.bind))?;
-    for addr in server.addrs() {
+    let addrs = server.addrs();
+    let server = server.run();
+    // Our own handlers, installed before "listening" is printed, so that a signal sent the moment
+    // a supervisor sees that line is never the default (immediate) death.
+    let handle = server.handle();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    actix_web::rt::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        println!("annotator stopping: finishing requests in flight");
+        handle.stop(true).await;
+    });
+    for addr in addrs {
         println!(
             "annotator listening on http://{addr} ({})",
             state.engine.db().url()
@@ -135,7 +151,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     }
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    server.run().await?;
+    server.await?;
     stop.store(true, Ordering::Relaxed);
     let _ = sweeper.join();
     println!("annotator stopped");

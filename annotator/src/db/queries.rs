@@ -652,3 +652,22 @@ pub fn submitted_work(
         ))
         .load(conn)
 }
+
+/// Creates `n` empty sets (and their slots) in one statement each: for benchmarks and load tests
+/// at sizes where one insert per row would dominate. Works on both backends (a recursive CTE).
+pub fn bulk_sets(conn: &mut Db, project_id: i64, n: i64, slots_per_set: i32) -> QueryResult<()> {
+    // Only integers are interpolated; nothing here comes from a user.
+    diesel::sql_query(format!(
+        "INSERT INTO exemplar_sets (project_id, model, layer, unit, exemplars, created_at) \
+         WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < {n}) \
+         SELECT {project_id}, 'bench/synthetic', 'layer', i, '[]', 0 FROM seq"
+    ))
+    .execute(conn)?;
+    diesel::sql_query(format!(
+        "INSERT INTO slots (set_id, slot) \
+         WITH RECURSIVE k(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM k WHERE k + 1 < {slots_per_set}) \
+         SELECT s.id, k.k FROM exemplar_sets s, k WHERE s.project_id = {project_id}"
+    ))
+    .execute(conn)?;
+    Ok(())
+}

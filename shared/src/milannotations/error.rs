@@ -6,12 +6,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // The cause is part of the message and deliberately not a `#[source]`: error chains printed
+    // by callers (anyhow's `{:#}`) would repeat it.
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("{path}:{line}: {message}")]
@@ -26,7 +24,7 @@ impl FormatError {
     pub(crate) fn io(path: &Path, source: io::Error) -> Self {
         FormatError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         }
     }
 

@@ -1,0 +1,79 @@
+//! kill -9 under load, restart: every submission that got a 200 is stored. And SIGTERM stops the
+//! server gracefully. On SQLite and on PostgreSQL.
+
+mod common;
+
+use std::time::Duration;
+
+use milan_annotator::loadgen::{CrowdConfig, run, sign_in};
+
+fn crash_on(db: common::TestDb) {
+    common::seed_project(&db.db, 2000, 30 * 60 * 1000);
+    let data = tempfile::tempdir().unwrap();
+    let mut server = common::Server::start(data.path(), &db.url);
+    let base = server.base.clone();
+    let report = std::thread::scope(|scope| {
+        let crowd = scope.spawn(|| {
+            let mut config = CrowdConfig::new(32, "load");
+            config.p_replay = 0.05;
+            config.max_duration = Duration::from_secs(60);
+            run(&base, &config)
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        server.kill_9();
+        crowd.join().unwrap()
+    });
+    println!(
+        "{}: {} submissions acknowledged before kill -9, {} requests cut off",
+        db.name,
+        report.acknowledged.len(),
+        report.transport_errors
+    );
+    assert!(
+        report.acknowledged.len() > 50,
+        "the crowd was working when killed"
+    );
+    assert!(report.transport_errors > 0, "the kill interrupted requests");
+    assert!(report.surprises.is_empty(), "{:?}", report.surprises);
+    // Restart on the same database: everything acknowledged is there, and work goes on.
+    let restarted = common::Server::start(data.path(), &db.url);
+    common::check_stored(&db.db, &report.acknowledged, None);
+    let token = sign_in(&restarted.base, "after-crash").unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .post(format!(
+            "{}/api/v1/projects/load/assignments",
+            restarted.base
+        ))
+        .header("Authorization", &format!("Bearer {token}"))
+        .send_empty()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201, "{}", db.name);
+}
+
+#[test]
+fn kill_9_loses_nothing_acknowledged_on_sqlite() {
+    crash_on(common::sqlite());
+}
+
+#[test]
+fn kill_9_loses_nothing_acknowledged_on_postgres() {
+    crash_on(common::postgres());
+}
+
+#[test]
+fn sigterm_stops_the_server_gracefully() {
+    let db = common::sqlite();
+    let data = tempfile::tempdir().unwrap();
+    let mut server = common::Server::start(data.path(), &db.url);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+}
