@@ -106,8 +106,13 @@ fn a_bad_folder_imports_nothing() {
         let images = root.join("my_net/photos/layer2/images.npy");
         let good_images = fs::read(&images).unwrap();
         fs::copy(root.join("my_net/photos/layer2/masks.npy"), &images).unwrap();
-        let err = import(&engine, &store, &settings(), &root, T0, &|| {}).unwrap_err().to_string();
-        assert!(err.contains("layer2/images.npy") && err.contains("shape mismatch"), "{err}");
+        let err = import(&engine, &store, &settings(), &root, T0, &|| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layer2/images.npy") && err.contains("shape mismatch"),
+            "{err}"
+        );
         assert!(engine.projects().unwrap().is_empty());
         fs::write(&images, good_images).unwrap();
         // No images.npy: workers could not see anything.
