@@ -1,5 +1,6 @@
 //! `trainer`: trains and evaluates the MILAN captioner. For now it generates the synthetic
-//! corpus (`trainer synth`); the model, metrics and encoders arrive with their issues.
+//! corpus (`trainer synth`) and scores text (`trainer score`, BLEU); the model, BERTScore and the
+//! encoders arrive with their issues.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use milan_shared::ModelKey;
 use milan_synth::SynthConfig;
 
 mod preview;
+mod score;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,6 +32,8 @@ enum Command {
     /// Generate the synthetic MILANNOTATIONS corpus (all seven model keys with their real layer
     /// names, procedurally drawn exemplars, three simulated descriptions per unit).
     Synth(SynthArgs),
+    /// Score hypotheses against reference streams: BLEU exactly as sacrebleu computes it.
+    Score(score::ScoreArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Synth(args) => synth(args),
+        Command::Score(args) => score::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -101,3 +101,124 @@ fn no_arguments_print_usage() {
     assert!(stderr.contains("Usage: trainer"), "{stderr}");
     assert!(stderr.contains("synth"), "{stderr}");
 }
+
+fn write(dir: &std::path::Path, name: &str, lines: &[&str]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn score_prints_sacrebleus_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hyps = write(
+        tmp.path(),
+        "h",
+        &[
+            "Dog faces.",
+            "striped patterns",
+            "the tops of buildings",
+            "blue sky",
+            "red and white objects",
+        ],
+    );
+    let r1 = write(
+        tmp.path(),
+        "r1",
+        &[
+            "the faces of dogs",
+            "black and white stripes",
+            "roofs of houses",
+            "the sky",
+            "text on signs",
+        ],
+    );
+    let r2 = write(
+        tmp.path(),
+        "r2",
+        &["dog snouts", "stripes", "top of buildings", "sky", "words"],
+    );
+    let r3 = write(
+        tmp.path(),
+        "r3",
+        &[
+            "animal faces",
+            "vertical lines",
+            "building edges",
+            "blue color",
+            "letters",
+        ],
+    );
+    let out = trainer()
+        .args(["score", "--metric", "bleu", "--json", "--hyps"])
+        .arg(&hyps)
+        .args(["--refs"])
+        .arg(&r1)
+        .args(["--refs"])
+        .arg(&r2)
+        .args(["--refs"])
+        .arg(&r3)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // sacrebleu 2.6.0 on the same lines after MILAN's normalisation ("Dog faces." -> "dog faces").
+    assert!(
+        (v["bleu"]["score"].as_f64().unwrap() - 16.515821590069034).abs() < 1e-9,
+        "{v}"
+    );
+    assert_eq!(
+        v["bleu"]["signature"],
+        "nrefs:3|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
+    );
+    // Without normalisation the capital and full stop change the score.
+    let raw = trainer()
+        .args([
+            "score",
+            "--metric",
+            "bleu",
+            "--json",
+            "--no-normalize",
+            "--hyps",
+        ])
+        .arg(&hyps)
+        .arg("--refs")
+        .arg(&r1)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert!((v["bleu"]["score"].as_f64().unwrap() - 16.515821590069034).abs() > 1.0);
+}
+
+#[test]
+fn score_refuses_bad_files_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hyps = write(tmp.path(), "h", &["a b", "c d"]);
+    let short = write(tmp.path(), "short", &["a b"]);
+    let blank = write(tmp.path(), "blank", &["a b", "  "]);
+    let bad_utf8 = tmp.path().join("bad");
+    std::fs::write(&bad_utf8, b"ok line\n\xff\xfe\n").unwrap();
+    let missing = tmp.path().join("missing");
+    for (refs, metric, expected) in [
+        (&short, "bleu", "has 1 lines but"),
+        (&blank, "bleu", "blank:2: empty line"),
+        (&bad_utf8, "bleu", "bad:2: not valid UTF-8"),
+        (&missing, "bleu", "reading reference"),
+        (&hyps, "bertscore", "BERTScore is not available"),
+    ] {
+        let out = trainer()
+            .args(["score", "--metric", metric, "--hyps"])
+            .arg(&hyps)
+            .arg("--refs")
+            .arg(refs)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{expected}");
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+}
