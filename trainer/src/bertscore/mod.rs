@@ -1,0 +1,13 @@
+//! BERTScore (Zhang et al. 2020) as the `bert_score` package 0.3.x computes it.
+//!
+//! - [`model`]: a BERT or RoBERTa encoder in burn, built from a Hugging Face folder
+//!   (config.json + model.safetensors; key mapping in [`loader`]).
+//! - [`score`]: tokenisation with `tokenizers`, idf weights from the references, greedy cosine
+//!   matching, several references per candidate, baseline rescaling.
+
+pub mod loader;
+pub mod model;
+pub mod score;
+
+pub use model::{BertConfig, BertModel};
+pub use score::{BertScorer, ScorerOptions, Scores};

@@ -1,0 +1,7 @@
+//! The trainer's library: what the `trainer` binary runs, usable from tests and other tools.
+//!
+//! - [`bertscore`]: BERTScore as bert_score 0.3.x computes it, with a BERT/RoBERTa encoder in burn;
+//! - [`assets`]: models and data fetched from the package registries into an assets dir.
+
+pub mod assets;
+pub mod bertscore;
