@@ -7,10 +7,14 @@
 //!
 //! ```
 //! use milan_metrics::bleu::{corpus_bleu, BleuConfig};
-//! let hyps = ["red circles"];
-//! let refs = [vec!["red circles", "round red shapes"]];
+//! let hyps = ["red circles on the left"];
+//! let refs = [vec!["red circles on the left", "round red shapes at left"]];
 //! let score = corpus_bleu(&hyps, &refs, &BleuConfig::default());
 //! assert!((score.score - 100.0).abs() < 1e-9);
+//! // Shorter than 4 words: no 4-grams, so corpus BLEU is 0 (sentence BLEU uses fewer orders).
+//! let short = corpus_bleu(&["red circles"], &[vec!["red circles"]], &BleuConfig::default());
+//! assert_eq!(short.score, 0.0);
+//! assert!((milan_metrics::bleu::sentence_bleu("red circles", &["red circles"]).score - 100.0).abs() < 1e-9);
 //! ```
 
 pub mod bleu;
