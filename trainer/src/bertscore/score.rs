@@ -39,7 +39,8 @@ impl Default for ScorerOptions {
     fn default() -> Self {
         ScorerOptions {
             num_layers: None,
-            batch_size: 64,
+            // Measured on 2 cores with MiniLM: 256 encodes 15% faster than 64, 1024 slower.
+            batch_size: 256,
             pair_batch_size: 64,
         }
     }
@@ -184,8 +185,8 @@ impl BertScorer {
         Ok(ids)
     }
 
-    /// L2-normalised token embeddings of each sentence, [tokens][hidden].
-    fn embed(&self, sentences: &[&str]) -> Result<HashMap<String, Vec<Vec<f32>>>> {
+    /// Token ids and L2-normalised token embeddings ([tokens][hidden]) of each sentence.
+    fn embed(&self, sentences: &[&str]) -> Result<HashMap<String, Encoded>> {
         let mut encoded: Vec<(&str, Vec<u32>)> = sentences
             .iter()
             .map(|s| Ok((*s, self.encode(s)?)))
@@ -202,7 +203,7 @@ impl BertScorer {
                 .try_to_vec::<f32>()
                 .map_err(|e| anyhow::anyhow!("reading embeddings: {e:?}"))?;
             for (b, (sentence, ids)) in batch.iter().enumerate() {
-                let rows = (0..ids.len())
+                let rows: Vec<Vec<f32>> = (0..ids.len())
                     .map(|i| {
                         let row = &values[(b * t + i) * h..(b * t + i + 1) * h];
                         let norm = row
@@ -214,7 +215,13 @@ impl BertScorer {
                         row.iter().map(|x| x / norm).collect()
                     })
                     .collect();
-                out.insert((*sentence).to_owned(), rows);
+                out.insert(
+                    (*sentence).to_owned(),
+                    Encoded {
+                        ids: ids.clone(),
+                        rows,
+                    },
+                );
             }
         }
         Ok(out)
@@ -238,9 +245,18 @@ impl BertScorer {
             .collect();
         unique.sort_unstable();
         unique.dedup();
+        let started = std::time::Instant::now();
         let embeddings = self.embed(&unique)?;
-        let lengths: HashMap<&str, usize> =
-            unique.iter().map(|s| (*s, embeddings[*s].len())).collect();
+        tracing::info!(
+            "encoded {} sentences in {:.2?}",
+            unique.len(),
+            started.elapsed()
+        );
+        let started = std::time::Instant::now();
+        let lengths: HashMap<&str, usize> = unique
+            .iter()
+            .map(|s| (*s, embeddings[*s].ids.len()))
+            .collect();
         // Pairs in bert_score's order: each candidate with each of its references.
         let pairs: Vec<(usize, &str)> = refs
             .iter()
@@ -266,6 +282,7 @@ impl BertScorer {
                 *b = (b.0.max(p), b.1.max(r), b.2.max(f));
             }
         }
+        tracing::info!("matched {} pairs in {:.2?}", pairs.len(), started.elapsed());
         let mut scores = Scores::default();
         for (i, group) in refs.iter().enumerate() {
             if group.is_empty() {
@@ -308,12 +325,12 @@ impl BertScorer {
         &self,
         cand: &str,
         reference: &str,
-        embeddings: &HashMap<String, Vec<Vec<f32>>>,
+        embeddings: &HashMap<String, Encoded>,
         weights: &IdfWeights,
         (ref_padded, cand_padded): (bool, bool),
     ) -> Result<(f64, f64, f64)> {
-        let (c, r) = (&embeddings[cand], &embeddings[reference]);
-        let (c_ids, r_ids) = (self.encode(cand)?, self.encode(reference)?);
+        let (ce, re) = (&embeddings[cand], &embeddings[reference]);
+        let (c, r, c_ids, r_ids) = (&ce.rows, &re.rows, &ce.ids, &re.ids);
         let sim: Vec<Vec<f64>> = c
             .iter()
             .map(|a| {
@@ -356,6 +373,12 @@ impl BertScorer {
         };
         Ok((p, rec, f))
     }
+}
+
+/// A sentence's token ids and its normalised token embeddings.
+struct Encoded {
+    ids: Vec<u32>,
+    rows: Vec<Vec<f32>>,
 }
 
 struct IdfWeights {
