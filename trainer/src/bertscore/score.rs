@@ -358,10 +358,10 @@ impl BertScorer {
         };
         // A padded batch offers similarity 0 at its padding (bert_score's masking).
         let floor = |padded: bool| if padded { 0.0 } else { f64::MIN };
-        let p = weighted(&c_ids, &|i| {
+        let p = weighted(c_ids, &|i| {
             sim[i].iter().copied().fold(floor(ref_padded), f64::max)
         });
-        let rec = weighted(&r_ids, &|j| {
+        let rec = weighted(r_ids, &|j| {
             sim.iter()
                 .map(|row| row[j])
                 .fold(floor(cand_padded), f64::max)
