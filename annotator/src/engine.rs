@@ -184,8 +184,7 @@ impl Engine {
         now: Millis,
     ) -> Result<()> {
         self.db.write(|c| {
-            let worker = q::worker_by_external(c, external_id)?
-                .ok_or_else(|| EngineError::NotFound(format!("no worker {external_id:?}")))?;
+            let worker = existing_worker(c, external_id)?;
             q::set_blocked(c, worker.id, blocked, reason)?;
             q::log(
                 c,
@@ -224,8 +223,7 @@ impl Engine {
             )));
         }
         self.db.write(|c| {
-            let worker = q::worker_by_external(c, external_id)?
-                .ok_or_else(|| EngineError::NotFound(format!("no worker {external_id:?}")))?;
+            let worker = existing_worker(c, external_id)?;
             let assignment_id = match assignment {
                 Some(public) => {
                     let a = q::assignment_by_public_id(c, public)?
@@ -264,8 +262,7 @@ impl Engine {
     /// (rewards, bonuses) paid to a worker, in cents.
     pub fn earnings(&self, external_id: &str) -> Result<(i64, i64)> {
         self.db.read(|c| {
-            let worker = q::worker_by_external(c, external_id)?
-                .ok_or_else(|| EngineError::NotFound(format!("no worker {external_id:?}")))?;
+            let worker = existing_worker(c, external_id)?;
             Ok(q::earnings(c, worker.id)?)
         })
     }
@@ -364,8 +361,7 @@ impl Engine {
     ) -> Result<serde_json::Value> {
         let request_hash = sha256_hex(text.as_bytes());
         self.db.write(|c| {
-            let a = q::assignment_by_public_id(c, public_id)?
-                .ok_or_else(|| EngineError::NotFound(format!("no assignment {public_id}")))?;
+            let a = assignment_in(c, public_id)?;
             let owner = q::worker_by_id(c, a.worker_id)?;
             if owner.external_id != worker {
                 return Err(EngineError::Forbidden(
@@ -440,8 +436,7 @@ impl Engine {
     /// The worker gives the assignment back (MTurk: return); its slot reopens for others.
     pub fn return_assignment(&self, public_id: &str, worker: &str, now: Millis) -> Result<()> {
         self.db.write(|c| {
-            let a = q::assignment_by_public_id(c, public_id)?
-                .ok_or_else(|| EngineError::NotFound(format!("no assignment {public_id}")))?;
+            let a = assignment_in(c, public_id)?;
             let owner = q::worker_by_id(c, a.worker_id)?;
             if owner.external_id != worker {
                 return Err(EngineError::Forbidden(
@@ -467,8 +462,7 @@ impl Engine {
 
     pub fn approve(&self, public_id: &str, now: Millis) -> Result<()> {
         self.db.write(|c| {
-            let a = q::assignment_by_public_id(c, public_id)?
-                .ok_or_else(|| EngineError::NotFound(format!("no assignment {public_id}")))?;
+            let a = assignment_in(c, public_id)?;
             match state_of(&a) {
                 State::Approved => Ok(()),
                 State::Submitted => {
@@ -495,8 +489,7 @@ impl Engine {
             )));
         }
         self.db.write(|c| {
-            let a = q::assignment_by_public_id(c, public_id)?
-                .ok_or_else(|| EngineError::NotFound(format!("no assignment {public_id}")))?;
+            let a = assignment_in(c, public_id)?;
             match state_of(&a) {
                 State::Rejected => return Ok(()),
                 State::Submitted => {}
@@ -607,6 +600,16 @@ pub(crate) fn new_project<'a>(s: &'a ProjectSettings, now: Millis) -> q::NewProj
         qualification_required: s.qualification_required,
         created_at: now,
     }
+}
+
+fn assignment_in(c: &mut Db, public_id: &str) -> Result<AssignmentRow> {
+    q::assignment_by_public_id(c, public_id)?
+        .ok_or_else(|| EngineError::NotFound(format!("no assignment {public_id}")))
+}
+
+fn existing_worker(c: &mut Db, external_id: &str) -> Result<WorkerRow> {
+    q::worker_by_external(c, external_id)?
+        .ok_or_else(|| EngineError::NotFound(format!("no worker {external_id:?}")))
 }
 
 fn validate_worker_id(id: &str) -> Result<()> {

@@ -108,64 +108,77 @@ fn write(dir: &std::path::Path, name: &str, lines: &[&str]) -> std::path::PathBu
     path
 }
 
-#[test]
-fn score_prints_sacrebleus_numbers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let hyps = write(
-        tmp.path(),
-        "h",
-        &[
-            "Dog faces.",
-            "striped patterns",
-            "the tops of buildings",
-            "blue sky",
-            "red and white objects",
-        ],
-    );
-    let r1 = write(
-        tmp.path(),
-        "r1",
-        &[
-            "the faces of dogs",
-            "black and white stripes",
-            "roofs of houses",
-            "the sky",
-            "text on signs",
-        ],
-    );
-    let r2 = write(
-        tmp.path(),
-        "r2",
-        &["dog snouts", "stripes", "top of buildings", "sky", "words"],
-    );
-    let r3 = write(
-        tmp.path(),
-        "r3",
-        &[
-            "animal faces",
-            "vertical lines",
-            "building edges",
-            "blue color",
-            "letters",
-        ],
-    );
-    let out = trainer()
-        .args(["score", "--metric", "bleu", "--json", "--hyps"])
-        .arg(&hyps)
-        .args(["--refs"])
-        .arg(&r1)
-        .args(["--refs"])
-        .arg(&r2)
-        .args(["--refs"])
-        .arg(&r3)
-        .output()
-        .unwrap();
+/// The five-neuron fixture as files: hypotheses, then three reference streams.
+fn five_neurons(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    vec![
+        write(
+            dir,
+            "h",
+            &[
+                "Dog faces.",
+                "striped patterns",
+                "the tops of buildings",
+                "blue sky",
+                "red and white objects",
+            ],
+        ),
+        write(
+            dir,
+            "r1",
+            &[
+                "the faces of dogs",
+                "black and white stripes",
+                "roofs of houses",
+                "the sky",
+                "text on signs",
+            ],
+        ),
+        write(
+            dir,
+            "r2",
+            &["dog snouts", "stripes", "top of buildings", "sky", "words"],
+        ),
+        write(
+            dir,
+            "r3",
+            &[
+                "animal faces",
+                "vertical lines",
+                "building edges",
+                "blue color",
+                "letters",
+            ],
+        ),
+    ]
+}
+
+/// `trainer score ARGS --hyps H --refs R...` in the repository root; its JSON output.
+fn score_json(args: &[&str], files: &[std::path::PathBuf]) -> serde_json::Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut cmd = trainer();
+    cmd.current_dir(&root)
+        .arg("score")
+        .args(args)
+        .arg("--json")
+        .arg("--hyps")
+        .arg(&files[0]);
+    for r in &files[1..] {
+        cmd.arg("--refs").arg(r);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn score_prints_sacrebleus_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = five_neurons(tmp.path());
+    let v = score_json(&["--metric", "bleu"], &files);
     // sacrebleu 2.6.0 on the same lines after MILAN's normalisation ("Dog faces." -> "dog faces").
     assert!(
         (v["bleu"]["score"].as_f64().unwrap() - 16.515821590069034).abs() < 1e-9,
@@ -176,89 +189,20 @@ fn score_prints_sacrebleus_numbers() {
         "nrefs:3|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
     );
     // Without normalisation the capital and full stop change the score.
-    let raw = trainer()
-        .args([
-            "score",
-            "--metric",
-            "bleu",
-            "--json",
-            "--no-normalize",
-            "--hyps",
-        ])
-        .arg(&hyps)
-        .arg("--refs")
-        .arg(&r1)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let v = score_json(&["--metric", "bleu", "--no-normalize"], &files[..2]);
     assert!((v["bleu"]["score"].as_f64().unwrap() - 16.515821590069034).abs() > 1.0);
 }
 
 #[test]
 fn score_all_prints_bleu_and_bertscore_as_the_reference_tools() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let model = root.join("assets/minilm");
     assert!(
-        model.join("model.safetensors").is_file(),
+        root.join("assets/minilm/model.safetensors").is_file(),
         "run `cargo run -p milan-trainer -- assets fetch minilm` in the repository root (scripts/test does)"
     );
     let tmp = tempfile::tempdir().unwrap();
-    let hyps = write(
-        tmp.path(),
-        "h",
-        &[
-            "dog faces",
-            "striped patterns",
-            "the tops of buildings",
-            "blue sky",
-            "red and white objects",
-        ],
-    );
-    let r1 = write(
-        tmp.path(),
-        "r1",
-        &[
-            "the faces of dogs",
-            "black and white stripes",
-            "roofs of houses",
-            "the sky",
-            "text on signs",
-        ],
-    );
-    let r2 = write(
-        tmp.path(),
-        "r2",
-        &["dog snouts", "stripes", "top of buildings", "sky", "words"],
-    );
-    let r3 = write(
-        tmp.path(),
-        "r3",
-        &[
-            "animal faces",
-            "vertical lines",
-            "building edges",
-            "blue color",
-            "letters",
-        ],
-    );
-    let out = trainer()
-        .current_dir(&root)
-        .args(["score", "--metric", "all", "--idf", "--json", "--hyps"])
-        .arg(&hyps)
-        .arg("--refs")
-        .arg(&r1)
-        .arg("--refs")
-        .arg(&r2)
-        .arg("--refs")
-        .arg(&r3)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files = five_neurons(tmp.path());
+    let v = score_json(&["--metric", "all", "--idf"], &files);
     assert!((v["bleu"]["score"].as_f64().unwrap() - 16.515821590069034).abs() < 1e-9);
     // bert_score 0.3.13, all-MiniLM-L6-v2, 6 layers, idf on the references.
     assert!(
@@ -269,28 +213,16 @@ fn score_all_prints_bleu_and_bertscore_as_the_reference_tools() {
     // A baseline rescales: (x - b) / (1 - b).
     let baseline = tmp.path().join("baseline.tsv");
     std::fs::write(&baseline, "LAYER,P,R,F\n5,0.1,0.1,0.1\n6,0.5,0.5,0.5\n").unwrap();
-    let out = trainer()
-        .current_dir(&root)
-        .args([
-            "score",
+    let v = score_json(
+        &[
             "--metric",
             "bertscore",
             "--idf",
-            "--json",
             "--baseline",
-        ])
-        .arg(&baseline)
-        .arg("--hyps")
-        .arg(&hyps)
-        .args(["--refs"])
-        .arg(&r1)
-        .arg("--refs")
-        .arg(&r2)
-        .arg("--refs")
-        .arg(&r3)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            baseline.to_str().unwrap(),
+        ],
+        &files,
+    );
     let expected = (0.6613590121269226 - 0.5) / 0.5;
     assert!(
         (v["bertscore"]["F"].as_f64().unwrap() - expected).abs() < 1e-4,
