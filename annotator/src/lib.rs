@@ -7,6 +7,7 @@
 //! - [`images`]: exemplars rendered as a worker sees them, stored content-addressed.
 //! - [`auth`]: worker and requester tokens.
 //! - [`api`]: the JSON API under /api/v1 (actix-web), and [`server`] which runs it.
+//! - [`loadgen`]: a simulated crowd over HTTP; [`bench`]: `annotator bench`.
 
 pub mod api;
 pub mod auth;
