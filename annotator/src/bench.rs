@@ -12,7 +12,7 @@ use crate::db::queries as q;
 use crate::db::{Database, DatabaseUrl};
 use crate::domain::{ProjectSettings, now_ms};
 use crate::engine::{Engine, EngineError};
-use crate::loadgen::{CrowdConfig, percentile, run};
+use crate::loadgen::{CrowdConfig, ServerProcess, percentile, run};
 
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
@@ -49,52 +49,6 @@ fn seed(url: &DatabaseUrl, sets: i64, lease_ms: i64) -> Result<Engine> {
     Ok(engine)
 }
 
-struct Child(std::process::Child, String);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(data_dir: &Path, url: &DatabaseUrl) -> Result<Child> {
-    use std::io::BufRead;
-    let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.args([
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--no-demo",
-        "--workers",
-        "4",
-    ])
-    .arg("--data-dir")
-    .arg(data_dir)
-    .stdout(std::process::Stdio::piped());
-    match url {
-        DatabaseUrl::Sqlite(p) => cmd.arg("--database-url").arg(p),
-        DatabaseUrl::Postgres(u) => cmd.args(["--database-url", u]),
-    };
-    let mut child = cmd.spawn()?;
-    let stdout = child.stdout.take().context("server stdout")?;
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .context("the server exited before listening")??;
-        if let Some(rest) = line.strip_prefix("annotator listening on ") {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Child(child, base))
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -119,10 +73,15 @@ pub fn run_bench(config: &BenchConfig) -> Result<()> {
     for workers in [1usize, 16, 64] {
         let url = fresh_database(config, dir.path(), &format!("http{workers}"))?;
         seed(&url, config.http_sets, 30 * 60 * 1000)?;
-        let server = start_server(&dir.path().join(format!("data{workers}")), &url)?;
+        let server = ServerProcess::start(
+            &std::env::current_exe()?,
+            &dir.path().join(format!("data{workers}")),
+            &url,
+            &["--workers", "4"],
+        )?;
         let mut crowd = CrowdConfig::new(workers, "bench");
         crowd.max_duration = Duration::from_secs(config.http_seconds);
-        let report = run(&server.1, &crowd);
+        let report = run(&server.base, &crowd);
         let rate = report.acknowledged.len() as f64 / report.elapsed.as_secs_f64();
         let base = *baseline.get_or_insert(rate);
         println!(

@@ -91,6 +91,27 @@ fn event(kind: &str, at: Millis) -> NewEvent<'_> {
     }
 }
 
+/// An event about one assignment (its set and worker filled in).
+fn assignment_event<'a>(
+    kind: &'a str,
+    a: &AssignmentRow,
+    detail: serde_json::Value,
+    at: Millis,
+) -> NewEvent<'a> {
+    NewEvent {
+        set_id: Some(a.set_id),
+        assignment_id: Some(a.id),
+        worker_id: Some(a.worker_id),
+        detail: detail.to_string(),
+        ..event(kind, at)
+    }
+}
+
+/// A guarded transition found the assignment in another state than it read.
+fn changed_meanwhile() -> EngineError {
+    EngineError::Conflict("assignment changed meanwhile".into())
+}
+
 fn state_of(a: &AssignmentRow) -> State {
     a.state.parse().unwrap_or(State::Abandoned)
 }
@@ -401,7 +422,7 @@ impl Engine {
                 .map_err(EngineError::Invalid)?;
             let cleaned = clean(description.as_str());
             if !q::transition(c, a.id, "accepted", "submitted", Stamp::Submitted, now)? {
-                return Err(EngineError::Conflict("assignment changed meanwhile".into()));
+                return Err(changed_meanwhile());
             }
             q::insert_description(c, a.id, set.id, description.as_str(), &cleaned, now)?;
             let response = json!({
@@ -422,11 +443,12 @@ impl Engine {
                 c,
                 &NewEvent {
                     project_id: Some(project.id),
-                    set_id: Some(set.id),
-                    assignment_id: Some(a.id),
-                    worker_id: Some(a.worker_id),
-                    detail: json!({ "idempotency_key": idempotency_key }).to_string(),
-                    ..event("submitted", now)
+                    ..assignment_event(
+                        "submitted",
+                        &a,
+                        json!({ "idempotency_key": idempotency_key }),
+                        now,
+                    )
                 },
             )?;
             Ok(response)
@@ -455,7 +477,7 @@ impl Engine {
             if end(c, &a, State::Returned, now)? {
                 Ok(())
             } else {
-                Err(EngineError::Conflict("assignment changed meanwhile".into()))
+                Err(changed_meanwhile())
             }
         })
     }
@@ -469,7 +491,7 @@ impl Engine {
                     if approve_in(c, &a, now, "approved")? {
                         Ok(())
                     } else {
-                        Err(EngineError::Conflict("assignment changed meanwhile".into()))
+                        Err(changed_meanwhile())
                     }
                 }
                 other => Err(EngineError::Conflict(format!(
@@ -500,19 +522,13 @@ impl Engine {
                 }
             }
             if !q::transition(c, a.id, "submitted", "rejected", Stamp::Reviewed, now)? {
-                return Err(EngineError::Conflict("assignment changed meanwhile".into()));
+                return Err(changed_meanwhile());
             }
             q::set_feedback(c, a.id, feedback)?;
             q::add_counts(c, a.set_id, -1, 0)?;
             q::log(
                 c,
-                &NewEvent {
-                    set_id: Some(a.set_id),
-                    assignment_id: Some(a.id),
-                    worker_id: Some(a.worker_id),
-                    detail: json!({ "feedback": feedback }).to_string(),
-                    ..event("rejected", now)
-                },
+                &assignment_event("rejected", &a, json!({ "feedback": feedback }), now),
             )?;
             Ok(())
         })
@@ -644,16 +660,7 @@ fn end(c: &mut Db, a: &AssignmentRow, to: State, now: Millis) -> Result<bool> {
         return Ok(false);
     }
     q::add_counts(c, a.set_id, -1, 0)?;
-    q::log(
-        c,
-        &NewEvent {
-            set_id: Some(a.set_id),
-            assignment_id: Some(a.id),
-            worker_id: Some(a.worker_id),
-            detail: "{}".into(),
-            ..event(to.as_str(), now)
-        },
-    )?;
+    q::log(c, &assignment_event(to.as_str(), a, json!({}), now))?;
     Ok(true)
 }
 
@@ -690,11 +697,7 @@ fn approve_in(c: &mut Db, a: &AssignmentRow, now: Millis, kind: &str) -> Result<
         c,
         &NewEvent {
             project_id: Some(project.id),
-            set_id: Some(a.set_id),
-            assignment_id: Some(a.id),
-            worker_id: Some(a.worker_id),
-            detail: "{}".into(),
-            ..event(kind, now)
+            ..assignment_event(kind, a, json!({}), now)
         },
     )?;
     Ok(true)

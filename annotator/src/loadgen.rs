@@ -282,3 +282,67 @@ pub fn percentile(samples: &[Duration], p: f64) -> Duration {
     let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[i.min(sorted.len() - 1)]
 }
+
+/// An `annotator serve` process on a free loopback port (no demo project), killed when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    /// e.g. `http://127.0.0.1:40363`
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Starts `exe serve` on `data_dir` and `url` and waits for its "listening" line.
+    pub fn start(
+        exe: &std::path::Path,
+        data_dir: &std::path::Path,
+        url: &crate::db::DatabaseUrl,
+        extra_args: &[&str],
+    ) -> std::io::Result<ServerProcess> {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(["serve", "--bind", "127.0.0.1:0", "--no-demo"])
+            .args(extra_args)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        match url {
+            crate::db::DatabaseUrl::Sqlite(path) => cmd.arg("--database-url").arg(path),
+            crate::db::DatabaseUrl::Postgres(u) => cmd.args(["--database-url", u]),
+        };
+        let mut child = cmd.spawn()?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let base = loop {
+            let Some(line) = lines.next() else {
+                let _ = child.wait();
+                return Err(std::io::Error::other(
+                    "annotator serve exited before listening",
+                ));
+            };
+            if let Some(rest) = line?.strip_prefix("annotator listening on ") {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(ServerProcess { child, base })
+    }
+
+    /// SIGKILL: no chance to flush or finish anything.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}

@@ -10,7 +10,7 @@ use milan_annotator::loadgen::{CrowdConfig, run, sign_in};
 fn crash_on(db: common::TestDb) {
     common::seed_project(&db.db, 2000, 30 * 60 * 1000);
     let data = tempfile::tempdir().unwrap();
-    let mut server = common::Server::start(data.path(), &db.url);
+    let mut server = common::start_server(data.path(), &db.url);
     let base = server.base.clone();
     let report = std::thread::scope(|scope| {
         let crowd = scope.spawn(|| {
@@ -36,7 +36,7 @@ fn crash_on(db: common::TestDb) {
     assert!(report.transport_errors > 0, "the kill interrupted requests");
     assert!(report.surprises.is_empty(), "{:?}", report.surprises);
     // Restart on the same database: everything acknowledged is there, and work goes on.
-    let restarted = common::Server::start(data.path(), &db.url);
+    let restarted = common::start_server(data.path(), &db.url);
     common::check_stored(&db.db, &report.acknowledged, None);
     let token = sign_in(&restarted.base, "after-crash").unwrap();
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -68,7 +68,7 @@ fn kill_9_loses_nothing_acknowledged_on_postgres() {
 fn sigterm_stops_the_server_gracefully() {
     let db = common::sqlite();
     let data = tempfile::tempdir().unwrap();
-    let mut server = common::Server::start(data.path(), &db.url);
+    let mut server = common::start_server(data.path(), &db.url);
     let status = std::process::Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()

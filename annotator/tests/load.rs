@@ -12,7 +12,7 @@ const LEASE_MS: u64 = 4000;
 fn crowd_on(db: common::TestDb) {
     common::seed_project(&db.db, SETS, LEASE_MS as i64);
     let data = tempfile::tempdir().unwrap();
-    let server = common::Server::start(data.path(), &db.url);
+    let server = common::start_server(data.path(), &db.url);
     let mut config = CrowdConfig::new(64, "load");
     config.p_return = 0.03;
     config.p_replay = 0.05;

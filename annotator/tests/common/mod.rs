@@ -62,60 +62,17 @@ pub fn on_both(test: impl Fn(&TestDb)) {
     }
 }
 
-/// The `annotator serve` binary running on a free loopback port; killed when dropped.
-pub struct Server {
-    pub child: std::process::Child,
-    pub base: String,
-}
+/// The `annotator serve` binary of this build on a free loopback port; killed when dropped.
+pub type Server = milan_annotator::loadgen::ServerProcess;
 
-impl Server {
-    pub fn start(data_dir: &std::path::Path, url: &DatabaseUrl) -> Server {
-        use std::io::BufRead;
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_annotator"));
-        cmd.args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--no-demo",
-            "--sweep-interval-ms",
-            "200",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit());
-        match url {
-            DatabaseUrl::Postgres(u) => cmd.args(["--database-url", u]),
-            DatabaseUrl::Sqlite(path) => cmd.arg("--database-url").arg(path),
-        };
-        let mut child = cmd.spawn().expect("start annotator serve");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("annotator serve exited before listening")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("annotator listening on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, base }
-    }
-
-    /// SIGKILL: no chance to flush or finish anything.
-    pub fn kill_9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill_9();
-    }
+pub fn start_server(data_dir: &std::path::Path, url: &DatabaseUrl) -> Server {
+    Server::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_annotator")),
+        data_dir,
+        url,
+        &["--sweep-interval-ms", "200"],
+    )
+    .expect("start annotator serve")
 }
 
 /// A project `load` with `sets` sets of 3, written straight into the database.
