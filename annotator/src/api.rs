@@ -389,6 +389,7 @@ fn project_json(p: &q::ProjectRow) -> serde_json::Value {
         "lease_ms": p.lease_ms,
         "auto_approve_ms": p.auto_approve_ms,
         "qualification_required": p.qualification_required,
+        "prolific_completion_code": p.prolific_completion_code,
         "created_at": p.created_at,
     })
 }
@@ -516,30 +517,13 @@ async fn export_project(
     let st = state.clone();
     let name = project.clone();
     let (bytes, content_type, extension) = blocking(move || -> Result<_> {
-        let mut out = Vec::new();
-        Ok(match format {
-            Format::MturkCsv => {
-                export::mturk_csv(&st.engine, &project, &mut out)?;
-                (out, "text/csv", "csv")
-            }
-            Format::Jsonl => {
-                export::jsonl(&st.engine, &project, &mut out)?;
-                (out, "application/x-ndjson", "jsonl")
-            }
-            Format::Milannotations => {
-                let tmp = tempdir_in(&st.data_dir)?;
-                export::milannotations(&st.engine, &st.images, &project, tmp.path())?;
-                let mut archive = tar::Builder::new(&mut out);
-                archive
-                    .append_dir_all(".", tmp.path())
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
-                archive
-                    .finish()
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
-                drop(archive);
-                (out, "application/x-tar", "tar")
-            }
-        })
+        Ok(export::download(
+            &st.engine,
+            &st.images,
+            &st.data_dir,
+            &project,
+            format,
+        )?)
     })
     .await?;
     Ok(HttpResponse::Ok()
@@ -549,29 +533,6 @@ async fn export_project(
             format!("attachment; filename=\"{name}.{extension}\""),
         ))
         .body(bytes))
-}
-
-/// A scratch folder under the data dir, removed when dropped.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempdir_in(data_dir: &std::path::Path) -> Result<ScratchDir> {
-    let dir = data_dir
-        .join("tmp")
-        .join(uuid::Uuid::new_v4().simple().to_string());
-    std::fs::create_dir_all(&dir).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(ScratchDir(dir))
 }
 
 async fn openapi() -> HttpResponse {

@@ -36,6 +36,9 @@ pub struct ProjectSettings {
     pub auto_approve_ms: Millis,
     #[serde(default)]
     pub qualification_required: bool,
+    /// Prolific studies only: the completion code participants are sent back with.
+    #[serde(default)]
+    pub prolific_completion_code: Option<String>,
 }
 
 fn default_assignments() -> i32 {
@@ -66,6 +69,7 @@ impl ProjectSettings {
             lease_ms: default_lease(),
             auto_approve_ms: default_auto_approve(),
             qualification_required: false,
+            prolific_completion_code: None,
         }
     }
 
@@ -85,6 +89,13 @@ impl ProjectSettings {
         }
         if self.auto_approve_ms < 0 {
             return Err("auto_approve_ms: must not be negative".into());
+        }
+        if let Some(code) = &self.prolific_completion_code
+            && (code.is_empty()
+                || code.len() > 64
+                || !code.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
+            return Err("prolific_completion_code: use 1 to 64 letters and digits".into());
         }
         Ok(())
     }

@@ -161,6 +161,29 @@ impl Engine {
         })
     }
 
+    /// Makes accept-next require (or stop requiring) the project's qualification test.
+    pub fn set_qualification_required(
+        &self,
+        name: &str,
+        required: bool,
+        now: Millis,
+    ) -> Result<()> {
+        self.db.write(|c| {
+            let project = q::project_by_name(c, name)?
+                .ok_or_else(|| EngineError::NotFound(format!("no project named {name:?}")))?;
+            q::set_qualification_required(c, project.id, required)?;
+            q::log(
+                c,
+                &NewEvent {
+                    project_id: Some(project.id),
+                    detail: json!({ "required": required }).to_string(),
+                    ..event("qualification_required", now)
+                },
+            )?;
+            Ok(())
+        })
+    }
+
     pub fn project(&self, name: &str) -> Result<ProjectRow> {
         self.db
             .read(|c| q::project_by_name(c, name).map_err(EngineError::from))?
@@ -310,6 +333,11 @@ impl Engine {
                     "you are blocked from new assignments".into(),
                 ));
             }
+            if project.qualification_required && !q::has_passed(c, project.id, worker.id)? {
+                return Err(EngineError::Forbidden(
+                    "this project needs its qualification test first".into(),
+                ));
+            }
             expire_due(c, now, 100)?;
             let candidates = q::next_sets_for(
                 c,
@@ -360,6 +388,53 @@ impl Engine {
                 set,
                 project,
             }))
+        })
+    }
+
+    /// The worker's live (accepted, lease not over) assignment in the project, if any: what a
+    /// task page shows again after a reload instead of taking another set.
+    pub fn current_assignment(
+        &self,
+        project: &str,
+        worker: &str,
+        now: Millis,
+    ) -> Result<Option<Accepted>> {
+        self.db.read(|c| {
+            let project = q::project_by_name(c, project)?
+                .ok_or_else(|| EngineError::NotFound(format!("no project named {project:?}")))?;
+            let Some(worker) = q::worker_by_external(c, worker)? else {
+                return Ok(None);
+            };
+            let Some((assignment, set)) = q::live_assignment(c, project.id, worker.id, now)? else {
+                return Ok(None);
+            };
+            Ok(Some(Accepted {
+                assignment,
+                set,
+                project,
+            }))
+        })
+    }
+
+    /// A set to show in preview (MTurk's "ASSIGNMENT_ID_NOT_AVAILABLE"): the project's first.
+    pub fn preview_set(&self, project: &str) -> Result<(ProjectRow, Option<SetRow>)> {
+        self.db.read(|c| {
+            let project = q::project_by_name(c, project)?
+                .ok_or_else(|| EngineError::NotFound(format!("no project named {project:?}")))?;
+            let set = q::first_set(c, project.id)?;
+            Ok((project, set))
+        })
+    }
+
+    /// Work done by a worker: (submitted or approved assignments, rewards + bonuses in cents).
+    pub fn worker_totals(&self, worker: &str) -> Result<(i64, i64)> {
+        self.db.read(|c| {
+            let Some(w) = q::worker_by_external(c, worker)? else {
+                return Ok((0, 0));
+            };
+            let done = q::count_done(c, w.id)?;
+            let (reward, bonus) = q::earnings(c, w.id)?;
+            Ok((done, reward + bonus))
         })
     }
 
@@ -614,6 +689,7 @@ pub(crate) fn new_project<'a>(s: &'a ProjectSettings, now: Millis) -> q::NewProj
         lease_ms: s.lease_ms,
         auto_approve_ms: s.auto_approve_ms,
         qualification_required: s.qualification_required,
+        prolific_completion_code: s.prolific_completion_code.as_deref(),
         created_at: now,
     }
 }
@@ -628,7 +704,7 @@ fn existing_worker(c: &mut Db, external_id: &str) -> Result<WorkerRow> {
         .ok_or_else(|| EngineError::NotFound(format!("no worker {external_id:?}")))
 }
 
-fn validate_worker_id(id: &str) -> Result<()> {
+pub(crate) fn validate_worker_id(id: &str) -> Result<()> {
     if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(EngineError::Invalid(format!(
             "worker id {id:?}: use 1 to 128 visible characters without spaces"
@@ -637,7 +713,8 @@ fn validate_worker_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-fn worker_in(c: &mut Db, external_id: &str, now: Millis) -> Result<WorkerRow> {
+pub(crate) fn worker_in(c: &mut Db, external_id: &str, now: Millis) -> Result<WorkerRow> {
+    validate_worker_id(external_id)?;
     if let Some(w) = q::worker_by_external(c, external_id)? {
         return Ok(w);
     }

@@ -303,6 +303,43 @@ pub fn mturk_time(ms: i64) -> String {
     )
 }
 
+/// A whole export in memory, as a download: (bytes, content type, file extension). The
+/// MILANNOTATIONS folder is written to a scratch folder under `scratch_root` and sent as a tar.
+pub fn download(
+    engine: &Engine,
+    images: &ImageStore,
+    scratch_root: &Path,
+    project: &str,
+    format: Format,
+) -> Result<(Vec<u8>, &'static str, &'static str), ExportError> {
+    let mut out = Vec::new();
+    Ok(match format {
+        Format::MturkCsv => {
+            mturk_csv(engine, project, &mut out)?;
+            (out, "text/csv", "csv")
+        }
+        Format::Jsonl => {
+            jsonl(engine, project, &mut out)?;
+            (out, "application/x-ndjson", "jsonl")
+        }
+        Format::Milannotations => {
+            let dir = scratch_root
+                .join("tmp")
+                .join(uuid::Uuid::new_v4().simple().to_string());
+            std::fs::create_dir_all(&dir)?;
+            let result = milannotations(engine, images, project, &dir).and_then(|_| {
+                let mut archive = tar::Builder::new(&mut out);
+                archive.append_dir_all(".", &dir)?;
+                archive.finish()?;
+                Ok(())
+            });
+            let _ = std::fs::remove_dir_all(&dir);
+            result?;
+            (out, "application/x-tar", "tar")
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::mturk_time;

@@ -5,10 +5,13 @@
 //! - [`domain`]: settings, states and the description rules as types.
 //! - [`import`] / [`export`]: MILANNOTATIONS in, MILANNOTATIONS, MTurk CSV and JSONL out.
 //! - [`images`]: exemplars rendered as a worker sees them, stored content-addressed.
-//! - [`auth`]: worker and requester tokens.
-//! - [`api`]: the JSON API under /api/v1 (actix-web), and [`server`] which runs it.
+//! - [`auth`]: worker and requester tokens; [`accounts`]: passwords and one-time codes.
+//! - [`qualification`]: the multiple-choice qualification test.
+//! - [`api`]: the JSON API under /api/v1 (actix-web); [`web`]: the worker and requester pages;
+//!   [`server`] runs both.
 //! - [`loadgen`]: a simulated crowd over HTTP; [`bench`]: `annotator bench`.
 
+pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod bench;
@@ -19,4 +22,6 @@ pub mod export;
 pub mod images;
 pub mod import;
 pub mod loadgen;
+pub mod qualification;
 pub mod server;
+pub mod web;

@@ -50,6 +50,10 @@ enum Command {
         /// HTTP worker threads.
         #[arg(long, default_value_t = 4)]
         workers: usize,
+        /// Another origin that MTurk's `turkSubmitTo` may name besides www.mturk.com and
+        /// workersandbox.mturk.com (a stand-in for tests); repeatable.
+        #[arg(long = "mturk-origin")]
+        mturk_origins: Vec<String>,
     },
     /// Create or update the database schema.
     Migrate {
@@ -76,7 +80,46 @@ enum Command {
         /// Auto-approval delay in days.
         #[arg(long, default_value_t = 3)]
         auto_approve_days: i64,
+        /// Workers must pass the project's qualification test before taking tasks.
+        #[arg(long)]
+        qualification_required: bool,
+        /// Prolific studies: the completion code participants are sent back with.
+        #[arg(long)]
+        prolific_code: Option<String>,
         path: PathBuf,
+    },
+    /// Create a requester account for the web pages, or set its password (read from stdin, or
+    /// the file given).
+    Requester {
+        #[command(flatten)]
+        storage: Storage,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Local worker accounts: set a password (stdin or file), or issue a one-time sign-in code.
+    Worker {
+        #[command(flatten)]
+        storage: Storage,
+        #[arg(long)]
+        id: String,
+        /// Print a one-time sign-in code instead of setting a password.
+        #[arg(long)]
+        code: bool,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Set a project's qualification test from a TOML file (docs/qualification.md).
+    Qualification {
+        #[command(flatten)]
+        storage: Storage,
+        #[arg(long)]
+        project: String,
+        /// Also require it before workers take tasks.
+        #[arg(long)]
+        required: bool,
+        file: PathBuf,
     },
     /// Export a project's work.
     Export {
@@ -138,6 +181,7 @@ fn run(cli: Cli) -> Result<()> {
             no_demo,
             sweep_interval_ms,
             workers,
+            mturk_origins,
         } => {
             let config = ServeConfig {
                 bind,
@@ -146,6 +190,9 @@ fn run(cli: Cli) -> Result<()> {
                 demo: !no_demo,
                 sweep_interval: std::time::Duration::from_millis(sweep_interval_ms.max(10)),
                 workers: workers.max(1),
+                web: milan_annotator::web::WebConfig {
+                    extra_mturk_origins: mturk_origins,
+                },
             };
             actix_web::rt::System::new().block_on(server::serve(config))
         }
@@ -164,6 +211,8 @@ fn run(cli: Cli) -> Result<()> {
             reward_cents,
             lease_minutes,
             auto_approve_days,
+            qualification_required,
+            prolific_code,
             path,
         } => {
             let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
@@ -172,6 +221,8 @@ fn run(cli: Cli) -> Result<()> {
             settings.reward_cents = reward_cents;
             settings.lease_ms = lease_minutes * MINUTE_MS;
             settings.auto_approve_ms = auto_approve_days * DAY_MS;
+            settings.qualification_required = qualification_required;
+            settings.prolific_completion_code = prolific_code;
             let total = import::count_units(&path).context("nothing was imported")?;
             let bar = ProgressBar::new(total as u64).with_style(
                 ProgressStyle::with_template(
@@ -246,10 +297,82 @@ fn run(cli: Cli) -> Result<()> {
             http_seconds,
             large_sets,
         }),
+        Command::Requester {
+            storage,
+            username,
+            password_file,
+        } => {
+            let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
+            let password = read_password(password_file.as_deref())?;
+            milan_annotator::accounts::Accounts::new(state.engine.db().clone())
+                .set_requester_password(&username, &password, now_ms())?;
+            println!("requester {username} can sign in at /r/signin");
+            Ok(())
+        }
+        Command::Worker {
+            storage,
+            id,
+            code,
+            password_file,
+        } => {
+            let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
+            let accounts = milan_annotator::accounts::Accounts::new(state.engine.db().clone());
+            if code {
+                println!("{}", accounts.issue_worker_code(&id, now_ms())?);
+            } else {
+                let password = read_password(password_file.as_deref())?;
+                accounts.set_worker_password(&id, &password, now_ms())?;
+                println!("worker {id} can sign in at /signin");
+            }
+            Ok(())
+        }
+        Command::Qualification {
+            storage,
+            project,
+            required,
+            file,
+        } => {
+            let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
+            let source = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let test =
+                milan_annotator::qualification::Qualifications::new(state.engine.db().clone())
+                    .set_test(&project, &source, now_ms())
+                    .with_context(|| format!("{} (nothing was changed)", file.display()))?;
+            if required {
+                state
+                    .engine
+                    .set_qualification_required(&project, true, now_ms())?;
+            }
+            println!(
+                "project {project}: qualification test with {} questions, pass mark {}{}",
+                test.questions.len(),
+                test.pass_mark,
+                if required { ", required" } else { "" }
+            );
+            Ok(())
+        }
         Command::RequesterToken { storage } => {
             let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
             println!("{}", state.auth.create_requester_token(now_ms())?);
             Ok(())
         }
     }
+}
+
+/// A password from a file or standard input (first line, without its line ending).
+fn read_password(file: Option<&std::path::Path>) -> Result<String> {
+    let text = match file {
+        Some(f) => {
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
+        }
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            line
+        }
+    };
+    Ok(text.lines().next().unwrap_or("").to_owned())
 }

@@ -31,6 +31,7 @@ pub struct ServeConfig {
     pub demo: bool,
     pub sweep_interval: Duration,
     pub workers: usize,
+    pub web: crate::web::WebConfig,
 }
 
 impl Default for ServeConfig {
@@ -42,6 +43,7 @@ impl Default for ServeConfig {
             demo: true,
             sweep_interval: Duration::from_secs(1),
             workers: 4,
+            web: crate::web::WebConfig::default(),
         }
     }
 }
@@ -114,13 +116,16 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         })
     };
     let data = web::Data::new(state.clone());
+    let site = web::Data::new(crate::web::Site::new(&state, config.web.clone()));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(site.clone())
             .wrap(
                 actix_web::middleware::DefaultHeaders::new()
                     .add(("X-Content-Type-Options", "nosniff")),
             )
+            .configure(crate::web::configure)
             .configure(api::configure)
     })
     .workers(config.workers)

@@ -6,8 +6,8 @@ use diesel::prelude::*;
 
 use super::Db;
 use super::schema::{
-    assignments, descriptions, events, exemplar_sets, ledger, projects, requester_tokens, settings,
-    slots, workers,
+    assignments, descriptions, events, exemplar_sets, ledger, projects, qualification_attempts,
+    qualifications, requester_tokens, requesters, settings, slots, worker_codes, workers,
 };
 
 pub type QueryResult<T> = Result<T, diesel::result::Error>;
@@ -25,6 +25,7 @@ pub struct ProjectRow {
     pub auto_approve_ms: i64,
     pub qualification_required: bool,
     pub created_at: i64,
+    pub prolific_completion_code: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -39,6 +40,7 @@ pub struct NewProject<'a> {
     pub auto_approve_ms: i64,
     pub qualification_required: bool,
     pub created_at: i64,
+    pub prolific_completion_code: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -75,6 +77,7 @@ pub struct WorkerRow {
     pub blocked: bool,
     pub block_reason: Option<String>,
     pub created_at: i64,
+    pub password_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -167,6 +170,13 @@ pub fn project_by_id(conn: &mut Db, id: i64) -> QueryResult<ProjectRow> {
         .find(id)
         .select(ProjectRow::as_select())
         .first(conn)
+}
+
+pub fn set_qualification_required(conn: &mut Db, id: i64, required: bool) -> QueryResult<()> {
+    diesel::update(projects::table.find(id))
+        .set(projects::qualification_required.eq(required))
+        .execute(conn)
+        .map(|_| ())
 }
 
 pub fn all_projects(conn: &mut Db) -> QueryResult<Vec<ProjectRow>> {
@@ -670,4 +680,252 @@ pub fn bulk_sets(conn: &mut Db, project_id: i64, n: i64, slots_per_set: i32) -> 
     ))
     .execute(conn)?;
     Ok(())
+}
+
+/// The worker's accepted assignment in a project whose lease is not over, with its set.
+pub fn live_assignment(
+    conn: &mut Db,
+    project_id: i64,
+    worker_id: i64,
+    now: i64,
+) -> QueryResult<Option<(AssignmentRow, SetRow)>> {
+    assignments::table
+        .inner_join(exemplar_sets::table)
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .filter(assignments::worker_id.eq(worker_id))
+        .filter(assignments::state.eq("accepted"))
+        .filter(assignments::expires_at.gt(now))
+        .order(assignments::id.desc())
+        .select((AssignmentRow::as_select(), SetRow::as_select()))
+        .first(conn)
+        .optional()
+}
+
+pub fn first_set(conn: &mut Db, project_id: i64) -> QueryResult<Option<SetRow>> {
+    exemplar_sets::table
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .order(exemplar_sets::id)
+        .select(SetRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Assignments a worker submitted (submitted or approved) in all projects.
+pub fn count_done(conn: &mut Db, worker_id: i64) -> QueryResult<i64> {
+    assignments::table
+        .filter(assignments::worker_id.eq(worker_id))
+        .filter(assignments::state.eq_any(["submitted", "approved"]))
+        .select(count_star())
+        .first(conn)
+}
+
+// ---------------------------------------------------------------- sign-in
+
+pub fn set_worker_password(conn: &mut Db, worker_id: i64, hash: &str) -> QueryResult<()> {
+    diesel::update(workers::table.find(worker_id))
+        .set(workers::password_hash.eq(hash))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn insert_worker_code(
+    conn: &mut Db,
+    code_hash: &str,
+    worker_id: i64,
+    now: i64,
+    expires_at: i64,
+) -> QueryResult<()> {
+    diesel::insert_into(worker_codes::table)
+        .values((
+            worker_codes::code_hash.eq(code_hash),
+            worker_codes::worker_id.eq(worker_id),
+            worker_codes::created_at.eq(now),
+            worker_codes::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Marks an unused, unexpired code used and returns its worker; `None` for any other code. One
+/// guarded UPDATE, so two sign-ins with the same code cannot both succeed.
+pub fn use_worker_code(conn: &mut Db, code_hash: &str, now: i64) -> QueryResult<Option<i64>> {
+    diesel::update(
+        worker_codes::table
+            .filter(worker_codes::code_hash.eq(code_hash))
+            .filter(worker_codes::used_at.is_null())
+            .filter(worker_codes::expires_at.gt(now)),
+    )
+    .set(worker_codes::used_at.eq(now))
+    .returning(worker_codes::worker_id)
+    .get_result(conn)
+    .optional()
+}
+
+/// Creates the requester, or sets the password of an existing one.
+pub fn upsert_requester(conn: &mut Db, username: &str, hash: &str, now: i64) -> QueryResult<()> {
+    let updated = diesel::update(requesters::table.filter(requesters::username.eq(username)))
+        .set(requesters::password_hash.eq(hash))
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(requesters::table)
+            .values((
+                requesters::username.eq(username),
+                requesters::password_hash.eq(hash),
+                requesters::created_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn requester_password(conn: &mut Db, username: &str) -> QueryResult<Option<String>> {
+    requesters::table
+        .filter(requesters::username.eq(username))
+        .select(requesters::password_hash)
+        .first(conn)
+        .optional()
+}
+
+// ---------------------------------------------------------------- qualification
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = qualifications)]
+pub struct QualificationRow {
+    pub project_id: i64,
+    pub source: String,
+    pub questions: String,
+    pub pass_mark: i32,
+    pub retry_delay_ms: i64,
+    pub time_limit_ms: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = qualification_attempts)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub project_id: i64,
+    pub worker_id: i64,
+    pub correct: i32,
+    pub total: i32,
+    pub passed: bool,
+    pub answers: String,
+    pub created_at: i64,
+}
+
+/// Sets the project's test, replacing the one it had.
+pub fn replace_qualification(conn: &mut Db, row: &QualificationRow) -> QueryResult<()> {
+    diesel::delete(qualifications::table.find(row.project_id)).execute(conn)?;
+    diesel::insert_into(qualifications::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn qualification_of(conn: &mut Db, project_id: i64) -> QueryResult<Option<QualificationRow>> {
+    qualifications::table
+        .find(project_id)
+        .select(QualificationRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn insert_attempt(
+    conn: &mut Db,
+    project_id: i64,
+    worker_id: i64,
+    (correct, total): (i32, i32),
+    passed: bool,
+    answers: &str,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::insert_into(qualification_attempts::table)
+        .values((
+            qualification_attempts::project_id.eq(project_id),
+            qualification_attempts::worker_id.eq(worker_id),
+            qualification_attempts::correct.eq(correct),
+            qualification_attempts::total.eq(total),
+            qualification_attempts::passed.eq(passed),
+            qualification_attempts::answers.eq(answers),
+            qualification_attempts::created_at.eq(now),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn attempts_of(conn: &mut Db, project_id: i64, worker_id: i64) -> QueryResult<Vec<AttemptRow>> {
+    qualification_attempts::table
+        .filter(qualification_attempts::project_id.eq(project_id))
+        .filter(qualification_attempts::worker_id.eq(worker_id))
+        .order(qualification_attempts::id)
+        .select(AttemptRow::as_select())
+        .load(conn)
+}
+
+pub fn has_passed(conn: &mut Db, project_id: i64, worker_id: i64) -> QueryResult<bool> {
+    diesel::select(exists(
+        qualification_attempts::table
+            .filter(qualification_attempts::project_id.eq(project_id))
+            .filter(qualification_attempts::worker_id.eq(worker_id))
+            .filter(qualification_attempts::passed.eq(true)),
+    ))
+    .get_result(conn)
+}
+
+// ---------------------------------------------------------------- requester pages
+
+/// Every assignment of a project with its worker's external id: what the worker table, the
+/// throughput chart and the ETA are computed from.
+pub fn assignments_with_workers(
+    conn: &mut Db,
+    project_id: i64,
+) -> QueryResult<Vec<(AssignmentRow, String)>> {
+    assignments::table
+        .inner_join(exemplar_sets::table)
+        .inner_join(workers::table)
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .order(assignments::id)
+        .select((AssignmentRow::as_select(), workers::external_id))
+        .load(conn)
+}
+
+/// Ledger totals per worker: (worker id, kind, cents).
+pub fn ledger_totals(conn: &mut Db) -> QueryResult<Vec<(i64, String, i64)>> {
+    ledger::table
+        .select((ledger::worker_id, ledger::kind, ledger::cents))
+        .load(conn)
+}
+
+/// Sets of a project that have work waiting for review, oldest submission first.
+pub fn sets_awaiting_review(conn: &mut Db, project_id: i64, limit: i64) -> QueryResult<Vec<i64>> {
+    let rows: Vec<(i64, Option<i64>)> = assignments::table
+        .inner_join(exemplar_sets::table)
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .filter(assignments::state.eq("submitted"))
+        .group_by(assignments::set_id)
+        .select((
+            assignments::set_id,
+            diesel::dsl::min(assignments::submitted_at),
+        ))
+        .order(diesel::dsl::min(assignments::submitted_at).asc())
+        .limit(limit)
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(id, _)| id).collect())
+}
+
+/// The work on one set that has a description, with its worker: the review page's rows.
+pub fn work_on_set(
+    conn: &mut Db,
+    set_id: i64,
+) -> QueryResult<Vec<(AssignmentRow, DescriptionRow, String)>> {
+    descriptions::table
+        .inner_join(assignments::table.inner_join(workers::table))
+        .filter(assignments::set_id.eq(set_id))
+        .order(descriptions::id.asc())
+        .select((
+            AssignmentRow::as_select(),
+            DescriptionRow::as_select(),
+            workers::external_id,
+        ))
+        .load(conn)
 }

@@ -13,6 +13,7 @@ diesel::table! {
         auto_approve_ms -> BigInt,
         qualification_required -> Bool,
         created_at -> BigInt,
+        prolific_completion_code -> Nullable<Text>,
     }
 }
 
@@ -45,6 +46,7 @@ diesel::table! {
         blocked -> Bool,
         block_reason -> Nullable<Text>,
         created_at -> BigInt,
+        password_hash -> Nullable<Text>,
     }
 }
 
@@ -119,6 +121,51 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    worker_codes (id) {
+        id -> BigInt,
+        code_hash -> Text,
+        worker_id -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    requesters (id) {
+        id -> BigInt,
+        username -> Text,
+        password_hash -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    qualifications (project_id) {
+        project_id -> BigInt,
+        source -> Text,
+        questions -> Text,
+        pass_mark -> Integer,
+        retry_delay_ms -> BigInt,
+        time_limit_ms -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    qualification_attempts (id) {
+        id -> BigInt,
+        project_id -> BigInt,
+        worker_id -> BigInt,
+        correct -> Integer,
+        total -> Integer,
+        passed -> Bool,
+        answers -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(exemplar_sets -> projects (project_id));
 diesel::joinable!(assignments -> exemplar_sets (set_id));
 diesel::joinable!(assignments -> workers (worker_id));
@@ -135,4 +182,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     requester_tokens,
     settings,
+    worker_codes,
+    requesters,
+    qualifications,
+    qualification_attempts,
 );

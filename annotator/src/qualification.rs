@@ -1,0 +1,409 @@
+//! The qualification test, as MILAN ran it: multiple-choice questions over exemplar sets of neurons
+//! outside the project ("pick the best description"), graded here, with a pass mark, a retry delay
+//! and a time limit. A project that requires it refuses accept-next to workers who have not passed
+//! (the check is in the engine's accept).
+//!
+//! The requester writes the test as TOML (see `docs/qualification.md`); each question names an
+//! exemplar set already imported into another project, so its images are the stored ones.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::db::queries::{self as q, QualificationRow};
+use crate::db::{Database, Db};
+use crate::domain::Millis;
+use crate::engine::{EngineError, Result, worker_in};
+use crate::import::StoredExemplar;
+
+pub const DEFAULT_RETRY_DELAY_S: i64 = 120;
+pub const DEFAULT_TIME_LIMIT_S: i64 = 30 * 60;
+const MAX_QUESTIONS: usize = 50;
+const MAX_CHOICES: usize = 8;
+const MAX_SOURCE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestSpec {
+    /// Correct answers needed to pass; default: all of them.
+    pass_mark: Option<i64>,
+    #[serde(default = "default_retry")]
+    retry_delay_s: i64,
+    #[serde(default = "default_limit")]
+    time_limit_s: i64,
+    #[serde(default)]
+    question: Vec<toml::Spanned<QuestionSpec>>,
+}
+
+fn default_retry() -> i64 {
+    DEFAULT_RETRY_DELAY_S
+}
+fn default_limit() -> i64 {
+    DEFAULT_TIME_LIMIT_S
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuestionSpec {
+    /// The project the exemplar set was imported into (not the one being qualified for).
+    project: String,
+    model: String,
+    layer: String,
+    unit: i32,
+    #[serde(default = "default_prompt")]
+    prompt: String,
+    choices: Vec<String>,
+    /// The text of the right choice.
+    answer: String,
+}
+
+fn default_prompt() -> String {
+    "Which description fits the highlighted regions best?".into()
+}
+
+/// A question as stored: the exemplar images resolved to content hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Question {
+    pub prompt: String,
+    /// `model/layer/unit` of the exemplar set, for the requester.
+    pub neuron: String,
+    /// Worker views (masked images) by content hash.
+    pub images: Vec<String>,
+    pub choices: Vec<String>,
+    pub answer: usize,
+}
+
+/// A project's test, ready to show.
+#[derive(Debug, Clone)]
+pub struct Test {
+    pub questions: Vec<Question>,
+    pub pass_mark: i32,
+    pub retry_delay_ms: Millis,
+    pub time_limit_ms: Millis,
+    pub source: String,
+}
+
+/// Where a worker stands with a project's qualification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The project does not require one.
+    NotRequired,
+    /// Required, but the requester has not uploaded a test yet.
+    NoTest,
+    Passed,
+    /// May take the test now.
+    Open,
+    /// Failed; may retry from this time.
+    RetryAt(Millis),
+}
+
+/// A graded attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grade {
+    pub correct: i32,
+    pub total: i32,
+    pub passed: bool,
+}
+
+fn line_of(source: &str, offset: usize) -> usize {
+    source[..offset.min(source.len())].matches('\n').count() + 1
+}
+
+/// Parses and checks a test; every error names the line and field.
+fn parse(source: &str, project_id: i64, c: &mut Db) -> Result<Test> {
+    let invalid = |msg: String| EngineError::Invalid(format!("qualification test: {msg}"));
+    if source.len() > MAX_SOURCE_BYTES {
+        return Err(invalid(format!(
+            "{} bytes; at most {MAX_SOURCE_BYTES}",
+            source.len()
+        )));
+    }
+    let spec: TestSpec = toml::from_str(source).map_err(|e| {
+        let line = e.span().map(|s| line_of(source, s.start));
+        match line {
+            Some(l) => invalid(format!("line {l}: {}", e.message())),
+            None => invalid(e.message().to_owned()),
+        }
+    })?;
+    if spec.question.is_empty() {
+        return Err(invalid("no [[question]]: add at least one".into()));
+    }
+    if spec.question.len() > MAX_QUESTIONS {
+        return Err(invalid(format!("at most {MAX_QUESTIONS} questions")));
+    }
+    let total = spec.question.len() as i64;
+    let pass_mark = spec.pass_mark.unwrap_or(total);
+    if !(1..=total).contains(&pass_mark) {
+        return Err(invalid(format!(
+            "pass_mark = {pass_mark}: must be 1 to the number of questions ({total})"
+        )));
+    }
+    if !(0..=7 * 24 * 3600).contains(&spec.retry_delay_s) {
+        return Err(invalid("retry_delay_s: 0 to 604800 seconds".into()));
+    }
+    if !(10..=24 * 3600).contains(&spec.time_limit_s) {
+        return Err(invalid("time_limit_s: 10 to 86400 seconds".into()));
+    }
+    let mut questions = Vec::new();
+    for (i, spanned) in spec.question.iter().enumerate() {
+        let line = line_of(source, spanned.span().start);
+        let at = |field: &str, msg: String| {
+            invalid(format!("question {} (line {line}), {field}: {msg}", i + 1))
+        };
+        let qs = spanned.get_ref();
+        let source_project = q::project_by_name(c, &qs.project)?.ok_or_else(|| {
+            at(
+                "project",
+                format!(
+                    "no project named {:?}; import its exemplar sets first",
+                    qs.project
+                ),
+            )
+        })?;
+        if source_project.id == project_id {
+            return Err(at(
+                "project",
+                "must be another project: qualification neurons come from outside the project"
+                    .into(),
+            ));
+        }
+        let set = q::set_by_key(c, source_project.id, &qs.model, &qs.layer, qs.unit)?.ok_or_else(
+            || {
+                at(
+                    "unit",
+                    format!(
+                        "project {:?} has no exemplar set {}/{}/{}",
+                        qs.project, qs.model, qs.layer, qs.unit
+                    ),
+                )
+            },
+        )?;
+        let exemplars: Vec<StoredExemplar> = serde_json::from_str(&set.exemplars)
+            .map_err(|e| EngineError::Invalid(format!("stored set {}: {e}", set.id)))?;
+        if exemplars.is_empty() {
+            return Err(at("unit", "that set has no images".into()));
+        }
+        if !(2..=MAX_CHOICES).contains(&qs.choices.len()) {
+            return Err(at("choices", format!("give 2 to {MAX_CHOICES}")));
+        }
+        for (k, choice) in qs.choices.iter().enumerate() {
+            if choice.trim().is_empty() || choice.chars().count() > 200 {
+                return Err(at(
+                    "choices",
+                    format!("choice {} must be 1 to 200 characters", k + 1),
+                ));
+            }
+            if qs.choices[..k].contains(choice) {
+                return Err(at("choices", format!("{choice:?} appears twice")));
+            }
+        }
+        let answer = qs
+            .choices
+            .iter()
+            .position(|c| c == &qs.answer)
+            .ok_or_else(|| {
+                at(
+                    "answer",
+                    format!("{:?} is not one of the choices", qs.answer),
+                )
+            })?;
+        if qs.prompt.trim().is_empty() || qs.prompt.chars().count() > 300 {
+            return Err(at("prompt", "1 to 300 characters".into()));
+        }
+        questions.push(Question {
+            prompt: qs.prompt.clone(),
+            neuron: format!("{}/{}/{}", qs.model, qs.layer, qs.unit),
+            images: exemplars.iter().map(|e| e.view.clone()).collect(),
+            choices: qs.choices.clone(),
+            answer,
+        });
+    }
+    Ok(Test {
+        questions,
+        pass_mark: pass_mark as i32,
+        retry_delay_ms: spec.retry_delay_s * 1000,
+        time_limit_ms: spec.time_limit_s * 1000,
+        source: source.to_owned(),
+    })
+}
+
+fn test_of(row: QualificationRow) -> Result<Test> {
+    Ok(Test {
+        questions: serde_json::from_str(&row.questions)
+            .map_err(|e| EngineError::Invalid(format!("stored qualification: {e}")))?,
+        pass_mark: row.pass_mark,
+        retry_delay_ms: row.retry_delay_ms,
+        time_limit_ms: row.time_limit_ms,
+        source: row.source,
+    })
+}
+
+fn project_in(c: &mut Db, name: &str) -> Result<q::ProjectRow> {
+    q::project_by_name(c, name)?
+        .ok_or_else(|| EngineError::NotFound(format!("no project named {name:?}")))
+}
+
+/// Qualification tests over the database.
+#[derive(Debug, Clone)]
+pub struct Qualifications {
+    db: Database,
+}
+
+impl Qualifications {
+    pub fn new(db: Database) -> Self {
+        Qualifications { db }
+    }
+
+    /// Checks the TOML and makes it the project's test (replacing any earlier one), in one
+    /// transaction. Earlier passes stay valid.
+    pub fn set_test(&self, project: &str, source: &str, now: Millis) -> Result<Test> {
+        self.db.write(|c| {
+            let project = project_in(c, project)?;
+            let test = parse(source, project.id, c)?;
+            q::replace_qualification(
+                c,
+                &QualificationRow {
+                    project_id: project.id,
+                    source: test.source.clone(),
+                    questions: serde_json::to_string(&test.questions).expect("questions serialise"),
+                    pass_mark: test.pass_mark,
+                    retry_delay_ms: test.retry_delay_ms,
+                    time_limit_ms: test.time_limit_ms,
+                    updated_at: now,
+                },
+            )?;
+            q::log(
+                c,
+                &q::NewEvent {
+                    at: now,
+                    kind: "qualification_set",
+                    project_id: Some(project.id),
+                    detail:
+                        json!({ "questions": test.questions.len(), "pass_mark": test.pass_mark })
+                            .to_string(),
+                    ..q::NewEvent::default()
+                },
+            )?;
+            Ok(test)
+        })
+    }
+
+    pub fn test(&self, project: &str) -> Result<Option<Test>> {
+        self.db.read(|c| {
+            let project = project_in(c, project)?;
+            q::qualification_of(c, project.id)?.map(test_of).transpose()
+        })
+    }
+
+    pub fn standing(&self, project: &str, worker: &str, now: Millis) -> Result<Standing> {
+        self.db.read(|c| {
+            let project = project_in(c, project)?;
+            if !project.qualification_required {
+                return Ok(Standing::NotRequired);
+            }
+            let Some(test) = q::qualification_of(c, project.id)? else {
+                return Ok(Standing::NoTest);
+            };
+            let Some(w) = q::worker_by_external(c, worker)? else {
+                return Ok(Standing::Open);
+            };
+            standing_in(c, project.id, w.id, test.retry_delay_ms, now)
+        })
+    }
+
+    /// Grades an attempt begun at `started_at` (the web layer signs that time when it shows the
+    /// test). `answers[i]` is the index of the choice picked for question i, if any.
+    pub fn grade(
+        &self,
+        project: &str,
+        worker: &str,
+        answers: &[Option<usize>],
+        started_at: Millis,
+        now: Millis,
+    ) -> Result<Grade> {
+        self.db.write(|c| {
+            let project = project_in(c, project)?;
+            let row = q::qualification_of(c, project.id)?.ok_or_else(|| {
+                EngineError::NotFound("this project has no qualification test".into())
+            })?;
+            let w = worker_in(c, worker, now)?;
+            match standing_in(c, project.id, w.id, row.retry_delay_ms, now)? {
+                Standing::Passed => {
+                    return Err(EngineError::Conflict("you already passed this test".into()));
+                }
+                Standing::RetryAt(at) => {
+                    return Err(EngineError::Conflict(format!(
+                        "you can retry the test in {} s",
+                        (at - now + 999) / 1000
+                    )));
+                }
+                _ => {}
+            }
+            if now - started_at > row.time_limit_ms || started_at > now {
+                return Err(EngineError::Conflict(format!(
+                    "the test's time limit ({} min) ran out; start it again",
+                    row.time_limit_ms / 60_000
+                )));
+            }
+            let test = test_of(row)?;
+            if answers.len() != test.questions.len() {
+                return Err(EngineError::Invalid(format!(
+                    "answer all {} questions",
+                    test.questions.len()
+                )));
+            }
+            let correct = test
+                .questions
+                .iter()
+                .zip(answers)
+                .filter(|(q, a)| **a == Some(q.answer))
+                .count() as i32;
+            let total = test.questions.len() as i32;
+            let passed = correct >= test.pass_mark;
+            q::insert_attempt(
+                c,
+                project.id,
+                w.id,
+                (correct, total),
+                passed,
+                &serde_json::to_string(answers).expect("answers serialise"),
+                now,
+            )?;
+            q::log(
+                c,
+                &q::NewEvent {
+                    at: now,
+                    kind: "qualification_attempt",
+                    project_id: Some(project.id),
+                    worker_id: Some(w.id),
+                    detail: json!({ "correct": correct, "total": total, "passed": passed })
+                        .to_string(),
+                    ..q::NewEvent::default()
+                },
+            )?;
+            Ok(Grade {
+                correct,
+                total,
+                passed,
+            })
+        })
+    }
+}
+
+fn standing_in(
+    c: &mut Db,
+    project_id: i64,
+    worker_id: i64,
+    retry_delay_ms: Millis,
+    now: Millis,
+) -> Result<Standing> {
+    let attempts = q::attempts_of(c, project_id, worker_id)?;
+    if attempts.iter().any(|a| a.passed) {
+        return Ok(Standing::Passed);
+    }
+    Ok(match attempts.last() {
+        Some(last) if now < last.created_at + retry_delay_ms => {
+            Standing::RetryAt(last.created_at + retry_delay_ms)
+        }
+        _ => Standing::Open,
+    })
+}

@@ -1,0 +1,354 @@
+//! The HTML pages workers and requesters use (tera templates and static files from `frontend/`,
+//! compiled into the binary). Handlers read the visitor, call the engine, accounts or
+//! qualification modules, and render; no rules live here.
+//!
+//! Every page is sent with a strict Content-Security-Policy (scripts and styles from this origin
+//! only, no inline script or style), `frame-ancestors 'none'` except for MTurk workers, whose pages
+//! MTurk frames; tera autoescapes every variable and no template marks anything `safe`.
+
+pub mod requester;
+pub mod session;
+pub mod worker;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde::Serialize;
+use tera::{Context, Tera};
+
+use crate::accounts::Accounts;
+use crate::api::AppState;
+use crate::engine::EngineError;
+use crate::qualification::Qualifications;
+use session::RateLimiter;
+
+/// MTurk's two sites: where ExternalQuestion pages are framed and answers are posted.
+pub const MTURK_ORIGINS: &[&str] = &["https://www.mturk.com", "https://workersandbox.mturk.com"];
+
+/// Settings of the web pages.
+#[derive(Debug, Clone, Default)]
+pub struct WebConfig {
+    /// Origins besides MTurk's that `turkSubmitTo` may name (a local MTurk stand-in in tests).
+    pub extra_mturk_origins: Vec<String>,
+}
+
+/// What the page handlers reach besides [`AppState`].
+#[derive(Debug)]
+pub struct Site {
+    pub accounts: Accounts,
+    pub qualifications: Qualifications,
+    pub templates: Tera,
+    pub limiter: RateLimiter,
+    pub config: WebConfig,
+}
+
+macro_rules! templates {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../../frontend/templates/", $name)))),*]
+    };
+}
+
+const TEMPLATES: &[(&str, &str)] = templates!(
+    "base.html",
+    "worker_stats.html",
+    "instructions_body.html",
+    "requester/nav.html",
+    "error.html",
+    "signin.html",
+    "home.html",
+    "project.html",
+    "instructions.html",
+    "task.html",
+    "mturk_finish.html",
+    "qualification.html",
+    "requester/signin.html",
+    "requester/projects.html",
+    "requester/dashboard.html",
+    "requester/review.html",
+    "requester/workers.html",
+);
+
+const STATIC: &[(&str, &str, &[u8])] = &[
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../../frontend/static/app.css"),
+    ),
+    (
+        "task.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../frontend/static/task.js"),
+    ),
+    (
+        "review.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../frontend/static/review.js"),
+    ),
+    (
+        "finish.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../frontend/static/finish.js"),
+    ),
+];
+
+/// The templates, parsed once; a broken template fails here, at start, not on a page view.
+pub fn templates() -> Tera {
+    let mut tera = Tera::default();
+    tera.add_raw_templates(TEMPLATES.iter().copied())
+        .expect("frontend templates parse");
+    tera.autoescape_on(vec![".html"]);
+    tera
+}
+
+impl Site {
+    pub fn new(state: &AppState, config: WebConfig) -> Self {
+        Site {
+            accounts: Accounts::new(state.engine.db().clone()),
+            qualifications: Qualifications::new(state.engine.db().clone()),
+            templates: templates(),
+            limiter: RateLimiter::default(),
+            config,
+        }
+    }
+
+    /// Whether `turkSubmitTo` names MTurk (or a configured stand-in).
+    pub fn mturk_origin_allowed(&self, origin: &str) -> bool {
+        MTURK_ORIGINS.contains(&origin)
+            || self.config.extra_mturk_origins.iter().any(|o| o == origin)
+    }
+}
+
+/// Who may frame a page and where its forms may post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// No framing; forms post here only.
+    Deny,
+    /// MTurk may frame it, and forms may post to `submit_to` (MTurk's externalSubmit).
+    Mturk { submit_to: String },
+}
+
+fn csp(frame: &Frame) -> String {
+    let (ancestors, form) = match frame {
+        Frame::Deny => ("'none'".to_owned(), "'self'".to_owned()),
+        Frame::Mturk { submit_to } => (MTURK_ORIGINS.join(" "), format!("'self' {submit_to}")),
+    };
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+         connect-src 'self'; form-action {form}; frame-ancestors {ancestors}; base-uri 'none'"
+    )
+}
+
+/// A page to send: template, context and status.
+#[derive(Debug)]
+pub struct Page {
+    pub template: &'static str,
+    pub context: Context,
+    pub status: StatusCode,
+    pub frame: Frame,
+}
+
+impl Page {
+    pub fn new(template: &'static str, context: Context) -> Self {
+        Page {
+            template,
+            context,
+            status: StatusCode::OK,
+            frame: Frame::Deny,
+        }
+    }
+
+    pub fn status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn frame(mut self, frame: Frame) -> Self {
+        self.frame = frame;
+        self
+    }
+}
+
+/// Renders a page with the visitor's CSRF token and the security headers.
+pub fn render(
+    state: &AppState,
+    site: &Site,
+    req: &HttpRequest,
+    mut page: Page,
+) -> Result<HttpResponse, WebError> {
+    let (csrf_cookie, new) = session::csrf_cookie(req);
+    page.context
+        .insert("csrf", &session::csrf_token(&state.auth, &csrf_cookie));
+    let html = site
+        .templates
+        .render(page.template, &page.context)
+        .map_err(|e| WebError::Internal(format!("template {}: {e:?}", page.template)))?;
+    let mut resp = HttpResponse::build(page.status);
+    resp.content_type("text/html; charset=utf-8")
+        .insert_header(("Content-Security-Policy", csp(&page.frame)))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("Referrer-Policy", "same-origin"));
+    if page.frame == Frame::Deny {
+        resp.insert_header(("X-Frame-Options", "DENY"));
+    }
+    if new {
+        resp.cookie(session::cookie(
+            req,
+            session::CSRF_COOKIE,
+            csrf_cookie,
+            page.frame != Frame::Deny,
+        ));
+    }
+    Ok(resp.body(html))
+}
+
+/// A 303 to a page of this site (after a POST).
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
+}
+
+/// A 303 that also sets a (session) cookie: the end of every sign-in.
+pub fn see_other_with(location: &str, cookie: actix_web::cookie::Cookie<'_>) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .cookie(cookie)
+        .finish()
+}
+
+/// A form with nothing but its CSRF token (sign-out).
+#[derive(Debug, serde::Deserialize)]
+pub struct CsrfForm {
+    pub csrf: Option<String>,
+}
+
+/// A failed page request, shown as an HTML page with the status that says what went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the form expired or came from another site; go back, reload the page and try again")]
+    Csrf,
+    #[error("too many attempts; wait {0} s and try again")]
+    RateLimited(i64),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("internal error")]
+    Internal(String),
+    /// Not signed in: go to this sign-in page.
+    #[error("sign in first")]
+    SignIn(String),
+}
+
+impl From<actix_web::error::BlockingError> for WebError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        WebError::Internal(e.to_string())
+    }
+}
+
+impl ResponseError for WebError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::Csrf => StatusCode::FORBIDDEN,
+            WebError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            WebError::SignIn(_) => StatusCode::SEE_OTHER,
+            WebError::Engine(e) => match e {
+                EngineError::NotFound(_) => StatusCode::NOT_FOUND,
+                EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
+                EngineError::Conflict(_) => StatusCode::CONFLICT,
+                EngineError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                EngineError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let WebError::SignIn(to) = self {
+            return see_other(to);
+        }
+        let status = self.status_code();
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!("internal error: {self:?}");
+            "internal error".to_owned()
+        } else {
+            self.to_string()
+        };
+        // The error page is rendered without the app state, so it carries no form.
+        let mut ctx = Context::new();
+        ctx.insert("status", &status.as_u16());
+        ctx.insert("message", &message);
+        ctx.insert("csrf", "");
+        let html = ERROR_TEMPLATES
+            .render("error.html", &ctx)
+            .unwrap_or_else(|_| "error".to_owned());
+        let mut resp = HttpResponse::build(status);
+        resp.content_type("text/html; charset=utf-8")
+            .insert_header(("Content-Security-Policy", csp(&Frame::Deny)))
+            .insert_header((header::CACHE_CONTROL, "no-store"));
+        if let WebError::RateLimited(s) = self {
+            resp.insert_header((header::RETRY_AFTER, s.to_string()));
+        }
+        resp.body(html)
+    }
+}
+
+static ERROR_TEMPLATES: std::sync::LazyLock<Tera> = std::sync::LazyLock::new(templates);
+
+pub type WebResult = Result<HttpResponse, WebError>;
+
+/// Runs blocking work (the database, argon2) off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WebError> + Send + 'static,
+) -> Result<T, WebError> {
+    web::block(f).await?
+}
+
+/// Percent-encodes a query-string value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Money as the pages show it.
+pub fn dollars(cents: i64) -> String {
+    format!("${}.{:02}", cents / 100, cents % 100)
+}
+
+/// A JSON-ready view of anything serialisable, for template contexts.
+pub fn ctx_with<T: Serialize>(pairs: &[(&str, &T)]) -> Context {
+    let mut ctx = Context::new();
+    for (k, v) in pairs {
+        ctx.insert(*k, v);
+    }
+    ctx
+}
+
+async fn static_file(path: web::Path<String>) -> HttpResponse {
+    let name = path.into_inner();
+    match STATIC.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, bytes)) => HttpResponse::Ok()
+            .content_type(*content_type)
+            .insert_header((
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ))
+            .body(*bytes),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
+/// Registers the pages (before the API's routes and its JSON 404).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/static/{name}", web::get().to(static_file));
+    worker::configure(cfg);
+    requester::configure(cfg);
+}

@@ -1,0 +1,816 @@
+//! The requester's pages: sign-in, projects with progress, the dashboard (throughput chart, ETA,
+//! exports, qualification test), the review queue with agreement per set, and the worker table.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tera::Context;
+
+use super::session::{self, RequesterSession};
+use super::{CsrfForm, Page, Site, WebError, WebResult, blocking, dollars, render, see_other};
+use crate::api::AppState;
+use crate::db::queries as q;
+use crate::domain::{Millis, State as AState, now_ms};
+use crate::engine::EngineError;
+use crate::export::{self, Format};
+
+type State = web::Data<AppState>;
+type SiteData = web::Data<Site>;
+
+const SIGNIN: &str = "/r/signin";
+
+fn requester_of(state: &AppState, req: &HttpRequest) -> Result<RequesterSession, WebError> {
+    req.cookie(session::REQUESTER_COOKIE)
+        .and_then(|c| session::open_requester(&state.auth, c.value(), now_ms()))
+        .ok_or_else(|| WebError::SignIn(SIGNIN.to_owned()))
+}
+
+/// A requester's POST: signed in, with a matching CSRF token.
+fn requester_post(
+    state: &AppState,
+    req: &HttpRequest,
+    csrf: Option<&str>,
+) -> Result<RequesterSession, WebError> {
+    let s = requester_of(state, req)?;
+    if !session::csrf_ok(&state.auth, req, csrf) {
+        return Err(WebError::Csrf);
+    }
+    Ok(s)
+}
+
+fn base_context(s: &RequesterSession) -> Context {
+    let mut ctx = Context::new();
+    ctx.insert("requester", &s.username);
+    ctx
+}
+
+// ------------------------------------------------------------------ sign-in
+
+async fn signin_page(state: State, site: SiteData, req: HttpRequest) -> WebResult {
+    render(
+        &state,
+        &site,
+        &req,
+        Page::new("requester/signin.html", Context::new()),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct SignInForm {
+    csrf: Option<String>,
+    username: String,
+    password: String,
+}
+
+async fn signin(
+    state: State,
+    site: SiteData,
+    req: HttpRequest,
+    form: web::Form<SignInForm>,
+) -> WebResult {
+    let form = form.into_inner();
+    if !session::csrf_ok(&state.auth, &req, form.csrf.as_deref()) {
+        return Err(WebError::Csrf);
+    }
+    let now = now_ms();
+    let ip = req
+        .peer_addr()
+        .map_or_else(|| "unknown".into(), |a| a.ip().to_string());
+    site.limiter
+        .hit(&format!("r-signin-ip:{ip}"), session::SIGN_IN_LIMIT, now)
+        .map_err(WebError::RateLimited)?;
+    site.limiter
+        .hit(
+            &format!("r-signin-user:{}", form.username),
+            session::SIGN_IN_LIMIT,
+            now,
+        )
+        .map_err(WebError::RateLimited)?;
+    let s2 = site.clone();
+    let (user, pass) = (form.username.clone(), form.password.clone());
+    let ok = blocking(move || Ok(s2.accounts.check_requester(&user, &pass)?)).await?;
+    if !ok {
+        let ctx = super::ctx_with(&[("error", &"Wrong username or password.")]);
+        return render(
+            &state,
+            &site,
+            &req,
+            Page::new("requester/signin.html", ctx).status(StatusCode::UNAUTHORIZED),
+        );
+    }
+    let s = RequesterSession {
+        username: form.username,
+        issued: now,
+    };
+    Ok(super::see_other_with(
+        "/r",
+        session::cookie(
+            &req,
+            session::REQUESTER_COOKIE,
+            session::seal_requester(&state.auth, &s),
+            false,
+        ),
+    ))
+}
+
+async fn signout(state: State, req: HttpRequest, form: web::Form<CsrfForm>) -> WebResult {
+    requester_post(&state, &req, form.csrf.as_deref())?;
+    Ok(super::see_other_with(
+        SIGNIN,
+        session::removal(session::REQUESTER_COOKIE),
+    ))
+}
+
+// ------------------------------------------------------------------ projects and dashboard
+
+fn totals(rows: &[crate::engine::Progress]) -> Value {
+    let sum = |f: fn(&crate::engine::Progress) -> i64| rows.iter().map(f).sum::<i64>();
+    let needed = sum(|r| r.needed);
+    let approved = sum(|r| r.approved);
+    json!({
+        "sets": sum(|r| r.sets), "needed": needed, "approved": approved,
+        "in_progress": sum(|r| r.in_progress), "left": sum(|r| r.left),
+        "percent": if needed > 0 { approved * 100 / needed } else { 0 },
+    })
+}
+
+async fn projects(state: State, site: SiteData, req: HttpRequest) -> WebResult {
+    let s = requester_of(&state, &req)?;
+    let st = state.clone();
+    let rows = blocking(move || {
+        let mut rows = Vec::new();
+        for p in st.engine.projects()? {
+            let progress = st.engine.progress(&p.name)?;
+            rows.push(json!({"name": p.name, "title": p.title, "totals": totals(&progress)}));
+        }
+        Ok(rows)
+    })
+    .await?;
+    let mut ctx = base_context(&s);
+    ctx.insert("projects", &rows);
+    render(
+        &state,
+        &site,
+        &req,
+        Page::new("requester/projects.html", ctx),
+    )
+}
+
+/// A bar chart of submissions over time, as SVG numbers for the template (no script needed).
+fn throughput(submitted: &[Millis], now: Millis) -> Value {
+    const BARS: i64 = 24;
+    const STEPS: [(Millis, &str); 6] = [
+        (60_000, "minute"),
+        (5 * 60_000, "5 minutes"),
+        (15 * 60_000, "15 minutes"),
+        (3_600_000, "hour"),
+        (6 * 3_600_000, "6 hours"),
+        (86_400_000, "day"),
+    ];
+    let first = submitted.iter().copied().min().unwrap_or(now);
+    let span = (now - first).max(1);
+    let (bucket, label) = STEPS
+        .iter()
+        .copied()
+        .find(|(b, _)| b * BARS >= span)
+        .unwrap_or(STEPS[STEPS.len() - 1]);
+    let start = now - bucket * BARS;
+    let mut counts = vec![0i64; BARS as usize];
+    for t in submitted {
+        if *t >= start {
+            let i = (((t - start) / bucket) as usize).min(BARS as usize - 1);
+            counts[i] += 1;
+        }
+    }
+    let max = counts.iter().copied().max().unwrap_or(0).max(1);
+    let (w, h) = (600i64, 120i64);
+    let bar_w = w / BARS;
+    let bars: Vec<Value> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let bh = c * (h - 10) / max;
+            json!({"x": i as i64 * bar_w + 1, "y": h - bh, "w": bar_w - 2, "h": bh, "count": c})
+        })
+        .collect();
+    json!({"bars": bars, "width": w, "height": h, "bucket": label, "max": max, "total": submitted.len()})
+}
+
+/// Remaining work over the recent rate: (per hour, hours left).
+fn eta(submitted: &[Millis], remaining: i64, now: Millis) -> Value {
+    let window = 3_600_000;
+    let recent = submitted.iter().filter(|t| **t >= now - window).count() as f64;
+    if remaining == 0 {
+        return json!({"done": true});
+    }
+    if recent == 0.0 {
+        return json!({"done": false, "rate": 0});
+    }
+    let hours = remaining as f64 / recent;
+    json!({"done": false, "rate": recent, "hours": format!("{hours:.1}")})
+}
+
+#[derive(Debug, Deserialize)]
+struct DashQuery {
+    notice: Option<String>,
+}
+
+async fn dashboard(
+    state: State,
+    site: SiteData,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<DashQuery>,
+) -> WebResult {
+    let s = requester_of(&state, &req)?;
+    let name = path.into_inner();
+    let (st, s2, n) = (state.clone(), site.clone(), name.clone());
+    let now = now_ms();
+    let (project, progress, submitted, test) = blocking(move || {
+        let project = st.engine.project(&n)?;
+        let progress = st.engine.progress(&n)?;
+        let work = st.engine.db().read(|c| -> Result<_, EngineError> {
+            Ok(q::assignments_with_workers(c, project.id)?)
+        })?;
+        let submitted: Vec<Millis> = work.iter().filter_map(|(a, _)| a.submitted_at).collect();
+        let test = s2.qualifications.test(&n)?;
+        Ok((project, progress, submitted, test))
+    })
+    .await?;
+    let mut ctx = base_context(&s);
+    let t = totals(&progress);
+    let remaining = t["needed"].as_i64().unwrap_or(0) - t["approved"].as_i64().unwrap_or(0);
+    ctx.insert("project", &json!({
+        "name": project.name, "title": project.title, "reward": dollars(project.reward_cents),
+        "assignments_per_set": project.assignments_per_set, "lease_min": project.lease_ms / 60_000,
+        "qualification_required": project.qualification_required,
+        "prolific": project.prolific_completion_code.is_some(),
+    }));
+    ctx.insert(
+        "progress",
+        &progress
+            .iter()
+            .map(|p| {
+                json!({
+                    "model": p.model, "layer": p.layer, "sets": p.sets, "approved": p.approved,
+                    "in_progress": p.in_progress, "left": p.left, "needed": p.needed,
+                    "percent": if p.needed > 0 { p.approved * 100 / p.needed } else { 0 },
+                })
+            })
+            .collect::<Vec<_>>(),
+    );
+    ctx.insert("totals", &t);
+    ctx.insert("chart", &throughput(&submitted, now));
+    ctx.insert("eta", &eta(&submitted, remaining, now));
+    ctx.insert("formats", &["milannotations", "mturk-csv", "jsonl"]);
+    ctx.insert("test", &test.map(|t| json!({"source": t.source, "questions": t.questions.len(), "pass_mark": t.pass_mark})));
+    ctx.insert("notice", &query.notice);
+    let host = req.connection_info().host().to_owned();
+    let scheme = req.connection_info().scheme().to_owned();
+    ctx.insert("entry", &json!({
+        "mturk": format!("{scheme}://{host}/mturk/{}", project.name),
+        "prolific": format!("{scheme}://{host}/prolific/{}?PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&STUDY_ID={{{{%STUDY_ID%}}}}&SESSION_ID={{{{%SESSION_ID%}}}}", project.name),
+        "local": format!("{scheme}://{host}/signin?project={}", project.name),
+    }));
+    render(
+        &state,
+        &site,
+        &req,
+        Page::new("requester/dashboard.html", ctx),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct ExportQuery {
+    format: String,
+}
+
+async fn export_download(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<ExportQuery>,
+) -> WebResult {
+    requester_of(&state, &req)?;
+    let name = path.into_inner();
+    let format: Format = query.format.parse().map_err(WebError::BadRequest)?;
+    let st = state.clone();
+    let n = name.clone();
+    let (bytes, content_type, ext) = blocking(move || {
+        export::download(&st.engine, &st.images, &st.data_dir, &n, format).map_err(|e| match e {
+            export::ExportError::Engine(e) => WebError::Engine(e),
+            export::ExportError::Incomplete(m) => WebError::Engine(EngineError::Conflict(m)),
+            other => WebError::Internal(other.to_string()),
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}.{ext}\""),
+        ))
+        .body(bytes))
+}
+
+#[derive(Debug, Deserialize)]
+struct QualificationForm {
+    csrf: Option<String>,
+    source: String,
+    required: Option<String>,
+}
+
+async fn upload_qualification(
+    state: State,
+    site: SiteData,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<QualificationForm>,
+) -> WebResult {
+    let form = form.into_inner();
+    requester_post(&state, &req, form.csrf.as_deref())?;
+    let name = path.into_inner();
+    let (s2, st, n) = (site.clone(), state.clone(), name.clone());
+    let required = form.required.is_some();
+    let result = blocking(move || {
+        let r = s2.qualifications.set_test(&n, &form.source, now_ms());
+        if r.is_ok() {
+            st.engine
+                .set_qualification_required(&n, required, now_ms())?;
+        }
+        Ok(r)
+    })
+    .await?;
+    match result {
+        Ok(test) => Ok(see_other(&format!(
+            "/r/p/{name}?notice=Qualification+test+saved+({}+questions)",
+            test.questions.len()
+        ))),
+        Err(EngineError::Invalid(m)) => Ok(see_other(&format!(
+            "/r/p/{name}?notice={}",
+            super::urlencode(&m)
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ------------------------------------------------------------------ review
+
+/// Mean pairwise sentence BLEU (0-100) between one description and the others of its set.
+fn agreement(texts: &[String]) -> (f64, Vec<f64>) {
+    let n = texts.len();
+    if n < 2 {
+        return (100.0, vec![100.0; n]);
+    }
+    let mut each = vec![0.0; n];
+    for i in 0..n {
+        let mut sum = 0.0;
+        for j in 0..n {
+            if i != j {
+                // Symmetric: the mean of BLEU in both directions.
+                let ab = milan_metrics::bleu::sentence_bleu(&texts[i], &[&texts[j]]).score;
+                let ba = milan_metrics::bleu::sentence_bleu(&texts[j], &[&texts[i]]).score;
+                sum += (ab + ba) / 2.0;
+            }
+        }
+        each[i] = sum / (n - 1) as f64;
+    }
+    (each.iter().sum::<f64>() / n as f64, each)
+}
+
+#[derive(Debug, Deserialize)]
+struct ReviewQuery {
+    sort: Option<String>,
+    notice: Option<String>,
+}
+
+async fn review(
+    state: State,
+    site: SiteData,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<ReviewQuery>,
+) -> WebResult {
+    let s = requester_of(&state, &req)?;
+    let name = path.into_inner();
+    let (st, n) = (state.clone(), name.clone());
+    let sets = blocking(move || {
+        let project = st.engine.project(&n)?;
+        st.engine
+            .db()
+            .read(|c| -> Result<_, EngineError> {
+                let mut out = Vec::new();
+                for set_id in q::sets_awaiting_review(c, project.id, 25)? {
+                    let set = q::set_by_id(c, set_id)?;
+                    let work = q::work_on_set(c, set_id)?;
+                    out.push((set, work));
+                }
+                Ok(out)
+            })
+            .map_err(WebError::from)
+    })
+    .await?;
+    let mut rows: Vec<Value> = sets
+        .iter()
+        .map(|(set, work)| {
+            let live: Vec<_> = work.iter().filter(|(a, _, _)| a.state != AState::Rejected.as_str()).collect();
+            let texts: Vec<String> = live.iter().map(|(_, d, _)| d.raw.clone()).collect();
+            let (mean, each) = agreement(&texts);
+            let images: Vec<String> = serde_json::from_str::<Vec<crate::import::StoredExemplar>>(&set.exemplars)
+                .unwrap_or_default()
+                .iter()
+                .map(|e| format!("/images/{}.png", e.view))
+                .collect();
+            json!({
+                "neuron": format!("{}/{}/{}", set.model, set.layer, set.unit),
+                "images": images,
+                "agreement": if texts.len() >= 2 { format!("{mean:.1}") } else { "- (one description)".to_owned() },
+                "agreement_value": mean,
+                "low": texts.len() >= 2 && mean < 5.0,
+                "work": live.iter().zip(each).map(|((a, d, w), score)| json!({
+                    "id": a.public_id, "worker": w, "state": a.state, "text": d.raw,
+                    "agreement": if texts.len() >= 2 { format!("{score:.1}") } else { "-".to_owned() },
+                    "seconds": a.submitted_at.map(|t| (t - a.accepted_at) / 1000),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    if query.sort.as_deref() == Some("agreement") {
+        rows.sort_by(|a, b| {
+            a["agreement_value"]
+                .as_f64()
+                .partial_cmp(&b["agreement_value"].as_f64())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+    }
+    let mut ctx = base_context(&s);
+    ctx.insert("project", &json!({"name": name}));
+    ctx.insert("sets", &rows);
+    ctx.insert("sort", &query.sort);
+    ctx.insert("notice", &query.notice);
+    render(&state, &site, &req, Page::new("requester/review.html", ctx))
+}
+
+/// Approve or reject: one (`one=approve:<id>` / `reject:<id>`) or the ticked ones (`action` over
+/// `ids`). Rejections need feedback: the row's own, or the bulk one.
+async fn review_action(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<Vec<(String, String)>>,
+) -> WebResult {
+    let name = path.into_inner();
+    let fields = form.into_inner();
+    let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    requester_post(&state, &req, get("csrf"))?;
+    let bulk_feedback = get("feedback").unwrap_or("").trim().to_owned();
+    let mut actions: Vec<(String, String, String)> = Vec::new();
+    if let Some(one) = get("one") {
+        let (action, id) = one
+            .split_once(':')
+            .ok_or_else(|| WebError::BadRequest("bad action".into()))?;
+        let own = get(&format!("feedback:{id}"))
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        let fb = if own.is_empty() {
+            bulk_feedback.clone()
+        } else {
+            own
+        };
+        actions.push((action.to_owned(), id.to_owned(), fb));
+    } else {
+        let action = get("action").unwrap_or("");
+        for (k, v) in &fields {
+            if k == "ids" {
+                let own = get(&format!("feedback:{v}"))
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
+                let fb = if own.is_empty() {
+                    bulk_feedback.clone()
+                } else {
+                    own
+                };
+                actions.push((action.to_owned(), v.clone(), fb));
+            }
+        }
+        if actions.is_empty() {
+            return Ok(see_other(&format!(
+                "/r/p/{name}/review?notice=Tick+some+descriptions+first"
+            )));
+        }
+    }
+    for (action, _, fb) in &actions {
+        match action.as_str() {
+            "approve" => {}
+            "reject" if fb.is_empty() => {
+                return Ok(see_other(&format!(
+                    "/r/p/{name}/review?notice=Rejecting+needs+feedback+for+the+worker"
+                )));
+            }
+            "reject" => {}
+            other => return Err(WebError::BadRequest(format!("unknown action {other:?}"))),
+        }
+    }
+    let st = state.clone();
+    let (approved, rejected, skipped) = blocking(move || {
+        let (mut a, mut r, mut s) = (0, 0, 0);
+        for (action, id, fb) in &actions {
+            let now = now_ms();
+            let result = if action == "approve" {
+                st.engine.approve(id, now)
+            } else {
+                st.engine.reject(id, fb, now)
+            };
+            match result {
+                Ok(()) if action == "approve" => a += 1,
+                Ok(()) => r += 1,
+                // Reviewed meanwhile (auto-approval, another tab): say so, do not fail the rest.
+                Err(EngineError::Conflict(_)) => s += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok((a, r, s))
+    })
+    .await?;
+    Ok(see_other(&format!(
+        "/r/p/{name}/review?notice=Approved+{approved},+rejected+{rejected}{}",
+        if skipped > 0 {
+            format!(",+{skipped}+already+reviewed")
+        } else {
+            String::new()
+        }
+    )))
+}
+
+// ------------------------------------------------------------------ workers
+
+fn median(mut v: Vec<i64>) -> Option<i64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    Some(v[v.len() / 2])
+}
+
+#[derive(Debug, Deserialize)]
+struct WorkersQuery {
+    notice: Option<String>,
+    code: Option<String>,
+    code_for: Option<String>,
+}
+
+async fn workers(
+    state: State,
+    site: SiteData,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<WorkersQuery>,
+) -> WebResult {
+    let s = requester_of(&state, &req)?;
+    let name = path.into_inner();
+    let (st, n) = (state.clone(), name.clone());
+    let (work, ledger, all) = blocking(move || {
+        let project = st.engine.project(&n)?;
+        st.engine
+            .db()
+            .read(|c| -> Result<_, EngineError> {
+                Ok((
+                    q::assignments_with_workers(c, project.id)?,
+                    q::ledger_totals(c)?,
+                    q::all_workers(c)?,
+                ))
+            })
+            .map_err(WebError::from)
+    })
+    .await?;
+    #[derive(Default)]
+    struct Row {
+        done: i64,
+        approved: i64,
+        rejected: i64,
+        times: Vec<i64>,
+    }
+    let mut rows: BTreeMap<i64, Row> = BTreeMap::new();
+    for (a, _) in &work {
+        let r = rows.entry(a.worker_id).or_default();
+        match a.state.as_str() {
+            "submitted" => r.done += 1,
+            "approved" => {
+                r.done += 1;
+                r.approved += 1;
+            }
+            "rejected" => {
+                r.done += 1;
+                r.rejected += 1;
+            }
+            _ => {}
+        }
+        if let Some(t) = a.submitted_at {
+            r.times.push((t - a.accepted_at) / 1000);
+        }
+    }
+    let mut money: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for (w, kind, cents) in ledger {
+        let m = money.entry(w).or_default();
+        if kind == "reward" {
+            m.0 += cents
+        } else {
+            m.1 += cents
+        }
+    }
+    let table: Vec<Value> = all
+        .iter()
+        .filter_map(|w| rows.remove(&w.id).map(|r| (w, r)))
+        .map(|(w, r)| {
+            let (reward, bonus) = money.get(&w.id).copied().unwrap_or_default();
+            let reviewed = r.approved + r.rejected;
+            json!({
+                "id": w.external_id, "done": r.done, "approved": r.approved, "rejected": r.rejected,
+                "approval_rate": if reviewed > 0 { format!("{}%", r.approved * 100 / reviewed) } else { "-".into() },
+                "median": median(r.times).map_or_else(|| "-".to_owned(), |s| format!("{s} s")),
+                "earnings": dollars(reward), "bonus": dollars(bonus),
+                "blocked": w.blocked, "block_reason": w.block_reason,
+            })
+        })
+        .collect();
+    let mut ctx = base_context(&s);
+    ctx.insert("project", &json!({"name": name}));
+    ctx.insert("workers", &table);
+    ctx.insert("notice", &query.notice);
+    ctx.insert("code", &query.code);
+    ctx.insert("code_for", &query.code_for);
+    render(
+        &state,
+        &site,
+        &req,
+        Page::new("requester/workers.html", ctx),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct WorkerActionForm {
+    csrf: Option<String>,
+    action: String,
+    worker: String,
+    cents: Option<String>,
+    reason: Option<String>,
+}
+
+async fn worker_action(
+    state: State,
+    site: SiteData,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<WorkerActionForm>,
+) -> WebResult {
+    let form = form.into_inner();
+    requester_post(&state, &req, form.csrf.as_deref())?;
+    let name = path.into_inner();
+    let (st, s2) = (state.clone(), site.clone());
+    let worker = form.worker.trim().to_owned();
+    let reason = form.reason.unwrap_or_default().trim().to_owned();
+    let action = form.action.clone();
+    let cents = form.cents.clone();
+    let outcome = blocking(move || {
+        let now = now_ms();
+        let result: Result<String, EngineError> = match action.as_str() {
+            "bonus" => {
+                let dollars_text = cents.unwrap_or_default();
+                let cents = parse_dollars(&dollars_text).ok_or_else(|| {
+                    EngineError::Invalid(format!(
+                        "bonus {dollars_text:?}: give an amount like 0.50"
+                    ))
+                })?;
+                st.engine
+                    .bonus(&worker, cents, &reason, None, now)
+                    .map(|_| format!("Paid {} bonus to {worker}", dollars(cents)))
+            }
+            "block" => st
+                .engine
+                .block(
+                    &worker,
+                    if reason.is_empty() {
+                        "blocked by the requester"
+                    } else {
+                        &reason
+                    },
+                    now,
+                )
+                .map(|_| format!("Blocked {worker}")),
+            "unblock" => st
+                .engine
+                .unblock(&worker, now)
+                .map(|_| format!("Unblocked {worker}")),
+            "code" => return Ok(Err(s2.accounts.issue_worker_code(&worker, now)?)),
+            other => Err(EngineError::Invalid(format!("unknown action {other:?}"))),
+        };
+        Ok(Ok(result))
+    })
+    .await?;
+    Ok(match outcome {
+        Ok(Ok(msg)) => see_other(&format!(
+            "/r/p/{name}/workers?notice={}",
+            super::urlencode(&msg)
+        )),
+        Ok(Err(
+            EngineError::Invalid(m)
+            | EngineError::NotFound(m)
+            | EngineError::Conflict(m)
+            | EngineError::Forbidden(m),
+        )) => see_other(&format!(
+            "/r/p/{name}/workers?notice={}",
+            super::urlencode(&m)
+        )),
+        Ok(Err(e)) => return Err(e.into()),
+        Err(code) => see_other(&format!(
+            "/r/p/{name}/workers?code={}&code_for={}",
+            super::urlencode(&code),
+            super::urlencode(form.worker.trim())
+        )),
+    })
+}
+
+fn parse_dollars(s: &str) -> Option<i64> {
+    let s = s.trim().trim_start_matches('$');
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if frac.len() > 2 || whole.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let frac: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<2}").parse().ok()?
+    };
+    let cents = whole.checked_mul(100)?.checked_add(frac)?;
+    (cents > 0).then_some(cents)
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/r/signin", web::get().to(signin_page))
+        .route("/r/signin", web::post().to(signin))
+        .route("/r/signout", web::post().to(signout))
+        .route("/r", web::get().to(projects))
+        .route("/r/p/{project}", web::get().to(dashboard))
+        .route("/r/p/{project}/export", web::get().to(export_download))
+        .route(
+            "/r/p/{project}/qualification",
+            web::post().to(upload_qualification),
+        )
+        .route("/r/p/{project}/review", web::get().to(review))
+        .route("/r/p/{project}/review", web::post().to(review_action))
+        .route("/r/p/{project}/workers", web::get().to(workers))
+        .route("/r/p/{project}/workers", web::post().to(worker_action));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollars_parse_like_a_person_types_them() {
+        assert_eq!(parse_dollars("0.5"), Some(50));
+        assert_eq!(parse_dollars("$1.25"), Some(125));
+        assert_eq!(parse_dollars("2"), Some(200));
+        assert_eq!(parse_dollars(".05"), Some(5));
+        assert_eq!(parse_dollars("1.234"), None);
+        assert_eq!(parse_dollars("0"), None);
+        assert_eq!(parse_dollars("-1"), None);
+        assert_eq!(parse_dollars("abc"), None);
+    }
+
+    #[test]
+    fn agreement_singles_out_the_odd_description() {
+        let texts = [
+            "red circles on the left",
+            "red circles",
+            "the text of a sign",
+        ]
+        .map(String::from);
+        let (_, each) = agreement(&texts);
+        assert!(each[2] < each[0] && each[2] < each[1], "{each:?}");
+    }
+
+    #[test]
+    fn the_chart_puts_every_recent_submission_in_a_bar() {
+        let now = 10_000_000;
+        let chart = throughput(&[now - 1000, now - 2000, now - 3_000_000], now);
+        let total: i64 = chart["bars"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_i64().unwrap())
+            .sum();
+        assert_eq!(total, 3);
+    }
+}

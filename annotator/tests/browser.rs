@@ -1,0 +1,181 @@
+//! The worker and requester pages in a real browser: Debian's headless Chromium driven by
+//! playwright-core (npm), from `e2e/browser.test.mjs`. This test prepares the data (projects,
+//! accounts, a qualification test), starts `annotator serve`, and runs the script against it.
+//!
+//! Needs `/usr/bin/chromium` and `e2e/node_modules` (scripts/test installs both: `apt-get install
+//! chromium` and `npm ci --prefix e2e`). Screenshots go to `target/browser-screenshots/`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use milan_annotator::accounts::Accounts;
+use milan_annotator::api::AppState;
+use milan_annotator::domain::{ProjectSettings, now_ms};
+use milan_annotator::import::import;
+use milan_annotator::qualification::Qualifications;
+use milan_annotator::server::open_state;
+
+const WORKER_PASSWORD: &str = "alice-password-1";
+const REQUESTER_PASSWORD: &str = "requester-password-1";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn corpus(dir: &Path, key: &str, units: usize, seed: u64) -> PathBuf {
+    let out = dir.join(format!("corpus-{seed}"));
+    let config = milan_synth::SynthConfig {
+        units_per_layer: units,
+        image_size: 64,
+        seed,
+        keys: vec![key.parse().unwrap()],
+    };
+    milan_synth::generate(&out, &config, &|| {}).unwrap();
+    out
+}
+
+fn add_project(state: &AppState, settings: &ProjectSettings, corpus: &Path) {
+    import(
+        &state.engine,
+        &state.images,
+        settings,
+        corpus,
+        now_ms(),
+        &|| {},
+    )
+    .unwrap();
+}
+
+/// The qualification test: two neurons of the "pool" project; the right answers are given to the
+/// browser script, which first answers wrong, then right.
+fn qualification(state: &AppState) -> (String, String) {
+    let layers = milan_synth::layers_of(&"resnet152/imagenet".parse().unwrap(), 2);
+    let layer = &layers[0].0;
+    let toml = format!(
+        r#"pass_mark = 2
+retry_delay_s = 2
+
+[[question]]
+project = "pool"
+model = "resnet152/imagenet"
+layer = "{layer}"
+unit = 0
+choices = ["the sky above a city", "the right answer one", "letters of text"]
+answer = "the right answer one"
+
+[[question]]
+project = "pool"
+model = "resnet152/imagenet"
+layer = "{layer}"
+unit = 1
+choices = ["the right answer two", "wheels", "faces of dogs"]
+answer = "the right answer two"
+"#
+    );
+    Qualifications::new(state.engine.db().clone())
+        .set_test("gated", &toml, now_ms())
+        .unwrap();
+    (toml, "1,0".to_owned())
+}
+
+#[test]
+fn the_pages_work_in_a_real_browser() {
+    let root = repo_root();
+    let chromium = std::env::var("MILAN_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "browser tests need Chromium at {chromium}: `apt-get install chromium` (scripts/test does it), \
+         or set MILAN_CHROMIUM"
+    );
+    assert!(
+        root.join("e2e/node_modules/playwright-core").exists(),
+        "browser tests need playwright-core: run `npm ci --prefix e2e` (scripts/test does it)"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let state = open_state(&data, None).unwrap();
+    let solo_corpus = corpus(dir.path(), "alexnet/imagenet", 1, 0);
+    let demo_corpus = corpus(dir.path(), "alexnet/imagenet", 2, 7);
+    let pool_corpus = corpus(dir.path(), "resnet152/imagenet", 2, 3);
+
+    // solo: one description per set, so a rejected set can only go to someone else.
+    let mut solo = ProjectSettings::new("solo", "Describe neurons (one per set)");
+    solo.assignments_per_set = 1;
+    solo.reward_cents = 10;
+    add_project(&state, &solo, &solo_corpus);
+    add_project(
+        &state,
+        &ProjectSettings::new("demo", "Describe neurons"),
+        &demo_corpus,
+    );
+    add_project(
+        &state,
+        &ProjectSettings::new("pool", "Qualification pool"),
+        &pool_corpus,
+    );
+    let mut gated = ProjectSettings::new("gated", "Describe neurons (qualified workers)");
+    gated.qualification_required = true;
+    add_project(&state, &gated, &demo_corpus);
+    let (_, answers) = qualification(&state);
+
+    let accounts = Accounts::new(state.engine.db().clone());
+    accounts
+        .set_worker_password("alice", WORKER_PASSWORD, now_ms())
+        .unwrap();
+    accounts
+        .set_requester_password("boss", REQUESTER_PASSWORD, now_ms())
+        .unwrap();
+    let bob_code = accounts.issue_worker_code("bob", now_ms()).unwrap();
+    let quinn_code = accounts.issue_worker_code("quinn", now_ms()).unwrap();
+    drop(state);
+
+    let url = milan_annotator::server::database_url(&data, None);
+    let server = common::Server::start(
+        Path::new(env!("CARGO_BIN_EXE_annotator")),
+        &data,
+        &url,
+        &["--sweep-interval-ms", "200"],
+    )
+    .expect("start annotator serve");
+
+    let shots = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"))
+        .join("browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let output = Command::new("node")
+        .arg("--test")
+        .arg("--test-reporter=spec")
+        .arg(root.join("e2e/browser.test.mjs"))
+        .env("BASE_URL", &server.base)
+        .env("CHROMIUM", &chromium)
+        .env("WORKER_PASSWORD", WORKER_PASSWORD)
+        .env("REQUESTER_PASSWORD", REQUESTER_PASSWORD)
+        .env("BOB_CODE", &bob_code)
+        .env("QUINN_CODE", &quinn_code)
+        .env("QUAL_ANSWERS", &answers)
+        .env("SCREENSHOT_DIR", &shots)
+        .output()
+        .expect("run node (install Node.js 20 or newer)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{text}");
+    assert!(output.status.success(), "browser tests failed:\n{text}");
+    for name in [
+        "task-laptop.png",
+        "task-phone.png",
+        "review.png",
+        "dashboard.png",
+    ] {
+        assert!(shots.join(name).exists(), "screenshot {name} missing");
+    }
+}
