@@ -142,6 +142,30 @@ test("the task page reflows on a phone without horizontal scrolling", async () =
   await context.close();
 });
 
+test("a task can be done by keyboard alone", async () => {
+  const { context, page, problems } = await session();
+  await signInWithPassword(page, "alice", process.env.WORKER_PASSWORD, "demo");
+  // The start button has focus on arrival; Enter starts.
+  assert.equal(await page.evaluate(() => document.activeElement.id), "start");
+  await Promise.all([page.waitForURL(`${BASE}/p/demo/task`), page.keyboard.press("Enter")]);
+  // The text box has focus: type, then Ctrl+Enter submits.
+  assert.equal(await page.evaluate(() => document.activeElement.id), "description");
+  await page.keyboard.type("yellow triangles in corners");
+  await page.waitForFunction(() => /Looks good/.test(document.querySelector("#verdict").textContent));
+  const before = await page.getAttribute("#grid .cell img", "src");
+  await Promise.all([page.waitForNavigation(), page.keyboard.press("Control+Enter")]);
+  assert.notEqual(await page.getAttribute("#grid .cell img", "src"), before, "on to the next set");
+  // Tab reaches the images; Enter enlarges, Escape closes and gives focus back.
+  await page.focus("#grid .cell >> nth=0");
+  await page.keyboard.press("Enter");
+  assert.ok(await page.$eval("#lightbox", (d) => d.open));
+  await page.keyboard.press("Escape");
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.index), "0");
+  await page.click("#return");
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
 test("an MTurk preview shows the task but cannot submit; an accepted HIT posts back to MTurk", async () => {
   const { context, page, problems } = await session();
   const preview = await page.goto(`${BASE}/mturk/demo?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1&turkSubmitTo=${encodeURIComponent(MTURK)}`);
@@ -256,6 +280,17 @@ test("the requester reviews: markup shows as text, approve and reject, bulk, key
   const alice = page.locator("tr", { hasText: "alice" });
   assert.match(await alice.textContent(), /66%/, "2 of 3 approved");
   assert.match(await alice.textContent(), /\$0\.20/);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("the worker sees why their work was rejected", async () => {
+  const { context, page, problems } = await session();
+  await signInWithPassword(page, "alice", process.env.WORKER_PASSWORD, "solo");
+  const rejection = page.locator(".rejections li");
+  assert.equal(await rejection.count(), 1);
+  assert.match(await rejection.locator(".text").textContent(), /^<script>alert\('x'\)<\/script> vertical stripes$/);
+  assert.match(await rejection.locator(".feedback").textContent(), /describe the highlighted regions only/);
   assert.deepEqual(problems, []);
   await context.close();
 });

@@ -438,6 +438,44 @@ impl Engine {
         })
     }
 
+    /// The worker's latest rejected work: (description, feedback, when), newest first. Workers
+    /// see why their work was rejected (MTurk shows the RequesterFeedback the same way).
+    pub fn rejections(&self, worker: &str, limit: i64) -> Result<Vec<(String, String, Millis)>> {
+        self.db.read(|c| {
+            let Some(w) = q::worker_by_external(c, worker)? else {
+                return Ok(Vec::new());
+            };
+            Ok(q::rejections_of(c, w.id, limit)?
+                .into_iter()
+                .map(|(a, d)| {
+                    (
+                        d.raw,
+                        a.feedback.unwrap_or_default(),
+                        a.reviewed_at.unwrap_or(0),
+                    )
+                })
+                .collect())
+        })
+    }
+
+    /// Records which outside task an assignment answers (MTurk's assignmentId and HITId), in the
+    /// event log, so that the work can be matched with MTurk's records.
+    pub fn record_external(
+        &self,
+        public_id: &str,
+        detail: serde_json::Value,
+        now: Millis,
+    ) -> Result<()> {
+        self.db.write(|c| {
+            let a = assignment_in(c, public_id)?;
+            q::log(
+                c,
+                &assignment_event("external_task", &a, detail.clone(), now),
+            )?;
+            Ok(())
+        })
+    }
+
     pub fn assignment(&self, public_id: &str) -> Result<AssignmentRow> {
         self.db
             .read(|c| Ok::<_, EngineError>(q::assignment_by_public_id(c, public_id)?))?

@@ -427,4 +427,55 @@ async fn mturk_mode_is_framed_by_mturk_only_and_posts_only_to_mturk() {
             .to_owned()
     };
     assert_eq!(action(&body), action(&again));
+    // MTurk's ids are on record once, for matching the work with MTurk's batch results.
+    let events = f.state.engine.events_of(&action(&body)).unwrap();
+    let external: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "external_task")
+        .collect();
+    assert_eq!(external.len(), 1);
+    assert!(
+        external[0].detail.contains("\"assignment_id\":\"A1\""),
+        "{}",
+        external[0].detail
+    );
+}
+
+#[actix_web::test]
+async fn submits_are_rate_limited_per_worker() {
+    use milan_annotator::web::session::{self, Entry, WorkerSession};
+    let db = common::sqlite();
+    let f = fixture(&db);
+    let app = site!(f);
+    let worker = WorkerSession {
+        worker: "ann".into(),
+        issued: now_ms(),
+        entry: Entry::Local,
+    };
+    let sealed = session::seal_worker(&f.state.auth, &worker);
+    let csrf_cookie = "ab".repeat(16);
+    let token = session::csrf_token(&f.state.auth, &csrf_cookie);
+    let mut statuses = Vec::new();
+    for _ in 0..31 {
+        let req = form(
+            "/a/no-such-assignment/submit",
+            &format!("csrf={token}&description=red+circles"),
+        )
+        .cookie(actix_web::cookie::Cookie::new(
+            "milan_csrf",
+            csrf_cookie.clone(),
+        ))
+        .cookie(actix_web::cookie::Cookie::new(
+            "milan_worker",
+            sealed.clone(),
+        ));
+        statuses.push(
+            at::call_service(&app, req.to_request())
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses[..30], [404; 30], "the first 30 reach the engine");
+    assert_eq!(statuses[30], 429);
 }

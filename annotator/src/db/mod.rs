@@ -125,9 +125,11 @@ impl ManageConnection for Manager {
                 let path_str = path.to_string_lossy();
                 let mut conn = SqliteConnection::establish(&path_str).map_err(fail)?;
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL;
+                    // busy_timeout first: setting the journal mode takes a lock, which
+                    // another connection's write transaction may hold at that moment.
+                    "PRAGMA busy_timeout = 30000;
+                     PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = FULL;
-                     PRAGMA busy_timeout = 30000;
                      PRAGMA foreign_keys = ON;",
                 )
                 .map_err(DbError::Query)?;

@@ -719,6 +719,22 @@ pub fn count_done(conn: &mut Db, worker_id: i64) -> QueryResult<i64> {
         .first(conn)
 }
 
+/// A worker's rejected work with the requester's feedback, newest first.
+pub fn rejections_of(
+    conn: &mut Db,
+    worker_id: i64,
+    limit: i64,
+) -> QueryResult<Vec<(AssignmentRow, DescriptionRow)>> {
+    assignments::table
+        .inner_join(descriptions::table)
+        .filter(assignments::worker_id.eq(worker_id))
+        .filter(assignments::state.eq("rejected"))
+        .order(assignments::reviewed_at.desc())
+        .limit(limit)
+        .select((AssignmentRow::as_select(), DescriptionRow::as_select()))
+        .load(conn)
+}
+
 // ---------------------------------------------------------------- sign-in
 
 pub fn set_worker_password(conn: &mut Db, worker_id: i64, hash: &str) -> QueryResult<()> {

@@ -90,8 +90,9 @@ fn client_ip(req: &HttpRequest) -> String {
 }
 
 /// The context every worker page has: who, how they came, work done and earnings.
-fn worker_context(state: &AppState, s: &WorkerSession) -> Result<Context, WebError> {
-    let (done, cents) = state.engine.worker_totals(&s.worker)?;
+async fn worker_context(state: &AppState, s: &WorkerSession) -> Result<Context, WebError> {
+    let (engine, worker) = (state.engine.clone(), s.worker.clone());
+    let (done, cents) = blocking(move || Ok(engine.worker_totals(&worker)?)).await?;
     let mut ctx = Context::new();
     ctx.insert("worker", &s.worker);
     ctx.insert("done", &done);
@@ -294,7 +295,7 @@ async fn home(state: State, site: SiteData, req: HttpRequest) -> WebResult {
     if projects.len() == 1 {
         return Ok(see_other(&format!("/p/{}", projects[0].name)));
     }
-    let mut ctx = worker_context(&state, &s)?;
+    let mut ctx = worker_context(&state, &s).await?;
     ctx.insert(
         "projects",
         &projects
@@ -322,17 +323,18 @@ async fn project_page(
     let s = require_worker(&state, &req, Some(&name))?;
     let now = now_ms();
     let (st, s2, n, w) = (state.clone(), site.clone(), name.clone(), s.worker.clone());
-    let (project, current, standing) = blocking(move || {
+    let (project, current, standing, rejections) = blocking(move || {
         let project = st.engine.project(&n)?;
         let current = st.engine.current_assignment(&n, &w, now)?;
         let standing = s2.qualifications.standing(&n, &w, now)?;
-        Ok((project, current, standing))
+        let rejections = st.engine.rejections(&w, 10)?;
+        Ok((project, current, standing, rejections))
     })
     .await?;
     if current.is_some() {
         return Ok(see_other(&format!("/p/{name}/task")));
     }
-    let mut ctx = worker_context(&state, &s)?;
+    let mut ctx = worker_context(&state, &s).await?;
     ctx.insert("project", &json!({"name": project.name, "title": project.title, "instructions": project.instructions, "reward": dollars(project.reward_cents)}));
     let (standing_name, retry_in) = match standing {
         Standing::NotRequired | Standing::Passed => ("ok", 0),
@@ -341,6 +343,13 @@ async fn project_page(
         Standing::RetryAt(at) => ("wait", (at - now + 999) / 1000),
     };
     ctx.insert("standing", standing_name);
+    ctx.insert(
+        "rejections",
+        &rejections
+            .iter()
+            .map(|(text, feedback, _)| json!({"text": text, "feedback": feedback}))
+            .collect::<Vec<_>>(),
+    );
     ctx.insert("retry_in", &retry_in);
     let notice = match query.notice.as_deref() {
         Some("empty") => Some("Nothing is left for you in this project right now. Thank you!"),
@@ -422,11 +431,11 @@ async fn task_page(
     let Some(a) = current else {
         return Ok(see_other(&format!("/p/{name}")));
     };
-    show_task(&state, &site, &req, &s, &a, None, "", StatusCode::OK)
+    show_task(&state, &site, &req, &s, &a, None, "", StatusCode::OK).await
 }
 
 #[allow(clippy::too_many_arguments)]
-fn show_task(
+async fn show_task(
     state: &AppState,
     site: &Site,
     req: &HttpRequest,
@@ -437,7 +446,7 @@ fn show_task(
     status: StatusCode,
 ) -> WebResult {
     let now = now_ms();
-    let mut ctx = worker_context(state, s)?;
+    let mut ctx = worker_context(state, s).await?;
     assignment_context(&mut ctx, a, now);
     ctx.insert("error", &error);
     ctx.insert("text", text);
@@ -515,7 +524,8 @@ async fn submit(
                 Some(&message),
                 &form.description,
                 StatusCode::UNPROCESSABLE_ENTITY,
-            );
+            )
+            .await;
         }
         Err(e) => return Err(e.into()),
     }
@@ -526,7 +536,7 @@ async fn submit(
     } = &s.entry
     {
         // Tell MTurk: a form to its externalSubmit, sent by finish.js (or by hand without JS).
-        let mut ctx = worker_context(&state, &s)?;
+        let mut ctx = worker_context(&state, &s).await?;
         ctx.insert("submit_to", &format!("{submit_to}/mturk/externalSubmit"));
         ctx.insert("mturk_assignment", assignment_id);
         ctx.insert("description", &form.description.trim());
@@ -721,11 +731,24 @@ async fn mturk(
     // The worker accepted the HIT on MTurk: show their live set, or take one (a reload shows the
     // same set again, so this GET takes at most one).
     let (st, n, w) = (state.clone(), name.clone(), s.worker.clone());
+    let external = match &s.entry {
+        Entry::Mturk {
+            assignment_id,
+            hit_id,
+            ..
+        } => json!({"source": "mturk", "assignment_id": assignment_id, "hit_id": hit_id}),
+        _ => json!({}),
+    };
     let accepted = blocking(move || {
         if let Some(a) = st.engine.current_assignment(&n, &w, now)? {
             return Ok(Some(a));
         }
-        Ok(st.engine.accept_next(&n, &w, now)?)
+        let a = st.engine.accept_next(&n, &w, now)?;
+        if let Some(a) = &a {
+            st.engine
+                .record_external(&a.assignment.public_id, external, now)?;
+        }
+        Ok(a)
     })
     .await?;
     let Some(a) = accepted else {
@@ -734,7 +757,7 @@ async fn mturk(
         )
         .into());
     };
-    let mut resp = show_task(&state, &site, &req, &s, &a, None, "", StatusCode::OK)?;
+    let mut resp = show_task(&state, &site, &req, &s, &a, None, "", StatusCode::OK).await?;
     let cookie = session::cookie(
         &req,
         session::WORKER_COOKIE,
@@ -802,6 +825,26 @@ async fn prolific(
 
 const QUAL_PURPOSE: &str = "qualification-start";
 
+/// The choices in an order of their own for each worker and question (so the right answer is not
+/// always in the same place), each with its index in the test, which is what the form sends.
+fn shuffled_choices(worker: &str, question: usize, choices: &[String]) -> Vec<serde_json::Value> {
+    let mut order: Vec<(String, usize)> = choices
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                crate::auth::sha256_hex(&format!("{worker}\u{1f}{question}\u{1f}{c}")),
+                i,
+            )
+        })
+        .collect();
+    order.sort();
+    order
+        .into_iter()
+        .map(|(_, i)| json!({"index": i, "text": choices[i]}))
+        .collect()
+}
+
 async fn qualification_page(
     state: State,
     site: SiteData,
@@ -822,7 +865,7 @@ async fn qualification_page(
     let Some(test) = test else {
         return Err(EngineError::NotFound("this project has no qualification test".into()).into());
     };
-    let mut ctx = worker_context(&state, &s)?;
+    let mut ctx = worker_context(&state, &s).await?;
     ctx.insert("project", &json!({"name": name}));
     ctx.insert(
         "standing",
@@ -838,7 +881,14 @@ async fn qualification_page(
     let questions: Vec<_> = test
         .questions
         .iter()
-        .map(|q| json!({"prompt": q.prompt, "images": q.images.iter().map(|h| format!("/images/{h}.png")).collect::<Vec<_>>(), "choices": q.choices}))
+        .enumerate()
+        .map(|(i, q)| {
+            json!({
+                "prompt": q.prompt,
+                "images": q.images.iter().map(|h| format!("/images/{h}.png")).collect::<Vec<_>>(),
+                "choices": shuffled_choices(&s.worker, i, &q.choices),
+            })
+        })
         .collect();
     ctx.insert("questions", &questions);
     ctx.insert("pass_mark", &test.pass_mark);
@@ -890,7 +940,7 @@ async fn qualification_submit(
             .grade(&n, &w, &answers, started_at, now_ms())?)
     })
     .await?;
-    let mut ctx = worker_context(&state, &s)?;
+    let mut ctx = worker_context(&state, &s).await?;
     ctx.insert("project", &json!({"name": name}));
     ctx.insert(
         "graded",
