@@ -199,6 +199,25 @@ test("an MTurk preview shows the task but cannot submit; an accepted HIT posts b
   await context.close();
 });
 
+test("a Prolific participant works and finishes on the study's completion URL", async () => {
+  const { context, page, problems } = await session();
+  await page.goto(`${BASE}/prolific/demo?PROLIFIC_PID=P123&STUDY_ID=S1&SESSION_ID=X9`);
+  await page.waitForURL(`${BASE}/p/demo`);
+  assert.match(await page.textContent(".stats"), /prolific:P123/);
+  await page.click("#start");
+  await page.waitForURL(`${BASE}/p/demo/task`);
+  await describe(page, "orange squares with dots");
+  await page.click("#return");
+  await page.waitForURL(/\/p\/demo\?notice=returned/);
+  assert.equal(await page.getAttribute("#prolific-finish", "href"),
+    "https://app.prolific.com/submissions/complete?cc=C0MPL3TE");
+  // Ids that are not Prolific's are refused.
+  const bad = await page.goto(`${BASE}/prolific/demo?PROLIFIC_PID=%3Cx%3E&STUDY_ID=S1&SESSION_ID=X9`);
+  assert.equal(bad.status(), 400);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
 test("a worker fails the qualification test, waits, then passes and can work", async () => {
   const { context, page, problems } = await session();
   await signInWithCode(page, process.env.QUINN_CODE, "gated");
@@ -275,11 +294,42 @@ test("the requester reviews: markup shows as text, approve and reject, bulk, key
   await page.waitForURL(/notice=Approved\+1,/);
   assert.match(await page.textContent("#empty"), /Nothing waits/);
 
-  // The worker table shows alice's record.
+  // The worker table shows alice's record; a bonus and a block/unblock go through it.
   await page.goto(`${BASE}/r/p/solo/workers`);
   const alice = page.locator("tr", { hasText: "alice" });
   assert.match(await alice.textContent(), /66%/, "2 of 3 approved");
   assert.match(await alice.textContent(), /\$0\.20/);
+  await alice.locator("input[name=cents]").fill("0.25");
+  await alice.locator("input[name=reason]").fill("careful work");
+  await alice.locator("button[value=bonus]").click();
+  await page.waitForURL(/notice=Paid/);
+  assert.match(await page.locator("tr", { hasText: "alice" }).textContent(), /\$0\.25/);
+  await page.locator("tr", { hasText: "alice" }).locator("button[value=block]").click();
+  await page.waitForURL(/notice=Blocked/);
+  assert.match(await page.locator("tr", { hasText: "alice" }).textContent(), /blocked/);
+  await page.locator("tr", { hasText: "alice" }).locator("button[value=unblock]").click();
+  await page.waitForURL(/notice=Unblocked/);
+  await page.screenshot({ path: path.join(SHOTS, "workers.png"), fullPage: true });
+
+  // Export buttons download the work.
+  await page.goto(`${BASE}/r/p/solo`);
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("a.button:text-is('jsonl')")]);
+  const chunks = [];
+  for await (const c of await download.createReadStream()) chunks.push(c);
+  const lines = Buffer.concat(chunks).toString().trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(lines.map((l) => l.state).sort(), ["approved", "approved", "rejected"]);
+  assert.equal(lines.find((l) => l.state === "rejected").feedback, "Please describe the highlighted regions only.");
+
+  // The qualification test can be written on the dashboard; errors name the line.
+  await page.goto(`${BASE}/r/p/pool`);
+  const toml = (answer) => ["pass_mark = 1", "", "[[question]]", 'project = "solo"', 'model = "alexnet/imagenet"',
+    'layer = "conv1"', "unit = 0", 'choices = ["stripes", "dots"]', `answer = "${answer}"`].join("\n");
+  await page.fill("#qual-source", toml("waves"));
+  await page.click("text=Save the test");
+  assert.match(await page.textContent("#notice"), /question 1 \(line 3\), answer: "waves" is not one of the choices/);
+  await page.fill("#qual-source", toml("dots"));
+  await page.click("text=Save the test");
+  assert.match(await page.textContent("#notice"), /Qualification test saved: 1 question, pass mark 1/);
   assert.deepEqual(problems, []);
   await context.close();
 });

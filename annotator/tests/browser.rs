@@ -109,11 +109,9 @@ fn the_pages_work_in_a_real_browser() {
     solo.assignments_per_set = 1;
     solo.reward_cents = 10;
     add_project(&state, &solo, &solo_corpus);
-    add_project(
-        &state,
-        &ProjectSettings::new("demo", "Describe neurons"),
-        &demo_corpus,
-    );
+    let mut demo = ProjectSettings::new("demo", "Describe neurons");
+    demo.prolific_completion_code = Some("C0MPL3TE".into());
+    add_project(&state, &demo, &demo_corpus);
     add_project(
         &state,
         &ProjectSettings::new("pool", "Qualification pool"),

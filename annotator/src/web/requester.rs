@@ -346,10 +346,18 @@ async fn upload_qualification(
     })
     .await?;
     match result {
-        Ok(test) => Ok(see_other(&format!(
-            "/r/p/{name}?notice=Qualification+test+saved+({}+questions)",
-            test.questions.len()
-        ))),
+        Ok(test) => {
+            let n = test.questions.len();
+            let msg = format!(
+                "Qualification test saved: {n} question{}, pass mark {}",
+                if n == 1 { "" } else { "s" },
+                test.pass_mark
+            );
+            Ok(see_other(&format!(
+                "/r/p/{name}?notice={}",
+                super::urlencode(&msg)
+            )))
+        }
         Err(EngineError::Invalid(m)) => Ok(see_other(&format!(
             "/r/p/{name}?notice={}",
             super::urlencode(&m)
