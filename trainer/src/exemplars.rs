@@ -72,6 +72,36 @@ impl Network for crate::encoders::efficientnet::EfficientNetLite0 {
     }
 }
 
+impl Network for crate::encoders::resnet::ResNet {
+    fn layers(&self) -> Vec<String> {
+        crate::encoders::resnet::LAYERS
+            .iter()
+            .map(|l| (*l).to_owned())
+            .collect()
+    }
+
+    fn activations(&self, x: Tensor<4>, layers: &[String]) -> Result<Vec<Tensor<4>>> {
+        let keep: Vec<&str> = crate::encoders::resnet::LAYERS
+            .iter()
+            .copied()
+            .filter(|l| layers.iter().any(|w| w == l))
+            .collect();
+        let mut out = self.forward(x, &keep);
+        layers
+            .iter()
+            .map(|l| {
+                out.layers.remove(l.as_str()).with_context(|| {
+                    format!("a ResNet has no layer {l:?}: use conv1, layer1 to layer4")
+                })
+            })
+            .collect()
+    }
+
+    fn preprocess(&self, img: &image::RgbImage) -> Vec<f32> {
+        crate::encoders::resnet::preprocess(img)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ExemplarConfig {
     pub layers: Vec<String>,
@@ -472,6 +502,8 @@ impl ImageCache {
 pub struct Report {
     pub folder: PathBuf,
     pub images: usize,
+    /// Passes over the images: 1, or 2 when a layer needed quantile histograms.
+    pub passes: usize,
     pub layers: Vec<(String, usize)>,
 }
 
@@ -537,7 +569,12 @@ pub fn compute(
         },
     )?;
     // Pass 2, for layers too large for exact tails: the histograms.
-    if stats.iter().any(LayerStats::needs_histograms) {
+    let passes = if stats.iter().any(LayerStats::needs_histograms) {
+        2
+    } else {
+        1
+    };
+    if passes == 2 {
         stream(
             net,
             &files,
@@ -560,6 +597,7 @@ pub fn compute(
     let mut report = Report {
         folder: out.join(key.arch()).join(key.dataset()),
         images: files.len(),
+        passes,
         layers: Vec::new(),
     };
     let mut cache = ImageCache::new(256);

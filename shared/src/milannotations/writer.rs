@@ -202,6 +202,11 @@ fn sync_dir(dir: &Path) -> Result<(), FormatError> {
 /// Written here because ndarray-npy's header differs from numpy's in those bytes, and users diff
 /// and checksum these files.
 fn npy_header(shape: &[usize]) -> Vec<u8> {
+    npy_header_for("|u1", shape)
+}
+
+/// The `.npy` header numpy writes for a C-ordered array of dtype `descr` (`|u1`, `<f4`, ...).
+pub fn npy_header_for(descr: &str, shape: &[usize]) -> Vec<u8> {
     const MAGIC: &[u8] = b"\x93NUMPY\x01\x00";
     const ALIGN: usize = 64;
     const GROWTH_AXIS_MAX_DIGITS: usize = 21;
@@ -216,7 +221,8 @@ fn npy_header(shape: &[usize]) -> Vec<u8> {
                 .join(", ")
         ),
     };
-    let mut dict = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': {shape_repr}, }}");
+    let mut dict =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_repr}, }}");
     if let Some(first) = shape.first() {
         let digits = first.to_string().len();
         dict.push_str(&" ".repeat(GROWTH_AXIS_MAX_DIGITS.saturating_sub(digits)));

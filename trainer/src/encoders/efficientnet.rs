@@ -101,6 +101,8 @@ pub struct Output {
     pub logits: Tensor<2>,
     /// Block index -> [batch, channels, h, w].
     pub blocks: HashMap<usize, Tensor<4>>,
+    /// The head's output before pooling: [batch, 1280, 7, 7] for 224x224 input.
+    pub head: Tensor<4>,
 }
 
 /// EfficientNet-Lite0 with folded batch norms.
@@ -251,11 +253,15 @@ impl EfficientNetLite0 {
                 blocks.insert(i, h.clone());
             }
         }
-        h = relu6(self.head.forward(h));
-        let [n, c, _, _] = h.dims();
-        let pooled: Tensor<2> = adaptive_avg_pool2d(h, [1, 1]).reshape([n, c]);
+        let head = relu6(self.head.forward(h));
+        let [n, c, _, _] = head.dims();
+        let pooled: Tensor<2> = adaptive_avg_pool2d(head.clone(), [1, 1]).reshape([n, c]);
         let logits = pooled.matmul(self.fc_weight.clone()) + self.fc_bias.clone().unsqueeze();
-        Output { logits, blocks }
+        Output {
+            logits,
+            blocks,
+            head,
+        }
     }
 }
 

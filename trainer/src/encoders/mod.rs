@@ -2,8 +2,10 @@
 //!
 //! - [`torch_legacy`]: PyTorch state dicts in the pre-1.6 (non-zip) format;
 //! - [`efficientnet`]: EfficientNet-Lite0 with its ImageNet weights;
-//! - [`imagenet`]: the ImageNet class names.
+//! - [`imagenet`]: the ImageNet class names;
+//! - [`resnet`]: ResNet-18 to -152 in torchvision's layout, from safetensors.
 
 pub mod efficientnet;
 pub mod imagenet;
+pub mod resnet;
 pub mod torch_legacy;
