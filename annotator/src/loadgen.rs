@@ -193,6 +193,11 @@ fn worker_loop(
         if rng.random_bool(config.p_return) {
             match client.post(&format!("/api/v1/assignments/{id}/return"), None, None) {
                 Ok((200, _)) => report.lock().unwrap().returned += 1,
+                // On a loaded machine the lease can run out between accept and return; the
+                // server then refuses the return, as it must (as for a slow submit below).
+                Ok((409, _)) if t0.elapsed() >= Duration::from_millis(config.lease_ms) => {
+                    report.lock().unwrap().refused_late += 1;
+                }
                 Ok((s, b)) => report
                     .lock()
                     .unwrap()
