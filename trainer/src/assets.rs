@@ -91,6 +91,11 @@ pub fn is_fetched(asset: &Asset) -> bool {
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
+    sha256_file_with(path, &ProgressBar::hidden())
+}
+
+/// The SHA-256 of a file, counting the bytes read on `bar`.
+pub fn sha256_file_with(path: &Path, bar: &ProgressBar) -> Result<String> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut hasher = Sha256::new();
@@ -101,6 +106,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
             break;
         }
         hasher.update(&buf[..n]);
+        bar.inc(n as u64);
     }
     Ok(hex::encode(hasher.finalize()))
 }

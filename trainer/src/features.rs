@@ -129,23 +129,6 @@ pub struct FeatureSet {
     pub reused: bool,
 }
 
-fn sha256_file(path: &Path, bar: &ProgressBar) -> Result<String> {
-    use std::io::Read;
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        bar.inc(n as u64);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
 /// The cache key: the encoder's name and dims, the weights' hash, and every dataset file's hash.
 fn cache_key(featurizer: &dyn Featurizer, weights: &Path, dataset: &Dataset) -> Result<String> {
     let mut files = vec![weights.to_owned()];
@@ -169,7 +152,11 @@ fn cache_key(featurizer: &dyn Featurizer, weights: &Path, dataset: &Dataset) -> 
         let name = f
             .strip_prefix(dataset.dir())
             .unwrap_or(Path::new("weights"));
-        key.update(format!("{}={}\n", name.display(), sha256_file(f, &bar)?));
+        key.update(format!(
+            "{}={}\n",
+            name.display(),
+            crate::assets::sha256_file_with(f, &bar)?
+        ));
     }
     bar.finish_and_clear();
     Ok(hex::encode(key.finalize())[..16].to_owned())

@@ -2,26 +2,15 @@
 //! for ten ImageNet photos (fixtures computed with the reference implementation; see
 //! tests/fixtures/efficientnet-lite0). Needs the weights: `trainer assets fetch efficientnet-lite0`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use milan_trainer::encoders::efficientnet::{EfficientNetLite0, INPUT_SIZE, preprocess};
 
 fn weights() -> PathBuf {
-    let dir = milan_trainer::assets::path("efficientnet-lite0").unwrap();
-    let dir = if dir.is_relative() {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir)
-    } else {
-        dir
-    };
-    let file = dir.join("efficientnet-lite0-57934424.pth");
-    assert!(
-        file.is_file(),
-        "the EfficientNet-Lite0 weights are not at {}: run `trainer assets fetch efficientnet-lite0` \
-         from the repository root (scripts/test does)",
-        file.display()
-    );
-    file
+    common::efficientnet_weights()
 }
 
 struct Case {

@@ -3,6 +3,8 @@
 //! 0.99 quantile, and the stored images. Ten real photos through EfficientNet-Lite0 (needs the
 //! weights: `trainer assets fetch efficientnet-lite0`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -11,20 +13,7 @@ use milan_trainer::encoders::efficientnet::{EfficientNetLite0, INPUT_SIZE, prepr
 use milan_trainer::exemplars::{self, ExemplarConfig, SIZE, upsample_align_corners};
 
 fn weights() -> PathBuf {
-    let dir = milan_trainer::assets::path("efficientnet-lite0").unwrap();
-    let dir = if dir.is_relative() {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir)
-    } else {
-        dir
-    };
-    let file = dir.join("efficientnet-lite0-57934424.pth");
-    assert!(
-        file.is_file(),
-        "the EfficientNet-Lite0 weights are not at {}: run `trainer assets fetch efficientnet-lite0` \
-         from the repository root (scripts/test does)",
-        file.display()
-    );
-    file
+    common::efficientnet_weights()
 }
 
 fn exact_quantile(mut values: Vec<f32>, q: f64) -> f32 {

@@ -2,6 +2,8 @@
 //! bilinear interpolation, normalised, a weighted sum per stage), and the cache: reused with the
 //! same inputs, recomputed when any input changes. Needs `trainer assets fetch efficientnet-lite0`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -11,20 +13,7 @@ use milan_trainer::encoders::efficientnet::{EfficientNetLite0, INPUT_SIZE, prepr
 use milan_trainer::features::{self, EFFICIENTNET_STAGES, Featurizer, LayerFeatures};
 
 fn weights() -> PathBuf {
-    let dir = milan_trainer::assets::path("efficientnet-lite0").unwrap();
-    let dir = if dir.is_relative() {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir)
-    } else {
-        dir
-    };
-    let file = dir.join("efficientnet-lite0-57934424.pth");
-    assert!(
-        file.is_file(),
-        "the EfficientNet-Lite0 weights are not at {}: run `trainer assets fetch efficientnet-lite0` \
-         from the repository root (scripts/test does)",
-        file.display()
-    );
-    file
+    common::efficientnet_weights()
 }
 
 /// PyTorch's bilinear resize with align_corners=False (no antialiasing).

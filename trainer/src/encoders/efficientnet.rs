@@ -14,12 +14,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::Result;
 use burn::tensor::module::{adaptive_avg_pool2d, conv2d};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::torch_legacy::{self, Tensor as RawTensor};
+use super::weights::StateDict;
 
 /// (repeats, kernel, stride, expansion, in channels, out channels) per stage.
 pub const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
@@ -115,73 +115,31 @@ pub struct EfficientNetLite0 {
     fc_bias: Tensor<1>,
 }
 
-/// The state dict, consumed key by key so that leftovers and misses are both reported.
-struct StateDict {
-    tensors: HashMap<String, RawTensor>,
-    file: String,
-}
-
-impl StateDict {
-    fn take(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let t = self
-            .tensors
-            .remove(key)
-            .with_context(|| format!("{}: missing weight {key}", self.file))?;
-        ensure!(
-            t.shape == shape,
-            "{}: {key} has shape {:?}, expected {shape:?}",
-            self.file,
-            t.shape
-        );
-        Ok(t.values)
-    }
-
-    /// `conv` (no bias) followed by `bn`, folded: w' = w * g / sqrt(v + eps), b' = b - m * g /
-    /// sqrt(v + eps).
-    fn conv_bn(
-        &mut self,
-        conv: &str,
-        bn: &str,
-        [out, inp, k]: [usize; 3],
-        stride: usize,
-        groups: usize,
-        device: &Device,
-    ) -> Result<ConvBn> {
-        let mut w = self.take(&format!("{conv}.weight"), &[out, inp / groups, k, k])?;
-        let gamma = self.take(&format!("{bn}.weight"), &[out])?;
-        let beta = self.take(&format!("{bn}.bias"), &[out])?;
-        let mean = self.take(&format!("{bn}.running_mean"), &[out])?;
-        let var = self.take(&format!("{bn}.running_var"), &[out])?;
-        // Batch-norm bookkeeping, not a weight.
-        self.tensors.remove(&format!("{bn}.num_batches_tracked"));
-        let per_out = w.len() / out;
-        let mut bias = vec![0f32; out];
-        for o in 0..out {
-            let scale = gamma[o] / (var[o] + BN_EPS).sqrt();
-            for v in &mut w[o * per_out..(o + 1) * per_out] {
-                *v *= scale;
-            }
-            bias[o] = beta[o] - mean[o] * scale;
-        }
-        Ok(ConvBn {
-            weight: Tensor::from_data(TensorData::new(w, [out, inp / groups, k, k]), device),
-            bias: Tensor::from_data(TensorData::new(bias, [out]), device),
-            kernel: k,
-            stride,
-            groups,
-        })
-    }
+/// A convolution with its batch norm folded in, from the state dict.
+fn conv_bn(
+    sd: &mut StateDict,
+    conv: &str,
+    bn: &str,
+    [out, inp, k]: [usize; 3],
+    stride: usize,
+    groups: usize,
+    device: &Device,
+) -> Result<ConvBn> {
+    let (weight, bias) = sd.conv_bn(conv, bn, [out, inp / groups, k, k], BN_EPS, device)?;
+    Ok(ConvBn {
+        weight,
+        bias,
+        kernel: k,
+        stride,
+        groups,
+    })
 }
 
 impl EfficientNetLite0 {
     /// Loads the ImageNet weights (`efficientnet-lite0-57934424.pth`).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let tensors = torch_legacy::read_state_dict(path)?.into_iter().collect();
-        let mut sd = StateDict {
-            tensors,
-            file: path.display().to_string(),
-        };
-        let stem = sd.conv_bn("_conv_stem", "_bn0", [32, 3, 3], 2, 1, device)?;
+        let mut sd = StateDict::from_torch_legacy(path)?;
+        let stem = conv_bn(&mut sd, "_conv_stem", "_bn0", [32, 3, 3], 2, 1, device)?;
         let mut blocks = Vec::with_capacity(BLOCKS);
         for (repeats, k, s, e, cin, cout) in STAGES {
             for j in 0..repeats {
@@ -191,7 +149,8 @@ impl EfficientNetLite0 {
                 let expand = if e == 1 {
                     None
                 } else {
-                    Some(sd.conv_bn(
+                    Some(conv_bn(
+                        &mut sd,
                         &format!("{p}._expand_conv"),
                         &format!("{p}._bn0"),
                         [mid, inp, 1],
@@ -200,7 +159,8 @@ impl EfficientNetLite0 {
                         device,
                     )?)
                 };
-                let depthwise = sd.conv_bn(
+                let depthwise = conv_bn(
+                    &mut sd,
                     &format!("{p}._depthwise_conv"),
                     &format!("{p}._bn1"),
                     [mid, mid, k],
@@ -208,7 +168,8 @@ impl EfficientNetLite0 {
                     mid,
                     device,
                 )?;
-                let project = sd.conv_bn(
+                let project = conv_bn(
+                    &mut sd,
                     &format!("{p}._project_conv"),
                     &format!("{p}._bn2"),
                     [cout, mid, 1],
@@ -224,14 +185,10 @@ impl EfficientNetLite0 {
                 });
             }
         }
-        let head = sd.conv_bn("_conv_head", "_bn1", [1280, 320, 1], 1, 1, device)?;
+        let head = conv_bn(&mut sd, "_conv_head", "_bn1", [1280, 320, 1], 1, 1, device)?;
         let fc_w = sd.take("_fc.weight", &[CLASSES, 1280])?;
         let fc_b = sd.take("_fc.bias", &[CLASSES])?;
-        if !sd.tensors.is_empty() {
-            let mut left: Vec<_> = sd.tensors.keys().cloned().collect();
-            left.sort();
-            bail!("{}: unexpected weights {}", sd.file, left.join(", "));
-        }
+        sd.finish()?;
         Ok(EfficientNetLite0 {
             stem,
             blocks,

@@ -8,11 +8,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail, ensure};
+use super::weights::StateDict;
+use anyhow::{Result, bail};
 use burn::tensor::module::{adaptive_avg_pool2d, conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::{Dtype, SafeTensors};
 
 const BN_EPS: f32 = 1e-5;
 pub const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -135,93 +135,29 @@ pub struct ResNet {
     fc_bias: Tensor<1>,
 }
 
-/// A safetensors state dict, consumed key by key.
-struct StateDict {
-    tensors: HashMap<String, (Vec<f32>, Vec<usize>)>,
-    file: String,
-}
-
-impl StateDict {
-    fn read(path: &Path) -> Result<StateDict> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let st = SafeTensors::deserialize(&bytes)
-            .with_context(|| format!("{}: not a safetensors file", path.display()))?;
-        let mut tensors = HashMap::new();
-        for (name, view) in st.tensors() {
-            let data = view.data();
-            let values: Vec<f32> = match view.dtype() {
-                Dtype::F32 => data
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                Dtype::F16 => data
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                Dtype::BF16 => data
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                // num_batches_tracked (int64): bookkeeping, not a weight.
-                _ => continue,
-            };
-            tensors.insert(name, (values, view.shape().to_vec()));
-        }
-        Ok(StateDict {
-            tensors,
-            file: path.display().to_string(),
-        })
-    }
-
-    fn take(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let (values, found) = self
-            .tensors
-            .remove(key)
-            .with_context(|| format!("{}: missing weight {key}", self.file))?;
-        ensure!(
-            found == shape,
-            "{}: {key} has shape {found:?}, expected {shape:?}",
-            self.file
-        );
-        Ok(values)
-    }
-
-    fn conv_bn(
-        &mut self,
-        conv: &str,
-        bn: &str,
-        [out, inp, k]: [usize; 3],
-        stride: usize,
-        device: &Device,
-    ) -> Result<ConvBn> {
-        let mut w = self.take(&format!("{conv}.weight"), &[out, inp, k, k])?;
-        let gamma = self.take(&format!("{bn}.weight"), &[out])?;
-        let beta = self.take(&format!("{bn}.bias"), &[out])?;
-        let mean = self.take(&format!("{bn}.running_mean"), &[out])?;
-        let var = self.take(&format!("{bn}.running_var"), &[out])?;
-        let per_out = inp * k * k;
-        let mut bias = vec![0f32; out];
-        for o in 0..out {
-            let scale = gamma[o] / (var[o] + BN_EPS).sqrt();
-            for v in &mut w[o * per_out..(o + 1) * per_out] {
-                *v *= scale;
-            }
-            bias[o] = beta[o] - mean[o] * scale;
-        }
-        Ok(ConvBn {
-            weight: Tensor::from_data(TensorData::new(w, [out, inp, k, k]), device),
-            bias: Tensor::from_data(TensorData::new(bias, [out]), device),
-            stride,
-            pad: k / 2,
-        })
-    }
+/// A convolution with its batch norm folded in, from the state dict (padding k / 2).
+fn conv_bn(
+    sd: &mut StateDict,
+    conv: &str,
+    bn: &str,
+    [out, inp, k]: [usize; 3],
+    stride: usize,
+    device: &Device,
+) -> Result<ConvBn> {
+    let (weight, bias) = sd.conv_bn(conv, bn, [out, inp, k, k], BN_EPS, device)?;
+    Ok(ConvBn {
+        weight,
+        bias,
+        stride,
+        pad: k / 2,
+    })
 }
 
 impl ResNet {
     /// Loads a torchvision state dict saved as safetensors.
     pub fn load(path: &Path, depth: Depth, device: &Device) -> Result<ResNet> {
-        let mut sd = StateDict::read(path)?;
-        let stem = sd.conv_bn("conv1", "bn1", [64, 3, 7], 2, device)?;
+        let mut sd = StateDict::from_safetensors(path)?;
+        let stem = conv_bn(&mut sd, "conv1", "bn1", [64, 3, 7], 2, device)?;
         let widths = depth.widths();
         let mut inp = 64;
         let mut stages = Vec::new();
@@ -234,21 +170,24 @@ impl ResNet {
                 let p = format!("layer{}.{b}", s + 1);
                 let convs = if depth.bottleneck() {
                     vec![
-                        sd.conv_bn(
+                        conv_bn(
+                            &mut sd,
                             &format!("{p}.conv1"),
                             &format!("{p}.bn1"),
                             [mid, inp, 1],
                             1,
                             device,
                         )?,
-                        sd.conv_bn(
+                        conv_bn(
+                            &mut sd,
                             &format!("{p}.conv2"),
                             &format!("{p}.bn2"),
                             [mid, mid, 3],
                             stride,
                             device,
                         )?,
-                        sd.conv_bn(
+                        conv_bn(
+                            &mut sd,
                             &format!("{p}.conv3"),
                             &format!("{p}.bn3"),
                             [out, mid, 1],
@@ -258,14 +197,16 @@ impl ResNet {
                     ]
                 } else {
                     vec![
-                        sd.conv_bn(
+                        conv_bn(
+                            &mut sd,
                             &format!("{p}.conv1"),
                             &format!("{p}.bn1"),
                             [out, inp, 3],
                             stride,
                             device,
                         )?,
-                        sd.conv_bn(
+                        conv_bn(
+                            &mut sd,
                             &format!("{p}.conv2"),
                             &format!("{p}.bn2"),
                             [out, out, 3],
@@ -275,7 +216,8 @@ impl ResNet {
                     ]
                 };
                 let downsample = if stride != 1 || inp != out {
-                    Some(sd.conv_bn(
+                    Some(conv_bn(
+                        &mut sd,
                         &format!("{p}.downsample.0"),
                         &format!("{p}.downsample.1"),
                         [out, inp, 1],
@@ -292,11 +234,7 @@ impl ResNet {
         }
         let fc_w = sd.take("fc.weight", &[1000, inp])?;
         let fc_b = sd.take("fc.bias", &[1000])?;
-        if !sd.tensors.is_empty() {
-            let mut left: Vec<_> = sd.tensors.keys().cloned().collect();
-            left.sort();
-            bail!("{}: unexpected weights {}", sd.file, left.join(", "));
-        }
+        sd.finish()?;
         Ok(ResNet {
             depth,
             stem,

@@ -1,0 +1,117 @@
+//! A checkpoint's tensors by key, consumed as a model is built from them, so that a missing, a
+//! misshapen and a left-over weight are each named; and batch norms folded into the convolution
+//! before them (inference only: the same function with fewer operations).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail, ensure};
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+
+#[derive(Debug)]
+pub struct StateDict {
+    tensors: HashMap<String, (Vec<f32>, Vec<usize>)>,
+    file: String,
+}
+
+impl StateDict {
+    /// A legacy (pre-1.6) PyTorch state dict; see [`super::torch_legacy`].
+    pub fn from_torch_legacy(path: &Path) -> Result<StateDict> {
+        Ok(StateDict {
+            tensors: super::torch_legacy::read_state_dict(path)?
+                .into_iter()
+                .map(|(k, t)| (k, (t.values, t.shape)))
+                .collect(),
+            file: path.display().to_string(),
+        })
+    }
+
+    /// A safetensors file; float tensors (f32, f16, bf16) only: integer buffers such as
+    /// `num_batches_tracked` are bookkeeping, not weights.
+    pub fn from_safetensors(path: &Path) -> Result<StateDict> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let st = SafeTensors::deserialize(&bytes)
+            .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+        let mut tensors = HashMap::new();
+        for (name, view) in st.tensors() {
+            let data = view.data();
+            let values: Vec<f32> = match view.dtype() {
+                Dtype::F32 => data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                Dtype::F16 => data
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                Dtype::BF16 => data
+                    .chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                _ => continue,
+            };
+            tensors.insert(name, (values, view.shape().to_vec()));
+        }
+        Ok(StateDict {
+            tensors,
+            file: path.display().to_string(),
+        })
+    }
+
+    /// Removes and returns a weight, checking its shape.
+    pub fn take(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let (values, found) = self
+            .tensors
+            .remove(key)
+            .with_context(|| format!("{}: missing weight {key}", self.file))?;
+        ensure!(
+            found == shape,
+            "{}: {key} has shape {found:?}, expected {shape:?}",
+            self.file
+        );
+        Ok(values)
+    }
+
+    /// `conv` (no bias, weight `shape` = [out, in per group, k, k]) followed by batch norm `bn`
+    /// with epsilon `eps`, folded: w' = w * g / sqrt(v + eps), b' = b - m * g / sqrt(v + eps).
+    pub fn conv_bn(
+        &mut self,
+        conv: &str,
+        bn: &str,
+        shape: [usize; 4],
+        eps: f32,
+        device: &Device,
+    ) -> Result<(Tensor<4>, Tensor<1>)> {
+        let out = shape[0];
+        let mut w = self.take(&format!("{conv}.weight"), &shape)?;
+        let gamma = self.take(&format!("{bn}.weight"), &[out])?;
+        let beta = self.take(&format!("{bn}.bias"), &[out])?;
+        let mean = self.take(&format!("{bn}.running_mean"), &[out])?;
+        let var = self.take(&format!("{bn}.running_var"), &[out])?;
+        self.tensors.remove(&format!("{bn}.num_batches_tracked"));
+        let per_out = w.len() / out;
+        let mut bias = vec![0f32; out];
+        for o in 0..out {
+            let scale = gamma[o] / (var[o] + eps).sqrt();
+            for v in &mut w[o * per_out..(o + 1) * per_out] {
+                *v *= scale;
+            }
+            bias[o] = beta[o] - mean[o] * scale;
+        }
+        Ok((
+            Tensor::from_data(TensorData::new(w, shape), device),
+            Tensor::from_data(TensorData::new(bias, [out]), device),
+        ))
+    }
+
+    /// Fails if any weight was left unused (a checkpoint of another model).
+    pub fn finish(self) -> Result<()> {
+        if !self.tensors.is_empty() {
+            let mut left: Vec<_> = self.tensors.into_keys().collect();
+            left.sort();
+            bail!("{}: unexpected weights {}", self.file, left.join(", "));
+        }
+        Ok(())
+    }
+}
