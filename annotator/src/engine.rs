@@ -476,6 +476,20 @@ impl Engine {
         })
     }
 
+    /// An assignment with its set and project, read in one transaction.
+    pub fn assignment_with_set(&self, public_id: &str) -> Result<Accepted> {
+        self.db.read(|c| {
+            let assignment = assignment_in(c, public_id)?;
+            let set = q::set_by_id(c, assignment.set_id)?;
+            let project = q::project_by_id(c, set.project_id)?;
+            Ok(Accepted {
+                assignment,
+                set,
+                project,
+            })
+        })
+    }
+
     pub fn assignment(&self, public_id: &str) -> Result<AssignmentRow> {
         self.db
             .read(|c| Ok::<_, EngineError>(q::assignment_by_public_id(c, public_id)?))?

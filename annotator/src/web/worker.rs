@@ -495,18 +495,19 @@ async fn submit(
         id.clone(),
     );
     let result = blocking(move || {
-        let a = st.engine.assignment(&aid)?;
-        let set = st.engine.db().read(|c| -> Result<_, EngineError> {
-            Ok(crate::db::queries::set_by_id(c, a.set_id)?)
-        })?;
-        let project = st.engine.db().read(|c| -> Result<_, EngineError> {
-            Ok(crate::db::queries::project_by_id(c, set.project_id)?)
-        })?;
+        let a = st.engine.assignment_with_set(&aid)?;
         let outcome = st.engine.submit(&aid, &w, &text, None, now);
-        Ok((a, set, project, outcome))
+        Ok((a, outcome))
     })
     .await?;
-    let (assignment, set, project, outcome) = result;
+    let (
+        Accepted {
+            assignment,
+            set,
+            project,
+        },
+        outcome,
+    ) = result;
     match outcome {
         Ok(_) => {}
         Err(EngineError::Invalid(message)) => {
@@ -587,12 +588,8 @@ async fn return_assignment(
     let skip = form.then.as_deref() == Some("skip");
     let st = state.clone();
     let project = blocking(move || {
-        let a = st.engine.assignment(&id)?;
+        let project = st.engine.assignment_with_set(&id)?.project;
         st.engine.return_assignment(&id, &s.worker, now_ms())?;
-        let project = st.engine.db().read(|c| -> Result<_, EngineError> {
-            let set = crate::db::queries::set_by_id(c, a.set_id)?;
-            Ok(crate::db::queries::project_by_id(c, set.project_id)?)
-        })?;
         if skip {
             st.engine.accept_next(&project.name, &s.worker, now_ms())?;
         }
