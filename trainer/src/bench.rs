@@ -15,6 +15,12 @@ pub struct BenchArgs {
     /// Images per measurement.
     #[arg(long, default_value_t = 256)]
     images: usize,
+    /// Benchmark the MILAN model (training steps/s, decoded neurons/s) instead of the encoder.
+    #[arg(long)]
+    model: bool,
+    /// Timed training steps per model measurement (with --model).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
 }
 
 /// The process's peak resident set (VmHWM), in MB.
@@ -49,6 +55,9 @@ fn forward_rate(model: &EfficientNetLite0, images: usize, batch: usize, device: 
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.model {
+        return crate::bench_model::run(args.steps);
+    }
     let weights =
         milan_trainer::assets::path("efficientnet-lite0")?.join("efficientnet-lite0-57934424.pth");
     anyhow::ensure!(

@@ -35,9 +35,10 @@ pub trait Featurizer {
     /// A name for the cache key and the metadata.
     fn name(&self) -> &str;
     fn dims(&self) -> usize;
-    /// `images` [n, 3, 224, 224] normalised, `masks` [n, 1, 224, 224] of 0/1 -> [n, dims].
+    /// `images` [n, 3, s, s] normalised, `masks` [n, 1, s, s] of 0/1 -> [n, dims]; s is 224 for
+    /// MILANNOTATIONS (smaller exemplars, like the synthetic corpus' 64 px, go in at their size).
     fn features(&self, images: Tensor<4>, masks: Tensor<4>) -> Tensor<2>;
-    /// One RGB image (u8, channels first, 224x224) as the network's input.
+    /// One RGB image (u8, channels first) as the network's input.
     fn normalise(&self, chw: &[u8]) -> Vec<f32>;
 }
 
@@ -119,6 +120,48 @@ impl Featurizer for crate::encoders::resnet::ResNet {
     }
 }
 
+/// The encoder called `name` (efficientnet-lite0, or resnet18/34/50/101/152) with its weights:
+/// `weights`, or the encoder's fetched asset. Returns the encoder and the weights' path (part of
+/// the cache key).
+pub fn load_featurizer(
+    name: &str,
+    weights: Option<&Path>,
+    device: &Device,
+) -> Result<(Box<dyn Featurizer>, PathBuf)> {
+    let weights = match weights {
+        Some(w) => w.to_owned(),
+        None if name.starts_with("resnet") => {
+            anyhow::bail!("{name} needs --weights: a torchvision state dict saved as safetensors")
+        }
+        None => {
+            let file = crate::assets::path(name)?.join("efficientnet-lite0-57934424.pth");
+            ensure!(
+                file.is_file(),
+                "no weights at {}: run `trainer assets fetch {name}`, or pass --weights",
+                file.display()
+            );
+            file
+        }
+    };
+    let encoder: Box<dyn Featurizer> = match name {
+        "efficientnet-lite0" => Box::new(EfficientNetLite0::load(&weights, device)?),
+        name if name.starts_with("resnet") => Box::new(crate::encoders::resnet::ResNet::load(
+            &weights,
+            crate::encoders::resnet::Depth::parse(name)?,
+            device,
+        )?),
+        other => anyhow::bail!(
+            "unknown encoder {other:?}: use efficientnet-lite0 or resnet18/34/50/101/152"
+        ),
+    };
+    Ok((encoder, weights))
+}
+
+/// The feature cache folder: `$MILAN_CACHE`, else `./cache`.
+pub fn default_cache() -> PathBuf {
+    std::env::var_os("MILAN_CACHE").map_or_else(|| PathBuf::from("cache"), PathBuf::from)
+}
+
 /// A cached feature set.
 #[derive(Debug, Clone)]
 pub struct FeatureSet {
@@ -187,8 +230,9 @@ pub fn compute(
         );
         let shape = layer.shape();
         ensure!(
-            shape.height == INPUT_SIZE && shape.width == INPUT_SIZE,
-            "{}/{}: exemplars are {}x{}, the encoder takes {INPUT_SIZE}x{INPUT_SIZE}",
+            shape.height == shape.width && shape.height >= 32 && shape.height % 32 == 0,
+            "{}/{}: exemplars are {}x{}; the encoders take square images whose side is a \
+             multiple of 32 ({INPUT_SIZE}x{INPUT_SIZE} as MILANNOTATIONS, or smaller)",
             data.display(),
             layer.name(),
             shape.height,
@@ -267,9 +311,10 @@ fn write_features(
         )
         .expect("valid template"),
     );
-    let plane = INPUT_SIZE * INPUT_SIZE;
     for layer in dataset.layers() {
         let shape = layer.shape();
+        let (height, width) = (shape.height, shape.width);
+        let plane = height * width;
         let path = out.join(format!("{}.npy", layer.name()));
         let mut file = std::io::BufWriter::new(
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
@@ -289,14 +334,8 @@ fn write_features(
                 images.release(u);
                 layer.masks().release(u);
             }
-            let x = Tensor::<4>::from_data(
-                TensorData::new(pixels, [n, 3, INPUT_SIZE, INPUT_SIZE]),
-                device,
-            );
-            let m = Tensor::<4>::from_data(
-                TensorData::new(masks, [n, 1, INPUT_SIZE, INPUT_SIZE]),
-                device,
-            );
+            let x = Tensor::<4>::from_data(TensorData::new(pixels, [n, 3, height, width]), device);
+            let m = Tensor::<4>::from_data(TensorData::new(masks, [n, 1, height, width]), device);
             let f = featurizer
                 .features(x, m)
                 .into_data()

@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use burn::tensor::Device;
-use milan_trainer::encoders::efficientnet::EfficientNetLite0;
-use milan_trainer::features::{self, Featurizer};
+use milan_trainer::features;
 
 #[derive(Debug, clap::Args)]
 pub struct FeaturesArgs {
@@ -30,42 +29,9 @@ pub struct FeaturesArgs {
 
 pub fn run(args: &FeaturesArgs) -> Result<()> {
     let device = Device::flex();
-    let weights = match &args.weights {
-        Some(w) => w.clone(),
-        None if args.encoder.starts_with("resnet") => {
-            bail!(
-                "{} needs --weights: a torchvision state dict saved as safetensors",
-                args.encoder
-            )
-        }
-        None => {
-            let file =
-                milan_trainer::assets::path(&args.encoder)?.join("efficientnet-lite0-57934424.pth");
-            anyhow::ensure!(
-                file.is_file(),
-                "no weights at {}: run `trainer assets fetch {}`, or pass --weights",
-                file.display(),
-                args.encoder
-            );
-            file
-        }
-    };
-    let encoder: Box<dyn Featurizer> = match args.encoder.as_str() {
-        "efficientnet-lite0" => Box::new(EfficientNetLite0::load(&weights, &device)?),
-        name if name.starts_with("resnet") => {
-            Box::new(milan_trainer::encoders::resnet::ResNet::load(
-                &weights,
-                milan_trainer::encoders::resnet::Depth::parse(name)?,
-                &device,
-            )?)
-        }
-        other => {
-            bail!("unknown encoder {other:?}: use efficientnet-lite0 or resnet18/34/50/101/152")
-        }
-    };
-    let cache = args.cache.clone().unwrap_or_else(|| {
-        std::env::var_os("MILAN_CACHE").map_or_else(|| PathBuf::from("cache"), PathBuf::from)
-    });
+    let (encoder, weights) =
+        features::load_featurizer(&args.encoder, args.weights.as_deref(), &device)?;
+    let cache = args.cache.clone().unwrap_or_else(features::default_cache);
     let started = Instant::now();
     let set = features::compute(
         encoder.as_ref(),

@@ -5,11 +5,27 @@
 //! - [`encoders`]: image encoders (EfficientNet-Lite0) and the readers of their weights;
 //! - [`exemplars`]: exemplar sets (top images and masks per unit) for any network;
 //! - [`features`]: MILAN's masked pyramid features of exemplars, cached;
-//! - [`photos`]: the real photo set of the demo, from Debian and PyPI packages.
+//! - [`photos`]: the real photo set of the demo, from Debian and PyPI packages;
+//! - [`data`]: neurons with their features and cleaned descriptions;
+//! - [`vocab`]: the captioner's vocabulary and padded token batches;
+//! - [`model`]: the MILAN captioner p(d|E) and language model p(d);
+//! - [`decoding`]: greedy, beam search and PMI reranking;
+//! - [`train`]: the training loop, checkpoints and the run configuration;
+//! - [`fit`]: the generalization splits' experiments, baselines and summary;
+//! - [`plot`]: learning-curve PNGs;
+//! - [`backend`]: the tensor backend chosen at run time.
 
 pub mod assets;
+pub mod backend;
 pub mod bertscore;
+pub mod data;
+pub mod decoding;
 pub mod encoders;
 pub mod exemplars;
 pub mod features;
+pub mod fit;
+pub mod model;
 pub mod photos;
+pub mod plot;
+pub mod train;
+pub mod vocab;

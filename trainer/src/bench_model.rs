@@ -1,0 +1,108 @@
+//! `trainer bench --model`: the MILAN model at the reference dims (ResNet-152's 3904-dim features,
+//! 15 exemplars, embedding 128, hidden 512, a 1000-token vocabulary, 15-token descriptions):
+//! training steps per second of the captioner (batch 64) and the language model (batch 128), and
+//! neurons described per second greedily and with beam 50 + PMI, on each backend this build has.
+//! Every figure is also printed as a ratio to the flex backend's, measured in the same run.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Distribution, Tensor};
+use milan_trainer::decoding::{DecodeConfig, greedy, milan_pmi};
+use milan_trainer::train::MilanConfig;
+use milan_trainer::vocab::{Padded, pad};
+
+const FEATURES: usize = 3904;
+const K: usize = 15;
+const VOCAB: usize = 1000;
+
+fn batch(n: usize) -> Padded {
+    let seqs: Vec<Vec<usize>> = (0..n)
+        .map(|i| {
+            std::iter::once(1)
+                .chain((0..14).map(|t| 4 + (i * 31 + t * 17) % (VOCAB - 4)))
+                .chain(std::iter::once(2))
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[usize]> = seqs.iter().map(Vec::as_slice).collect();
+    pad(&refs)
+}
+
+/// (captioner steps/s, LM steps/s, greedy neurons/s, PMI neurons/s)
+fn measure(device: &Device, steps: usize) -> [f64; 4] {
+    let config = MilanConfig::default();
+    let train = device.clone().autodiff();
+    let mut captioner = config.captioner(FEATURES, VOCAB).init(&train);
+    let mut lm = config.language_model(VOCAB).init(&train);
+    let features = Tensor::<3>::random([64, K, FEATURES], Distribution::Normal(0.0, 1.0), &train);
+    let tokens = batch(64);
+    let mut opt = AdamWConfig::new().with_weight_decay(0.01).init();
+    let timed = |f: &mut dyn FnMut()| {
+        f(); // untimed warm-up
+        let started = Instant::now();
+        for _ in 0..steps {
+            f();
+        }
+        steps as f64 / started.elapsed().as_secs_f64()
+    };
+    let cap_rate = timed(&mut || {
+        let loss = captioner.loss(features.clone(), &tokens, 1.0);
+        let grads = GradientsParams::from_grads(loss.backward(), &captioner);
+        captioner = opt.step(1e-3, captioner.clone(), grads);
+    });
+    let lm_tokens = batch(128);
+    let mut opt = AdamWConfig::new().with_weight_decay(0.01).init();
+    let lm_rate = timed(&mut || {
+        let loss = lm.loss(&lm_tokens, &train);
+        let grads = GradientsParams::from_grads(loss.backward(), &lm);
+        lm = opt.step(1e-3, lm.clone(), grads);
+    });
+    let (captioner, lm) = (captioner.valid(), lm.valid());
+    let infer = Tensor::<3>::random([64, K, FEATURES], Distribution::Normal(0.0, 1.0), device);
+    let started = Instant::now();
+    let _ = greedy(&captioner, infer.clone());
+    let greedy_rate = 64.0 / started.elapsed().as_secs_f64();
+    let few = infer.narrow(0, 0, 16);
+    let started = Instant::now();
+    let _ = milan_pmi(&captioner, &lm, few, &DecodeConfig::default());
+    let pmi_rate = 16.0 / started.elapsed().as_secs_f64();
+    [cap_rate, lm_rate, greedy_rate, pmi_rate]
+}
+
+pub fn run(steps: usize) -> Result<()> {
+    let mut backends: Vec<(&str, Device)> = vec![("flex (CPU)", Device::flex())];
+    if cfg!(feature = "tch") {
+        backends.push(("libtorch (CPU)", milan_trainer::backend::device("tch")?));
+    }
+    println!(
+        "MILAN at the reference dims: {FEATURES}-dim features x {K}, hidden 512, vocabulary {VOCAB}; \
+         {steps} timed steps; {} threads",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let labels = [
+        "captioner train step, batch 64 ",
+        "LM train step, batch 128       ",
+        "greedy decoding                ",
+        "beam 50 + PMI decoding         ",
+    ];
+    let units = ["steps/s", "steps/s", "neurons/s", "neurons/s"];
+    let mut flex: Option<[f64; 4]> = None;
+    for (name, device) in backends {
+        let r = measure(&device, steps);
+        let base = *flex.get_or_insert(r);
+        println!("{name}");
+        for i in 0..4 {
+            println!(
+                "  {} {:9.2} {:<9}  {:.2}x flex",
+                labels[i],
+                r[i],
+                units[i],
+                r[i] / base[i]
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! Decoding descriptions from the captioner: greedy, beam search, and MILAN's pointwise mutual
+//! information reranking (milan-reference.md section 3).
+//!
+//! Beam search follows the reference: summed log-probabilities with no length normalisation; a
+//! hypothesis that emits the stop token is finished and leaves the beam, which shrinks by one, until
+//! no live hypothesis is left or `max_tokens` tokens were generated (those still live then are
+//! finished as they are). PMI then reranks the whole pool of finished hypotheses by
+//! `log p(d|E) - lambda * log p(d)`.
+//!
+//! The token choices are made on the CPU from each step's log-probabilities (the vocabulary is a
+//! few thousand tokens at most); the tensors only carry the model's state. The padding and start
+//! tokens are never generated.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::model::{Captioner, Encoded, LanguageModel, State};
+use crate::vocab::{PAD_ID, START_ID, STOP_ID, pad};
+
+/// A generated token sequence (no start token; ends with stop unless cut at `max_tokens`) and its
+/// captioner log-probability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hypothesis {
+    pub tokens: Vec<usize>,
+    pub log_prob: f32,
+}
+
+/// Decoding settings; the defaults are the reference's.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DecodeConfig {
+    pub beam: usize,
+    /// The weight of log p(d) in PMI reranking.
+    pub lambda: f32,
+    /// Neurons decoded together (bounds memory: beam x neurons rows per step).
+    pub neurons_per_batch: usize,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        DecodeConfig {
+            beam: 50,
+            lambda: 0.2,
+            neurons_per_batch: 16,
+        }
+    }
+}
+
+fn to_vec(t: Tensor<2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("float data")
+}
+
+fn ints(values: Vec<i64>, device: &Device) -> Tensor<1, Int> {
+    let n = values.len();
+    Tensor::from_data(TensorData::new(values, [n]), device)
+}
+
+fn generable(token: usize) -> bool {
+    token != PAD_ID && token != START_ID
+}
+
+/// The most likely token at each step; `features` [N, K, D].
+pub fn greedy(captioner: &Captioner, features: Tensor<3>) -> Vec<Vec<usize>> {
+    let device = features.device();
+    let n = features.dims()[0];
+    let (encoded, mut state) = captioner.encode(features);
+    let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut done = vec![false; n];
+    let mut tokens = vec![START_ID as i64; n];
+    for _ in 0..captioner.max_tokens {
+        let step = captioner.step(&encoded, state, ints(tokens.clone(), &device));
+        state = step.state;
+        let v = step.log_probs.dims()[1];
+        let lp = to_vec(step.log_probs);
+        for i in 0..n {
+            let row = &lp[i * v..(i + 1) * v];
+            let best = (0..v)
+                .filter(|&t| generable(t))
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .expect("a vocabulary beyond the specials");
+            tokens[i] = best as i64;
+            if !done[i] {
+                out[i].push(best);
+                done[i] = best == STOP_ID;
+            }
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+    }
+    out
+}
+
+struct Live {
+    neuron: usize,
+    tokens: Vec<usize>,
+    log_prob: f32,
+}
+
+/// Every finished hypothesis of the beam, per neuron, best first; `features` [N, K, D].
+pub fn beam_search(
+    captioner: &Captioner,
+    features: Tensor<3>,
+    beam: usize,
+) -> Vec<Vec<Hypothesis>> {
+    let device = features.device();
+    let n = features.dims()[0];
+    let (encoded, state) = captioner.encode(features);
+    let mut finished: Vec<Vec<Hypothesis>> = vec![Vec::new(); n];
+    let mut width = vec![beam; n];
+    let mut live: Vec<Live> = (0..n)
+        .map(|neuron| Live {
+            neuron,
+            tokens: Vec::new(),
+            log_prob: 0.0,
+        })
+        .collect();
+    let mut rows_encoded: Encoded = encoded.clone();
+    let mut rows_state: State = state;
+    for t in 0..captioner.max_tokens {
+        if live.is_empty() {
+            break;
+        }
+        let last: Vec<i64> = live
+            .iter()
+            .map(|h| h.tokens.last().map_or(START_ID, |&x| x) as i64)
+            .collect();
+        let step = captioner.step(&rows_encoded, rows_state, ints(last, &device));
+        let v = step.log_probs.dims()[1];
+        let lp = to_vec(step.log_probs);
+        let final_step = t + 1 == captioner.max_tokens;
+        // Candidates per neuron: (score, row, token).
+        let mut by_neuron: Vec<Vec<(f32, usize, usize)>> = vec![Vec::new(); n];
+        for (row, h) in live.iter().enumerate() {
+            for token in (0..v).filter(|&x| generable(x)) {
+                by_neuron[h.neuron].push((h.log_prob + lp[row * v + token], row, token));
+            }
+        }
+        let mut next: Vec<Live> = Vec::new();
+        let mut parents: Vec<i64> = Vec::new();
+        for (neuron, mut cands) in by_neuron.into_iter().enumerate() {
+            let k = width[neuron].min(cands.len());
+            if k == 0 {
+                continue;
+            }
+            cands.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+            cands.truncate(k);
+            cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            for (score, row, token) in cands {
+                let mut tokens = live[row].tokens.clone();
+                tokens.push(token);
+                if token == STOP_ID || final_step {
+                    finished[neuron].push(Hypothesis {
+                        tokens,
+                        log_prob: score,
+                    });
+                    width[neuron] -= 1;
+                } else {
+                    next.push(Live {
+                        neuron,
+                        tokens,
+                        log_prob: score,
+                    });
+                    parents.push(row as i64);
+                }
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        let parent_rows = ints(parents, &device);
+        rows_state = step.state.select(parent_rows);
+        let neuron_rows = ints(next.iter().map(|h| h.neuron as i64).collect(), &device);
+        rows_encoded = encoded.select(neuron_rows);
+        live = next;
+    }
+    for pool in &mut finished {
+        pool.sort_by(|a, b| b.log_prob.total_cmp(&a.log_prob));
+    }
+    finished
+}
+
+/// log p(d) under the language model for each hypothesis.
+pub fn lm_log_probs(lm: &LanguageModel, hyps: &[&Hypothesis], device: &Device) -> Vec<f32> {
+    if hyps.is_empty() {
+        return Vec::new();
+    }
+    let sequences: Vec<Vec<usize>> = hyps
+        .iter()
+        .map(|h| {
+            std::iter::once(START_ID)
+                .chain(h.tokens.iter().copied())
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[usize]> = sequences.iter().map(Vec::as_slice).collect();
+    lm.log_prob(&pad(&refs), device)
+}
+
+/// The hypothesis with the highest `log p(d|E) - lambda * log p(d)` of each pool, with its PMI
+/// score.
+pub fn rerank(
+    lm: &LanguageModel,
+    pools: &[Vec<Hypothesis>],
+    lambda: f32,
+    device: &Device,
+) -> Vec<(Hypothesis, f32)> {
+    let flat: Vec<&Hypothesis> = pools.iter().flatten().collect();
+    let prior = lm_log_probs(lm, &flat, device);
+    let mut at = 0;
+    pools
+        .iter()
+        .map(|pool| {
+            let scores = &prior[at..at + pool.len()];
+            at += pool.len();
+            pool.iter()
+                .zip(scores)
+                .map(|(h, &p)| (h.clone(), h.log_prob - lambda * p))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("a beam finishes at least one hypothesis")
+        })
+        .collect()
+}
+
+/// MILAN's decoding of `features` [N, K, D]: beam search then PMI reranking, in batches of
+/// `config.neurons_per_batch` neurons.
+pub fn milan_pmi(
+    captioner: &Captioner,
+    lm: &LanguageModel,
+    features: Tensor<3>,
+    config: &DecodeConfig,
+) -> Vec<Vec<usize>> {
+    let device = features.device();
+    let n = features.dims()[0];
+    let mut out = Vec::with_capacity(n);
+    for first in (0..n).step_by(config.neurons_per_batch.max(1)) {
+        let len = config.neurons_per_batch.max(1).min(n - first);
+        let pools = beam_search(
+            captioner,
+            features.clone().narrow(0, first, len),
+            config.beam,
+        );
+        out.extend(
+            rerank(lm, &pools, config.lambda, &device)
+                .into_iter()
+                .map(|(h, _)| h.tokens),
+        );
+    }
+    out
+}
+
+/// Teacher-forced log p(d|E) of given token sequences (no start token), one neuron each: what
+/// beam search's scores must agree with.
+pub fn captioner_log_probs(
+    captioner: &Captioner,
+    features: Tensor<3>,
+    sequences: &[Vec<usize>],
+) -> Vec<f32> {
+    let device = features.device();
+    let full: Vec<Vec<usize>> = sequences
+        .iter()
+        .map(|s| std::iter::once(START_ID).chain(s.iter().copied()).collect())
+        .collect();
+    let refs: Vec<&[usize]> = full.iter().map(Vec::as_slice).collect();
+    let padded = pad(&refs);
+    let (log_probs, _) = captioner.forward(features, &padded);
+    crate::model::sequence_log_probs(log_probs, &padded, &device)
+}

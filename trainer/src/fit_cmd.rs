@@ -1,0 +1,267 @@
+//! `trainer fit` and `trainer describe`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use milan_shared::split::Split;
+use milan_trainer::data::{Corpus, FeatureSource};
+use milan_trainer::decoding::{DecodeConfig, greedy, milan_pmi};
+use milan_trainer::fit::{FitOptions, fit};
+use milan_trainer::train::{History, MilanConfig, RunOptions, load, write_atomic};
+
+/// Feature options shared by both commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FeatureArgs {
+    /// Image encoder for the exemplar features: efficientnet-lite0, or resnet18..152 with
+    /// --weights (MILAN used ResNet-152).
+    #[arg(long, default_value = "efficientnet-lite0")]
+    encoder: String,
+    /// The encoder's weights (default: its fetched asset).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Feature cache folder (default: $MILAN_CACHE or ./cache).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Backend: flex (CPU, default) or, in a build with the `tch` feature, tch / tch-cuda[:N].
+    #[arg(long, default_value = "flex")]
+    backend: String,
+}
+
+impl FeatureArgs {
+    fn source(&self) -> FeatureSource {
+        FeatureSource {
+            encoder: self.encoder.clone(),
+            weights: self.weights.clone(),
+            cache: self
+                .cache
+                .clone()
+                .unwrap_or_else(milan_trainer::features::default_cache),
+            ..FeatureSource::default()
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FitArgs {
+    /// within-network, across-arch, across-dataset, across-task or leave-one-out.
+    #[arg(long)]
+    split: Split,
+    /// MILANNOTATIONS root (the folder holding <arch>/<dataset>/).
+    #[arg(long)]
+    data: PathBuf,
+    /// Run folder: one subfolder per experiment, summary.json and summary.md.
+    #[arg(long)]
+    out: PathBuf,
+    /// Only this experiment of the split (e.g. alexnet->resnet152).
+    #[arg(long)]
+    direction: Option<String>,
+    /// Trials per experiment (the reference ran 5).
+    #[arg(long, default_value_t = 5)]
+    trials: usize,
+    /// Seed of trial 0 (trial t uses seed + 1000 t): the same seed gives the same run.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Continue an interrupted run from its last whole epoch.
+    #[arg(long)]
+    resume: bool,
+    /// A JSON file overriding numbers of the configuration (see `trainer config`), e.g.
+    /// {"hidden": 256, "max_epochs": 20}.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// BERTScore model folder (default: all-MiniLM-L6-v2 from `trainer assets fetch minilm`).
+    #[arg(long)]
+    bertscore_model: Option<PathBuf>,
+    #[command(flatten)]
+    features: FeatureArgs,
+}
+
+pub fn read_config(path: Option<&Path>) -> Result<MilanConfig> {
+    let Some(path) = path else {
+        return Ok(MilanConfig::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let known = serde_json::to_value(MilanConfig::default())?;
+    if let (Some(given), Some(known)) = (value.as_object(), known.as_object()) {
+        for key in given.keys() {
+            if !known.contains_key(key) {
+                bail!(
+                    "{}: unknown field {key:?}; the fields are {}",
+                    path.display(),
+                    known.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+    }
+    serde_json::from_value(value)
+        .with_context(|| format!("{}: a field has the wrong type", path.display()))
+}
+
+pub fn run_fit(args: &FitArgs) -> Result<()> {
+    let device = milan_trainer::backend::device(&args.features.backend)?;
+    let config = read_config(args.config.as_deref())?;
+    // A misspelt experiment fails before any feature is computed.
+    if let Some(name) = &args.direction {
+        args.split.experiment(name)?;
+    }
+    let started = Instant::now();
+    let corpus = Corpus::load(&args.data, &args.features.source(), false, &device)?;
+    eprintln!(
+        "{} annotated neurons, {} exemplars each, {} feature dims ({})",
+        corpus.neurons.len(),
+        corpus.k,
+        corpus.dims,
+        corpus.encoder
+    );
+    let options = FitOptions {
+        split: args.split,
+        direction: args.direction.clone(),
+        trials: args.trials,
+        out: args.out.clone(),
+        run: RunOptions {
+            config,
+            seed: args.seed,
+            resume: args.resume,
+            backend: args.features.backend.clone(),
+            quiet: false,
+        },
+        bertscore_model: args.bertscore_model.clone(),
+    };
+    let summary = fit(&corpus, &options, &device)?;
+    print!(
+        "{}",
+        milan_trainer::fit::markdown(&summary, &[])
+            .lines()
+            .skip(2)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    println!(
+        "\n\n{} experiment(s) in {:.1} min; summary.json and summary.md in {}",
+        summary.experiments.len(),
+        started.elapsed().as_secs_f64() / 60.0,
+        args.out.display()
+    );
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DescribeArgs {
+    /// A trained run: RUNDIR/<experiment> (its best trial by validation BLEU) or one trial folder.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The network to describe: a MILANNOTATIONS model folder with exemplar images
+    /// (e.g. from `trainer exemplars`); every unit of every layer is described.
+    #[arg(long)]
+    data: PathBuf,
+    /// Output CSV (layer,unit,description); standard output when absent.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Greedy decoding instead of MILAN's beam search + PMI.
+    #[arg(long)]
+    greedy: bool,
+    /// Beam width (default: the run's, 50).
+    #[arg(long)]
+    beam: Option<usize>,
+    /// PMI weight lambda (default: the run's, 0.2).
+    #[arg(long)]
+    lambda: Option<f32>,
+    #[command(flatten)]
+    features: FeatureArgs,
+}
+
+/// The trial folder of `checkpoint`: itself when it holds a run, else the trial with the best
+/// validation BLEU.
+pub fn resolve_checkpoint(checkpoint: &Path) -> Result<PathBuf> {
+    if checkpoint.join("config.json").is_file() {
+        return Ok(checkpoint.to_owned());
+    }
+    let mut best: Option<(f64, PathBuf)> = None;
+    let entries = std::fs::read_dir(checkpoint)
+        .with_context(|| format!("reading {}", checkpoint.display()))?;
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let Ok(text) = std::fs::read_to_string(dir.join("history.json")) else {
+            continue;
+        };
+        let history: History = serde_json::from_str(&text)?;
+        if let Some(e) = History::best(&history.captioner)
+            && best.as_ref().is_none_or(|b| e.validation > b.0)
+        {
+            best = Some((e.validation, dir));
+        }
+    }
+    best.map(|b| b.1).with_context(|| {
+        format!(
+            "{}: no trained run here (expected config.json, or trial-*/ folders from `trainer fit`)",
+            checkpoint.display()
+        )
+    })
+}
+
+pub fn run_describe(args: &DescribeArgs) -> Result<()> {
+    let device = milan_trainer::backend::device(&args.features.backend)?;
+    let dir = resolve_checkpoint(&args.checkpoint)?;
+    let trained = load(&dir, &device)?;
+    let mut source = args.features.source();
+    if args.features.encoder != trained.info.encoder {
+        eprintln!(
+            "note: the run was trained on {} features; using them (not {})",
+            trained.info.encoder, args.features.encoder
+        );
+        source.encoder = trained.info.encoder.clone();
+    }
+    let corpus = Corpus::load(&args.data, &source, true, &device)?;
+    let decode = DecodeConfig {
+        beam: args.beam.unwrap_or(trained.info.config.decode.beam),
+        lambda: args.lambda.unwrap_or(trained.info.config.decode.lambda),
+        ..trained.info.config.decode
+    };
+    let bar = indicatif::ProgressBar::new(corpus.neurons.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} describing {bar:40} {pos}/{len} units {elapsed} (eta {eta})",
+        )
+        .expect("valid template"),
+    );
+    let positions: Vec<usize> = (0..corpus.neurons.len()).collect();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["layer", "unit", "description"])?;
+    for chunk in positions.chunks(decode.neurons_per_batch.max(1)) {
+        let features = corpus.features(chunk, &device);
+        let out = if args.greedy {
+            greedy(&trained.captioner, features)
+        } else {
+            milan_pmi(&trained.captioner, &trained.lm, features, &decode)
+        };
+        for (&p, ids) in chunk.iter().zip(out) {
+            let n = &corpus.neurons[p];
+            w.write_record([
+                n.id.layer.clone(),
+                n.id.unit.to_string(),
+                trained.vocab.decode(&ids),
+            ])?;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let bytes = w.into_inner()?;
+    match &args.out {
+        Some(path) => {
+            write_atomic(path, &bytes)?;
+            eprintln!(
+                "{} units described with {} into {}",
+                corpus.neurons.len(),
+                dir.display(),
+                path.display()
+            );
+        }
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(&bytes)?;
+        }
+    }
+    Ok(())
+}

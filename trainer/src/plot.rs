@@ -1,0 +1,152 @@
+//! PNG plots: a training run's learning curves.
+//!
+//! Text needs a TrueType font: DejaVu Sans or Liberation Sans from the system (Debian's
+//! `fonts-dejavu-core`, which Chromium pulls in; `scripts/test` installs it). Without one the plot is
+//! skipped with a warning rather than failing a training run.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use anyhow::Result;
+use plotters::prelude::*;
+
+use crate::train::{Epoch, History};
+
+const FONT_FILES: [&str; 3] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
+];
+
+/// Registers the first font found as "sans-serif"; false when there is none.
+pub fn font_available() -> bool {
+    static FOUND: OnceLock<bool> = OnceLock::new();
+    *FOUND.get_or_init(|| {
+        let Some(bytes) = FONT_FILES.iter().find_map(|f| std::fs::read(f).ok()) else {
+            return false;
+        };
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
+    })
+}
+
+/// A named, coloured line of (epoch, value) points.
+type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+
+fn err(e: impl std::fmt::Debug) -> anyhow::Error {
+    anyhow::anyhow!("drawing the plot: {e:?}")
+}
+
+/// One panel: `series` (name, colour, points) against the epoch, the best epoch marked.
+fn panel(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    title: &str,
+    y_label: &str,
+    series: &[Series<'_>],
+    best: Option<(f64, f64)>,
+) -> Result<()> {
+    let points: Vec<&(f64, f64)> = series.iter().flat_map(|s| s.2.iter()).collect();
+    let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max);
+    let (mut y_min, mut y_max) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.1), hi.max(p.1))
+        });
+    if !y_min.is_finite() {
+        (y_min, y_max) = (0.0, 1.0);
+    }
+    let pad = ((y_max - y_min) * 0.08).max(1e-3);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..x_max + 0.5, (y_min - pad)..(y_max + pad))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(y_label)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    for (name, colour, pts) in series {
+        let colour = *colour;
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), colour.stroke_width(2)))
+            .map_err(err)?
+            .label(*name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+            });
+    }
+    if let Some(b) = best {
+        chart
+            .draw_series(std::iter::once(Circle::new(b, 6, BLACK.stroke_width(2))))
+            .map_err(err)?
+            .label("best (weights kept)")
+            .legend(|(x, y)| Circle::new((x + 9, y), 5, BLACK.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+fn points(epochs: &[Epoch], f: impl Fn(&Epoch) -> f64) -> Vec<(f64, f64)> {
+    epochs.iter().map(|e| (e.epoch as f64, f(e))).collect()
+}
+
+/// Three panels: the captioner's training loss, its validation BLEU, and the language model's
+/// training and validation losses.
+pub fn learning_curve(path: &Path, history: &History) -> Result<()> {
+    if !font_available() {
+        tracing::warn!(
+            "no TrueType font found ({}): {} not drawn; install fonts-dejavu-core",
+            FONT_FILES.join(", "),
+            path.display()
+        );
+        return Ok(());
+    }
+    let tmp = path.with_extension("tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (1500, 450)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let areas = root.split_evenly((1, 3));
+        let cap = &history.captioner;
+        let lm = &history.language_model;
+        let best_cap = History::best(cap);
+        panel(
+            &areas[0],
+            "captioner: training loss",
+            "NLL + attention penalty",
+            &[("train", BLUE, points(cap, |e| e.train_loss))],
+            best_cap.map(|e| (e.epoch as f64, e.train_loss)),
+        )?;
+        panel(
+            &areas[1],
+            "captioner: validation BLEU (greedy)",
+            "BLEU",
+            &[("validation", RED, points(cap, |e| e.validation))],
+            best_cap.map(|e| (e.epoch as f64, e.validation)),
+        )?;
+        let best_lm = History::best(lm);
+        panel(
+            &areas[2],
+            "language model: loss",
+            "NLL per token",
+            &[
+                ("train", BLUE, points(lm, |e| e.train_loss)),
+                ("validation", RED, points(lm, |e| -e.validation)),
+            ],
+            best_lm.map(|e| (e.epoch as f64, -e.validation)),
+        )?;
+        root.present().map_err(err)?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

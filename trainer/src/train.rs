@@ -1,0 +1,676 @@
+//! Training the captioner and the language model (milan-reference.md section 3): AdamW, early
+//! stopping with the best weights restored, atomic checkpoints that `--resume` continues from, and
+//! a learning-curve plot per run.
+//!
+//! A run's folder holds `config.json`, `vocab.json`, `captioner.bpk` and `lm.bpk` (the best
+//! weights), `history.json`, `learning-curve.png`, and `state/<phase>-<epoch>/` (the last epoch's
+//! weights, optimizer state and progress; written in a temporary folder and renamed, so a killed
+//! run resumes from the last whole epoch).
+//!
+//! Reproducibility: the weights are initialised after seeding the device with the run's seed; each
+//! epoch reseeds it (dropout) and shuffles with its own ChaCha8 stream, both derived from (seed,
+//! phase, epoch), so a resumed run continues exactly as an uninterrupted one.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::store::ModuleRecord;
+use burn::tensor::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use milan_metrics::bleu::{BleuConfig, corpus_bleu};
+use milan_metrics::normalize;
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::Corpus;
+use crate::decoding::{DecodeConfig, greedy};
+use crate::model::{Captioner, CaptionerConfig, LanguageModel, LanguageModelConfig};
+use crate::vocab::{Vocabulary, pad};
+
+/// Every number of a MILAN run; the defaults are the reference's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MilanConfig {
+    pub embedding: usize,
+    pub hidden: usize,
+    /// The attention's hidden size; min(512, feature dims) when absent.
+    pub attention: Option<usize>,
+    pub dropout: f64,
+    /// Tokens per description, the stop token included.
+    pub max_tokens: usize,
+    pub lm_embedding: usize,
+    pub lm_hidden: usize,
+    pub lm_layers: usize,
+    pub lm_dropout: f64,
+    pub batch: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f32,
+    /// AdamW's epsilon: PyTorch's default (burn's is 1e-5).
+    pub epsilon: f32,
+    pub max_epochs: usize,
+    /// Epochs without a better validation BLEU before stopping.
+    pub patience: usize,
+    /// Weight of the doubly stochastic attention penalty.
+    pub attention_weight: f64,
+    pub lm_batch: usize,
+    pub lm_max_epochs: usize,
+    pub lm_patience: usize,
+    pub decode: DecodeConfig,
+}
+
+impl Default for MilanConfig {
+    fn default() -> Self {
+        MilanConfig {
+            embedding: 128,
+            hidden: 512,
+            attention: None,
+            dropout: 0.5,
+            max_tokens: 15,
+            lm_embedding: 128,
+            lm_hidden: 512,
+            lm_layers: 2,
+            lm_dropout: 0.5,
+            batch: 64,
+            learning_rate: 1e-3,
+            weight_decay: 0.01,
+            epsilon: 1e-8,
+            max_epochs: 100,
+            patience: 4,
+            attention_weight: 1.0,
+            lm_batch: 128,
+            lm_max_epochs: 100,
+            lm_patience: 4,
+            decode: DecodeConfig::default(),
+        }
+    }
+}
+
+impl MilanConfig {
+    pub fn captioner(&self, feature_dim: usize, vocab: usize) -> CaptionerConfig {
+        CaptionerConfig::new(feature_dim, vocab)
+            .with_embedding(self.embedding)
+            .with_hidden(self.hidden)
+            .with_attention(self.attention)
+            .with_dropout(self.dropout)
+            .with_max_tokens(self.max_tokens)
+    }
+
+    pub fn language_model(&self, vocab: usize) -> LanguageModelConfig {
+        LanguageModelConfig::new(vocab)
+            .with_embedding(self.lm_embedding)
+            .with_hidden(self.lm_hidden)
+            .with_layers(self.lm_layers)
+            .with_dropout(self.lm_dropout)
+    }
+}
+
+/// What a checkpoint's `config.json` records besides the numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub config: MilanConfig,
+    pub encoder: String,
+    pub feature_dim: usize,
+    pub seed: u64,
+    pub backend: String,
+}
+
+/// One epoch of one phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Epoch {
+    pub epoch: usize,
+    pub train_loss: f64,
+    /// Validation BLEU (captioner) or minus the validation loss (language model): higher is
+    /// better.
+    pub validation: f64,
+    /// The validation loss; breaks ties of `validation` (early on, greedy captions can score
+    /// BLEU 0 for several epochs while the loss still falls).
+    #[serde(default)]
+    pub validation_loss: f64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    pub captioner: Vec<Epoch>,
+    pub language_model: Vec<Epoch>,
+}
+
+impl History {
+    /// The best epoch of a phase and its validation score.
+    pub fn best(epochs: &[Epoch]) -> Option<&Epoch> {
+        epochs
+            .iter()
+            .fold(None, |best: Option<&Epoch>, e| match best {
+                Some(b)
+                    if !better(
+                        (e.validation, e.validation_loss),
+                        (b.validation, b.validation_loss),
+                    ) =>
+                {
+                    Some(b)
+                }
+                _ => Some(e),
+            })
+    }
+}
+
+/// Whether validation result `a` (score, loss) beats `b`: a higher score, or the same score and a
+/// lower loss.
+pub fn better(a: (f64, f64), b: (f64, f64)) -> bool {
+    a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
+}
+
+/// A trained model: what decoding needs.
+#[derive(Debug)]
+pub struct Trained {
+    pub captioner: Captioner,
+    pub lm: LanguageModel,
+    pub vocab: Vocabulary,
+    pub info: RunInfo,
+    pub history: History,
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn save_module<M: Module>(module: M, path: &Path) -> Result<()> {
+    let tmp = path.with_extension("bpk.tmp");
+    module
+        .into_record()
+        .save(&tmp)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
+    let record = ModuleRecord::load(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e:?}", path.display()))?;
+    module
+        .try_load_record(record)
+        .map_err(|e| anyhow::anyhow!("{}: does not fit the model: {e:?}", path.display()))
+}
+
+/// Loads a trained run from its folder (what `fit` writes).
+pub fn load(dir: &Path, device: &Device) -> Result<Trained> {
+    let read = |name: &str| -> Result<String> {
+        let p = dir.join(name);
+        std::fs::read_to_string(&p).with_context(|| {
+            format!(
+                "reading {}: not a trained run (run `trainer fit` first)",
+                p.display()
+            )
+        })
+    };
+    let info: RunInfo = serde_json::from_str(&read("config.json")?)
+        .with_context(|| format!("{}/config.json", dir.display()))?;
+    let tokens: Vec<String> = serde_json::from_str(&read("vocab.json")?)
+        .with_context(|| format!("{}/vocab.json", dir.display()))?;
+    let vocab = Vocabulary::from_tokens(tokens);
+    let history: History = serde_json::from_str(&read("history.json")?).unwrap_or_default();
+    let captioner = load_module(
+        info.config
+            .captioner(info.feature_dim, vocab.len())
+            .init(device),
+        &dir.join("captioner.bpk"),
+    )?;
+    let lm = load_module(
+        info.config.language_model(vocab.len()).init(device),
+        &dir.join("lm.bpk"),
+    )?;
+    Ok(Trained {
+        captioner,
+        lm,
+        vocab,
+        info,
+        history,
+    })
+}
+
+/// The (neuron, description) pairs of `positions`, three per annotated neuron.
+fn samples(corpus: &Corpus, positions: &[usize]) -> Vec<(usize, usize)> {
+    positions
+        .iter()
+        .flat_map(|&p| (0..corpus.neurons[p].tokens.len()).map(move |d| (p, d)))
+        .collect()
+}
+
+/// Greedy-decoded BLEU of the captioner on `positions` against their descriptions.
+pub fn validation_bleu(
+    captioner: &Captioner,
+    corpus: &Corpus,
+    vocab: &Vocabulary,
+    positions: &[usize],
+    device: &Device,
+) -> f64 {
+    if positions.is_empty() {
+        return 0.0;
+    }
+    let mut hyps = Vec::with_capacity(positions.len());
+    for chunk in positions.chunks(64) {
+        for ids in greedy(captioner, corpus.features(chunk, device)) {
+            hyps.push(normalize(&vocab.decode(&ids)));
+        }
+    }
+    let refs: Vec<Vec<String>> = positions
+        .iter()
+        .map(|&p| {
+            corpus.neurons[p]
+                .descriptions
+                .iter()
+                .map(|d| normalize(d))
+                .collect()
+        })
+        .collect();
+    corpus_bleu(&hyps, &refs, &BleuConfig::default()).score
+}
+
+/// The mean of a per-sample loss over `items`, in chunks of 256 (0 for no items).
+fn mean_loss<T>(items: &[T], loss: impl Fn(&[T]) -> Tensor<1>) -> f64 {
+    if items.is_empty() {
+        return 0.0;
+    }
+    let mut total = 0.0;
+    for chunk in items.chunks(256) {
+        total += loss(chunk).into_scalar::<f32>() as f64 * chunk.len() as f64;
+    }
+    total / items.len() as f64
+}
+
+/// Progress written after every epoch, to resume from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Progress {
+    epoch: usize,
+    /// Best (score, loss) so far.
+    best: (f64, f64),
+    bad_epochs: usize,
+    history: Vec<Epoch>,
+}
+
+/// One early-stopped training phase over a module.
+struct Phase<'a> {
+    name: &'static str,
+    dir: &'a Path,
+    seed: u64,
+    batch: usize,
+    max_epochs: usize,
+    patience: usize,
+    learning_rate: f64,
+    weight_decay: f32,
+    epsilon: f32,
+    resume: bool,
+    quiet: bool,
+}
+
+fn phase_seed(seed: u64, name: &str, epoch: usize) -> u64 {
+    let salt = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    seed ^ salt ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The newest complete `state/<phase>-<epoch>` folder.
+fn latest_state(dir: &Path, phase: &str) -> Option<(usize, PathBuf)> {
+    let entries = std::fs::read_dir(dir.join("state")).ok()?;
+    entries
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let name = path.file_name()?.to_str()?.to_owned();
+            let epoch: usize = name.strip_prefix(&format!("{phase}-"))?.parse().ok()?;
+            path.join("progress.json")
+                .is_file()
+                .then_some((epoch, path))
+        })
+        .max_by_key(|(e, _)| *e)
+}
+
+impl Phase<'_> {
+    fn best_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.bpk", self.name))
+    }
+
+    /// Trains `model` (on an autodiff device) on `items` in shuffled batches; `validate` scores
+    /// the inference copy: (score, loss), a higher score better, ties to the lower loss. Returns the best weights on `device` (not
+    /// autodiff) and the history.
+    fn run<M: Module>(
+        &self,
+        mut model: M,
+        items: usize,
+        loss: impl Fn(&M, &[usize]) -> Tensor<1>,
+        mut validate: impl FnMut(&M) -> (f64, f64),
+        fresh: impl Fn() -> M,
+        train_device: &Device,
+    ) -> Result<(M, Vec<Epoch>)> {
+        let mut optimizer = AdamWConfig::new()
+            .with_weight_decay(self.weight_decay)
+            .with_epsilon(self.epsilon)
+            .init();
+        let mut progress = Progress {
+            epoch: 0,
+            best: (f64::NEG_INFINITY, f64::INFINITY),
+            bad_epochs: 0,
+            history: Vec::new(),
+        };
+        if self.resume
+            && let Some((_, state)) = latest_state(self.dir, self.name)
+        {
+            progress = serde_json::from_slice(&std::fs::read(state.join("progress.json"))?)
+                .with_context(|| format!("{}/progress.json", state.display()))?;
+            model = load_module(model, &state.join("model.bpk"))?;
+            let record = burn::optim::OptimizerRecord::load(state.join("optimizer.bpk"))
+                .map_err(|e| anyhow::anyhow!("{}/optimizer.bpk: {e:?}", state.display()))?;
+            optimizer = optimizer.load_record(record);
+            tracing::info!(phase = self.name, epoch = progress.epoch, "resuming");
+        }
+        let batches = items.div_ceil(self.batch.max(1));
+        let bar = ProgressBar::new((self.max_epochs * batches) as u64).with_style(
+            ProgressStyle::with_template("{prefix:>10} {bar:30} {msg} [{elapsed}]")
+                .expect("valid template"),
+        );
+        if self.quiet {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        bar.set_prefix(self.name);
+        bar.set_position((progress.epoch * batches) as u64);
+        let stopped = progress.bad_epochs >= self.patience;
+        while !stopped && progress.epoch < self.max_epochs && progress.bad_epochs < self.patience {
+            let epoch = progress.epoch + 1;
+            let started = Instant::now();
+            let seed = phase_seed(self.seed, self.name, epoch);
+            train_device.seed(seed);
+            let mut order: Vec<usize> = (0..items).collect();
+            shuffle(&mut order, &mut ChaCha8Rng::seed_from_u64(seed));
+            let mut total = 0.0;
+            let mut seen = 0usize;
+            for chunk in order.chunks(self.batch.max(1)) {
+                let l = loss(&model, chunk);
+                let value = l.clone().into_scalar::<f32>() as f64;
+                let grads = GradientsParams::from_grads(l.backward(), &model);
+                model = optimizer.step(self.learning_rate, model, grads);
+                total += value * chunk.len() as f64;
+                seen += chunk.len();
+                bar.inc(1);
+                bar.set_message(format!(
+                    "epoch {epoch} loss {:.3} | val {}",
+                    total / seen as f64,
+                    last_validation(&progress.history)
+                ));
+            }
+            let (score, validation_loss) = validate(&model.valid());
+            let record = Epoch {
+                epoch,
+                train_loss: total / seen.max(1) as f64,
+                validation: score,
+                validation_loss,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            progress.history.push(record);
+            if better((score, validation_loss), progress.best) {
+                progress.best = (score, validation_loss);
+                progress.bad_epochs = 0;
+                save_module(model.valid(), &self.best_path())?;
+            } else {
+                progress.bad_epochs += 1;
+            }
+            progress.epoch = epoch;
+            self.save_state(&model, &optimizer, &progress)?;
+        }
+        bar.finish_and_clear();
+        if !self.best_path().is_file() {
+            bail!("{}: no epoch was trained (max epochs 0?)", self.name);
+        }
+        let best = load_module(fresh(), &self.best_path())?;
+        Ok((best, progress.history))
+    }
+
+    fn save_state<M: Module>(
+        &self,
+        model: &M,
+        optimizer: &burn::optim::ModuleOptimizer,
+        progress: &Progress,
+    ) -> Result<()> {
+        let states = self.dir.join("state");
+        std::fs::create_dir_all(&states)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&states)?;
+        save_module(model.clone(), &tmp.path().join("model.bpk"))?;
+        optimizer
+            .to_record()
+            .save(tmp.path().join("optimizer.bpk"))
+            .map_err(|e| anyhow::anyhow!("writing optimizer state: {e:?}"))?;
+        std::fs::write(
+            tmp.path().join("progress.json"),
+            serde_json::to_vec(progress)?,
+        )?;
+        let path = states.join(format!("{}-{}", self.name, progress.epoch));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::rename(tmp.keep(), &path)?;
+        // Older states of this phase are no longer needed.
+        for entry in std::fs::read_dir(&states)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(e) = name
+                .strip_prefix(&format!("{}-", self.name))
+                .and_then(|e| e.parse::<usize>().ok())
+                && e < progress.epoch
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn last_validation(history: &[Epoch]) -> String {
+    history
+        .last()
+        .map_or_else(|| "-".to_owned(), |e| format!("{:.3}", e.validation))
+}
+
+/// Fisher-Yates with the given stream (rand_core only, as the rest of the workspace).
+fn shuffle(items: &mut [usize], rng: &mut ChaCha8Rng) {
+    use rand_core::Rng;
+    for i in (1..items.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// Options of one training run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: MilanConfig,
+    pub seed: u64,
+    pub resume: bool,
+    pub backend: String,
+    /// Draw no progress bars (tests, nested runs).
+    pub quiet: bool,
+}
+
+/// Trains the captioner and the language model on `train` (corpus positions), early-stopping on
+/// `validation`, into `dir`; returns the best weights (on `device`, without autodiff).
+pub fn train(
+    corpus: &Corpus,
+    train: &[usize],
+    validation: &[usize],
+    dir: &Path,
+    options: &RunOptions,
+    device: &Device,
+) -> Result<Trained> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let config = &options.config;
+    let vocab = Vocabulary::build(
+        train
+            .iter()
+            .flat_map(|&p| corpus.neurons[p].tokens.iter().map(Vec::as_slice)),
+    );
+    let info = RunInfo {
+        config: config.clone(),
+        encoder: corpus.encoder.clone(),
+        feature_dim: corpus.dims,
+        seed: options.seed,
+        backend: options.backend.clone(),
+    };
+    if options.resume
+        && let Ok(old) = std::fs::read_to_string(dir.join("config.json"))
+    {
+        let old: RunInfo = serde_json::from_str(&old)?;
+        // Resuming may train longer than the run first meant to; nothing else may change.
+        let comparable = |c: &MilanConfig| MilanConfig {
+            max_epochs: 0,
+            lm_max_epochs: 0,
+            ..c.clone()
+        };
+        if comparable(&old.config) != comparable(&info.config)
+            || old.seed != info.seed
+            || old.feature_dim != info.feature_dim
+        {
+            bail!(
+                "{}: --resume with a different configuration or seed than the run there",
+                dir.display()
+            );
+        }
+    } else {
+        let _ = std::fs::remove_dir_all(dir.join("state"));
+    }
+    write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(&info)?)?;
+    let tokens: Vec<&str> = (0..vocab.len()).map(|i| vocab.token(i)).collect();
+    write_atomic(&dir.join("vocab.json"), &serde_json::to_vec(&tokens)?)?;
+
+    let autodiff = device.clone().autodiff();
+    let encoded: Vec<Vec<Vec<usize>>> = corpus
+        .neurons
+        .iter()
+        .map(|n| {
+            n.tokens
+                .iter()
+                .map(|t| vocab.encode(t, config.max_tokens))
+                .collect()
+        })
+        .collect();
+    let train_samples = samples(corpus, train);
+    let validation_samples = samples(corpus, validation);
+    let captioner_config = config.captioner(corpus.dims, vocab.len());
+    let phase = |name, batch, max_epochs, patience| Phase {
+        name,
+        dir,
+        seed: options.seed,
+        batch,
+        max_epochs,
+        patience,
+        learning_rate: config.learning_rate,
+        weight_decay: config.weight_decay,
+        epsilon: config.epsilon,
+        resume: options.resume,
+        quiet: options.quiet,
+    };
+
+    autodiff.seed(options.seed);
+    let captioner = captioner_config.init(&autodiff);
+    let (captioner, captioner_history) = phase(
+        "captioner",
+        config.batch,
+        config.max_epochs,
+        config.patience,
+    )
+    .run(
+        captioner,
+        train_samples.len(),
+        |model: &Captioner, batch: &[usize]| {
+            let picked: Vec<(usize, usize)> = batch.iter().map(|&i| train_samples[i]).collect();
+            let positions: Vec<usize> = picked.iter().map(|s| s.0).collect();
+            let seqs: Vec<&[usize]> = picked
+                .iter()
+                .map(|&(p, d)| encoded[p][d].as_slice())
+                .collect();
+            model.loss(
+                corpus.features(&positions, &autodiff),
+                &pad(&seqs),
+                config.attention_weight,
+            )
+        },
+        |model: &Captioner| {
+            let bleu = validation_bleu(model, corpus, &vocab, validation, device);
+            let loss = mean_loss(&validation_samples, |chunk| {
+                let positions: Vec<usize> = chunk.iter().map(|s| s.0).collect();
+                let seqs: Vec<&[usize]> = chunk
+                    .iter()
+                    .map(|&(p, d)| encoded[p][d].as_slice())
+                    .collect();
+                model.loss(
+                    corpus.features(&positions, device),
+                    &pad(&seqs),
+                    config.attention_weight,
+                )
+            });
+            (bleu, loss)
+        },
+        || captioner_config.init(device),
+        &autodiff,
+    )?;
+
+    let lm_config = config.language_model(vocab.len());
+    autodiff.seed(options.seed.wrapping_add(1));
+    let lm = lm_config.init(&autodiff);
+    let (lm, lm_history) = phase(
+        "lm",
+        config.lm_batch,
+        config.lm_max_epochs,
+        config.lm_patience,
+    )
+    .run(
+        lm,
+        train_samples.len(),
+        |model: &LanguageModel, batch: &[usize]| {
+            let seqs: Vec<&[usize]> = batch
+                .iter()
+                .map(|&i| {
+                    let (p, d) = train_samples[i];
+                    encoded[p][d].as_slice()
+                })
+                .collect();
+            model.loss(&pad(&seqs), &autodiff)
+        },
+        |model: &LanguageModel| {
+            let loss = mean_loss(&validation_samples, |chunk| {
+                let seqs: Vec<&[usize]> = chunk
+                    .iter()
+                    .map(|&(p, d)| encoded[p][d].as_slice())
+                    .collect();
+                model.loss(&pad(&seqs), device)
+            });
+            (-loss, loss)
+        },
+        || lm_config.init(device),
+        &autodiff,
+    )?;
+    let history = History {
+        captioner: captioner_history,
+        language_model: lm_history,
+    };
+    write_atomic(
+        &dir.join("history.json"),
+        &serde_json::to_vec_pretty(&history)?,
+    )?;
+    crate::plot::learning_curve(&dir.join("learning-curve.png"), &history)?;
+    Ok(Trained {
+        captioner,
+        lm,
+        vocab,
+        info,
+        history,
+    })
+}

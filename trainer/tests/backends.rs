@@ -1,0 +1,113 @@
+//! The backends agree: the same tiny training run (same initial weights, same batches, dropout off
+//! because each backend has its own random stream) gives the same losses on flex and on libtorch.
+//! Without the `tch` feature only flex runs, and the test says how to run the comparison.
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Distribution, Tensor};
+use milan_trainer::model::{Captioner, CaptionerConfig, LanguageModel, LanguageModelConfig};
+use milan_trainer::vocab::{Padded, pad};
+
+const STEPS: usize = 8;
+
+fn batches() -> Vec<Padded> {
+    (0..STEPS)
+        .map(|s| {
+            let a = [1usize, 4 + s % 3, 5, 6, 2];
+            let b = [1usize, 6, 4 + (s + 1) % 3, 2];
+            let c = [1usize, 5, 2];
+            pad(&[&a[..], &b[..], &c[..]])
+        })
+        .collect()
+}
+
+fn models(device: &Device) -> (Captioner, LanguageModel, Tensor<3>) {
+    let flex = Device::flex();
+    flex.seed(11);
+    let captioner = CaptionerConfig::new(12, 9)
+        .with_embedding(8)
+        .with_hidden(16)
+        .with_dropout(0.0)
+        .init(&flex);
+    let lm = LanguageModelConfig::new(9)
+        .with_embedding(8)
+        .with_hidden(16)
+        .with_dropout(0.0)
+        .init(&flex);
+    let features = Tensor::<3>::random([3, 5, 12], Distribution::Normal(0.0, 1.0), &flex);
+    // The same initial weights on every backend.
+    let captioner = CaptionerConfig::new(12, 9)
+        .with_embedding(8)
+        .with_hidden(16)
+        .with_dropout(0.0)
+        .init(device)
+        .load_record(captioner.into_record());
+    let lm = LanguageModelConfig::new(9)
+        .with_embedding(8)
+        .with_hidden(16)
+        .with_dropout(0.0)
+        .init(device)
+        .load_record(lm.into_record());
+    let features = Tensor::from_data(features.into_data(), device);
+    (captioner, lm, features)
+}
+
+/// Losses of STEPS AdamW steps of the captioner and of the language model.
+fn losses(device: &Device) -> Vec<f32> {
+    let train = device.clone().autodiff();
+    let (mut captioner, mut lm, features) = models(&train);
+    let mut out = Vec::new();
+    let mut opt = AdamWConfig::new()
+        .with_weight_decay(0.01)
+        .with_epsilon(1e-8)
+        .init();
+    for batch in batches() {
+        let loss = captioner.loss(features.clone(), &batch, 1.0);
+        out.push(loss.clone().into_scalar::<f32>());
+        let grads = GradientsParams::from_grads(loss.backward(), &captioner);
+        captioner = opt.step(1e-2, captioner, grads);
+    }
+    let mut opt = AdamWConfig::new()
+        .with_weight_decay(0.01)
+        .with_epsilon(1e-8)
+        .init();
+    for batch in batches() {
+        let loss = lm.loss(&batch, &train);
+        out.push(loss.clone().into_scalar::<f32>());
+        let grads = GradientsParams::from_grads(loss.backward(), &lm);
+        lm = opt.step(1e-2, lm, grads);
+    }
+    out
+}
+
+#[test]
+fn flex_trains_the_tiny_run() {
+    let l = losses(&Device::flex());
+    assert!(l.iter().all(|x| x.is_finite()));
+    assert!(l[STEPS - 1] < l[0], "the captioner's loss falls: {l:?}");
+    assert!(
+        l[2 * STEPS - 1] < l[STEPS],
+        "the language model's loss falls: {l:?}"
+    );
+}
+
+#[cfg(feature = "tch")]
+#[test]
+fn libtorch_gives_the_same_losses_as_flex() {
+    let flex = losses(&Device::flex());
+    let tch = losses(&milan_trainer::backend::device("tch").expect("libtorch"));
+    for (i, (a, b)) in flex.iter().zip(&tch).enumerate() {
+        assert!(
+            (a - b).abs() < 1e-4,
+            "step {i}: flex {a} vs libtorch {b}\nflex {flex:?}\ntch {tch:?}"
+        );
+    }
+}
+
+#[cfg(not(feature = "tch"))]
+#[test]
+fn libtorch_comparison_needs_the_tch_feature() {
+    // Not a skip: this build has one backend, and says so.
+    let err = milan_trainer::backend::device("tch").expect_err("no libtorch in this build");
+    assert!(err.to_string().contains("--features tch"), "{err}");
+}

@@ -1,0 +1,326 @@
+//! `trainer fit` and `trainer describe` end to end on a small synthetic corpus, with real
+//! EfficientNet-Lite0 features and BERTScore (assets fetched by scripts/test).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn trainer() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trainer"));
+    c.env("MILAN_ASSETS", root().join("assets"));
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn fails(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("runs");
+    assert!(!out.status.success(), "{cmd:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assets_present() {
+    for (file, asset) in [
+        (
+            "efficientnet-lite0/efficientnet-lite0-57934424.pth",
+            "efficientnet-lite0",
+        ),
+        ("minilm/model.safetensors", "minilm"),
+    ] {
+        assert!(
+            root().join("assets").join(file).is_file(),
+            "run `cargo run -p milan-trainer -- assets fetch {asset}` in the repository root \
+             (scripts/test does)"
+        );
+    }
+}
+
+fn csv_rows(path: &Path) -> Vec<csv::StringRecord> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    r.records().map(|x| x.expect("a CSV row")).collect()
+}
+
+fn csv_header(path: &Path) -> Vec<String> {
+    let mut r = csv::Reader::from_path(path).expect("csv");
+    r.headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
+    assets_present();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("synth");
+    run(trainer().args(["synth", "--out"]).arg(&data).args([
+        "--units-per-layer",
+        "4",
+        "--keys",
+        "alexnet/imagenet,resnet152/imagenet",
+    ]));
+    let config = tmp.path().join("small.json");
+    std::fs::write(
+        &config,
+        r#"{"hidden": 32, "lm_hidden": 32, "embedding": 16, "lm_embedding": 16, "max_epochs": 3,
+            "lm_max_epochs": 3, "decode": {"beam": 4, "lambda": 0.2, "neurons_per_batch": 8}}"#,
+    )
+    .expect("config");
+    let out = tmp.path().join("run");
+    let cache = tmp.path().join("cache");
+    let fit = run(trainer()
+        .args([
+            "fit",
+            "--split",
+            "across-arch",
+            "--direction",
+            "alexnet->resnet152",
+            "--trials",
+            "2",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .arg("--config")
+        .arg(&config)
+        .arg("--cache")
+        .arg(&cache));
+    let stdout = String::from_utf8_lossy(&fit.stdout);
+    assert!(stdout.contains("| alexnet->resnet152 |"), "{stdout}");
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary["split"], "across-arch");
+    let experiments = summary["experiments"].as_array().expect("experiments");
+    assert_eq!(experiments.len(), 1);
+    let e = &experiments[0];
+    assert_eq!(e["name"], "alexnet->resnet152");
+    assert_eq!(
+        e["train"],
+        serde_json::json!(["alexnet/imagenet", "alexnet/places365"])
+    );
+    assert_eq!(
+        e["test"],
+        serde_json::json!(["resnet152/imagenet", "resnet152/places365"])
+    );
+    for system in [
+        "milan-pmi",
+        "captioner-greedy",
+        "nearest-neighbour",
+        "annotators",
+    ] {
+        for metric in ["bleu", "bertscore_f"] {
+            let m = &e["results"][system][metric];
+            let mean = m["mean"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{system} {metric}: {e}"));
+            assert!(m["std"].as_f64().expect("std") >= 0.0);
+            assert!(
+                mean.is_finite() && (-1.0..=100.0).contains(&mean),
+                "{system} {metric} {mean}"
+            );
+        }
+    }
+    // The annotators agree with each other more than chance: a real signal in the corpus.
+    assert!(
+        e["results"]["annotators"]["bleu"]["mean"]
+            .as_f64()
+            .expect("bleu")
+            > 5.0
+    );
+    let md = std::fs::read_to_string(out.join("summary.md")).expect("summary.md");
+    assert!(
+        md.contains("| alexnet->resnet152 |") && md.contains("milan-pmi BLEU"),
+        "{md}"
+    );
+
+    let exp = out.join("alexnet-to-resnet152");
+    let header = csv_header(&exp.join("predictions.csv"));
+    assert_eq!(
+        header,
+        [
+            "trial",
+            "model",
+            "layer",
+            "unit",
+            "prediction",
+            "captioner_greedy",
+            "nearest_neighbour",
+            "reference_1",
+            "reference_2",
+            "reference_3"
+        ]
+    );
+    let rows = csv_rows(&exp.join("predictions.csv"));
+    assert_eq!(
+        rows.len(),
+        2 * 20,
+        "every resnet152/imagenet unit, both trials"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| &r[1] == "resnet152/imagenet" && !r[7].is_empty())
+    );
+    for trial in ["trial-0", "trial-1"] {
+        for file in [
+            "config.json",
+            "vocab.json",
+            "captioner.bpk",
+            "lm.bpk",
+            "history.json",
+            "learning-curve.png",
+            "predictions.csv",
+            "metrics.json",
+        ] {
+            assert!(exp.join(trial).join(file).is_file(), "{trial}/{file}");
+        }
+    }
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(exp.join("metrics.json")).expect("metrics"))
+            .expect("json");
+    assert_eq!(metrics["trials"].as_array().expect("trials").len(), 2);
+
+    // describe: every unit of the network, with the best trial's weights.
+    let described = tmp.path().join("described.csv");
+    run(trainer()
+        .arg("describe")
+        .arg("--checkpoint")
+        .arg(&exp)
+        .arg("--data")
+        .arg(data.join("resnet152/imagenet"))
+        .arg("--out")
+        .arg(&described)
+        .arg("--cache")
+        .arg(&cache));
+    assert_eq!(csv_header(&described), ["layer", "unit", "description"]);
+    let rows = csv_rows(&described);
+    assert_eq!(rows.len(), 20);
+    assert_eq!(&rows[0][0], "conv1");
+    assert_eq!(&rows[0][1], "0");
+    // Greedy from one trial folder, to standard output.
+    let greedy = run(trainer()
+        .arg("describe")
+        .arg("--checkpoint")
+        .arg(exp.join("trial-1"))
+        .arg("--data")
+        .arg(data.join("alexnet/imagenet"))
+        .arg("--greedy")
+        .arg("--cache")
+        .arg(&cache));
+    assert_eq!(String::from_utf8_lossy(&greedy.stdout).lines().count(), 21);
+
+    // Mistakes are named.
+    let err = fails(
+        trainer()
+            .args([
+                "fit",
+                "--split",
+                "across-arch",
+                "--direction",
+                "alexnet->vgg",
+            ])
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(tmp.path().join("x"))
+            .arg("--cache")
+            .arg(tmp.path().join("no-cache")),
+    );
+    assert!(
+        err.contains("alexnet->resnet152"),
+        "lists the known experiments: {err}"
+    );
+    assert!(
+        !tmp.path().join("no-cache").exists(),
+        "no features are computed for a misspelt experiment"
+    );
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, r#"{"hiden": 3}"#).expect("write");
+    let err = fails(
+        trainer()
+            .args(["fit", "--split", "across-arch"])
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(tmp.path().join("x"))
+            .arg("--config")
+            .arg(&bad),
+    );
+    assert!(err.contains("unknown field \"hiden\""), "{err}");
+    let err = fails(
+        trainer()
+            .args(["describe", "--checkpoint"])
+            .arg(tmp.path())
+            .arg("--data")
+            .arg(data.join("alexnet/imagenet")),
+    );
+    assert!(err.contains("no trained run here"), "{err}");
+}
+
+#[test]
+fn experiments_without_data_are_skipped_and_named() {
+    assets_present();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("synth");
+    run(trainer().args(["synth", "--out"]).arg(&data).args([
+        "--units-per-layer",
+        "3",
+        "--keys",
+        "alexnet/imagenet",
+    ]));
+    let config = tmp.path().join("small.json");
+    std::fs::write(
+        &config,
+        r#"{"hidden": 16, "lm_hidden": 16, "embedding": 8, "lm_embedding": 8, "max_epochs": 1,
+            "lm_max_epochs": 1, "decode": {"beam": 2, "lambda": 0.2, "neurons_per_batch": 8}}"#,
+    )
+    .expect("config");
+    let out = tmp.path().join("run");
+    run(trainer()
+        .args(["fit", "--split", "within-network", "--trials", "1"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .arg("--config")
+        .arg(&config)
+        .arg("--cache")
+        .arg(tmp.path().join("cache")));
+    let md = std::fs::read_to_string(out.join("summary.md")).expect("summary.md");
+    assert!(md.contains("| alexnet/imagenet |"), "{md}");
+    assert!(
+        md.contains("Not run (no data for their keys): alexnet/places365"),
+        "{md}"
+    );
+    let err = fails(
+        trainer()
+            .args(["fit", "--split", "across-dataset", "--trials", "1"])
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(tmp.path().join("y"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--cache")
+            .arg(tmp.path().join("cache")),
+    );
+    assert!(
+        err.contains("no experiment of across-dataset has data here"),
+        "{err}"
+    );
+}
