@@ -188,7 +188,7 @@ pub fn resolve_checkpoint(checkpoint: &Path) -> Result<PathBuf> {
             continue;
         };
         let history: History = serde_json::from_str(&text)?;
-        if let Some(e) = History::best(&history.captioner)
+        if let Some(e) = history.best_captioner()
             && best.as_ref().is_none_or(|b| e.validation > b.0)
         {
             best = Some((e.validation, dir));

@@ -119,7 +119,7 @@ pub fn learning_curve(path: &Path, history: &History) -> Result<()> {
         let areas = root.split_evenly((1, 3));
         let cap = &history.captioner;
         let lm = &history.language_model;
-        let best_cap = History::best(cap);
+        let best_cap = history.best_captioner();
         panel(
             &areas[0],
             "captioner: training loss",
@@ -134,7 +134,7 @@ pub fn learning_curve(path: &Path, history: &History) -> Result<()> {
             &[("validation", RED, points(cap, |e| e.validation))],
             best_cap.map(|e| (e.epoch as f64, e.validation)),
         )?;
-        let best_lm = History::best(lm);
+        let best_lm = History::best(lm, true);
         panel(
             &areas[2],
             "language model: loss",

@@ -56,6 +56,10 @@ pub struct MilanConfig {
     pub patience: usize,
     /// Weight of the doubly stochastic attention penalty.
     pub attention_weight: f64,
+    /// What picks the captioner's best epoch: validation BLEU of greedy captions (the
+    /// reference), or the validation loss (for corpora of very short descriptions, where corpus
+    /// BLEU-4 of the validation set is often 0 and BLEU stops training early).
+    pub early_stopping: EarlyStopping,
     pub lm_batch: usize,
     pub lm_max_epochs: usize,
     pub lm_patience: usize,
@@ -81,6 +85,7 @@ impl Default for MilanConfig {
             max_epochs: 100,
             patience: 4,
             attention_weight: 1.0,
+            early_stopping: EarlyStopping::Bleu,
             lm_batch: 128,
             lm_max_epochs: 100,
             lm_patience: 4,
@@ -106,6 +111,13 @@ impl MilanConfig {
             .with_layers(self.lm_layers)
             .with_dropout(self.lm_dropout)
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EarlyStopping {
+    Bleu,
+    Loss,
 }
 
 /// What a checkpoint's `config.json` records besides the numbers.
@@ -137,24 +149,35 @@ pub struct Epoch {
 pub struct History {
     pub captioner: Vec<Epoch>,
     pub language_model: Vec<Epoch>,
+    /// The captioner's best epoch was chosen by validation loss, not BLEU.
+    #[serde(default)]
+    pub captioner_by_loss: bool,
+}
+
+/// The (score, loss) pair an epoch is ranked by.
+fn rank(e: &Epoch, by_loss: bool) -> (f64, f64) {
+    if by_loss {
+        (-e.validation_loss, e.validation_loss)
+    } else {
+        (e.validation, e.validation_loss)
+    }
 }
 
 impl History {
-    /// The best epoch of a phase and its validation score.
-    pub fn best(epochs: &[Epoch]) -> Option<&Epoch> {
+    /// The best epoch of a phase: the highest validation score, ties to the lower loss; or the
+    /// lowest loss when `by_loss`.
+    pub fn best(epochs: &[Epoch], by_loss: bool) -> Option<&Epoch> {
         epochs
             .iter()
             .fold(None, |best: Option<&Epoch>, e| match best {
-                Some(b)
-                    if !better(
-                        (e.validation, e.validation_loss),
-                        (b.validation, b.validation_loss),
-                    ) =>
-                {
-                    Some(b)
-                }
+                Some(b) if !better(rank(e, by_loss), rank(b, by_loss)) => Some(b),
                 _ => Some(e),
             })
+    }
+
+    /// The captioner's best epoch, as training chose it.
+    pub fn best_captioner(&self) -> Option<&Epoch> {
+        History::best(&self.captioner, self.captioner_by_loss)
     }
 }
 
@@ -313,6 +336,7 @@ struct Phase<'a> {
     epsilon: f32,
     resume: bool,
     quiet: bool,
+    by_loss: bool,
 }
 
 fn phase_seed(seed: u64, name: &str, epoch: usize) -> u64 {
@@ -417,9 +441,10 @@ impl Phase<'_> {
                 validation_loss,
                 seconds: started.elapsed().as_secs_f64(),
             };
+            let ranked = rank(&record, self.by_loss);
             progress.history.push(record);
-            if better((score, validation_loss), progress.best) {
-                progress.best = (score, validation_loss);
+            if better(ranked, progress.best) {
+                progress.best = ranked;
                 progress.bad_epochs = 0;
                 save_module(model.valid(), &self.best_path())?;
             } else {
@@ -564,7 +589,7 @@ pub fn train(
     let train_samples = samples(corpus, train);
     let validation_samples = samples(corpus, validation);
     let captioner_config = config.captioner(corpus.dims, vocab.len());
-    let phase = |name, batch, max_epochs, patience| Phase {
+    let phase = |name, batch, max_epochs, patience, by_loss| Phase {
         name,
         dir,
         seed: options.seed,
@@ -576,6 +601,7 @@ pub fn train(
         epsilon: config.epsilon,
         resume: options.resume,
         quiet: options.quiet,
+        by_loss,
     };
 
     autodiff.seed(options.seed);
@@ -585,6 +611,7 @@ pub fn train(
         config.batch,
         config.max_epochs,
         config.patience,
+        config.early_stopping == EarlyStopping::Loss,
     )
     .run(
         captioner,
@@ -630,6 +657,7 @@ pub fn train(
         config.lm_batch,
         config.lm_max_epochs,
         config.lm_patience,
+        true,
     )
     .run(
         lm,
@@ -660,6 +688,7 @@ pub fn train(
     let history = History {
         captioner: captioner_history,
         language_model: lm_history,
+        captioner_by_loss: config.early_stopping == EarlyStopping::Loss,
     };
     write_atomic(
         &dir.join("history.json"),

@@ -137,7 +137,7 @@ fn learns_the_toy_task_and_writes_a_loadable_checkpoint() {
         history.last().expect("epochs").train_loss < history[0].train_loss * 0.5,
         "the loss falls: {history:?}"
     );
-    let best = milan_trainer::train::History::best(history).expect("best");
+    let best = milan_trainer::train::History::best(history, false).expect("best");
     assert!(
         best.validation > 50.0,
         "validation BLEU {}",
@@ -175,46 +175,57 @@ fn learns_the_toy_task_and_writes_a_loadable_checkpoint() {
 
 #[test]
 fn early_stopping_restores_the_best_epoch() {
+    use milan_trainer::train::EarlyStopping;
     let _serial = serial();
     let corpus = toy_corpus_with(true);
     let (train_pos, val_pos) = split();
-    let dir = tempfile::tempdir().expect("tempdir");
     let device = Device::flex();
-    let mut config = small_config(40);
-    config.patience = 2;
-    config.lm_patience = 2;
-    let trained = train(
-        &corpus,
-        &train_pos,
-        &val_pos,
-        dir.path(),
-        &options(config, false),
-        &device,
-    )
-    .expect("training");
-    let history = &trained.history.captioner;
-    assert!(
-        history.len() < 40,
-        "stopped early after {} epochs",
-        history.len()
-    );
-    let best = milan_trainer::train::History::best(history).expect("best");
-    assert_eq!(
-        history.len(),
-        best.epoch + 2,
-        "patience 2 after the best epoch"
-    );
-    let bleu = milan_trainer::train::validation_bleu(
-        &trained.captioner,
-        &corpus,
-        &trained.vocab,
-        &val_pos,
-        &device,
-    );
-    assert!(
-        (bleu - best.validation).abs() < 1e-9,
-        "the kept weights are the best epoch's"
-    );
+    for mode in [EarlyStopping::Bleu, EarlyStopping::Loss] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = small_config(40);
+        config.patience = 2;
+        config.lm_patience = 2;
+        config.early_stopping = mode;
+        let trained = train(
+            &corpus,
+            &train_pos,
+            &val_pos,
+            dir.path(),
+            &options(config, false),
+            &device,
+        )
+        .expect("training");
+        let history = &trained.history.captioner;
+        assert!(
+            history.len() < 40,
+            "{mode:?}: stopped early after {} epochs",
+            history.len()
+        );
+        let best = trained.history.best_captioner().expect("best");
+        assert_eq!(
+            history.len(),
+            best.epoch + 2,
+            "{mode:?}: patience 2 after the best epoch"
+        );
+        if mode == EarlyStopping::Loss {
+            let lowest = history
+                .iter()
+                .map(|e| e.validation_loss)
+                .fold(f64::INFINITY, f64::min);
+            assert_eq!(best.validation_loss, lowest, "the lowest validation loss");
+        }
+        let bleu = milan_trainer::train::validation_bleu(
+            &trained.captioner,
+            &corpus,
+            &trained.vocab,
+            &val_pos,
+            &device,
+        );
+        assert!(
+            (bleu - best.validation).abs() < 1e-9,
+            "{mode:?}: the kept weights are the best epoch's"
+        );
+    }
 }
 
 #[test]
