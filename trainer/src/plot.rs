@@ -101,8 +101,8 @@ fn points(epochs: &[Epoch], f: impl Fn(&Epoch) -> f64) -> Vec<(f64, f64)> {
     epochs.iter().map(|e| (e.epoch as f64, f(e))).collect()
 }
 
-/// Three panels: the captioner's training loss, its validation BLEU, and the language model's
-/// training and validation losses.
+/// Three panels: the captioner's training and validation losses, its validation BLEU, and the
+/// language model's training and validation losses.
 pub fn learning_curve(path: &Path, history: &History) -> Result<()> {
     if !font_available() {
         tracing::warn!(
@@ -122,10 +122,13 @@ pub fn learning_curve(path: &Path, history: &History) -> Result<()> {
         let best_cap = history.best_captioner();
         panel(
             &areas[0],
-            "captioner: training loss",
+            "captioner: loss",
             "NLL + attention penalty",
-            &[("train", BLUE, points(cap, |e| e.train_loss))],
-            best_cap.map(|e| (e.epoch as f64, e.train_loss)),
+            &[
+                ("train", BLUE, points(cap, |e| e.train_loss)),
+                ("validation", RED, points(cap, |e| e.validation_loss)),
+            ],
+            best_cap.map(|e| (e.epoch as f64, e.validation_loss)),
         )?;
         panel(
             &areas[1],
