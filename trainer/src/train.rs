@@ -409,8 +409,7 @@ impl Phase<'_> {
         }
         bar.set_prefix(self.name);
         bar.set_position((progress.epoch * batches) as u64);
-        let stopped = progress.bad_epochs >= self.patience;
-        while !stopped && progress.epoch < self.max_epochs && progress.bad_epochs < self.patience {
+        while progress.epoch < self.max_epochs && progress.bad_epochs < self.patience {
             let epoch = progress.epoch + 1;
             let started = Instant::now();
             let seed = phase_seed(self.seed, self.name, epoch);

@@ -19,54 +19,34 @@
 //!
 //! Pooler weights and anything else in the file are ignored.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::{Dtype, SafeTensors};
 
 use super::model::{BertConfig, BertModel, Embeddings, EncoderLayer};
 
 /// Tensors of a checkpoint by key, as f32 with their shapes.
 struct Weights {
-    tensors: HashMap<String, (Vec<f32>, Vec<usize>)>,
+    tensors: crate::encoders::weights::Tensors,
     file: String,
 }
 
 impl Weights {
     fn read(path: &Path) -> Result<Weights> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let st = SafeTensors::deserialize(&bytes)
-            .with_context(|| format!("{}: not a safetensors file", path.display()))?;
-        let mut tensors = HashMap::new();
-        for (name, view) in st.tensors() {
-            let data = view.data();
-            let values: Vec<f32> = match view.dtype() {
-                Dtype::F32 => data
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                Dtype::F16 => data
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                Dtype::BF16 => data
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                // Integer buffers (position_ids) are not weights.
-                _ => continue,
-            };
-            let key = name
-                .strip_prefix("bert.")
-                .or_else(|| name.strip_prefix("roberta."))
-                .unwrap_or(&name)
-                .to_owned();
-            tensors.insert(key, (values, view.shape().to_vec()));
-        }
+        let tensors = crate::encoders::weights::read_safetensors_floats(path)?
+            .into_iter()
+            .map(|(name, tensor)| {
+                let key = name
+                    .strip_prefix("bert.")
+                    .or_else(|| name.strip_prefix("roberta."))
+                    .unwrap_or(&name)
+                    .to_owned();
+                (key, tensor)
+            })
+            .collect();
         Ok(Weights {
             tensors,
             file: path.display().to_string(),

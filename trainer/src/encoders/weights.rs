@@ -9,9 +9,42 @@ use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 
+/// Tensors by key: values as f32 and the shape.
+pub type Tensors = HashMap<String, (Vec<f32>, Vec<usize>)>;
+
+/// The float tensors (f32, f16, bf16; as f32) of a safetensors file by key, with their shapes.
+/// Integer buffers such as `num_batches_tracked` or `position_ids` are bookkeeping, not weights,
+/// and are left out.
+pub fn read_safetensors_floats(path: &Path) -> Result<Tensors> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+    let mut tensors = HashMap::new();
+    for (name, view) in st.tensors() {
+        let data = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            _ => continue,
+        };
+        tensors.insert(name, (values, view.shape().to_vec()));
+    }
+    Ok(tensors)
+}
+
 #[derive(Debug)]
 pub struct StateDict {
-    tensors: HashMap<String, (Vec<f32>, Vec<usize>)>,
+    tensors: Tensors,
     file: String,
 }
 
@@ -27,34 +60,10 @@ impl StateDict {
         })
     }
 
-    /// A safetensors file; float tensors (f32, f16, bf16) only: integer buffers such as
-    /// `num_batches_tracked` are bookkeeping, not weights.
+    /// A safetensors file; see [`read_safetensors_floats`].
     pub fn from_safetensors(path: &Path) -> Result<StateDict> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let st = SafeTensors::deserialize(&bytes)
-            .with_context(|| format!("{}: not a safetensors file", path.display()))?;
-        let mut tensors = HashMap::new();
-        for (name, view) in st.tensors() {
-            let data = view.data();
-            let values: Vec<f32> = match view.dtype() {
-                Dtype::F32 => data
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                Dtype::F16 => data
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                Dtype::BF16 => data
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                _ => continue,
-            };
-            tensors.insert(name, (values, view.shape().to_vec()));
-        }
         Ok(StateDict {
-            tensors,
+            tensors: read_safetensors_floats(path)?,
             file: path.display().to_string(),
         })
     }
