@@ -87,7 +87,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "get",
         "/api/v1/projects/{project}/descriptions",
-        "Requester: descriptions after a cursor, as JSON lines (?after, limit, status=approved|all)",
+        "Requester: description events (submitted, approved, rejected) after a cursor, as JSON lines (?after, limit, status=approved|all)",
     ),
     (
         "get",
@@ -474,18 +474,19 @@ async fn descriptions(
             })?)
     })
     .await?;
-    let next = rows.last().map_or(after, |r| r.description.id);
+    let next = rows.last().map_or(after, |r| r.cursor);
     let mut body = String::new();
     for r in &rows {
         body.push_str(
             &json!({
-                "cursor": r.description.id,
+                "cursor": r.cursor,
+                "event": r.event,
                 "model": r.model,
                 "layer": r.layer,
                 "unit": r.unit,
                 "assignment_id": r.assignment_public_id,
                 "worker": r.worker,
-                "state": r.state,
+                "state": if r.event == "auto_approved" { "approved" } else { r.event.as_str() },
                 "description": r.description.raw,
                 "cleaned": r.description.cleaned,
                 "created_at": r.description.created_at,

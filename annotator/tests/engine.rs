@@ -364,3 +364,68 @@ fn project_names_are_unique_and_checked() {
         ));
     });
 }
+
+/// The descriptions feed follows events, so a cursor never passes work approved later than work
+/// written after it, and `status=all` shows rejections to retract.
+#[test]
+fn the_feed_orders_descriptions_by_when_they_changed() {
+    on_both(|db| {
+        let engine = project(db, 1, 3);
+        let project_id = engine.project("p").unwrap().id;
+        let feed = |after: i64, approved_only: bool| {
+            db.db
+                .read(|c| -> Result<_, EngineError> {
+                    Ok(q::descriptions_after(
+                        c,
+                        project_id,
+                        after,
+                        100,
+                        approved_only,
+                    )?)
+                })
+                .unwrap()
+        };
+        let (first, _) = accept(&engine, "alice", T0).unwrap();
+        engine
+            .submit(&first, "alice", "red circles", None, T0 + 1)
+            .unwrap();
+        let (second, _) = accept(&engine, "bob", T0 + 2).unwrap();
+        engine
+            .submit(&second, "bob", "blue squares", None, T0 + 3)
+            .unwrap();
+        engine.approve(&second, T0 + 4).unwrap();
+        let page = feed(0, true);
+        assert_eq!(page.len(), 1, "{}", db.name);
+        assert_eq!(page[0].assignment_public_id, second);
+        let cursor = page[0].cursor;
+        // Alice's description is older than Bob's, but its approval is newer than the cursor.
+        engine.approve(&first, T0 + 5).unwrap();
+        let page = feed(cursor, true);
+        assert_eq!(page.len(), 1, "{}", db.name);
+        assert_eq!(page[0].assignment_public_id, first);
+        assert_eq!(page[0].event, "approved");
+        assert!(feed(page[0].cursor, true).is_empty());
+        // With status=all every change is a line: two submissions, two approvals, a rejection.
+        let (third, _) = accept(&engine, "carol", T0 + 6).unwrap();
+        engine
+            .submit(&third, "carol", "green stars", None, T0 + 7)
+            .unwrap();
+        engine
+            .reject(&third, "not what the regions share", T0 + 8)
+            .unwrap();
+        let events: Vec<(String, String)> = feed(0, false)
+            .into_iter()
+            .map(|r| (r.assignment_public_id, r.event))
+            .collect();
+        let expected = [
+            (first.clone(), "submitted"),
+            (second.clone(), "submitted"),
+            (second.clone(), "approved"),
+            (first.clone(), "approved"),
+            (third.clone(), "submitted"),
+            (third.clone(), "rejected"),
+        ]
+        .map(|(a, e)| (a, e.to_owned()));
+        assert_eq!(events, expected, "{}", db.name);
+    });
+}

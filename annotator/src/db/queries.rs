@@ -511,8 +511,11 @@ pub fn insert_description(
 /// A description with what the feed and the exports need to know about it.
 #[derive(Debug, Clone, Queryable)]
 pub struct FeedRow {
+    /// The event's id: the feed's cursor.
+    pub cursor: i64,
+    /// `submitted`, `approved`, `auto_approved` or `rejected`.
+    pub event: String,
     pub description: DescriptionRow,
-    pub state: String,
     pub assignment_public_id: String,
     pub worker: String,
     pub model: String,
@@ -520,7 +523,26 @@ pub struct FeedRow {
     pub unit: i32,
 }
 
-/// Descriptions of a project with id > `after`, oldest first.
+/// A feed row as the query returns it.
+type FeedTuple = (
+    i64,
+    String,
+    DescriptionRow,
+    String,
+    String,
+    String,
+    String,
+    i32,
+);
+
+/// Event kinds that change what a description counts for.
+pub const FEED_EVENTS: &[&str] = &["submitted", "approved", "auto_approved", "rejected"];
+/// Event kinds after which a description is approved (final: approved work is never rejected).
+pub const APPROVAL_EVENTS: &[&str] = &["approved", "auto_approved"];
+
+/// The description events of a project with event id > `after`, oldest first: each submission,
+/// approval and rejection is one row, so a description approved long after it was written still
+/// comes after every cursor handed out before its approval.
 pub fn descriptions_after(
     conn: &mut Db,
     project_id: i64,
@@ -528,30 +550,49 @@ pub fn descriptions_after(
     limit: i64,
     approved_only: bool,
 ) -> QueryResult<Vec<FeedRow>> {
-    let base = descriptions::table
-        .inner_join(
-            assignments::table
-                .inner_join(workers::table)
-                .inner_join(exemplar_sets::table),
-        )
+    let kinds = if approved_only {
+        APPROVAL_EVENTS
+    } else {
+        FEED_EVENTS
+    };
+    let rows: Vec<FeedTuple> = events::table
+        .inner_join(assignments::table.on(events::assignment_id.eq(assignments::id.nullable())))
+        .inner_join(descriptions::table.on(descriptions::assignment_id.eq(assignments::id)))
+        .inner_join(workers::table.on(workers::id.eq(assignments::worker_id)))
+        .inner_join(exemplar_sets::table.on(exemplar_sets::id.eq(assignments::set_id)))
         .filter(exemplar_sets::project_id.eq(project_id))
-        .filter(descriptions::id.gt(after))
-        .order(descriptions::id.asc())
+        .filter(events::id.gt(after))
+        .filter(events::kind.eq_any(kinds))
+        .order(events::id.asc())
         .limit(limit)
         .select((
+            events::id,
+            events::kind,
             DescriptionRow::as_select(),
-            assignments::state,
             assignments::public_id,
             workers::external_id,
             exemplar_sets::model,
             exemplar_sets::layer,
             exemplar_sets::unit,
-        ));
-    if approved_only {
-        base.filter(assignments::state.eq("approved")).load(conn)
-    } else {
-        base.load(conn)
-    }
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(cursor, event, description, assignment_public_id, worker, model, layer, unit)| {
+                FeedRow {
+                    cursor,
+                    event,
+                    description,
+                    assignment_public_id,
+                    worker,
+                    model,
+                    layer,
+                    unit,
+                }
+            },
+        )
+        .collect())
 }
 
 // ---------------------------------------------------------------- ledger, events, tokens
