@@ -164,8 +164,8 @@ pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Sum
             };
             let trained = train(corpus, &train_pos, &val_pos, &trial_dir, &run, device)?;
             let known: Vec<usize> = train_pos.iter().chain(&val_pos).copied().collect();
-            let rows = predict(corpus, &trained, &known, &test_pos, device);
-            let scores = score(corpus, &rows, &scorer)?;
+            let (rows, scores) =
+                evaluate_rows(corpus, &trained, &known, &test_pos, &scorer, device)?;
             write_predictions(&trial_dir.join("predictions.csv"), corpus, &rows, None)?;
             write_atomic(
                 &trial_dir.join("metrics.json"),
@@ -237,6 +237,35 @@ pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Sum
         markdown(&summary, &skipped).as_bytes(),
     )?;
     Ok(summary)
+}
+
+fn evaluate_rows(
+    corpus: &Corpus,
+    trained: &Trained,
+    known: &[usize],
+    test: &[usize],
+    scorer: &BertScorer,
+    device: &Device,
+) -> Result<(Vec<Row>, BTreeMap<String, Scores>)> {
+    let rows = predict(corpus, trained, known, test, device);
+    let scores = score(corpus, &rows, scorer)?;
+    Ok((rows, scores))
+}
+
+/// Scores every system on the `test` positions (the nearest neighbour searches `known`) and
+/// writes their predictions to `predictions` (CSV, as a trial's).
+pub fn evaluate(
+    corpus: &Corpus,
+    trained: &Trained,
+    known: &[usize],
+    test: &[usize],
+    scorer: &BertScorer,
+    predictions: &Path,
+    device: &Device,
+) -> Result<BTreeMap<String, Scores>> {
+    let (rows, scores) = evaluate_rows(corpus, trained, known, test, scorer, device)?;
+    write_predictions(predictions, corpus, &rows, None)?;
+    Ok(scores)
 }
 
 /// Predictions of every system for the test neurons.

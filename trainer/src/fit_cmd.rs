@@ -25,11 +25,11 @@ pub struct FeatureArgs {
     cache: Option<PathBuf>,
     /// Backend: flex (CPU, default) or, in a build with the `tch` feature, tch / tch-cuda[:N].
     #[arg(long, default_value = "flex")]
-    backend: String,
+    pub backend: String,
 }
 
 impl FeatureArgs {
-    fn source(&self) -> FeatureSource {
+    pub fn source(&self) -> FeatureSource {
         FeatureSource {
             encoder: self.encoder.clone(),
             weights: self.weights.clone(),

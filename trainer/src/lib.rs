@@ -24,6 +24,7 @@ pub mod encoders;
 pub mod exemplars;
 pub mod features;
 pub mod fit;
+pub mod follow;
 pub mod model;
 pub mod photos;
 pub mod plot;

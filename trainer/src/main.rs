@@ -17,6 +17,7 @@ mod classify;
 mod exemplars_cmd;
 mod features_cmd;
 mod fit_cmd;
+mod follow_cmd;
 mod preview;
 mod score;
 
@@ -50,6 +51,9 @@ enum Command {
     Fit(fit_cmd::FitArgs),
     /// Describe every unit of a network with a trained MILAN: layer,unit,description CSV.
     Describe(fit_cmd::DescribeArgs),
+    /// Follow an annotator project: train on its descriptions as they arrive, round after round,
+    /// and keep a history of held-out scores against the number of annotated neurons.
+    Follow(follow_cmd::FollowArgs),
     /// Print the default configuration (every number of a run) as JSON, for `fit --config`.
     Config,
     /// Images per second through the encoder and through exemplar computation, with peak memory.
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
         Command::Features(args) => features_cmd::run(&args),
         Command::Fit(args) => fit_cmd::run_fit(&args),
         Command::Describe(args) => fit_cmd::run_describe(&args),
+        Command::Follow(args) => follow_cmd::run_follow(&args),
         Command::Config => {
             serde_json::to_string_pretty(&milan_trainer::train::MilanConfig::default())
                 .map(|s| println!("{s}"))

@@ -37,10 +37,12 @@ fn err(e: impl std::fmt::Debug) -> anyhow::Error {
     anyhow::anyhow!("drawing the plot: {e:?}")
 }
 
-/// One panel: `series` (name, colour, points) against the epoch, the best epoch marked.
+/// One panel: `series` (name, colour, points) against x (the epoch, or the annotated neurons), the
+/// best point marked.
 fn panel(
     area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
     title: &str,
+    x_label: &str,
     y_label: &str,
     series: &[Series<'_>],
     best: Option<(f64, f64)>,
@@ -65,7 +67,7 @@ fn panel(
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("epoch")
+        .x_desc(x_label)
         .y_desc(y_label)
         .label_style(("sans-serif", 14))
         .draw()
@@ -97,6 +99,70 @@ fn panel(
     Ok(())
 }
 
+/// Each system's (BLEU, BERTScore F1).
+pub type SystemScores = std::collections::BTreeMap<String, (f64, f64)>;
+
+type OwnedSeries = (String, RGBColor, Vec<(f64, f64)>);
+
+/// Two panels, BLEU and BERTScore F1 of each system on the held-out neurons, against the number of
+/// annotated neurons each round trained on (`trainer follow`).
+pub fn rounds_curve(path: &Path, rounds: &[(f64, SystemScores)]) -> Result<()> {
+    if !font_available() {
+        tracing::warn!(
+            "no TrueType font found ({}): {} not drawn; install fonts-dejavu-core",
+            FONT_FILES.join(", "),
+            path.display()
+        );
+        return Ok(());
+    }
+    const COLOURS: [RGBColor; 4] = [RED, BLUE, GREEN, MAGENTA];
+    let systems: Vec<String> = rounds
+        .first()
+        .map(|r| r.1.keys().cloned().collect())
+        .unwrap_or_default();
+    let series = |pick: fn(&(f64, f64)) -> f64| -> Vec<OwnedSeries> {
+        systems
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let pts = rounds
+                    .iter()
+                    .filter_map(|(x, r)| r.get(s).map(|v| (*x, pick(v))))
+                    .collect();
+                (s.clone(), COLOURS[i % COLOURS.len()], pts)
+            })
+            .collect()
+    };
+    let tmp = path.with_extension("tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (1100, 450)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let areas = root.split_evenly((1, 2));
+        for (area, (title, label, pick)) in areas.iter().zip([
+            (
+                "BLEU on held-out neurons",
+                "BLEU",
+                (|v: &(f64, f64)| v.0) as fn(&(f64, f64)) -> f64,
+            ),
+            (
+                "BERTScore F1 on held-out neurons",
+                "BERTScore F1",
+                |v: &(f64, f64)| v.1,
+            ),
+        ]) {
+            let owned = series(pick);
+            let borrowed: Vec<Series<'_>> = owned
+                .iter()
+                .map(|(n, c, p)| (n.as_str(), *c, p.clone()))
+                .collect();
+            panel(area, title, "annotated neurons", label, &borrowed, None)?;
+        }
+        root.present().map_err(err)?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
 fn points(epochs: &[Epoch], f: impl Fn(&Epoch) -> f64) -> Vec<(f64, f64)> {
     epochs.iter().map(|e| (e.epoch as f64, f(e))).collect()
 }
@@ -123,6 +189,7 @@ pub fn learning_curve(path: &Path, history: &History) -> Result<()> {
         panel(
             &areas[0],
             "captioner: loss",
+            "epoch",
             "NLL + attention penalty",
             &[
                 ("train", BLUE, points(cap, |e| e.train_loss)),
@@ -133,6 +200,7 @@ pub fn learning_curve(path: &Path, history: &History) -> Result<()> {
         panel(
             &areas[1],
             "captioner: validation BLEU (greedy)",
+            "epoch",
             "BLEU",
             &[("validation", RED, points(cap, |e| e.validation))],
             best_cap.map(|e| (e.epoch as f64, e.validation)),
@@ -141,6 +209,7 @@ pub fn learning_curve(path: &Path, history: &History) -> Result<()> {
         panel(
             &areas[2],
             "language model: loss",
+            "epoch",
             "NLL per token",
             &[
                 ("train", BLUE, points(lm, |e| e.train_loss)),

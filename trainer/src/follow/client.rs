@@ -1,0 +1,143 @@
+//! The annotator's requester API as the follower uses it: pages of the descriptions feed and the
+//! project's MILANNOTATIONS export (the exemplar arrays).
+//!
+//! A server that cannot be reached or answers 5xx is waited for (exponential backoff up to
+//! `max_wait`, a warning each time), so the follower survives the annotator going away and
+//! coming back; a 4xx (wrong token, unknown project) is an error at once.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use super::state::FeedEvent;
+
+/// Events per feed request.
+pub const PAGE: usize = 1000;
+
+#[derive(Debug)]
+pub struct Annotator {
+    agent: ureq::Agent,
+    base: String,
+    project: String,
+    token: String,
+    /// The longest pause between two tries.
+    pub max_wait: Duration,
+    /// Give up after this long without an answer (None: never).
+    pub give_up_after: Option<Duration>,
+}
+
+impl Annotator {
+    pub fn new(base: &str, project: &str, token: &str) -> Self {
+        Annotator {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(600)))
+                .build()
+                .into(),
+            base: base.trim_end_matches('/').to_owned(),
+            project: project.to_owned(),
+            token: token.to_owned(),
+            max_wait: Duration::from_secs(30),
+            give_up_after: None,
+        }
+    }
+
+    /// GET `path`, waiting out an absent or failing server; the body's bytes and the response.
+    fn get(&self, path: &str) -> Result<(Vec<u8>, Option<String>)> {
+        let url = format!("{}/api/v1/projects/{}{path}", self.base, self.project);
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(250);
+        loop {
+            let failure = match self
+                .agent
+                .get(&url)
+                .header("Authorization", &format!("Bearer {}", self.token))
+                .call()
+            {
+                Ok(mut resp) => {
+                    let status = resp.status().as_u16();
+                    let cursor = resp
+                        .headers()
+                        .get("X-Next-Cursor")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    let body = resp.body_mut().with_config().limit(u64::MAX).read_to_vec();
+                    match (status, body) {
+                        (200..=299, Ok(body)) => return Ok((body, cursor)),
+                        (400..=499, body) => {
+                            let text = body
+                                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                                .unwrap_or_default();
+                            bail!("{url}: the annotator answered {status}: {text}");
+                        }
+                        (status, Ok(_)) => format!("status {status}"),
+                        (_, Err(e)) => e.to_string(),
+                    }
+                }
+                Err(e) => e.to_string(),
+            };
+            if let Some(limit) = self.give_up_after
+                && started.elapsed() >= limit
+            {
+                bail!(
+                    "{url}: no answer for {:.0} s ({failure}); giving up",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            tracing::warn!(
+                "{url}: {failure}; trying again in {:.1} s",
+                wait.as_secs_f64()
+            );
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(self.max_wait);
+        }
+    }
+
+    /// One page of description events after `after` (`status=all`: submissions, approvals and
+    /// rejections) and the cursor after it.
+    pub fn page(&self, after: i64) -> Result<(Vec<FeedEvent>, i64)> {
+        let (body, next) = self.get(&format!(
+            "/descriptions?after={after}&limit={PAGE}&status=all"
+        ))?;
+        let text = String::from_utf8(body).context("the feed is not UTF-8")?;
+        let events = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str::<FeedEvent>(l)
+                    .with_context(|| format!("feed after {after}, line {}: {l}", i + 1))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let next = match next {
+            Some(n) => n
+                .parse()
+                .with_context(|| format!("X-Next-Cursor {n:?} is not a number"))?,
+            None => events.last().map_or(after, |e| e.cursor),
+        };
+        Ok((events, next))
+    }
+
+    /// Downloads the project's MILANNOTATIONS export and unpacks it into `dest`, which appears
+    /// whole or not at all.
+    pub fn export_into(&self, dest: &Path) -> Result<()> {
+        let (tar, _) = self.get("/export?format=milannotations")?;
+        let parent = dest.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".exemplars.tmp-")
+            .tempdir_in(parent)
+            .with_context(|| format!("creating a folder in {}", parent.display()))?;
+        tar::Archive::new(std::io::Cursor::new(tar))
+            .unpack(tmp.path())
+            .context("unpacking the annotator's export")?;
+        if dest.exists() {
+            std::fs::remove_dir_all(dest)
+                .with_context(|| format!("replacing {}", dest.display()))?;
+        }
+        std::fs::rename(tmp.keep(), dest)
+            .with_context(|| format!("moving the export to {}", dest.display()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+//! `trainer follow`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use milan_trainer::follow::{FollowOptions, follow};
+use milan_trainer::train::RunOptions;
+
+use crate::fit_cmd::{FeatureArgs, read_config};
+
+#[derive(Debug, clap::Args)]
+pub struct FollowArgs {
+    /// The annotator's address, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    annotator: String,
+    /// The annotator project to follow.
+    #[arg(long)]
+    project: String,
+    /// A requester API token (`annotator requester-token`).
+    #[arg(long)]
+    token: String,
+    /// Run folder: follow.json (cursor), exemplars/, rounds/, history.json, history.png.
+    #[arg(long)]
+    out: PathBuf,
+    /// Start a round whenever this many more neurons have three approved descriptions.
+    #[arg(long, default_value_t = 50)]
+    every: usize,
+    /// Held-out neurons: within-network (10% of every key's neurons, the default) or an
+    /// experiment of a split, e.g. alexnet->resnet152 (test on the held-out network).
+    #[arg(long)]
+    split: Option<String>,
+    /// Seed of the hold-out and of training.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Seconds between polls of the feed when nothing is new.
+    #[arg(long, default_value_t = 10.0)]
+    poll: f64,
+    /// Stop after this many rounds in all.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Stop as soon as the feed has nothing new and no round is due.
+    #[arg(long)]
+    until_idle: bool,
+    /// Give up when the annotator has not answered for this many seconds (default: wait
+    /// forever, retrying with backoff).
+    #[arg(long)]
+    give_up_after: Option<f64>,
+    /// A JSON file overriding numbers of the configuration (see `trainer config`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// BERTScore model folder (default: all-MiniLM-L6-v2 from `trainer assets fetch minilm`).
+    #[arg(long)]
+    bertscore_model: Option<PathBuf>,
+    #[command(flatten)]
+    features: FeatureArgs,
+}
+
+pub fn run_follow(args: &FollowArgs) -> Result<()> {
+    let device = milan_trainer::backend::device(&args.features.backend)?;
+    let options = FollowOptions {
+        annotator: args.annotator.clone(),
+        project: args.project.clone(),
+        token: args.token.clone(),
+        out: args.out.clone(),
+        every: args.every,
+        split: args.split.clone(),
+        source: args.features.source(),
+        run: RunOptions {
+            config: read_config(args.config.as_deref())?,
+            seed: args.seed,
+            resume: true,
+            backend: args.features.backend.clone(),
+            quiet: false,
+        },
+        poll: Duration::from_secs_f64(args.poll.max(0.0)),
+        max_rounds: args.rounds,
+        until_idle: args.until_idle,
+        give_up_after: args.give_up_after.map(Duration::from_secs_f64),
+        bertscore_model: args.bertscore_model.clone(),
+    };
+    let history = follow(options, &device)?;
+    eprintln!(
+        "{} round(s); history in {}",
+        history.len(),
+        args.out.join("history.json").display()
+    );
+    Ok(())
+}

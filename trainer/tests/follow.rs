@@ -1,0 +1,417 @@
+//! `trainer follow` against a real `annotator serve` process: simulated workers write the
+//! synthetic corpus' descriptions over HTTP, the requester approves some, rejects one, and the
+//! follower trains round after round. On the way the annotator goes away and comes back, and the
+//! follower is killed in the middle of a round and restarted.
+//!
+//! Needs the `annotator` binary beside `trainer` (any `cargo test --workspace` or `cargo build`
+//! builds it) and the EfficientNet-Lite0 and MiniLM assets (scripts/test fetches them).
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use milan_shared::milannotations::Dataset;
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn trainer() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trainer"));
+    c.env("MILAN_ASSETS", root().join("assets"));
+    c
+}
+
+fn annotator() -> Command {
+    let exe = Path::new(env!("CARGO_BIN_EXE_trainer")).with_file_name("annotator");
+    assert!(
+        exe.is_file(),
+        "{} is missing: run `cargo build -p milan-annotator` first (scripts/test builds it)",
+        exe.display()
+    );
+    Command::new(exe)
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn assets_present() {
+    for (file, asset) in [
+        (
+            "efficientnet-lite0/efficientnet-lite0-57934424.pth",
+            "efficientnet-lite0",
+        ),
+        ("minilm/model.safetensors", "minilm"),
+    ] {
+        assert!(
+            root().join("assets").join(file).is_file(),
+            "run `cargo run -p milan-trainer -- assets fetch {asset}` in the repository root \
+             (scripts/test does)"
+        );
+    }
+}
+
+/// `annotator serve` on a fixed port, so that a restarted server is where the follower left it.
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    fn start(data: &Path, port: u16) -> Server {
+        let mut child = annotator()
+            .args(["serve", "--no-demo", "--bind", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("annotator serve starts");
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        loop {
+            let line = lines
+                .next()
+                .expect("annotator serve exited before listening")
+                .expect("a line");
+            if line.starts_with("annotator listening on ") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Server { child }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+struct Http {
+    agent: ureq::Agent,
+    base: String,
+}
+
+impl Http {
+    fn new(base: &str) -> Http {
+        Http {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+            base: base.to_owned(),
+        }
+    }
+
+    fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let mut resp = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {token}"))
+            .send_json(body)
+            .expect("the annotator answers");
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().expect("a body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+/// A simulated worker describes every set it is offered with what synthetic annotator `index`
+/// wrote for that unit; returns (assignment id, layer, unit) of each submission.
+fn describe_all(
+    http: &Http,
+    worker: &str,
+    index: usize,
+    truth: &HashMap<(String, u32), [String; 3]>,
+) -> Vec<(String, String, u32)> {
+    let (_, session) = http.post(
+        "/api/v1/workers/session",
+        "",
+        json!({ "worker_id": worker }),
+    );
+    let token = session["token"]
+        .as_str()
+        .expect("a worker token")
+        .to_owned();
+    let mut done = Vec::new();
+    loop {
+        let (status, accepted) = http.post("/api/v1/projects/p/assignments", &token, json!({}));
+        if status == 204 {
+            return done;
+        }
+        assert_eq!(status, 201, "accept: {accepted}");
+        let id = accepted["assignment_id"].as_str().expect("id").to_owned();
+        let layer = accepted["set"]["layer"].as_str().expect("layer").to_owned();
+        let unit = accepted["set"]["unit"].as_u64().expect("unit") as u32;
+        let text = &truth[&(layer.clone(), unit)][index % 3];
+        // The task server asks for two words at least, as it asks people.
+        let submit = |t: &str| {
+            http.post(
+                &format!("/api/v1/assignments/{id}/submit"),
+                &token,
+                json!({ "description": t }),
+            )
+        };
+        let (mut status, mut body) = submit(text);
+        if status == 422 {
+            (status, body) = submit(&format!("{text} regions"));
+        }
+        assert_eq!(status, 200, "submit {text:?}: {body}");
+        done.push((id, layer, unit));
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .expect("json")
+}
+
+fn follower(base: &str, token: &str, out: &Path, config: &Path, cache: &Path) -> Command {
+    let mut c = trainer();
+    c.args([
+        "follow",
+        "--annotator",
+        base,
+        "--project",
+        "p",
+        "--token",
+        token,
+    ])
+    .args([
+        "--every",
+        "8",
+        "--until-idle",
+        "--give-up-after",
+        "120",
+        "--poll",
+        "0.2",
+    ])
+    .arg("--out")
+    .arg(out)
+    .arg("--config")
+    .arg(config)
+    .arg("--cache")
+    .arg(cache);
+    c
+}
+
+#[test]
+fn follows_rounds_through_rejections_outages_and_a_kill() {
+    assets_present();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let corpus = tmp.path().join("synth");
+    run(trainer().args(["synth", "--out"]).arg(&corpus).args([
+        "--units-per-layer",
+        "4",
+        "--keys",
+        "alexnet/imagenet",
+    ]));
+    let truth: HashMap<(String, u32), [String; 3]> =
+        Dataset::open(&corpus.join("alexnet").join("imagenet"))
+            .expect("the synthetic corpus")
+            .annotated()
+            .iter()
+            .map(|u| ((u.layer.clone(), u.unit), u.descriptions.clone()))
+            .collect();
+    assert_eq!(truth.len(), 20);
+
+    let data = tmp.path().join("annotator");
+    run(annotator()
+        .args(["import", "--project", "p", "--data-dir"])
+        .arg(&data)
+        .arg(&corpus));
+    let requester = String::from_utf8(
+        run(annotator()
+            .args(["requester-token", "--data-dir"])
+            .arg(&data))
+        .stdout,
+    )
+    .expect("utf-8")
+    .trim()
+    .to_owned();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = Server::start(&data, port);
+    let http = Http::new(&base);
+
+    // Three workers describe all 20 sets; one description is rejected and a fourth worker fills
+    // its slot. The requester approves the sets of conv1..conv3 (12 neurons) only.
+    let mut submitted = Vec::new();
+    for (i, w) in ["ann", "bea", "cem"].iter().enumerate() {
+        submitted.extend(describe_all(&http, w, i, &truth));
+    }
+    assert_eq!(submitted.len(), 60);
+    let (rejected, rejected_layer, rejected_unit) = submitted
+        .iter()
+        .find(|(_, layer, _)| layer == "conv5")
+        .cloned()
+        .expect("a conv5 submission");
+    let (status, body) = http.post(
+        &format!("/api/v1/assignments/{rejected}/reject"),
+        &requester,
+        json!({ "feedback": "say what the regions share" }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let filled = describe_all(&http, "dov", 0, &truth);
+    assert_eq!(
+        filled
+            .iter()
+            .map(|(_, l, u)| (l.as_str(), *u))
+            .collect::<Vec<_>>(),
+        [(rejected_layer.as_str(), rejected_unit)]
+    );
+    submitted.extend(filled);
+    let approve = |ids: &mut dyn Iterator<Item = &(String, String, u32)>| {
+        for (id, _, _) in ids {
+            let (status, body) = http.post(
+                &format!("/api/v1/assignments/{id}/approve"),
+                &requester,
+                json!({}),
+            );
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    let early = |layer: &str| ["conv1", "conv2", "conv3"].contains(&layer);
+    approve(
+        &mut submitted
+            .iter()
+            .filter(|(id, l, _)| early(l) && *id != rejected),
+    );
+
+    let config = tmp.path().join("small.json");
+    std::fs::write(
+        &config,
+        r#"{"hidden": 32, "lm_hidden": 32, "embedding": 16, "lm_embedding": 16,
+            "max_epochs": 60, "patience": 100, "lm_max_epochs": 3,
+            "decode": {"beam": 4, "lambda": 0.2, "neurons_per_batch": 8}}"#,
+    )
+    .expect("config");
+    let out = tmp.path().join("run");
+    let cache = tmp.path().join("cache");
+
+    // Round 1: 12 annotated neurons; then nothing is due and the follower stops.
+    let first = run(&mut follower(&base, &requester, &out, &config, &cache));
+    let log = String::from_utf8_lossy(&first.stderr);
+    assert!(log.contains("round 1: 12 annotated neurons"), "{log}");
+    let history = read_json(&out.join("history.json"));
+    assert_eq!(history.as_array().expect("rounds").len(), 1);
+    assert_eq!(history[0]["annotated_neurons"], 12);
+    for system in [
+        "milan-pmi",
+        "captioner-greedy",
+        "nearest-neighbour",
+        "annotators",
+    ] {
+        let bleu = history[0]["results"][system]["bleu"]
+            .as_f64()
+            .expect("bleu");
+        assert!((0.0..=100.0).contains(&bleu), "{system}: {bleu}");
+    }
+    assert!(out.join("history.png").is_file() || !Path::new("/usr/share/fonts").exists());
+    assert!(out.join("rounds/round-001/predictions.csv").is_file());
+    let state = read_json(&out.join("follow.json"));
+    assert!(state["cursor"].as_i64().expect("cursor") > 0);
+    let seen = state["descriptions"].as_object().expect("descriptions");
+    assert_eq!(
+        seen.len(),
+        61,
+        "every submission, the rejected one as a tombstone"
+    );
+    assert_eq!(seen[&rejected]["status"], "rejected");
+    let approved = seen.values().filter(|e| e["status"] == "approved").count();
+    assert_eq!(approved, 36);
+
+    // The rest is approved while the annotator is away: the follower waits for it.
+    approve(
+        &mut submitted
+            .iter()
+            .filter(|(id, l, _)| !early(l) && *id != rejected),
+    );
+    server.kill();
+    let mut second = follower(&base, &requester, &out, &config, &cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("follow starts");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        second.try_wait().expect("status").is_none(),
+        "the follower waits for the annotator"
+    );
+    let _server = Server::start(&data, port);
+
+    // Killed in the middle of round 2, as soon as its captioner has a checkpoint.
+    let states = out.join("rounds/round-002/state");
+    let started = Instant::now();
+    loop {
+        let has_checkpoint = std::fs::read_dir(&states).is_ok_and(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("captioner-"))
+        });
+        if has_checkpoint {
+            break;
+        }
+        assert!(
+            second.try_wait().expect("status").is_none(),
+            "round 2 ended before it could be interrupted"
+        );
+        assert!(started.elapsed() < Duration::from_secs(300), "no round 2");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    second.kill().expect("kill -9");
+    second.wait().expect("reaped");
+    assert_eq!(read_json(&out.join("follow.json"))["round"]["index"], 2);
+
+    let third =
+        run(follower(&base, &requester, &out, &config, &cache)
+            .env("RUST_LOG", "milan_trainer=info"));
+    let log = String::from_utf8_lossy(&third.stderr);
+    assert!(log.contains("resuming"), "the round resumes: {log}");
+    let history = read_json(&out.join("history.json"));
+    let rounds: Vec<(u64, u64)> = history
+        .as_array()
+        .expect("rounds")
+        .iter()
+        .map(|r| {
+            (
+                r["round"].as_u64().expect("round"),
+                r["annotated_neurons"].as_u64().expect("n"),
+            )
+        })
+        .collect();
+    assert_eq!(rounds, [(1, 12), (2, 20)]);
+    let state = read_json(&out.join("follow.json"));
+    assert!(state["round"].is_null());
+    assert_eq!(state["rounds_done"], 2);
+    let seen = state["descriptions"].as_object().expect("map");
+    assert_eq!(
+        seen.values().filter(|e| e["status"] == "approved").count(),
+        60
+    );
+}
