@@ -90,6 +90,21 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "Requester: description events (submitted, approved, rejected) after a cursor, as JSON lines (?after, limit, status=approved|all)",
     ),
     (
+        "post",
+        "/api/v1/projects/{project}/model-descriptions",
+        "Requester (the trainer): a model's descriptions of a round {round, system, descriptions: [{model, layer, unit, description, priority?}]}, all or nothing",
+    ),
+    (
+        "get",
+        "/api/v1/projects/{project}/model-agreement",
+        "Requester: BLEU of the model's descriptions against the completed human ones, per layer, round and system",
+    ),
+    (
+        "post",
+        "/api/v1/projects/{project}/ordering",
+        "Requester: {by_priority: bool}: accept-next hands out the sets of highest priority first",
+    ),
+    (
         "get",
         "/api/v1/projects/{project}/export",
         "Requester: export (?format=milannotations|mturk-csv|jsonl)",
@@ -501,6 +516,73 @@ async fn descriptions(
         .body(body))
 }
 
+/// The largest body of a model-descriptions post (a round of a whole MILANNOTATIONS-sized
+/// project: ~20k sets).
+const MODEL_DESCRIPTIONS_LIMIT: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelDescriptionsBody {
+    round: i32,
+    system: String,
+    descriptions: Vec<crate::engine::ModelDescription>,
+}
+
+async fn post_model_descriptions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<ModelDescriptionsBody>,
+) -> Result<HttpResponse> {
+    requester(&state, &req).await?;
+    let project = path.into_inner();
+    let body = body.into_inner();
+    let st = state.clone();
+    let (stored, priorities) = blocking(move || {
+        Ok(st.engine.post_model_descriptions(
+            &project,
+            body.round,
+            &body.system,
+            &body.descriptions,
+            now_ms(),
+        )?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "stored": stored, "priorities": priorities })))
+}
+
+async fn model_agreement(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    requester(&state, &req).await?;
+    let project = path.into_inner();
+    let st = state.clone();
+    let rows = blocking(move || Ok(st.engine.model_agreement(&project)?)).await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderingBody {
+    by_priority: bool,
+}
+
+async fn ordering(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<OrderingBody>,
+) -> Result<HttpResponse> {
+    requester(&state, &req).await?;
+    let project = path.into_inner();
+    let by_priority = body.by_priority;
+    let st = state.clone();
+    blocking(move || Ok(st.engine.set_order(&project, by_priority, now_ms())?)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "by_priority": by_priority })))
+}
+
 #[derive(Debug, Deserialize)]
 struct ExportQuery {
     format: String,
@@ -653,6 +735,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/projects/{project}/descriptions",
                 web::get().to(descriptions),
             )
+            .service(
+                web::resource("/projects/{project}/model-descriptions")
+                    .app_data(
+                        web::JsonConfig::default()
+                            .limit(MODEL_DESCRIPTIONS_LIMIT)
+                            .error_handler(json_error),
+                    )
+                    .route(web::post().to(post_model_descriptions)),
+            )
+            .route(
+                "/projects/{project}/model-agreement",
+                web::get().to(model_agreement),
+            )
+            .route("/projects/{project}/ordering", web::post().to(ordering))
             .route("/projects/{project}/export", web::get().to(export_project))
             .route("/openapi.json", web::get().to(openapi)),
     )

@@ -51,9 +51,42 @@ pub enum Order {
     /// Oldest set first.
     #[default]
     Oldest,
-    /// Highest priority first (a later issue lets the trainer set priorities).
+    /// Highest priority first, for every project (`serve --order priority`); a project can also
+    /// switch it on for itself ([`Engine::set_order`]).
     Priority,
 }
+
+/// What a trained model wrote for one set (`trainer follow` posts these after each round), and
+/// optionally how much the trainer wants the set described next.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct ModelDescription {
+    pub model: String,
+    pub layer: String,
+    pub unit: i32,
+    pub description: String,
+    #[serde(default)]
+    pub priority: Option<f64>,
+}
+
+/// How well a model's descriptions of one layer's sets in one round agree with the humans': the
+/// mean over the sets whose human descriptions are complete of sentence BLEU (sacrebleu's, with
+/// effective order) against their human descriptions. Corpus BLEU-4, MILAN's test metric, is 0
+/// for a layer whose descriptions are all shorter than four words, too often for a dashboard.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Agreement {
+    pub model: String,
+    pub layer: String,
+    pub round: i32,
+    pub system: String,
+    /// Sets scored (complete ones the model described).
+    pub sets: usize,
+    /// Sets the model described in that round.
+    pub described: usize,
+    pub bleu: Option<f64>,
+}
+
+/// The longest model description stored.
+pub const MODEL_DESCRIPTION_MAX_CHARS: usize = 1000;
 
 /// An assignment just accepted, with its set and project.
 #[derive(Debug, Clone)]
@@ -138,6 +171,146 @@ impl Engine {
     }
 
     // ------------------------------------------------------------ projects
+
+    /// Stores a model's descriptions of a round (replacing what the same system posted for the
+    /// same round before) and the priorities that come with them, all or nothing.
+    pub fn post_model_descriptions(
+        &self,
+        project: &str,
+        round: i32,
+        system: &str,
+        items: &[ModelDescription],
+        now: Millis,
+    ) -> Result<(usize, usize)> {
+        if system.is_empty()
+            || system.len() > 64
+            || !system
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(EngineError::Invalid(format!(
+                "system {system:?}: 1 to 64 lowercase letters, digits and dashes"
+            )));
+        }
+        if round < 0 {
+            return Err(EngineError::Invalid(format!("round {round}: must be >= 0")));
+        }
+        for (i, item) in items.iter().enumerate() {
+            if item.description.chars().count() > MODEL_DESCRIPTION_MAX_CHARS
+                || item.description.chars().any(char::is_control)
+            {
+                return Err(EngineError::Invalid(format!(
+                    "descriptions[{i}].description: at most {MODEL_DESCRIPTION_MAX_CHARS} characters, no control characters"
+                )));
+            }
+            if item.priority.is_some_and(|p| !p.is_finite()) {
+                return Err(EngineError::Invalid(format!(
+                    "descriptions[{i}].priority: must be a finite number"
+                )));
+            }
+        }
+        self.db.write(|c| {
+            let p = q::project_by_name(c, project)?
+                .ok_or_else(|| EngineError::NotFound(format!("no project named {project:?}")))?;
+            let mut priorities = 0;
+            for (i, item) in items.iter().enumerate() {
+                let set = q::set_by_neuron(c, p.id, &item.model, &item.layer, item.unit)?
+                    .ok_or_else(|| {
+                        EngineError::Invalid(format!(
+                            "descriptions[{i}]: project {project:?} has no set for {} {} unit {}",
+                            item.model, item.layer, item.unit
+                        ))
+                    })?;
+                q::put_model_description(c, set.id, round, system, &item.description, now)?;
+                if let Some(priority) = item.priority {
+                    q::set_priority(c, set.id, priority)?;
+                    priorities += 1;
+                }
+            }
+            q::log(
+                c,
+                &NewEvent {
+                    project_id: Some(p.id),
+                    detail: json!({ "round": round, "system": system, "descriptions": items.len(), "priorities": priorities }).to_string(),
+                    ..event("model_descriptions", now)
+                },
+            )?;
+            Ok((items.len(), priorities))
+        })
+    }
+
+    /// Model-vs-human agreement per layer, round and system, in round order.
+    pub fn model_agreement(&self, project: &str) -> Result<Vec<Agreement>> {
+        let (p, models, humans) = self.db.read(|c| -> Result<_> {
+            let p = q::project_by_name(c, project)?
+                .ok_or_else(|| EngineError::NotFound(format!("no project named {project:?}")))?;
+            let models = q::model_descriptions_of_project(c, p.id)?;
+            let humans = q::approved_texts_of_project(c, p.id)?;
+            Ok((p, models, humans))
+        })?;
+        let mut refs: std::collections::HashMap<i64, Vec<String>> = Default::default();
+        for (set, text) in humans {
+            refs.entry(set)
+                .or_default()
+                .push(milan_metrics::normalize(&text));
+        }
+        let complete = |set: &i64| {
+            refs.get(set)
+                .is_some_and(|r| r.len() >= p.assignments_per_set as usize)
+        };
+        // (round, model, layer, system) -> (hypotheses, references, described)
+        type Group = (Vec<String>, Vec<Vec<String>>, usize);
+        let mut groups: std::collections::BTreeMap<(i32, String, String, String), Group> =
+            Default::default();
+        for m in models {
+            let g = groups
+                .entry((m.round, m.model, m.layer, m.system))
+                .or_default();
+            g.2 += 1;
+            if complete(&m.set_id) {
+                g.0.push(milan_metrics::normalize(&m.description));
+                g.1.push(refs[&m.set_id].clone());
+            }
+        }
+        Ok(groups
+            .into_iter()
+            .map(
+                |((round, model, layer, system), (hyps, r, described))| Agreement {
+                    bleu: (!hyps.is_empty()).then(|| {
+                        hyps.iter()
+                            .zip(&r)
+                            .map(|(h, refs)| milan_metrics::bleu::sentence_bleu(h, refs).score)
+                            .sum::<f64>()
+                            / hyps.len() as f64
+                    }),
+                    sets: hyps.len(),
+                    described,
+                    model,
+                    layer,
+                    round,
+                    system,
+                },
+            )
+            .collect())
+    }
+
+    /// Whether accept-next hands out this project's sets by priority (highest first).
+    pub fn set_order(&self, project: &str, by_priority: bool, now: Millis) -> Result<()> {
+        self.db.write(|c| {
+            let p = q::project_by_name(c, project)?
+                .ok_or_else(|| EngineError::NotFound(format!("no project named {project:?}")))?;
+            q::set_order_by_priority(c, p.id, by_priority)?;
+            q::log(
+                c,
+                &NewEvent {
+                    project_id: Some(p.id),
+                    detail: json!({ "by_priority": by_priority }).to_string(),
+                    ..event("order_changed", now)
+                },
+            )?;
+            Ok(())
+        })
+    }
 
     pub fn create_project(&self, settings: &ProjectSettings, now: Millis) -> Result<ProjectRow> {
         settings.validate().map_err(EngineError::Invalid)?;
@@ -323,10 +496,10 @@ impl Engine {
         now: Millis,
     ) -> Result<Option<Accepted>> {
         validate_worker_id(worker)?;
-        let by_priority = self.order == Order::Priority;
         self.db.write(|c| {
             let project = q::project_by_name(c, project)?
                 .ok_or_else(|| EngineError::NotFound(format!("no project named {project:?}")))?;
+            let by_priority = self.order == Order::Priority || project.order_by_priority;
             let worker = worker_in(c, worker, now)?;
             if worker.blocked {
                 return Err(EngineError::Forbidden(

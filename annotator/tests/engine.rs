@@ -429,3 +429,98 @@ fn the_feed_orders_descriptions_by_when_they_changed() {
         assert_eq!(events, expected, "{}", db.name);
     });
 }
+
+/// The trainer's descriptions: stored all or nothing, scored against the humans once a set is
+/// complete, and (per project, off by default) their priorities order accept-next.
+#[test]
+fn model_descriptions_priorities_and_active_ordering() {
+    use milan_annotator::engine::ModelDescription;
+    on_both(|db| {
+        let engine = project(db, 3, 1);
+        let item = |unit: i32, text: &str, priority: Option<f64>| ModelDescription {
+            model: "alexnet/imagenet".into(),
+            layer: "conv1".into(),
+            unit,
+            description: text.into(),
+            priority,
+        };
+        // An unknown neuron refuses the whole post, naming the item.
+        let err = engine
+            .post_model_descriptions(
+                "p",
+                1,
+                "milan-pmi",
+                &[item(0, "red circles", Some(1.0)), item(7, "blue", None)],
+                T0,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("descriptions[1]") && err.contains("unit 7"),
+            "{err}"
+        );
+        assert!(
+            engine.model_agreement("p").unwrap().is_empty(),
+            "{}",
+            db.name
+        );
+        let bad = engine.post_model_descriptions("p", 1, "MILAN PMI", &[], T0);
+        assert!(bad.unwrap_err().to_string().contains("system"));
+
+        let posted = engine
+            .post_model_descriptions(
+                "p",
+                1,
+                "milan-pmi",
+                &[
+                    item(0, "red circles", Some(0.1)),
+                    item(1, "blue squares", Some(0.9)),
+                    item(2, "green stars", Some(0.5)),
+                ],
+                T0,
+            )
+            .unwrap();
+        assert_eq!(posted, (3, 3));
+        // Off by default (accept-next then picks among the least-assigned sets at random).
+        assert!(!engine.project("p").unwrap().order_by_priority);
+        engine.set_order("p", true, T0 + 1).unwrap();
+        assert_eq!(accept(&engine, "w2", T0 + 2).unwrap().1, 1, "{}", db.name);
+        assert_eq!(accept(&engine, "w3", T0 + 3).unwrap().1, 2, "{}", db.name);
+        assert_eq!(accept(&engine, "w1", T0 + 4).unwrap().1, 0, "{}", db.name);
+
+        // Set 0 complete (one description per set here): scored; the others not yet.
+        let (id, _) = (
+            engine
+                .db()
+                .read(|c| -> Result<_, EngineError> {
+                    Ok(q::assignments_with_workers(
+                        c,
+                        engine.project("p").unwrap().id,
+                    )?)
+                })
+                .unwrap()
+                .into_iter()
+                .find(|(_, w)| w == "w1")
+                .unwrap()
+                .0
+                .public_id,
+            (),
+        );
+        engine
+            .submit(&id, "w1", "red circles", None, T0 + 5)
+            .unwrap();
+        engine.approve(&id, T0 + 6).unwrap();
+        let agreement = engine.model_agreement("p").unwrap();
+        assert_eq!(agreement.len(), 1, "{}", db.name);
+        let a = &agreement[0];
+        assert_eq!((a.round, a.sets, a.described), (1, 1, 3));
+        assert!((a.bleu.unwrap() - 100.0).abs() < 1e-9, "{a:?}");
+        // A repost of the same round replaces it.
+        engine
+            .post_model_descriptions("p", 1, "milan-pmi", &[item(0, "stripes", None)], T0 + 7)
+            .unwrap();
+        let a = &engine.model_agreement("p").unwrap()[0];
+        assert_eq!((a.sets, a.described), (1, 3));
+        assert!(a.bleu.unwrap() < 100.0);
+    });
+}

@@ -479,3 +479,135 @@ async fn submits_are_rate_limited_per_worker() {
     assert_eq!(statuses[..30], [404; 30], "the first 30 reach the engine");
     assert_eq!(statuses[30], 429);
 }
+
+/// The requester dashboard shows the trainer's agreement with the humans per layer and round, and
+/// its active-ordering switch changes the project (CSRF-guarded like every form).
+#[actix_web::test]
+async fn the_dashboard_shows_the_trainers_agreement_and_switches_ordering() {
+    use milan_annotator::engine::ModelDescription;
+    let db = common::sqlite();
+    let f = fixture(&db);
+    Accounts::new(db.db.clone())
+        .set_requester_password("rita", "a long enough password", now_ms())
+        .unwrap();
+    let engine = &f.state.engine;
+    let layer = f.layer.clone();
+    let item = |unit: i32, text: &str| ModelDescription {
+        model: "alexnet/imagenet".into(),
+        layer: layer.clone(),
+        unit,
+        description: text.into(),
+        priority: Some(f64::from(unit)),
+    };
+    engine
+        .post_model_descriptions(
+            "pool",
+            1,
+            "milan-pmi",
+            &[item(0, "red circles"), item(1, "blue")],
+            now_ms(),
+        )
+        .unwrap();
+    // Three workers complete set 0 with the model's words.
+    for w in ["w1", "w2", "w3"] {
+        let a = loop {
+            let a = engine.accept_next("pool", w, now_ms()).unwrap().unwrap();
+            if a.set.unit == 0 && a.set.layer == layer {
+                break a;
+            }
+            engine
+                .return_assignment(&a.assignment.public_id, w, now_ms())
+                .unwrap();
+        };
+        let text = format!("red circles {w}");
+        engine
+            .submit(&a.assignment.public_id, w, &text, None, now_ms())
+            .unwrap();
+        engine.approve(&a.assignment.public_id, now_ms()).unwrap();
+    }
+    let app = site!(f);
+    let resp = at::call_service(&app, at::TestRequest::get().uri("/r/signin").to_request()).await;
+    let csrf_cookie = resp
+        .response()
+        .cookies()
+        .find(|c| c.name() == "milan_csrf")
+        .unwrap()
+        .into_owned();
+    let body = String::from_utf8(at::read_body(resp).await.to_vec()).unwrap();
+    let token = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let resp = at::call_service(
+        &app,
+        form(
+            "/r/signin",
+            &format!("csrf={token}&username=rita&password=a+long+enough+password"),
+        )
+        .cookie(csrf_cookie.clone())
+        .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let session = resp
+        .response()
+        .cookies()
+        .find(|c| c.name() != "milan_csrf")
+        .expect("a session cookie")
+        .into_owned();
+    let page = |app_resp: actix_web::dev::ServiceResponse| async move {
+        String::from_utf8(at::read_body(app_resp).await.to_vec()).unwrap()
+    };
+    let dashboard = page(
+        at::call_service(
+            &app,
+            at::TestRequest::get()
+                .uri("/r/p/pool")
+                .cookie(session.clone())
+                .cookie(csrf_cookie.clone())
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    let table = dashboard
+        .split("id=\"model-agreement\"")
+        .nth(1)
+        .expect("the agreement table")
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert!(table.contains("round 1"), "{table}");
+    assert!(table.contains(&format!("<td>{layer}</td>")), "{table}");
+    assert!(
+        table.contains("1 of 2 described sets are complete"),
+        "{table}"
+    );
+    assert!(!dashboard.contains("id=\"by-priority\" checked"));
+
+    // The switch: refused without the token, applied with it.
+    let resp = at::call_service(
+        &app,
+        form("/r/p/pool/ordering", "by_priority=1")
+            .cookie(session.clone())
+            .cookie(csrf_cookie.clone())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(!engine.project("pool").unwrap().order_by_priority);
+    let resp = at::call_service(
+        &app,
+        form("/r/p/pool/ordering", &format!("csrf={token}&by_priority=1"))
+            .cookie(session.clone())
+            .cookie(csrf_cookie.clone())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert!(engine.project("pool").unwrap().order_by_priority);
+}

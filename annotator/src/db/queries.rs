@@ -6,8 +6,9 @@ use diesel::prelude::*;
 
 use super::Db;
 use super::schema::{
-    assignments, descriptions, events, exemplar_sets, ledger, projects, qualification_attempts,
-    qualifications, requester_tokens, requesters, settings, slots, worker_codes, workers,
+    assignments, descriptions, events, exemplar_sets, ledger, model_descriptions, projects,
+    qualification_attempts, qualifications, requester_tokens, requesters, settings, slots,
+    worker_codes, workers,
 };
 
 pub type QueryResult<T> = Result<T, diesel::result::Error>;
@@ -26,6 +27,8 @@ pub struct ProjectRow {
     pub qualification_required: bool,
     pub created_at: i64,
     pub prolific_completion_code: Option<String>,
+    /// Accept-next hands out the sets of highest priority first (the trainer sets priorities).
+    pub order_by_priority: bool,
 }
 
 #[derive(Debug, Insertable)]
@@ -235,6 +238,131 @@ pub fn sets_of_project(conn: &mut Db, project_id: i64) -> QueryResult<Vec<SetRow
         .filter(exemplar_sets::project_id.eq(project_id))
         .order(exemplar_sets::id)
         .select(SetRow::as_select())
+        .load(conn)
+}
+
+/// The set of a project that shows this neuron.
+pub fn set_by_neuron(
+    conn: &mut Db,
+    project_id: i64,
+    model: &str,
+    layer: &str,
+    unit: i32,
+) -> QueryResult<Option<SetRow>> {
+    exemplar_sets::table
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .filter(exemplar_sets::model.eq(model))
+        .filter(exemplar_sets::layer.eq(layer))
+        .filter(exemplar_sets::unit.eq(unit))
+        .select(SetRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn set_priority(conn: &mut Db, set_id: i64, priority: f64) -> QueryResult<()> {
+    diesel::update(exemplar_sets::table.find(set_id))
+        .set(exemplar_sets::priority.eq(priority))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_order_by_priority(conn: &mut Db, project_id: i64, on: bool) -> QueryResult<()> {
+    diesel::update(projects::table.find(project_id))
+        .set(projects::order_by_priority.eq(on))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Stores (or replaces) what `system` wrote for a set in `round`.
+pub fn put_model_description(
+    conn: &mut Db,
+    set_id: i64,
+    round: i32,
+    system: &str,
+    description: &str,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::delete(
+        model_descriptions::table
+            .filter(model_descriptions::set_id.eq(set_id))
+            .filter(model_descriptions::round.eq(round))
+            .filter(model_descriptions::system.eq(system)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(model_descriptions::table)
+        .values((
+            model_descriptions::set_id.eq(set_id),
+            model_descriptions::round.eq(round),
+            model_descriptions::system.eq(system),
+            model_descriptions::description.eq(description),
+            model_descriptions::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A model's description of a set, with the set's layer.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub struct ModelDescriptionRow {
+    pub set_id: i64,
+    pub model: String,
+    pub layer: String,
+    pub round: i32,
+    pub system: String,
+    pub description: String,
+}
+
+/// Every model description of a project's sets, by round then set.
+pub fn model_descriptions_of_project(
+    conn: &mut Db,
+    project_id: i64,
+) -> QueryResult<Vec<ModelDescriptionRow>> {
+    model_descriptions::table
+        .inner_join(exemplar_sets::table)
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .order((model_descriptions::round, model_descriptions::set_id))
+        .select((
+            model_descriptions::set_id,
+            exemplar_sets::model,
+            exemplar_sets::layer,
+            model_descriptions::round,
+            model_descriptions::system,
+            model_descriptions::description,
+        ))
+        .load(conn)
+}
+
+/// The newest round's model description of a set: (round, system, description).
+pub fn latest_model_description(
+    conn: &mut Db,
+    set_id: i64,
+) -> QueryResult<Option<(i32, String, String)>> {
+    model_descriptions::table
+        .filter(model_descriptions::set_id.eq(set_id))
+        .order((
+            model_descriptions::round.desc(),
+            model_descriptions::system.asc(),
+        ))
+        .select((
+            model_descriptions::round,
+            model_descriptions::system,
+            model_descriptions::description,
+        ))
+        .first(conn)
+        .optional()
+}
+
+/// (set id, cleaned text) of every approved description of a project.
+pub fn approved_texts_of_project(
+    conn: &mut Db,
+    project_id: i64,
+) -> QueryResult<Vec<(i64, String)>> {
+    descriptions::table
+        .inner_join(assignments::table.inner_join(exemplar_sets::table))
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .filter(assignments::state.eq("approved"))
+        .order(descriptions::id)
+        .select((descriptions::set_id, descriptions::cleaned))
         .load(conn)
 }
 

@@ -14,6 +14,7 @@ diesel::table! {
         qualification_required -> Bool,
         created_at -> BigInt,
         prolific_completion_code -> Nullable<Text>,
+        order_by_priority -> Bool,
     }
 }
 
@@ -166,12 +167,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    model_descriptions (id) {
+        id -> BigInt,
+        set_id -> BigInt,
+        round -> Integer,
+        system -> Text,
+        description -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(exemplar_sets -> projects (project_id));
+diesel::joinable!(model_descriptions -> exemplar_sets (set_id));
 diesel::joinable!(assignments -> exemplar_sets (set_id));
 diesel::joinable!(assignments -> workers (worker_id));
 diesel::joinable!(descriptions -> assignments (assignment_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    model_descriptions,
     projects,
     exemplar_sets,
     slots,

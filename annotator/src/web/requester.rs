@@ -230,15 +230,16 @@ async fn dashboard(
     let name = path.into_inner();
     let (st, s2, n) = (state.clone(), site.clone(), name.clone());
     let now = now_ms();
-    let (project, progress, submitted, test) = blocking(move || {
+    let (project, progress, submitted, test, agreement) = blocking(move || {
         let project = st.engine.project(&n)?;
         let progress = st.engine.progress(&n)?;
+        let agreement = st.engine.model_agreement(&n)?;
         let work = st.engine.db().read(|c| -> Result<_, EngineError> {
             Ok(q::assignments_with_workers(c, project.id)?)
         })?;
         let submitted: Vec<Millis> = work.iter().filter_map(|(a, _)| a.submitted_at).collect();
         let test = s2.qualifications.test(&n)?;
-        Ok((project, progress, submitted, test))
+        Ok((project, progress, submitted, test, agreement))
     })
     .await?;
     let mut ctx = base_context(&s);
@@ -249,7 +250,9 @@ async fn dashboard(
         "assignments_per_set": project.assignments_per_set, "lease_min": project.lease_ms / 60_000,
         "qualification_required": project.qualification_required,
         "prolific": project.prolific_completion_code.is_some(),
+        "order_by_priority": project.order_by_priority,
     }));
+    ctx.insert("model", &model_table(&agreement));
     ctx.insert(
         "progress",
         &progress
@@ -366,6 +369,76 @@ async fn upload_qualification(
     }
 }
 
+/// The trainer's agreement with the humans as a table: a row per (model, layer), a column per
+/// round, for the first system posted (the trainer posts `milan-pmi`).
+fn model_table(rows: &[crate::engine::Agreement]) -> Value {
+    let Some(system) = rows.first().map(|r| r.system.clone()) else {
+        return Value::Null;
+    };
+    let rows: Vec<_> = rows.iter().filter(|r| r.system == system).collect();
+    let mut rounds: Vec<i32> = rows.iter().map(|r| r.round).collect();
+    rounds.sort_unstable();
+    rounds.dedup();
+    let mut layers: Vec<(String, String)> = Vec::new();
+    for r in &rows {
+        let key = (r.model.clone(), r.layer.clone());
+        if !layers.contains(&key) {
+            layers.push(key);
+        }
+    }
+    let table: Vec<Value> = layers
+        .iter()
+        .map(|(model, layer)| {
+            let cells: Vec<Value> = rounds
+                .iter()
+                .map(|round| {
+                    let cell = rows
+                        .iter()
+                        .find(|r| r.round == *round && &r.model == model && &r.layer == layer);
+                    match cell {
+                        Some(c) => json!({
+                            "bleu": c.bleu.map_or("-".to_owned(), |b| format!("{b:.1}")),
+                            "title": format!("{} of {} described sets are complete", c.sets, c.described),
+                        }),
+                        None => json!({ "bleu": "", "title": "not described in this round" }),
+                    }
+                })
+                .collect();
+            json!({ "model": model, "layer": layer, "cells": cells })
+        })
+        .collect();
+    json!({ "system": system, "rounds": rounds, "rows": table })
+}
+
+#[derive(Debug, Deserialize)]
+struct OrderingForm {
+    csrf: Option<String>,
+    by_priority: Option<String>,
+}
+
+async fn ordering(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<OrderingForm>,
+) -> WebResult {
+    let form = form.into_inner();
+    requester_post(&state, &req, form.csrf.as_deref())?;
+    let name = path.into_inner();
+    let on = form.by_priority.is_some();
+    let (st, n) = (state.clone(), name.clone());
+    blocking(move || Ok(st.engine.set_order(&n, on, now_ms())?)).await?;
+    let msg = if on {
+        "Workers now get the sets the trainer asks for first"
+    } else {
+        "Workers now get the oldest sets first"
+    };
+    Ok(see_other(&format!(
+        "/r/p/{name}?notice={}",
+        super::urlencode(msg)
+    )))
+}
+
 // ------------------------------------------------------------------ review
 
 /// Mean pairwise sentence BLEU (0-100) between one description and the others of its set.
@@ -415,7 +488,8 @@ async fn review(
                 for set_id in q::sets_awaiting_review(c, project.id, 25)? {
                     let set = q::set_by_id(c, set_id)?;
                     let work = q::work_on_set(c, set_id)?;
-                    out.push((set, work));
+                    let model = q::latest_model_description(c, set_id)?;
+                    out.push((set, work, model));
                 }
                 Ok(out)
             })
@@ -424,7 +498,7 @@ async fn review(
     .await?;
     let mut rows: Vec<Value> = sets
         .iter()
-        .map(|(set, work)| {
+        .map(|(set, work, model)| {
             let live: Vec<_> = work.iter().filter(|(a, _, _)| a.state != AState::Rejected.as_str()).collect();
             let texts: Vec<String> = live.iter().map(|(_, d, _)| d.raw.clone()).collect();
             let (mean, each) = agreement(&texts);
@@ -438,6 +512,7 @@ async fn review(
                 "images": images,
                 "agreement": if texts.len() >= 2 { format!("{mean:.1}") } else { "- (one description)".to_owned() },
                 "agreement_value": mean,
+                "model": model.as_ref().map(|(round, system, text)| json!({"round": round, "system": system, "text": text})),
                 "low": texts.len() >= 2 && mean < 5.0,
                 "work": live.iter().zip(each).map(|((a, d, w), score)| json!({
                     "id": a.public_id, "worker": w, "state": a.state, "text": d.raw,
@@ -775,6 +850,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/r/p/{project}/qualification",
             web::post().to(upload_qualification),
         )
+        .route("/r/p/{project}/ordering", web::post().to(ordering))
         .route("/r/p/{project}/review", web::get().to(review))
         .route("/r/p/{project}/review", web::post().to(review_action))
         .route("/r/p/{project}/workers", web::get().to(workers))
