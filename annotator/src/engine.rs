@@ -51,7 +51,7 @@ pub enum Order {
     /// Oldest set first.
     #[default]
     Oldest,
-    /// Highest priority first, for every project (`serve --order priority`); a project can also
+    /// Highest priority first (then fewest assignments), for every project; a project can also
     /// switch it on for itself ([`Engine::set_order`]).
     Priority,
 }

@@ -524,3 +524,41 @@ fn model_descriptions_priorities_and_active_ordering() {
         assert!(a.bleu.unwrap() < 100.0);
     });
 }
+
+/// Active ordering completes the most wanted set before starting another; the default spreads
+/// work over the least-assigned sets.
+#[test]
+fn active_ordering_completes_the_most_wanted_set_first() {
+    use milan_annotator::engine::ModelDescription;
+    on_both(|db| {
+        let engine = project(db, 3, 3);
+        let items: Vec<ModelDescription> = [0.2, 0.7, 0.1]
+            .iter()
+            .enumerate()
+            .map(|(unit, p)| ModelDescription {
+                model: "alexnet/imagenet".into(),
+                layer: "conv1".into(),
+                unit: unit as i32,
+                description: "x".into(),
+                priority: Some(*p),
+            })
+            .collect();
+        engine
+            .post_model_descriptions("p", 1, "milan-pmi", &items, T0)
+            .unwrap();
+        let spread: Vec<i32> = ["a", "b", "c"]
+            .iter()
+            .map(|w| accept(&engine, w, T0).unwrap().1)
+            .collect();
+        let mut sorted = spread.clone();
+        sorted.sort();
+        assert_eq!(sorted, [0, 1, 2], "{}: off, one each: {spread:?}", db.name);
+        engine.set_order("p", true, T0).unwrap();
+        let wanted: Vec<i32> = ["d", "e", "f", "g"]
+            .iter()
+            .map(|w| accept(&engine, w, T0 + 1).unwrap().1)
+            .collect();
+        // Unit 1 has two slots left, then unit 0 (0.2) before unit 2 (0.1).
+        assert_eq!(wanted, [1, 1, 0, 0], "{}", db.name);
+    });
+}

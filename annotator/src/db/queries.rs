@@ -373,8 +373,9 @@ pub fn count_sets(conn: &mut Db, project_id: i64) -> QueryResult<i64> {
         .first(conn)
 }
 
-/// The best `limit` sets for a worker: open slots, never touched by this worker, fewest live and
-/// submitted assignments first (then highest priority when `by_priority`, then oldest).
+/// The best `limit` sets for a worker: open slots, never touched by this worker; fewest
+/// assignments first, then oldest; or, `by_priority`, highest priority first (so that the sets
+/// the trainer wants most are completed first), then fewest assignments, then oldest.
 pub fn next_sets_for(
     conn: &mut Db,
     project_id: i64,
@@ -394,8 +395,8 @@ pub fn next_sets_for(
     if by_priority {
         query
             .order((
-                exemplar_sets::active_count.asc(),
                 exemplar_sets::priority.desc(),
+                exemplar_sets::active_count.asc(),
                 exemplar_sets::id.asc(),
             ))
             .limit(limit)
