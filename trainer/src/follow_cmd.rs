@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use milan_trainer::follow::{FollowOptions, follow};
+use milan_trainer::follow::{Describe, FollowOptions, Priority, follow};
 use milan_trainer::train::RunOptions;
 
 use crate::fit_cmd::{FeatureArgs, read_config};
@@ -46,6 +46,13 @@ pub struct FollowArgs {
     /// forever, retrying with backoff).
     #[arg(long)]
     give_up_after: Option<f64>,
+    /// What to post to the annotator for the sets not yet complete after each round.
+    #[arg(long, value_enum, default_value = "greedy")]
+    describe: Describe,
+    /// The priority posted with each set (accept-next follows it when the project's active
+    /// ordering is on).
+    #[arg(long, value_enum, default_value = "uncertainty")]
+    priority: Priority,
     /// A JSON file overriding numbers of the configuration (see `trainer config`).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -78,6 +85,8 @@ pub fn run_follow(args: &FollowArgs) -> Result<()> {
         until_idle: args.until_idle,
         give_up_after: args.give_up_after.map(Duration::from_secs_f64),
         bertscore_model: args.bertscore_model.clone(),
+        describe: args.describe,
+        priority: args.priority,
     };
     let history = follow(options, &device)?;
     eprintln!(

@@ -127,6 +127,17 @@ impl Http {
         }
     }
 
+    fn get(&self, path: &str, token: &str) -> Value {
+        let mut resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .expect("the annotator answers");
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.body_mut().read_json().expect("json")
+    }
+
     fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
         let mut resp = self
             .agent
@@ -335,6 +346,8 @@ fn follows_rounds_through_rejections_outages_and_a_kill() {
     }
     assert!(out.join("history.png").is_file() || !Path::new("/usr/share/fonts").exists());
     assert!(out.join("rounds/round-001/predictions.csv").is_file());
+    // The 8 sets not yet complete got the captioner's descriptions and priorities.
+    assert_eq!(history[0]["posted"], 8);
     let state = read_json(&out.join("follow.json"));
     assert!(state["cursor"].as_i64().expect("cursor") > 0);
     let seen = state["descriptions"].as_object().expect("descriptions");
@@ -406,6 +419,21 @@ fn follows_rounds_through_rejections_outages_and_a_kill() {
         })
         .collect();
     assert_eq!(rounds, [(1, 12), (2, 20)]);
+    assert_eq!(history[1]["posted"], 0, "nothing left to describe");
+    // Round 1's descriptions of conv4 and conv5, now complete, are scored against the humans.
+    let agreement = http.get("/api/v1/projects/p/model-agreement", &requester);
+    let scored: Vec<(&str, u64)> = agreement
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["layer"].as_str().expect("layer"),
+                r["sets"].as_u64().expect("sets"),
+            )
+        })
+        .collect();
+    assert_eq!(scored, [("conv4", 4), ("conv5", 4)]);
     let state = read_json(&out.join("follow.json"));
     assert!(state["round"].is_null());
     assert_eq!(state["rounds_done"], 2);

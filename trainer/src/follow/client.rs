@@ -43,18 +43,33 @@ impl Annotator {
         }
     }
 
-    /// GET `path`, waiting out an absent or failing server; the body's bytes and the response.
+    /// GET `path`, waiting out an absent or failing server: the body's bytes and the
+    /// X-Next-Cursor header.
     fn get(&self, path: &str) -> Result<(Vec<u8>, Option<String>)> {
+        self.call(path, None)
+    }
+
+    /// GET `path`, or POST `body` to it, waiting out an absent or failing server (a POST is only
+    /// repeated when the server stored nothing: every post here is all or nothing and idempotent).
+    fn call(
+        &self,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(Vec<u8>, Option<String>)> {
         let url = format!("{}/api/v1/projects/{}{path}", self.base, self.project);
         let started = std::time::Instant::now();
         let mut wait = Duration::from_millis(250);
+        let auth = format!("Bearer {}", self.token);
         loop {
-            let failure = match self
-                .agent
-                .get(&url)
-                .header("Authorization", &format!("Bearer {}", self.token))
-                .call()
-            {
+            let sent = match body {
+                None => self.agent.get(&url).header("Authorization", &auth).call(),
+                Some(b) => self
+                    .agent
+                    .post(&url)
+                    .header("Authorization", &auth)
+                    .send_json(b),
+            };
+            let failure = match sent {
                 Ok(mut resp) => {
                     let status = resp.status().as_u16();
                     let cursor = resp
@@ -117,6 +132,28 @@ impl Annotator {
             None => events.last().map_or(after, |e| e.cursor),
         };
         Ok((events, next))
+    }
+
+    /// Posts a model's descriptions of a round (`items`: {model, layer, unit, description,
+    /// priority?}); the annotator stores them all or none.
+    pub fn post_model_descriptions(
+        &self,
+        round: usize,
+        system: &str,
+        items: &[serde_json::Value],
+    ) -> Result<()> {
+        let body = serde_json::json!({ "round": round, "system": system, "descriptions": items });
+        self.call("/model-descriptions", Some(&body))?;
+        Ok(())
+    }
+
+    /// Sets the project's active ordering (accept-next by priority).
+    pub fn set_ordering(&self, by_priority: bool) -> Result<()> {
+        self.call(
+            "/ordering",
+            Some(&serde_json::json!({ "by_priority": by_priority })),
+        )?;
+        Ok(())
     }
 
     /// Downloads the project's MILANNOTATIONS export and unpacks it into `dest`, which appears

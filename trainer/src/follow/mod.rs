@@ -52,6 +52,31 @@ pub const OVERLAP: i64 = 200;
 /// The share of neurons held out for testing and, of the rest, for validation.
 const HELD_OUT: u64 = 10;
 
+/// What the follower posts for the sets not yet complete after each round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Describe {
+    /// Nothing.
+    None,
+    /// The captioner's greedy descriptions (fast: tens of neurons a second on a CPU).
+    Greedy,
+    /// MILAN's descriptions: beam search with PMI reranking (about a neuron a second on a CPU
+    /// at beam 50).
+    Pmi,
+}
+
+/// The priority posted with each description, which accept-next follows when the project's
+/// active ordering is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Priority {
+    /// None posted.
+    None,
+    /// The captioner's uncertainty: the mean negative log-likelihood per token of its own greedy
+    /// description (high: the captioner is unsure what the neuron shows).
+    Uncertainty,
+    /// A seeded random number per (round, set): the baseline of the active-ordering simulation.
+    Random,
+}
+
 #[derive(Debug, Clone)]
 pub struct FollowOptions {
     pub annotator: String,
@@ -73,6 +98,8 @@ pub struct FollowOptions {
     /// Give up when the annotator has not answered for this long (None: wait forever).
     pub give_up_after: Option<Duration>,
     pub bertscore_model: Option<PathBuf>,
+    pub describe: Describe,
+    pub priority: Priority,
 }
 
 /// One finished round in `history.json`.
@@ -84,6 +111,9 @@ pub struct RoundRecord {
     pub validation_neurons: usize,
     pub test_neurons: usize,
     pub results: BTreeMap<String, Scores>,
+    /// Descriptions posted to the annotator for the sets not yet complete.
+    #[serde(default)]
+    pub posted: usize,
     pub seconds: f64,
 }
 
@@ -308,6 +338,96 @@ impl Follower {
         Ok(self.corpus.as_ref().expect("loaded above"))
     }
 
+    /// Posts descriptions (and priorities) of every neuron not in `annotated` to the annotator;
+    /// how many.
+    fn post(
+        &self,
+        corpus: &Corpus,
+        trained: &crate::train::Trained,
+        annotated: &[NeuronId],
+        round: usize,
+        device: &Device,
+    ) -> Result<usize> {
+        let (describe, priority) = (self.options.describe, self.options.priority);
+        if describe == Describe::None && priority == Priority::None {
+            return Ok(0);
+        }
+        let done: HashSet<&NeuronId> = annotated.iter().collect();
+        let open: Vec<usize> = (0..corpus.neurons.len())
+            .filter(|&p| !done.contains(&corpus.neurons[p].id))
+            .collect();
+        if open.is_empty() {
+            return Ok(0);
+        }
+        let bar = indicatif::ProgressBar::new(open.len() as u64).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix:>10} {bar:30} {pos}/{len} sets [{elapsed}<{eta}]",
+            )
+            .expect("valid template"),
+        );
+        bar.set_prefix("describe");
+        if self.options.run.quiet {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let config = &trained.info.config.decode;
+        let mut items = Vec::with_capacity(open.len());
+        for chunk in open.chunks(64) {
+            let features = corpus.features(chunk, device);
+            let greedy = crate::decoding::greedy(&trained.captioner, features.clone());
+            let texts: Vec<Vec<usize>> = match describe {
+                Describe::Pmi => crate::decoding::milan_pmi(
+                    &trained.captioner,
+                    &trained.lm,
+                    features.clone(),
+                    config,
+                ),
+                _ => greedy.clone(),
+            };
+            let uncertainty = match priority {
+                Priority::Uncertainty => {
+                    let lp =
+                        crate::decoding::captioner_log_probs(&trained.captioner, features, &greedy);
+                    lp.iter()
+                        .zip(&greedy)
+                        .map(|(l, g)| Some(f64::from(-l) / g.len().max(1) as f64))
+                        .collect()
+                }
+                _ => vec![None; chunk.len()],
+            };
+            for ((&p, text), u) in chunk.iter().zip(&texts).zip(uncertainty) {
+                let id = &corpus.neurons[p].id;
+                let priority = match priority {
+                    Priority::None => None,
+                    Priority::Uncertainty => u,
+                    Priority::Random => Some(
+                        neuron_hash(self.options.run.seed, &format!("priority-{round}"), id) as f64
+                            / u64::MAX as f64,
+                    ),
+                };
+                let mut item = serde_json::json!({
+                    "model": id.key.to_string(),
+                    "layer": id.layer,
+                    "unit": id.unit,
+                    "description": if describe == Describe::None { String::new() } else { trained.vocab.decode(text) },
+                });
+                if let Some(pr) = priority {
+                    item["priority"] = serde_json::json!(pr);
+                }
+                items.push(item);
+            }
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        let system = match describe {
+            Describe::Pmi => "milan-pmi",
+            Describe::Greedy => "captioner-greedy",
+            Describe::None => "priority-only",
+        };
+        self.annotator
+            .post_model_descriptions(round, system, &items)?;
+        Ok(items.len())
+    }
+
     fn round(&mut self, plan: &RoundPlan, device: &Device) -> Result<()> {
         let started = Instant::now();
         let annotated = self.state.annotated();
@@ -370,7 +490,9 @@ impl Follower {
             &dir.join("predictions.csv"),
             device,
         )?;
+        let posted = self.post(&corpus, &trained, &plan.neurons, plan.index, device)?;
         let record = RoundRecord {
+            posted,
             round: plan.index,
             annotated_neurons: plan.neurons.len(),
             train_neurons: train_pos.len(),
