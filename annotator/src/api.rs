@@ -92,7 +92,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "post",
         "/api/v1/projects/{project}/model-descriptions",
-        "Requester (the trainer): a model's descriptions of a round {round, system, descriptions: [{model, layer, unit, description, priority?}]}, all or nothing",
+        "Requester (the trainer): a model's descriptions of a round {round, system, descriptions: [{model, layer, unit, description?, priority?}]}, all or nothing; an item without a description sets only the priority",
     ),
     (
         "get",

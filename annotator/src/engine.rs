@@ -63,7 +63,9 @@ pub struct ModelDescription {
     pub model: String,
     pub layer: String,
     pub unit: i32,
-    pub description: String,
+    /// None (or absent): only the priority.
+    #[serde(default)]
+    pub description: Option<String>,
     #[serde(default)]
     pub priority: Option<f64>,
 }
@@ -173,7 +175,8 @@ impl Engine {
     // ------------------------------------------------------------ projects
 
     /// Stores a model's descriptions of a round (replacing what the same system posted for the
-    /// same round before) and the priorities that come with them, all or nothing.
+    /// same round before) and the priorities that come with them, all or nothing. An item
+    /// without a description sets only the priority.
     pub fn post_model_descriptions(
         &self,
         project: &str,
@@ -196,8 +199,9 @@ impl Engine {
             return Err(EngineError::Invalid(format!("round {round}: must be >= 0")));
         }
         for (i, item) in items.iter().enumerate() {
-            if item.description.chars().count() > MODEL_DESCRIPTION_MAX_CHARS
-                || item.description.chars().any(char::is_control)
+            let text = item.description.as_deref().unwrap_or_default();
+            if text.chars().count() > MODEL_DESCRIPTION_MAX_CHARS
+                || text.chars().any(char::is_control)
             {
                 return Err(EngineError::Invalid(format!(
                     "descriptions[{i}].description: at most {MODEL_DESCRIPTION_MAX_CHARS} characters, no control characters"
@@ -221,7 +225,9 @@ impl Engine {
                             item.model, item.layer, item.unit
                         ))
                     })?;
-                q::put_model_description(c, set.id, round, system, &item.description, now)?;
+                if let Some(text) = &item.description {
+                    q::put_model_description(c, set.id, round, system, text, now)?;
+                }
                 if let Some(priority) = item.priority {
                     q::set_priority(c, set.id, priority)?;
                     priorities += 1;

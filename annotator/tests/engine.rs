@@ -441,7 +441,7 @@ fn model_descriptions_priorities_and_active_ordering() {
             model: "alexnet/imagenet".into(),
             layer: "conv1".into(),
             unit,
-            description: text.into(),
+            description: Some(text.into()),
             priority,
         };
         // An unknown neuron refuses the whole post, naming the item.
@@ -539,7 +539,7 @@ fn active_ordering_completes_the_most_wanted_set_first() {
                 model: "alexnet/imagenet".into(),
                 layer: "conv1".into(),
                 unit: unit as i32,
-                description: "x".into(),
+                description: Some("x".into()),
                 priority: Some(*p),
             })
             .collect();

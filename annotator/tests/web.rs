@@ -496,7 +496,7 @@ async fn the_dashboard_shows_the_trainers_agreement_and_switches_ordering() {
         model: "alexnet/imagenet".into(),
         layer: layer.clone(),
         unit,
-        description: text.into(),
+        description: Some(text.into()),
         priority: Some(f64::from(unit)),
     };
     engine

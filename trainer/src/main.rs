@@ -20,6 +20,7 @@ mod fit_cmd;
 mod follow_cmd;
 mod preview;
 mod score;
+mod simulate_cmd;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,6 +55,9 @@ enum Command {
     /// Follow an annotator project: train on its descriptions as they arrive, round after round,
     /// and keep a history of held-out scores against the number of annotated neurons.
     Follow(follow_cmd::FollowArgs),
+    /// Active ordering against random ordering: a simulated crowd, a real annotator and `trainer
+    /// follow` on the synthetic corpus; learning curves of both.
+    SimulateActive(simulate_cmd::SimulateArgs),
     /// Print the default configuration (every number of a run) as JSON, for `fit --config`.
     Config,
     /// Images per second through the encoder and through exemplar computation, with peak memory.
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
         Command::Fit(args) => fit_cmd::run_fit(&args),
         Command::Describe(args) => fit_cmd::run_describe(&args),
         Command::Follow(args) => follow_cmd::run_follow(&args),
+        Command::SimulateActive(args) => simulate_cmd::run_simulation(&args),
         Command::Config => {
             serde_json::to_string_pretty(&milan_trainer::train::MilanConfig::default())
                 .map(|s| println!("{s}"))

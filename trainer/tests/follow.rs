@@ -443,3 +443,53 @@ fn follows_rounds_through_rejections_outages_and_a_kill() {
         60
     );
 }
+
+/// `trainer simulate-active` end to end, tiny: both conditions run, are scored on the same
+/// held-out neurons, and the results are written.
+#[test]
+fn the_active_ordering_simulation_runs_both_conditions() {
+    assets_present();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("tiny.json");
+    std::fs::write(
+        &config,
+        r#"{"hidden": 32, "lm_hidden": 32, "embedding": 16, "lm_embedding": 16, "max_epochs": 3,
+            "lm_max_epochs": 2, "decode": {"beam": 4, "lambda": 0.2, "neurons_per_batch": 8}}"#,
+    )
+    .expect("config");
+    let out = tmp.path().join("sim");
+    let annotator_bin = Path::new(env!("CARGO_BIN_EXE_trainer")).with_file_name("annotator");
+    let output = run(trainer()
+        .args(["simulate-active", "--keys", "alexnet/imagenet"])
+        .args(["--units-per-layer", "8", "--batch", "4", "--rounds", "2"])
+        .arg("--out")
+        .arg(&out)
+        .arg("--annotator-bin")
+        .arg(&annotator_bin)
+        .arg("--config")
+        .arg(&config)
+        .arg("--cache")
+        .arg(tmp.path().join("cache")));
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("| round | annotated neurons |"), "{table}");
+    let results = read_json(&out.join("simulation.json"));
+    for condition in ["random", "active"] {
+        let rounds = results[condition].as_array().expect("rounds");
+        assert_eq!(rounds.len(), 2, "{condition}");
+        assert_eq!(
+            rounds[1]["annotated_neurons"].as_u64().expect("n")
+                - rounds[0]["annotated_neurons"].as_u64().expect("n"),
+            4,
+            "{condition}: a batch of four sets between rounds"
+        );
+    }
+    assert_eq!(
+        results["random"][0]["test_neurons"], results["active"][0]["test_neurons"],
+        "the same held-out neurons"
+    );
+    assert_eq!(
+        results["random"][0]["results"]["annotators"],
+        results["active"][0]["results"]["annotators"],
+        "the same held-out neurons, so the same human agreement"
+    );
+}

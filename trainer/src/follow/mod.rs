@@ -157,6 +157,16 @@ fn neuron_hash(seed: u64, purpose: &str, n: &NeuronId) -> u64 {
     u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
+/// Whether the within-network hold-out of `seed` tests on this neuron (whatever else is annotated).
+pub fn is_test_neuron(seed: u64, n: &NeuronId) -> bool {
+    neuron_hash(seed, "test", n) % HELD_OUT == 0
+}
+
+/// A seeded number in [0, 1) per (seed, purpose, neuron).
+pub fn unit_interval(seed: u64, purpose: &str, n: &NeuronId) -> f64 {
+    (neuron_hash(seed, purpose, n) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// Splits `ids` into (train, validation, test) with per-neuron membership; when a side would be
 /// empty, the neuron with the smallest hash is moved to it, so every round can be scored.
 fn partition(
@@ -164,7 +174,10 @@ fn partition(
     holdout: &Holdout,
     seed: u64,
 ) -> (Vec<NeuronId>, Vec<NeuronId>, Vec<NeuronId>) {
-    let held = |purpose: &str, n: &NeuronId| neuron_hash(seed, purpose, n) % HELD_OUT == 0;
+    let held = |purpose: &str, n: &NeuronId| match purpose {
+        "test" => is_test_neuron(seed, n),
+        _ => neuron_hash(seed, purpose, n) % HELD_OUT == 0,
+    };
     let (mut rest, mut test): (Vec<NeuronId>, Vec<NeuronId>) = match holdout {
         Holdout::Neurons => ids.iter().cloned().partition(|n| !held("test", n)),
         Holdout::Experiment(e) => {
@@ -399,17 +412,20 @@ impl Follower {
                 let priority = match priority {
                     Priority::None => None,
                     Priority::Uncertainty => u,
-                    Priority::Random => Some(
-                        neuron_hash(self.options.run.seed, &format!("priority-{round}"), id) as f64
-                            / u64::MAX as f64,
-                    ),
+                    Priority::Random => Some(unit_interval(
+                        self.options.run.seed,
+                        &format!("priority-{round}"),
+                        id,
+                    )),
                 };
                 let mut item = serde_json::json!({
                     "model": id.key.to_string(),
                     "layer": id.layer,
                     "unit": id.unit,
-                    "description": if describe == Describe::None { String::new() } else { trained.vocab.decode(text) },
                 });
+                if describe != Describe::None {
+                    item["description"] = serde_json::json!(trained.vocab.decode(text));
+                }
                 if let Some(pr) = priority {
                     item["priority"] = serde_json::json!(pr);
                 }

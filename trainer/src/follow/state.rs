@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::train::write_atomic;
 
+/// A neuron as the feed names it: (model key, layer, unit).
+pub type NeuronKey = (String, String, u32);
+
 /// Descriptions a neuron needs to count as annotated.
 pub const DESCRIPTIONS_PER_NEURON: usize = 3;
 
@@ -146,9 +149,10 @@ impl FollowState {
     }
 
     /// Neurons with at least [`DESCRIPTIONS_PER_NEURON`] approved descriptions, each with its
-    /// first three (by assignment id, so the choice does not depend on arrival order).
-    pub fn annotated(&self) -> BTreeMap<(String, String, u32), Vec<String>> {
-        let mut by_neuron: BTreeMap<(String, String, u32), Vec<String>> = BTreeMap::new();
+    /// first three by assignment id, ordered by worker then text: the same annotations give the
+    /// same training data whatever order they arrived in.
+    pub fn annotated(&self) -> BTreeMap<NeuronKey, Vec<String>> {
+        let mut by_neuron: BTreeMap<NeuronKey, Vec<(&str, &str)>> = BTreeMap::new();
         for entry in self
             .descriptions
             .values()
@@ -157,13 +161,17 @@ impl FollowState {
             by_neuron
                 .entry((entry.model.clone(), entry.layer.clone(), entry.unit))
                 .or_default()
-                .push(entry.cleaned.clone());
-        }
-        by_neuron.retain(|_, d| d.len() >= DESCRIPTIONS_PER_NEURON);
-        for d in by_neuron.values_mut() {
-            d.truncate(DESCRIPTIONS_PER_NEURON);
+                .push((entry.worker.as_str(), entry.cleaned.as_str()));
         }
         by_neuron
+            .into_iter()
+            .filter(|(_, d)| d.len() >= DESCRIPTIONS_PER_NEURON)
+            .map(|(k, mut d)| {
+                d.truncate(DESCRIPTIONS_PER_NEURON);
+                d.sort_unstable();
+                (k, d.into_iter().map(|(_, t)| t.to_owned()).collect())
+            })
+            .collect()
     }
 
     /// Descriptions waiting for review.

@@ -1,0 +1,387 @@
+//! `trainer simulate-active`: active ordering against random ordering, on the synthetic corpus,
+//! with a real annotator and simulated workers.
+//!
+//! For each condition a fresh `annotator serve` gets the same synthetic corpus as a project with
+//! active ordering on. Three simulated workers describe the sets accept-next hands them with what
+//! the synthetic annotators wrote for those units, and the requester approves everything. Before
+//! the first round both conditions post the same priorities: the follower's held-out test neurons
+//! first (so both are scored on the same neurons, never chosen by the ordering), then a seeded
+//! random order. After each round `trainer follow` posts its priorities: the captioner's
+//! uncertainty (active) or a fresh random order (random). The workers then complete `--batch`
+//! more sets, and so on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use milan_shared::milannotations::{Dataset, discover};
+use milan_shared::{ModelKey, NeuronId};
+use milan_trainer::follow::client::Annotator;
+use milan_trainer::follow::{
+    Describe, FollowOptions, Priority, RoundRecord, follow, is_test_neuron, unit_interval,
+};
+use milan_trainer::plot::SystemScores;
+use milan_trainer::train::{RunOptions, write_atomic};
+use serde_json::{Value, json};
+
+use crate::fit_cmd::{FeatureArgs, read_config};
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Output folder: corpus/, random/ and active/ (annotator data and follow run folders),
+    /// simulation.json, simulation.md and simulation.png.
+    #[arg(long)]
+    out: PathBuf,
+    /// The annotator binary (default: `annotator` beside this `trainer`).
+    #[arg(long)]
+    annotator_bin: Option<PathBuf>,
+    /// Model keys of the synthetic corpus.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "alexnet/imagenet,resnet152/imagenet"
+    )]
+    keys: Vec<ModelKey>,
+    #[arg(long, default_value_t = 20)]
+    units_per_layer: usize,
+    /// Sets completed between two rounds.
+    #[arg(long, default_value_t = 20)]
+    batch: usize,
+    #[arg(long, default_value_t = 6)]
+    rounds: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A JSON file overriding numbers of the configuration (see `trainer config`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// BERTScore model folder (default: all-MiniLM-L6-v2 from `trainer assets fetch minilm`).
+    #[arg(long)]
+    bertscore_model: Option<PathBuf>,
+    #[command(flatten)]
+    features: FeatureArgs,
+}
+
+/// What the synthetic annotators wrote, by neuron.
+type Truth = HashMap<(String, String, u32), [String; 3]>;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn serve(exe: &Path, data: &Path) -> Result<(Server, String)> {
+    let mut child = Command::new(exe)
+        .args(["serve", "--no-demo", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .context("annotator serve exited before listening")??;
+        if let Some(rest) = line.strip_prefix("annotator listening on ") {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok((Server(child), base))
+}
+
+struct Crowd {
+    agent: ureq::Agent,
+    base: String,
+    requester: String,
+    workers: Vec<(String, Option<String>)>,
+}
+
+impl Crowd {
+    fn post(&self, path: &str, token: &str, body: Value) -> Result<(u16, Value)> {
+        let mut resp = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {token}"))
+            .send_json(body)?;
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string()?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// Each worker in turn takes the next set and describes it as its synthetic annotator did,
+    /// until `sets` sets have been handed out three times; the requester approves it all.
+    fn complete(&mut self, sets: usize, truth: &Truth) -> Result<usize> {
+        let mut done = 0;
+        for _ in 0..sets {
+            for i in 0..self.workers.len() {
+                let token = match &self.workers[i].1 {
+                    Some(t) => t.clone(),
+                    None => {
+                        let (_, s) = self.post(
+                            "/api/v1/workers/session",
+                            "",
+                            json!({ "worker_id": self.workers[i].0 }),
+                        )?;
+                        let t = s["token"].as_str().context("no worker token")?.to_owned();
+                        self.workers[i].1 = Some(t.clone());
+                        t
+                    }
+                };
+                let (status, a) = self.post("/api/v1/projects/p/assignments", &token, json!({}))?;
+                if status == 204 {
+                    return Ok(done);
+                }
+                ensure!(status == 201, "accept: {status} {a}");
+                let id = a["assignment_id"].as_str().context("id")?.to_owned();
+                let key = (
+                    a["set"]["model"].as_str().context("model")?.to_owned(),
+                    a["set"]["layer"].as_str().context("layer")?.to_owned(),
+                    a["set"]["unit"].as_u64().context("unit")? as u32,
+                );
+                let text = &truth[&key][i % 3];
+                let path = format!("/api/v1/assignments/{id}/submit");
+                // Too short, or the same words as this worker's last set: as a person would,
+                // say a little more.
+                let mut answer = (0, Value::Null);
+                for suffix in ["", " regions", " in these images"] {
+                    answer = self.post(
+                        &path,
+                        &token,
+                        json!({ "description": format!("{text}{suffix}") }),
+                    )?;
+                    if answer.0 != 422 {
+                        break;
+                    }
+                }
+                let (status, body) = answer;
+                ensure!(status == 200, "submit {text:?}: {status} {body}");
+                let (status, body) = self.post(
+                    &format!("/api/v1/assignments/{id}/approve"),
+                    &self.requester,
+                    json!({}),
+                )?;
+                ensure!(status == 200, "approve: {status} {body}");
+            }
+            done += 1;
+        }
+        Ok(done)
+    }
+}
+
+fn corpus_truth(corpus: &Path) -> Result<Truth> {
+    let mut truth = Truth::new();
+    for folder in discover(corpus)? {
+        let dataset = Dataset::open(&folder)?;
+        for unit in dataset.annotated() {
+            truth.insert(
+                (dataset.key().to_string(), unit.layer.clone(), unit.unit),
+                unit.descriptions.clone(),
+            );
+        }
+    }
+    Ok(truth)
+}
+
+pub fn run_simulation(args: &SimulateArgs) -> Result<()> {
+    let exe = match &args.annotator_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("annotator"),
+    };
+    ensure!(
+        exe.is_file(),
+        "{} not found: build it (cargo build -p milan-annotator) or pass --annotator-bin",
+        exe.display()
+    );
+    let device = milan_trainer::backend::device(&args.features.backend)?;
+    let config = read_config(args.config.as_deref())?;
+    std::fs::create_dir_all(&args.out)?;
+    let corpus = args.out.join("corpus");
+    if !corpus.exists() {
+        let synth = milan_synth::SynthConfig {
+            units_per_layer: args.units_per_layer,
+            image_size: 64,
+            seed: args.seed,
+            keys: args.keys.clone(),
+        };
+        milan_synth::generate(&corpus, &synth, &|| {})?;
+    }
+    let truth = corpus_truth(&corpus)?;
+    let neurons: Vec<NeuronId> = truth
+        .keys()
+        .map(|(m, l, u)| Ok(NeuronId::new(m.parse()?, l.clone(), *u)))
+        .collect::<Result<_>>()?;
+    let test = neurons
+        .iter()
+        .filter(|n| is_test_neuron(args.seed, n))
+        .count();
+    eprintln!(
+        "{} neurons, {test} held out for testing; {} rounds of {} sets",
+        neurons.len(),
+        args.rounds,
+        args.batch
+    );
+    // Held-out neurons first, then a seeded random order: the same in both conditions.
+    let initial: Vec<Value> = neurons
+        .iter()
+        .map(|n| {
+            let p = if is_test_neuron(args.seed, n) {
+                2.0
+            } else {
+                0.0
+            } + unit_interval(args.seed, "initial-order", n);
+            json!({ "model": n.key.to_string(), "layer": n.layer, "unit": n.unit, "priority": p })
+        })
+        .collect();
+
+    let mut results: BTreeMap<&str, Vec<RoundRecord>> = BTreeMap::new();
+    for (name, priority) in [
+        ("random", Priority::Random),
+        ("active", Priority::Uncertainty),
+    ] {
+        let dir = args.out.join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        let data = dir.join("annotator");
+        run(Command::new(&exe)
+            .args(["import", "--project", "p", "--data-dir"])
+            .arg(&data)
+            .arg(&corpus))?;
+        let requester = run(Command::new(&exe)
+            .args(["requester-token", "--data-dir"])
+            .arg(&data))?;
+        let (_server, base) = serve(&exe, &data)?;
+        let client = Annotator::new(&base, "p", &requester);
+        client.set_ordering(true)?;
+        client.post_model_descriptions(0, "initial-order", &initial)?;
+        let mut crowd = Crowd {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(60)))
+                .build()
+                .into(),
+            base: base.clone(),
+            requester: requester.clone(),
+            workers: ["sim-a", "sim-b", "sim-c"]
+                .iter()
+                .map(|w| ((*w).to_owned(), None))
+                .collect(),
+        };
+        for round in 1..=args.rounds {
+            let sets = if round == 1 {
+                test + args.batch
+            } else {
+                args.batch
+            };
+            let done = crowd.complete(sets, &truth)?;
+            eprintln!("{name}: round {round}: {done} more sets described");
+            let history = follow(
+                FollowOptions {
+                    annotator: base.clone(),
+                    project: "p".into(),
+                    token: requester.clone(),
+                    out: dir.join("run"),
+                    every: 1,
+                    split: None,
+                    source: args.features.source(),
+                    run: RunOptions {
+                        config: config.clone(),
+                        seed: args.seed,
+                        resume: true,
+                        backend: args.features.backend.clone(),
+                        quiet: true,
+                    },
+                    poll: Duration::from_millis(100),
+                    max_rounds: Some(round),
+                    until_idle: true,
+                    give_up_after: Some(Duration::from_secs(60)),
+                    bertscore_model: args.bertscore_model.clone(),
+                    describe: Describe::Greedy,
+                    priority,
+                },
+                &device,
+            )?;
+            results.insert(name, history);
+        }
+    }
+
+    let random = &results["random"];
+    let active = &results["active"];
+    let mut md = String::from(
+        "| round | annotated neurons | test neurons | random: MILAN-PMI BLEU | active: MILAN-PMI BLEU | random: greedy BLEU | active: greedy BLEU | random: PMI BERTScore | active: PMI BERTScore |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut curve: Vec<(f64, SystemScores)> = Vec::new();
+    for (r, a) in random.iter().zip(active) {
+        let get = |rec: &RoundRecord, s: &str| rec.results.get(s).map(|v| (v.bleu, v.bertscore_f));
+        let (rp, ap) = (get(r, "milan-pmi"), get(a, "milan-pmi"));
+        let (rg, ag) = (get(r, "captioner-greedy"), get(a, "captioner-greedy"));
+        let f = |v: Option<(f64, f64)>, i: usize| {
+            v.map_or("-".to_owned(), |v| {
+                if i == 0 {
+                    format!("{:.1}", v.0)
+                } else {
+                    format!("{:.3}", v.1)
+                }
+            })
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.round,
+            r.annotated_neurons,
+            r.test_neurons,
+            f(rp, 0),
+            f(ap, 0),
+            f(rg, 0),
+            f(ag, 0),
+            f(rp, 1),
+            f(ap, 1)
+        ));
+        let mut point = SystemScores::new();
+        for (label, v) in [
+            ("random: milan-pmi", rp),
+            ("active: milan-pmi", ap),
+            ("random: greedy", rg),
+            ("active: greedy", ag),
+        ] {
+            if let Some(v) = v {
+                point.insert(label.to_owned(), v);
+            }
+        }
+        curve.push(((r.annotated_neurons - r.test_neurons) as f64, point));
+    }
+    write_atomic(
+        &args.out.join("simulation.json"),
+        &serde_json::to_vec_pretty(&json!({ "random": random, "active": active }))?,
+    )?;
+    write_atomic(&args.out.join("simulation.md"), md.as_bytes())?;
+    milan_trainer::plot::rounds_curve(&args.out.join("simulation.png"), &curve)?;
+    print!("{md}");
+    eprintln!(
+        "simulation.json, simulation.md and simulation.png in {}",
+        args.out.display()
+    );
+    Ok(())
+}
