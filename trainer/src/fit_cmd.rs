@@ -65,15 +65,28 @@ pub struct FitArgs {
     /// Continue an interrupted run from its last whole epoch.
     #[arg(long)]
     resume: bool,
+    #[command(flatten)]
+    training: TrainingArgs,
+    #[command(flatten)]
+    features: FeatureArgs,
+}
+
+/// What training and scoring read besides the data, shared by fit, follow and simulate-active.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainingArgs {
     /// A JSON file overriding numbers of the configuration (see `trainer config`), e.g.
     /// {"hidden": 256, "max_epochs": 20}.
     #[arg(long)]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
     /// BERTScore model folder (default: all-MiniLM-L6-v2 from `trainer assets fetch minilm`).
     #[arg(long)]
-    bertscore_model: Option<PathBuf>,
-    #[command(flatten)]
-    features: FeatureArgs,
+    pub bertscore_model: Option<PathBuf>,
+}
+
+impl TrainingArgs {
+    pub fn config(&self) -> Result<MilanConfig> {
+        read_config(self.config.as_deref())
+    }
 }
 
 pub fn read_config(path: Option<&Path>) -> Result<MilanConfig> {
@@ -102,7 +115,7 @@ pub fn read_config(path: Option<&Path>) -> Result<MilanConfig> {
 
 pub fn run_fit(args: &FitArgs) -> Result<()> {
     let device = milan_trainer::backend::device(&args.features.backend)?;
-    let config = read_config(args.config.as_deref())?;
+    let config = args.training.config()?;
     // A misspelt experiment fails before any feature is computed.
     if let Some(name) = &args.direction {
         args.split.experiment(name)?;
@@ -128,7 +141,7 @@ pub fn run_fit(args: &FitArgs) -> Result<()> {
             backend: args.features.backend.clone(),
             quiet: false,
         },
-        bertscore_model: args.bertscore_model.clone(),
+        bertscore_model: args.training.bertscore_model.clone(),
     };
     let summary = fit(&corpus, &options, &device)?;
     print!(

@@ -7,7 +7,7 @@ use anyhow::Result;
 use milan_trainer::follow::{Describe, FollowOptions, Priority, follow};
 use milan_trainer::train::RunOptions;
 
-use crate::fit_cmd::{FeatureArgs, read_config};
+use crate::fit_cmd::{FeatureArgs, TrainingArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct FollowArgs {
@@ -53,12 +53,8 @@ pub struct FollowArgs {
     /// ordering is on).
     #[arg(long, value_enum, default_value = "uncertainty")]
     priority: Priority,
-    /// A JSON file overriding numbers of the configuration (see `trainer config`).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// BERTScore model folder (default: all-MiniLM-L6-v2 from `trainer assets fetch minilm`).
-    #[arg(long)]
-    bertscore_model: Option<PathBuf>,
+    #[command(flatten)]
+    training: TrainingArgs,
     #[command(flatten)]
     features: FeatureArgs,
 }
@@ -74,7 +70,7 @@ pub fn run_follow(args: &FollowArgs) -> Result<()> {
         split: args.split.clone(),
         source: args.features.source(),
         run: RunOptions {
-            config: read_config(args.config.as_deref())?,
+            config: args.training.config()?,
             seed: args.seed,
             resume: true,
             backend: args.features.backend.clone(),
@@ -84,7 +80,7 @@ pub fn run_follow(args: &FollowArgs) -> Result<()> {
         max_rounds: args.rounds,
         until_idle: args.until_idle,
         give_up_after: args.give_up_after.map(Duration::from_secs_f64),
-        bertscore_model: args.bertscore_model.clone(),
+        bertscore_model: args.training.bertscore_model.clone(),
         describe: args.describe,
         priority: args.priority,
     };

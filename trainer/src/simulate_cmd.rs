@@ -27,7 +27,7 @@ use milan_trainer::plot::SystemScores;
 use milan_trainer::train::{RunOptions, write_atomic};
 use serde_json::{Value, json};
 
-use crate::fit_cmd::{FeatureArgs, read_config};
+use crate::fit_cmd::{FeatureArgs, TrainingArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
@@ -54,12 +54,8 @@ pub struct SimulateArgs {
     rounds: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// A JSON file overriding numbers of the configuration (see `trainer config`).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// BERTScore model folder (default: all-MiniLM-L6-v2 from `trainer assets fetch minilm`).
-    #[arg(long)]
-    bertscore_model: Option<PathBuf>,
+    #[command(flatten)]
+    training: TrainingArgs,
     #[command(flatten)]
     features: FeatureArgs,
 }
@@ -216,7 +212,7 @@ pub fn run_simulation(args: &SimulateArgs) -> Result<()> {
         exe.display()
     );
     let device = milan_trainer::backend::device(&args.features.backend)?;
-    let config = read_config(args.config.as_deref())?;
+    let config = args.training.config()?;
     std::fs::create_dir_all(&args.out)?;
     let corpus = args.out.join("corpus");
     if !corpus.exists() {
@@ -318,7 +314,7 @@ pub fn run_simulation(args: &SimulateArgs) -> Result<()> {
                     max_rounds: Some(round),
                     until_idle: true,
                     give_up_after: Some(Duration::from_secs(60)),
-                    bertscore_model: args.bertscore_model.clone(),
+                    bertscore_model: args.training.bertscore_model.clone(),
                     describe: Describe::Greedy,
                     priority,
                 },
