@@ -329,17 +329,22 @@ impl Follower {
             needed.iter().any(|n| !have.contains(n))
         };
         if self.corpus.as_ref().is_none_or(missing) {
-            if !self.exemplars.exists()
-                || self.corpus.is_some()
-                || Corpus::load(&self.exemplars, &self.options.source, true, device)
-                    .map(|c| missing(&c))
-                    .unwrap_or(true)
-            {
-                eprintln!("fetching the exemplars of project {}", self.options.project);
-                self.annotator.export_into(&self.exemplars)?;
-            }
-            let corpus = Corpus::load(&self.exemplars, &self.options.source, true, device)
-                .with_context(|| format!("reading {}", self.exemplars.display()))?;
+            // On a restart the exemplars on disk may already have every neuron needed.
+            let on_disk = match (&self.corpus, self.exemplars.exists()) {
+                (None, true) => {
+                    Corpus::load(&self.exemplars, &self.options.source, true, device).ok()
+                }
+                _ => None,
+            };
+            let corpus = match on_disk {
+                Some(c) if !missing(&c) => c,
+                _ => {
+                    eprintln!("fetching the exemplars of project {}", self.options.project);
+                    self.annotator.export_into(&self.exemplars)?;
+                    Corpus::load(&self.exemplars, &self.options.source, true, device)
+                        .with_context(|| format!("reading {}", self.exemplars.display()))?
+                }
+            };
             if missing(&corpus) {
                 bail!(
                     "the annotator's export of {} lacks neurons its feed describes",
