@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use milan_trainer::follow::{Describe, FollowOptions, Priority, follow};
 use milan_trainer::train::RunOptions;
 
@@ -17,9 +17,17 @@ pub struct FollowArgs {
     /// The annotator project to follow.
     #[arg(long)]
     project: String,
-    /// A requester API token (`annotator requester-token`).
+    /// A requester API token (`annotator requester-token`). Visible to other users of this
+    /// machine in the process list: prefer --token-file.
+    #[arg(
+        long,
+        conflicts_with = "token_file",
+        required_unless_present = "token_file"
+    )]
+    token: Option<String>,
+    /// A file whose first line is the requester API token.
     #[arg(long)]
-    token: String,
+    token_file: Option<PathBuf>,
     /// Run folder: follow.json (cursor), exemplars/, rounds/, history.json, history.png.
     #[arg(long)]
     out: PathBuf,
@@ -60,11 +68,22 @@ pub struct FollowArgs {
 }
 
 pub fn run_follow(args: &FollowArgs) -> Result<()> {
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .next()
+            .map(|l| l.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .with_context(|| format!("{}: no token on its first line", path.display()))?,
+        (None, None) => unreachable!("clap requires --token or --token-file"),
+    };
     let device = milan_trainer::backend::device(&args.features.backend)?;
     let options = FollowOptions {
         annotator: args.annotator.clone(),
         project: args.project.clone(),
-        token: args.token.clone(),
+        token,
         out: args.out.clone(),
         every: args.every,
         split: args.split.clone(),

@@ -204,6 +204,8 @@ fn read_json(path: &Path) -> Value {
 }
 
 fn follower(base: &str, token: &str, out: &Path, config: &Path, cache: &Path) -> Command {
+    let token_file = out.with_extension("token");
+    std::fs::write(&token_file, format!("{token}\n")).expect("token file");
     let mut c = trainer();
     c.args([
         "follow",
@@ -211,9 +213,9 @@ fn follower(base: &str, token: &str, out: &Path, config: &Path, cache: &Path) ->
         base,
         "--project",
         "p",
-        "--token",
-        token,
+        "--token-file",
     ])
+    .arg(&token_file)
     .args([
         "--every",
         "8",
