@@ -277,6 +277,26 @@ impl Follower {
                         ))
                     })
                     .collect::<Result<_>>()?;
+                let (train, validation, test) =
+                    partition(&neurons, &self.holdout, self.options.run.seed);
+                if train.is_empty() || validation.is_empty() || test.is_empty() {
+                    // Too few neurons (or none of the held-out network yet): wait for more
+                    // rather than start a round that cannot be scored.
+                    if self.options.until_idle && !changed {
+                        eprintln!(
+                            "idle: {} annotated neurons give {} to train, {} to validate and {} to test; waiting for more",
+                            neurons.len(),
+                            train.len(),
+                            validation.len(),
+                            test.len()
+                        );
+                        return Ok(());
+                    }
+                    if !changed {
+                        std::thread::sleep(self.options.poll);
+                    }
+                    continue;
+                }
                 self.state.round = Some(RoundPlan {
                     index: self.state.rounds_done + 1,
                     neurons,
