@@ -30,6 +30,19 @@ pub fn font_available() -> bool {
     })
 }
 
+/// Whether text can be drawn; if not, says that `path` is skipped and why.
+fn font_or_warn(path: &Path) -> bool {
+    let found = font_available();
+    if !found {
+        tracing::warn!(
+            "no TrueType font found ({}): {} not drawn; install fonts-dejavu-core",
+            FONT_FILES.join(", "),
+            path.display()
+        );
+    }
+    found
+}
+
 /// A named, coloured line of (epoch, value) points.
 type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
 
@@ -107,12 +120,7 @@ type OwnedSeries = (String, RGBColor, Vec<(f64, f64)>);
 /// Two panels, BLEU and BERTScore F1 of each system on the held-out neurons, against the number of
 /// annotated neurons each round trained on (`trainer follow`).
 pub fn rounds_curve(path: &Path, rounds: &[(f64, SystemScores)]) -> Result<()> {
-    if !font_available() {
-        tracing::warn!(
-            "no TrueType font found ({}): {} not drawn; install fonts-dejavu-core",
-            FONT_FILES.join(", "),
-            path.display()
-        );
+    if !font_or_warn(path) {
         return Ok(());
     }
     const COLOURS: [RGBColor; 4] = [RED, BLUE, GREEN, MAGENTA];
@@ -170,12 +178,7 @@ fn points(epochs: &[Epoch], f: impl Fn(&Epoch) -> f64) -> Vec<(f64, f64)> {
 /// Three panels: the captioner's training and validation losses, its validation BLEU, and the
 /// language model's training and validation losses.
 pub fn learning_curve(path: &Path, history: &History) -> Result<()> {
-    if !font_available() {
-        tracing::warn!(
-            "no TrueType font found ({}): {} not drawn; install fonts-dejavu-core",
-            FONT_FILES.join(", "),
-            path.display()
-        );
+    if !font_or_warn(path) {
         return Ok(());
     }
     let tmp = path.with_extension("tmp.png");

@@ -263,60 +263,61 @@ impl Follower {
                 return Ok(());
             }
             let changed = self.poll()?;
-            let annotated = self.state.annotated();
-            if annotated.len() >= self.state.trained_on + self.options.every {
-                let neurons: Vec<NeuronId> = annotated
-                    .keys()
-                    .map(|(model, layer, unit)| {
-                        Ok(NeuronId::new(
-                            model
-                                .parse()
-                                .map_err(|e| anyhow::anyhow!("feed: model {model:?}: {e}"))?,
-                            layer.clone(),
-                            *unit,
-                        ))
-                    })
-                    .collect::<Result<_>>()?;
-                let (train, validation, test) =
-                    partition(&neurons, &self.holdout, self.options.run.seed);
-                if train.is_empty() || validation.is_empty() || test.is_empty() {
-                    // Too few neurons (or none of the held-out network yet): wait for more
-                    // rather than start a round that cannot be scored.
-                    if self.options.until_idle && !changed {
-                        eprintln!(
-                            "idle: {} annotated neurons give {} to train, {} to validate and {} to test; waiting for more",
-                            neurons.len(),
-                            train.len(),
-                            validation.len(),
-                            test.len()
-                        );
-                        return Ok(());
-                    }
-                    if !changed {
-                        std::thread::sleep(self.options.poll);
-                    }
-                    continue;
+            match self.next_round()? {
+                Ok(plan) => {
+                    self.state.round = Some(plan);
+                    self.state.save(&self.state_path)?;
                 }
-                self.state.round = Some(RoundPlan {
-                    index: self.state.rounds_done + 1,
-                    neurons,
-                });
-                self.state.save(&self.state_path)?;
-                continue;
-            }
-            if self.options.until_idle && !changed {
-                eprintln!(
-                    "idle: {} annotated neurons ({} more start the next round), {} descriptions pending review",
-                    annotated.len(),
-                    self.state.trained_on + self.options.every - annotated.len(),
-                    self.state.pending()
-                );
-                return Ok(());
-            }
-            if !changed {
-                std::thread::sleep(self.options.poll);
+                Err(waiting) if self.options.until_idle && !changed => {
+                    eprintln!("idle: {waiting}");
+                    return Ok(());
+                }
+                Err(_) if !changed => std::thread::sleep(self.options.poll),
+                Err(_) => {}
             }
         }
+    }
+
+    /// The round that is due, or why none is: too few newly annotated neurons, or too few to
+    /// split into train, validation and test (a round that could not be scored would fail again
+    /// after every restart).
+    fn next_round(&self) -> Result<std::result::Result<RoundPlan, String>> {
+        let annotated = self.state.annotated();
+        let due = self.state.trained_on + self.options.every;
+        if annotated.len() < due {
+            return Ok(Err(format!(
+                "{} annotated neurons ({} more start the next round), {} descriptions pending review",
+                annotated.len(),
+                due - annotated.len(),
+                self.state.pending()
+            )));
+        }
+        let neurons: Vec<NeuronId> = annotated
+            .keys()
+            .map(|(model, layer, unit)| {
+                Ok(NeuronId::new(
+                    model
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("feed: model {model:?}: {e}"))?,
+                    layer.clone(),
+                    *unit,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let (train, validation, test) = partition(&neurons, &self.holdout, self.options.run.seed);
+        if train.is_empty() || validation.is_empty() || test.is_empty() {
+            return Ok(Err(format!(
+                "{} annotated neurons give {} to train, {} to validate and {} to test; waiting for more",
+                neurons.len(),
+                train.len(),
+                validation.len(),
+                test.len()
+            )));
+        }
+        Ok(Ok(RoundPlan {
+            index: self.state.rounds_done + 1,
+            neurons,
+        }))
     }
 
     /// Reads the feed to its end; true when anything changed.
@@ -470,9 +471,18 @@ impl Follower {
     }
 
     fn round(&mut self, plan: &RoundPlan, device: &Device) -> Result<()> {
+        // The round writes its descriptions into the cached corpus rather than into a copy of
+        // it: the features are most of its size (gigabytes for all of MILANNOTATIONS).
+        self.corpus(&plan.neurons, device)?;
+        let mut corpus = self.corpus.take().expect("loaded above");
+        let result = self.round_on(&mut corpus, plan, device);
+        self.corpus = Some(corpus);
+        result
+    }
+
+    fn round_on(&mut self, corpus: &mut Corpus, plan: &RoundPlan, device: &Device) -> Result<()> {
         let started = Instant::now();
         let annotated = self.state.annotated();
-        let mut corpus = self.corpus(&plan.neurons, device)?.clone();
         for neuron in &mut corpus.neurons {
             neuron.descriptions.clear();
             neuron.tokens.clear();
@@ -520,10 +530,10 @@ impl Follower {
             resume: true,
             ..self.options.run.clone()
         };
-        let trained = train(&corpus, &train_pos, &val_pos, &dir, &run, device)?;
+        let trained = train(corpus, &train_pos, &val_pos, &dir, &run, device)?;
         let known: Vec<usize> = train_pos.iter().chain(&val_pos).copied().collect();
         let results = evaluate(
-            &corpus,
+            corpus,
             &trained,
             &known,
             &test_pos,
@@ -531,7 +541,7 @@ impl Follower {
             &dir.join("predictions.csv"),
             device,
         )?;
-        let posted = self.post(&corpus, &trained, &plan.neurons, plan.index, device)?;
+        let posted = self.post(corpus, &trained, &plan.neurons, plan.index, device)?;
         let record = RoundRecord {
             posted,
             round: plan.index,
