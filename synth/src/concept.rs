@@ -183,7 +183,7 @@ impl Texture {
                 );
                 dx * dx + dy * dy <= (period as f32 / 3.5).powi(2)
             }
-            Texture::Checkered => (x / half.max(1) + y / half.max(1)) % 2 == 0,
+            Texture::Checkered => (x / half.max(1) + y / half.max(1)).is_multiple_of(2),
         }
     }
 }

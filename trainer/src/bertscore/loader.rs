@@ -131,7 +131,10 @@ pub fn read_config(dir: &Path) -> Result<BertConfig> {
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let config: BertConfig = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a BERT config", path.display()))?;
-    if config.hidden_size % config.num_attention_heads != 0 {
+    if !config
+        .hidden_size
+        .is_multiple_of(config.num_attention_heads)
+    {
         bail!(
             "{}: hidden_size is not a multiple of num_attention_heads",
             path.display()
