@@ -15,7 +15,8 @@
 //! `--split` naming an experiment (`alexnet->resnet152`), the test keys' neurons are the test
 //! neurons and the training keys' train, as `trainer fit` does.
 //!
-//! RUNDIR: `follow.json` (cursor, descriptions, round in progress), `exemplars/`,
+//! RUNDIR: `follow.lock` (held while a follower runs: two on one RUNDIR would overwrite each
+//! other's state), `follow.json` (cursor, descriptions, round in progress), `exemplars/`,
 //! `rounds/round-NNN/` (a training run as `trainer fit` writes one, resumable, with its
 //! `predictions.csv` and `metrics.json`), `history.json` and `history.png`.
 //! Killed at any point, a restart resumes: the cursor and descriptions from `follow.json`, the
@@ -25,6 +26,8 @@ pub mod client;
 pub mod state;
 
 use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -159,7 +162,7 @@ fn neuron_hash(seed: u64, purpose: &str, n: &NeuronId) -> u64 {
 
 /// Whether the within-network hold-out of `seed` tests on this neuron (whatever else is annotated).
 pub fn is_test_neuron(seed: u64, n: &NeuronId) -> bool {
-    neuron_hash(seed, "test", n) % HELD_OUT == 0
+    neuron_hash(seed, "test", n).is_multiple_of(HELD_OUT)
 }
 
 /// A seeded number in [0, 1) per (seed, purpose, neuron).
@@ -176,7 +179,7 @@ fn partition(
 ) -> (Vec<NeuronId>, Vec<NeuronId>, Vec<NeuronId>) {
     let held = |purpose: &str, n: &NeuronId| match purpose {
         "test" => is_test_neuron(seed, n),
-        _ => neuron_hash(seed, purpose, n) % HELD_OUT == 0,
+        _ => neuron_hash(seed, purpose, n).is_multiple_of(HELD_OUT),
     };
     let (mut rest, mut test): (Vec<NeuronId>, Vec<NeuronId>) = match holdout {
         Holdout::Neurons => ids.iter().cloned().partition(|n| !held("test", n)),
@@ -224,6 +227,7 @@ pub fn follow(options: FollowOptions, device: &Device) -> Result<Vec<RoundRecord
     }
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("creating {}", options.out.display()))?;
+    let _lock = lock_rundir(&options.out)?;
     let holdout = holdout(options.split.as_deref())?;
     let state_path = options.out.join("follow.json");
     let state = FollowState::load_or_new(&state_path, &options.annotator, &options.project)?;
@@ -246,6 +250,40 @@ pub fn follow(options: FollowOptions, device: &Device) -> Result<Vec<RoundRecord
     };
     f.run(device)?;
     read_history(&f.options.out)
+}
+
+/// Takes `RUNDIR/follow.lock` for as long as the returned file lives, or says which process
+/// holds it. The lock is the kernel's (flock), so a follower killed with -9 leaves none behind.
+pub fn lock_rundir(dir: &Path) -> Result<File> {
+    let path = dir.join("follow.lock");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            bail!(
+                "{} is in use by another `trainer follow` (process {}, which holds {}): \
+                 stop it or choose another --out",
+                dir.display(),
+                holder.trim(),
+                path.display()
+            );
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
 }
 
 impl Follower {
@@ -602,6 +640,20 @@ mod tests {
         (0..n)
             .map(|u| NeuronId::new("alexnet/imagenet".parse().unwrap(), "conv1", u))
             .collect()
+    }
+
+    #[test]
+    fn a_rundir_takes_one_follower_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_rundir(dir.path()).unwrap();
+        let err = lock_rundir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("in use by another `trainer follow`"), "{err}");
+        assert!(
+            err.contains(&format!("process {}", std::process::id())),
+            "{err}"
+        );
+        drop(held);
+        lock_rundir(dir.path()).expect("free again once the holder is gone");
     }
 
     #[test]
