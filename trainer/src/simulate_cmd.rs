@@ -17,14 +17,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use burn::tensor::Device;
 use milan_shared::milannotations::{Dataset, discover};
 use milan_shared::{ModelKey, NeuronId};
+use milan_trainer::fit::{MeanStd, SystemSummary};
 use milan_trainer::follow::client::Annotator;
 use milan_trainer::follow::{
     Describe, FollowOptions, Priority, RoundRecord, follow, is_test_neuron, unit_interval,
 };
 use milan_trainer::plot::SystemScores;
-use milan_trainer::train::{RunOptions, write_atomic};
+use milan_trainer::train::{MilanConfig, RunOptions, write_atomic};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::fit_cmd::{FeatureArgs, TrainingArgs};
@@ -32,7 +35,10 @@ use crate::fit_cmd::{FeatureArgs, TrainingArgs};
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
     /// Output folder: corpus/, random/ and active/ (annotator data and follow run folders),
-    /// simulation.json, simulation.md and simulation.png.
+    /// simulation.json, simulation.md and simulation.png (with several seeds, those per seed in
+    /// seed-N/ and the mean ± sample std over seeds at the top). A seed whose simulation.json
+    /// is there with the same settings is reused, so an interrupted run or one more seed costs
+    /// only the seeds not yet simulated.
     #[arg(long)]
     out: PathBuf,
     /// The annotator binary (default: `annotator` beside this `trainer`).
@@ -52,8 +58,10 @@ pub struct SimulateArgs {
     batch: usize,
     #[arg(long, default_value_t = 6)]
     rounds: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// One seed, or several (`0,1,2,3,4`): each seed's corpus, hold-out, initialisation and
+    /// random order differ; several write `seed-N/` each and a summary over them at the top.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    seed: Vec<u64>,
     #[command(flatten)]
     training: TrainingArgs,
     #[command(flatten)]
@@ -213,13 +221,90 @@ pub fn run_simulation(args: &SimulateArgs) -> Result<()> {
     );
     let device = milan_trainer::backend::device(&args.features.backend)?;
     let config = args.training.config()?;
+    ensure!(!args.seed.is_empty(), "--seed names no seed");
     std::fs::create_dir_all(&args.out)?;
-    let corpus = args.out.join("corpus");
+    let several = args.seed.len() > 1;
+    let mut runs = Vec::new();
+    for &seed in &args.seed {
+        let out = if several {
+            args.out.join(format!("seed-{seed}"))
+        } else {
+            args.out.clone()
+        };
+        if several {
+            eprintln!("seed {seed}: {}", out.display());
+        }
+        let conditions = simulate(args, seed, &out, &exe, &device, &config)?;
+        let md = write_outcome(&out, &conditions)?;
+        if !several {
+            print!("{md}");
+        }
+        runs.push(conditions);
+    }
+    if several {
+        let summary = summarize(&args.seed, &runs);
+        let md = write_summary(&args.out, &summary)?;
+        print!("{md}");
+    }
+    eprintln!(
+        "simulation.json, simulation.md and simulation.png in {}",
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Both conditions' rounds, from one seed, and the settings they ran with.
+#[derive(Debug, Serialize, Deserialize)]
+struct Conditions {
+    #[serde(default)]
+    settings: Value,
+    random: Vec<RoundRecord>,
+    active: Vec<RoundRecord>,
+}
+
+/// What a seed's outcome depends on besides the seed: an outcome with other settings is rerun.
+fn settings(args: &SimulateArgs, config: &MilanConfig) -> Value {
+    json!({
+        "keys": args.keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+        "units_per_layer": args.units_per_layer,
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "config": config,
+        "encoder": args.features.source().encoder,
+        "backend": args.features.backend,
+    })
+}
+
+/// `out/simulation.json` when it holds a finished run with these settings.
+fn finished(out: &Path, settings: &Value) -> Option<Conditions> {
+    let text = std::fs::read_to_string(out.join("simulation.json")).ok()?;
+    let done: Conditions = serde_json::from_str(&text).ok()?;
+    (done.settings == *settings).then_some(done)
+}
+
+fn simulate(
+    args: &SimulateArgs,
+    seed: u64,
+    out: &Path,
+    exe: &Path,
+    device: &Device,
+    config: &MilanConfig,
+) -> Result<Conditions> {
+    let settings = settings(args, config);
+    if let Some(done) = finished(out, &settings) {
+        eprintln!(
+            "seed {seed}: reusing {} (same settings; delete it to rerun)",
+            out.join("simulation.json").display()
+        );
+        return Ok(done);
+    }
+    std::fs::create_dir_all(out)?;
+    let corpus = out.join("corpus");
     if !corpus.exists() {
         let synth = milan_synth::SynthConfig {
             units_per_layer: args.units_per_layer,
             image_size: 64,
-            seed: args.seed,
+            seed,
             keys: args.keys.clone(),
         };
         milan_synth::generate(&corpus, &synth, &|| {})?;
@@ -229,10 +314,7 @@ pub fn run_simulation(args: &SimulateArgs) -> Result<()> {
         .keys()
         .map(|(m, l, u)| Ok(NeuronId::new(m.parse()?, l.clone(), *u)))
         .collect::<Result<_>>()?;
-    let test = neurons
-        .iter()
-        .filter(|n| is_test_neuron(args.seed, n))
-        .count();
+    let test = neurons.iter().filter(|n| is_test_neuron(seed, n)).count();
     eprintln!(
         "{} neurons, {test} held out for testing; {} rounds of {} sets",
         neurons.len(),
@@ -243,33 +325,34 @@ pub fn run_simulation(args: &SimulateArgs) -> Result<()> {
     let initial: Vec<Value> = neurons
         .iter()
         .map(|n| {
-            let p = if is_test_neuron(args.seed, n) {
-                2.0
-            } else {
-                0.0
-            } + unit_interval(args.seed, "initial-order", n);
+            let p = if is_test_neuron(seed, n) { 2.0 } else { 0.0 }
+                + unit_interval(seed, "initial-order", n);
             json!({ "model": n.key.to_string(), "layer": n.layer, "unit": n.unit, "priority": p })
         })
         .collect();
 
-    let mut results: BTreeMap<&str, Vec<RoundRecord>> = BTreeMap::new();
+    let mut results = Conditions {
+        settings,
+        random: Vec::new(),
+        active: Vec::new(),
+    };
     for (name, priority) in [
         ("random", Priority::Random),
         ("active", Priority::Uncertainty),
     ] {
-        let dir = args.out.join(name);
+        let dir = out.join(name);
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
         let data = dir.join("annotator");
-        run(Command::new(&exe)
+        run(Command::new(exe)
             .args(["import", "--project", "p", "--data-dir"])
             .arg(&data)
             .arg(&corpus))?;
-        let requester = run(Command::new(&exe)
+        let requester = run(Command::new(exe)
             .args(["requester-token", "--data-dir"])
             .arg(&data))?;
-        let (_server, base) = serve(&exe, &data)?;
+        let (_server, base) = serve(exe, &data)?;
         let client = Annotator::new(&base, "p", &requester);
         client.set_ordering(true)?;
         client.post_model_descriptions(0, "initial-order", &initial)?;
@@ -305,7 +388,7 @@ pub fn run_simulation(args: &SimulateArgs) -> Result<()> {
                     source: args.features.source(),
                     run: RunOptions {
                         config: config.clone(),
-                        seed: args.seed,
+                        seed,
                         resume: true,
                         backend: args.features.backend.clone(),
                         quiet: true,
@@ -318,14 +401,21 @@ pub fn run_simulation(args: &SimulateArgs) -> Result<()> {
                     describe: Describe::Greedy,
                     priority,
                 },
-                &device,
+                device,
             )?;
-            results.insert(name, history);
+            match priority {
+                Priority::Uncertainty => results.active = history,
+                _ => results.random = history,
+            }
         }
     }
 
-    let random = &results["random"];
-    let active = &results["active"];
+    Ok(results)
+}
+
+/// One seed's simulation.json, simulation.md and simulation.png in `out`; returns the table.
+fn write_outcome(out: &Path, results: &Conditions) -> Result<String> {
+    let (random, active) = (&results.random, &results.active);
     let mut md = String::from(
         "| round | annotated neurons | test neurons | random: MILAN-PMI BLEU | active: MILAN-PMI BLEU | random: greedy BLEU | active: greedy BLEU | random: PMI BERTScore | active: PMI BERTScore |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
@@ -369,15 +459,211 @@ pub fn run_simulation(args: &SimulateArgs) -> Result<()> {
         curve.push(((r.annotated_neurons - r.test_neurons) as f64, point));
     }
     write_atomic(
-        &args.out.join("simulation.json"),
-        &serde_json::to_vec_pretty(&json!({ "random": random, "active": active }))?,
+        &out.join("simulation.json"),
+        &serde_json::to_vec_pretty(results)?,
     )?;
-    write_atomic(&args.out.join("simulation.md"), md.as_bytes())?;
-    milan_trainer::plot::rounds_curve(&args.out.join("simulation.png"), &curve)?;
-    print!("{md}");
-    eprintln!(
-        "simulation.json, simulation.md and simulation.png in {}",
-        args.out.display()
+    write_atomic(&out.join("simulation.md"), md.as_bytes())?;
+    milan_trainer::plot::rounds_curve(&out.join("simulation.png"), &curve)?;
+    Ok(md)
+}
+
+/// One round over all seeds.
+#[derive(Debug, Serialize)]
+struct SummaryRound {
+    round: usize,
+    /// Annotated neurons outside the test side (train and validation), mean over seeds.
+    training_neurons: f64,
+    random: BTreeMap<String, SystemSummary>,
+    active: BTreeMap<String, SystemSummary>,
+    /// Seeds in which active ordering's MILAN-PMI BERTScore is above random ordering's.
+    active_ahead: usize,
+    seeds: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    seeds: Vec<u64>,
+    rounds: Vec<SummaryRound>,
+}
+
+/// Mean and spread over seeds, round by round (as many rounds as every seed has).
+fn summarize(seeds: &[u64], runs: &[Conditions]) -> Summary {
+    let rounds = runs
+        .iter()
+        .map(|c| c.random.len().min(c.active.len()))
+        .min()
+        .unwrap_or(0);
+    let systems = |pick: fn(&Conditions) -> &Vec<RoundRecord>, r: usize| {
+        let mut names: Vec<&String> = runs
+            .iter()
+            .flat_map(|c| pick(c)[r].results.keys())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                let scores: Vec<_> = runs
+                    .iter()
+                    .filter_map(|c| pick(c)[r].results.get(name))
+                    .collect();
+                let bleu: Vec<f64> = scores.iter().map(|s| s.bleu).collect();
+                let bert: Vec<f64> = scores.iter().map(|s| s.bertscore_f).collect();
+                (
+                    name.clone(),
+                    SystemSummary {
+                        bleu: MeanStd::of(&bleu),
+                        bertscore_f: MeanStd::of(&bert),
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let pmi = |rec: &RoundRecord| rec.results.get("milan-pmi").map(|s| s.bertscore_f);
+    let rounds = (0..rounds)
+        .map(|r| {
+            let training: Vec<f64> = runs
+                .iter()
+                .map(|c| (c.random[r].annotated_neurons - c.random[r].test_neurons) as f64)
+                .collect();
+            SummaryRound {
+                round: runs[0].random[r].round,
+                training_neurons: MeanStd::of(&training).mean,
+                random: systems(|c| &c.random, r),
+                active: systems(|c| &c.active, r),
+                active_ahead: runs
+                    .iter()
+                    .filter(|c| match (pmi(&c.active[r]), pmi(&c.random[r])) {
+                        (Some(a), Some(b)) => a > b,
+                        _ => false,
+                    })
+                    .count(),
+                seeds: runs.len(),
+            }
+        })
+        .collect();
+    Summary {
+        seeds: seeds.to_vec(),
+        rounds,
+    }
+}
+
+/// The summary's simulation.json, simulation.md and simulation.png in `out`; returns the table.
+fn write_summary(out: &Path, summary: &Summary) -> Result<String> {
+    let mut md = format!(
+        "Mean ± sample std over seeds {:?}; BERTScore F1 except the last two columns (BLEU).\n\n\
+         | round | training neurons | random: MILAN-PMI | active: MILAN-PMI | active ahead (PMI) | random: greedy | active: greedy | random: nearest neighbour | active: nearest neighbour | random: MILAN-PMI BLEU | active: MILAN-PMI BLEU |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        summary.seeds
     );
-    Ok(())
+    let cell = |m: &BTreeMap<String, SystemSummary>, s: &str, bleu: bool| {
+        m.get(s).map_or("-".to_owned(), |v| {
+            if bleu {
+                format!("{:.1} ± {:.1}", v.bleu.mean, v.bleu.std)
+            } else {
+                format!("{:.3} ± {:.3}", v.bertscore_f.mean, v.bertscore_f.std)
+            }
+        })
+    };
+    let mut curve: Vec<(f64, SystemScores)> = Vec::new();
+    for r in &summary.rounds {
+        md.push_str(&format!(
+            "| {} | {:.1} | {} | {} | {} of {} | {} | {} | {} | {} | {} | {} |\n",
+            r.round,
+            r.training_neurons,
+            cell(&r.random, "milan-pmi", false),
+            cell(&r.active, "milan-pmi", false),
+            r.active_ahead,
+            r.seeds,
+            cell(&r.random, "captioner-greedy", false),
+            cell(&r.active, "captioner-greedy", false),
+            cell(&r.random, "nearest-neighbour", false),
+            cell(&r.active, "nearest-neighbour", false),
+            cell(&r.random, "milan-pmi", true),
+            cell(&r.active, "milan-pmi", true),
+        ));
+        let mut point = SystemScores::new();
+        for (label, m, s) in [
+            ("random: milan-pmi", &r.random, "milan-pmi"),
+            ("active: milan-pmi", &r.active, "milan-pmi"),
+            ("random: greedy", &r.random, "captioner-greedy"),
+            ("active: greedy", &r.active, "captioner-greedy"),
+        ] {
+            if let Some(v) = m.get(s) {
+                point.insert(label.to_owned(), (v.bleu.mean, v.bertscore_f.mean));
+            }
+        }
+        curve.push((r.training_neurons, point));
+    }
+    write_atomic(
+        &out.join("simulation.json"),
+        &serde_json::to_vec_pretty(summary)?,
+    )?;
+    write_atomic(&out.join("simulation.md"), md.as_bytes())?;
+    milan_trainer::plot::rounds_curve(&out.join("simulation.png"), &curve)?;
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use milan_trainer::fit::Scores;
+
+    fn record(round: usize, pmi: f64, nn: Option<f64>) -> RoundRecord {
+        let mut results = BTreeMap::new();
+        results.insert(
+            "milan-pmi".to_owned(),
+            Scores {
+                bleu: 10.0 * pmi,
+                bertscore_f: pmi,
+            },
+        );
+        if let Some(nn) = nn {
+            results.insert(
+                "nearest-neighbour".to_owned(),
+                Scores {
+                    bleu: 0.0,
+                    bertscore_f: nn,
+                },
+            );
+        }
+        RoundRecord {
+            round,
+            annotated_neurons: 20 * round + 10,
+            train_neurons: 0,
+            validation_neurons: 0,
+            test_neurons: 10,
+            results,
+            posted: 0,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_summary_gives_mean_spread_and_wins_over_the_rounds_every_seed_has() {
+        let runs = [
+            Conditions {
+                settings: Value::Null,
+                random: vec![record(1, 0.5, Some(0.4)), record(2, 0.6, None)],
+                active: vec![record(1, 0.7, None), record(2, 0.5, None)],
+            },
+            Conditions {
+                settings: Value::Null,
+                random: vec![record(1, 0.3, None)],
+                active: vec![record(1, 0.2, None)],
+            },
+        ];
+        let summary = summarize(&[3, 4], &runs);
+        assert_eq!(summary.rounds.len(), 1, "seed 4 has one round only");
+        let r = &summary.rounds[0];
+        assert_eq!((r.round, r.training_neurons, r.seeds), (1, 20.0, 2));
+        let pmi = r.random["milan-pmi"].bertscore_f;
+        assert!((pmi.mean - 0.4).abs() < 1e-12);
+        assert!((pmi.std - 0.02f64.sqrt()).abs() < 1e-12, "sample std");
+        assert!((r.random["milan-pmi"].bleu.mean - 4.0).abs() < 1e-12);
+        // A system only some seeds scored is summarised over those.
+        assert_eq!(r.random["nearest-neighbour"].bertscore_f.mean, 0.4);
+        assert!(!r.active.contains_key("nearest-neighbour"));
+        assert_eq!(r.active_ahead, 1, "active is ahead on seed 3 only");
+    }
 }

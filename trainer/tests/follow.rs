@@ -488,20 +488,47 @@ fn the_active_ordering_simulation_runs_both_conditions() {
     .expect("config");
     let out = tmp.path().join("sim");
     let annotator_bin = Path::new(env!("CARGO_BIN_EXE_trainer")).with_file_name("annotator");
-    let output = run(trainer()
-        .args(["simulate-active", "--keys", "alexnet/imagenet"])
-        .args(["--units-per-layer", "8", "--batch", "4", "--rounds", "2"])
-        .arg("--out")
-        .arg(&out)
-        .arg("--annotator-bin")
-        .arg(&annotator_bin)
-        .arg("--config")
-        .arg(&config)
-        .arg("--cache")
-        .arg(tmp.path().join("cache")));
+    let simulate = |seeds: &str| {
+        run(trainer()
+            .args(["simulate-active", "--keys", "alexnet/imagenet"])
+            .args(["--units-per-layer", "8", "--batch", "4", "--rounds", "2"])
+            .args(["--seed", seeds])
+            .arg("--out")
+            .arg(&out)
+            .arg("--annotator-bin")
+            .arg(&annotator_bin)
+            .arg("--config")
+            .arg(&config)
+            .arg("--cache")
+            .arg(tmp.path().join("cache")))
+    };
+    let output = simulate("0,1");
     let table = String::from_utf8_lossy(&output.stdout);
-    assert!(table.contains("| round | annotated neurons |"), "{table}");
-    let results = read_json(&out.join("simulation.json"));
+    assert!(
+        table.contains("| round | training neurons |") && table.contains(" of 2 |"),
+        "the summary over both seeds: {table}"
+    );
+    let summary = read_json(&out.join("simulation.json"));
+    assert_eq!(summary["seeds"], json!([0, 1]));
+    // A seed already simulated with the same settings is reused, a new one simulated.
+    let again = simulate("0,1,2");
+    let log = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        log.contains("seed 0: reusing") && log.contains("seed 1: reusing"),
+        "{log}"
+    );
+    assert!(!log.contains("seed 2: reusing"), "{log}");
+    let summary = read_json(&out.join("simulation.json"));
+    assert_eq!(summary["seeds"], json!([0, 1, 2]));
+    assert_eq!(summary["rounds"].as_array().expect("rounds").len(), 2);
+    assert!(out.join("simulation.png").is_file());
+    let seed = |n: u32| read_json(&out.join(format!("seed-{n}")).join("simulation.json"));
+    assert_ne!(
+        seed(0)["random"][0]["results"]["annotators"],
+        seed(1)["random"][0]["results"]["annotators"],
+        "each seed its own corpus"
+    );
+    let results = seed(0);
     for condition in ["random", "active"] {
         let rounds = results[condition].as_array().expect("rounds");
         assert_eq!(rounds.len(), 2, "{condition}");
