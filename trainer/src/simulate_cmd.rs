@@ -263,8 +263,11 @@ struct Conditions {
 }
 
 /// What a seed's outcome depends on besides the seed: an outcome with other settings is rerun.
-fn settings(args: &SimulateArgs, config: &MilanConfig) -> Value {
-    json!({
+fn settings(args: &SimulateArgs, config: &MilanConfig) -> Result<Value> {
+    // Through text, so that the config's f32 fields read 0.2 as `trainer config` prints them
+    // (`json!` would widen them to 0.20000000298023224).
+    let config: Value = serde_json::from_str(&serde_json::to_string(config)?)?;
+    Ok(json!({
         "keys": args.keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
         "units_per_layer": args.units_per_layer,
         "batch": args.batch,
@@ -272,7 +275,7 @@ fn settings(args: &SimulateArgs, config: &MilanConfig) -> Value {
         "config": config,
         "encoder": args.features.source().encoder,
         "backend": args.features.backend,
-    })
+    }))
 }
 
 /// `out/simulation.json` when it holds a finished run with these settings.
@@ -290,7 +293,7 @@ fn simulate(
     device: &Device,
     config: &MilanConfig,
 ) -> Result<Conditions> {
-    let settings = settings(args, config);
+    let settings = settings(args, config)?;
     if let Some(done) = finished(out, &settings) {
         eprintln!(
             "seed {seed}: reusing {} (same settings; delete it to rerun)",
