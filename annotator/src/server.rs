@@ -145,20 +145,28 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        println!("annotator stopping: finishing requests in flight");
+        // Not println!: it panics when stdout is a closed pipe (a supervisor that died), and a
+        // panic here would leave the server running and deaf to every later signal.
+        say("annotator stopping: finishing requests in flight");
         handle.stop(true).await;
     });
     for addr in addrs {
-        println!(
+        say(&format!(
             "annotator listening on http://{addr} ({})",
             state.engine.db().url()
-        );
+        ));
     }
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
     server.await?;
     stop.store(true, Ordering::Relaxed);
     let _ = sweeper.join();
-    println!("annotator stopped");
+    say("annotator stopped");
     Ok(())
+}
+
+/// A line on stdout for whoever supervises the server; a closed stdout is not an error.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }

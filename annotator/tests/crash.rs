@@ -1,5 +1,5 @@
 //! kill -9 under load, restart: every submission that got a 200 is stored. And SIGTERM stops the
-//! server gracefully. On SQLite and on PostgreSQL.
+//! server gracefully, also once its stdout is a closed pipe. On SQLite and on PostgreSQL.
 
 mod common;
 
@@ -75,5 +75,44 @@ fn sigterm_stops_the_server_gracefully() {
         .unwrap();
     assert!(status.success());
     let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+}
+
+/// The server's supervisor may die and close the server's stdout: SIGTERM must still stop it.
+#[test]
+fn sigterm_stops_the_server_whose_stdout_is_gone() {
+    use std::io::BufRead;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_annotator"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--no-demo", "--data-dir"])
+        .arg(data.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.starts_with("annotator listening on ")),
+        "no listening line"
+    );
+    drop(lines);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("annotator serve ignored SIGTERM once its stdout was closed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(exit.success(), "exit status {exit:?}");
 }
