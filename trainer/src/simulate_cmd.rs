@@ -223,6 +223,7 @@ pub fn run_simulation(args: &SimulateArgs) -> Result<()> {
     let config = args.training.config()?;
     ensure!(!args.seed.is_empty(), "--seed names no seed");
     std::fs::create_dir_all(&args.out)?;
+    let settings = settings(args, &config)?;
     let several = args.seed.len() > 1;
     let mut runs = Vec::new();
     for &seed in &args.seed {
@@ -234,7 +235,7 @@ pub fn run_simulation(args: &SimulateArgs) -> Result<()> {
         if several {
             eprintln!("seed {seed}: {}", out.display());
         }
-        let conditions = simulate(args, seed, &out, &exe, &device, &config)?;
+        let conditions = simulate(args, seed, &out, &exe, &device, &config, &settings)?;
         let md = write_outcome(&out, &conditions)?;
         if !several {
             print!("{md}");
@@ -292,9 +293,9 @@ fn simulate(
     exe: &Path,
     device: &Device,
     config: &MilanConfig,
+    settings: &Value,
 ) -> Result<Conditions> {
-    let settings = settings(args, config)?;
-    if let Some(done) = finished(out, &settings) {
+    if let Some(done) = finished(out, settings) {
         eprintln!(
             "seed {seed}: reusing {} (same settings; delete it to rerun)",
             out.join("simulation.json").display()
@@ -335,7 +336,7 @@ fn simulate(
         .collect();
 
     let mut results = Conditions {
-        settings,
+        settings: settings.clone(),
         random: Vec::new(),
         active: Vec::new(),
     };
@@ -461,12 +462,19 @@ fn write_outcome(out: &Path, results: &Conditions) -> Result<String> {
         }
         curve.push(((r.annotated_neurons - r.test_neurons) as f64, point));
     }
-    write_atomic(
-        &out.join("simulation.json"),
-        &serde_json::to_vec_pretty(results)?,
-    )?;
+    write_files(out, &serde_json::to_vec_pretty(results)?, md, &curve)
+}
+
+/// simulation.json, simulation.md and simulation.png in `out`; returns the table.
+fn write_files(
+    out: &Path,
+    json: &[u8],
+    md: String,
+    curve: &[(f64, SystemScores)],
+) -> Result<String> {
+    write_atomic(&out.join("simulation.json"), json)?;
     write_atomic(&out.join("simulation.md"), md.as_bytes())?;
-    milan_trainer::plot::rounds_curve(&out.join("simulation.png"), &curve)?;
+    milan_trainer::plot::rounds_curve(&out.join("simulation.png"), curve)?;
     Ok(md)
 }
 
@@ -598,13 +606,7 @@ fn write_summary(out: &Path, summary: &Summary) -> Result<String> {
         }
         curve.push((r.training_neurons, point));
     }
-    write_atomic(
-        &out.join("simulation.json"),
-        &serde_json::to_vec_pretty(summary)?,
-    )?;
-    write_atomic(&out.join("simulation.md"), md.as_bytes())?;
-    milan_trainer::plot::rounds_curve(&out.join("simulation.png"), &curve)?;
-    Ok(md)
+    write_files(out, &serde_json::to_vec_pretty(summary)?, md, &curve)
 }
 
 #[cfg(test)]
