@@ -90,8 +90,14 @@ impl Accounts {
         validate_username(username)?;
         validate_password(password)?;
         let hash = hash_password(password)?;
-        self.db
-            .write(|c| -> Result<()> { Ok(q::upsert_requester(c, username, &hash, now)?) })
+        // A new password ends the sessions the old one opened.
+        self.db.write(|c| -> Result<()> {
+            q::upsert_requester(c, username, &hash, now)?;
+            if let Some(id) = q::requester_id(c, username)? {
+                q::revoke_sessions(c, q::SessionsOf::Requester(id), now)?;
+            }
+            Ok(())
+        })
     }
 
     pub fn check_requester(&self, username: &str, password: &str) -> Result<bool> {
@@ -101,13 +107,16 @@ impl Accounts {
         Ok(verify_password(password, stored.as_deref()))
     }
 
-    /// Gives a worker (created if new) a password for local sign-in.
+    /// Gives a worker (created if new) a password for local sign-in; the worker's sessions end.
     pub fn set_worker_password(&self, worker: &str, password: &str, now: Millis) -> Result<()> {
+        validate_local_worker_id(worker)?;
         validate_password(password)?;
         let hash = hash_password(password)?;
         self.db.write(|c| -> Result<()> {
             let w = crate::engine::worker_in(c, worker, now)?;
-            Ok(q::set_worker_password(c, w.id, &hash)?)
+            q::set_worker_password(c, w.id, &hash)?;
+            q::revoke_sessions(c, q::SessionsOf::Worker(w.id), now)?;
+            Ok(())
         })
     }
 
@@ -121,6 +130,7 @@ impl Accounts {
     /// A new one-time sign-in code for a worker (created if new), valid for [`CODE_VALID_MS`].
     /// Only its hash is stored: this is the one time it is seen.
     pub fn issue_worker_code(&self, worker: &str, now: Millis) -> Result<String> {
+        validate_local_worker_id(worker)?;
         let mut bytes = [0u8; CODE_LEN];
         rand::rng().fill_bytes(&mut bytes);
         let code: String = bytes
@@ -152,6 +162,27 @@ impl Accounts {
             }
         })
     }
+}
+
+/// Worker ids that MTurk and Prolific entry make (`mturk:<WorkerId>`, `prolific:<PID>`): they come
+/// from URL parameters, so no password, code or requester-minted session may claim them.
+pub const URL_NAMESPACES: [&str; 2] = ["mturk:", "prolific:"];
+
+/// Whether a worker id belongs to MTurk's or Prolific's namespace.
+pub fn is_url_identity(worker: &str) -> bool {
+    URL_NAMESPACES.iter().any(|ns| worker.starts_with(ns))
+}
+
+/// A worker id a requester may give a local account or an integration's session.
+pub fn validate_local_worker_id(worker: &str) -> Result<()> {
+    crate::engine::validate_worker_id(worker)?;
+    if is_url_identity(worker) {
+        return Err(EngineError::Invalid(format!(
+            "worker id {worker:?}: ids starting with mturk: or prolific: belong to those \
+             platforms' entry pages"
+        )));
+    }
+    Ok(())
 }
 
 pub fn validate_username(name: &str) -> Result<()> {

@@ -1,32 +1,74 @@
 //! The JSON API under /api/v1: the contract of the web pages, the trainer and outside scripts.
-//! Handlers extract, call the engine (on a blocking thread), and render; no rules live here.
+//! Handlers authenticate, then read the body (so a stranger's large body is never read or
+//! parsed), call the engine (on a blocking thread), and render; no rules live here.
+//!
+//! Who may call what (docs/security.md): a worker holds a session token, from a password, a
+//! one-time code, or minted for an integration with the requester's token; never from a bare id.
+//! Requester routes take a requester API token (`annotator requester-token`).
 //!
 //! Errors are JSON `{"error": "..."}` with the status that says what went wrong: 400 malformed
 //! request, 401 no or bad token, 403 not yours / blocked, 404 no such thing, 409 wrong state or
-//! lease over, 413 too large, 422 a rule refused the content, 500 anything else (logged, opaque).
+//! lease over, 413 too large, 415 not JSON, 422 a rule refused the content, 429 too many requests
+//! (with `Retry-After`), 500 anything else (logged, opaque).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::accounts::{Accounts, validate_local_worker_id};
 use crate::auth::{Auth, AuthError};
 use crate::db::queries as q;
 use crate::domain::{ProjectSettings, now_ms};
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Bonus, Engine, EngineError, Paid};
 use crate::export::{self, ExportError, Format};
 use crate::images::ImageStore;
+use crate::limits::{self, ApiLimits, Limit, RateLimiter};
+use crate::origin::Network;
+use crate::sessions::{Entry, Session, Sessions, Via};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub engine: Engine,
     pub auth: Auth,
+    pub sessions: Sessions,
     pub images: ImageStore,
     pub data_dir: PathBuf,
+    pub net: Arc<Network>,
+    pub limiter: Arc<RateLimiter>,
+    pub limits: ApiLimits,
+}
+
+impl AppState {
+    /// The state over a database, with no public URL, no trusted proxy and the default limits.
+    pub fn new(engine: Engine, auth: Auth, images: ImageStore, data_dir: PathBuf) -> Self {
+        AppState {
+            sessions: Sessions::new(engine.db().clone()),
+            engine,
+            auth,
+            images,
+            data_dir,
+            net: Arc::new(Network::default()),
+            limiter: Arc::new(RateLimiter::default()),
+            limits: ApiLimits::default(),
+        }
+    }
+
+    pub fn with_network(mut self, net: Network) -> Self {
+        self.net = Arc::new(net);
+        self
+    }
+
+    pub fn with_limits(mut self, limits: ApiLimits) -> Self {
+        self.limits = limits;
+        self
+    }
 }
 
 /// Every route: (method, path, summary). `openapi.json` is generated from this table and a test
@@ -35,12 +77,22 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "post",
         "/api/v1/workers/session",
-        "Start a worker session: {worker_id} -> {token}",
+        "Start a worker session with a credential: {worker_id, password} or {code}; or, with the requester's token, {worker_id} for an integration -> {token, session_id, expires_at}",
+    ),
+    (
+        "delete",
+        "/api/v1/workers/session",
+        "Worker: end this session (sign out)",
+    ),
+    (
+        "get",
+        "/api/v1/workers/me/assignments",
+        "Worker: live assignments (accepted, lease not over) in every project",
     ),
     (
         "post",
         "/api/v1/projects/{project}/assignments",
-        "Accept the next exemplar set (201), or 204 when none is left for this worker",
+        "Accept the next exemplar set (201); a worker who holds the project's cap of live leases gets the oldest back (200, resumed: true); 204 when none is left for this worker",
     ),
     (
         "post",
@@ -65,7 +117,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "post",
         "/api/v1/workers/{worker}/bonus",
-        "Requester: pay a bonus {cents, reason, assignment_id?}",
+        "Requester: pay a bonus {cents, reason, assignment_id? | project?}; needs an Idempotency-Key header (the same key never pays twice); at most the project's max_bonus_cents",
     ),
     (
         "post",
@@ -76,6 +128,21 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "delete",
         "/api/v1/workers/{worker}/block",
         "Requester: unblock a worker",
+    ),
+    (
+        "get",
+        "/api/v1/workers/{worker}/sessions",
+        "Requester: a worker's live sessions",
+    ),
+    (
+        "delete",
+        "/api/v1/workers/{worker}/sessions",
+        "Requester: end every session of a worker",
+    ),
+    (
+        "delete",
+        "/api/v1/sessions/{id}",
+        "Requester: end one session",
     ),
     ("get", "/api/v1/projects", "Requester: list projects"),
     ("post", "/api/v1/projects", "Requester: create a project"),
@@ -123,6 +190,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Unauthorized(String),
+    #[error("request body too large: the limit of this route is {0}")]
+    TooLarge(String),
+    #[error("send Content-Type: application/json")]
+    NotJson,
+    #[error("too many requests; try again in {0} s")]
+    TooMany(i64),
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
@@ -151,6 +224,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Engine(e) | ApiError::Export(ExportError::Engine(e)) => match e {
                 EngineError::NotFound(_) => StatusCode::NOT_FOUND,
                 EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -171,11 +247,63 @@ impl ResponseError for ApiError {
         } else {
             self.to_string()
         };
-        HttpResponse::build(status).json(json!({ "error": message }))
+        let mut resp = HttpResponse::build(status);
+        if let ApiError::TooMany(s) = self {
+            resp.insert_header((header::RETRY_AFTER, s.to_string()));
+        }
+        resp.json(json!({ "error": message }))
     }
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
+
+/// The largest body of most routes.
+const BODY_LIMIT: usize = 16 * 1024;
+/// The largest body of a model-descriptions post (a round of a whole MILANNOTATIONS-sized
+/// project: ~20k sets).
+const MODEL_DESCRIPTIONS_LIMIT: usize = 32 * 1024 * 1024;
+
+fn human_bytes(n: usize) -> String {
+    if n >= 1024 * 1024 && n.is_multiple_of(1024 * 1024) {
+        format!("{} MiB", n / (1024 * 1024))
+    } else if n >= 1024 && n.is_multiple_of(1024) {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// Reads and parses a JSON body of at most `limit` bytes. Called after authentication: the body
+/// of a request without a valid credential is never read.
+async fn read_json<T: DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<T> {
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError::NotJson);
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::TooLarge(human_bytes(limit)));
+    }
+    let bytes = match payload.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => return Err(ApiError::BadRequest(format!("reading the body: {e}"))),
+        Err(_) => return Err(ApiError::TooLarge(human_bytes(limit))),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
+}
 
 fn bearer(req: &HttpRequest) -> Result<&str> {
     req.headers()
@@ -186,15 +314,54 @@ fn bearer(req: &HttpRequest) -> Result<&str> {
         .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer token".into()))
 }
 
-fn worker_of(state: &AppState, req: &HttpRequest) -> Result<String> {
-    Ok(state.auth.check_worker_token(bearer(req)?, now_ms())?)
+/// Counts a request against a limit; 429 with the seconds to wait when over it.
+fn limit(state: &AppState, key: &str, limit: Option<Limit>) -> Result<()> {
+    match limit {
+        Some(l) => state
+            .limiter
+            .hit(key, l, now_ms())
+            .map_err(ApiError::TooMany),
+        None => Ok(()),
+    }
 }
 
-async fn requester(state: &AppState, req: &HttpRequest) -> Result<()> {
+/// The signed-in worker's session, from its bearer token.
+async fn worker_session(state: &AppState, req: &HttpRequest) -> Result<Session> {
+    let token = bearer(req)?.to_owned();
+    let sessions = state.sessions.clone();
+    let session = web::block(move || sessions.check(&token, now_ms()))
+        .await??
+        .filter(|s| s.worker().is_some())
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "invalid, expired or revoked session token; start a new session".into(),
+            )
+        })?;
+    Ok(session)
+}
+
+/// A worker's request to accept, submit or return: signed in and within the API's limits.
+async fn worker_call(state: &AppState, req: &HttpRequest) -> Result<String> {
+    let session = worker_session(state, req).await?;
+    let worker = session.worker().unwrap_or_default().to_owned();
+    limit(
+        state,
+        &format!("api-ip:{}", state.net.client_key(req)),
+        state.limits.per_address,
+    )?;
+    limit(
+        state,
+        &format!("api-worker:{worker}"),
+        state.limits.per_credential,
+    )?;
+    Ok(worker)
+}
+
+/// Checks the requester's API token; returns its id.
+async fn requester(state: &AppState, req: &HttpRequest) -> Result<i64> {
     let token = bearer(req)?.to_owned();
     let auth = state.auth.clone();
-    web::block(move || auth.check_requester_token(&token)).await??;
-    Ok(())
+    Ok(web::block(move || auth.check_requester_token(&token)).await??)
 }
 
 /// Runs blocking engine work off the async threads.
@@ -205,17 +372,139 @@ async fn blocking<T: Send + 'static>(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SessionBody {
-    worker_id: String,
+    worker_id: Option<String>,
+    password: Option<String>,
+    code: Option<String>,
 }
 
-async fn session(state: web::Data<AppState>, body: web::Json<SessionBody>) -> Result<HttpResponse> {
+/// A worker session needs a credential: the worker's password, a one-time code, or (for an
+/// integration that signs its own crowd in) the requester's token with the worker's id.
+async fn session(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
     let now = now_ms();
-    let worker_id = body.into_inner().worker_id;
+    let address = state.net.client_key(&req);
+    let minted_by = match req.headers().get(header::AUTHORIZATION) {
+        Some(_) => Some(requester(&state, &req).await?),
+        None => None,
+    };
+    match minted_by {
+        Some(token_id) => limit(
+            &state,
+            &format!("api-mint:{token_id}"),
+            Some(limits::SESSIONS_PER_REQUESTER_TOKEN),
+        )?,
+        None => limit(
+            &state,
+            &format!("api-session-ip:{address}"),
+            Some(limits::SESSIONS_PER_ADDRESS),
+        )?,
+    }
+    let body: SessionBody = read_json(&req, payload, BODY_LIMIT).await?;
     let st = state.clone();
-    let worker = blocking(move || Ok(st.engine.worker(&worker_id, now)?)).await?;
-    let token = state.auth.worker_token(&worker.external_id, now);
-    Ok(HttpResponse::Ok().json(json!({ "token": token, "worker_id": worker.external_id })))
+    let (token, session) = blocking(move || {
+        let accounts = Accounts::new(st.engine.db().clone());
+        let worker = match (minted_by, body) {
+            (
+                Some(_),
+                SessionBody {
+                    worker_id: Some(w),
+                    password: None,
+                    code: None,
+                },
+            ) => {
+                validate_local_worker_id(&w)?;
+                return Ok(st
+                    .sessions
+                    .start_worker(&w, Via::Requester, &Entry::Local, now)?);
+            }
+            (Some(_), _) => {
+                return Err(ApiError::BadRequest(
+                    "with the requester's token, send only {\"worker_id\": ...}".into(),
+                ));
+            }
+            (
+                None,
+                SessionBody {
+                    worker_id: None,
+                    password: None,
+                    code: Some(code),
+                },
+            ) => {
+                st.limiter
+                    .sign_in_allowed("api", &address, "", true, now)
+                    .map_err(ApiError::TooMany)?;
+                let worker = accounts.redeem_worker_code(&code, now)?;
+                if worker.is_none() {
+                    // A wrong code counts against the address, as a wrong password does.
+                    st.limiter.sign_in_failed("api", &address, "", true, now);
+                }
+                (worker, Via::Code)
+            }
+            (
+                None,
+                SessionBody {
+                    worker_id: Some(w),
+                    password: Some(p),
+                    code: None,
+                },
+            ) => {
+                st.limiter
+                    .sign_in_allowed("api", &address, &w, false, now)
+                    .map_err(ApiError::TooMany)?;
+                let ok = accounts.check_worker_password(&w, &p)?;
+                if !ok {
+                    st.limiter.sign_in_failed("api", &address, &w, false, now);
+                }
+                (ok.then_some(w), Via::Password)
+            }
+            (
+                None,
+                SessionBody {
+                    worker_id: Some(_),
+                    password: None,
+                    code: None,
+                },
+            ) => {
+                return Err(ApiError::Unauthorized(
+                    "a worker session needs a credential: {worker_id, password}, {code}, or the \
+                     requester's token for an integration"
+                        .into(),
+                ));
+            }
+            (None, _) => {
+                return Err(ApiError::BadRequest(
+                    "send {\"worker_id\", \"password\"} or {\"code\"}".into(),
+                ));
+            }
+        };
+        match worker {
+            (Some(w), via) => Ok(st.sessions.start_worker(&w, via, &Entry::Local, now)?),
+            (None, _) => Err(ApiError::Unauthorized(
+                "that worker id and password, or that code, did not work (codes work once)".into(),
+            )),
+        }
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "token": token,
+        "worker_id": session.worker(),
+        "session_id": session.public_id,
+        "expires_at": session.expires_at,
+    })))
+}
+
+/// Ends the caller's own session.
+async fn end_session(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+    worker_session(&state, &req).await?;
+    let token = bearer(&req)?.to_owned();
+    let st = state.clone();
+    blocking(move || Ok(st.sessions.end(&token, now_ms())?)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "status": "signed out" })))
 }
 
 fn set_json(set: &q::SetRow) -> serde_json::Value {
@@ -230,26 +519,71 @@ fn set_json(set: &q::SetRow) -> serde_json::Value {
     })
 }
 
+async fn my_assignments(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+    let session = worker_session(&state, &req).await?;
+    let worker = session.worker().unwrap_or_default().to_owned();
+    let st = state.clone();
+    let work = blocking(move || Ok(st.engine.live_work(&worker, now_ms())?)).await?;
+    Ok(HttpResponse::Ok().json(
+        work.iter()
+            .map(|(a, set, project)| {
+                json!({
+                    "assignment_id": a.public_id,
+                    "project": project,
+                    "set": set_json(set),
+                    "accepted_at": a.accepted_at,
+                    "expires_at": a.expires_at,
+                })
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
 async fn accept(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let worker = worker_of(&state, &req)?;
+    let worker = worker_call(&state, &req).await?;
     let project = path.into_inner();
     let st = state.clone();
     let accepted =
         blocking(move || Ok(st.engine.accept_next(&project, &worker, now_ms())?)).await?;
     Ok(match accepted {
         None => HttpResponse::NoContent().finish(),
-        Some(a) => HttpResponse::Created().json(json!({
-            "assignment_id": a.assignment.public_id,
-            "set": set_json(&a.set),
-            "expires_at": a.assignment.expires_at,
-            "instructions": a.project.instructions,
-            "title": a.project.title,
-        })),
+        Some(a) => {
+            let body = json!({
+                "assignment_id": a.assignment.public_id,
+                "set": set_json(&a.set),
+                "expires_at": a.assignment.expires_at,
+                "instructions": a.project.instructions,
+                "title": a.project.title,
+                "resumed": a.resumed,
+            });
+            if a.resumed {
+                HttpResponse::Ok().json(body)
+            } else {
+                HttpResponse::Created().json(body)
+            }
+        }
     })
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>> {
+    match req.headers().get("Idempotency-Key") {
+        None => Ok(None),
+        Some(v) => {
+            let key = v.to_str().map_err(|_| {
+                ApiError::BadRequest("Idempotency-Key must be visible ASCII".into())
+            })?;
+            if key.is_empty() || key.len() > 128 {
+                return Err(ApiError::BadRequest(
+                    "Idempotency-Key must be 1 to 128 characters".into(),
+                ));
+            }
+            Ok(Some(key.to_owned()))
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,30 +595,17 @@ async fn submit(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<SubmitBody>,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let worker = worker_of(&state, &req)?;
-    let key = match req.headers().get("Idempotency-Key") {
-        None => None,
-        Some(v) => {
-            let key = v.to_str().map_err(|_| {
-                ApiError::BadRequest("Idempotency-Key must be visible ASCII".into())
-            })?;
-            if key.is_empty() || key.len() > 128 {
-                return Err(ApiError::BadRequest(
-                    "Idempotency-Key must be 1 to 128 characters".into(),
-                ));
-            }
-            Some(key.to_owned())
-        }
-    };
+    let worker = worker_call(&state, &req).await?;
+    let key = idempotency_key(&req)?;
+    let body: SubmitBody = read_json(&req, payload, BODY_LIMIT).await?;
     let id = path.into_inner();
-    let text = body.into_inner().description;
     let st = state.clone();
     let response = blocking(move || {
         Ok(st
             .engine
-            .submit(&id, &worker, &text, key.as_deref(), now_ms())?)
+            .submit(&id, &worker, &body.description, key.as_deref(), now_ms())?)
     })
     .await?;
     Ok(HttpResponse::Ok().json(response))
@@ -295,7 +616,7 @@ async fn return_assignment(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let worker = worker_of(&state, &req)?;
+    let worker = worker_call(&state, &req).await?;
     let id = path.into_inner();
     let st = state.clone();
     blocking(move || Ok(st.engine.return_assignment(&id, &worker, now_ms())?)).await?;
@@ -323,44 +644,59 @@ async fn reject(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<RejectBody>,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
     requester(&state, &req).await?;
+    let body: RejectBody = read_json(&req, payload, BODY_LIMIT).await?;
     let id = path.into_inner();
-    let feedback = body.into_inner().feedback;
     let st = state.clone();
-    blocking(move || Ok(st.engine.reject(&id, &feedback, now_ms())?)).await?;
+    blocking(move || Ok(st.engine.reject(&id, &body.feedback, now_ms())?)).await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "rejected" })))
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BonusBody {
     cents: i64,
     reason: String,
     assignment_id: Option<String>,
+    project: Option<String>,
 }
 
 async fn bonus(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<BonusBody>,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
     requester(&state, &req).await?;
+    let key = idempotency_key(&req)?.ok_or_else(|| {
+        ApiError::BadRequest(
+            "a bonus needs an Idempotency-Key header (any string unique to this payment), so \
+             that a retried request does not pay twice"
+                .into(),
+        )
+    })?;
+    let body: BonusBody = read_json(&req, payload, BODY_LIMIT).await?;
     let worker = path.into_inner();
-    let body = body.into_inner();
     let st = state.clone();
-    blocking(move || {
+    let paid = blocking(move || {
         Ok(st.engine.bonus(
-            &worker,
-            body.cents,
-            &body.reason,
-            body.assignment_id.as_deref(),
+            &Bonus {
+                worker: &worker,
+                cents: body.cents,
+                reason: &body.reason,
+                assignment: body.assignment_id.as_deref(),
+                project: body.project.as_deref(),
+                idempotency_key: &key,
+            },
             now_ms(),
         )?)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "paid" })))
+    Ok(HttpResponse::Ok().json(json!({
+        "status": match paid { Paid::Paid => "paid", Paid::AlreadyPaid => "already paid" },
+    })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -372,13 +708,13 @@ async fn block(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<BlockBody>,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
     requester(&state, &req).await?;
+    let body: BlockBody = read_json(&req, payload, BODY_LIMIT).await?;
     let worker = path.into_inner();
-    let reason = body.into_inner().reason;
     let st = state.clone();
-    blocking(move || Ok(st.engine.block(&worker, &reason, now_ms())?)).await?;
+    blocking(move || Ok(st.engine.block(&worker, &body.reason, now_ms())?)).await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "blocked" })))
 }
 
@@ -394,6 +730,55 @@ async fn unblock(
     Ok(HttpResponse::Ok().json(json!({ "status": "unblocked" })))
 }
 
+fn session_json(s: &Session) -> serde_json::Value {
+    json!({
+        "session_id": s.public_id,
+        "worker": s.worker(),
+        "via": s.via.as_str(),
+        "created_at": s.created_at,
+        "expires_at": s.expires_at,
+    })
+}
+
+async fn worker_sessions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    requester(&state, &req).await?;
+    let worker = path.into_inner();
+    let st = state.clone();
+    let list = blocking(move || Ok(st.sessions.list(Some(&worker), now_ms())?)).await?;
+    Ok(HttpResponse::Ok().json(list.iter().map(session_json).collect::<Vec<_>>()))
+}
+
+async fn end_worker_sessions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    requester(&state, &req).await?;
+    let worker = path.into_inner();
+    let st = state.clone();
+    let ended = blocking(move || Ok(st.sessions.revoke_worker(&worker, now_ms())?)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "ended": ended })))
+}
+
+async fn end_one_session(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    requester(&state, &req).await?;
+    let id = path.into_inner();
+    let st = state.clone();
+    let ended = blocking(move || Ok(st.sessions.revoke(&id, now_ms())?)).await?;
+    if !ended {
+        return Err(EngineError::NotFound("no live session with that id".into()).into());
+    }
+    Ok(HttpResponse::Ok().json(json!({ "ended": 1 })))
+}
+
 fn project_json(p: &q::ProjectRow) -> serde_json::Value {
     json!({
         "name": p.name,
@@ -405,6 +790,8 @@ fn project_json(p: &q::ProjectRow) -> serde_json::Value {
         "auto_approve_ms": p.auto_approve_ms,
         "qualification_required": p.qualification_required,
         "prolific_completion_code": p.prolific_completion_code,
+        "max_live_per_worker": p.max_live_per_worker,
+        "max_bonus_cents": p.max_bonus_cents,
         "created_at": p.created_at,
     })
 }
@@ -419,10 +806,10 @@ async fn list_projects(state: web::Data<AppState>, req: HttpRequest) -> Result<H
 async fn create_project(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<ProjectSettings>,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
     requester(&state, &req).await?;
-    let settings = body.into_inner();
+    let settings: ProjectSettings = read_json(&req, payload, BODY_LIMIT).await?;
     let st = state.clone();
     let project = blocking(move || Ok(st.engine.create_project(&settings, now_ms())?)).await?;
     Ok(HttpResponse::Created().json(project_json(&project)))
@@ -516,10 +903,6 @@ async fn descriptions(
         .body(body))
 }
 
-/// The largest body of a model-descriptions post (a round of a whole MILANNOTATIONS-sized
-/// project: ~20k sets).
-const MODEL_DESCRIPTIONS_LIMIT: usize = 32 * 1024 * 1024;
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModelDescriptionsBody {
@@ -532,11 +915,11 @@ async fn post_model_descriptions(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<ModelDescriptionsBody>,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
     requester(&state, &req).await?;
+    let body: ModelDescriptionsBody = read_json(&req, payload, MODEL_DESCRIPTIONS_LIMIT).await?;
     let project = path.into_inner();
-    let body = body.into_inner();
     let st = state.clone();
     let (stored, priorities) = blocking(move || {
         Ok(st.engine.post_model_descriptions(
@@ -573,9 +956,10 @@ async fn ordering(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<OrderingBody>,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
     requester(&state, &req).await?;
+    let body: OrderingBody = read_json(&req, payload, BODY_LIMIT).await?;
     let project = path.into_inner();
     let by_priority = body.by_priority;
     let st = state.clone();
@@ -606,6 +990,7 @@ async fn export_project(
             &st.data_dir,
             &project,
             format,
+            st.net.public_url.as_ref(),
         )?)
     })
     .await?;
@@ -670,26 +1055,6 @@ async fn image(state: web::Data<AppState>, path: web::Path<String>) -> Result<Ht
         .body(bytes))
 }
 
-fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    use actix_web::error::JsonPayloadError as E;
-    let (status, message) = match &err {
-        E::OverflowKnownLength { .. } | E::Overflow { .. } => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body too large (limit 16 KiB)".to_owned(),
-        ),
-        E::ContentType => (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send Content-Type: application/json".to_owned(),
-        ),
-        other => (StatusCode::BAD_REQUEST, format!("invalid JSON: {other}")),
-    };
-    actix_web::error::InternalError::from_response(
-        err,
-        HttpResponse::build(status).json(json!({ "error": message })),
-    )
-    .into()
-}
-
 fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
     let response = HttpResponse::BadRequest().json(json!({ "error": format!("bad path: {err}") }));
     actix_web::error::InternalError::from_response(err, response).into()
@@ -707,51 +1072,49 @@ async fn not_found() -> HttpResponse {
 
 /// Registers every route of [`ROUTES`].
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(16 * 1024)
-            .error_handler(json_error),
-    )
-    .app_data(web::PathConfig::default().error_handler(path_error))
-    .app_data(web::QueryConfig::default().error_handler(query_error))
-    .service(
-        web::scope("/api/v1")
-            .route("/workers/session", web::post().to(session))
-            .route("/projects/{project}/assignments", web::post().to(accept))
-            .route("/assignments/{id}/submit", web::post().to(submit))
-            .route(
-                "/assignments/{id}/return",
-                web::post().to(return_assignment),
-            )
-            .route("/assignments/{id}/approve", web::post().to(approve))
-            .route("/assignments/{id}/reject", web::post().to(reject))
-            .route("/workers/{worker}/bonus", web::post().to(bonus))
-            .route("/workers/{worker}/block", web::post().to(block))
-            .route("/workers/{worker}/block", web::delete().to(unblock))
-            .route("/projects", web::get().to(list_projects))
-            .route("/projects", web::post().to(create_project))
-            .route("/projects/{project}/progress", web::get().to(progress))
-            .route(
-                "/projects/{project}/descriptions",
-                web::get().to(descriptions),
-            )
-            .service(
-                web::resource("/projects/{project}/model-descriptions")
-                    .app_data(
-                        web::JsonConfig::default()
-                            .limit(MODEL_DESCRIPTIONS_LIMIT)
-                            .error_handler(json_error),
-                    )
-                    .route(web::post().to(post_model_descriptions)),
-            )
-            .route(
-                "/projects/{project}/model-agreement",
-                web::get().to(model_agreement),
-            )
-            .route("/projects/{project}/ordering", web::post().to(ordering))
-            .route("/projects/{project}/export", web::get().to(export_project))
-            .route("/openapi.json", web::get().to(openapi)),
-    )
-    .route("/images/{name}", web::get().to(image))
-    .default_service(web::to(not_found));
+    cfg.app_data(web::PathConfig::default().error_handler(path_error))
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .service(
+            web::scope("/api/v1")
+                .route("/workers/session", web::post().to(session))
+                .route("/workers/session", web::delete().to(end_session))
+                .route("/workers/me/assignments", web::get().to(my_assignments))
+                .route("/projects/{project}/assignments", web::post().to(accept))
+                .route("/assignments/{id}/submit", web::post().to(submit))
+                .route(
+                    "/assignments/{id}/return",
+                    web::post().to(return_assignment),
+                )
+                .route("/assignments/{id}/approve", web::post().to(approve))
+                .route("/assignments/{id}/reject", web::post().to(reject))
+                .route("/workers/{worker}/bonus", web::post().to(bonus))
+                .route("/workers/{worker}/block", web::post().to(block))
+                .route("/workers/{worker}/block", web::delete().to(unblock))
+                .route("/workers/{worker}/sessions", web::get().to(worker_sessions))
+                .route(
+                    "/workers/{worker}/sessions",
+                    web::delete().to(end_worker_sessions),
+                )
+                .route("/sessions/{id}", web::delete().to(end_one_session))
+                .route("/projects", web::get().to(list_projects))
+                .route("/projects", web::post().to(create_project))
+                .route("/projects/{project}/progress", web::get().to(progress))
+                .route(
+                    "/projects/{project}/descriptions",
+                    web::get().to(descriptions),
+                )
+                .route(
+                    "/projects/{project}/model-descriptions",
+                    web::post().to(post_model_descriptions),
+                )
+                .route(
+                    "/projects/{project}/model-agreement",
+                    web::get().to(model_agreement),
+                )
+                .route("/projects/{project}/ordering", web::post().to(ordering))
+                .route("/projects/{project}/export", web::get().to(export_project))
+                .route("/openapi.json", web::get().to(openapi)),
+        )
+        .route("/images/{name}", web::get().to(image))
+        .default_service(web::to(not_found));
 }

@@ -1,8 +1,9 @@
-//! Who is calling: signed worker session tokens and hashed requester tokens. No HTTP here.
+//! The server's secret and what is signed with it (the sealed values of the web pages, CSRF
+//! tokens), and the requester's API tokens. No HTTP here; sessions are in [`crate::sessions`].
 //!
-//! A worker token is `<hex worker id>.<issued ms>.<hex HMAC-SHA256>` under a secret kept in the
-//! database (so several server processes on one PostgreSQL accept each other's tokens). A
-//! requester token is 32 random bytes, shown once; only its SHA-256 is stored.
+//! The secret lives in the database, so several server processes on one PostgreSQL accept each
+//! other's sealed values. A requester token is 32 random bytes shown once; only its SHA-256 is
+//! stored, and it works until revoked (`annotator requester-token --revoke ID`).
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -10,11 +11,9 @@ use sha2::{Digest, Sha256};
 
 use crate::db::queries as q;
 use crate::db::{Database, DbError};
-use crate::domain::{DAY_MS, Millis};
+use crate::domain::Millis;
 
 const SECRET_SETTING: &str = "session_secret";
-/// How long a worker session stays valid.
-pub const SESSION_MS: Millis = 30 * DAY_MS;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -24,13 +23,13 @@ pub enum AuthError {
     Malformed,
     #[error("invalid token")]
     Invalid,
-    #[error("token expired; sign in again")]
-    Expired,
+    #[error("a token label is at most 100 characters, without control characters")]
+    Label,
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
-/// Signs and checks tokens.
+/// The server's secret, and the requester tokens.
 #[derive(Clone)]
 pub struct Auth {
     secret: Vec<u8>,
@@ -76,33 +75,6 @@ impl Auth {
         hex::encode(mac.finalize().into_bytes())
     }
 
-    pub fn worker_token(&self, worker: &str, now: Millis) -> String {
-        let payload = format!("{}.{now}", hex::encode(worker.as_bytes()));
-        let sig = self.mac(&payload);
-        format!("{payload}.{sig}")
-    }
-
-    /// The worker a token was issued to.
-    pub fn check_worker_token(&self, token: &str, now: Millis) -> Result<String, AuthError> {
-        let mut parts = token.split('.');
-        let (Some(id), Some(issued), Some(sig), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(AuthError::Malformed);
-        };
-        let payload = format!("{id}.{issued}");
-        let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length");
-        mac.update(payload.as_bytes());
-        let sig = hex::decode(sig).map_err(|_| AuthError::Malformed)?;
-        mac.verify_slice(&sig).map_err(|_| AuthError::Invalid)?;
-        let issued: Millis = issued.parse().map_err(|_| AuthError::Malformed)?;
-        if now - issued > SESSION_MS {
-            return Err(AuthError::Expired);
-        }
-        let id = hex::decode(id).map_err(|_| AuthError::Malformed)?;
-        String::from_utf8(id).map_err(|_| AuthError::Malformed)
-    }
-
     /// `payload` signed for one purpose: `<hex payload>.<hex HMAC>`. Web sessions and the
     /// qualification's start time travel this way.
     pub fn seal(&self, purpose: &str, payload: &str) -> String {
@@ -125,27 +97,46 @@ impl Auth {
         self.mac(&format!("{purpose}.{value}"))
     }
 
-    /// Creates a requester token; only its hash is stored, so this is the one time it is seen.
-    pub fn create_requester_token(&self, now: Millis) -> Result<String, AuthError> {
+    /// Creates a requester token with a label; only its hash is stored, so this is the one time
+    /// it is seen. Returns (id, token).
+    pub fn create_requester_token(
+        &self,
+        label: &str,
+        now: Millis,
+    ) -> Result<(i64, String), AuthError> {
+        if label.chars().count() > 100 || label.chars().any(char::is_control) {
+            return Err(AuthError::Label);
+        }
         let token = format!("req_{}", random_hex(32));
         let hash = sha256_hex(&token);
-        self.db
-            .write(|c| -> Result<(), DbError> { Ok(q::insert_requester_token(c, &hash, now)?) })?;
-        Ok(token)
+        let id = self.db.write(|c| -> Result<i64, DbError> {
+            Ok(q::insert_requester_token(c, &hash, label, now)?)
+        })?;
+        Ok((id, token))
     }
 
-    pub fn check_requester_token(&self, token: &str) -> Result<(), AuthError> {
-        if !token.starts_with("req_") {
+    /// The id of the requester token, if it is one and not revoked.
+    pub fn check_requester_token(&self, token: &str) -> Result<i64, AuthError> {
+        if !token.starts_with("req_") || token.len() != 4 + 64 {
             return Err(AuthError::Malformed);
         }
         let hash = sha256_hex(token);
-        let found = self
+        self.db
+            .read(|c| -> Result<_, DbError> { Ok(q::requester_token_id(c, &hash)?) })?
+            .ok_or(AuthError::Invalid)
+    }
+
+    /// Every requester token: (id, label, created, revoked).
+    pub fn requester_tokens(&self) -> Result<Vec<q::TokenListing>, AuthError> {
+        Ok(self
             .db
-            .read(|c| -> Result<bool, DbError> { Ok(q::requester_token_exists(c, &hash)?) })?;
-        if found {
-            Ok(())
-        } else {
-            Err(AuthError::Invalid)
-        }
+            .read(|c| -> Result<_, DbError> { Ok(q::requester_tokens(c)?) })?)
+    }
+
+    /// Revokes a requester token; `false` when there is no such live token.
+    pub fn revoke_requester_token(&self, id: i64, now: Millis) -> Result<bool, AuthError> {
+        Ok(self
+            .db
+            .write(|c| -> Result<bool, DbError> { Ok(q::revoke_requester_token(c, id, now)?) })?)
     }
 }

@@ -72,14 +72,18 @@ pub fn run_bench(config: &BenchConfig) -> Result<()> {
     let mut baseline = None;
     for workers in [1usize, 16, 64] {
         let url = fresh_database(config, dir.path(), &format!("http{workers}"))?;
-        seed(&url, config.http_sets, 30 * 60 * 1000)?;
+        let engine = seed(&url, config.http_sets, 30 * 60 * 1000)?;
+        let (_, token) =
+            crate::auth::Auth::load(engine.db())?.create_requester_token("bench", now_ms())?;
+        let mut args = vec!["--workers", "4"];
+        args.extend(ServerProcess::NO_RATE_LIMITS);
         let server = ServerProcess::start(
             &std::env::current_exe()?,
             &dir.path().join(format!("data{workers}")),
             &url,
-            &["--workers", "4"],
+            &args,
         )?;
-        let mut crowd = CrowdConfig::new(workers, "bench");
+        let mut crowd = CrowdConfig::new(workers, "bench", &token);
         crowd.max_duration = Duration::from_secs(config.http_seconds);
         let report = run(&server.base, &crowd);
         let rate = report.acknowledged.len() as f64 / report.elapsed.as_secs_f64();

@@ -39,6 +39,13 @@ pub struct ProjectSettings {
     /// Prolific studies only: the completion code participants are sent back with.
     #[serde(default)]
     pub prolific_completion_code: Option<String>,
+    /// How many live leases one worker may hold at once in this project (accepting again beyond
+    /// it returns a live one).
+    #[serde(default = "default_max_live")]
+    pub max_live_per_worker: i32,
+    /// The largest single bonus, in cents.
+    #[serde(default = "default_max_bonus")]
+    pub max_bonus_cents: i64,
 }
 
 fn default_assignments() -> i32 {
@@ -50,6 +57,23 @@ fn default_lease() -> Millis {
 fn default_auto_approve() -> Millis {
     3 * DAY_MS
 }
+fn default_max_live() -> i32 {
+    1
+}
+fn default_max_bonus() -> i64 {
+    DEFAULT_MAX_BONUS_CENTS
+}
+
+/// Bounds on money and durations, so that no sum and no `now + duration` can overflow anywhere
+/// (the database holds the same bounds: `migrations/*/000004_identity`).
+pub const MAX_REWARD_CENTS: i64 = 100_000;
+/// The largest single payment of any kind: $10,000.
+pub const MAX_BONUS_CENTS: i64 = 1_000_000;
+pub const DEFAULT_MAX_BONUS_CENTS: i64 = 2_000;
+pub const MAX_LEASE_MS: Millis = 7 * DAY_MS;
+/// MTurk's own limit on the auto-approval delay.
+pub const MAX_AUTO_APPROVE_MS: Millis = 30 * DAY_MS;
+pub const MAX_LIVE_PER_WORKER: i32 = 100;
 
 pub const DEFAULT_INSTRUCTIONS: &str = "Each image shows, at full brightness, the regions where one \
 neuron of a vision network fires most; the rest of the image is dimmed. Write one short phrase \
@@ -70,6 +94,8 @@ impl ProjectSettings {
             auto_approve_ms: default_auto_approve(),
             qualification_required: false,
             prolific_completion_code: None,
+            max_live_per_worker: default_max_live(),
+            max_bonus_cents: default_max_bonus(),
         }
     }
 
@@ -78,17 +104,35 @@ impl ProjectSettings {
         if self.title.trim().is_empty() {
             return Err("title: must not be empty".into());
         }
-        if self.reward_cents < 0 {
-            return Err("reward_cents: must not be negative".into());
+        if !(0..=MAX_REWARD_CENTS).contains(&self.reward_cents) {
+            return Err(format!(
+                "reward_cents: must be 0 to {MAX_REWARD_CENTS} (${})",
+                MAX_REWARD_CENTS / 100
+            ));
         }
         if !(1..=20).contains(&self.assignments_per_set) {
             return Err("assignments_per_set: must be 1 to 20".into());
         }
-        if self.lease_ms < 1000 {
-            return Err("lease_ms: must be at least 1000 (one second)".into());
+        if !(1000..=MAX_LEASE_MS).contains(&self.lease_ms) {
+            return Err(format!(
+                "lease_ms: must be 1000 (one second) to {MAX_LEASE_MS} (7 days)"
+            ));
         }
-        if self.auto_approve_ms < 0 {
-            return Err("auto_approve_ms: must not be negative".into());
+        if !(0..=MAX_AUTO_APPROVE_MS).contains(&self.auto_approve_ms) {
+            return Err(format!(
+                "auto_approve_ms: must be 0 to {MAX_AUTO_APPROVE_MS} (30 days)"
+            ));
+        }
+        if !(1..=MAX_LIVE_PER_WORKER).contains(&self.max_live_per_worker) {
+            return Err(format!(
+                "max_live_per_worker: must be 1 to {MAX_LIVE_PER_WORKER}"
+            ));
+        }
+        if !(0..=MAX_BONUS_CENTS).contains(&self.max_bonus_cents) {
+            return Err(format!(
+                "max_bonus_cents: must be 0 to {MAX_BONUS_CENTS} (${})",
+                MAX_BONUS_CENTS / 100
+            ));
         }
         if let Some(code) = &self.prolific_completion_code
             && (code.is_empty()
@@ -175,10 +219,74 @@ pub const DESCRIPTION_MAX_CHARS: usize = 500;
 pub const DESCRIPTION_MIN_WORDS: usize = 2;
 pub const FEEDBACK_MAX_CHARS: usize = 1024;
 
-/// A description that passed every rule: trimmed, 3 to 500 characters, two words or more, not
+/// A description that passed every rule: trimmed, 3 to 500 characters of plain text (no control,
+/// invisible or text-direction characters, nothing that looks like HTML), two words or more, not
 /// the worker's previous description, not copied from the instructions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Description(String);
+
+/// Why a character may not appear in a description, if it may not: characters a reader cannot
+/// see, or that reorder what is shown (a U+202E makes "gnp.exe" read "exe.png"), would make the
+/// stored text differ from what the requester reviews.
+pub fn forbidden_char(c: char) -> Option<&'static str> {
+    match c {
+        '\n' | '\t' => None,
+        '\u{061C}'
+        | '\u{200E}'
+        | '\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}' => Some("a character that changes the direction of the text"),
+        '\u{00AD}'
+        | '\u{034F}'
+        | '\u{115F}'
+        | '\u{1160}'
+        | '\u{17B4}'
+        | '\u{17B5}'
+        | '\u{180E}'
+        | '\u{200B}'..='\u{200D}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{3164}'
+        | '\u{FEFF}'
+        | '\u{FFA0}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E007F}' => Some("an invisible character"),
+        '\u{2028}' | '\u{2029}' => Some("a line or paragraph separator"),
+        c if c.is_control() => Some("a control character"),
+        _ => None,
+    }
+}
+
+/// The first piece of HTML-looking markup in a text: a tag (`<b>`, `</div>`, `<!--`, `<?xml`) or
+/// a character reference (`&amp;`, `&#60;`). A `<` followed by a space or a digit ("a < b",
+/// "<3") is plain text.
+pub fn markup_in(text: &str) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        let next = chars.get(i + 1).copied();
+        let tag = c == '<'
+            && next.is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?'));
+        let reference = c == '&' && {
+            let rest: String = chars[i + 1..].iter().take(40).collect();
+            let body = rest.split(';').next().unwrap_or("");
+            rest.contains(';')
+                && !body.is_empty()
+                && (body.chars().all(|b| b.is_ascii_alphanumeric())
+                    && body.chars().next().is_some_and(|b| b.is_ascii_alphabetic())
+                    || body.strip_prefix('#').is_some_and(|n| {
+                        let n = n.strip_prefix(['x', 'X']).unwrap_or(n);
+                        !n.is_empty() && n.chars().all(|d| d.is_ascii_hexdigit())
+                    }))
+        };
+        if tag || reference {
+            let end = chars[i..]
+                .iter()
+                .position(|&e| e == if tag { '>' } else { ';' })
+                .map_or((i + 12).min(chars.len()), |p| (i + p + 1).min(i + 40));
+            return Some(chars[i..end].iter().collect());
+        }
+    }
+    None
+}
 
 fn normalise(s: &str) -> String {
     s.split_whitespace()
@@ -203,11 +311,17 @@ impl Description {
                 "description too long: {chars} characters, at most {DESCRIPTION_MAX_CHARS}"
             ));
         }
-        if text
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            return Err("description contains control characters".into());
+        if let Some((c, why)) = text.chars().find_map(|c| forbidden_char(c).map(|w| (c, w))) {
+            return Err(format!(
+                "description contains {why} (U+{:04X}): delete it, or type the description again \
+                 instead of pasting it",
+                u32::from(c)
+            ));
+        }
+        if let Some(markup) = markup_in(text) {
+            return Err(format!(
+                "descriptions are plain text: remove {markup:?} (no HTML tags or codes such as &amp;)"
+            ));
         }
         let words = text
             .split_whitespace()
@@ -249,7 +363,13 @@ mod tests {
             ("dogs !!", "at least 2 words"),
             (&"a ".repeat(300), "too long"),
             ("Blue  squares.", "repeats your previous one"),
-            ("red\u{0}circles here", "control characters"),
+            ("red\u{0}circles here", "a control character"),
+            ("red circles\u{202E}gnp", "direction of the text (U+202E)"),
+            ("red\u{200B} circles", "an invisible character (U+200B)"),
+            ("red <b>circles</b>", "plain text: remove \"<b>\""),
+            ("red circles &amp; squares", "plain text: remove \"&amp;\""),
+            ("a < b and <3 hearts", ""),
+            ("salt & pepper; tasty", ""),
             ("vertical stripes", ""),
             (
                 "write one short phrase describing what the highlighted regions have in common",

@@ -14,6 +14,7 @@ use crate::db::queries::{self as q, AssignmentRow, DescriptionRow, SetRow};
 use crate::engine::{Engine, EngineError};
 use crate::images::{ImageError, ImageStore};
 use crate::import::StoredExemplar;
+use crate::origin::PublicUrl;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -172,8 +173,24 @@ pub const MTURK_COLUMNS: [&str; 13] = [
     "WorkTimeInSeconds",
 ];
 
-/// Writes Mechanical Turk's batch-results CSV: one row per submitted assignment.
-pub fn mturk_csv(engine: &Engine, project: &str, out: impl Write) -> Result<(), ExportError> {
+/// A cell that a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return: OWASP's list) gets a leading `'`, which spreadsheets show as text.
+pub fn spreadsheet_safe(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_owned()
+    }
+}
+
+/// Writes Mechanical Turk's batch-results CSV: one row per submitted assignment. Every cell is
+/// [`spreadsheet_safe`]; image URLs are absolute when the server's public URL is known.
+pub fn mturk_csv(
+    engine: &Engine,
+    project: &str,
+    public_url: Option<&PublicUrl>,
+    out: impl Write,
+) -> Result<(), ExportError> {
     let (project, _, work) = load(engine, project)?;
     let k = work
         .iter()
@@ -233,11 +250,14 @@ pub fn mturk_csv(engine: &Engine, project: &str, out: impl Write) -> Result<(), 
         row.extend((0..k).map(|i| {
             exemplars
                 .get(i)
-                .map(|e| format!("/images/{}.png", e.view))
+                .map(|e| {
+                    let path = format!("/images/{}.png", e.view);
+                    public_url.map_or(path.clone(), |u| u.join(&path))
+                })
                 .unwrap_or_default()
         }));
         row.push(d.raw.clone());
-        writer.write_record(&row)?;
+        writer.write_record(row.iter().map(|cell| spreadsheet_safe(cell)))?;
     }
     writer.flush()?;
     Ok(())
@@ -262,6 +282,7 @@ pub fn jsonl(engine: &Engine, project: &str, mut out: impl Write) -> Result<(), 
             "submitted_at": a.submitted_at,
             "reviewed_at": a.reviewed_at,
             "feedback": a.feedback,
+            "verified": a.verified,
         });
         writeln!(out, "{line}")?;
     }
@@ -311,11 +332,12 @@ pub fn download(
     scratch_root: &Path,
     project: &str,
     format: Format,
+    public_url: Option<&PublicUrl>,
 ) -> Result<(Vec<u8>, &'static str, &'static str), ExportError> {
     let mut out = Vec::new();
     Ok(match format {
         Format::MturkCsv => {
-            mturk_csv(engine, project, &mut out)?;
+            mturk_csv(engine, project, public_url, &mut out)?;
             (out, "text/csv", "csv")
         }
         Format::Jsonl => {
@@ -343,6 +365,20 @@ pub fn download(
 #[cfg(test)]
 mod tests {
     use super::mturk_time;
+
+    #[test]
+    fn spreadsheet_formulas_are_neutralised() {
+        use super::spreadsheet_safe as safe;
+        assert_eq!(
+            safe("=HYPERLINK(\"http://x\")"),
+            "'=HYPERLINK(\"http://x\")"
+        );
+        for bad in ["+1", "-1+2", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(safe(bad).starts_with('\''), "{bad:?}");
+        }
+        assert_eq!(safe("red circles"), "red circles");
+        assert_eq!(safe(""), "");
+    }
 
     #[test]
     fn mturk_times() {

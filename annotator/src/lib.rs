@@ -1,11 +1,15 @@
 //! The annotator: a Mechanical-Turk-style task server for describing neurons.
 //!
-//! - [`engine`]: the assignment state machine (no HTTP); start reading here.
+//! - [`engine`]: the assignment state machine (no HTTP); start reading here. `engine::external`:
+//!   MTurk and Prolific entry and their reconciliation with the platforms' records.
 //! - [`db`]: connections, migrations and every query (SQLite or PostgreSQL).
 //! - [`domain`]: settings, states and the description rules as types.
 //! - [`import`] / [`export`]: MILANNOTATIONS in, MILANNOTATIONS, MTurk CSV and JSONL out.
 //! - [`images`]: exemplars rendered as a worker sees them, stored content-addressed.
-//! - [`auth`]: worker and requester tokens; [`accounts`]: passwords and one-time codes.
+//! - [`sessions`]: server-side sessions of workers and requesters, revocable; [`auth`]: the
+//!   server's secret and requester API tokens; [`accounts`]: passwords and one-time codes.
+//! - [`origin`]: client address, scheme and the public URL (trusted proxies only);
+//!   [`limits`]: rate limits, sign-in throttling.
 //! - [`qualification`]: the multiple-choice qualification test.
 //! - [`api`]: the JSON API under /api/v1 (actix-web); [`web`]: the worker and requester pages;
 //!   [`server`] runs both.
@@ -21,7 +25,11 @@ pub mod engine;
 pub mod export;
 pub mod images;
 pub mod import;
+pub mod limits;
 pub mod loadgen;
+pub mod origin;
 pub mod qualification;
+pub mod reconcile;
 pub mod server;
+pub mod sessions;
 pub mod web;

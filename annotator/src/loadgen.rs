@@ -1,6 +1,9 @@
 //! A simulated crowd over HTTP: the load of the concurrency and crash tests and of
-//! `annotator bench`. Each worker signs in, then accepts and submits until nothing is left for it,
-//! sometimes returning a set, replaying a submit, or letting a lease run out before submitting.
+//! `annotator bench`. Each worker gets a session minted with the requester's token (as an
+//! integration that signs its own crowd in would), then accepts and submits until nothing is
+//! left for it, sometimes returning a set, replaying a submit, or letting a lease run out before
+//! submitting. The server must run with the API rate limits off (`--api-limit-per-credential 0
+//! --api-limit-per-address 0`): the whole crowd comes from one address, far faster than people.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -13,6 +16,8 @@ use serde_json::{Value, json};
 pub struct CrowdConfig {
     pub workers: usize,
     pub project: String,
+    /// A requester API token, to mint the workers' sessions.
+    pub requester_token: String,
     /// Chance of returning an accepted set instead of describing it.
     pub p_return: f64,
     /// Chance of submitting the same description a second time (a client retry).
@@ -27,10 +32,11 @@ pub struct CrowdConfig {
 }
 
 impl CrowdConfig {
-    pub fn new(workers: usize, project: &str) -> Self {
+    pub fn new(workers: usize, project: &str, requester_token: &str) -> Self {
         CrowdConfig {
             workers,
             project: project.to_owned(),
+            requester_token: requester_token.to_owned(),
             p_return: 0.0,
             p_replay: 0.0,
             p_expire: 0.0,
@@ -114,10 +120,11 @@ impl Client {
     }
 }
 
-/// Signs a worker in: the token for its requests.
-pub fn sign_in(base: &str, worker: &str) -> Result<String, String> {
+/// A session for a worker, minted with the requester's token: the token for its requests.
+pub fn sign_in(base: &str, requester_token: &str, worker: &str) -> Result<String, String> {
     let mut resp = agent()
         .post(format!("{base}/api/v1/workers/session"))
+        .header("Authorization", &format!("Bearer {requester_token}"))
         .send_json(json!({ "worker_id": worker }))
         .map_err(|e| e.to_string())?;
     let body: Value = resp.body_mut().read_json().map_err(|e| e.to_string())?;
@@ -136,7 +143,7 @@ fn worker_loop(
 ) {
     let worker = format!("worker-{index:03}");
     let mut rng = StdRng::seed_from_u64(config.seed.wrapping_mul(1000).wrapping_add(index as u64));
-    let token = match sign_in(base, &worker) {
+    let token = match sign_in(base, &config.requester_token, &worker) {
         Ok(t) => t,
         Err(_) => {
             report.lock().unwrap().transport_errors += 1;
@@ -297,6 +304,14 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// The arguments that turn the API's rate limits off, for a crowd on one address.
+    pub const NO_RATE_LIMITS: [&'static str; 4] = [
+        "--api-limit-per-credential",
+        "0",
+        "--api-limit-per-address",
+        "0",
+    ];
+
     /// Starts `exe serve` on `data_dir` and `url` and waits for its "listening" line.
     pub fn start(
         exe: &std::path::Path,

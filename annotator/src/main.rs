@@ -54,6 +54,21 @@ enum Command {
         /// workersandbox.mturk.com (a stand-in for tests); repeatable.
         #[arg(long = "mturk-origin")]
         mturk_origins: Vec<String>,
+        /// Where workers and requesters reach the server, e.g. https://annotator.example.org:
+        /// entry URLs on the dashboard, image URLs in the MTurk CSV, Secure cookies over https.
+        /// Never taken from the Host header. Default: http://<bind> when --bind names one host.
+        #[arg(long)]
+        public_url: Option<String>,
+        /// A reverse proxy (address or CIDR) whose X-Forwarded-For and X-Forwarded-Proto are
+        /// believed; from anyone else they are ignored. Repeatable.
+        #[arg(long = "trusted-proxy")]
+        trusted_proxies: Vec<String>,
+        /// API accepts, submits and returns per minute per worker session (0: no limit).
+        #[arg(long, default_value_t = 60)]
+        api_limit_per_credential: u32,
+        /// API accepts, submits and returns per minute per client address (0: no limit).
+        #[arg(long, default_value_t = 600)]
+        api_limit_per_address: u32,
     },
     /// Create or update the database schema.
     Migrate {
@@ -86,6 +101,12 @@ enum Command {
         /// Prolific studies: the completion code participants are sent back with.
         #[arg(long)]
         prolific_code: Option<String>,
+        /// Live leases one worker may hold at once (accepting again returns one of them).
+        #[arg(long, default_value_t = 1)]
+        max_live_per_worker: i32,
+        /// The largest single bonus, in cents.
+        #[arg(long, default_value_t = milan_annotator::domain::DEFAULT_MAX_BONUS_CENTS)]
+        max_bonus_cents: i64,
         path: PathBuf,
     },
     /// Create a requester account for the web pages, or set its password (read from stdin, or
@@ -132,11 +153,48 @@ enum Command {
         format: String,
         #[arg(long)]
         out: PathBuf,
+        /// The server's public URL, to write absolute image URLs into the MTurk CSV.
+        #[arg(long)]
+        public_url: Option<String>,
     },
-    /// Create a requester API token and print it (it is stored hashed and shown only once).
+    /// Requester API tokens: create one and print it (stored hashed, shown only this once), or
+    /// list them, or revoke one.
     RequesterToken {
         #[command(flatten)]
         storage: Storage,
+        /// A name for the new token (what it is for).
+        #[arg(long, default_value = "")]
+        label: String,
+        /// List the tokens (id, label, created, revoked) instead.
+        #[arg(long, conflicts_with_all = ["revoke", "label"])]
+        list: bool,
+        /// Revoke the token with this id (see --list).
+        #[arg(long)]
+        revoke: Option<i64>,
+    },
+    /// Live sessions of workers and requesters: list them, or end one or all of a worker's.
+    Sessions {
+        #[command(flatten)]
+        storage: Storage,
+        /// Only this worker's sessions.
+        #[arg(long)]
+        worker: Option<String>,
+        /// End the session with this id (see the list).
+        #[arg(long, conflicts_with = "revoke_all")]
+        revoke: Option<String>,
+        /// End every session of --worker.
+        #[arg(long, requires = "worker")]
+        revoke_all: bool,
+    },
+    /// MTurk: reconcile a project's MTurk work with the batch results MTurk gives the requester.
+    Mturk {
+        #[command(subcommand)]
+        command: MturkCommand,
+    },
+    /// Prolific: reconcile a study's participants with Prolific's export of its submissions.
+    Prolific {
+        #[command(subcommand)]
+        command: ProlificCommand,
     },
     /// Measure accept+submit throughput and latency (1, 16, 64 workers over HTTP) and accept
     /// latency with 10k and 1M sets. Uses temporary databases.
@@ -155,6 +213,58 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         large_sets: i64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum MturkCommand {
+    /// Match every MTurk assignment started here with MTurk's batch results CSV (AssignmentId,
+    /// WorkerId, HITId, Answer.description): matches become verified, the rest are flagged and
+    /// listed, and so is work MTurk knows of that was never done here.
+    Reconcile {
+        #[command(flatten)]
+        storage: Storage,
+        #[arg(long)]
+        project: String,
+        /// Reject the flagged work that was submitted, with this feedback (its slots reopen).
+        #[arg(long)]
+        reject_flagged: Option<String>,
+        /// MTurk's batch results CSV.
+        results: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProlificCommand {
+    /// Match a study's participants with Prolific's export of its submissions (or a list of
+    /// participant ids, one per line): matches become verified, the rest are flagged.
+    Reconcile {
+        #[command(flatten)]
+        storage: Storage,
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        study: String,
+        /// Reject the flagged work that was submitted, with this feedback (its slots reopen).
+        #[arg(long)]
+        reject_flagged: Option<String>,
+        export: PathBuf,
+    },
+}
+
+fn print_reconciliation(r: &milan_annotator::engine::external::Reconciliation) {
+    println!(
+        "{} verified, {} flagged, {} on the platform but not here, {} rejected",
+        r.verified,
+        r.flagged.len(),
+        r.not_here.len(),
+        r.rejected
+    );
+    for (id, why) in &r.flagged {
+        println!("flagged {id}: {why}");
+    }
+    for (id, what) in &r.not_here {
+        println!("not here {id}: {what}");
+    }
 }
 
 fn main() -> ExitCode {
@@ -182,7 +292,21 @@ fn run(cli: Cli) -> Result<()> {
             sweep_interval_ms,
             workers,
             mturk_origins,
+            public_url,
+            trusted_proxies,
+            api_limit_per_credential,
+            api_limit_per_address,
         } => {
+            let public_url = public_url
+                .as_deref()
+                .map(milan_annotator::origin::PublicUrl::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let trusted_proxies = trusted_proxies
+                .iter()
+                .map(|p| milan_annotator::origin::parse_proxy(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
             let config = ServeConfig {
                 bind,
                 data_dir: storage.data_dir,
@@ -193,6 +317,12 @@ fn run(cli: Cli) -> Result<()> {
                 web: milan_annotator::web::WebConfig {
                     extra_mturk_origins: mturk_origins,
                 },
+                public_url,
+                trusted_proxies,
+                api_limits: milan_annotator::limits::ApiLimits::per_minute(
+                    api_limit_per_credential,
+                    api_limit_per_address,
+                ),
             };
             actix_web::rt::System::new().block_on(server::serve(config))
         }
@@ -213,16 +343,25 @@ fn run(cli: Cli) -> Result<()> {
             auto_approve_days,
             qualification_required,
             prolific_code,
+            max_live_per_worker,
+            max_bonus_cents,
             path,
         } => {
             let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
             let mut settings = ProjectSettings::new(&project, title.as_deref().unwrap_or(&project));
             settings.assignments_per_set = assignments_per_set;
             settings.reward_cents = reward_cents;
-            settings.lease_ms = lease_minutes * MINUTE_MS;
-            settings.auto_approve_ms = auto_approve_days * DAY_MS;
+            // Checked: a huge number of minutes must be an error, not an overflow.
+            settings.lease_ms = lease_minutes
+                .checked_mul(MINUTE_MS)
+                .context("--lease-minutes is out of range")?;
+            settings.auto_approve_ms = auto_approve_days
+                .checked_mul(DAY_MS)
+                .context("--auto-approve-days is out of range")?;
             settings.qualification_required = qualification_required;
             settings.prolific_completion_code = prolific_code;
+            settings.max_live_per_worker = max_live_per_worker;
+            settings.max_bonus_cents = max_bonus_cents;
             let total = import::count_units(&path).context("nothing was imported")?;
             let bar = ProgressBar::new(total as u64).with_style(
                 ProgressStyle::with_template(
@@ -255,8 +394,14 @@ fn run(cli: Cli) -> Result<()> {
             project,
             format,
             out,
+            public_url,
         } => {
             let format: Format = format.parse().map_err(anyhow::Error::msg)?;
+            let public_url = public_url
+                .as_deref()
+                .map(milan_annotator::origin::PublicUrl::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
             match format {
                 Format::Milannotations => {
@@ -272,7 +417,12 @@ fn run(cli: Cli) -> Result<()> {
                     let file = std::fs::File::create(&tmp)
                         .with_context(|| format!("creating {}", tmp.display()))?;
                     let result = if format == Format::MturkCsv {
-                        export::mturk_csv(&state.engine, &project, std::io::BufWriter::new(&file))
+                        export::mturk_csv(
+                            &state.engine,
+                            &project,
+                            public_url.as_ref(),
+                            std::io::BufWriter::new(&file),
+                        )
                     } else {
                         export::jsonl(&state.engine, &project, std::io::BufWriter::new(&file))
                     };
@@ -352,9 +502,116 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::RequesterToken { storage } => {
+        Command::RequesterToken {
+            storage,
+            label,
+            list,
+            revoke,
+        } => {
             let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
-            println!("{}", state.auth.create_requester_token(now_ms())?);
+            if list {
+                println!("{:>4}  {:<30}  {:<31}  revoked", "id", "label", "created");
+                for (id, label, created, revoked) in state.auth.requester_tokens()? {
+                    println!(
+                        "{id:>4}  {label:<30}  {:<31}  {}",
+                        export::mturk_time(created),
+                        revoked.map_or_else(|| "-".to_owned(), export::mturk_time)
+                    );
+                }
+            } else if let Some(id) = revoke {
+                if !state.auth.revoke_requester_token(id, now_ms())? {
+                    anyhow::bail!("no live requester token with id {id} (see --list)");
+                }
+                println!("requester token {id} revoked");
+            } else {
+                let (id, token) = state.auth.create_requester_token(&label, now_ms())?;
+                eprintln!(
+                    "requester token {id} (revoke with: annotator requester-token --revoke {id})"
+                );
+                println!("{token}");
+            }
+            Ok(())
+        }
+        Command::Sessions {
+            storage,
+            worker,
+            revoke,
+            revoke_all,
+        } => {
+            let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
+            let now = now_ms();
+            if let Some(id) = revoke {
+                if !state.sessions.revoke(&id, now)? {
+                    anyhow::bail!("no live session {id}");
+                }
+                println!("session {id} ended");
+            } else if revoke_all {
+                let worker = worker.expect("clap requires --worker");
+                let n = state.sessions.revoke_worker(&worker, now)?;
+                println!("{n} session(s) of {worker} ended");
+            } else {
+                println!(
+                    "{:<36}  {:<24}  {:<9}  {:<31}  expires",
+                    "session", "who", "via", "started"
+                );
+                for s in state.sessions.list(worker.as_deref(), now)? {
+                    let who = match &s.subject {
+                        milan_annotator::sessions::Subject::Worker(w) => w.clone(),
+                        milan_annotator::sessions::Subject::Requester(r) => {
+                            format!("requester {r}")
+                        }
+                    };
+                    println!(
+                        "{:<36}  {who:<24}  {:<9}  {:<31}  {}",
+                        s.public_id,
+                        s.via.as_str(),
+                        export::mturk_time(s.created_at),
+                        export::mturk_time(s.expires_at)
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Mturk {
+            command:
+                MturkCommand::Reconcile {
+                    storage,
+                    project,
+                    reject_flagged,
+                    results,
+                },
+        } => {
+            let records = milan_annotator::reconcile::read_mturk_results(&results)?;
+            let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
+            let report = state.engine.mturk_reconcile(
+                &project,
+                &records,
+                reject_flagged.as_deref(),
+                now_ms(),
+            )?;
+            print_reconciliation(&report);
+            Ok(())
+        }
+        Command::Prolific {
+            command:
+                ProlificCommand::Reconcile {
+                    storage,
+                    project,
+                    study,
+                    reject_flagged,
+                    export: file,
+                },
+        } => {
+            let records = milan_annotator::reconcile::read_prolific_export(&file)?;
+            let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
+            let report = state.engine.prolific_reconcile(
+                &project,
+                &study,
+                &records,
+                reject_flagged.as_deref(),
+                now_ms(),
+            )?;
+            print_reconciliation(&report);
             Ok(())
         }
     }

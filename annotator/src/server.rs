@@ -32,6 +32,11 @@ pub struct ServeConfig {
     pub sweep_interval: Duration,
     pub workers: usize,
     pub web: crate::web::WebConfig,
+    /// `--public-url`; when absent, the bind address when it names one host.
+    pub public_url: Option<crate::origin::PublicUrl>,
+    /// `--trusted-proxy`: peers whose X-Forwarded-* headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub api_limits: crate::limits::ApiLimits,
 }
 
 impl Default for ServeConfig {
@@ -44,6 +49,9 @@ impl Default for ServeConfig {
             sweep_interval: Duration::from_secs(1),
             workers: 4,
             web: crate::web::WebConfig::default(),
+            public_url: None,
+            trusted_proxies: Vec::new(),
+            api_limits: crate::limits::ApiLimits::default(),
         }
     }
 }
@@ -60,12 +68,25 @@ pub fn open_state(data_dir: &Path, url: Option<&str>) -> Result<AppState> {
     let url = database_url(data_dir, url);
     let db = Database::open(&url)?;
     let auth = Auth::load(&db)?;
-    Ok(AppState {
-        engine: Engine::new(db),
+    Ok(AppState::new(
+        Engine::new(db),
         auth,
-        images: ImageStore::new(data_dir),
-        data_dir: data_dir.to_owned(),
-    })
+        ImageStore::new(data_dir),
+        data_dir.to_owned(),
+    ))
+}
+
+/// The public URL: the one configured, else `http://<bind>` when the bind address names one
+/// host (not 0.0.0.0 or ::, which say nothing of how clients reach the server).
+pub fn public_url(config: &ServeConfig) -> Option<crate::origin::PublicUrl> {
+    if let Some(u) = &config.public_url {
+        return Some(u.clone());
+    }
+    let addr: std::net::SocketAddr = config.bind.parse().ok()?;
+    if addr.ip().is_unspecified() || addr.port() == 0 {
+        return None;
+    }
+    crate::origin::PublicUrl::parse(&format!("http://{addr}")).ok()
 }
 
 /// Generates a small synthetic corpus and imports it as the demo project.
@@ -93,7 +114,12 @@ pub fn import_demo(state: &AppState) -> Result<import::ImportReport> {
 
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn serve(config: ServeConfig) -> Result<()> {
-    let state = open_state(&config.data_dir, config.database_url.as_deref())?;
+    let state = open_state(&config.data_dir, config.database_url.as_deref())?
+        .with_network(crate::origin::Network::new(
+            public_url(&config),
+            config.trusted_proxies.clone(),
+        ))
+        .with_limits(config.api_limits);
     if config.demo && state.engine.projects()?.is_empty() {
         let report = import_demo(&state)?;
         println!(
@@ -104,12 +130,22 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let sweeper = {
         let engine = state.engine.clone();
+        let sessions = state.sessions.clone();
         let stop = stop.clone();
         let interval = config.sweep_interval;
         std::thread::spawn(move || {
+            let mut last_purge = 0;
             while !stop.load(Ordering::Relaxed) {
-                if let Err(e) = engine.sweep(now_ms()) {
+                let now = now_ms();
+                if let Err(e) = engine.sweep(now) {
                     tracing::warn!("sweep failed (will retry): {e}");
+                }
+                // Ended sessions are deleted a week after they ended; once a minute is plenty.
+                if now - last_purge > 60_000 {
+                    last_purge = now;
+                    if let Err(e) = sessions.purge(now) {
+                        tracing::warn!("purging old sessions failed (will retry): {e}");
+                    }
                 }
                 std::thread::sleep(interval);
             }

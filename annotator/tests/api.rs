@@ -1,6 +1,7 @@
 //! The JSON API in-process (actix's test service), on both databases: the route table matches
-//! openapi.json, a whole worker/requester flow, and a table of bad inputs each answered with a
-//! clear error and nothing half-written.
+//! openapi.json, a whole worker/requester flow, a table of bad inputs each answered with a clear
+//! error and nothing half-written, and the attacks of issue 14 (identities without credentials,
+//! replayed bonuses, unread large bodies, rate limits, revoked sessions), each refused.
 
 mod common;
 
@@ -44,14 +45,9 @@ fn fixture(db: &TestDb) -> Fixture {
     )
     .unwrap();
     let auth = Auth::load(&db.db).unwrap();
-    let requester = auth.create_requester_token(now_ms()).unwrap();
+    let (_, requester) = auth.create_requester_token("tests", now_ms()).unwrap();
     Fixture {
-        state: AppState {
-            engine,
-            auth,
-            images,
-            data_dir: data,
-        },
+        state: AppState::new(engine, auth, images, data),
         requester,
         _dir: dir,
     }
@@ -161,17 +157,19 @@ async fn every_route_in_the_table_exists_and_openapi_describes_exactly_them() {
     }
 }
 
+/// A worker session minted with the requester's token (an integration signing its crowd in).
 async fn session(
     app: &impl actix_web::dev::Service<
         actix_http::Request,
         Response = actix_web::dev::ServiceResponse,
         Error = actix_web::Error,
     >,
+    requester: &str,
     worker: &str,
 ) -> String {
     let (status, body, _) = call(
         app,
-        post("/api/v1/workers/session").set_json(json!({ "worker_id": worker })),
+        bearer(post("/api/v1/workers/session"), requester).set_json(json!({ "worker_id": worker })),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -183,7 +181,7 @@ async fn a_worker_and_a_requester_over_http() {
     for db in both() {
         let f = fixture(&db);
         let app = app!(f);
-        let alice = session(&app, "alice").await;
+        let alice = session(&app, &f.requester, "alice").await;
         let (status, accepted, _) =
             call(&app, bearer(post("/api/v1/projects/p/assignments"), &alice)).await;
         assert_eq!(status, StatusCode::CREATED, "{}: {accepted}", db.name);
@@ -282,20 +280,19 @@ async fn a_worker_and_a_requester_over_http() {
             assert_eq!(resp.status(), StatusCode::OK, "{format}");
             assert!(!test::read_body(resp).await.is_empty(), "{format}");
         }
-        // Bob returns his set and cannot get it back; nothing else is left for him after three.
-        let bob = session(&app, "bob").await;
-        let (_, b, _) = call(&app, bearer(post("/api/v1/projects/p/assignments"), &bob)).await;
-        let bid = b["assignment_id"].as_str().unwrap();
-        let (status, _, _) = call(
-            &app,
-            bearer(post(&format!("/api/v1/assignments/{bid}/return")), &bob),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK);
-        for _ in 0..4 {
-            let (status, _, _) =
+        // Bob returns each set he takes and never gets one back: after all five, nothing is left.
+        let bob = session(&app, &f.requester, "bob").await;
+        for _ in 0..5 {
+            let (status, b, _) =
                 call(&app, bearer(post("/api/v1/projects/p/assignments"), &bob)).await;
-            assert_eq!(status, StatusCode::CREATED);
+            assert_eq!(status, StatusCode::CREATED, "{b}");
+            let bid = b["assignment_id"].as_str().unwrap();
+            let (status, _, _) = call(
+                &app,
+                bearer(post(&format!("/api/v1/assignments/{bid}/return")), &bob),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK);
         }
         let (status, _, _) = call(&app, bearer(post("/api/v1/projects/p/assignments"), &bob)).await;
         assert_eq!(
@@ -315,10 +312,8 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     for db in both() {
         let f = fixture(&db);
         let app = app!(f);
-        let alice = session(&app, "alice").await;
-        let mallory = session(&app, "mallory").await;
-        let (_, a, _) = call(&app, bearer(post("/api/v1/projects/p/assignments"), &alice)).await;
-        let id = a["assignment_id"].as_str().unwrap().to_owned();
+        let alice = session(&app, &f.requester, "alice").await;
+        let mallory = session(&app, &f.requester, "mallory").await;
         let (_, m, _) = call(
             &app,
             bearer(post("/api/v1/projects/p/assignments"), &mallory),
@@ -338,6 +333,8 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         )
         .await;
         assert_eq!(status, StatusCode::OK);
+        let (_, a, _) = call(&app, bearer(post("/api/v1/projects/p/assignments"), &alice)).await;
+        let id = a["assignment_id"].as_str().unwrap().to_owned();
         let submit = |token: &str, id: &str| {
             bearer(post(&format!("/api/v1/assignments/{id}/submit")), token)
         };
@@ -357,34 +354,57 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 "invalid JSON",
             ),
             (
-                "missing field",
-                post("/api/v1/workers/session").set_json(json!({})),
+                "unknown field",
+                post("/api/v1/workers/session").set_json(json!({ "user": "x" })),
                 StatusCode::BAD_REQUEST,
-                "worker_id",
+                "unknown field",
             ),
             (
-                "empty worker id",
-                post("/api/v1/workers/session").set_json(json!({ "worker_id": "" })),
+                "nothing to sign in with",
+                post("/api/v1/workers/session").set_json(json!({})),
+                StatusCode::BAD_REQUEST,
+                "password",
+            ),
+            (
+                "a bare worker id",
+                post("/api/v1/workers/session").set_json(json!({ "worker_id": "alice" })),
+                StatusCode::UNAUTHORIZED,
+                "needs a credential",
+            ),
+            (
+                "minted: empty worker id",
+                bearer(post("/api/v1/workers/session"), &f.requester)
+                    .set_json(json!({ "worker_id": "" })),
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "worker id",
             ),
             (
-                "worker id with spaces",
-                post("/api/v1/workers/session").set_json(json!({ "worker_id": "a b" })),
+                "minted: worker id with spaces",
+                bearer(post("/api/v1/workers/session"), &f.requester)
+                    .set_json(json!({ "worker_id": "a b" })),
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "without spaces",
             ),
             (
-                "worker id too long",
-                post("/api/v1/workers/session").set_json(json!({ "worker_id": "w".repeat(200) })),
+                "minted: worker id too long",
+                bearer(post("/api/v1/workers/session"), &f.requester)
+                    .set_json(json!({ "worker_id": "w".repeat(200) })),
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "1 to 128",
             ),
             (
+                "minted: an MTurk identity",
+                bearer(post("/api/v1/workers/session"), &f.requester)
+                    .set_json(json!({ "worker_id": "mturk:A1B2" })),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "mturk:",
+            ),
+            (
                 "oversize body",
-                post("/api/v1/workers/session").set_json(json!({ "worker_id": big })),
+                bearer(post("/api/v1/workers/session"), &f.requester)
+                    .set_json(json!({ "worker_id": big })),
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "too large",
+                "limit of this route is 16 KiB",
             ),
             (
                 "not JSON content type",
@@ -404,13 +424,13 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 "forged token",
                 bearer(post("/api/v1/projects/p/assignments"), &forged),
                 StatusCode::UNAUTHORIZED,
-                "invalid token",
+                "invalid, expired or revoked",
             ),
             (
                 "malformed token",
                 bearer(post("/api/v1/projects/p/assignments"), "abc"),
                 StatusCode::UNAUTHORIZED,
-                "malformed",
+                "invalid, expired or revoked",
             ),
             (
                 "requester token as worker",
@@ -446,7 +466,26 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 "oversize description",
                 submit(&alice, &id).set_json(json!({ "description": big })),
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "too large",
+                "limit of this route is 16 KiB",
+            ),
+            (
+                "a right-to-left override",
+                submit(&alice, &id).set_json(json!({ "description": "red circles\u{202E}gnp" })),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "U+202E",
+            ),
+            (
+                "a zero-width space",
+                submit(&alice, &id).set_json(json!({ "description": "red\u{200B} circles" })),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invisible",
+            ),
+            (
+                "HTML markup",
+                submit(&alice, &id)
+                    .set_json(json!({ "description": "<script>alert(1)</script> red" })),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "plain text",
             ),
             (
                 "missing description",
@@ -551,16 +590,65 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
             (
                 "negative bonus",
                 bearer(post("/api/v1/workers/alice/bonus"), &f.requester)
-                    .set_json(json!({ "cents": -5, "reason": "x" })),
+                    .insert_header(("Idempotency-Key", "b1"))
+                    .set_json(json!({ "cents": -5, "reason": "x", "project": "p" })),
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "positive",
+                "1 to 1000000",
             ),
             (
                 "bonus to nobody",
                 bearer(post("/api/v1/workers/nobody/bonus"), &f.requester)
-                    .set_json(json!({ "cents": 5, "reason": "x" })),
+                    .insert_header(("Idempotency-Key", "b2"))
+                    .set_json(json!({ "cents": 5, "reason": "x", "project": "p" })),
                 StatusCode::NOT_FOUND,
                 "no worker",
+            ),
+            (
+                "bonus without a key",
+                bearer(post("/api/v1/workers/alice/bonus"), &f.requester)
+                    .set_json(json!({ "cents": 5, "reason": "x", "project": "p" })),
+                StatusCode::BAD_REQUEST,
+                "Idempotency-Key",
+            ),
+            (
+                "bonus for no project",
+                bearer(post("/api/v1/workers/alice/bonus"), &f.requester)
+                    .insert_header(("Idempotency-Key", "b3"))
+                    .set_json(json!({ "cents": 5, "reason": "x" })),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "names the assignment or the project",
+            ),
+            (
+                "the largest bonus i64 can hold",
+                bearer(post("/api/v1/workers/alice/bonus"), &f.requester)
+                    .insert_header(("Idempotency-Key", "b4"))
+                    .set_json(json!({ "cents": i64::MAX, "reason": "x", "project": "p" })),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "1 to 1000000",
+            ),
+            (
+                "a bonus over the project's maximum",
+                bearer(post("/api/v1/workers/alice/bonus"), &f.requester)
+                    .insert_header(("Idempotency-Key", "b5"))
+                    .set_json(json!({ "cents": 2001, "reason": "x", "project": "p" })),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "at most 2000 cents",
+            ),
+            (
+                "a reward over the bound",
+                bearer(post("/api/v1/projects"), &f.requester).set_json(
+                    json!({ "name": "rich", "title": "t", "instructions": "i", "reward_cents": 100_001 }),
+                ),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "reward_cents",
+            ),
+            (
+                "a lease of i64::MAX",
+                bearer(post("/api/v1/projects"), &f.requester).set_json(
+                    json!({ "name": "long", "title": "t", "instructions": "i", "lease_ms": i64::MAX }),
+                ),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "lease_ms",
             ),
             (
                 "bad project name",
@@ -657,14 +745,14 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
             "{}: only the one good submission: {lines:?}",
             db.name
         );
-        // Worker text is data: a script tag comes back as a JSON string, never as markup.
+        // Worker text is data: quotes and ampersands come back as a JSON string.
         let (status, r, headers) = call(
             &app,
-            submit(&alice, &id).set_json(json!({ "description": "<script>alert(1)</script> red" })),
+            submit(&alice, &id).set_json(json!({ "description": "salt & \"pepper\" red" })),
         )
         .await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(r["description"], "<script>alert(1)</script> red");
+        assert_eq!(r["description"], "salt & \"pepper\" red");
         assert_eq!(headers.get("content-type").unwrap(), "application/json");
     }
 }
@@ -694,7 +782,7 @@ async fn a_submit_after_the_lease_is_refused() {
         )
         .unwrap();
         let app = app!(f);
-        let alice = session(&app, "alice").await;
+        let alice = session(&app, &f.requester, "alice").await;
         let (_, a, _) = call(
             &app,
             bearer(post("/api/v1/projects/fast/assignments"), &alice),
@@ -710,5 +798,550 @@ async fn a_submit_after_the_lease_is_refused() {
         .await;
         assert_eq!(status, StatusCode::CONFLICT, "{}: {body}", db.name);
         assert!(body["error"].as_str().unwrap().contains("lease ended"));
+    }
+}
+
+// ---------------------------------------------------------------- issue 14: the attacks
+
+use milan_annotator::accounts::Accounts;
+use milan_annotator::limits::ApiLimits;
+
+#[actix_web::test]
+async fn no_identity_without_a_credential() {
+    for db in both() {
+        let f = fixture(&db);
+        let accounts = Accounts::new(db.db.clone());
+        accounts
+            .set_worker_password("pat", "pat-password-1", now_ms())
+            .unwrap();
+        let code = accounts.issue_worker_code("cody", now_ms()).unwrap();
+        let app = app!(f);
+        let workers_before = f.state.engine.workers().unwrap().len();
+        // A bare id is no proof, whoever it names: a stranger, an account with a password or a
+        // code, an MTurk or Prolific identity, or a blocked worker's next name.
+        for claim in [
+            "demo-worker",
+            "pat",
+            "cody",
+            "mturk:A1B2",
+            "prolific:P1",
+            "w-2",
+        ] {
+            let (status, body, _) = call(
+                &app,
+                post("/api/v1/workers/session").set_json(json!({ "worker_id": claim })),
+            )
+            .await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{}: {claim}: {body}",
+                db.name
+            );
+            assert!(body.get("token").is_none());
+        }
+        let (status, _, _) = call(
+            &app,
+            post("/api/v1/workers/session")
+                .set_json(json!({ "worker_id": "pat", "password": "wrong-password-1" })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            f.state.engine.workers().unwrap().len(),
+            workers_before,
+            "{}: no worker was created by a claim",
+            db.name
+        );
+        // The credentials work: a password, a code once, the requester's token for an integration.
+        let (status, body, _) = call(
+            &app,
+            post("/api/v1/workers/session")
+                .set_json(json!({ "worker_id": "pat", "password": "pat-password-1" })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["worker_id"], "pat");
+        let pat = body["token"].as_str().unwrap().to_owned();
+        let (status, body, _) = call(
+            &app,
+            post("/api/v1/workers/session").set_json(json!({ "code": code.to_lowercase() })),
+        )
+        .await;
+        assert_eq!(
+            (status, &body["worker_id"]),
+            (StatusCode::OK, &json!("cody"))
+        );
+        let (status, _, _) = call(
+            &app,
+            post("/api/v1/workers/session").set_json(json!({ "code": code })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "a code works once");
+        // Nobody can act on pat's assignment: not without a token, not with another worker's.
+        let (status, a, _) = call(&app, bearer(post("/api/v1/projects/p/assignments"), &pat)).await;
+        assert_eq!(status, StatusCode::CREATED, "{a}");
+        let id = a["assignment_id"].as_str().unwrap();
+        let mallory = session(&app, &f.requester, "mallory").await;
+        for token in [None, Some(mallory.as_str())] {
+            for action in ["return", "submit"] {
+                let mut req = post(&format!("/api/v1/assignments/{id}/{action}"))
+                    .set_json(json!({ "description": "stolen words here" }));
+                if let Some(t) = token {
+                    req = bearer(req, t);
+                }
+                let (status, body, _) = call(&app, req).await;
+                assert!(
+                    [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&status),
+                    "{}: {action} with {token:?}: {status} {body}",
+                    db.name
+                );
+            }
+        }
+        assert_eq!(f.state.engine.assignment(id).unwrap().state, "accepted");
+        // A blocked worker stays blocked: a new name needs a new credential from the requester.
+        f.state.engine.block("pat", "spam", now_ms()).unwrap();
+        let (status, _, _) = call(
+            &app,
+            post("/api/v1/workers/session").set_json(json!({ "worker_id": "pat-2" })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[actix_web::test]
+async fn the_api_limits_sign_ins_accepts_and_submits_and_says_when_to_retry() {
+    for db in both() {
+        let mut f = fixture(&db);
+        f.state = f.state.clone().with_limits(ApiLimits::per_minute(3, 5));
+        Accounts::new(db.db.clone())
+            .set_worker_password("pat", "pat-password-1", now_ms())
+            .unwrap();
+        let app = app!(f);
+        let attacker: std::net::SocketAddr = "198.51.100.7:4000".parse().unwrap();
+        let owner: std::net::SocketAddr = "203.0.113.9:4000".parse().unwrap();
+        // 30 sessions a minute per address, then 429 with Retry-After.
+        let mut limited = None;
+        for i in 0..40 {
+            let (status, body, headers) = call(
+                &app,
+                post("/api/v1/workers/session")
+                    .peer_addr(attacker)
+                    .set_json(json!({ "worker_id": "pat", "password": format!("guess-{i:04}xx") })),
+            )
+            .await;
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                let wait: i64 = headers
+                    .get("retry-after")
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(wait > 0, "{body}");
+                limited = Some(i);
+                break;
+            }
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        let limited = limited.expect("the guesses were limited");
+        assert!(
+            limited <= 30,
+            "{}: limited after {limited} guesses",
+            db.name
+        );
+        // The owner, elsewhere, is not locked out by the attacker's guesses.
+        let (status, body, _) = call(
+            &app,
+            post("/api/v1/workers/session")
+                .peer_addr(owner)
+                .set_json(json!({ "worker_id": "pat", "password": "pat-password-1" })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{}: {body}", db.name);
+        // Accepts per credential (3 a minute here): the fourth waits; another worker does not.
+        let alice = session(&app, &f.requester, "alice").await;
+        let bob = session(&app, &f.requester, "bob").await;
+        for i in 0..3 {
+            let (status, _, _) = call(
+                &app,
+                bearer(post("/api/v1/projects/p/assignments"), &alice).peer_addr(owner),
+            )
+            .await;
+            assert!(status.is_success(), "accept {i}");
+        }
+        let (status, _, headers) = call(
+            &app,
+            bearer(post("/api/v1/projects/p/assignments"), &alice).peer_addr(owner),
+        )
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(headers.contains_key("retry-after"));
+        // Per address (5 a minute here): bob's requests from the same address run out too.
+        let (status, _, _) = call(
+            &app,
+            bearer(post("/api/v1/projects/p/assignments"), &bob).peer_addr(owner),
+        )
+        .await;
+        assert!(status.is_success());
+        let (status, _, _) = call(
+            &app,
+            bearer(post("/api/v1/projects/p/assignments"), &bob).peer_addr(owner),
+        )
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{}", db.name);
+        // X-Forwarded-For from a client that is not a trusted proxy changes nothing.
+        let (status, _, _) = call(
+            &app,
+            bearer(post("/api/v1/projects/p/assignments"), &bob)
+                .peer_addr(owner)
+                .insert_header(("X-Forwarded-For", "192.0.2.99")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    }
+}
+
+#[actix_web::test]
+async fn accepting_again_returns_the_live_assignment_and_lists_it() {
+    for db in both() {
+        let f = fixture(&db);
+        let app = app!(f);
+        let alice = session(&app, &f.requester, "alice").await;
+        let (status, first, _) =
+            call(&app, bearer(post("/api/v1/projects/p/assignments"), &alice)).await;
+        assert_eq!(
+            (status, &first["resumed"]),
+            (StatusCode::CREATED, &json!(false))
+        );
+        // A lost 201, retried: the same assignment, not a second lease.
+        for _ in 0..4 {
+            let (status, again, _) =
+                call(&app, bearer(post("/api/v1/projects/p/assignments"), &alice)).await;
+            assert_eq!(status, StatusCode::OK, "{}", db.name);
+            assert_eq!(again["assignment_id"], first["assignment_id"]);
+            assert_eq!(again["resumed"], true);
+        }
+        let (status, mine, _) = call(
+            &app,
+            bearer(
+                test::TestRequest::get().uri("/api/v1/workers/me/assignments"),
+                &alice,
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let mine = mine.as_array().unwrap();
+        assert_eq!(mine.len(), 1, "{}: one live lease", db.name);
+        assert_eq!(mine[0]["assignment_id"], first["assignment_id"]);
+        assert_eq!(mine[0]["project"], "p");
+        let live: usize = f
+            .state
+            .engine
+            .progress("p")
+            .unwrap()
+            .iter()
+            .map(|r| r.in_progress as usize)
+            .sum();
+        assert_eq!(live, 1);
+    }
+}
+
+#[actix_web::test]
+async fn a_bonus_pays_once_per_key_and_within_the_project_maximum() {
+    for db in both() {
+        let f = fixture(&db);
+        let app = app!(f);
+        let alice = session(&app, &f.requester, "alice").await;
+        let (_, a, _) = call(&app, bearer(post("/api/v1/projects/p/assignments"), &alice)).await;
+        let id = a["assignment_id"].as_str().unwrap().to_owned();
+        let pay = |key: &str, cents: i64| {
+            bearer(post("/api/v1/workers/alice/bonus"), &f.requester)
+                .insert_header(("Idempotency-Key", key.to_owned()))
+                .set_json(json!({ "cents": cents, "reason": "careful work", "assignment_id": id }))
+        };
+        let (status, body, _) = call(&app, pay("bonus-1", 1)).await;
+        assert_eq!(
+            (status, &body["status"]),
+            (StatusCode::OK, &json!("paid")),
+            "{body}"
+        );
+        let (status, body, _) = call(&app, pay("bonus-1", 1)).await;
+        assert_eq!(
+            (status, &body["status"]),
+            (StatusCode::OK, &json!("already paid")),
+            "{}: the replay pays nothing",
+            db.name
+        );
+        let (status, body, _) = call(&app, pay("bonus-1", 2)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let (status, _, _) = call(&app, pay("bonus-2", 2000)).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "the project's maximum itself is allowed"
+        );
+        let (status, _, _) = call(&app, pay("bonus-3", i64::MAX)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            f.state.engine.earnings("alice").unwrap(),
+            (0, 2001),
+            "{}",
+            db.name
+        );
+    }
+}
+
+#[actix_web::test]
+async fn sessions_end_on_sign_out_and_when_the_requester_revokes_them() {
+    for db in both() {
+        let f = fixture(&db);
+        let app = app!(f);
+        let accept = |t: &str| bearer(post("/api/v1/projects/p/assignments"), t);
+        // The worker signs out: the token stops working at once, wherever it was copied.
+        let alice = session(&app, &f.requester, "alice").await;
+        let (status, _, _) = call(
+            &app,
+            bearer(
+                test::TestRequest::delete().uri("/api/v1/workers/session"),
+                &alice,
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, _) = call(&app, accept(&alice)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", db.name);
+        // The requester lists bob's sessions and ends one, then all.
+        let b1 = session(&app, &f.requester, "bob").await;
+        let b2 = session(&app, &f.requester, "bob").await;
+        let (status, list, _) = call(
+            &app,
+            bearer(
+                test::TestRequest::get().uri("/api/v1/workers/bob/sessions"),
+                &f.requester,
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let list = list.as_array().unwrap().clone();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0]["via"], "requester");
+        // Newest first: b2's session.
+        let newest = list[0]["session_id"].as_str().unwrap();
+        let (status, _, _) = call(
+            &app,
+            bearer(
+                test::TestRequest::delete().uri(&format!("/api/v1/sessions/{newest}")),
+                &f.requester,
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(call(&app, accept(&b2)).await.0, StatusCode::UNAUTHORIZED);
+        assert!(call(&app, accept(&b1)).await.0.is_success());
+        let (_, ended, _) = call(
+            &app,
+            bearer(
+                test::TestRequest::delete().uri("/api/v1/workers/bob/sessions"),
+                &f.requester,
+            ),
+        )
+        .await;
+        assert_eq!(ended["ended"], 1);
+        assert_eq!(call(&app, accept(&b1)).await.0, StatusCode::UNAUTHORIZED);
+        // A revoked requester token stops working too.
+        let auth = &f.state.auth;
+        let (id, token) = auth.create_requester_token("ci", now_ms()).unwrap();
+        let list_projects = |t: &str| bearer(test::TestRequest::get().uri("/api/v1/projects"), t);
+        assert_eq!(call(&app, list_projects(&token)).await.0, StatusCode::OK);
+        assert!(auth.revoke_requester_token(id, now_ms()).unwrap());
+        assert_eq!(
+            call(&app, list_projects(&token)).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{}",
+            db.name
+        );
+        assert!(!auth.revoke_requester_token(id, now_ms()).unwrap());
+    }
+}
+
+#[actix_web::test]
+async fn large_bodies_wait_for_the_token_and_too_large_names_the_limit() {
+    let db = common::sqlite();
+    let f = fixture(&db);
+    let app = app!(f);
+    let path = "/api/v1/projects/p/model-descriptions";
+    // Without a token, a malformed megabyte is not even parsed: 401, not 400.
+    let junk = "[".repeat(1 << 20);
+    let (status, body, _) = call(
+        &app,
+        post(path)
+            .insert_header(("content-type", "application/json"))
+            .set_payload(junk),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // With the token, a body over this route's limit is refused naming that limit.
+    let (status, body, _) = call(
+        &app,
+        bearer(post(path), &f.requester)
+            .insert_header(("content-type", "application/json"))
+            .set_payload("{}")
+            .insert_header(("content-length", (33 * 1024 * 1024).to_string())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body["error"].as_str().unwrap().contains("32 MiB"), "{body}");
+}
+
+/// Over a real socket: a stranger who announces 32 MiB and sends none of it is answered 401 at
+/// once; the server does not wait for (or read) the body.
+#[actix_web::test]
+async fn a_stranger_s_body_is_never_read() {
+    use std::io::{Read, Write};
+    let db = common::sqlite();
+    let data = tempfile::tempdir().unwrap();
+    let server = common::start_server(data.path(), &db.url);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/v1/projects/p/model-descriptions HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/json\r\nContent-Length: 33554432\r\n\r\n{{"
+    )
+    .unwrap();
+    let mut buf = [0u8; 512];
+    let n = stream
+        .read(&mut buf)
+        .expect("an answer before the body arrives");
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+}
+
+/// Random JSON (and random bytes) to every route that takes a body, signed in: always an answer
+/// below 500 that is JSON with an error naming the problem, or a success. Bounded: 48 cases per
+/// route.
+#[actix_web::test]
+async fn random_json_bodies_never_fail_the_server() {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let db = common::sqlite();
+    let mut f = fixture(&db);
+    f.state = f.state.clone().with_limits(ApiLimits::off());
+    let app = app!(f);
+    let alice = session(&app, &f.requester, "alice").await;
+    let (_, a, _) = call(&app, bearer(post("/api/v1/projects/p/assignments"), &alice)).await;
+    let id = a["assignment_id"].as_str().unwrap().to_owned();
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |x| x.is_finite())
+            .prop_map(Value::from),
+        ".{0,40}".prop_map(Value::from),
+        prop_oneof![
+            Just("description"),
+            Just("worker_id"),
+            Just("password"),
+            Just("code"),
+            Just("cents"),
+            Just("reason"),
+            Just("project"),
+            Just("round"),
+            Just("system"),
+            Just("descriptions"),
+            Just("feedback"),
+            Just("by_priority"),
+            Just("name"),
+        ]
+        .prop_map(Value::from),
+    ];
+    let value = leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("description".to_owned()),
+                    Just("worker_id".to_owned()),
+                    Just("password".to_owned()),
+                    Just("code".to_owned()),
+                    Just("cents".to_owned()),
+                    Just("reason".to_owned()),
+                    Just("project".to_owned()),
+                    Just("assignment_id".to_owned()),
+                    Just("round".to_owned()),
+                    Just("system".to_owned()),
+                    Just("descriptions".to_owned()),
+                    Just("model".to_owned()),
+                    Just("layer".to_owned()),
+                    Just("unit".to_owned()),
+                    Just("priority".to_owned()),
+                    Just("by_priority".to_owned()),
+                    Just("feedback".to_owned()),
+                    Just("name".to_owned()),
+                    Just("title".to_owned()),
+                    Just("instructions".to_owned()),
+                    Just("lease_ms".to_owned()),
+                    Just("reward_cents".to_owned()),
+                    "[a-z_]{1,12}",
+                ],
+                inner,
+                0..6,
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    let routes: Vec<(String, String)> = vec![
+        ("/api/v1/workers/session".into(), String::new()),
+        ("/api/v1/workers/session".into(), f.requester.clone()),
+        (format!("/api/v1/assignments/{id}/submit"), alice.clone()),
+        (
+            format!("/api/v1/assignments/{id}/reject"),
+            f.requester.clone(),
+        ),
+        ("/api/v1/workers/alice/bonus".into(), f.requester.clone()),
+        ("/api/v1/workers/alice/block".into(), f.requester.clone()),
+        ("/api/v1/projects".into(), f.requester.clone()),
+        (
+            "/api/v1/projects/p/model-descriptions".into(),
+            f.requester.clone(),
+        ),
+        ("/api/v1/projects/p/ordering".into(), f.requester.clone()),
+    ];
+    let mut runner = TestRunner::deterministic();
+    for (path, token) in &routes {
+        for case in 0..48 {
+            let body = value.new_tree(&mut runner).unwrap().current();
+            let mut req = post(path)
+                .insert_header(("Idempotency-Key", format!("fuzz-{case}")))
+                .set_json(&body);
+            if case % 8 == 7 {
+                let bytes = prop::collection::vec(any::<u8>(), 0..64)
+                    .new_tree(&mut runner)
+                    .unwrap()
+                    .current();
+                req = post(path)
+                    .insert_header(("content-type", "application/json"))
+                    .set_payload(bytes);
+            }
+            if !token.is_empty() {
+                req = bearer(req, token);
+            }
+            let (status, answer, _) = call(&app, req).await;
+            assert!(
+                status.as_u16() < 500,
+                "{path} with {body}: {status} {answer}"
+            );
+            if !status.is_success() {
+                let message = answer["error"].as_str().unwrap_or_default();
+                assert!(!message.is_empty(), "{path} with {body}: {status} {answer}");
+            }
+        }
     }
 }

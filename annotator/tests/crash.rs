@@ -8,13 +8,13 @@ use std::time::Duration;
 use milan_annotator::loadgen::{CrowdConfig, run, sign_in};
 
 fn crash_on(db: common::TestDb) {
-    common::seed_project(&db.db, 2000, 30 * 60 * 1000);
+    let token = common::seed_project(&db.db, 2000, 30 * 60 * 1000);
     let data = tempfile::tempdir().unwrap();
-    let mut server = common::start_server(data.path(), &db.url);
+    let mut server = common::start_crowd_server(data.path(), &db.url);
     let base = server.base.clone();
     let report = std::thread::scope(|scope| {
         let crowd = scope.spawn(|| {
-            let mut config = CrowdConfig::new(32, "load");
+            let mut config = CrowdConfig::new(32, "load", &token);
             config.p_replay = 0.05;
             config.max_duration = Duration::from_secs(60);
             run(&base, &config)
@@ -36,9 +36,9 @@ fn crash_on(db: common::TestDb) {
     assert!(report.transport_errors > 0, "the kill interrupted requests");
     assert!(report.surprises.is_empty(), "{:?}", report.surprises);
     // Restart on the same database: everything acknowledged is there, and work goes on.
-    let restarted = common::start_server(data.path(), &db.url);
+    let restarted = common::start_crowd_server(data.path(), &db.url);
     common::check_stored(&db.db, &report.acknowledged, None);
-    let token = sign_in(&restarted.base, "after-crash").unwrap();
+    let token = sign_in(&restarted.base, &token, "after-crash").unwrap();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

@@ -7,7 +7,7 @@ use common::{TestDb, on_both};
 use diesel::RunQueryDsl;
 use milan_annotator::db::queries::{self as q, NewSet};
 use milan_annotator::domain::{MINUTE_MS, ProjectSettings};
-use milan_annotator::engine::{Engine, EngineError};
+use milan_annotator::engine::{Bonus, Engine, EngineError, Paid};
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -88,8 +88,9 @@ fn sets_fill_evenly_and_never_twice_for_one_worker() {
         // Alice takes one set, returns it, and never sees it again.
         let (first, unit) = accept(&engine, "alice", T0).unwrap();
         engine.return_assignment(&first, "alice", T0 + 1).unwrap();
-        let (_, other) = accept(&engine, "alice", T0 + 2).unwrap();
+        let (second, other) = accept(&engine, "alice", T0 + 2).unwrap();
         assert_ne!(other, unit, "{}", db.name);
+        engine.return_assignment(&second, "alice", T0 + 3).unwrap();
         assert_eq!(
             accept(&engine, "alice", T0 + 3),
             None,
@@ -141,6 +142,7 @@ fn the_database_enforces_the_limits() {
                     state: "accepted",
                     accepted_at: T0,
                     expires_at: T0 + 1,
+                    verified: true,
                 },
             )
         };
@@ -291,11 +293,15 @@ fn blocked_workers_get_nothing_new_but_finish_what_they_hold() {
         engine
             .block("alice", "copy-pasted answers", T0 + 1)
             .unwrap();
-        let err = engine.accept_next("p", "alice", T0 + 2).unwrap_err();
-        assert!(matches!(err, EngineError::Forbidden(_)), "{err}");
+        // Accepting again gives back what she holds (nothing new)...
+        let held = engine.accept_next("p", "alice", T0 + 2).unwrap().unwrap();
+        assert!(held.resumed && held.assignment.public_id == id);
         engine
             .submit(&id, "alice", "red circles", None, T0 + 3)
             .unwrap();
+        // ...and once it is done, nothing more.
+        let err = engine.accept_next("p", "alice", T0 + 3).unwrap_err();
+        assert!(matches!(err, EngineError::Forbidden(_)), "{err}");
         engine.unblock("alice", T0 + 4).unwrap();
         assert!(accept(&engine, "alice", T0 + 5).is_some(), "{}", db.name);
     });
@@ -306,14 +312,27 @@ fn bonuses_go_to_the_ledger() {
     on_both(|db| {
         let engine = project(db, 1, 3);
         let (id, _) = accept(&engine, "alice", T0).unwrap();
+        let bonus = |worker, cents, assignment, key| Bonus {
+            worker,
+            cents,
+            reason: "great descriptions",
+            assignment,
+            project: Some("p"),
+            idempotency_key: key,
+        };
+        assert_eq!(
+            engine
+                .bonus(&bonus("alice", 25, Some(&id), "k1"), T0 + 1)
+                .unwrap(),
+            Paid::Paid
+        );
         engine
-            .bonus("alice", 25, "great descriptions", Some(&id), T0 + 1)
+            .bonus(&bonus("alice", 5, None, "k2"), T0 + 2)
             .unwrap();
-        engine.bonus("alice", 5, "thanks", None, T0 + 2).unwrap();
         assert_eq!(engine.earnings("alice").unwrap(), (0, 30));
-        assert!(engine.bonus("alice", 0, "x", None, T0).is_err());
+        assert!(engine.bonus(&bonus("alice", 0, None, "k3"), T0).is_err());
         assert!(
-            engine.bonus("nobody", 5, "x", None, T0).is_err(),
+            engine.bonus(&bonus("nobody", 5, None, "k4"), T0).is_err(),
             "{}",
             db.name
         );
@@ -340,9 +359,19 @@ fn description_rules_are_enforced_on_submit() {
             matches!(err, EngineError::Invalid(ref m) if m.contains("previous")),
             "{err}"
         );
-        let script = "<script>alert(1)</script> here";
-        let r = engine.submit(&next, "alice", script, None, T0 + 5).unwrap();
-        assert_eq!(r["description"], script, "{}: stored as data", db.name);
+        for bad in [
+            "<script>alert(1)</script> here",
+            "red \u{202E}circles",
+            "red\u{200B} circles",
+        ] {
+            let err = engine
+                .submit(&next, "alice", bad, None, T0 + 5)
+                .unwrap_err();
+            assert!(matches!(err, EngineError::Invalid(_)), "{bad:?}: {err}");
+        }
+        let text = "salt & \"pepper\" <- arrows";
+        let r = engine.submit(&next, "alice", text, None, T0 + 5).unwrap();
+        assert_eq!(r["description"], text, "{}: stored as data", db.name);
     });
 }
 

@@ -212,7 +212,7 @@ fn mturk_csv_and_jsonl_have_every_submission() {
         import(&engine, &store, &settings(), &root, T0, &|| {}).unwrap();
         complete(&engine);
         let mut csv_bytes = Vec::new();
-        export::mturk_csv(&engine, "p", &mut csv_bytes).unwrap();
+        export::mturk_csv(&engine, "p", None, &mut csv_bytes).unwrap();
         let mut reader = csv::Reader::from_reader(csv_bytes.as_slice());
         let headers = reader.headers().unwrap().clone();
         for column in export::MTURK_COLUMNS.iter().copied().chain([
@@ -257,5 +257,62 @@ fn mturk_csv_and_jsonl_have_every_submission() {
                 .iter()
                 .all(|l| l["cleaned"].is_string() && l["worker"].is_string())
         );
+    });
+}
+
+/// A description written as a spreadsheet formula stays text in the MTurk CSV (OWASP's rule), and
+/// image URLs are absolute when the server's public URL is known.
+#[test]
+fn the_mturk_csv_neutralises_formulas_and_writes_absolute_image_urls() {
+    on_both(|db| {
+        let (engine, store, dir) = setup(db);
+        let root = dir.path().join("corpus");
+        corpus(&root, 5);
+        import(&engine, &store, &settings(), &root, T0, &|| {}).unwrap();
+        let formulas = [
+            "=HYPERLINK(\"http://attacker.example\",\"click\") red dots",
+            "+cmd|' /C calc'!A0 blue dots",
+            "-2+3 green stripes",
+            "@SUM(1+1) yellow squares",
+        ];
+        for (i, text) in formulas.iter().enumerate() {
+            let worker = format!("w{i}");
+            let a = engine.accept_next("p", &worker, T0 + 1).unwrap().unwrap();
+            engine
+                .submit(&a.assignment.public_id, &worker, text, None, T0 + 2)
+                .unwrap();
+        }
+        let public =
+            milan_annotator::origin::PublicUrl::parse("https://annotator.example.org").unwrap();
+        let mut bytes = Vec::new();
+        export::mturk_csv(&engine, "p", Some(&public), &mut bytes).unwrap();
+        let mut reader = csv::Reader::from_reader(bytes.as_slice());
+        let headers = reader.headers().unwrap().clone();
+        let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), formulas.len());
+        for row in &rows {
+            let answer = &row[col("Answer.summary")];
+            assert!(
+                answer.starts_with('\''),
+                "{}: {answer:?} would run",
+                db.name
+            );
+            assert!(
+                formulas.contains(&&answer[1..]),
+                "the text itself is kept: {answer:?}"
+            );
+            assert!(
+                row[col("Input.image_url_1")].starts_with("https://annotator.example.org/images/"),
+                "{:?}",
+                &row[col("Input.image_url_1")]
+            );
+            for cell in row.iter() {
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "{cell:?}"
+                );
+            }
+        }
     });
 }

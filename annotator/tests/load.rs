@@ -10,10 +10,10 @@ const SETS: usize = 2000;
 const LEASE_MS: u64 = 4000;
 
 fn crowd_on(db: common::TestDb) {
-    common::seed_project(&db.db, SETS, LEASE_MS as i64);
+    let token = common::seed_project(&db.db, SETS, LEASE_MS as i64);
     let data = tempfile::tempdir().unwrap();
-    let server = common::start_server(data.path(), &db.url);
-    let mut config = CrowdConfig::new(64, "load");
+    let server = common::start_crowd_server(data.path(), &db.url);
+    let mut config = CrowdConfig::new(64, "load", &token);
     config.p_return = 0.03;
     config.p_replay = 0.05;
     config.p_expire = 0.002;

@@ -15,6 +15,7 @@ use milan_annotator::engine::{Engine, EngineError};
 use milan_annotator::images::ImageStore;
 use milan_annotator::import::import;
 use milan_annotator::qualification::{Qualifications, Standing};
+use milan_annotator::sessions::{Entry, Via};
 use milan_annotator::web::{self as pages, Site, WebConfig};
 
 struct Fixture {
@@ -47,12 +48,7 @@ fn fixture(db: &TestDb) -> Fixture {
         .0
         .clone();
     Fixture {
-        state: AppState {
-            engine,
-            auth,
-            images,
-            data_dir: data,
-        },
+        state: AppState::new(engine, auth, images, data),
         layer,
         _dir: dir,
     }
@@ -345,9 +341,10 @@ async fn forms_need_the_csrf_token_sign_in_is_rate_limited_and_pages_carry_the_p
         StatusCode::FORBIDDEN
     );
 
-    // With it: wrong passwords are 401 until the limit, then 429 with Retry-After.
+    // With it: wrong passwords are 401 until the limit (5 per account and address), then 429
+    // with Retry-After.
     let mut statuses = Vec::new();
-    for _ in 0..11 {
+    for _ in 0..6 {
         let req = form(
             "/signin",
             &format!("csrf={token}&worker=ann&password=wrong-password"),
@@ -359,100 +356,21 @@ async fn forms_need_the_csrf_token_sign_in_is_rate_limited_and_pages_carry_the_p
         }
         statuses.push(resp.status().as_u16());
     }
-    assert_eq!(statuses[..10], [401; 10]);
-    assert_eq!(statuses[10], 429);
-}
-
-#[actix_web::test]
-async fn mturk_mode_is_framed_by_mturk_only_and_posts_only_to_mturk() {
-    let db = common::sqlite();
-    let f = fixture(&db);
-    let app = site!(f);
-    let get = |q: &str| {
-        at::TestRequest::get()
-            .uri(&format!("/mturk/pool?{q}"))
-            .to_request()
-    };
-    let resp = at::call_service(
-        &app,
-        get("assignmentId=A1&hitId=H1&workerId=W1&turkSubmitTo=https%3A%2F%2Fevil.example"),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let resp = at::call_service(
-        &app,
-        get("assignmentId=A1&hitId=H1&workerId=W1&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com"),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let csp = resp
-        .headers()
-        .get("content-security-policy")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        csp.contains("frame-ancestors https://www.mturk.com https://workersandbox.mturk.com"),
-        "{csp}"
-    );
-    assert!(
-        csp.contains("form-action 'self' https://workersandbox.mturk.com"),
-        "{csp}"
-    );
-    assert!(resp.headers().get("x-frame-options").is_none());
-    let body = String::from_utf8(at::read_body(resp).await.to_vec()).unwrap();
-    assert!(
-        body.contains("name=\"session\""),
-        "MTurk forms carry the session"
-    );
-    assert!(
-        !body.contains("/return"),
-        "MTurk workers return HITs on MTurk"
-    );
-    // A reload shows the same set: the GET takes at most one assignment.
-    let again = at::call_service(
-        &app,
-        get("assignmentId=A1&hitId=H1&workerId=W1&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com"),
-    )
-    .await;
-    let again = String::from_utf8(at::read_body(again).await.to_vec()).unwrap();
-    let action = |b: &str| {
-        b.split("action=\"/a/")
-            .nth(1)
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
-    assert_eq!(action(&body), action(&again));
-    // MTurk's ids are on record once, for matching the work with MTurk's batch results.
-    let events = f.state.engine.events_of(&action(&body)).unwrap();
-    let external: Vec<_> = events
-        .iter()
-        .filter(|e| e.kind == "external_task")
-        .collect();
-    assert_eq!(external.len(), 1);
-    assert!(
-        external[0].detail.contains("\"assignment_id\":\"A1\""),
-        "{}",
-        external[0].detail
-    );
+    assert_eq!(statuses[..5], [401; 5]);
+    assert_eq!(statuses[5], 429);
 }
 
 #[actix_web::test]
 async fn submits_are_rate_limited_per_worker() {
-    use milan_annotator::web::session::{self, Entry, WorkerSession};
+    use milan_annotator::web::session;
     let db = common::sqlite();
     let f = fixture(&db);
     let app = site!(f);
-    let worker = WorkerSession {
-        worker: "ann".into(),
-        issued: now_ms(),
-        entry: Entry::Local,
-    };
-    let sealed = session::seal_worker(&f.state.auth, &worker);
+    let (sealed, _) = f
+        .state
+        .sessions
+        .start_worker("ann", Via::Password, &Entry::Local, now_ms())
+        .unwrap();
     let csrf_cookie = "ab".repeat(16);
     let token = session::csrf_token(&f.state.auth, &csrf_cookie);
     let mut statuses = Vec::new();
@@ -556,7 +474,7 @@ async fn the_dashboard_shows_the_trainers_agreement_and_switches_ordering() {
     let session = resp
         .response()
         .cookies()
-        .find(|c| c.name() != "milan_csrf")
+        .find(|c| c.name() == "milan_requester")
         .expect("a session cookie")
         .into_owned();
     let page = |app_resp: actix_web::dev::ServiceResponse| async move {

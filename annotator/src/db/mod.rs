@@ -145,8 +145,12 @@ impl ManageConnection for Manager {
             .map_err(DbError::Query)
     }
 
+    /// A connection given back while its thread panics may be inside a transaction that nobody
+    /// will finish; on SQLite that transaction holds the write lock (BEGIN IMMEDIATE), on
+    /// PostgreSQL its row locks. The pool then closes it instead of lending it again, and closing
+    /// rolls the transaction back.
     fn has_broken(&self, _conn: &mut Db) -> bool {
-        false
+        std::thread::panicking()
     }
 }
 
@@ -290,12 +294,32 @@ where
     }
 }
 
-/// Runs the pending migrations of the connection's backend.
+/// The PostgreSQL advisory lock key under which migrations run ("milan-rs" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6d69_6c61_6e2d_7273;
+
+/// Runs the pending migrations of the connection's backend. On PostgreSQL they run under a
+/// session advisory lock, so that several servers starting at once on one database migrate it
+/// one after the other (the later ones find nothing pending) instead of racing.
 pub fn migrate(conn: &mut Db) -> Result<Vec<String>, DbError> {
-    let applied = match conn {
-        Db::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
-        Db::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+    fn names<V: ToString>(
+        applied: diesel::migration::Result<Vec<V>>,
+    ) -> Result<Vec<String>, DbError> {
+        applied
+            .map(|v| v.iter().map(ToString::to_string).collect())
+            .map_err(|e| DbError::Migration(e.to_string()))
     }
-    .map_err(|e| DbError::Migration(e.to_string()))?;
-    Ok(applied.iter().map(ToString::to_string).collect())
+    match conn {
+        Db::Sqlite(c) => names(c.run_pending_migrations(SQLITE_MIGRATIONS)),
+        Db::Pg(c) => {
+            let lock = |c: &mut PgConnection, sql: &str| {
+                diesel::sql_query(format!("{sql}({MIGRATION_LOCK})"))
+                    .execute(c)
+                    .map_err(|e| DbError::Migration(format!("{sql}: {e}")))
+            };
+            lock(c, "SELECT pg_advisory_lock")?;
+            let applied = names(c.run_pending_migrations(POSTGRES_MIGRATIONS));
+            lock(c, "SELECT pg_advisory_unlock")?;
+            applied
+        }
+    }
 }

@@ -6,9 +6,9 @@ use diesel::prelude::*;
 
 use super::Db;
 use super::schema::{
-    assignments, descriptions, events, exemplar_sets, ledger, model_descriptions, projects,
-    qualification_attempts, qualifications, requester_tokens, requesters, settings, slots,
-    worker_codes, workers,
+    assignments, descriptions, events, exemplar_sets, ledger, model_descriptions,
+    mturk_assignments, projects, prolific_sessions, qualification_attempts, qualifications,
+    requester_tokens, requesters, sessions, settings, slots, worker_codes, workers,
 };
 
 pub type QueryResult<T> = Result<T, diesel::result::Error>;
@@ -29,6 +29,8 @@ pub struct ProjectRow {
     pub prolific_completion_code: Option<String>,
     /// Accept-next hands out the sets of highest priority first (the trainer sets priorities).
     pub order_by_priority: bool,
+    pub max_live_per_worker: i32,
+    pub max_bonus_cents: i64,
 }
 
 #[derive(Debug, Insertable)]
@@ -44,6 +46,8 @@ pub struct NewProject<'a> {
     pub qualification_required: bool,
     pub created_at: i64,
     pub prolific_completion_code: Option<&'a str>,
+    pub max_live_per_worker: i32,
+    pub max_bonus_cents: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -101,6 +105,8 @@ pub struct AssignmentRow {
     pub idempotency_key: Option<String>,
     pub request_hash: Option<String>,
     pub submit_response: Option<String>,
+    /// False while the worker's identity rests on URL parameters not yet reconciled.
+    pub verified: bool,
 }
 
 #[derive(Debug, Insertable)]
@@ -113,6 +119,7 @@ pub struct NewAssignment<'a> {
     pub state: &'a str,
     pub accepted_at: i64,
     pub expires_at: i64,
+    pub verified: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -502,6 +509,22 @@ pub fn assignment_by_public_id(
         .optional()
 }
 
+pub fn assignment_by_id(conn: &mut Db, id: i64) -> QueryResult<AssignmentRow> {
+    assignments::table
+        .find(id)
+        .select(AssignmentRow::as_select())
+        .first(conn)
+}
+
+/// The description stored for an assignment, if it was submitted.
+pub fn description_of(conn: &mut Db, assignment_id: i64) -> QueryResult<Option<DescriptionRow>> {
+    descriptions::table
+        .filter(descriptions::assignment_id.eq(assignment_id))
+        .select(DescriptionRow::as_select())
+        .first(conn)
+        .optional()
+}
+
 pub fn assignments_of_set(conn: &mut Db, set_id: i64) -> QueryResult<Vec<AssignmentRow>> {
     assignments::table
         .filter(assignments::set_id.eq(set_id))
@@ -598,6 +621,7 @@ pub fn due_for_auto_approval(
     assignments::table
         .inner_join(exemplar_sets::table.inner_join(projects::table))
         .filter(assignments::state.eq("submitted"))
+        .filter(assignments::verified.eq(true))
         .filter((assignments::submitted_at.assume_not_null() + projects::auto_approve_ms).le(now))
         .order(assignments::submitted_at)
         .limit(limit)
@@ -726,26 +750,40 @@ pub fn descriptions_after(
 
 // ---------------------------------------------------------------- ledger, events, tokens
 
-pub fn insert_ledger(
-    conn: &mut Db,
-    worker_id: i64,
-    assignment_id: Option<i64>,
-    kind: &str,
-    cents: i64,
-    note: &str,
-    now: i64,
-) -> QueryResult<()> {
+/// One payment: a reward (one per assignment) or a bonus (with the requester's idempotency key).
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = ledger)]
+pub struct NewPayment<'a> {
+    pub worker_id: i64,
+    pub assignment_id: Option<i64>,
+    pub kind: &'a str,
+    pub cents: i64,
+    pub note: &'a str,
+    pub created_at: i64,
+    pub idempotency_key: Option<&'a str>,
+    pub request_hash: Option<&'a str>,
+}
+
+pub fn insert_ledger(conn: &mut Db, payment: &NewPayment) -> QueryResult<()> {
     diesel::insert_into(ledger::table)
-        .values((
-            ledger::worker_id.eq(worker_id),
-            ledger::assignment_id.eq(assignment_id),
-            ledger::kind.eq(kind),
-            ledger::cents.eq(cents),
-            ledger::note.eq(note),
-            ledger::created_at.eq(now),
-        ))
+        .values(payment)
         .execute(conn)
         .map(|_| ())
+}
+
+/// The request hash of the payment made with this idempotency key, if any.
+pub fn payment_by_key(conn: &mut Db, key: &str) -> QueryResult<Option<Option<String>>> {
+    ledger::table
+        .filter(ledger::idempotency_key.eq(key))
+        .select(ledger::request_hash)
+        .first(conn)
+        .optional()
+}
+
+/// Adds cents in i128, so that no number of ledger rows can overflow a total.
+pub fn sum_cents(values: impl IntoIterator<Item = i64>) -> i64 {
+    let total: i128 = values.into_iter().map(i128::from).sum();
+    total.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
 /// (reward cents, bonus cents) paid to a worker.
@@ -754,13 +792,8 @@ pub fn earnings(conn: &mut Db, worker_id: i64) -> QueryResult<(i64, i64)> {
         .filter(ledger::worker_id.eq(worker_id))
         .select((ledger::kind, ledger::cents))
         .load(conn)?;
-    Ok(rows.iter().fold((0, 0), |(r, b), (kind, cents)| {
-        if kind == "reward" {
-            (r + cents, b)
-        } else {
-            (r, b + cents)
-        }
-    }))
+    let of = |k: &str| sum_cents(rows.iter().filter(|(kind, _)| kind == k).map(|(_, c)| *c));
+    Ok((of("reward"), of("bonus")))
 }
 
 pub fn log(conn: &mut Db, event: &NewEvent) -> QueryResult<()> {
@@ -778,21 +811,57 @@ pub fn events_of_assignment(conn: &mut Db, assignment_id: i64) -> QueryResult<Ve
         .load(conn)
 }
 
-pub fn insert_requester_token(conn: &mut Db, token_hash: &str, now: i64) -> QueryResult<()> {
+pub fn insert_requester_token(
+    conn: &mut Db,
+    token_hash: &str,
+    label: &str,
+    now: i64,
+) -> QueryResult<i64> {
     diesel::insert_into(requester_tokens::table)
         .values((
             requester_tokens::token_hash.eq(token_hash),
             requester_tokens::created_at.eq(now),
+            requester_tokens::label.eq(label),
         ))
-        .execute(conn)
-        .map(|_| ())
+        .returning(requester_tokens::id)
+        .get_result(conn)
 }
 
-pub fn requester_token_exists(conn: &mut Db, token_hash: &str) -> QueryResult<bool> {
-    diesel::select(exists(
-        requester_tokens::table.filter(requester_tokens::token_hash.eq(token_hash)),
-    ))
-    .get_result(conn)
+/// The id of the unrevoked requester token with this hash.
+pub fn requester_token_id(conn: &mut Db, token_hash: &str) -> QueryResult<Option<i64>> {
+    requester_tokens::table
+        .filter(requester_tokens::token_hash.eq(token_hash))
+        .filter(requester_tokens::revoked_at.is_null())
+        .select(requester_tokens::id)
+        .first(conn)
+        .optional()
+}
+
+/// A requester API token as listed: (id, label, created, revoked).
+pub type TokenListing = (i64, String, i64, Option<i64>);
+
+pub fn requester_tokens(conn: &mut Db) -> QueryResult<Vec<TokenListing>> {
+    requester_tokens::table
+        .order(requester_tokens::id)
+        .select((
+            requester_tokens::id,
+            requester_tokens::label,
+            requester_tokens::created_at,
+            requester_tokens::revoked_at,
+        ))
+        .load(conn)
+}
+
+/// Revokes a token; `false` when there is no such unrevoked token.
+pub fn revoke_requester_token(conn: &mut Db, id: i64, now: i64) -> QueryResult<bool> {
+    diesel::update(
+        requester_tokens::table
+            .filter(requester_tokens::id.eq(id))
+            .filter(requester_tokens::revoked_at.is_null()),
+    )
+    .set(requester_tokens::revoked_at.eq(now))
+    .execute(conn)
+    .map(|n| n == 1)
 }
 
 pub fn setting(conn: &mut Db, name: &str) -> QueryResult<Option<String>> {
@@ -964,6 +1033,14 @@ pub fn upsert_requester(conn: &mut Db, username: &str, hash: &str, now: i64) -> 
     Ok(())
 }
 
+pub fn requester_id(conn: &mut Db, username: &str) -> QueryResult<Option<i64>> {
+    requesters::table
+        .filter(requesters::username.eq(username))
+        .select(requesters::id)
+        .first(conn)
+        .optional()
+}
+
 pub fn requester_password(conn: &mut Db, username: &str) -> QueryResult<Option<String>> {
     requesters::table
         .filter(requesters::username.eq(username))
@@ -1114,4 +1191,398 @@ pub fn work_on_set(
             workers::external_id,
         ))
         .load(conn)
+}
+
+// ---------------------------------------------------------------- sessions
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct NewSession<'a> {
+    pub public_id: &'a str,
+    pub token_hash: &'a str,
+    pub worker_id: Option<i64>,
+    pub requester_id: Option<i64>,
+    pub via: &'a str,
+    pub entry: &'a str,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    pub id: i64,
+    pub public_id: String,
+    pub token_hash: String,
+    pub worker_id: Option<i64>,
+    pub requester_id: Option<i64>,
+    pub via: String,
+    pub entry: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+pub fn insert_session(conn: &mut Db, s: &NewSession) -> QueryResult<()> {
+    diesel::insert_into(sessions::table)
+        .values(s)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// A live session (not revoked, not expired) with its worker's external id or requester's name.
+pub fn live_session(
+    conn: &mut Db,
+    token_hash: &str,
+    now: i64,
+) -> QueryResult<Option<(SessionRow, Option<String>, Option<String>)>> {
+    sessions::table
+        .left_join(workers::table.on(workers::id.nullable().eq(sessions::worker_id)))
+        .left_join(requesters::table.on(requesters::id.nullable().eq(sessions::requester_id)))
+        .filter(sessions::token_hash.eq(token_hash))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .select((
+            SessionRow::as_select(),
+            workers::external_id.nullable(),
+            requesters::username.nullable(),
+        ))
+        .first(conn)
+        .optional()
+}
+
+/// Every live session, or a worker's, newest first, with the worker's id or requester's name.
+pub fn live_sessions(
+    conn: &mut Db,
+    worker_id: Option<i64>,
+    now: i64,
+) -> QueryResult<Vec<(SessionRow, Option<String>, Option<String>)>> {
+    let mut query = sessions::table
+        .left_join(workers::table.on(workers::id.nullable().eq(sessions::worker_id)))
+        .left_join(requesters::table.on(requesters::id.nullable().eq(sessions::requester_id)))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .into_boxed();
+    if let Some(w) = worker_id {
+        query = query.filter(sessions::worker_id.eq(w));
+    }
+    query
+        .order(sessions::id.desc())
+        .select((
+            SessionRow::as_select(),
+            workers::external_id.nullable(),
+            requesters::username.nullable(),
+        ))
+        .load(conn)
+}
+
+/// Which sessions a revocation ends.
+#[derive(Debug, Clone, Copy)]
+pub enum SessionsOf<'a> {
+    Token(&'a str),
+    Public(&'a str),
+    Worker(i64),
+    Requester(i64),
+}
+
+/// Revokes live sessions; returns how many ended.
+pub fn revoke_sessions(conn: &mut Db, which: SessionsOf, now: i64) -> QueryResult<usize> {
+    let live = sessions::table.filter(sessions::revoked_at.is_null());
+    let set = sessions::revoked_at.eq(now);
+    match which {
+        SessionsOf::Token(hash) => diesel::update(live.filter(sessions::token_hash.eq(hash)))
+            .set(set)
+            .execute(conn),
+        SessionsOf::Public(id) => diesel::update(live.filter(sessions::public_id.eq(id)))
+            .set(set)
+            .execute(conn),
+        SessionsOf::Worker(id) => diesel::update(live.filter(sessions::worker_id.eq(id)))
+            .set(set)
+            .execute(conn),
+        SessionsOf::Requester(id) => diesel::update(live.filter(sessions::requester_id.eq(id)))
+            .set(set)
+            .execute(conn),
+    }
+}
+
+/// Deletes sessions that ended before `before` (expired or revoked).
+pub fn purge_sessions(conn: &mut Db, before: i64) -> QueryResult<usize> {
+    diesel::delete(
+        sessions::table.filter(
+            sessions::expires_at
+                .lt(before)
+                .or(sessions::revoked_at.lt(before)),
+        ),
+    )
+    .execute(conn)
+}
+
+// ---------------------------------------------------------------- live work of a worker
+
+/// Takes the worker's row lock until the transaction ends (a no-op UPDATE), so that two accepts
+/// of one worker run one after the other on PostgreSQL too: the per-worker lease cap is then
+/// checked against what the other committed. (SQLite serialises every writer anyway.)
+pub fn lock_worker(conn: &mut Db, worker_id: i64) -> QueryResult<()> {
+    diesel::update(workers::table.find(worker_id))
+        .set(workers::blocked.eq(workers::blocked))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// A worker's accepted assignments in a project whose lease is not over, oldest first.
+pub fn live_assignments(
+    conn: &mut Db,
+    project_id: i64,
+    worker_id: i64,
+    now: i64,
+) -> QueryResult<Vec<(AssignmentRow, SetRow)>> {
+    assignments::table
+        .inner_join(exemplar_sets::table)
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .filter(assignments::worker_id.eq(worker_id))
+        .filter(assignments::state.eq("accepted"))
+        .filter(assignments::expires_at.gt(now))
+        .order(assignments::id.asc())
+        .select((AssignmentRow::as_select(), SetRow::as_select()))
+        .load(conn)
+}
+
+/// A worker's live assignments in every project, with the project's name, oldest first.
+pub fn live_work_of_worker(
+    conn: &mut Db,
+    worker_id: i64,
+    now: i64,
+) -> QueryResult<Vec<(AssignmentRow, SetRow, String)>> {
+    assignments::table
+        .inner_join(exemplar_sets::table.inner_join(projects::table))
+        .filter(assignments::worker_id.eq(worker_id))
+        .filter(assignments::state.eq("accepted"))
+        .filter(assignments::expires_at.gt(now))
+        .order(assignments::id.asc())
+        .select((
+            AssignmentRow::as_select(),
+            SetRow::as_select(),
+            projects::name,
+        ))
+        .load(conn)
+}
+
+/// Every assignment of a worker in a project.
+pub fn assignments_of_worker_in(
+    conn: &mut Db,
+    project_id: i64,
+    worker_id: i64,
+) -> QueryResult<Vec<AssignmentRow>> {
+    assignments::table
+        .inner_join(exemplar_sets::table)
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .filter(assignments::worker_id.eq(worker_id))
+        .order(assignments::id.asc())
+        .select(AssignmentRow::as_select())
+        .load(conn)
+}
+
+pub fn set_verified(conn: &mut Db, assignment_id: i64, verified: bool) -> QueryResult<()> {
+    diesel::update(assignments::table.find(assignment_id))
+        .set(assignments::verified.eq(verified))
+        .execute(conn)
+        .map(|_| ())
+}
+
+// ---------------------------------------------------------------- MTurk and Prolific
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = mturk_assignments)]
+pub struct MturkRow {
+    pub id: i64,
+    pub project_id: i64,
+    pub mturk_assignment_id: String,
+    pub hit_id: String,
+    pub worker_id: i64,
+    pub assignment_id: i64,
+    pub submit_to: String,
+    pub created_at: i64,
+    pub reconciled_at: Option<i64>,
+    pub flag: Option<String>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = mturk_assignments)]
+pub struct NewMturk<'a> {
+    pub project_id: i64,
+    pub mturk_assignment_id: &'a str,
+    pub hit_id: &'a str,
+    pub worker_id: i64,
+    pub assignment_id: i64,
+    pub submit_to: &'a str,
+    pub created_at: i64,
+}
+
+pub fn insert_mturk(conn: &mut Db, row: &NewMturk) -> QueryResult<()> {
+    diesel::insert_into(mturk_assignments::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn mturk_by_id(conn: &mut Db, mturk_assignment_id: &str) -> QueryResult<Option<MturkRow>> {
+    mturk_assignments::table
+        .filter(mturk_assignments::mturk_assignment_id.eq(mturk_assignment_id))
+        .select(MturkRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn mturk_by_hit_worker(
+    conn: &mut Db,
+    hit_id: &str,
+    worker_id: i64,
+) -> QueryResult<Option<MturkRow>> {
+    mturk_assignments::table
+        .filter(mturk_assignments::hit_id.eq(hit_id))
+        .filter(mturk_assignments::worker_id.eq(worker_id))
+        .select(MturkRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The MTurk assignment an assignment here answers, if it came from MTurk.
+pub fn mturk_of_assignment(conn: &mut Db, assignment_id: i64) -> QueryResult<Option<MturkRow>> {
+    mturk_assignments::table
+        .filter(mturk_assignments::assignment_id.eq(assignment_id))
+        .select(MturkRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn mturk_of_project(conn: &mut Db, project_id: i64) -> QueryResult<Vec<MturkRow>> {
+    mturk_assignments::table
+        .filter(mturk_assignments::project_id.eq(project_id))
+        .order(mturk_assignments::id)
+        .select(MturkRow::as_select())
+        .load(conn)
+}
+
+pub fn set_mturk_reconciled(
+    conn: &mut Db,
+    id: i64,
+    flag: Option<&str>,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::update(mturk_assignments::table.find(id))
+        .set((
+            mturk_assignments::reconciled_at.eq(now),
+            mturk_assignments::flag.eq(flag),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = prolific_sessions)]
+pub struct ProlificRow {
+    pub id: i64,
+    pub project_id: i64,
+    pub study_id: String,
+    pub session_id: String,
+    pub worker_id: i64,
+    pub created_at: i64,
+    pub completed_at: Option<i64>,
+    pub reconciled_at: Option<i64>,
+    pub flag: Option<String>,
+}
+
+pub fn insert_prolific(
+    conn: &mut Db,
+    project_id: i64,
+    study_id: &str,
+    session_id: &str,
+    worker_id: i64,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::insert_into(prolific_sessions::table)
+        .values((
+            prolific_sessions::project_id.eq(project_id),
+            prolific_sessions::study_id.eq(study_id),
+            prolific_sessions::session_id.eq(session_id),
+            prolific_sessions::worker_id.eq(worker_id),
+            prolific_sessions::created_at.eq(now),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn prolific_by_study_worker(
+    conn: &mut Db,
+    study_id: &str,
+    worker_id: i64,
+) -> QueryResult<Option<ProlificRow>> {
+    prolific_sessions::table
+        .filter(prolific_sessions::study_id.eq(study_id))
+        .filter(prolific_sessions::worker_id.eq(worker_id))
+        .select(ProlificRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn prolific_by_session(conn: &mut Db, session_id: &str) -> QueryResult<Option<ProlificRow>> {
+    prolific_sessions::table
+        .filter(prolific_sessions::session_id.eq(session_id))
+        .select(ProlificRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Marks a Prolific session completed; `false` when it already was (one completion per session).
+pub fn complete_prolific(conn: &mut Db, id: i64, now: i64) -> QueryResult<bool> {
+    diesel::update(
+        prolific_sessions::table
+            .filter(prolific_sessions::id.eq(id))
+            .filter(prolific_sessions::completed_at.is_null()),
+    )
+    .set(prolific_sessions::completed_at.eq(now))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+pub fn prolific_of_study(
+    conn: &mut Db,
+    project_id: i64,
+    study_id: &str,
+) -> QueryResult<Vec<ProlificRow>> {
+    prolific_sessions::table
+        .filter(prolific_sessions::project_id.eq(project_id))
+        .filter(prolific_sessions::study_id.eq(study_id))
+        .order(prolific_sessions::id)
+        .select(ProlificRow::as_select())
+        .load(conn)
+}
+
+pub fn set_prolific_reconciled(
+    conn: &mut Db,
+    id: i64,
+    flag: Option<&str>,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::update(prolific_sessions::table.find(id))
+        .set((
+            prolific_sessions::reconciled_at.eq(now),
+            prolific_sessions::flag.eq(flag),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// What reconciliation said about an assignment's MTurk or Prolific entry, for the review page:
+/// (assignment id, flag). Only entries with a flag.
+pub fn flags_of_project(conn: &mut Db, project_id: i64) -> QueryResult<Vec<(i64, String)>> {
+    let mturk: Vec<(i64, Option<String>)> = mturk_assignments::table
+        .filter(mturk_assignments::project_id.eq(project_id))
+        .filter(mturk_assignments::flag.is_not_null())
+        .select((mturk_assignments::assignment_id, mturk_assignments::flag))
+        .load(conn)?;
+    Ok(mturk
+        .into_iter()
+        .filter_map(|(a, f)| f.map(|f| (a, f)))
+        .collect())
 }

@@ -15,6 +15,8 @@ diesel::table! {
         created_at -> BigInt,
         prolific_completion_code -> Nullable<Text>,
         order_by_priority -> Bool,
+        max_live_per_worker -> Integer,
+        max_bonus_cents -> BigInt,
     }
 }
 
@@ -68,6 +70,7 @@ diesel::table! {
         idempotency_key -> Nullable<Text>,
         request_hash -> Nullable<Text>,
         submit_response -> Nullable<Text>,
+        verified -> Bool,
     }
 }
 
@@ -91,6 +94,8 @@ diesel::table! {
         cents -> BigInt,
         note -> Text,
         created_at -> BigInt,
+        idempotency_key -> Nullable<Text>,
+        request_hash -> Nullable<Text>,
     }
 }
 
@@ -112,6 +117,8 @@ diesel::table! {
         id -> BigInt,
         token_hash -> Text,
         created_at -> BigInt,
+        label -> Text,
+        revoked_at -> Nullable<BigInt>,
     }
 }
 
@@ -178,7 +185,52 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sessions (id) {
+        id -> BigInt,
+        public_id -> Text,
+        token_hash -> Text,
+        worker_id -> Nullable<BigInt>,
+        requester_id -> Nullable<BigInt>,
+        via -> Text,
+        entry -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    mturk_assignments (id) {
+        id -> BigInt,
+        project_id -> BigInt,
+        mturk_assignment_id -> Text,
+        hit_id -> Text,
+        worker_id -> BigInt,
+        assignment_id -> BigInt,
+        submit_to -> Text,
+        created_at -> BigInt,
+        reconciled_at -> Nullable<BigInt>,
+        flag -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    prolific_sessions (id) {
+        id -> BigInt,
+        project_id -> BigInt,
+        study_id -> Text,
+        session_id -> Text,
+        worker_id -> BigInt,
+        created_at -> BigInt,
+        completed_at -> Nullable<BigInt>,
+        reconciled_at -> Nullable<BigInt>,
+        flag -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(exemplar_sets -> projects (project_id));
+diesel::joinable!(mturk_assignments -> assignments (assignment_id));
 diesel::joinable!(model_descriptions -> exemplar_sets (set_id));
 diesel::joinable!(assignments -> exemplar_sets (set_id));
 diesel::joinable!(assignments -> workers (worker_id));
@@ -200,4 +252,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     requesters,
     qualifications,
     qualification_attempts,
+    sessions,
+    mturk_assignments,
+    prolific_sessions,
 );

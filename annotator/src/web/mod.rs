@@ -4,7 +4,10 @@
 //!
 //! Every page is sent with a strict Content-Security-Policy (scripts and styles from this origin
 //! only, no inline script or style), `frame-ancestors 'none'` except for MTurk workers, whose pages
-//! MTurk frames; tera autoescapes every variable and no template marks anything `safe`.
+//! MTurk frames; tera autoescapes every variable and no template marks anything `safe`. No GET
+//! changes state; every POST carries a CSRF token (or, in MTurk's iframe, the session token) and
+//! must come from a page of this origin. Server messages after a form travel in a sealed cookie
+//! ("flash"), never in the URL, so no link can make a page say anything.
 
 pub mod requester;
 pub mod session;
@@ -20,7 +23,6 @@ use crate::accounts::Accounts;
 use crate::api::AppState;
 use crate::engine::EngineError;
 use crate::qualification::Qualifications;
-use session::RateLimiter;
 
 /// MTurk's two sites: where ExternalQuestion pages are framed and answers are posted.
 pub const MTURK_ORIGINS: &[&str] = &["https://www.mturk.com", "https://workersandbox.mturk.com"];
@@ -38,7 +40,6 @@ pub struct Site {
     pub accounts: Accounts,
     pub qualifications: Qualifications,
     pub templates: Tera,
-    pub limiter: RateLimiter,
     pub config: WebConfig,
 }
 
@@ -60,6 +61,7 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "instructions.html",
     "task.html",
     "mturk_finish.html",
+    "external_start.html",
     "qualification.html",
     "requester/signin.html",
     "requester/projects.html",
@@ -106,7 +108,6 @@ impl Site {
             accounts: Accounts::new(state.engine.db().clone()),
             qualifications: Qualifications::new(state.engine.db().clone()),
             templates: templates(),
-            limiter: RateLimiter::default(),
             config,
         }
     }
@@ -178,6 +179,12 @@ pub fn render(
     let (csrf_cookie, new) = session::csrf_cookie(req);
     page.context
         .insert("csrf", &session::csrf_token(&state.auth, &csrf_cookie));
+    let flash = session::flash(&state.auth, req, crate::domain::now_ms());
+    if let Some(notice) = &flash
+        && !page.context.contains_key("notice")
+    {
+        page.context.insert("notice", notice);
+    }
     let html = site
         .templates
         .render(page.template, &page.context)
@@ -192,11 +199,15 @@ pub fn render(
     }
     if new {
         resp.cookie(session::cookie(
+            &state.net,
             req,
             session::CSRF_COOKIE,
             csrf_cookie,
             page.frame != Frame::Deny,
         ));
+    }
+    if req.cookie(session::FLASH_COOKIE).is_some() {
+        resp.cookie(session::removal(session::FLASH_COOKIE));
     }
     Ok(resp.body(html))
 }
@@ -216,6 +227,25 @@ pub fn see_other_with(location: &str, cookie: actix_web::cookie::Cookie<'_>) -> 
         .finish()
 }
 
+/// A 303 after a form, with a notice for the next page (a sealed cookie, not the URL).
+pub fn see_other_notice(
+    state: &AppState,
+    req: &HttpRequest,
+    location: &str,
+    notice: &str,
+) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .cookie(session::flash_cookie(
+            &state.auth,
+            &state.net,
+            req,
+            notice,
+            crate::domain::now_ms(),
+        ))
+        .finish()
+}
+
 /// A form with nothing but its CSRF token (sign-out).
 #[derive(Debug, serde::Deserialize)]
 pub struct CsrfForm {
@@ -231,6 +261,8 @@ pub enum WebError {
     Csrf,
     #[error("too many attempts; wait {0} s and try again")]
     RateLimited(i64),
+    #[error("that form came from another site; open this site's page and try again")]
+    CrossSite,
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("internal error")]
@@ -250,7 +282,7 @@ impl ResponseError for WebError {
     fn status_code(&self) -> StatusCode {
         match self {
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            WebError::Csrf => StatusCode::FORBIDDEN,
+            WebError::Csrf | WebError::CrossSite => StatusCode::FORBIDDEN,
             WebError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::SignIn(_) => StatusCode::SEE_OTHER,
             WebError::Engine(e) => match e {
@@ -318,9 +350,19 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// Money as the pages show it.
+/// Money as the pages show it: `$1,234.05`, `-$0.50`.
 pub fn dollars(cents: i64) -> String {
-    format!("${}.{:02}", cents / 100, cents % 100)
+    let sign = if cents < 0 { "-" } else { "" };
+    let abs = cents.unsigned_abs();
+    let whole = (abs / 100).to_string();
+    let mut grouped = String::new();
+    for (i, d) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(d);
+    }
+    format!("{sign}${grouped}.{:02}", abs % 100)
 }
 
 /// A JSON-ready view of anything serialisable, for template contexts.
@@ -351,4 +393,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/static/{name}", web::get().to(static_file));
     worker::configure(cfg);
     requester::configure(cfg);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dollars;
+
+    #[test]
+    fn money_reads_as_money_at_any_size() {
+        assert_eq!(dollars(5), "$0.05");
+        assert_eq!(dollars(123_456), "$1,234.56");
+        assert_eq!(dollars(-50), "-$0.50");
+        assert_eq!(dollars(i64::MAX), "$92,233,720,368,547,758.07");
+        assert_eq!(dollars(i64::MIN), "-$92,233,720,368,547,758.08");
+    }
 }

@@ -10,41 +10,58 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tera::Context;
 
-use super::session::{self, RequesterSession};
-use super::{CsrfForm, Page, Site, WebError, WebResult, blocking, dollars, render, see_other};
+use super::session;
+use super::{
+    CsrfForm, Page, Site, WebError, WebResult, blocking, dollars, render, see_other_notice,
+};
 use crate::api::AppState;
 use crate::db::queries as q;
 use crate::domain::{Millis, State as AState, now_ms};
-use crate::engine::EngineError;
+use crate::engine::{Bonus, EngineError, Paid};
 use crate::export::{self, Format};
+use crate::sessions::Session;
 
 type State = web::Data<AppState>;
 type SiteData = web::Data<Site>;
 
 const SIGNIN: &str = "/r/signin";
 
-fn requester_of(state: &AppState, req: &HttpRequest) -> Result<RequesterSession, WebError> {
-    req.cookie(session::REQUESTER_COOKIE)
-        .and_then(|c| session::open_requester(&state.auth, c.value(), now_ms()))
+/// The signed-in requester: a live requester session from the cookie.
+async fn requester_of(state: &AppState, req: &HttpRequest) -> Result<Session, WebError> {
+    let Some(token) = req
+        .cookie(session::REQUESTER_COOKIE)
+        .map(|c| c.value().to_owned())
+    else {
+        return Err(WebError::SignIn(SIGNIN.to_owned()));
+    };
+    let sessions = state.sessions.clone();
+    blocking(move || Ok(sessions.check(&token, now_ms())?))
+        .await?
+        .filter(|s| s.worker().is_none())
         .ok_or_else(|| WebError::SignIn(SIGNIN.to_owned()))
 }
 
-/// A requester's POST: signed in, with a matching CSRF token.
-fn requester_post(
+/// A requester's POST from a page of this site: signed in, with a matching CSRF token.
+async fn requester_post(
     state: &AppState,
     req: &HttpRequest,
     csrf: Option<&str>,
-) -> Result<RequesterSession, WebError> {
-    let s = requester_of(state, req)?;
-    if !session::csrf_ok(&state.auth, req, csrf) {
+) -> Result<Session, WebError> {
+    if !state.net.same_origin(req) {
+        return Err(WebError::CrossSite);
+    }
+    let s = requester_of(state, req).await?;
+    if !session::csrf_ok(&state.auth, &state.net, req, csrf) {
         return Err(WebError::Csrf);
     }
     Ok(s)
 }
 
-fn base_context(s: &RequesterSession) -> Context {
+fn base_context(s: &Session) -> Context {
     let mut ctx = Context::new();
-    ctx.insert("requester", &s.username);
+    if let crate::sessions::Subject::Requester(name) = &s.subject {
+        ctx.insert("requester", name);
+    }
     ctx
 }
 
@@ -73,27 +90,26 @@ async fn signin(
     form: web::Form<SignInForm>,
 ) -> WebResult {
     let form = form.into_inner();
-    if !session::csrf_ok(&state.auth, &req, form.csrf.as_deref()) {
+    if !state.net.same_origin(&req) {
+        return Err(WebError::CrossSite);
+    }
+    if !session::csrf_ok(&state.auth, &state.net, &req, form.csrf.as_deref()) {
         return Err(WebError::Csrf);
     }
     let now = now_ms();
-    let ip = req
-        .peer_addr()
-        .map_or_else(|| "unknown".into(), |a| a.ip().to_string());
-    site.limiter
-        .hit(&format!("r-signin-ip:{ip}"), session::SIGN_IN_LIMIT, now)
-        .map_err(WebError::RateLimited)?;
-    site.limiter
-        .hit(
-            &format!("r-signin-user:{}", form.username),
-            session::SIGN_IN_LIMIT,
-            now,
-        )
+    let address = state.net.client_key(&req);
+    let trusted = session::trusted_device(&state.auth, &req, "requester", &form.username, now);
+    state
+        .limiter
+        .sign_in_allowed("requester", &address, &form.username, trusted, now)
         .map_err(WebError::RateLimited)?;
     let s2 = site.clone();
     let (user, pass) = (form.username.clone(), form.password.clone());
     let ok = blocking(move || Ok(s2.accounts.check_requester(&user, &pass)?)).await?;
     if !ok {
+        state
+            .limiter
+            .sign_in_failed("requester", &address, &form.username, trusted, now);
         let ctx = super::ctx_with(&[("error", &"Wrong username or password.")]);
         return render(
             &state,
@@ -102,23 +118,31 @@ async fn signin(
             Page::new("requester/signin.html", ctx).status(StatusCode::UNAUTHORIZED),
         );
     }
-    let s = RequesterSession {
-        username: form.username,
-        issued: now,
-    };
-    Ok(super::see_other_with(
+    let (st, user) = (state.clone(), form.username.clone());
+    let (token, _) = blocking(move || Ok(st.sessions.start_requester(&user, now)?)).await?;
+    let mut resp = super::see_other_with(
         "/r",
-        session::cookie(
-            &req,
-            session::REQUESTER_COOKIE,
-            session::seal_requester(&state.auth, &s),
-            false,
-        ),
+        session::cookie(&state.net, &req, session::REQUESTER_COOKIE, token, false),
+    );
+    resp.add_cookie(&session::device_cookie(
+        &state.auth,
+        &state.net,
+        &req,
+        "requester",
+        &form.username,
+        now,
     ))
+    .map_err(|e| WebError::Internal(e.to_string()))?;
+    Ok(resp)
 }
 
+/// Ends the session on the server: the old cookie stops working even if it was copied.
 async fn signout(state: State, req: HttpRequest, form: web::Form<CsrfForm>) -> WebResult {
-    requester_post(&state, &req, form.csrf.as_deref())?;
+    requester_post(&state, &req, form.csrf.as_deref()).await?;
+    if let Some(c) = req.cookie(session::REQUESTER_COOKIE) {
+        let (st, token) = (state.clone(), c.value().to_owned());
+        blocking(move || Ok(st.sessions.end(&token, now_ms())?)).await?;
+    }
     Ok(super::see_other_with(
         SIGNIN,
         session::removal(session::REQUESTER_COOKIE),
@@ -139,7 +163,7 @@ fn totals(rows: &[crate::engine::Progress]) -> Value {
 }
 
 async fn projects(state: State, site: SiteData, req: HttpRequest) -> WebResult {
-    let s = requester_of(&state, &req)?;
+    let s = requester_of(&state, &req).await?;
     let st = state.clone();
     let rows = blocking(move || {
         let mut rows = Vec::new();
@@ -214,19 +238,13 @@ fn eta(submitted: &[Millis], remaining: i64, now: Millis) -> Value {
     json!({"done": false, "rate": recent, "hours": format!("{hours:.1}")})
 }
 
-#[derive(Debug, Deserialize)]
-struct DashQuery {
-    notice: Option<String>,
-}
-
 async fn dashboard(
     state: State,
     site: SiteData,
     req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<DashQuery>,
 ) -> WebResult {
-    let s = requester_of(&state, &req)?;
+    let s = requester_of(&state, &req).await?;
     let name = path.into_inner();
     let (st, s2, n) = (state.clone(), site.clone(), name.clone());
     let now = now_ms();
@@ -271,13 +289,13 @@ async fn dashboard(
     ctx.insert("eta", &eta(&submitted, remaining, now));
     ctx.insert("formats", &["milannotations", "mturk-csv", "jsonl"]);
     ctx.insert("test", &test.map(|t| json!({"source": t.source, "questions": t.questions.len(), "pass_mark": t.pass_mark})));
-    ctx.insert("notice", &query.notice);
-    let host = req.connection_info().host().to_owned();
-    let scheme = req.connection_info().scheme().to_owned();
+    // The public URL is configuration (`--public-url`), never the request's Host header.
+    let net = &state.net;
     ctx.insert("entry", &json!({
-        "mturk": format!("{scheme}://{host}/mturk/{}", project.name),
-        "prolific": format!("{scheme}://{host}/prolific/{}?PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&STUDY_ID={{{{%STUDY_ID%}}}}&SESSION_ID={{{{%SESSION_ID%}}}}", project.name),
-        "local": format!("{scheme}://{host}/signin?project={}", project.name),
+        "mturk": net.url(&format!("/mturk/{}", project.name)),
+        "prolific": net.url(&format!("/prolific/{}?PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&STUDY_ID={{{{%STUDY_ID%}}}}&SESSION_ID={{{{%SESSION_ID%}}}}", project.name)),
+        "local": net.url(&format!("/signin?project={}", project.name)),
+        "absolute": net.public_url.is_some(),
     }));
     render(
         &state,
@@ -298,13 +316,22 @@ async fn export_download(
     path: web::Path<String>,
     query: web::Query<ExportQuery>,
 ) -> WebResult {
-    requester_of(&state, &req)?;
+    requester_of(&state, &req).await?;
     let name = path.into_inner();
     let format: Format = query.format.parse().map_err(WebError::BadRequest)?;
     let st = state.clone();
     let n = name.clone();
     let (bytes, content_type, ext) = blocking(move || {
-        export::download(&st.engine, &st.images, &st.data_dir, &n, format).map_err(|e| match e {
+        let public_url = st.net.public_url.clone();
+        export::download(
+            &st.engine,
+            &st.images,
+            &st.data_dir,
+            &n,
+            format,
+            public_url.as_ref(),
+        )
+        .map_err(|e| match e {
             export::ExportError::Engine(e) => WebError::Engine(e),
             export::ExportError::Incomplete(m) => WebError::Engine(EngineError::Conflict(m)),
             other => WebError::Internal(other.to_string()),
@@ -335,7 +362,7 @@ async fn upload_qualification(
     form: web::Form<QualificationForm>,
 ) -> WebResult {
     let form = form.into_inner();
-    requester_post(&state, &req, form.csrf.as_deref())?;
+    requester_post(&state, &req, form.csrf.as_deref()).await?;
     let name = path.into_inner();
     let (s2, st, n) = (site.clone(), state.clone(), name.clone());
     let required = form.required.is_some();
@@ -356,15 +383,16 @@ async fn upload_qualification(
                 if n == 1 { "" } else { "s" },
                 test.pass_mark
             );
-            Ok(see_other(&format!(
-                "/r/p/{name}?notice={}",
-                super::urlencode(&msg)
-            )))
+            Ok(see_other_notice(
+                &state,
+                &req,
+                &format!("/r/p/{name}"),
+                &msg,
+            ))
         }
-        Err(EngineError::Invalid(m)) => Ok(see_other(&format!(
-            "/r/p/{name}?notice={}",
-            super::urlencode(&m)
-        ))),
+        Err(EngineError::Invalid(m)) => {
+            Ok(see_other_notice(&state, &req, &format!("/r/p/{name}"), &m))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -423,7 +451,7 @@ async fn ordering(
     form: web::Form<OrderingForm>,
 ) -> WebResult {
     let form = form.into_inner();
-    requester_post(&state, &req, form.csrf.as_deref())?;
+    requester_post(&state, &req, form.csrf.as_deref()).await?;
     let name = path.into_inner();
     let on = form.by_priority.is_some();
     let (st, n) = (state.clone(), name.clone());
@@ -433,10 +461,7 @@ async fn ordering(
     } else {
         "Workers now get the oldest sets first"
     };
-    Ok(see_other(&format!(
-        "/r/p/{name}?notice={}",
-        super::urlencode(msg)
-    )))
+    Ok(see_other_notice(&state, &req, &format!("/r/p/{name}"), msg))
 }
 
 // ------------------------------------------------------------------ review
@@ -466,7 +491,6 @@ fn agreement(texts: &[String]) -> (f64, Vec<f64>) {
 #[derive(Debug, Deserialize)]
 struct ReviewQuery {
     sort: Option<String>,
-    notice: Option<String>,
 }
 
 async fn review(
@@ -476,7 +500,7 @@ async fn review(
     path: web::Path<String>,
     query: web::Query<ReviewQuery>,
 ) -> WebResult {
-    let s = requester_of(&state, &req)?;
+    let s = requester_of(&state, &req).await?;
     let name = path.into_inner();
     let (st, n) = (state.clone(), name.clone());
     let sets = blocking(move || {
@@ -491,11 +515,14 @@ async fn review(
                     let model = q::latest_model_description(c, set_id)?;
                     out.push((set, work, model));
                 }
-                Ok(out)
+                let flags: std::collections::HashMap<i64, String> =
+                    q::flags_of_project(c, project.id)?.into_iter().collect();
+                Ok((out, flags))
             })
             .map_err(WebError::from)
     })
     .await?;
+    let (sets, flags) = sets;
     let mut rows: Vec<Value> = sets
         .iter()
         .map(|(set, work, model)| {
@@ -518,6 +545,8 @@ async fn review(
                     "id": a.public_id, "worker": w, "state": a.state, "text": d.raw,
                     "agreement": if texts.len() >= 2 { format!("{score:.1}") } else { "-".to_owned() },
                     "seconds": a.submitted_at.map(|t| (t - a.accepted_at) / 1000),
+                    "verified": a.verified,
+                    "flag": flags.get(&a.id),
                 })).collect::<Vec<_>>(),
             })
         })
@@ -534,7 +563,6 @@ async fn review(
     ctx.insert("project", &json!({"name": name}));
     ctx.insert("sets", &rows);
     ctx.insert("sort", &query.sort);
-    ctx.insert("notice", &query.notice);
     render(&state, &site, &req, Page::new("requester/review.html", ctx))
 }
 
@@ -549,7 +577,7 @@ async fn review_action(
     let name = path.into_inner();
     let fields = form.into_inner();
     let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    requester_post(&state, &req, get("csrf"))?;
+    requester_post(&state, &req, get("csrf")).await?;
     let bulk_feedback = get("feedback").unwrap_or("").trim().to_owned();
     let mut actions: Vec<(String, String, String)> = Vec::new();
     if let Some(one) = get("one") {
@@ -583,18 +611,24 @@ async fn review_action(
             }
         }
         if actions.is_empty() {
-            return Ok(see_other(&format!(
-                "/r/p/{name}/review?notice=Tick+some+descriptions+first"
-            )));
+            return Ok(see_other_notice(
+                &state,
+                &req,
+                &format!("/r/p/{name}/review"),
+                "Tick some descriptions first",
+            ));
         }
     }
     for (action, _, fb) in &actions {
         match action.as_str() {
             "approve" => {}
             "reject" if fb.is_empty() => {
-                return Ok(see_other(&format!(
-                    "/r/p/{name}/review?notice=Rejecting+needs+feedback+for+the+worker"
-                )));
+                return Ok(see_other_notice(
+                    &state,
+                    &req,
+                    &format!("/r/p/{name}/review"),
+                    "Rejecting needs feedback for the worker",
+                ));
             }
             "reject" => {}
             other => return Err(WebError::BadRequest(format!("unknown action {other:?}"))),
@@ -621,14 +655,19 @@ async fn review_action(
         Ok((a, r, s))
     })
     .await?;
-    Ok(see_other(&format!(
-        "/r/p/{name}/review?notice=Approved+{approved},+rejected+{rejected}{}",
-        if skipped > 0 {
-            format!(",+{skipped}+already+reviewed")
-        } else {
-            String::new()
-        }
-    )))
+    Ok(see_other_notice(
+        &state,
+        &req,
+        &format!("/r/p/{name}/review"),
+        &format!(
+            "Approved {approved}, rejected {rejected}{}",
+            if skipped > 0 {
+                format!(", {skipped} already reviewed")
+            } else {
+                String::new()
+            }
+        ),
+    ))
 }
 
 // ------------------------------------------------------------------ workers
@@ -641,26 +680,32 @@ fn median(mut v: Vec<i64>) -> Option<i64> {
     Some(v[v.len() / 2])
 }
 
-#[derive(Debug, Deserialize)]
-struct WorkersQuery {
-    notice: Option<String>,
-    code: Option<String>,
-    code_for: Option<String>,
-}
-
 async fn workers(
     state: State,
     site: SiteData,
     req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<WorkersQuery>,
 ) -> WebResult {
-    let s = requester_of(&state, &req)?;
-    let name = path.into_inner();
-    let (st, n) = (state.clone(), name.clone());
-    let (work, ledger, all) = blocking(move || {
+    let s = requester_of(&state, &req).await?;
+    workers_page(&state, &site, &req, &s, &path.into_inner(), None).await
+}
+
+/// The worker table; `code` is a one-time sign-in code just issued, shown in this response only
+/// (never in a URL, where history and logs would keep it).
+async fn workers_page(
+    state: &AppState,
+    site: &Site,
+    req: &HttpRequest,
+    s: &Session,
+    name: &str,
+    code: Option<(&str, &str)>,
+) -> WebResult {
+    let (st, n) = (state.clone(), name.to_owned());
+    let now = now_ms();
+    let (work, ledger, all, sessions) = blocking(move || {
         let project = st.engine.project(&n)?;
-        st.engine
+        let (work, ledger, all) = st
+            .engine
             .db()
             .read(|c| -> Result<_, EngineError> {
                 Ok((
@@ -669,7 +714,9 @@ async fn workers(
                     q::all_workers(c)?,
                 ))
             })
-            .map_err(WebError::from)
+            .map_err(WebError::from)?;
+        let sessions = st.sessions.list(None, now)?;
+        Ok((work, ledger, all, sessions))
     })
     .await?;
     #[derive(Default)]
@@ -677,6 +724,7 @@ async fn workers(
         done: i64,
         approved: i64,
         rejected: i64,
+        unverified: i64,
         times: Vec<i64>,
     }
     let mut rows: BTreeMap<i64, Row> = BTreeMap::new();
@@ -694,24 +742,36 @@ async fn workers(
             }
             _ => {}
         }
+        if !a.verified {
+            r.unverified += 1;
+        }
         if let Some(t) = a.submitted_at {
             r.times.push((t - a.accepted_at) / 1000);
         }
     }
-    let mut money: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    let mut money: BTreeMap<i64, (Vec<i64>, Vec<i64>)> = BTreeMap::new();
     for (w, kind, cents) in ledger {
         let m = money.entry(w).or_default();
         if kind == "reward" {
-            m.0 += cents
+            m.0.push(cents)
         } else {
-            m.1 += cents
+            m.1.push(cents)
+        }
+    }
+    let mut live_sessions: BTreeMap<String, usize> = BTreeMap::new();
+    for session in &sessions {
+        if let Some(w) = session.worker() {
+            *live_sessions.entry(w.to_owned()).or_default() += 1;
         }
     }
     let table: Vec<Value> = all
         .iter()
         .filter_map(|w| rows.remove(&w.id).map(|r| (w, r)))
         .map(|(w, r)| {
-            let (reward, bonus) = money.get(&w.id).copied().unwrap_or_default();
+            let (reward, bonus) = money
+                .remove(&w.id)
+                .map(|(r, b)| (q::sum_cents(r), q::sum_cents(b)))
+                .unwrap_or_default();
             let reviewed = r.approved + r.rejected;
             json!({
                 "id": w.external_id, "done": r.done, "approved": r.approved, "rejected": r.rejected,
@@ -719,21 +779,21 @@ async fn workers(
                 "median": median(r.times).map_or_else(|| "-".to_owned(), |s| format!("{s} s")),
                 "earnings": dollars(reward), "bonus": dollars(bonus),
                 "blocked": w.blocked, "block_reason": w.block_reason,
+                "unverified": r.unverified,
+                "sessions": live_sessions.get(&w.external_id).copied().unwrap_or(0),
+                // A fresh key per rendering: the same form sent twice pays once.
+                "bonus_key": uuid::Uuid::new_v4().to_string(),
             })
         })
         .collect();
-    let mut ctx = base_context(&s);
+    let mut ctx = base_context(s);
     ctx.insert("project", &json!({"name": name}));
     ctx.insert("workers", &table);
-    ctx.insert("notice", &query.notice);
-    ctx.insert("code", &query.code);
-    ctx.insert("code_for", &query.code_for);
-    render(
-        &state,
-        &site,
-        &req,
-        Page::new("requester/workers.html", ctx),
-    )
+    if let Some((code, code_for)) = code {
+        ctx.insert("code", code);
+        ctx.insert("code_for", code_for);
+    }
+    render(state, site, req, Page::new("requester/workers.html", ctx))
 }
 
 #[derive(Debug, Deserialize)]
@@ -743,6 +803,7 @@ struct WorkerActionForm {
     worker: String,
     cents: Option<String>,
     reason: Option<String>,
+    bonus_key: Option<String>,
 }
 
 async fn worker_action(
@@ -753,13 +814,15 @@ async fn worker_action(
     form: web::Form<WorkerActionForm>,
 ) -> WebResult {
     let form = form.into_inner();
-    requester_post(&state, &req, form.csrf.as_deref())?;
+    let s = requester_post(&state, &req, form.csrf.as_deref()).await?;
     let name = path.into_inner();
     let (st, s2) = (state.clone(), site.clone());
     let worker = form.worker.trim().to_owned();
     let reason = form.reason.unwrap_or_default().trim().to_owned();
     let action = form.action.clone();
     let cents = form.cents.clone();
+    let key = form.bonus_key.clone().unwrap_or_default();
+    let project = name.clone();
     let outcome = blocking(move || {
         let now = now_ms();
         let result: Result<String, EngineError> = match action.as_str() {
@@ -771,8 +834,23 @@ async fn worker_action(
                     ))
                 })?;
                 st.engine
-                    .bonus(&worker, cents, &reason, None, now)
-                    .map(|_| format!("Paid {} bonus to {worker}", dollars(cents)))
+                    .bonus(
+                        &Bonus {
+                            worker: &worker,
+                            cents,
+                            reason: &reason,
+                            assignment: None,
+                            project: Some(&project),
+                            idempotency_key: &key,
+                        },
+                        now,
+                    )
+                    .map(|paid| match paid {
+                        Paid::Paid => format!("Paid {} bonus to {worker}", dollars(cents)),
+                        Paid::AlreadyPaid => format!(
+                            "That bonus to {worker} was paid already (the form was sent twice)"
+                        ),
+                    })
             }
             "block" => st
                 .engine
@@ -790,32 +868,39 @@ async fn worker_action(
                 .engine
                 .unblock(&worker, now)
                 .map(|_| format!("Unblocked {worker}")),
+            "sessions" => st.sessions.revoke_worker(&worker, now).map(|n| {
+                format!(
+                    "Ended {n} session{} of {worker}",
+                    if n == 1 { "" } else { "s" }
+                )
+            }),
             "code" => return Ok(Err(s2.accounts.issue_worker_code(&worker, now)?)),
             other => Err(EngineError::Invalid(format!("unknown action {other:?}"))),
         };
         Ok(Ok(result))
     })
     .await?;
+    let back = format!("/r/p/{name}/workers");
     Ok(match outcome {
-        Ok(Ok(msg)) => see_other(&format!(
-            "/r/p/{name}/workers?notice={}",
-            super::urlencode(&msg)
-        )),
+        Ok(Ok(msg)) => see_other_notice(&state, &req, &back, &msg),
         Ok(Err(
             EngineError::Invalid(m)
             | EngineError::NotFound(m)
             | EngineError::Conflict(m)
             | EngineError::Forbidden(m),
-        )) => see_other(&format!(
-            "/r/p/{name}/workers?notice={}",
-            super::urlencode(&m)
-        )),
+        )) => see_other_notice(&state, &req, &back, &m),
         Ok(Err(e)) => return Err(e.into()),
-        Err(code) => see_other(&format!(
-            "/r/p/{name}/workers?code={}&code_for={}",
-            super::urlencode(&code),
-            super::urlencode(form.worker.trim())
-        )),
+        Err(code) => {
+            return workers_page(
+                &state,
+                &site,
+                &req,
+                &s,
+                &name,
+                Some((&code, form.worker.trim())),
+            )
+            .await;
+        }
     })
 }
 

@@ -1,109 +1,42 @@
-//! Who is visiting: signed session cookies for workers and requesters, CSRF tokens, and rate
-//! limits. Sessions are stateless (signed with the server's secret from the database), so several
-//! server processes on one PostgreSQL accept each other's.
+//! The pages' cookies: the session cookie (a token of a server-side session, see
+//! [`crate::sessions`]), CSRF, the device cookie that exempts an account's own browser from the
+//! per-account sign-in limit, and one-shot notices ("flash") after a form.
 //!
 //! CSRF: every visitor gets a random `milan_csrf` cookie; forms carry a keyed hash of it, checked
-//! on every POST (a cross-site page can neither read the cookie nor compute the hash). In MTurk's
-//! iframe, browsers may withhold cookies, so MTurk pages also carry the sealed session in a hidden
-//! field; a request authenticated by that field cannot be forged cross-site and needs no CSRF
-//! token.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! on every POST with the `Origin` of the request (a cross-site page can neither read the cookie
+//! nor compute the hash). In MTurk's iframe, browsers may withhold cookies, so MTurk pages carry
+//! the session token in a hidden field as well; a request authenticated by that field cannot be
+//! forged cross-site (the attacker does not know the token) and needs no CSRF token.
 
 use actix_web::HttpRequest;
-use actix_web::cookie::{Cookie, SameSite};
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieAge};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Auth;
 use crate::domain::{DAY_MS, Millis};
+use crate::origin::Network;
 
 pub const WORKER_COOKIE: &str = "milan_worker";
 pub const REQUESTER_COOKIE: &str = "milan_requester";
 pub const CSRF_COOKIE: &str = "milan_csrf";
-const WORKER_PURPOSE: &str = "web-worker";
-const REQUESTER_PURPOSE: &str = "web-requester";
-pub const WORKER_SESSION_MS: Millis = 30 * DAY_MS;
-pub const REQUESTER_SESSION_MS: Millis = DAY_MS / 2;
+pub const FLASH_COOKIE: &str = "milan_flash";
+const DEVICE_PURPOSE: &str = "device";
+const FLASH_PURPOSE: &str = "flash";
+/// How long a browser stays trusted for an account after a successful sign-in.
+const DEVICE_MS: Millis = 180 * DAY_MS;
+/// A notice is shown on the next page within this time, or never.
+const FLASH_MS: Millis = 60_000;
 
-/// How a worker arrived: this decides where they finish.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "via", rename_all = "lowercase")]
-pub enum Entry {
-    #[default]
-    Local,
-    /// MTurk ExternalQuestion: the HIT's ids, and where to post the answer back.
-    Mturk {
-        project: String,
-        assignment_id: String,
-        hit_id: String,
-        submit_to: String,
-    },
-    Prolific {
-        project: String,
-        study_id: String,
-        session_id: String,
-    },
-}
-
-impl Entry {
-    pub fn is_mturk(&self) -> bool {
-        matches!(self, Entry::Mturk { .. })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkerSession {
-    pub worker: String,
-    pub issued: Millis,
-    #[serde(default)]
-    pub entry: Entry,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequesterSession {
-    pub username: String,
-    pub issued: Millis,
-}
-
-pub fn seal_worker(auth: &Auth, s: &WorkerSession) -> String {
-    auth.seal(
-        WORKER_PURPOSE,
-        &serde_json::to_string(s).expect("serialises"),
-    )
-}
-
-pub fn open_worker(auth: &Auth, token: &str, now: Millis) -> Option<WorkerSession> {
-    let s: WorkerSession = serde_json::from_str(&auth.open(WORKER_PURPOSE, token)?).ok()?;
-    (now - s.issued <= WORKER_SESSION_MS && s.issued <= now + 60_000).then_some(s)
-}
-
-pub fn seal_requester(auth: &Auth, s: &RequesterSession) -> String {
-    auth.seal(
-        REQUESTER_PURPOSE,
-        &serde_json::to_string(s).expect("serialises"),
-    )
-}
-
-pub fn open_requester(auth: &Auth, token: &str, now: Millis) -> Option<RequesterSession> {
-    let s: RequesterSession = serde_json::from_str(&auth.open(REQUESTER_PURPOSE, token)?).ok()?;
-    (now - s.issued <= REQUESTER_SESSION_MS && s.issued <= now + 60_000).then_some(s)
-}
-
-/// Whether cookies get the Secure flag: behind TLS (directly or as a proxy says).
-pub fn is_https(req: &HttpRequest) -> bool {
-    req.connection_info().scheme() == "https"
-}
-
-/// A session cookie: HttpOnly always; SameSite=Lax, or None+Secure over HTTPS in MTurk's iframe
-/// (a third-party context where Lax cookies are not sent).
+/// A session-like cookie: HttpOnly always; Secure when the client is on HTTPS; SameSite=Lax, or
+/// None+Secure over HTTPS in MTurk's iframe (a third-party context where Lax cookies are not sent).
 pub fn cookie<'a>(
+    net: &Network,
     req: &HttpRequest,
     name: &'a str,
     value: String,
     third_party: bool,
 ) -> Cookie<'a> {
-    let https = is_https(req);
+    let https = net.is_https(req);
     let mut c = Cookie::build(name, value)
         .path("/")
         .http_only(true)
@@ -141,79 +74,104 @@ pub fn csrf_token(auth: &Auth, cookie_value: &str) -> String {
     auth.derive("csrf", cookie_value)
 }
 
-/// Checks a form's CSRF token against the visitor's cookie.
-pub fn csrf_ok(auth: &Auth, req: &HttpRequest, token: Option<&str>) -> bool {
-    let (Some(cookie), Some(token)) = (req.cookie(CSRF_COOKIE), token) else {
-        return false;
-    };
-    let expected = csrf_token(auth, cookie.value());
-    // Equal-time comparison of two hex strings.
-    expected.len() == token.len()
-        && expected
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+/// Equal-time comparison of two strings.
+pub fn equal(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
 }
 
-/// Fixed-window counters per key, in this process (several processes each count their own).
-#[derive(Debug, Default)]
-pub struct RateLimiter {
-    windows: Mutex<HashMap<String, (Millis, u32)>>,
+/// Checks a form's CSRF token against the visitor's cookie, and that the form was posted by a
+/// page of this site.
+pub fn csrf_ok(auth: &Auth, net: &Network, req: &HttpRequest, token: Option<&str>) -> bool {
+    let (Some(cookie), Some(token)) = (req.cookie(CSRF_COOKIE), token) else {
+        return false;
+    };
+    net.same_origin(req) && equal(&csrf_token(auth, cookie.value()), token)
 }
 
-/// A limit: at most `count` requests per `window_ms` for one key.
-#[derive(Debug, Clone, Copy)]
-pub struct Limit {
-    pub count: u32,
-    pub window_ms: Millis,
+#[derive(Debug, Serialize, Deserialize)]
+struct Device {
+    kind: String,
+    account: String,
+    issued: Millis,
 }
 
-/// Sign-in attempts per client address and per account name.
-pub const SIGN_IN_LIMIT: Limit = Limit {
-    count: 10,
-    window_ms: 60_000,
-};
-/// Submissions per worker.
-pub const SUBMIT_LIMIT: Limit = Limit {
-    count: 30,
-    window_ms: 60_000,
-};
-
-impl RateLimiter {
-    /// Counts one request; `Err(seconds to wait)` when over the limit.
-    pub fn hit(&self, key: &str, limit: Limit, now: Millis) -> Result<(), i64> {
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if windows.len() > 100_000 {
-            windows.retain(|_, (start, _)| now - *start < limit.window_ms);
-        }
-        let entry = windows.entry(key.to_owned()).or_insert((now, 0));
-        if now - entry.0 >= limit.window_ms {
-            *entry = (now, 0);
-        }
-        if entry.1 >= limit.count {
-            return Err((entry.0 + limit.window_ms - now + 999) / 1000);
-        }
-        entry.1 += 1;
-        Ok(())
-    }
+/// The device cookie's name for an account kind ("worker" or "requester").
+fn device_cookie_name(kind: &str) -> String {
+    format!("milan_device_{kind}")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A cookie marking this browser as one that signed in to `account` successfully.
+pub fn device_cookie(
+    auth: &Auth,
+    net: &Network,
+    req: &HttpRequest,
+    kind: &str,
+    account: &str,
+    now: Millis,
+) -> Cookie<'static> {
+    let sealed = auth.seal(
+        DEVICE_PURPOSE,
+        &serde_json::to_string(&Device {
+            kind: kind.to_owned(),
+            account: account.to_owned(),
+            issued: now,
+        })
+        .expect("serialises"),
+    );
+    let mut c = cookie(net, req, "", sealed, false).into_owned();
+    c.set_name(device_cookie_name(kind));
+    c.set_max_age(CookieAge::milliseconds(DEVICE_MS));
+    c
+}
 
-    #[test]
-    fn the_limiter_refuses_past_the_count_and_forgets_after_the_window() {
-        let l = RateLimiter::default();
-        let limit = Limit {
-            count: 2,
-            window_ms: 1000,
-        };
-        assert!(l.hit("a", limit, 0).is_ok());
-        assert!(l.hit("a", limit, 10).is_ok());
-        assert_eq!(l.hit("a", limit, 500), Err(1));
-        assert!(l.hit("b", limit, 500).is_ok());
-        assert!(l.hit("a", limit, 1000).is_ok());
-    }
+/// Whether the browser carries a device cookie for this account.
+pub fn trusted_device(
+    auth: &Auth,
+    req: &HttpRequest,
+    kind: &str,
+    account: &str,
+    now: Millis,
+) -> bool {
+    req.cookie(&device_cookie_name(kind))
+        .and_then(|c| auth.open(DEVICE_PURPOSE, c.value()))
+        .and_then(|p| serde_json::from_str::<Device>(&p).ok())
+        .is_some_and(|d| {
+            d.kind == kind && d.account == account && now - d.issued <= DEVICE_MS && d.issued <= now
+        })
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Flash {
+    message: String,
+    at: Millis,
+}
+
+/// A notice for the next page this browser shows (a server message: never from the URL).
+pub fn flash_cookie(
+    auth: &Auth,
+    net: &Network,
+    req: &HttpRequest,
+    message: &str,
+    now: Millis,
+) -> Cookie<'static> {
+    let sealed = auth.seal(
+        FLASH_PURPOSE,
+        &serde_json::to_string(&Flash {
+            message: message.to_owned(),
+            at: now,
+        })
+        .expect("serialises"),
+    );
+    cookie(net, req, FLASH_COOKIE, sealed, false).into_owned()
+}
+
+/// The notice a flash cookie carries, if it is this server's and fresh.
+pub fn flash(auth: &Auth, req: &HttpRequest, now: Millis) -> Option<String> {
+    let c = req.cookie(FLASH_COOKIE)?;
+    let f: Flash = serde_json::from_str(&auth.open(FLASH_PURPOSE, c.value())?).ok()?;
+    (now - f.at <= FLASH_MS && f.at <= now + 1000).then_some(f.message)
 }

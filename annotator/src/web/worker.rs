@@ -1,5 +1,10 @@
 //! The worker's pages: sign-in (password or one-time code), MTurk and Prolific entry, the project
 //! page with the qualification test, and the task page.
+//!
+//! What each entry proves (docs/security.md): a password or code proves the worker; MTurk's and
+//! Prolific's URL parameters are claims, so their GET pages only show a start button, the
+//! session begins with a POST from that page, and the work stays unverified until the requester
+//! reconciles it with the platform's records.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -7,39 +12,76 @@ use serde::Deserialize;
 use serde_json::json;
 use tera::Context;
 
-use super::session::{self, Entry, WorkerSession};
+use super::session;
 use super::{
     CsrfForm, Frame, Page, Site, WebError, WebResult, blocking, dollars, render, see_other,
-    urlencode,
+    see_other_notice, urlencode,
 };
 use crate::api::AppState;
 use crate::domain::{DESCRIPTION_MAX_CHARS, DESCRIPTION_MIN_CHARS, Description, Millis, now_ms};
+use crate::engine::external::{MturkEntry, platform_id_ok};
 use crate::engine::{Accepted, EngineError};
 use crate::import::StoredExemplar;
+use crate::limits;
 use crate::qualification::Standing;
+use crate::sessions::{Entry, Session, Via};
 
 /// MTurk's preview marker: the worker has not accepted the HIT.
 pub const MTURK_PREVIEW: &str = "ASSIGNMENT_ID_NOT_AVAILABLE";
+/// How long the start button of an MTurk or Prolific entry page stays usable.
+const START_VALID_MS: Millis = 60 * 60_000;
+const MTURK_START: &str = "mturk-start";
+const PROLIFIC_START: &str = "prolific-start";
 
 type State = web::Data<AppState>;
 type SiteData = web::Data<Site>;
 
+/// A signed-in worker: the session and the token it was found by.
+#[derive(Debug, Clone)]
+struct Visitor {
+    session: Session,
+    worker: String,
+    token: String,
+}
+
+impl Visitor {
+    fn entry(&self) -> &Entry {
+        &self.session.entry
+    }
+}
+
 /// The signed-in worker, from the session cookie or (MTurk's iframe) a `session` form field;
 /// `true` with it when it came from the field.
-fn worker_of(
+async fn worker_of(
     state: &AppState,
     req: &HttpRequest,
     field: Option<&str>,
-) -> Option<(WorkerSession, bool)> {
-    let now = now_ms();
-    if let Some(c) = req.cookie(session::WORKER_COOKIE)
-        && let Some(s) = session::open_worker(&state.auth, c.value(), now)
-    {
-        return Some((s, false));
-    }
-    field
-        .and_then(|t| session::open_worker(&state.auth, t, now))
-        .map(|s| (s, true))
+) -> Result<Option<(Visitor, bool)>, WebError> {
+    let cookie = req
+        .cookie(session::WORKER_COOKIE)
+        .map(|c| c.value().to_owned());
+    let field = field.map(str::to_owned);
+    let sessions = state.sessions.clone();
+    blocking(move || {
+        let now = now_ms();
+        for (token, via_field) in [(cookie, false), (field, true)] {
+            let Some(token) = token else { continue };
+            if let Some(s) = sessions.check(&token, now)?
+                && let Some(worker) = s.worker().map(str::to_owned)
+            {
+                return Ok(Some((
+                    Visitor {
+                        session: s,
+                        worker,
+                        token,
+                    },
+                    via_field,
+                )));
+            }
+        }
+        Ok(None)
+    })
+    .await
 }
 
 fn signin_url(project: Option<&str>) -> String {
@@ -50,56 +92,60 @@ fn signin_url(project: Option<&str>) -> String {
 }
 
 /// A signed-in worker for a GET page, or a redirect to sign-in.
-fn require_worker(
+async fn require_worker(
     state: &AppState,
     req: &HttpRequest,
     project: Option<&str>,
-) -> Result<WorkerSession, WebError> {
+) -> Result<Visitor, WebError> {
     worker_of(state, req, None)
-        .map(|(s, _)| s)
+        .await?
+        .map(|(v, _)| v)
         .ok_or_else(|| WebError::SignIn(signin_url(project)))
 }
 
-/// A signed-in worker for a POST: the CSRF token must match unless the session came in the form.
-fn require_worker_post(
+/// A signed-in worker for a POST from a page of this site: the CSRF token must match unless the
+/// session came in the form (MTurk's iframe).
+async fn require_worker_post(
     state: &AppState,
     req: &HttpRequest,
     csrf: Option<&str>,
     field: Option<&str>,
     project: Option<&str>,
-) -> Result<WorkerSession, WebError> {
-    let (s, via_field) =
-        worker_of(state, req, field).ok_or_else(|| WebError::SignIn(signin_url(project)))?;
-    if !via_field && !session::csrf_ok(&state.auth, req, csrf) {
+) -> Result<Visitor, WebError> {
+    if !state.net.same_origin(req) {
+        return Err(WebError::CrossSite);
+    }
+    let (v, via_field) = worker_of(state, req, field)
+        .await?
+        .ok_or_else(|| WebError::SignIn(signin_url(project)))?;
+    if !via_field && !session::csrf_ok(&state.auth, &state.net, req, csrf) {
         return Err(WebError::Csrf);
     }
-    Ok(s)
+    Ok(v)
 }
 
 fn check_csrf(state: &AppState, req: &HttpRequest, csrf: Option<&str>) -> Result<(), WebError> {
-    if session::csrf_ok(&state.auth, req, csrf) {
+    if !state.net.same_origin(req) {
+        return Err(WebError::CrossSite);
+    }
+    if session::csrf_ok(&state.auth, &state.net, req, csrf) {
         Ok(())
     } else {
         Err(WebError::Csrf)
     }
 }
 
-fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
-}
-
 /// The context every worker page has: who, how they came, work done and earnings.
-async fn worker_context(state: &AppState, s: &WorkerSession) -> Result<Context, WebError> {
-    let (engine, worker) = (state.engine.clone(), s.worker.clone());
+async fn worker_context(state: &AppState, v: &Visitor) -> Result<Context, WebError> {
+    let (engine, worker) = (state.engine.clone(), v.worker.clone());
     let (done, cents) = blocking(move || Ok(engine.worker_totals(&worker)?)).await?;
     let mut ctx = Context::new();
-    ctx.insert("worker", &s.worker);
+    ctx.insert("worker", &v.worker);
     ctx.insert("done", &done);
     ctx.insert("earnings", &dollars(cents));
     ctx.insert(
         "via",
-        &match s.entry {
+        &match v.entry() {
             Entry::Local => "local",
             Entry::Mturk { .. } => "mturk",
             Entry::Prolific { .. } => "prolific",
@@ -116,6 +162,15 @@ fn images_of(exemplars: &str) -> Vec<String> {
         .collect()
 }
 
+fn project_json(project: &crate::db::queries::ProjectRow) -> serde_json::Value {
+    json!({
+        "name": project.name,
+        "title": project.title,
+        "instructions": project.instructions,
+        "reward": dollars(project.reward_cents),
+    })
+}
+
 /// Fills the task page's context for an assignment (or a preview set).
 fn task_context(
     ctx: &mut Context,
@@ -123,15 +178,7 @@ fn task_context(
     set: &crate::db::queries::SetRow,
     now: Millis,
 ) {
-    ctx.insert(
-        "project",
-        &json!({
-            "name": project.name,
-            "title": project.title,
-            "instructions": project.instructions,
-            "reward": dollars(project.reward_cents),
-        }),
-    );
+    ctx.insert("project", &project_json(project));
     ctx.insert("set", &json!({
         "model": set.model, "layer": set.layer, "unit": set.unit, "images": images_of(&set.exemplars),
     }));
@@ -166,10 +213,10 @@ fn frame_of(entry: &Entry) -> Frame {
     }
 }
 
-/// MTurk pages carry the sealed session in their forms (cookies may not reach an iframe).
-fn mturk_fields(state: &AppState, ctx: &mut Context, s: &WorkerSession) {
-    if let Entry::Mturk { assignment_id, .. } = &s.entry {
-        ctx.insert("session_field", &session::seal_worker(&state.auth, s));
+/// MTurk pages carry the session token in their forms (cookies may not reach an iframe).
+fn mturk_fields(ctx: &mut Context, v: &Visitor) {
+    if let Entry::Mturk { assignment_id, .. } = v.entry() {
+        ctx.insert("session_field", &v.token);
         ctx.insert("mturk_assignment", assignment_id);
     }
 }
@@ -188,7 +235,13 @@ async fn signin_page(
     query: web::Query<SignInQuery>,
 ) -> WebResult {
     let mut ctx = Context::new();
-    ctx.insert("project", &query.project);
+    ctx.insert(
+        "project",
+        &query
+            .project
+            .as_deref()
+            .filter(|p| crate::domain::validate_project_name(p).is_ok()),
+    );
     render(&state, &site, &req, Page::new("signin.html", ctx))
 }
 
@@ -214,28 +267,26 @@ async fn signin(
         .project
         .clone()
         .filter(|p| crate::domain::validate_project_name(p).is_ok());
-    site.limiter
-        .hit(
-            &format!("signin-ip:{}", client_ip(&req)),
-            session::SIGN_IN_LIMIT,
-            now,
-        )
-        .map_err(WebError::RateLimited)?;
-    let worker_field = form.worker.clone().unwrap_or_default().trim().to_owned();
-    if !worker_field.is_empty() {
-        site.limiter
-            .hit(
-                &format!("signin-worker:{worker_field}"),
-                session::SIGN_IN_LIMIT,
-                now,
-            )
-            .map_err(WebError::RateLimited)?;
-    }
-    let s2 = site.clone();
+    let address = state.net.client_key(&req);
     let code = form.code.clone().unwrap_or_default();
+    let worker_field = form.worker.clone().unwrap_or_default().trim().to_owned();
     let password = form.password.clone().unwrap_or_default();
+    let with_code = !code.trim().is_empty();
+    // A code names no account: only the address is limited. A password names one: its own
+    // browser (device cookie) is exempt from the account-wide limit.
+    let (account, trusted) = if with_code {
+        (String::new(), true)
+    } else {
+        let trusted = session::trusted_device(&state.auth, &req, "worker", &worker_field, now);
+        (worker_field.clone(), trusted)
+    };
+    state
+        .limiter
+        .sign_in_allowed("worker", &address, &account, trusted, now)
+        .map_err(WebError::RateLimited)?;
+    let s2 = site.clone();
     let worker = blocking(move || {
-        if !code.trim().is_empty() {
+        if with_code {
             return Ok(s2.accounts.redeem_worker_code(&code, now)?);
         }
         if worker_field.is_empty() || password.is_empty() {
@@ -248,6 +299,9 @@ async fn signin(
     })
     .await?;
     let Some(worker) = worker else {
+        state
+            .limiter
+            .sign_in_failed("worker", &address, &account, trusted, now);
         let mut ctx = Context::new();
         ctx.insert("project", &project);
         ctx.insert(
@@ -261,25 +315,36 @@ async fn signin(
             Page::new("signin.html", ctx).status(StatusCode::UNAUTHORIZED),
         );
     };
-    let s = WorkerSession {
-        worker,
-        issued: now,
-        entry: Entry::Local,
-    };
+    let via = if with_code { Via::Code } else { Via::Password };
+    let (st, w) = (state.clone(), worker.clone());
+    let (token, _) =
+        blocking(move || Ok(st.sessions.start_worker(&w, via, &Entry::Local, now)?)).await?;
     let to = project.map_or_else(|| "/".to_owned(), |p| format!("/p/{p}"));
-    Ok(super::see_other_with(
+    let mut resp = super::see_other_with(
         &to,
-        session::cookie(
+        session::cookie(&state.net, &req, session::WORKER_COOKIE, token, false),
+    );
+    if via == Via::Password {
+        resp.add_cookie(&session::device_cookie(
+            &state.auth,
+            &state.net,
             &req,
-            session::WORKER_COOKIE,
-            session::seal_worker(&state.auth, &s),
-            false,
-        ),
-    ))
+            "worker",
+            &worker,
+            now,
+        ))
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    }
+    Ok(resp)
 }
 
+/// Ends the session on the server (the cookie alone would still work if copied).
 async fn signout(state: State, req: HttpRequest, form: web::Form<CsrfForm>) -> WebResult {
     check_csrf(&state, &req, form.csrf.as_deref())?;
+    if let Some(c) = req.cookie(session::WORKER_COOKIE) {
+        let (st, token) = (state.clone(), c.value().to_owned());
+        blocking(move || Ok(st.sessions.end(&token, now_ms())?)).await?;
+    }
     Ok(super::see_other_with(
         "/signin",
         session::removal(session::WORKER_COOKIE),
@@ -289,13 +354,13 @@ async fn signout(state: State, req: HttpRequest, form: web::Form<CsrfForm>) -> W
 // ------------------------------------------------------------------ home and project
 
 async fn home(state: State, site: SiteData, req: HttpRequest) -> WebResult {
-    let s = require_worker(&state, &req, None)?;
+    let v = require_worker(&state, &req, None).await?;
     let st = state.clone();
     let projects = blocking(move || Ok(st.engine.projects()?)).await?;
     if projects.len() == 1 {
         return Ok(see_other(&format!("/p/{}", projects[0].name)));
     }
-    let mut ctx = worker_context(&state, &s).await?;
+    let mut ctx = worker_context(&state, &v).await?;
     ctx.insert(
         "projects",
         &projects
@@ -306,23 +371,17 @@ async fn home(state: State, site: SiteData, req: HttpRequest) -> WebResult {
     render(&state, &site, &req, Page::new("home.html", ctx))
 }
 
-#[derive(Debug, Deserialize)]
-struct ProjectQuery {
-    notice: Option<String>,
-}
-
 /// What a worker sees between tasks: qualification standing, start button, instructions.
 async fn project_page(
     state: State,
     site: SiteData,
     req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<ProjectQuery>,
 ) -> WebResult {
     let name = path.into_inner();
-    let s = require_worker(&state, &req, Some(&name))?;
+    let v = require_worker(&state, &req, Some(&name)).await?;
     let now = now_ms();
-    let (st, s2, n, w) = (state.clone(), site.clone(), name.clone(), s.worker.clone());
+    let (st, s2, n, w) = (state.clone(), site.clone(), name.clone(), v.worker.clone());
     let (project, current, standing, rejections) = blocking(move || {
         let project = st.engine.project(&n)?;
         let current = st.engine.current_assignment(&n, &w, now)?;
@@ -334,8 +393,8 @@ async fn project_page(
     if current.is_some() {
         return Ok(see_other(&format!("/p/{name}/task")));
     }
-    let mut ctx = worker_context(&state, &s).await?;
-    ctx.insert("project", &json!({"name": project.name, "title": project.title, "instructions": project.instructions, "reward": dollars(project.reward_cents)}));
+    let mut ctx = worker_context(&state, &v).await?;
+    ctx.insert("project", &project_json(&project));
     let (standing_name, retry_in) = match standing {
         Standing::NotRequired | Standing::Passed => ("ok", 0),
         Standing::NoTest => ("no_test", 0),
@@ -351,23 +410,11 @@ async fn project_page(
             .collect::<Vec<_>>(),
     );
     ctx.insert("retry_in", &retry_in);
-    let notice = match query.notice.as_deref() {
-        Some("empty") => Some("Nothing is left for you in this project right now. Thank you!"),
-        Some("returned") => Some("You gave the set back; another worker will take it."),
-        Some("submitted") => Some("Thank you: your description was saved."),
-        _ => None,
-    };
-    ctx.insert("notice", &notice);
-    if let Entry::Prolific { .. } = &s.entry
-        && let Some(code) = &project.prolific_completion_code
+    if let Entry::Prolific { project: p, .. } = v.entry()
+        && *p == name
+        && project.prolific_completion_code.is_some()
     {
-        ctx.insert(
-            "prolific_finish",
-            &format!(
-                "https://app.prolific.com/submissions/complete?cc={}",
-                urlencode(code)
-            ),
-        );
+        ctx.insert("prolific_finish", &true);
     }
     render(&state, &site, &req, Page::new("project.html", ctx))
 }
@@ -401,19 +448,25 @@ async fn accept(
     form: web::Form<ActionForm>,
 ) -> WebResult {
     let name = path.into_inner();
-    let s = require_worker_post(
+    let v = require_worker_post(
         &state,
         &req,
         form.csrf.as_deref(),
         form.session.as_deref(),
         Some(&name),
-    )?;
+    )
+    .await?;
     let st = state.clone();
     let n = name.clone();
-    let accepted = blocking(move || Ok(st.engine.accept_next(&n, &s.worker, now_ms())?)).await?;
+    let accepted = blocking(move || Ok(st.engine.accept_next(&n, &v.worker, now_ms())?)).await?;
     Ok(match accepted {
         Some(_) => see_other(&format!("/p/{name}/task")),
-        None => see_other(&format!("/p/{name}?notice=empty")),
+        None => see_other_notice(
+            &state,
+            &req,
+            &format!("/p/{name}"),
+            "Nothing is left for you in this project right now. Thank you!",
+        ),
     })
 }
 
@@ -424,14 +477,14 @@ async fn task_page(
     path: web::Path<String>,
 ) -> WebResult {
     let name = path.into_inner();
-    let s = require_worker(&state, &req, Some(&name))?;
+    let v = require_worker(&state, &req, Some(&name)).await?;
     let now = now_ms();
-    let (st, n, w) = (state.clone(), name.clone(), s.worker.clone());
+    let (st, n, w) = (state.clone(), name.clone(), v.worker.clone());
     let current = blocking(move || Ok(st.engine.current_assignment(&n, &w, now)?)).await?;
     let Some(a) = current else {
         return Ok(see_other(&format!("/p/{name}")));
     };
-    show_task(&state, &site, &req, &s, &a, None, "", StatusCode::OK).await
+    show_task(&state, &site, &req, &v, &a, None, "", StatusCode::OK).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -439,25 +492,63 @@ async fn show_task(
     state: &AppState,
     site: &Site,
     req: &HttpRequest,
-    s: &WorkerSession,
+    v: &Visitor,
     a: &Accepted,
     error: Option<&str>,
     text: &str,
     status: StatusCode,
 ) -> WebResult {
     let now = now_ms();
-    let mut ctx = worker_context(state, s).await?;
+    let mut ctx = worker_context(state, v).await?;
     assignment_context(&mut ctx, a, now);
     ctx.insert("error", &error);
     ctx.insert("text", text);
-    mturk_fields(state, &mut ctx, s);
+    mturk_fields(&mut ctx, v);
     render(
         state,
         site,
         req,
         Page::new("task.html", ctx)
             .status(status)
-            .frame(frame_of(&s.entry)),
+            .frame(frame_of(v.entry())),
+    )
+}
+
+/// The page that sends a submitted MTurk assignment back to MTurk. The MTurk assignment id and
+/// where to post come from the record of the assignment here, never from the visitor.
+async fn mturk_finish(
+    state: &AppState,
+    site: &Site,
+    req: &HttpRequest,
+    v: &Visitor,
+    assignment: &str,
+) -> WebResult {
+    let (st, id) = (state.clone(), assignment.to_owned());
+    let (row, description) = blocking(move || {
+        let row = st.engine.mturk_of(&id)?;
+        let description = st.engine.description_of(&id)?;
+        Ok((row, description))
+    })
+    .await?;
+    let Some(row) = row else {
+        return Err(WebError::BadRequest(
+            "this assignment did not come from MTurk".into(),
+        ));
+    };
+    let mut ctx = worker_context(state, v).await?;
+    ctx.insert(
+        "submit_to",
+        &format!("{}/mturk/externalSubmit", row.submit_to),
+    );
+    ctx.insert("mturk_assignment", &row.mturk_assignment_id);
+    ctx.insert("description", &description.unwrap_or_default());
+    render(
+        state,
+        site,
+        req,
+        Page::new("mturk_finish.html", ctx).frame(Frame::Mturk {
+            submit_to: row.submit_to,
+        }),
     )
 }
 
@@ -477,50 +568,43 @@ async fn submit(
 ) -> WebResult {
     let id = path.into_inner();
     let form = form.into_inner();
-    let s = require_worker_post(
+    let v = require_worker_post(
         &state,
         &req,
         form.csrf.as_deref(),
         form.session.as_deref(),
         None,
-    )?;
+    )
+    .await?;
     let now = now_ms();
-    site.limiter
-        .hit(&format!("submit:{}", s.worker), session::SUBMIT_LIMIT, now)
+    state
+        .limiter
+        .hit(
+            &format!("submit:{}", v.worker),
+            limits::SUBMIT_PER_WORKER,
+            now,
+        )
         .map_err(WebError::RateLimited)?;
     let (st, w, text, aid) = (
         state.clone(),
-        s.worker.clone(),
+        v.worker.clone(),
         form.description.clone(),
         id.clone(),
     );
-    let result = blocking(move || {
+    let (a, outcome) = blocking(move || {
         let a = st.engine.assignment_with_set(&aid)?;
         let outcome = st.engine.submit(&aid, &w, &text, None, now);
         Ok((a, outcome))
     })
     .await?;
-    let (
-        Accepted {
-            assignment,
-            set,
-            project,
-        },
-        outcome,
-    ) = result;
     match outcome {
         Ok(_) => {}
         Err(EngineError::Invalid(message)) => {
-            let a = Accepted {
-                assignment,
-                set,
-                project,
-            };
             return show_task(
                 &state,
                 &site,
                 &req,
-                &s,
+                &v,
                 &a,
                 Some(&message),
                 &form.description,
@@ -530,26 +614,11 @@ async fn submit(
         }
         Err(e) => return Err(e.into()),
     }
-    if let Entry::Mturk {
-        submit_to,
-        assignment_id,
-        ..
-    } = &s.entry
-    {
-        // Tell MTurk: a form to its externalSubmit, sent by finish.js (or by hand without JS).
-        let mut ctx = worker_context(&state, &s).await?;
-        ctx.insert("submit_to", &format!("{submit_to}/mturk/externalSubmit"));
-        ctx.insert("mturk_assignment", assignment_id);
-        ctx.insert("description", &form.description.trim());
-        return render(
-            &state,
-            &site,
-            &req,
-            Page::new("mturk_finish.html", ctx).frame(frame_of(&s.entry)),
-        );
+    if v.entry().is_mturk() {
+        return mturk_finish(&state, &site, &req, &v, &id).await;
     }
     // Straight on to the next set, as a worker on a roll expects.
-    let (st, n, w) = (state.clone(), project.name.clone(), s.worker.clone());
+    let (st, n, w) = (state.clone(), a.project.name.clone(), v.worker.clone());
     let next = blocking(move || match st.engine.accept_next(&n, &w, now_ms()) {
         Ok(a) => Ok(a),
         // Blocked meanwhile, or the qualification changed: the project page says why.
@@ -558,8 +627,13 @@ async fn submit(
     })
     .await?;
     Ok(match next {
-        Some(_) => see_other(&format!("/p/{}/task", project.name)),
-        None => see_other(&format!("/p/{}?notice=empty", project.name)),
+        Some(_) => see_other(&format!("/p/{}/task", a.project.name)),
+        None => see_other_notice(
+            &state,
+            &req,
+            &format!("/p/{}", a.project.name),
+            "Thank you: your description was saved. Nothing else is left for you right now.",
+        ),
     })
 }
 
@@ -578,20 +652,21 @@ async fn return_assignment(
     form: web::Form<ReturnForm>,
 ) -> WebResult {
     let id = path.into_inner();
-    let s = require_worker_post(
+    let v = require_worker_post(
         &state,
         &req,
         form.csrf.as_deref(),
         form.session.as_deref(),
         None,
-    )?;
+    )
+    .await?;
     let skip = form.then.as_deref() == Some("skip");
     let st = state.clone();
     let project = blocking(move || {
         let project = st.engine.assignment_with_set(&id)?.project;
-        st.engine.return_assignment(&id, &s.worker, now_ms())?;
+        st.engine.return_assignment(&id, &v.worker, now_ms())?;
         if skip {
-            st.engine.accept_next(&project.name, &s.worker, now_ms())?;
+            st.engine.accept_next(&project.name, &v.worker, now_ms())?;
         }
         Ok(project)
     })
@@ -599,7 +674,12 @@ async fn return_assignment(
     Ok(if skip {
         see_other(&format!("/p/{}/task", project.name))
     } else {
-        see_other(&format!("/p/{}?notice=returned", project.name))
+        see_other_notice(
+            &state,
+            &req,
+            &format!("/p/{}", project.name),
+            "You gave the set back; another worker will take it.",
+        )
     })
 }
 
@@ -614,20 +694,13 @@ struct CheckBody {
 /// with the submit.
 async fn check(state: State, req: HttpRequest, body: web::Json<CheckBody>) -> WebResult {
     let body = body.into_inner();
-    let Some((s, _)) = worker_of(&state, &req, body.session.as_deref()) else {
+    let Some((v, _)) = worker_of(&state, &req, body.session.as_deref()).await? else {
         return Ok(HttpResponse::Unauthorized().json(json!({"error": "sign in first"})));
     };
     let st = state.clone();
     let verdict = blocking(move || {
         let project = st.engine.project(&body.project)?;
-        let previous = st.engine.db().read(|c| -> Result<_, EngineError> {
-            Ok(
-                match crate::db::queries::worker_by_external(c, &s.worker)? {
-                    Some(w) => crate::db::queries::last_description_of(c, w.id)?,
-                    None => None,
-                },
-            )
-        })?;
+        let previous = st.engine.previous_description(&v.worker)?;
         Ok(Description::parse(
             &body.description,
             &project.instructions,
@@ -641,7 +714,7 @@ async fn check(state: State, req: HttpRequest, body: web::Json<CheckBody>) -> We
         .json(json!({ "ok": verdict.is_none(), "error": verdict })))
 }
 
-// ------------------------------------------------------------------ MTurk and Prolific
+// ------------------------------------------------------------------ MTurk
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -652,14 +725,57 @@ struct MturkQuery {
     turk_submit_to: Option<String>,
 }
 
-fn external_id_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+#[derive(Debug, serde::Serialize, Deserialize)]
+struct Sealed<T> {
+    value: T,
+    issued: Millis,
 }
 
-/// MTurk ExternalQuestion: shows the task; in preview the form is disabled.
+fn seal_start<T: serde::Serialize>(state: &AppState, purpose: &str, value: T) -> String {
+    state.auth.seal(
+        purpose,
+        &serde_json::to_string(&Sealed {
+            value,
+            issued: now_ms(),
+        })
+        .expect("serialises"),
+    )
+}
+
+fn open_start<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    purpose: &str,
+    token: Option<&str>,
+) -> Result<T, WebError> {
+    let sealed: Sealed<T> = token
+        .and_then(|t| state.auth.open(purpose, t))
+        .and_then(|p| serde_json::from_str(&p).ok())
+        .ok_or_else(|| {
+            WebError::BadRequest("this start form is damaged; open the study link again".into())
+        })?;
+    let now = now_ms();
+    if now - sealed.issued > START_VALID_MS || sealed.issued > now + 60_000 {
+        return Err(WebError::BadRequest(
+            "this start button is more than an hour old; reload the page".into(),
+        ));
+    }
+    Ok(sealed.value)
+}
+
+fn submit_to_of(site: &Site, given: Option<String>) -> Result<String, WebError> {
+    let submit_to = given.unwrap_or_else(|| "https://www.mturk.com".into());
+    let submit_to = submit_to.trim_end_matches('/').to_owned();
+    if !site.mturk_origin_allowed(&submit_to) {
+        return Err(WebError::BadRequest(format!(
+            "turkSubmitTo {submit_to:?} is not MTurk (https://www.mturk.com or https://workersandbox.mturk.com)"
+        )));
+    }
+    Ok(submit_to)
+}
+
+/// MTurk ExternalQuestion. Nothing here changes state: a preview shows the task with the form
+/// disabled; an accepted HIT shows a start button (a POST), or the task itself to a browser whose
+/// session was started for this very MTurk assignment.
 async fn mturk(
     state: State,
     site: SiteData,
@@ -670,27 +786,17 @@ async fn mturk(
     let name = path.into_inner();
     let q = query.into_inner();
     let assignment = q.assignment_id.unwrap_or_default();
-    let submit_to = q
-        .turk_submit_to
-        .unwrap_or_else(|| "https://www.mturk.com".into());
-    let submit_to = submit_to.trim_end_matches('/').to_owned();
-    if !site.mturk_origin_allowed(&submit_to) {
-        return Err(WebError::BadRequest(format!(
-            "turkSubmitTo {submit_to:?} is not MTurk (https://www.mturk.com or https://workersandbox.mturk.com)"
-        )));
-    }
+    let submit_to = submit_to_of(&site, q.turk_submit_to)?;
     let frame = Frame::Mturk {
         submit_to: submit_to.clone(),
     };
     let now = now_ms();
+    let (st, n) = (state.clone(), name.clone());
+    let (project, set) = blocking(move || Ok(st.engine.preview_set(&n)?)).await?;
+    let Some(set) = set else {
+        return Err(EngineError::NotFound("this project has no exemplar sets yet".into()).into());
+    };
     if assignment == MTURK_PREVIEW || assignment.is_empty() {
-        let st = state.clone();
-        let (project, set) = blocking(move || Ok(st.engine.preview_set(&name)?)).await?;
-        let Some(set) = set else {
-            return Err(
-                EngineError::NotFound("this project has no exemplar sets yet".into()).into(),
-            );
-        };
         let mut ctx = Context::new();
         task_context(&mut ctx, &project, &set, now);
         ctx.insert("preview", &true);
@@ -709,62 +815,130 @@ async fn mturk(
     };
     if ![&worker_id, &hit_id, &assignment]
         .iter()
-        .all(|s| external_id_ok(s))
+        .all(|s| platform_id_ok(s))
     {
         return Err(WebError::BadRequest(
             "assignmentId, hitId and workerId must be MTurk ids (letters and digits)".into(),
         ));
     }
-    let s = WorkerSession {
-        worker: format!("mturk:{worker_id}"),
-        issued: now,
-        entry: Entry::Mturk {
-            project: name.clone(),
-            assignment_id: assignment,
-            hit_id,
-            submit_to,
-        },
-    };
-    // The worker accepted the HIT on MTurk: show their live set, or take one (a reload shows the
-    // same set again, so this GET takes at most one).
-    let (st, n, w) = (state.clone(), name.clone(), s.worker.clone());
-    let external = match &s.entry {
-        Entry::Mturk {
-            assignment_id,
-            hit_id,
-            ..
-        } => json!({"source": "mturk", "assignment_id": assignment_id, "hit_id": hit_id}),
-        _ => json!({}),
-    };
-    let accepted = blocking(move || {
-        if let Some(a) = st.engine.current_assignment(&n, &w, now)? {
-            return Ok(Some(a));
+    // A browser that started this very MTurk assignment sees its task again.
+    if let Some((v, _)) = worker_of(&state, &req, None).await?
+        && matches!(v.entry(), Entry::Mturk { assignment_id, .. } if *assignment_id == assignment)
+    {
+        let (st, n, w) = (state.clone(), name.clone(), v.worker.clone());
+        if let Some(a) = blocking(move || Ok(st.engine.current_assignment(&n, &w, now)?)).await? {
+            return show_task(&state, &site, &req, &v, &a, None, "", StatusCode::OK).await;
         }
-        let a = st.engine.accept_next(&n, &w, now)?;
-        if let Some(a) = &a {
-            st.engine
-                .record_external(&a.assignment.public_id, external, now)?;
-        }
-        Ok(a)
+    }
+    let entry = MturkEntry {
+        project: name.clone(),
+        assignment_id: assignment,
+        hit_id,
+        worker_id,
+        submit_to,
+    };
+    let mut ctx = Context::new();
+    ctx.insert("project", &project_json(&project));
+    ctx.insert("start", &seal_start(&state, MTURK_START, &entry));
+    ctx.insert("worker_id", &entry.worker_id);
+    ctx.insert("action", &format!("/mturk/{name}/start"));
+    render(
+        &state,
+        &site,
+        &req,
+        Page::new("external_start.html", ctx).frame(frame),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct StartForm {
+    csrf: Option<String>,
+    start: Option<String>,
+}
+
+/// The worker pressed "start" on an accepted HIT: bind the MTurk assignment to an assignment here
+/// (or find the one it is bound to), and show it.
+async fn mturk_start(
+    state: State,
+    site: SiteData,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<StartForm>,
+) -> WebResult {
+    // The iframe may get no cookies, so no cookie CSRF token here: the sealed start value (which
+    // only this server makes) and the request's origin stand in for it.
+    if !state.net.same_origin(&req) {
+        return Err(WebError::CrossSite);
+    }
+    let now = now_ms();
+    state
+        .limiter
+        .hit(
+            &format!("entry-ip:{}", state.net.client_key(&req)),
+            limits::ENTRIES_PER_ADDRESS,
+            now,
+        )
+        .map_err(WebError::RateLimited)?;
+    let entry: MturkEntry = open_start(&state, MTURK_START, form.start.as_deref())?;
+    if entry.project != path.into_inner() {
+        return Err(WebError::BadRequest(
+            "this start form is for another project".into(),
+        ));
+    }
+    submit_to_of(&site, Some(entry.submit_to.clone()))?;
+    let (st, e) = (state.clone(), entry.clone());
+    let accepted = blocking(move || Ok(st.engine.mturk_start(&e, now)?)).await?;
+    let worker = format!(
+        "{}{}",
+        crate::engine::external::MTURK_PREFIX,
+        entry.worker_id
+    );
+    let session_entry = Entry::Mturk {
+        project: entry.project.clone(),
+        assignment_id: entry.assignment_id.clone(),
+        hit_id: entry.hit_id.clone(),
+        submit_to: entry.submit_to.clone(),
+    };
+    let (st, w) = (state.clone(), worker.clone());
+    let (token, session) = blocking(move || {
+        Ok(st
+            .sessions
+            .start_worker(&w, Via::Mturk, &session_entry, now)?)
     })
     .await?;
-    let Some(a) = accepted else {
-        return Err(EngineError::Conflict(
-            "no set is left for you in this project; return the HIT on MTurk".into(),
-        )
-        .into());
+    let v = Visitor {
+        session,
+        worker,
+        token: token.clone(),
     };
-    let mut resp = show_task(&state, &site, &req, &s, &a, None, "", StatusCode::OK).await?;
-    let cookie = session::cookie(
+    let a = &accepted.assignment;
+    let mut resp = match a.state.as_str() {
+        "accepted" if a.expires_at > now => {
+            show_task(&state, &site, &req, &v, &accepted, None, "", StatusCode::OK).await?
+        }
+        // Described already: send it to MTurk again (MTurk takes one submit per assignment).
+        "submitted" | "approved" => mturk_finish(&state, &site, &req, &v, &a.public_id).await?,
+        _ => {
+            return Err(EngineError::Conflict(
+                "this HIT's time on the task server ran out; return the HIT on MTurk and accept \
+                 another"
+                    .into(),
+            )
+            .into());
+        }
+    };
+    resp.add_cookie(&session::cookie(
+        &state.net,
         &req,
         session::WORKER_COOKIE,
-        session::seal_worker(&state.auth, &s),
+        token,
         true,
-    );
-    resp.add_cookie(&cookie)
-        .map_err(|e| WebError::Internal(e.to_string()))?;
+    ))
+    .map_err(|e| WebError::Internal(e.to_string()))?;
     Ok(resp)
 }
+
+// ------------------------------------------------------------------ Prolific
 
 #[derive(Debug, Deserialize)]
 struct ProlificQuery {
@@ -776,9 +950,19 @@ struct ProlificQuery {
     session: Option<String>,
 }
 
-/// Prolific's study link: signs the participant in and shows the project.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+struct ProlificEntry {
+    project: String,
+    pid: String,
+    study: String,
+    session: String,
+}
+
+/// Prolific's study link: a page that asks the participant to confirm. No session begins here,
+/// so a link on another site cannot sign a visitor in.
 async fn prolific(
     state: State,
+    site: SiteData,
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<ProlificQuery>,
@@ -790,31 +974,116 @@ async fn prolific(
             "Prolific did not pass PROLIFIC_PID, STUDY_ID and SESSION_ID".into(),
         ));
     };
-    if ![&pid, &study, &sess].iter().all(|s| external_id_ok(s)) {
+    if ![&pid, &study, &sess].iter().all(|s| platform_id_ok(s)) {
         return Err(WebError::BadRequest(
             "PROLIFIC_PID, STUDY_ID and SESSION_ID must be Prolific ids".into(),
         ));
     }
-    let st = state.clone();
-    let n = name.clone();
-    blocking(move || Ok(st.engine.project(&n)?)).await?;
-    let s = WorkerSession {
-        worker: format!("prolific:{pid}"),
-        issued: now_ms(),
-        entry: Entry::Prolific {
-            project: name.clone(),
-            study_id: study,
-            session_id: sess,
-        },
+    let (st, n) = (state.clone(), name.clone());
+    let project = blocking(move || Ok(st.engine.project(&n)?)).await?;
+    let entry = ProlificEntry {
+        project: name.clone(),
+        pid,
+        study,
+        session: sess,
     };
+    let mut ctx = Context::new();
+    ctx.insert("project", &project_json(&project));
+    ctx.insert("start", &seal_start(&state, PROLIFIC_START, &entry));
+    ctx.insert("worker_id", &entry.pid);
+    ctx.insert("study", &entry.study);
+    ctx.insert("action", &format!("/prolific/{name}/start"));
+    render(&state, &site, &req, Page::new("external_start.html", ctx))
+}
+
+async fn prolific_start(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<StartForm>,
+) -> WebResult {
+    check_csrf(&state, &req, form.csrf.as_deref())?;
+    let now = now_ms();
+    state
+        .limiter
+        .hit(
+            &format!("entry-ip:{}", state.net.client_key(&req)),
+            limits::ENTRIES_PER_ADDRESS,
+            now,
+        )
+        .map_err(WebError::RateLimited)?;
+    let entry: ProlificEntry = open_start(&state, PROLIFIC_START, form.start.as_deref())?;
+    if entry.project != path.into_inner() {
+        return Err(WebError::BadRequest(
+            "this start form is for another project".into(),
+        ));
+    }
+    let st = state.clone();
+    let e = entry.clone();
+    let (token, _) = blocking(move || {
+        st.engine
+            .prolific_start(&e.project, &e.pid, &e.study, &e.session, now)?;
+        let worker = format!("{}{}", crate::engine::external::PROLIFIC_PREFIX, e.pid);
+        let session_entry = Entry::Prolific {
+            project: e.project.clone(),
+            study_id: e.study.clone(),
+            session_id: e.session.clone(),
+        };
+        Ok(st
+            .sessions
+            .start_worker(&worker, Via::Prolific, &session_entry, now)?)
+    })
+    .await?;
     Ok(super::see_other_with(
-        &format!("/p/{name}"),
-        session::cookie(
-            &req,
-            session::WORKER_COOKIE,
-            session::seal_worker(&state.auth, &s),
-            false,
+        &format!("/p/{}", entry.project),
+        session::cookie(&state.net, &req, session::WORKER_COOKIE, token, false),
+    ))
+}
+
+/// The participant finishes: once per study, then back to Prolific with the completion code.
+async fn prolific_complete(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> WebResult {
+    let name = path.into_inner();
+    let v = require_worker_post(&state, &req, form.csrf.as_deref(), None, Some(&name)).await?;
+    let Entry::Prolific {
+        project,
+        study_id,
+        session_id,
+    } = v.entry().clone()
+    else {
+        return Err(WebError::BadRequest(
+            "you did not come from Prolific".into(),
+        ));
+    };
+    if project != name {
+        return Err(WebError::BadRequest(
+            "you came from Prolific for another project".into(),
+        ));
+    }
+    let pid = v
+        .worker
+        .strip_prefix(crate::engine::external::PROLIFIC_PREFIX)
+        .unwrap_or_default()
+        .to_owned();
+    let (st, token) = (state.clone(), v.token.clone());
+    let code = blocking(move || {
+        let code = st
+            .engine
+            .prolific_complete(&project, &pid, &study_id, &session_id, now_ms())?;
+        st.sessions.end(&token, now_ms())?;
+        Ok(code)
+    })
+    .await?;
+    Ok(super::see_other_with(
+        &format!(
+            "https://app.prolific.com/submissions/complete?cc={}",
+            urlencode(&code)
         ),
+        session::removal(session::WORKER_COOKIE),
     ))
 }
 
@@ -822,23 +1091,38 @@ async fn prolific(
 
 const QUAL_PURPOSE: &str = "qualification-start";
 
-/// The choices in an order of their own for each worker and question (so the right answer is not
-/// always in the same place), each with its index in the test, which is what the form sends.
-fn shuffled_choices(worker: &str, question: usize, choices: &[String]) -> Vec<serde_json::Value> {
-    let mut order: Vec<(String, usize)> = choices
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            (
-                crate::auth::sha256_hex(&format!("{worker}\u{1f}{question}\u{1f}{c}")),
-                i,
-            )
-        })
+/// The value a choice has in a worker's form: a keyed hash of (project, worker, question,
+/// choice), so that neither the values nor their order (sorted by them) tell the choice's place
+/// in the test, where the right answer may always come first.
+fn choice_token(
+    state: &AppState,
+    project: &str,
+    worker: &str,
+    question: usize,
+    choice: usize,
+) -> String {
+    let full = state.auth.derive(
+        "qualification-choice",
+        &format!("{project}\u{1f}{worker}\u{1f}{question}\u{1f}{choice}"),
+    );
+    full[..20].to_owned()
+}
+
+/// The choices of a question in this worker's order, each with its opaque value.
+fn shuffled_choices(
+    state: &AppState,
+    project: &str,
+    worker: &str,
+    question: usize,
+    choices: &[String],
+) -> Vec<serde_json::Value> {
+    let mut order: Vec<(String, usize)> = (0..choices.len())
+        .map(|i| (choice_token(state, project, worker, question, i), i))
         .collect();
     order.sort();
     order
         .into_iter()
-        .map(|(_, i)| json!({"index": i, "text": choices[i]}))
+        .map(|(token, i)| json!({"value": token, "text": choices[i]}))
         .collect()
 }
 
@@ -849,9 +1133,9 @@ async fn qualification_page(
     path: web::Path<String>,
 ) -> WebResult {
     let name = path.into_inner();
-    let s = require_worker(&state, &req, Some(&name))?;
+    let v = require_worker(&state, &req, Some(&name)).await?;
     let now = now_ms();
-    let (s2, n, w) = (site.clone(), name.clone(), s.worker.clone());
+    let (s2, n, w) = (site.clone(), name.clone(), v.worker.clone());
     let (test, standing) = blocking(move || {
         Ok((
             s2.qualifications.test(&n)?,
@@ -862,7 +1146,7 @@ async fn qualification_page(
     let Some(test) = test else {
         return Err(EngineError::NotFound("this project has no qualification test".into()).into());
     };
-    let mut ctx = worker_context(&state, &s).await?;
+    let mut ctx = worker_context(&state, &v).await?;
     ctx.insert("project", &json!({"name": name}));
     ctx.insert(
         "standing",
@@ -883,14 +1167,14 @@ async fn qualification_page(
             json!({
                 "prompt": q.prompt,
                 "images": q.images.iter().map(|h| format!("/images/{h}.png")).collect::<Vec<_>>(),
-                "choices": shuffled_choices(&s.worker, i, &q.choices),
+                "choices": shuffled_choices(&state, &name, &v.worker, i, &q.choices),
             })
         })
         .collect();
     ctx.insert("questions", &questions);
     ctx.insert("pass_mark", &test.pass_mark);
     ctx.insert("time_limit_min", &(test.time_limit_ms / 60_000));
-    let started = json!({"project": name, "worker": s.worker, "at": now}).to_string();
+    let started = json!({"project": name, "worker": v.worker, "at": now}).to_string();
     ctx.insert("started", &state.auth.seal(QUAL_PURPOSE, &started));
     render(&state, &site, &req, Page::new("qualification.html", ctx))
 }
@@ -905,39 +1189,43 @@ async fn qualification_submit(
     let name = path.into_inner();
     let fields = form.into_inner();
     let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let s = require_worker_post(&state, &req, get("csrf"), get("session"), Some(&name))?;
+    let v = require_worker_post(&state, &req, get("csrf"), get("session"), Some(&name)).await?;
     let started: serde_json::Value = get("started")
         .and_then(|t| state.auth.open(QUAL_PURPOSE, t))
         .and_then(|p| serde_json::from_str(&p).ok())
         .ok_or_else(|| {
             WebError::BadRequest("the test form is damaged; open the test again".into())
         })?;
-    if started["project"] != name.as_str() || started["worker"] != s.worker.as_str() {
+    if started["project"] != name.as_str() || started["worker"] != v.worker.as_str() {
         return Err(WebError::BadRequest(
             "this test was opened by someone else or for another project".into(),
         ));
     }
     let started_at = started["at"].as_i64().unwrap_or(0);
-    let (s2, n, w) = (site.clone(), name.clone(), s.worker.clone());
-    let (total, retry) = blocking(move || {
-        Ok(s2
-            .qualifications
-            .test(&n)?
-            .map_or((0, 0), |t| (t.questions.len(), t.retry_delay_ms / 1000)))
-    })
-    .await?;
-    let answers: Vec<Option<usize>> = (0..total)
-        .map(|i| get(&format!("q{i}")).and_then(|v| v.parse().ok()))
+    let (s2, n) = (site.clone(), name.clone());
+    let test = blocking(move || Ok(s2.qualifications.test(&n)?)).await?;
+    let (choices, retry): (Vec<usize>, i64) = test.as_ref().map_or((Vec::new(), 0), |t| {
+        (
+            t.questions.iter().map(|q| q.choices.len()).collect(),
+            t.retry_delay_ms / 1000,
+        )
+    });
+    let answers: Vec<Option<usize>> = choices
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let given = get(&format!("q{i}"))?;
+            (0..n).find(|&c| session::equal(&choice_token(&state, &name, &v.worker, i, c), given))
+        })
         .collect();
-    let s2 = site.clone();
-    let n = name.clone();
+    let (s2, n, w) = (site.clone(), name.clone(), v.worker.clone());
     let grade = blocking(move || {
         Ok(s2
             .qualifications
             .grade(&n, &w, &answers, started_at, now_ms())?)
     })
     .await?;
-    let mut ctx = worker_context(&state, &s).await?;
+    let mut ctx = worker_context(&state, &v).await?;
     ctx.insert("project", &json!({"name": name}));
     ctx.insert(
         "graded",
@@ -970,5 +1258,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/a/{id}/return", web::post().to(return_assignment))
         .route("/w/check", web::post().to(check))
         .route("/mturk/{project}", web::get().to(mturk))
-        .route("/prolific/{project}", web::get().to(prolific));
+        .route("/mturk/{project}/start", web::post().to(mturk_start))
+        .route("/prolific/{project}", web::get().to(prolific))
+        .route("/prolific/{project}/start", web::post().to(prolific_start))
+        .route(
+            "/prolific/{project}/complete",
+            web::post().to(prolific_complete),
+        );
 }

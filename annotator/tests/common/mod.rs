@@ -75,8 +75,23 @@ pub fn start_server(data_dir: &std::path::Path, url: &DatabaseUrl) -> Server {
     .expect("start annotator serve")
 }
 
-/// A project `load` with `sets` sets of 3, written straight into the database.
-pub fn seed_project(db: &Database, sets: usize, lease_ms: i64) {
+/// A server for a simulated crowd: all of it on one address, far faster than people, so the
+/// API's rate limits are off.
+pub fn start_crowd_server(data_dir: &std::path::Path, url: &DatabaseUrl) -> Server {
+    let mut args = vec!["--sweep-interval-ms", "200"];
+    args.extend(Server::NO_RATE_LIMITS);
+    Server::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_annotator")),
+        data_dir,
+        url,
+        &args,
+    )
+    .expect("start annotator serve")
+}
+
+/// A project `load` with `sets` sets of 3, written straight into the database; returns a
+/// requester token (the crowd's sessions are minted with it).
+pub fn seed_project(db: &Database, sets: usize, lease_ms: i64) -> String {
     use milan_annotator::db::queries as q;
     use milan_annotator::domain::ProjectSettings;
     use milan_annotator::engine::{Engine, EngineError};
@@ -102,6 +117,11 @@ pub fn seed_project(db: &Database, sets: usize, lease_ms: i64) {
         Ok(())
     })
     .unwrap();
+    milan_annotator::auth::Auth::load(db)
+        .unwrap()
+        .create_requester_token("crowd", 1)
+        .unwrap()
+        .1
 }
 
 /// Every acknowledged submission is stored with its text, and nothing else is; every set has

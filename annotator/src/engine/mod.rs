@@ -15,7 +15,11 @@ use crate::db::queries::{
     self as q, AssignmentRow, NewAssignment, NewEvent, ProjectRow, SetRow, Stamp, WorkerRow,
 };
 use crate::db::{Database, Db, DbError, RetryHint};
-use crate::domain::{Description, FEEDBACK_MAX_CHARS, Millis, ProjectSettings, State};
+use crate::domain::{
+    Description, FEEDBACK_MAX_CHARS, MAX_BONUS_CENTS, Millis, ProjectSettings, State,
+};
+
+pub mod external;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -90,12 +94,38 @@ pub struct Agreement {
 /// The longest model description stored.
 pub const MODEL_DESCRIPTION_MAX_CHARS: usize = 1000;
 
-/// An assignment just accepted, with its set and project.
+/// An assignment just accepted (or, `resumed`, one the worker already held), with its set and
+/// project.
 #[derive(Debug, Clone)]
 pub struct Accepted {
     pub assignment: AssignmentRow,
     pub set: SetRow,
     pub project: ProjectRow,
+    /// The worker already held it: accepting again returned live work instead of new work.
+    pub resumed: bool,
+}
+
+/// A bonus to pay (MTurk: SendBonus).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Bonus<'a> {
+    pub worker: &'a str,
+    pub cents: i64,
+    pub reason: &'a str,
+    /// The work it rewards; its project's maximum bounds the amount.
+    pub assignment: Option<&'a str>,
+    /// The project whose maximum bounds the amount, when no assignment is named.
+    pub project: Option<&'a str>,
+    /// The requester's key for this one payment: the same key never pays twice.
+    #[serde(skip)]
+    pub idempotency_key: &'a str,
+}
+
+/// What a bonus request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paid {
+    Paid,
+    /// The same key paid this bonus before; nothing was paid now.
+    AlreadyPaid,
 }
 
 /// Progress of a project's sets of one model key and layer.
@@ -428,57 +458,109 @@ impl Engine {
         })
     }
 
-    /// Pays a bonus (MTurk: SendBonus). `assignment` ties it to one piece of work.
-    pub fn bonus(
-        &self,
-        external_id: &str,
-        cents: i64,
-        note: &str,
-        assignment: Option<&str>,
-        now: Millis,
-    ) -> Result<()> {
-        if cents <= 0 {
-            return Err(EngineError::Invalid("bonus cents must be positive".into()));
+    /// Pays a bonus (MTurk: SendBonus), at most the project's maximum, once per idempotency key:
+    /// the same key with the same bonus answers `AlreadyPaid`, with another bonus it is refused.
+    pub fn bonus(&self, b: &Bonus, now: Millis) -> Result<Paid> {
+        if !(1..=MAX_BONUS_CENTS).contains(&b.cents) {
+            return Err(EngineError::Invalid(format!(
+                "bonus cents must be 1 to {MAX_BONUS_CENTS}"
+            )));
         }
-        if note.trim().is_empty() || note.chars().count() > FEEDBACK_MAX_CHARS {
+        let reason = b.reason.trim();
+        if reason.is_empty() || reason.chars().count() > FEEDBACK_MAX_CHARS {
             return Err(EngineError::Invalid(format!(
                 "bonus reason must be 1 to {FEEDBACK_MAX_CHARS} characters"
             )));
         }
+        let key = b.idempotency_key;
+        if key.is_empty() || key.len() > 128 || !key.bytes().all(|c| c.is_ascii_graphic()) {
+            return Err(EngineError::Invalid(
+                "a bonus needs an idempotency key of 1 to 128 visible ASCII characters, unique per \
+                 payment, so that a retried request does not pay twice"
+                    .into(),
+            ));
+        }
+        let request_hash = sha256_hex(
+            serde_json::to_string(&Bonus {
+                reason,
+                ..b.clone()
+            })
+            .expect("bonuses serialise")
+            .as_bytes(),
+        );
         self.db.write(|c| {
-            let worker = existing_worker(c, external_id)?;
-            let assignment_id = match assignment {
+            if let Some(stored) = q::payment_by_key(c, key)? {
+                return if stored.as_deref() == Some(request_hash.as_str()) {
+                    Ok(Paid::AlreadyPaid)
+                } else {
+                    Err(EngineError::Invalid(format!(
+                        "idempotency key {key:?} already paid a different bonus"
+                    )))
+                };
+            }
+            let worker = existing_worker(c, b.worker)?;
+            let (assignment_id, from_assignment) = match b.assignment {
                 Some(public) => {
                     let a = q::assignment_by_public_id(c, public)?
                         .ok_or_else(|| EngineError::NotFound(format!("no assignment {public}")))?;
                     if a.worker_id != worker.id {
                         return Err(EngineError::Invalid(format!(
-                            "assignment {public} is not {external_id}'s"
+                            "assignment {public} is not {}'s",
+                            b.worker
                         )));
                     }
-                    Some(a.id)
+                    let set = q::set_by_id(c, a.set_id)?;
+                    (Some(a.id), Some(q::project_by_id(c, set.project_id)?))
                 }
-                None => None,
+                None => (None, None),
             };
+            let project = match (from_assignment, b.project) {
+                (Some(p), Some(name)) if p.name != name => {
+                    return Err(EngineError::Invalid(format!(
+                        "assignment {} belongs to project {:?}, not {name:?}",
+                        b.assignment.unwrap_or_default(),
+                        p.name
+                    )));
+                }
+                (Some(p), _) => p,
+                (None, Some(name)) => project_in(c, name)?,
+                (None, None) => {
+                    return Err(EngineError::Invalid(
+                        "a bonus names the assignment or the project it is paid for".into(),
+                    ));
+                }
+            };
+            if b.cents > project.max_bonus_cents {
+                return Err(EngineError::Invalid(format!(
+                    "bonus of {} cents: project {:?} pays at most {} cents per bonus",
+                    b.cents, project.name, project.max_bonus_cents
+                )));
+            }
             q::insert_ledger(
                 c,
-                worker.id,
-                assignment_id,
-                "bonus",
-                cents,
-                note.trim(),
-                now,
+                &q::NewPayment {
+                    worker_id: worker.id,
+                    assignment_id,
+                    kind: "bonus",
+                    cents: b.cents,
+                    note: reason,
+                    created_at: now,
+                    idempotency_key: Some(key),
+                    request_hash: Some(&request_hash),
+                },
             )?;
             q::log(
                 c,
                 &NewEvent {
+                    project_id: Some(project.id),
                     worker_id: Some(worker.id),
                     assignment_id,
-                    detail: json!({ "cents": cents, "note": note.trim() }).to_string(),
+                    detail: json!({ "cents": b.cents, "note": reason, "idempotency_key": key })
+                        .to_string(),
                     ..event("bonus", now)
                 },
             )?;
-            Ok(())
+            Ok(Paid::Paid)
         })
     }
 
@@ -493,8 +575,10 @@ impl Engine {
     // ------------------------------------------------------------ assignments
 
     /// Gives the worker the next set of the project: among sets with an open slot that this worker
-    /// never touched, the one with the fewest live and submitted assignments. `None` when nothing
-    /// is left for this worker.
+    /// never touched, the one with the fewest live and submitted assignments. A worker who holds
+    /// the project's cap of live leases (`max_live_per_worker`, default 1) gets the oldest of them
+    /// back (`resumed`): accepting is idempotent, so a client that lost the answer to its accept
+    /// orphans nothing. `None` when nothing is left for this worker.
     pub fn accept_next(
         &self,
         project: &str,
@@ -503,70 +587,35 @@ impl Engine {
     ) -> Result<Option<Accepted>> {
         validate_worker_id(worker)?;
         self.db.write(|c| {
-            let project = q::project_by_name(c, project)?
-                .ok_or_else(|| EngineError::NotFound(format!("no project named {project:?}")))?;
-            let by_priority = self.order == Order::Priority || project.order_by_priority;
+            let project = project_in(c, project)?;
             let worker = worker_in(c, worker, now)?;
-            if worker.blocked {
-                return Err(EngineError::Forbidden(
-                    "you are blocked from new assignments".into(),
-                ));
-            }
-            if project.qualification_required && !q::has_passed(c, project.id, worker.id)? {
-                return Err(EngineError::Forbidden(
-                    "this project needs its qualification test first".into(),
-                ));
-            }
+            q::lock_worker(c, worker.id)?;
             expire_due(c, now, 100)?;
-            let candidates = q::next_sets_for(
-                c,
-                project.id,
-                project.assignments_per_set,
-                worker.id,
-                by_priority,
-                CANDIDATES,
-            )?;
-            let Some(set) = pick(candidates, by_priority) else {
-                return Ok(None);
+            let live = q::live_assignments(c, project.id, worker.id, now)?;
+            if live.len() >= project.max_live_per_worker.max(1) as usize {
+                let (assignment, set) = live.into_iter().next().expect("the cap is at least 1");
+                return Ok(Some(Accepted {
+                    assignment,
+                    set,
+                    project,
+                    resumed: true,
+                }));
+            }
+            take_next(c, &project, &worker, self.order, now)
+        })
+    }
+
+    /// A worker's live assignments in every project (with each project's name), oldest first.
+    pub fn live_work(
+        &self,
+        worker: &str,
+        now: Millis,
+    ) -> Result<Vec<(AssignmentRow, SetRow, String)>> {
+        self.db.read(|c| {
+            let Some(w) = q::worker_by_external(c, worker)? else {
+                return Ok(Vec::new());
             };
-            let slot = q::free_slot(c, set.id)?.ok_or_else(|| {
-                // active_count said there was room; a concurrent writer took it. Retry.
-                EngineError::Db(DbError::Query(diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::SerializationFailure,
-                    Box::new("slot taken".to_owned()),
-                )))
-            })?;
-            let public_id = uuid::Uuid::new_v4().to_string();
-            let assignment = q::insert_assignment(
-                c,
-                &NewAssignment {
-                    public_id: &public_id,
-                    set_id: set.id,
-                    slot,
-                    worker_id: worker.id,
-                    state: State::Accepted.as_str(),
-                    accepted_at: now,
-                    expires_at: now + project.lease_ms,
-                },
-            )?;
-            q::add_counts(c, set.id, 1, 0)?;
-            q::log(
-                c,
-                &NewEvent {
-                    project_id: Some(project.id),
-                    set_id: Some(set.id),
-                    assignment_id: Some(assignment.id),
-                    worker_id: Some(worker.id),
-                    detail: json!({ "slot": slot, "expires_at": assignment.expires_at })
-                        .to_string(),
-                    ..event("accepted", now)
-                },
-            )?;
-            Ok(Some(Accepted {
-                assignment,
-                set,
-                project,
-            }))
+            Ok(q::live_work_of_worker(c, w.id, now)?)
         })
     }
 
@@ -591,6 +640,7 @@ impl Engine {
                 assignment,
                 set,
                 project,
+                resumed: true,
             }))
         })
     }
@@ -637,21 +687,21 @@ impl Engine {
         })
     }
 
-    /// Records which outside task an assignment answers (MTurk's assignmentId and HITId), in the
-    /// event log, so that the work can be matched with MTurk's records.
-    pub fn record_external(
-        &self,
-        public_id: &str,
-        detail: serde_json::Value,
-        now: Millis,
-    ) -> Result<()> {
-        self.db.write(|c| {
+    /// The description stored for an assignment, if it was submitted.
+    pub fn description_of(&self, public_id: &str) -> Result<Option<String>> {
+        self.db.read(|c| {
             let a = assignment_in(c, public_id)?;
-            q::log(
-                c,
-                &assignment_event("external_task", &a, detail.clone(), now),
-            )?;
-            Ok(())
+            Ok(q::description_of(c, a.id)?.map(|d| d.raw))
+        })
+    }
+
+    /// The worker's last description, which the next may not repeat.
+    pub fn previous_description(&self, worker: &str) -> Result<Option<String>> {
+        self.db.read(|c| {
+            Ok(match q::worker_by_external(c, worker)? {
+                Some(w) => q::last_description_of(c, w.id)?,
+                None => None,
+            })
         })
     }
 
@@ -665,6 +715,7 @@ impl Engine {
                 assignment,
                 set,
                 project,
+                resumed: true,
             })
         })
     }
@@ -922,7 +973,90 @@ pub(crate) fn new_project<'a>(s: &'a ProjectSettings, now: Millis) -> q::NewProj
         qualification_required: s.qualification_required,
         prolific_completion_code: s.prolific_completion_code.as_deref(),
         created_at: now,
+        max_live_per_worker: s.max_live_per_worker,
+        max_bonus_cents: s.max_bonus_cents,
     }
+}
+
+fn project_in(c: &mut Db, name: &str) -> Result<ProjectRow> {
+    q::project_by_name(c, name)?
+        .ok_or_else(|| EngineError::NotFound(format!("no project named {name:?}")))
+}
+
+/// Takes a new set for the worker (no check of the worker's live leases: the callers do that).
+fn take_next(
+    c: &mut Db,
+    project: &ProjectRow,
+    worker: &WorkerRow,
+    order: Order,
+    now: Millis,
+) -> Result<Option<Accepted>> {
+    if worker.blocked {
+        return Err(EngineError::Forbidden(
+            "you are blocked from new assignments".into(),
+        ));
+    }
+    if project.qualification_required && !q::has_passed(c, project.id, worker.id)? {
+        return Err(EngineError::Forbidden(
+            "this project needs its qualification test first".into(),
+        ));
+    }
+    let by_priority = order == Order::Priority || project.order_by_priority;
+    let candidates = q::next_sets_for(
+        c,
+        project.id,
+        project.assignments_per_set,
+        worker.id,
+        by_priority,
+        CANDIDATES,
+    )?;
+    let Some(set) = pick(candidates, by_priority) else {
+        return Ok(None);
+    };
+    let slot = q::free_slot(c, set.id)?.ok_or_else(|| {
+        // active_count said there was room; a concurrent writer took it. Retry.
+        EngineError::Db(DbError::Query(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::SerializationFailure,
+            Box::new("slot taken".to_owned()),
+        )))
+    })?;
+    let expires_at = now
+        .checked_add(project.lease_ms)
+        .ok_or_else(|| EngineError::Invalid(format!("time {now} + lease is out of range")))?;
+    let public_id = uuid::Uuid::new_v4().to_string();
+    let assignment = q::insert_assignment(
+        c,
+        &NewAssignment {
+            public_id: &public_id,
+            set_id: set.id,
+            slot,
+            worker_id: worker.id,
+            state: State::Accepted.as_str(),
+            accepted_at: now,
+            expires_at,
+            // An identity from MTurk's or Prolific's URL parameters is a claim until the
+            // requester reconciles it with the platform's records.
+            verified: !crate::accounts::is_url_identity(&worker.external_id),
+        },
+    )?;
+    q::add_counts(c, set.id, 1, 0)?;
+    q::log(
+        c,
+        &NewEvent {
+            project_id: Some(project.id),
+            set_id: Some(set.id),
+            assignment_id: Some(assignment.id),
+            worker_id: Some(worker.id),
+            detail: json!({ "slot": slot, "expires_at": assignment.expires_at }).to_string(),
+            ..event("accepted", now)
+        },
+    )?;
+    Ok(Some(Accepted {
+        assignment,
+        set,
+        project: project.clone(),
+        resumed: false,
+    }))
 }
 
 fn assignment_in(c: &mut Db, public_id: &str) -> Result<AssignmentRow> {
@@ -935,7 +1069,7 @@ fn existing_worker(c: &mut Db, external_id: &str) -> Result<WorkerRow> {
         .ok_or_else(|| EngineError::NotFound(format!("no worker {external_id:?}")))
 }
 
-pub(crate) fn validate_worker_id(id: &str) -> Result<()> {
+pub fn validate_worker_id(id: &str) -> Result<()> {
     if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(EngineError::Invalid(format!(
             "worker id {id:?}: use 1 to 128 visible characters without spaces"
@@ -993,12 +1127,16 @@ fn approve_in(c: &mut Db, a: &AssignmentRow, now: Millis, kind: &str) -> Result<
     if project.reward_cents > 0 {
         q::insert_ledger(
             c,
-            a.worker_id,
-            Some(a.id),
-            "reward",
-            project.reward_cents,
-            &project.name,
-            now,
+            &q::NewPayment {
+                worker_id: a.worker_id,
+                assignment_id: Some(a.id),
+                kind: "reward",
+                cents: project.reward_cents,
+                note: &project.name,
+                created_at: now,
+                idempotency_key: None,
+                request_hash: None,
+            },
         )?;
     }
     q::log(

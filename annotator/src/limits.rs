@@ -1,0 +1,227 @@
+//! Rate limits, in this process (several server processes each count their own). Fixed windows
+//! per key; a refused request learns how many seconds to wait (`Retry-After`).
+//!
+//! Sign-in counts failures, not attempts, under three keys, so that guessing is slow and yet no
+//! one can lock a named account out for its owner:
+//! - per client address (an attacker's own address runs out first);
+//! - per (account, address): the owner at their own address is not slowed by failures elsewhere;
+//! - per account, for clients without a *device cookie* for that account (given at a successful
+//!   sign-in in that browser): a botnet spread over many addresses runs into this one, and the
+//!   owner's browser, which carries the cookie, does not.
+//!
+//! The API limits accept, submit and return per credential and per address; they are settings of
+//! `annotator serve` (0 turns one off, for load generators on one address).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::domain::Millis;
+
+/// At most `count` events per `window_ms` for one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub count: u32,
+    pub window_ms: Millis,
+}
+
+impl Limit {
+    pub const fn per_minute(count: u32) -> Limit {
+        Limit {
+            count,
+            window_ms: 60_000,
+        }
+    }
+}
+
+/// Failed sign-ins per client address.
+pub const SIGN_IN_PER_ADDRESS: Limit = Limit {
+    count: 20,
+    window_ms: 10 * 60_000,
+};
+/// Failed sign-ins per (account, client address).
+pub const SIGN_IN_PER_ACCOUNT_ADDRESS: Limit = Limit {
+    count: 5,
+    window_ms: 10 * 60_000,
+};
+/// Failed sign-ins per account from clients without the account's device cookie.
+pub const SIGN_IN_PER_ACCOUNT: Limit = Limit {
+    count: 50,
+    window_ms: 60 * 60_000,
+};
+/// API session creation per client address (passwords and codes; requester-minted sessions count
+/// per requester token instead).
+pub const SESSIONS_PER_ADDRESS: Limit = Limit::per_minute(30);
+/// Sessions the requester's token may mint per minute (an integration signing its crowd in).
+pub const SESSIONS_PER_REQUESTER_TOKEN: Limit = Limit::per_minute(1200);
+/// MTurk and Prolific starts per client address.
+pub const ENTRIES_PER_ADDRESS: Limit = Limit::per_minute(30);
+/// Description submissions per worker on the pages.
+pub const SUBMIT_PER_WORKER: Limit = Limit::per_minute(30);
+
+/// The API's limits on accept, submit and return (`None`: no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    pub per_credential: Option<Limit>,
+    pub per_address: Option<Limit>,
+}
+
+impl Default for ApiLimits {
+    /// A person describes a set in tens of seconds; 60 requests a minute is a script's pace.
+    fn default() -> Self {
+        ApiLimits {
+            per_credential: Some(Limit::per_minute(60)),
+            per_address: Some(Limit::per_minute(600)),
+        }
+    }
+}
+
+impl ApiLimits {
+    /// From `--api-limit-per-credential` and `--api-limit-per-address` (per minute, 0 = off).
+    pub fn per_minute(per_credential: u32, per_address: u32) -> Self {
+        let limit = |n: u32| (n > 0).then(|| Limit::per_minute(n));
+        ApiLimits {
+            per_credential: limit(per_credential),
+            per_address: limit(per_address),
+        }
+    }
+
+    pub fn off() -> Self {
+        ApiLimits {
+            per_credential: None,
+            per_address: None,
+        }
+    }
+}
+
+/// Keys past this many are pruned of finished windows.
+const MAX_KEYS: usize = 100_000;
+
+/// Fixed-window counters per key.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    windows: Mutex<HashMap<String, (Millis, u32)>>,
+}
+
+fn wait_s(start: Millis, limit: Limit, now: Millis) -> i64 {
+    ((start + limit.window_ms - now + 999) / 1000).max(1)
+}
+
+impl RateLimiter {
+    /// Counts one event; `Err(seconds to wait)` when the key is over its limit (then nothing is
+    /// counted).
+    pub fn hit(&self, key: &str, limit: Limit, now: Millis) -> Result<(), i64> {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() > MAX_KEYS {
+            // Windows are at most an hour long.
+            windows.retain(|_, (start, _)| now - *start < 60 * 60_000);
+        }
+        let entry = windows.entry(key.to_owned()).or_insert((now, 0));
+        if now - entry.0 >= limit.window_ms {
+            *entry = (now, 0);
+        }
+        if entry.1 >= limit.count {
+            return Err(wait_s(entry.0, limit, now));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+
+    /// Whether the key is over its limit, without counting: `Err(seconds to wait)` if it is.
+    pub fn check(&self, key: &str, limit: Limit, now: Millis) -> Result<(), i64> {
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        match windows.get(key) {
+            Some((start, n)) if now - *start < limit.window_ms && *n >= limit.count => {
+                Err(wait_s(*start, limit, now))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a sign-in to `account` from `address` may be tried now. `trusted_device`: the
+    /// client carries this account's device cookie.
+    pub fn sign_in_allowed(
+        &self,
+        kind: &str,
+        address: &str,
+        account: &str,
+        trusted_device: bool,
+        now: Millis,
+    ) -> Result<(), i64> {
+        self.check(&format!("{kind}-ip:{address}"), SIGN_IN_PER_ADDRESS, now)?;
+        self.check(
+            &format!("{kind}-acct-ip:{account}\u{1f}{address}"),
+            SIGN_IN_PER_ACCOUNT_ADDRESS,
+            now,
+        )?;
+        if !trusted_device {
+            self.check(&format!("{kind}-acct:{account}"), SIGN_IN_PER_ACCOUNT, now)?;
+        }
+        Ok(())
+    }
+
+    /// Counts a failed sign-in under all three keys.
+    pub fn sign_in_failed(
+        &self,
+        kind: &str,
+        address: &str,
+        account: &str,
+        trusted_device: bool,
+        now: Millis,
+    ) {
+        let _ = self.hit(&format!("{kind}-ip:{address}"), SIGN_IN_PER_ADDRESS, now);
+        let _ = self.hit(
+            &format!("{kind}-acct-ip:{account}\u{1f}{address}"),
+            SIGN_IN_PER_ACCOUNT_ADDRESS,
+            now,
+        );
+        if !trusted_device {
+            let _ = self.hit(&format!("{kind}-acct:{account}"), SIGN_IN_PER_ACCOUNT, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_refuses_past_the_count_and_forgets_after_the_window() {
+        let l = RateLimiter::default();
+        let limit = Limit {
+            count: 2,
+            window_ms: 1000,
+        };
+        assert!(l.hit("a", limit, 0).is_ok());
+        assert!(l.hit("a", limit, 10).is_ok());
+        assert_eq!(l.check("a", limit, 500), Err(1));
+        assert_eq!(l.hit("a", limit, 500), Err(1));
+        assert!(l.hit("b", limit, 500).is_ok());
+        assert!(l.hit("a", limit, 1000).is_ok());
+    }
+
+    #[test]
+    fn failures_elsewhere_do_not_lock_the_owner_out() {
+        let l = RateLimiter::default();
+        // A botnet: many addresses, each failing a few times, against one account.
+        for i in 0..SIGN_IN_PER_ACCOUNT.count {
+            let ip = format!("198.51.100.{}", i % 200);
+            assert!(l.sign_in_allowed("w", &ip, "alice", false, 0).is_ok());
+            l.sign_in_failed("w", &ip, "alice", false, 0);
+        }
+        // New clients without the cookie wait; the owner's browser (device cookie) does not.
+        assert!(
+            l.sign_in_allowed("w", "203.0.113.5", "alice", false, 1)
+                .is_err()
+        );
+        assert!(
+            l.sign_in_allowed("w", "203.0.113.5", "alice", true, 1)
+                .is_ok()
+        );
+        // One address guessing many accounts runs out of its own allowance.
+        for i in 0..SIGN_IN_PER_ADDRESS.count {
+            l.sign_in_failed("w", "192.0.2.1", &format!("user{i}"), false, 2);
+        }
+        assert!(l.sign_in_allowed("w", "192.0.2.1", "bob", true, 3).is_err());
+        assert!(l.sign_in_allowed("w", "192.0.2.2", "bob", false, 3).is_ok());
+    }
+}

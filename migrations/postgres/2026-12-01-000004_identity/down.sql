@@ -1,0 +1,13 @@
+DROP TABLE prolific_sessions;
+DROP TABLE mturk_assignments;
+ALTER TABLE assignments DROP COLUMN verified;
+ALTER TABLE ledger DROP CONSTRAINT ledger_bounded;
+DROP INDEX ledger_idempotency;
+ALTER TABLE ledger DROP COLUMN request_hash;
+ALTER TABLE ledger DROP COLUMN idempotency_key;
+ALTER TABLE projects DROP CONSTRAINT projects_bounded;
+ALTER TABLE projects DROP COLUMN max_bonus_cents;
+ALTER TABLE projects DROP COLUMN max_live_per_worker;
+ALTER TABLE requester_tokens DROP COLUMN revoked_at;
+ALTER TABLE requester_tokens DROP COLUMN label;
+DROP TABLE sessions;

@@ -1,0 +1,14 @@
+DROP TABLE prolific_sessions;
+DROP TABLE mturk_assignments;
+ALTER TABLE assignments DROP COLUMN verified;
+DROP TRIGGER ledger_bounded;
+DROP INDEX ledger_idempotency;
+ALTER TABLE ledger DROP COLUMN request_hash;
+ALTER TABLE ledger DROP COLUMN idempotency_key;
+DROP TRIGGER projects_bounded_update;
+DROP TRIGGER projects_bounded_insert;
+ALTER TABLE projects DROP COLUMN max_bonus_cents;
+ALTER TABLE projects DROP COLUMN max_live_per_worker;
+ALTER TABLE requester_tokens DROP COLUMN revoked_at;
+ALTER TABLE requester_tokens DROP COLUMN label;
+DROP TABLE sessions;
