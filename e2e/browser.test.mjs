@@ -107,10 +107,18 @@ test("a worker signs in, sees the lease timer, completes 3 tasks and returns one
   assert.equal(await page.$eval("#lightbox", (d) => d.open), false);
   await page.screenshot({ path: path.join(SHOTS, "task-laptop.png") });
 
-  // Three tasks; the second is the one the requester will find with markup in it.
+  // Descriptions are plain text: markup and invisible or direction-changing characters are
+  // refused by the live check, with the server's words.
+  await page.fill("#description", "<script>alert('x')</script> vertical stripes");
+  await page.waitForFunction(() => /plain text/.test(document.querySelector("#verdict").textContent));
+  await page.fill("#description", "red circles\u202E segdE");
+  await page.waitForFunction(() => /U\+202E/.test(document.querySelector("#verdict").textContent));
+  assert.equal(await page.$eval("#description", (e) => e.validity.valid), false);
+
+  // Three tasks; the second is the one the requester will reject.
   await describe(page, "red circles near the edges");
   await page.waitForURL(`${BASE}/p/solo/task`);
-  await describe(page, "<script>alert('x')</script> vertical stripes");
+  await describe(page, "vertical stripes in grey");
   await page.waitForURL(`${BASE}/p/solo/task`);
   // Submit by keyboard alone: Ctrl+Enter in the box.
   await page.fill("#description", "blue sky above buildings");
@@ -118,9 +126,9 @@ test("a worker signs in, sees the lease timer, completes 3 tasks and returns one
   await Promise.all([page.waitForNavigation(), page.press("#description", "Control+Enter")]);
   assert.equal((await page.textContent("#done")).trim(), "3", "three tasks done");
 
-  // Give the fourth set back.
+  // Give the fourth set back; the notice comes from the server, not the URL.
   await page.click("#return");
-  await page.waitForURL(/\/p\/solo\?notice=returned/);
+  await page.waitForURL(`${BASE}/p/solo`);
   assert.match(await page.textContent(".notice"), /gave the set back/);
   assert.deepEqual(problems, []);
   await context.close();
@@ -166,7 +174,7 @@ test("a task can be done by keyboard alone", async () => {
   await context.close();
 });
 
-test("an MTurk preview shows the task but cannot submit; an accepted HIT posts back to MTurk", async () => {
+test("an MTurk preview shows the task but cannot submit; an accepted HIT starts by a click and posts back to MTurk", async () => {
   const { context, page, problems } = await session();
   const preview = await page.goto(`${BASE}/mturk/demo?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1&turkSubmitTo=${encodeURIComponent(MTURK)}`);
   assert.match(preview.headers()["content-security-policy"], /frame-ancestors https:\/\/www\.mturk\.com https:\/\/workersandbox\.mturk\.com/);
@@ -181,13 +189,17 @@ test("an MTurk preview shows the task but cannot submit; an accepted HIT posts b
     headers: { "Content-Type": "application/x-www-form-urlencoded" }, body: "description=red+circles" })).status);
   assert.notEqual(forged, 200);
 
-  // An accepted HIT: the worker describes, and the browser posts to MTurk's externalSubmit.
+  // An accepted HIT: the page only offers a start button (a GET changes nothing); the worker
+  // starts, describes, and the browser posts to MTurk's externalSubmit.
   let posted = null;
   await context.route(`${MTURK}/**`, async (route) => {
     posted = { url: route.request().url(), body: route.request().postData() };
     await route.fulfill({ status: 200, contentType: "text/html", body: "<p>MTurk got it</p>" });
   });
   await page.goto(`${BASE}/mturk/demo?assignmentId=A1&hitId=H1&workerId=W1&turkSubmitTo=${encodeURIComponent(MTURK)}`);
+  assert.equal(await page.locator("#description").count(), 0, "no task before the start");
+  assert.ok(!(await context.cookies()).some((c) => c.name === "milan_worker"), "no session from a GET");
+  await Promise.all([page.waitForNavigation(), page.click("#start")]);
   assert.ok(!(await page.isDisabled("#submit")));
   await page.fill("#description", "green leaves on trees");
   await page.click("#submit");
@@ -199,22 +211,72 @@ test("an MTurk preview shows the task but cannot submit; an accepted HIT posts b
   await context.close();
 });
 
-test("a Prolific participant works and finishes on the study's completion URL", async () => {
+test("a page on another site can neither start an MTurk task nor sign anyone in", async () => {
+  const { context, page } = await session();
+  const FOREIGN = "http://foreign.example";
+  // The foreign page loads the MTurk entry as an image, links to the Prolific entry, and posts a
+  // start form (with a start value it fetched from this server itself) from its own origin.
+  const entry = await (await fetch(`${BASE}/mturk/demo?assignmentId=FORGED1&hitId=HF&workerId=VICTIM1&turkSubmitTo=${encodeURIComponent(MTURK)}`)).text();
+  const start = entry.split('name="start" value="')[1].split('"')[0];
+  const html = `<!doctype html><html><body>
+    <img src="${BASE}/mturk/demo?assignmentId=IMG1&hitId=HI&workerId=VICTIM2&turkSubmitTo=${encodeURIComponent(MTURK)}">
+    <form id="f" method="post" action="${BASE}/mturk/demo/start"><input name="start" value="${start}"></form>
+    <a id="p" href="${BASE}/prolific/demo?PROLIFIC_PID=VICTIM3&STUDY_ID=S9&SESSION_ID=X99">study</a>
+    </body></html>`;
+  await context.route(`${FOREIGN}/**`, (route) => route.fulfill({ status: 200, contentType: "text/html", body: html }));
+  await page.goto(`${FOREIGN}/`);
+  await page.waitForLoadState("networkidle");
+  const [answer] = await Promise.all([
+    page.waitForNavigation(),
+    page.evaluate(() => document.getElementById("f").submit()),
+  ]);
+  assert.equal(answer.url(), `${BASE}/mturk/demo/start`);
+  assert.equal(answer.status(), 403, "a cross-site start form is refused");
+  await page.goto(`${FOREIGN}/`);
+  await Promise.all([page.waitForNavigation(), page.click("#p")]);
+  assert.match(await page.textContent("#participant"), /VICTIM3/);
+  const cookies = await context.cookies(BASE);
+  assert.ok(!cookies.some((c) => c.name === "milan_worker"), "no one is signed in by a link");
+  // The requester's worker table knows none of the victims.
+  await page.goto(`${BASE}/r/signin`);
+  await page.fill("#username", "boss");
+  await page.fill("#password", process.env.REQUESTER_PASSWORD);
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${BASE}/r`);
+  await page.goto(`${BASE}/r/p/demo/workers`);
+  const table = await page.textContent("table");
+  for (const victim of ["VICTIM1", "VICTIM2", "VICTIM3"]) assert.ok(!table.includes(victim), `${victim} in ${table}`);
+  await context.close();
+});
+
+test("a Prolific participant confirms, works and finishes once on the study's completion URL", async () => {
   const { context, page, problems } = await session();
+  let completed = null;
+  await context.route("https://app.prolific.com/**", async (route) => {
+    completed = route.request().url();
+    await route.fulfill({ status: 200, contentType: "text/html", body: "<p>Prolific got it</p>" });
+  });
   await page.goto(`${BASE}/prolific/demo?PROLIFIC_PID=P123&STUDY_ID=S1&SESSION_ID=X9`);
-  await page.waitForURL(`${BASE}/p/demo`);
+  assert.match(await page.textContent("#participant"), /P123/);
+  assert.ok(!(await context.cookies()).some((c) => c.name === "milan_worker"), "no session before the click");
+  await Promise.all([page.waitForURL(`${BASE}/p/demo`), page.click("#start")]);
   assert.match(await page.textContent(".stats"), /prolific:P123/);
   await page.click("#start");
   await page.waitForURL(`${BASE}/p/demo/task`);
   await describe(page, "orange squares with dots");
   await page.click("#return");
-  await page.waitForURL(/\/p\/demo\?notice=returned/);
-  assert.equal(await page.getAttribute("#prolific-finish", "href"),
-    "https://app.prolific.com/submissions/complete?cc=C0MPL3TE");
+  await page.waitForURL(`${BASE}/p/demo`);
+  await page.click("#prolific-finish");
+  await page.waitForURL(/app\.prolific\.com/);
+  assert.equal(completed, "https://app.prolific.com/submissions/complete?cc=C0MPL3TE");
+  // Once: the link again is refused.
+  await page.goto(`${BASE}/prolific/demo?PROLIFIC_PID=P123&STUDY_ID=S1&SESSION_ID=X9`);
+  await page.click("#start");
+  assert.match(await page.textContent(".error"), /completed this study/);
   // Ids that are not Prolific's are refused.
   const bad = await page.goto(`${BASE}/prolific/demo?PROLIFIC_PID=%3Cx%3E&STUDY_ID=S1&SESSION_ID=X9`);
   assert.equal(bad.status(), 400);
-  assert.deepEqual(problems, []);
+  assert.deepEqual(problems.filter((p) => !/status of 409/.test(p)), []);
   await context.close();
 });
 
@@ -224,11 +286,14 @@ test("a worker fails the qualification test, waits, then passes and can work", a
   // Accept is refused until the test is passed.
   await page.click("#take-test");
   await page.waitForURL(`${BASE}/p/gated/qualification`);
-  const right = process.env.QUAL_ANSWERS.split(",").map(Number);
+  // The choices carry opaque values: answers are picked by their text.
+  const right = process.env.QUAL_ANSWERS.split("|");
   const questions = await page.locator("fieldset.question").count();
   assert.equal(questions, right.length);
+  const pick = (i, text) => page.locator("fieldset.question").nth(i).locator("label.choice", { hasText: text }).locator("input");
   for (let i = 0; i < questions; i++) {
-    await page.check(`input[name=q${i}][value="${(right[i] + 1) % 3}"]`);
+    const wrong = page.locator("fieldset.question").nth(i).locator("label.choice").filter({ hasNotText: right[i] }).first();
+    await wrong.locator("input").check();
   }
   await page.click("#grade");
   assert.match(await page.textContent("#result"), /Not passed: 0 of 2/);
@@ -237,7 +302,7 @@ test("a worker fails the qualification test, waits, then passes and can work", a
   assert.match(await page.textContent("#result"), /try again in \d+ seconds/);
   await page.waitForTimeout(2200);
   await page.goto(`${BASE}/p/gated/qualification`);
-  for (let i = 0; i < questions; i++) await page.check(`input[name=q${i}][value="${right[i]}"]`);
+  for (let i = 0; i < questions; i++) await pick(i, right[i]).check();
   await page.click("#grade");
   assert.match(await page.textContent("#result"), /You passed: 2 of 2/);
   await page.click("#to-project");
@@ -265,22 +330,23 @@ test("the requester reviews: markup shows as text, approve and reject, bulk, key
   await page.goto(`${BASE}/r/p/solo/review`);
   const items = page.locator(".work .item");
   assert.equal(await items.count(), 3);
-  // The worker's <script> is text on the page, never markup.
-  const markup = page.locator(".work .item", { hasText: "<script>" });
-  assert.equal(await markup.count(), 1);
-  assert.match(await markup.locator(".text").textContent(), /^<script>alert\('x'\)<\/script> vertical stripes$/);
-  assert.equal(await page.locator(".work script").count(), 0);
+  // The trainer's description with a <script> in it is text on the page, never markup.
+  const model = page.locator(".model-description", { hasText: "<script>" }).first();
+  assert.match(await model.textContent(), /<script>alert\('m'\)<\/script> stripes/);
+  assert.equal(await page.locator(".review-set script").count(), 0);
   await page.screenshot({ path: path.join(SHOTS, "review.png"), fullPage: true });
 
-  // Reject the markup one (feedback required: without it the page says so).
+  // Reject the stripes one (feedback required: without it the page says so).
+  const markup = page.locator(".work .item", { hasText: "vertical stripes in grey" });
+  assert.equal(await markup.count(), 1);
   const rejectId = await markup.getAttribute("data-id");
   rejected.image = await page.locator(".review-set", { has: markup }).locator(".grid img").first().getAttribute("src");
-  await markup.locator("button.reject").click();
-  await page.waitForURL(/notice=Rejecting\+needs\+feedback/);
+  await Promise.all([page.waitForNavigation(), markup.locator("button.reject").click()]);
+  assert.match(await page.textContent("#notice"), /Rejecting needs feedback/);
   const again = page.locator(`.work .item[data-id="${rejectId}"]`);
   await again.locator("input.feedback").fill("Please describe the highlighted regions only.");
-  await again.locator("button.reject").click();
-  await page.waitForURL(/notice=Approved\+0,\+rejected\+1/);
+  await Promise.all([page.waitForNavigation(), again.locator("button.reject").click()]);
+  assert.match(await page.textContent("#notice"), /Approved 0, rejected 1/);
 
   // Approve one by keyboard: j to the first description, a to approve.
   await page.locator("body").click({ position: { x: 5, y: 5 } });
@@ -290,8 +356,8 @@ test("the requester reviews: markup shows as text, approve and reject, bulk, key
 
   // Bulk: tick what is left and approve.
   for (const box of await page.locator(".work input[type=checkbox]:not([disabled])").all()) await box.check();
-  await page.click("#approve-ticked");
-  await page.waitForURL(/notice=Approved\+1,/);
+  await Promise.all([page.waitForNavigation(), page.click("#approve-ticked")]);
+  assert.match(await page.textContent("#notice"), /Approved 1,/);
   assert.match(await page.textContent("#empty"), /Nothing waits/);
 
   // The worker table shows alice's record; a bonus and a block/unblock go through it.
@@ -301,14 +367,29 @@ test("the requester reviews: markup shows as text, approve and reject, bulk, key
   assert.match(await alice.textContent(), /\$0\.20/);
   await alice.locator("input[name=cents]").fill("0.25");
   await alice.locator("input[name=reason]").fill("careful work");
-  await alice.locator("button[value=bonus]").click();
-  await page.waitForURL(/notice=Paid/);
+  await Promise.all([page.waitForNavigation(), alice.locator("button[value=bonus]").click()]);
+  assert.match(await page.textContent("#notice"), /Paid \$0\.25 bonus to alice/);
   assert.match(await page.locator("tr", { hasText: "alice" }).textContent(), /\$0\.25/);
-  await page.locator("tr", { hasText: "alice" }).locator("button[value=block]").click();
-  await page.waitForURL(/notice=Blocked/);
+  // The same form sent twice (a double click, a retried request) pays once.
+  await page.locator("tr", { hasText: "alice" }).locator("input[name=cents]").fill("0.10");
+  await page.locator("tr", { hasText: "alice" }).locator("input[name=reason]").fill("twice?");
+  const twice = await page.evaluate(async () => {
+    const row = [...document.querySelectorAll("tr")].find((r) => r.textContent.includes("alice"));
+    const form = row.querySelector("form");
+    const body = new URLSearchParams(new FormData(form));
+    body.set("action", "bonus");
+    // form.action would be the buttons named "action": read the attribute.
+    const send = () => fetch(form.getAttribute("action"), { method: "POST", body, redirect: "manual" }).then((r) => r.status);
+    return Promise.all([send(), send()]);
+  });
+  assert.deepEqual(twice, [0, 0], "both answered with a redirect (opaque to fetch)");
+  await page.goto(`${BASE}/r/p/solo/workers`);
+  assert.match(await page.locator("tr", { hasText: "alice" }).textContent(), /\$0\.35/, "25 + 10 cents, not 25 + 20");
+  await Promise.all([page.waitForNavigation(), page.locator("tr", { hasText: "alice" }).locator("button[value=block]").click()]);
+  assert.match(await page.textContent("#notice"), /Blocked alice/);
   assert.match(await page.locator("tr", { hasText: "alice" }).textContent(), /blocked/);
-  await page.locator("tr", { hasText: "alice" }).locator("button[value=unblock]").click();
-  await page.waitForURL(/notice=Unblocked/);
+  await Promise.all([page.waitForNavigation(), page.locator("tr", { hasText: "alice" }).locator("button[value=unblock]").click()]);
+  assert.match(await page.textContent("#notice"), /Unblocked alice/);
   await page.screenshot({ path: path.join(SHOTS, "workers.png"), fullPage: true });
 
   // Export buttons download the work.
@@ -330,6 +411,15 @@ test("the requester reviews: markup shows as text, approve and reject, bulk, key
   await page.fill("#qual-source", toml("dots"));
   await page.click("text=Save the test");
   assert.match(await page.textContent("#notice"), /Qualification test saved: 1 question, pass mark 1/);
+
+  // Signing out ends the session on the server: the old cookie, put back, no longer works.
+  const old = (await context.cookies()).find((c) => c.name === "milan_requester");
+  await page.goto(`${BASE}/r`);
+  await Promise.all([page.waitForNavigation(), page.click("nav form button")]);
+  await page.waitForURL(`${BASE}/r/signin`);
+  await context.addCookies([old]);
+  await page.goto(`${BASE}/r/p/solo`);
+  assert.equal(page.url(), `${BASE}/r/signin`, "the copied cookie is dead");
   assert.deepEqual(problems, []);
   await context.close();
 });
@@ -339,7 +429,7 @@ test("the worker sees why their work was rejected", async () => {
   await signInWithPassword(page, "alice", process.env.WORKER_PASSWORD, "solo");
   const rejection = page.locator(".rejections li");
   assert.equal(await rejection.count(), 1);
-  assert.match(await rejection.locator(".text").textContent(), /^<script>alert\('x'\)<\/script> vertical stripes$/);
+  assert.match(await rejection.locator(".text").textContent(), /^vertical stripes in grey$/);
   assert.match(await rejection.locator(".feedback").textContent(), /describe the highlighted regions only/);
   assert.deepEqual(problems, []);
   await context.close();
@@ -355,7 +445,8 @@ test("the rejected set is offered to another worker", async () => {
     seen.push(await describe(page, `round shapes number ${seen.length + 1}`));
     if (!page.url().endsWith("/task")) break;
   }
-  assert.match(page.url(), /notice=empty/);
+  assert.equal(page.url(), `${BASE}/p/solo`);
+  assert.match(await page.textContent(".notice"), /Nothing else is left/);
   assert.ok(rejected.image, "the review test ran first");
   assert.ok(seen.includes(rejected.image), `bob got the rejected set (${seen.length} sets)`);
   assert.deepEqual(problems, []);

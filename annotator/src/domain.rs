@@ -386,6 +386,69 @@ mod tests {
         }
     }
 
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Text with the characters that matter here mixed in: letters, spaces, markup signs,
+        /// controls, invisible and direction characters.
+        fn text() -> impl Strategy<Value = String> {
+            let c = prop_oneof![
+                6 => proptest::char::range('a', 'z'),
+                3 => Just(' '),
+                1 => prop::sample::select(vec!['<', '>', '&', ';', '#', '/', '!', '?', '\n', '\t']),
+                1 => prop::sample::select(vec![
+                    '\u{0}', '\u{7}', '\u{1B}', '\u{7F}', '\u{85}', '\u{AD}', '\u{200B}', '\u{200D}',
+                    '\u{200E}', '\u{202A}', '\u{202E}', '\u{2066}', '\u{2069}', '\u{2028}',
+                    '\u{FEFF}', '\u{E0041}',
+                ]),
+                1 => any::<char>(),
+            ];
+            prop::collection::vec(c, 0..80).prop_map(|v| v.into_iter().collect())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Whatever comes in, a description that passes is plain visible text within the
+            /// limits, and passes again unchanged (the live check and the submit agree).
+            #[test]
+            fn what_passes_is_plain_text_and_passes_again(raw in text()) {
+                if let Ok(d) = Description::parse(&raw, DEFAULT_INSTRUCTIONS, None) {
+                    let s = d.as_str();
+                    prop_assert_eq!(s, s.trim());
+                    let n = s.chars().count();
+                    prop_assert!((DESCRIPTION_MIN_CHARS..=DESCRIPTION_MAX_CHARS).contains(&n));
+                    prop_assert!(s.chars().all(|c| forbidden_char(c).is_none()), "{:?}", s);
+                    prop_assert!(markup_in(s).is_none(), "{:?}", s);
+                    prop_assert_eq!(
+                        Description::parse(s, DEFAULT_INSTRUCTIONS, None).map(|d| d.as_str().to_owned()),
+                        Ok(s.to_owned())
+                    );
+                }
+            }
+
+            /// A forbidden character or a tag anywhere in a good description makes it fail, with
+            /// a message that names the character's code point or the markup.
+            #[test]
+            fn one_bad_character_or_tag_is_enough(
+                at in 0usize..20,
+                bad in prop::sample::select(vec!['\u{202E}', '\u{200B}', '\u{2066}', '\u{FEFF}', '\u{1}', '\u{E0001}']),
+                tag in prop::sample::select(vec!["<b>", "</i>", "<!--", "<?x", "&amp;", "&#60;", "&#x3C;", "<img src=x>"]),
+            ) {
+                let good = "red circles on a blue background";
+                let at = at.min(good.len());
+                let with_char = format!("{}{bad}{}", &good[..at], &good[at..]);
+                let e = Description::parse(&with_char, "", None).unwrap_err();
+                let code = format!("U+{:04X}", u32::from(bad));
+                prop_assert!(e.contains(&code), "{} should name {}", e, code);
+                let with_tag = format!("{}{tag}{}", &good[..at], &good[at..]);
+                let e = Description::parse(&with_tag, "", None).unwrap_err();
+                prop_assert!(e.contains("plain text"), "{}", e);
+            }
+        }
+    }
+
     #[test]
     fn project_settings_are_checked() {
         let mut s = ProjectSettings::new("milan-demo", "Describe neurons");

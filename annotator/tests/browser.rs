@@ -80,7 +80,10 @@ answer = "the right answer two"
     Qualifications::new(state.engine.db().clone())
         .set_test("gated", &toml, now_ms())
         .unwrap();
-    (toml, "1,0".to_owned())
+    (
+        toml,
+        "the right answer one|the right answer two".to_owned(),
+    )
 }
 
 #[test]
@@ -121,6 +124,23 @@ fn the_pages_work_in_a_real_browser() {
     gated.qualification_required = true;
     add_project(&state, &gated, &demo_corpus);
     let (_, answers) = qualification(&state);
+    // The trainer's description of every solo set has markup in it: the review page must show it
+    // as text (workers' descriptions cannot carry markup any more).
+    let items: Vec<milan_annotator::engine::ModelDescription> =
+        milan_synth::layers_of(&"alexnet/imagenet".parse().unwrap(), 1)
+            .into_iter()
+            .map(|(layer, _)| milan_annotator::engine::ModelDescription {
+                model: "alexnet/imagenet".into(),
+                layer,
+                unit: 0,
+                description: Some("<script>alert('m')</script> stripes".into()),
+                priority: None,
+            })
+            .collect();
+    state
+        .engine
+        .post_model_descriptions("solo", 1, "milan-pmi", &items, now_ms())
+        .unwrap();
 
     let accounts = Accounts::new(state.engine.db().clone());
     accounts

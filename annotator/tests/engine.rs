@@ -90,7 +90,9 @@ fn sets_fill_evenly_and_never_twice_for_one_worker() {
         engine.return_assignment(&first, "alice", T0 + 1).unwrap();
         let (second, other) = accept(&engine, "alice", T0 + 2).unwrap();
         assert_ne!(other, unit, "{}", db.name);
-        engine.return_assignment(&second, "alice", T0 + 3).unwrap();
+        engine
+            .submit(&second, "alice", "red circles", None, T0 + 3)
+            .unwrap();
         assert_eq!(
             accept(&engine, "alice", T0 + 3),
             None,
@@ -589,5 +591,516 @@ fn active_ordering_completes_the_most_wanted_set_first() {
             .collect();
         // Unit 1 has two slots left, then unit 0 (0.2) before unit 2 (0.1).
         assert_eq!(wanted, [1, 1, 0, 0], "{}", db.name);
+    });
+}
+
+// ---------------------------------------------------------------- issue 14: identity and money
+
+use milan_annotator::engine::external::{MturkEntry, MturkRecord, ProlificRecord};
+
+/// A worker holds at most the project's cap of live leases; accepting again returns the oldest,
+/// also when many accepts of one worker race each other (PostgreSQL runs them at once).
+#[test]
+fn a_worker_holds_at_most_the_cap_and_accepting_again_is_idempotent() {
+    on_both(|db| {
+        let engine = project(db, 8, 3);
+        let first = engine.accept_next("p", "alice", T0).unwrap().unwrap();
+        assert!(!first.resumed);
+        for i in 1..5 {
+            let again = engine.accept_next("p", "alice", T0 + i).unwrap().unwrap();
+            assert!(again.resumed, "{}", db.name);
+            assert_eq!(again.assignment.public_id, first.assignment.public_id);
+        }
+        assert_eq!(engine.live_work("alice", T0 + 5).unwrap().len(), 1);
+        // After the lease, a new one.
+        let later = engine
+            .accept_next("p", "alice", T0 + 30 * MINUTE_MS)
+            .unwrap()
+            .unwrap();
+        assert!(!later.resumed);
+        // Sixteen threads accept for bob at once: one lease.
+        std::thread::scope(|s| {
+            for _ in 0..16 {
+                s.spawn(|| engine.accept_next("p", "bob", T0 + 1).unwrap().unwrap());
+            }
+        });
+        assert_eq!(
+            engine.live_work("bob", T0 + 2).unwrap().len(),
+            1,
+            "{}: one live lease after racing accepts",
+            db.name
+        );
+        // A project may allow more.
+        let mut settings = ProjectSettings::new("many", "Three at once");
+        settings.max_live_per_worker = 3;
+        let project = engine.create_project(&settings, T0).unwrap();
+        db.db
+            .write(|c| -> Result<(), EngineError> {
+                for unit in 0..5 {
+                    q::insert_set(
+                        c,
+                        &NewSet {
+                            project_id: project.id,
+                            model: "alexnet/imagenet",
+                            layer: "conv1",
+                            unit,
+                            exemplars: "[]",
+                            created_at: T0,
+                        },
+                        3,
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let taken: Vec<_> = (0..5)
+            .map(|i| {
+                engine
+                    .accept_next("many", "carol", T0 + i)
+                    .unwrap()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(taken.iter().filter(|a| !a.resumed).count(), 3);
+        assert_eq!(taken[3].assignment.public_id, taken[0].assignment.public_id);
+    });
+}
+
+/// Durations and money are bounded, so `now + lease` and every sum stay in range on both
+/// databases; out-of-range settings are refused by the engine and by the database itself.
+#[test]
+fn money_and_durations_cannot_overflow() {
+    on_both(|db| {
+        let engine = project(db, 2, 3);
+        let err = engine
+            .accept_next("p", "alice", i64::MAX - 1000)
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::Invalid(ref m) if m.contains("out of range")),
+            "{err}"
+        );
+        let (id, _) = accept(&engine, "alice", T0).unwrap();
+        engine
+            .submit(&id, "alice", "red circles", None, T0 + 1)
+            .unwrap();
+        // The sweeper's `submitted_at + auto_approve_ms <= now` at the end of time.
+        assert_eq!(engine.sweep(i64::MAX).unwrap(), (0, 1), "{}", db.name);
+        for (field, mut settings) in [
+            ("reward_cents", ProjectSettings::new("a", "a")),
+            ("lease_ms", ProjectSettings::new("b", "b")),
+            ("auto_approve_ms", ProjectSettings::new("c", "c")),
+            ("max_bonus_cents", ProjectSettings::new("d", "d")),
+            ("max_live_per_worker", ProjectSettings::new("e", "e")),
+        ] {
+            match field {
+                "reward_cents" => settings.reward_cents = i64::MAX,
+                "lease_ms" => settings.lease_ms = i64::MAX,
+                "auto_approve_ms" => settings.auto_approve_ms = 31 * 24 * 60 * MINUTE_MS,
+                "max_bonus_cents" => settings.max_bonus_cents = 1_000_001,
+                _ => settings.max_live_per_worker = 0,
+            }
+            let err = engine.create_project(&settings, T0).unwrap_err();
+            assert!(
+                matches!(err, EngineError::Invalid(ref m) if m.contains(field)),
+                "{err}"
+            );
+        }
+        // The database refuses them too, whatever the code does.
+        let mut conn = db.db.conn().unwrap();
+        for sql in [
+            "UPDATE projects SET lease_ms = 9223372036854775807",
+            "UPDATE projects SET reward_cents = 100001",
+            "UPDATE projects SET auto_approve_ms = 2592000001",
+        ] {
+            assert!(
+                diesel::sql_query(sql).execute(&mut conn).is_err(),
+                "{}: {sql}",
+                db.name
+            );
+        }
+        let worker_id = q::worker_by_external(&mut conn, "alice")
+            .unwrap()
+            .unwrap()
+            .id;
+        let huge = q::insert_ledger(
+            &mut conn,
+            &q::NewPayment {
+                worker_id,
+                assignment_id: None,
+                kind: "bonus",
+                cents: 1_000_001,
+                note: "x",
+                created_at: T0,
+                idempotency_key: None,
+                request_hash: None,
+            },
+        );
+        assert!(huge.is_err(), "{}: a payment over $10,000", db.name);
+        assert_eq!(q::sum_cents([i64::MAX, i64::MAX]), i64::MAX);
+    });
+}
+
+/// The same idempotency key pays once, also when two requests race; the project's maximum
+/// bounds each bonus.
+#[test]
+fn a_bonus_key_pays_once_even_when_requests_race() {
+    on_both(|db| {
+        let engine = project(db, 1, 3);
+        let (id, _) = accept(&engine, "alice", T0).unwrap();
+        let bonus = Bonus {
+            worker: "alice",
+            cents: 40,
+            reason: "careful",
+            assignment: Some(&id),
+            project: None,
+            idempotency_key: "race-1",
+        };
+        let outcomes: Vec<Paid> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| engine.bonus(&bonus, T0 + 1).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            outcomes.iter().filter(|p| **p == Paid::Paid).count(),
+            1,
+            "{}",
+            db.name
+        );
+        assert_eq!(engine.earnings("alice").unwrap(), (0, 40));
+        let too_much = Bonus {
+            cents: 2001,
+            idempotency_key: "big",
+            ..bonus.clone()
+        };
+        let err = engine.bonus(&too_much, T0).unwrap_err();
+        assert!(
+            matches!(err, EngineError::Invalid(ref m) if m.contains("at most 2000")),
+            "{err}"
+        );
+        let other_project = Bonus {
+            project: Some("nope"),
+            idempotency_key: "other",
+            ..bonus.clone()
+        };
+        assert!(engine.bonus(&other_project, T0).is_err());
+    });
+}
+
+/// A panic inside a write transaction (a bug in a handler) must not leave the database locked:
+/// the pool discards the connection, which rolls its transaction back.
+#[test]
+fn a_panic_inside_a_transaction_leaves_no_lock_behind() {
+    on_both(|db| {
+        let engine = project(db, 1, 3);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            db.db
+                .write(|c| -> Result<(), EngineError> {
+                    q::set_priority(c, 1, 5.0)?;
+                    panic!("a bug in a handler");
+                })
+                .unwrap();
+        }));
+        assert!(result.is_err());
+        // Another write to the same row goes through (on SQLite it would wait 30 s for the lock
+        // and fail; on PostgreSQL for the row lock, forever).
+        let t = std::time::Instant::now();
+        db.db
+            .write(|c| -> Result<(), EngineError> { Ok(q::set_priority(c, 1, 7.0)?) })
+            .unwrap();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{}",
+            db.name
+        );
+        assert!(accept(&engine, "alice", T0).is_some());
+        let set = db
+            .db
+            .read(|c| -> Result<_, EngineError> { Ok(q::set_by_id(c, 1)?) })
+            .unwrap();
+        assert_eq!(
+            set.priority, 7.0,
+            "{}: the panicking write was rolled back",
+            db.name
+        );
+    });
+}
+
+/// Several servers starting at once on one new PostgreSQL database all migrate it without error.
+#[test]
+fn servers_starting_together_migrate_postgres_once() {
+    let admin = common::postgres_admin_url();
+    let name = format!("milan_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <diesel::pg::PgConnection as diesel::Connection>::establish(&admin).unwrap();
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let url = milan_annotator::db::DatabaseUrl::Postgres(format!("{base}/{name}"));
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| milan_annotator::db::Database::open(&url).map(|_| ())))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in &results {
+        assert!(r.is_ok(), "{r:?}");
+    }
+}
+
+fn mturk(assignment: &str, hit: &str, worker: &str) -> MturkEntry {
+    MturkEntry {
+        project: "p".into(),
+        assignment_id: assignment.into(),
+        hit_id: hit.into(),
+        worker_id: worker.into(),
+        submit_to: "https://workersandbox.mturk.com".into(),
+    }
+}
+
+/// One assignment here per MTurk assignment, one per HIT and worker, no second live HIT while one
+/// is held; the work is unverified (never auto-approved) until reconciliation matches it with
+/// MTurk's batch results, which flags what MTurk does not know.
+#[test]
+fn mturk_assignments_bind_once_and_reconcile_with_mturks_records() {
+    on_both(|db| {
+        let engine = project(db, 4, 3);
+        let a1 = engine.mturk_start(&mturk("A1", "H1", "W1"), T0).unwrap();
+        assert!(!a1.resumed && !a1.assignment.verified);
+        // The same MTurk assignment again: the same work (a reload, a second tab).
+        let again = engine
+            .mturk_start(&mturk("A1", "H1", "W1"), T0 + 1)
+            .unwrap();
+        assert_eq!(again.assignment.public_id, a1.assignment.public_id);
+        // Someone else claiming A1, or A1 for another HIT: refused.
+        for forged in [mturk("A1", "H1", "W2"), mturk("A1", "H9", "W1")] {
+            let err = engine.mturk_start(&forged, T0 + 2).unwrap_err();
+            assert!(
+                matches!(err, EngineError::Forbidden(_)),
+                "{}: {err}",
+                db.name
+            );
+        }
+        // A second HIT while A1 is live: refused (two HITs would be paid for one description).
+        let err = engine
+            .mturk_start(&mturk("A2", "H2", "W1"), T0 + 3)
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::Conflict(ref m) if m.contains("another HIT")),
+            "{err}"
+        );
+        let worker = "mturk:W1";
+        engine
+            .submit(
+                &a1.assignment.public_id,
+                worker,
+                "red circles on top",
+                None,
+                T0 + 4,
+            )
+            .unwrap();
+        // Now A2 gets a different set; a second assignment of the same HIT does not.
+        let a2 = engine
+            .mturk_start(&mturk("A2", "H2", "W1"), T0 + 5)
+            .unwrap();
+        assert_ne!(a2.set.id, a1.set.id);
+        let err = engine
+            .mturk_start(&mturk("A3", "H2", "W1"), T0 + 6)
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::Conflict(ref m) if m.contains("this HIT")),
+            "{err}"
+        );
+        engine
+            .submit(
+                &a2.assignment.public_id,
+                worker,
+                "blue stripes below",
+                None,
+                T0 + 7,
+            )
+            .unwrap();
+        // A forger's invented assignment, under another name.
+        let forged = engine
+            .mturk_start(&mturk("FAKE1", "H1", "W3"), T0 + 8)
+            .unwrap();
+        engine
+            .submit(
+                &forged.assignment.public_id,
+                "mturk:W3",
+                "junk words here",
+                None,
+                T0 + 9,
+            )
+            .unwrap();
+        // Unverified work waits, whatever the delay.
+        assert_eq!(
+            engine.sweep(T0 + 10 * 24 * 60 * MINUTE_MS).unwrap().1,
+            0,
+            "{}",
+            db.name
+        );
+        let records = vec![
+            MturkRecord {
+                line: 2,
+                assignment_id: "A1".into(),
+                worker_id: "W1".into(),
+                hit_id: Some("H1".into()),
+                answer: Some("red circles  on top".into()),
+            },
+            MturkRecord {
+                line: 3,
+                assignment_id: "A2".into(),
+                worker_id: "W1".into(),
+                hit_id: Some("H2".into()),
+                answer: Some("something else entirely".into()),
+            },
+            MturkRecord {
+                line: 4,
+                assignment_id: "A9".into(),
+                worker_id: "W8".into(),
+                hit_id: Some("H3".into()),
+                answer: Some("never done here".into()),
+            },
+        ];
+        let report = engine
+            .mturk_reconcile(
+                "p",
+                &records,
+                Some("MTurk has no record of this work"),
+                T0 + 11,
+            )
+            .unwrap();
+        assert_eq!(report.verified, 1, "{}: {report:?}", db.name);
+        let flagged: Vec<&str> = report.flagged.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(flagged, ["A2", "FAKE1"]);
+        assert!(
+            report.flagged[1].1.contains("no assignment FAKE1"),
+            "{report:?}"
+        );
+        assert!(report.flagged[0].1.contains("differs"), "{report:?}");
+        assert_eq!(report.not_here.len(), 1);
+        assert!(report.not_here[0].1.contains("A9"));
+        assert_eq!(report.rejected, 2, "flagged submitted work is rejected");
+        assert!(
+            engine
+                .assignment(&a1.assignment.public_id)
+                .unwrap()
+                .verified
+        );
+        assert_eq!(
+            engine
+                .assignment(&forged.assignment.public_id)
+                .unwrap()
+                .state,
+            "rejected"
+        );
+        // The verified work is approved on time now; running it again changes nothing more.
+        assert_eq!(engine.sweep(T0 + 10 * 24 * 60 * MINUTE_MS).unwrap().1, 1);
+        let again = engine
+            .mturk_reconcile("p", &records, None, T0 + 12)
+            .unwrap();
+        assert_eq!(
+            (again.verified, again.flagged.len(), again.rejected),
+            (1, 2, 0)
+        );
+    });
+}
+
+/// A Prolific participant takes part in a study once and completes it once.
+#[test]
+fn prolific_participants_take_part_once_and_complete_once() {
+    on_both(|db| {
+        let engine = project(db, 4, 3);
+        db.db
+            .write(|c| -> Result<(), EngineError> {
+                diesel::sql_query("UPDATE projects SET prolific_completion_code = 'C0DE'")
+                    .execute(c)?;
+                Ok(())
+            })
+            .unwrap();
+        engine.prolific_start("p", "P1", "S1", "X1", T0).unwrap();
+        engine
+            .prolific_start("p", "P1", "S1", "X1", T0 + 1)
+            .unwrap();
+        let err = engine
+            .prolific_start("p", "P1", "S1", "X2", T0 + 2)
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::Conflict(ref m) if m.contains("another Prolific session")),
+            "{}: {err}",
+            db.name
+        );
+        let err = engine
+            .prolific_start("p", "P2", "S1", "X1", T0 + 3)
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Forbidden(_)), "{err}");
+        let held = engine
+            .accept_next("p", "prolific:P1", T0 + 4)
+            .unwrap()
+            .unwrap();
+        assert!(!held.assignment.verified);
+        assert_eq!(
+            engine
+                .prolific_complete("p", "P1", "S1", "X1", T0 + 5)
+                .unwrap(),
+            "C0DE"
+        );
+        assert_eq!(
+            engine.assignment(&held.assignment.public_id).unwrap().state,
+            "returned",
+            "what the participant held goes back to the pool"
+        );
+        let err = engine
+            .prolific_complete("p", "P1", "S1", "X1", T0 + 6)
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::Conflict(ref m) if m.contains("completed")),
+            "{err}"
+        );
+        let err = engine
+            .prolific_start("p", "P1", "S1", "X1", T0 + 7)
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::Conflict(ref m) if m.contains("completed")),
+            "{err}"
+        );
+        // Reconciliation: P1 is in Prolific's export; P3 took part here but Prolific says RETURNED.
+        engine
+            .prolific_start("p", "P3", "S1", "X3", T0 + 8)
+            .unwrap();
+        let records = vec![
+            ProlificRecord {
+                line: 2,
+                participant_id: "P1".into(),
+                session_id: None,
+                status: Some("APPROVED".into()),
+            },
+            ProlificRecord {
+                line: 3,
+                participant_id: "P3".into(),
+                session_id: None,
+                status: Some("RETURNED".into()),
+            },
+            ProlificRecord {
+                line: 4,
+                participant_id: "P7".into(),
+                session_id: None,
+                status: None,
+            },
+        ];
+        let report = engine
+            .prolific_reconcile("p", "S1", &records, None, T0 + 9)
+            .unwrap();
+        assert_eq!(report.verified, 1, "{report:?}");
+        assert_eq!(report.flagged.len(), 1);
+        assert!(report.flagged[0].1.contains("RETURNED"));
+        assert_eq!(report.not_here.len(), 1);
+        assert!(
+            engine
+                .assignment(&held.assignment.public_id)
+                .unwrap()
+                .verified
+        );
     });
 }

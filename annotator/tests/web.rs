@@ -529,3 +529,758 @@ async fn the_dashboard_shows_the_trainers_agreement_and_switches_ordering() {
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert!(engine.project("pool").unwrap().order_by_priority);
 }
+
+// ---------------------------------------------------------------- issue 14: entry paths
+
+use actix_web::cookie::Cookie;
+use milan_annotator::origin::{Network, PublicUrl, parse_proxy};
+
+/// A page's body, its cookies (by name) and its headers.
+struct Got {
+    status: StatusCode,
+    body: String,
+    cookies: Vec<Cookie<'static>>,
+    headers: actix_web::http::header::HeaderMap,
+}
+
+impl Got {
+    fn cookie(&self, name: &str) -> Option<Cookie<'static>> {
+        self.cookies.iter().find(|c| c.name() == name).cloned()
+    }
+
+    /// The value of the first hidden field with this name.
+    fn field(&self, name: &str) -> String {
+        self.body
+            .split(&format!("name=\"{name}\" value=\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no field {name} in {}", self.body))
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+async fn get_page(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    req: at::TestRequest,
+) -> Got {
+    let resp = at::call_service(app, req.to_request()).await;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let cookies = resp.response().cookies().map(|c| c.into_owned()).collect();
+    // Tera escapes '/' in attribute and text values; compare with the plain text.
+    let body = String::from_utf8(at::read_body(resp).await.to_vec())
+        .unwrap()
+        .replace("&#x2F;", "/");
+    Got {
+        status,
+        body,
+        cookies,
+        headers,
+    }
+}
+
+fn count(db: &TestDb, table: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    use diesel::RunQueryDsl;
+    diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+        .get_result::<N>(&mut db.db.conn().unwrap())
+        .unwrap()
+        .n
+}
+
+const SANDBOX: &str = "turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com";
+
+#[actix_web::test]
+async fn mturk_entry_changes_nothing_until_the_worker_starts_and_binds_one_task_per_hit() {
+    for db in [common::sqlite(), common::postgres()] {
+        let f = fixture(&db);
+        let app = site!(f);
+        let (workers, assignments, sessions) = (
+            count(&db, "workers"),
+            count(&db, "assignments"),
+            count(&db, "sessions"),
+        );
+        // Five GETs with invented workers (what an <img> on any page can send): no slot, no
+        // worker, no session, no session cookie.
+        for i in 0..5 {
+            let page = get_page(
+                &app,
+                at::TestRequest::get().uri(&format!(
+                    "/mturk/pool?assignmentId=A{i}&hitId=H{i}&workerId=W{i}&{SANDBOX}"
+                )),
+            )
+            .await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+            assert!(page.cookie("milan_worker").is_none());
+            assert!(page.body.contains("id=\"start\""), "a start button");
+            let csp = page
+                .headers
+                .get("content-security-policy")
+                .unwrap()
+                .to_str()
+                .unwrap();
+            assert!(
+                csp.contains(
+                    "frame-ancestors https://www.mturk.com https://workersandbox.mturk.com"
+                ),
+                "{csp}"
+            );
+        }
+        assert_eq!(
+            (
+                count(&db, "workers"),
+                count(&db, "assignments"),
+                count(&db, "sessions")
+            ),
+            (workers, assignments, sessions),
+            "{}: a GET changed state",
+            db.name
+        );
+        let start_page = |a: &'static str, h: &'static str, w: &'static str| {
+            at::TestRequest::get().uri(&format!(
+                "/mturk/pool?assignmentId={a}&hitId={h}&workerId={w}&{SANDBOX}"
+            ))
+        };
+        let token = get_page(&app, start_page("A1", "H1", "W1"))
+            .await
+            .field("start");
+        let start = |token: &str| form("/mturk/pool/start", &format!("start={token}"));
+        // A form on another site, or from a sandboxed frame, is refused.
+        for origin in ["https://evil.example", "null"] {
+            let got = get_page(&app, start(&token).insert_header(("Origin", origin))).await;
+            assert_eq!(got.status, StatusCode::FORBIDDEN, "{origin}");
+        }
+        let got = get_page(&app, start("forged.token")).await;
+        assert_eq!(got.status, StatusCode::BAD_REQUEST);
+        // The worker's own start: the task, with the session in the form and a cookie.
+        let task = get_page(
+            &app,
+            start(&token)
+                .insert_header(("Origin", "http://localhost:8080"))
+                .insert_header(("Host", "localhost:8080")),
+        )
+        .await;
+        assert_eq!(task.status, StatusCode::OK, "{}", task.body);
+        let session = task.field("session");
+        assert!(task.cookie("milan_worker").is_some());
+        let action = |b: &str| {
+            b.split("action=\"/a/")
+                .nth(1)
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        let id = action(&task.body);
+        // Pressing start again (a reload that re-posts): the same task, not a second.
+        let again = get_page(&app, start(&token)).await;
+        assert_eq!(action(&again.body), id);
+        assert_eq!(count(&db, "assignments"), assignments + 1);
+        // The same worker in another HIT while this one is live: refused.
+        let t2 = get_page(&app, start_page("A2", "H2", "W1"))
+            .await
+            .field("start");
+        assert_eq!(
+            get_page(&app, start(&t2)).await.status,
+            StatusCode::CONFLICT
+        );
+        // Someone else claiming A1: refused.
+        let t3 = get_page(&app, start_page("A1", "H1", "W9"))
+            .await
+            .field("start");
+        assert_eq!(
+            get_page(&app, start(&t3)).await.status,
+            StatusCode::FORBIDDEN,
+            "{}",
+            db.name
+        );
+        // Submitting: the finish page posts A1 (from the record, not the visitor) to MTurk.
+        let done = get_page(
+            &app,
+            form(
+                &format!("/a/{id}/submit"),
+                &format!("session={session}&description=red+circles+in+a+row"),
+            ),
+        )
+        .await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+        assert!(
+            done.body
+                .contains("action=\"https://workersandbox.mturk.com/mturk/externalSubmit\"")
+        );
+        assert_eq!(done.field("assignmentId"), "A1");
+        // Starting A1 again shows the finish page again; no new work, no second payment.
+        let again = get_page(&app, start(&token)).await;
+        assert_eq!(again.field("assignmentId"), "A1");
+        // A2 now gets its own, different set.
+        let a2 = get_page(&app, start(&t2)).await;
+        assert_eq!(a2.status, StatusCode::OK);
+        assert_ne!(action(&a2.body), id);
+        assert_eq!(count(&db, "assignments"), assignments + 2, "{}", db.name);
+        assert_eq!(count(&db, "mturk_assignments"), 2);
+    }
+}
+
+#[actix_web::test]
+async fn prolific_entry_needs_a_confirming_post_and_completes_once() {
+    for db in [common::sqlite(), common::postgres()] {
+        let f = fixture(&db);
+        {
+            use diesel::RunQueryDsl;
+            diesel::sql_query("UPDATE projects SET prolific_completion_code = 'C0MPL3TE'")
+                .execute(&mut db.db.conn().unwrap())
+                .unwrap();
+        }
+        let app = site!(f);
+        let link = |s: &str| {
+            at::TestRequest::get().uri(&format!(
+                "/prolific/pool?PROLIFIC_PID=P1&STUDY_ID=S1&SESSION_ID={s}"
+            ))
+        };
+        // The link alone signs nobody in: a page with a button, no session cookie.
+        let page = get_page(&app, link("X1")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.cookie("milan_worker").is_none(), "{}", db.name);
+        assert!(page.body.contains("P1"));
+        assert_eq!(count(&db, "sessions"), 0);
+        let csrf_cookie = page.cookie("milan_csrf").unwrap();
+        let (csrf, start) = (page.field("csrf"), page.field("start"));
+        let confirm = |csrf: &str, start: &str| {
+            form(
+                "/prolific/pool/start",
+                &format!("csrf={csrf}&start={start}"),
+            )
+            .cookie(csrf_cookie.clone())
+        };
+        assert_eq!(
+            get_page(&app, confirm("", &start)).await.status,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            get_page(
+                &app,
+                confirm(&csrf, &start).insert_header(("Sec-Fetch-Site", "cross-site"))
+            )
+            .await
+            .status,
+            StatusCode::FORBIDDEN
+        );
+        let signed_in = get_page(&app, confirm(&csrf, &start)).await;
+        assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+        let worker = signed_in
+            .cookie("milan_worker")
+            .expect("a session cookie after the POST");
+        let project = get_page(
+            &app,
+            at::TestRequest::get().uri("/p/pool").cookie(worker.clone()),
+        )
+        .await;
+        assert!(
+            project.body.contains("id=\"prolific-finish\""),
+            "{}",
+            project.body
+        );
+        // Another session of the same participant and study: refused.
+        let other = get_page(&app, link("X2")).await;
+        let got = get_page(&app, confirm(&csrf, &other.field("start"))).await;
+        assert_eq!(
+            got.status,
+            StatusCode::CONFLICT,
+            "{}: {}",
+            db.name,
+            got.body
+        );
+        // Finishing: once, to Prolific's completion URL; the session ends.
+        let finish = || {
+            form("/prolific/pool/complete", &format!("csrf={csrf}"))
+                .cookie(csrf_cookie.clone())
+                .cookie(worker.clone())
+        };
+        let done = get_page(&app, finish()).await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER);
+        assert_eq!(
+            done.headers.get("location").unwrap(),
+            "https://app.prolific.com/submissions/complete?cc=C0MPL3TE"
+        );
+        let again = get_page(&app, finish()).await;
+        assert_eq!(again.status, StatusCode::SEE_OTHER);
+        assert!(
+            again
+                .headers
+                .get("location")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("/signin"),
+            "the session ended"
+        );
+        let got = get_page(&app, confirm(&csrf, &start)).await;
+        assert_eq!(got.status, StatusCode::CONFLICT, "completed: {}", got.body);
+    }
+}
+
+/// Requester sign-in, then sign-out: the old cookie no longer works, even if it was copied.
+#[actix_web::test]
+async fn signing_out_ends_the_session_on_the_server() {
+    let db = common::sqlite();
+    let f = fixture(&db);
+    Accounts::new(db.db.clone())
+        .set_requester_password("rita", "a long enough password", now_ms())
+        .unwrap();
+    let app = site!(f);
+    let page = get_page(&app, at::TestRequest::get().uri("/r/signin")).await;
+    let csrf_cookie = page.cookie("milan_csrf").unwrap();
+    let csrf = page.field("csrf");
+    let signed = get_page(
+        &app,
+        form(
+            "/r/signin",
+            &format!("csrf={csrf}&username=rita&password=a+long+enough+password"),
+        )
+        .cookie(csrf_cookie.clone()),
+    )
+    .await;
+    let session = signed.cookie("milan_requester").unwrap();
+    let dashboard = || at::TestRequest::get().uri("/r").cookie(session.clone());
+    assert_eq!(get_page(&app, dashboard()).await.status, StatusCode::OK);
+    let out = get_page(
+        &app,
+        form("/r/signout", &format!("csrf={csrf}"))
+            .cookie(csrf_cookie.clone())
+            .cookie(session.clone()),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let after = get_page(&app, dashboard()).await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER);
+    assert_eq!(after.headers.get("location").unwrap(), "/r/signin");
+    // A worker's too.
+    let (token, _) = f
+        .state
+        .sessions
+        .start_worker("ann", Via::Password, &Entry::Local, now_ms())
+        .unwrap();
+    let worker = Cookie::new("milan_worker", token);
+    let home = || at::TestRequest::get().uri("/p/pool").cookie(worker.clone());
+    assert_eq!(get_page(&app, home()).await.status, StatusCode::OK);
+    get_page(
+        &app,
+        form("/signout", &format!("csrf={csrf}"))
+            .cookie(csrf_cookie.clone())
+            .cookie(worker.clone()),
+    )
+    .await;
+    assert_eq!(get_page(&app, home()).await.status, StatusCode::SEE_OTHER);
+}
+
+/// Sign in as rita; the requester cookie and the CSRF pair.
+async fn requester_cookies(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+) -> (Cookie<'static>, Cookie<'static>, String) {
+    let page = get_page(app, at::TestRequest::get().uri("/r/signin")).await;
+    let csrf_cookie = page.cookie("milan_csrf").unwrap();
+    let csrf = page.field("csrf");
+    let signed = get_page(
+        app,
+        form(
+            "/r/signin",
+            &format!("csrf={csrf}&username=rita&password=a+long+enough+password"),
+        )
+        .cookie(csrf_cookie.clone()),
+    )
+    .await;
+    (
+        signed.cookie("milan_requester").expect("signed in"),
+        csrf_cookie,
+        csrf,
+    )
+}
+
+#[actix_web::test]
+async fn forwarded_headers_count_only_from_trusted_proxies_and_urls_come_from_configuration() {
+    let db = common::sqlite();
+    let mut f = fixture(&db);
+    Accounts::new(db.db.clone())
+        .set_requester_password("rita", "a long enough password", now_ms())
+        .unwrap();
+    // Without --public-url: whatever Host or X-Forwarded-* a client sends, the dashboard shows
+    // paths only, and no cookie is marked Secure on a client's say-so.
+    {
+        let app = site!(f);
+        let (session, _, _) = requester_cookies(&app).await;
+        let dash = get_page(
+            &app,
+            at::TestRequest::get()
+                .uri("/r/p/pool")
+                .cookie(session)
+                .insert_header(("Host", "attacker.example"))
+                .insert_header(("X-Forwarded-Host", "attacker.example"))
+                .insert_header(("X-Forwarded-Proto", "https")),
+        )
+        .await;
+        assert!(
+            !dash.body.contains("attacker.example"),
+            "the dashboard trusted a header"
+        );
+        assert!(dash.body.contains("<code>/mturk/pool</code>"));
+        assert!(dash.body.contains("id=\"no-public-url\""));
+        let page = get_page(
+            &app,
+            at::TestRequest::get()
+                .uri("/signin")
+                .insert_header(("X-Forwarded-Proto", "https")),
+        )
+        .await;
+        assert_ne!(page.cookie("milan_csrf").unwrap().secure(), Some(true));
+    }
+    // With it, behind a trusted proxy.
+    f.state = f.state.clone().with_network(Network::new(
+        Some(PublicUrl::parse("https://annotator.example.org").unwrap()),
+        vec![parse_proxy("10.0.0.0/8").unwrap()],
+    ));
+    let app = site!(f);
+    let (session, _, _) = requester_cookies(&app).await;
+    let dash = get_page(
+        &app,
+        at::TestRequest::get()
+            .uri("/r/p/pool")
+            .cookie(session)
+            .insert_header(("Host", "attacker.example"))
+            .insert_header(("X-Forwarded-Host", "attacker.example")),
+    )
+    .await;
+    assert!(
+        dash.body
+            .contains("<code>https://annotator.example.org/mturk/pool</code>"),
+        "{}",
+        dash.body
+    );
+    assert!(!dash.body.contains("attacker.example"));
+    let page = get_page(&app, at::TestRequest::get().uri("/signin")).await;
+    assert_eq!(page.cookie("milan_csrf").unwrap().secure(), Some(true));
+}
+
+#[actix_web::test]
+async fn no_page_says_what_a_link_tells_it_to_and_codes_stay_out_of_urls() {
+    let db = common::sqlite();
+    let f = fixture(&db);
+    Accounts::new(db.db.clone())
+        .set_requester_password("rita", "a long enough password", now_ms())
+        .unwrap();
+    let app = site!(f);
+    let (session, csrf_cookie, csrf) = requester_cookies(&app).await;
+    let (token, _) = f
+        .state
+        .sessions
+        .start_worker("ann", Via::Password, &Entry::Local, now_ms())
+        .unwrap();
+    let worker = Cookie::new("milan_worker", token);
+    let planted = "Your+account+is+suspended%2C+call+555-0100";
+    for (uri, cookie) in [
+        (format!("/r/p/pool?notice={planted}"), &session),
+        (format!("/r/p/pool/review?notice={planted}"), &session),
+        (
+            format!("/r/p/pool/workers?notice={planted}&code=ABCD-EFGH-JKMN&code_for=ann"),
+            &session,
+        ),
+        (format!("/p/pool?notice={planted}"), &worker),
+    ] {
+        let page = get_page(
+            &app,
+            at::TestRequest::get().uri(&uri).cookie(cookie.clone()),
+        )
+        .await;
+        assert_eq!(page.status, StatusCode::OK, "{uri}");
+        assert!(
+            !page.body.contains("suspended"),
+            "{uri} rendered the query string"
+        );
+        assert!(!page.body.contains("ABCD-EFGH-JKMN"), "{uri}");
+    }
+    // A new sign-in code is shown in the answer to the POST, never in a URL.
+    let issued = get_page(
+        &app,
+        form(
+            "/r/p/pool/workers",
+            &format!("csrf={csrf}&action=code&worker=newbie"),
+        )
+        .cookie(csrf_cookie.clone())
+        .cookie(session.clone()),
+    )
+    .await;
+    assert_eq!(issued.status, StatusCode::OK);
+    assert!(issued.headers.get("location").is_none());
+    let code = issued
+        .body
+        .split("id=\"code\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap();
+    assert_eq!(code.len(), 14, "{code}");
+    assert_eq!(issued.headers.get("cache-control").unwrap(), "no-store");
+    // Notices after a form travel in a sealed cookie and show once.
+    let blocked = get_page(
+        &app,
+        form(
+            "/r/p/pool/workers",
+            &format!("csrf={csrf}&action=block&worker=ann&reason=spam"),
+        )
+        .cookie(csrf_cookie.clone())
+        .cookie(session.clone()),
+    )
+    .await;
+    assert_eq!(
+        blocked.headers.get("location").unwrap(),
+        "/r/p/pool/workers"
+    );
+    let flash = blocked.cookie("milan_flash").expect("a notice cookie");
+    let shown = get_page(
+        &app,
+        at::TestRequest::get()
+            .uri("/r/p/pool/workers")
+            .cookie(session.clone())
+            .cookie(flash.clone()),
+    )
+    .await;
+    assert!(shown.body.contains("Blocked ann"));
+    assert!(
+        shown
+            .cookie("milan_flash")
+            .is_some_and(|c| c.value().is_empty()),
+        "cleared"
+    );
+    let forged = Cookie::new("milan_flash", format!("{}00", flash.value()));
+    let page = get_page(
+        &app,
+        at::TestRequest::get()
+            .uri("/r/p/pool/workers")
+            .cookie(session.clone())
+            .cookie(forged),
+    )
+    .await;
+    assert!(
+        !page.body.contains("Blocked ann"),
+        "a forged notice is not shown"
+    );
+}
+
+/// Guesses from many addresses against one account slow new clients down, and never the owner's
+/// own browser (its device cookie from an earlier sign-in).
+#[actix_web::test]
+async fn a_botnet_cannot_lock_the_owner_out() {
+    let db = common::sqlite();
+    let f = fixture(&db);
+    Accounts::new(db.db.clone())
+        .set_requester_password("rita", "a long enough password", now_ms())
+        .unwrap();
+    let app = site!(f);
+    let page = get_page(&app, at::TestRequest::get().uri("/r/signin")).await;
+    let csrf_cookie = page.cookie("milan_csrf").unwrap();
+    let csrf = page.field("csrf");
+    let attempt = |password: &str, ip: String| {
+        form(
+            "/r/signin",
+            &format!("csrf={csrf}&username=rita&password={password}"),
+        )
+        .cookie(csrf_cookie.clone())
+        .peer_addr(format!("{ip}:4000").parse().unwrap())
+    };
+    // The owner signs in once from home: the browser gets the device cookie.
+    let home = get_page(
+        &app,
+        attempt("a+long+enough+password", "203.0.113.5".into()),
+    )
+    .await;
+    let device = home
+        .cookie("milan_device_requester")
+        .expect("a device cookie");
+    for i in 0..60 {
+        let got = get_page(
+            &app,
+            attempt(
+                "guess-guess-1",
+                format!("198.51.{}.{}", i / 200, i % 200 + 1),
+            ),
+        )
+        .await;
+        assert!([StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&got.status));
+    }
+    let stranger = get_page(&app, attempt("a+long+enough+password", "192.0.2.77".into())).await;
+    assert_eq!(
+        stranger.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "new clients wait"
+    );
+    assert!(stranger.headers.contains_key("retry-after"));
+    let owner = get_page(
+        &app,
+        attempt("a+long+enough+password", "192.0.2.78".into()).cookie(device),
+    )
+    .await;
+    assert_eq!(
+        owner.status,
+        StatusCode::SEE_OTHER,
+        "the owner's browser signs in"
+    );
+}
+
+#[actix_web::test]
+async fn the_live_check_applies_the_plain_text_rule() {
+    let db = common::sqlite();
+    let f = fixture(&db);
+    let app = site!(f);
+    let (token, _) = f
+        .state
+        .sessions
+        .start_worker("ann", Via::Password, &Entry::Local, now_ms())
+        .unwrap();
+    for (text, ok) in [
+        ("blue stripes across the middle", true),
+        ("red circles\u{202E}tfel", false),
+        ("red\u{200B} circles", false),
+        ("<b>red</b> circles", false),
+        ("red &amp; blue", false),
+    ] {
+        let resp = at::call_service(
+            &app,
+            at::TestRequest::post()
+                .uri("/w/check")
+                .cookie(Cookie::new("milan_worker", token.clone()))
+                .set_json(serde_json::json!({ "project": "pool", "description": text }))
+                .to_request(),
+        )
+        .await;
+        let body: serde_json::Value = at::read_body_json(resp).await;
+        assert_eq!(body["ok"], ok, "{text:?}: {body}");
+    }
+}
+
+/// The qualification form's values and order say nothing about where the answer was in the test
+/// (here it is always the first choice); grading maps them back on the server.
+#[actix_web::test]
+async fn qualification_answers_are_not_derivable_from_the_page() {
+    let db = common::sqlite();
+    let f = fixture(&db);
+    let first_is_right = format!(
+        r#"pass_mark = 2
+
+[[question]]
+project = "pool"
+model = "alexnet/imagenet"
+layer = "{0}"
+unit = 0
+choices = ["right one", "wrong a", "wrong b", "wrong c"]
+answer = "right one"
+
+[[question]]
+project = "pool"
+model = "alexnet/imagenet"
+layer = "{0}"
+unit = 1
+choices = ["right two", "wrong d", "wrong e", "wrong f"]
+answer = "right two"
+"#,
+        f.layer
+    );
+    Qualifications::new(db.db.clone())
+        .set_test("gated", &first_is_right, now_ms())
+        .unwrap();
+    let app = site!(f);
+    let mut firsts = Vec::new();
+    for w in ["w1", "w2", "w3", "w4", "w5", "w6"] {
+        let (token, _) = f
+            .state
+            .sessions
+            .start_worker(w, Via::Password, &Entry::Local, now_ms())
+            .unwrap();
+        let worker = Cookie::new("milan_worker", token);
+        let page = get_page(
+            &app,
+            at::TestRequest::get()
+                .uri("/p/gated/qualification")
+                .cookie(worker.clone()),
+        )
+        .await;
+        let choices: Vec<(String, String)> = page
+            .body
+            .split("name=\"q0\" value=\"")
+            .skip(1)
+            .map(|c| {
+                let value = c.split('"').next().unwrap().to_owned();
+                let text = c
+                    .split("required> ")
+                    .nth(1)
+                    .unwrap()
+                    .split('<')
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .to_owned();
+                (value, text)
+            })
+            .collect();
+        assert_eq!(choices.len(), 4);
+        for (value, _) in &choices {
+            assert!(
+                value.len() == 20 && value.chars().all(|c| c.is_ascii_hexdigit()),
+                "{value}"
+            );
+        }
+        firsts.push(choices[0].1.clone());
+        if w == "w1" {
+            // Answering with the right choices' values passes; "0" (the answer's index) counts
+            // for nothing.
+            let value_of = |q: &str, text: &str| {
+                page.body
+                    .split(&format!("name=\"{q}\" value=\""))
+                    .skip(1)
+                    .find(|c| c.contains(&format!("required> {text}")))
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            };
+            let csrf_cookie = page.cookie("milan_csrf").unwrap();
+            let body = format!(
+                "csrf={}&started={}&q0={}&q1=0",
+                page.field("csrf"),
+                page.field("started"),
+                value_of("q0", "right one"),
+            );
+            let graded = get_page(
+                &app,
+                form("/p/gated/qualification", &body)
+                    .cookie(csrf_cookie)
+                    .cookie(worker.clone()),
+            )
+            .await;
+            assert!(
+                graded.body.contains("Not passed: 1 of 2"),
+                "{}",
+                graded.body
+            );
+        }
+    }
+    assert!(
+        firsts.iter().any(|t| t != "right one"),
+        "the right answer is not always shown first: {firsts:?}"
+    );
+}

@@ -71,6 +71,8 @@ impl Server {
     fn start(data: &Path, port: u16) -> Server {
         let mut child = annotator()
             .args(["serve", "--no-demo", "--bind", &format!("127.0.0.1:{port}")])
+            // Simulated workers on one address, far faster than people.
+            .args(["--api-limit-per-credential", "0", "--api-limit-per-address", "0"])
             .arg("--data-dir")
             .arg(data)
             .stdout(Stdio::piped())
@@ -155,13 +157,15 @@ impl Http {
 /// wrote for that unit; returns (assignment id, layer, unit) of each submission.
 fn describe_all(
     http: &Http,
+    requester: &str,
     worker: &str,
     index: usize,
     truth: &HashMap<(String, u32), [String; 3]>,
 ) -> Vec<(String, String, u32)> {
+    // A session minted with the requester's token, as an integration signs its crowd in.
     let (_, session) = http.post(
         "/api/v1/workers/session",
-        "",
+        requester,
         json!({ "worker_id": worker }),
     );
     let token = session["token"]
@@ -288,7 +292,7 @@ fn follows_rounds_through_rejections_outages_and_a_kill() {
     // its slot. The requester approves the sets of conv1..conv3 (12 neurons) only.
     let mut submitted = Vec::new();
     for (i, w) in ["ann", "bea", "cem"].iter().enumerate() {
-        submitted.extend(describe_all(&http, w, i, &truth));
+        submitted.extend(describe_all(&http, &requester, w, i, &truth));
     }
     assert_eq!(submitted.len(), 60);
     let (rejected, rejected_layer, rejected_unit) = submitted
@@ -302,7 +306,7 @@ fn follows_rounds_through_rejections_outages_and_a_kill() {
         json!({ "feedback": "say what the regions share" }),
     );
     assert_eq!(status, 200, "{body}");
-    let filled = describe_all(&http, "dov", 0, &truth);
+    let filled = describe_all(&http, &requester, "dov", 0, &truth);
     assert_eq!(
         filled
             .iter()

@@ -1230,12 +1230,11 @@ pub fn insert_session(conn: &mut Db, s: &NewSession) -> QueryResult<()> {
         .map(|_| ())
 }
 
+/// A session with its worker's external id or its requester's name.
+pub type SessionOf = (SessionRow, Option<String>, Option<String>);
+
 /// A live session (not revoked, not expired) with its worker's external id or requester's name.
-pub fn live_session(
-    conn: &mut Db,
-    token_hash: &str,
-    now: i64,
-) -> QueryResult<Option<(SessionRow, Option<String>, Option<String>)>> {
+pub fn live_session(conn: &mut Db, token_hash: &str, now: i64) -> QueryResult<Option<SessionOf>> {
     sessions::table
         .left_join(workers::table.on(workers::id.nullable().eq(sessions::worker_id)))
         .left_join(requesters::table.on(requesters::id.nullable().eq(sessions::requester_id)))
@@ -1256,7 +1255,7 @@ pub fn live_sessions(
     conn: &mut Db,
     worker_id: Option<i64>,
     now: i64,
-) -> QueryResult<Vec<(SessionRow, Option<String>, Option<String>)>> {
+) -> QueryResult<Vec<SessionOf>> {
     let mut query = sessions::table
         .left_join(workers::table.on(workers::id.nullable().eq(sessions::worker_id)))
         .left_join(requesters::table.on(requesters::id.nullable().eq(sessions::requester_id)))

@@ -128,11 +128,19 @@ pub enum Frame {
     Mturk { submit_to: String },
 }
 
-fn csp(frame: &Frame) -> String {
-    let (ancestors, form) = match frame {
+/// Prolific's site: where a participant's finish form is redirected.
+pub const PROLIFIC_ORIGIN: &str = "https://app.prolific.com";
+
+fn csp(frame: &Frame, form_targets: &[&str]) -> String {
+    let (ancestors, mut form) = match frame {
         Frame::Deny => ("'none'".to_owned(), "'self'".to_owned()),
         Frame::Mturk { submit_to } => (MTURK_ORIGINS.join(" "), format!("'self' {submit_to}")),
     };
+    // form-action also governs where a form's redirect may lead.
+    for target in form_targets {
+        form.push(' ');
+        form.push_str(target);
+    }
     format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
          connect-src 'self'; form-action {form}; frame-ancestors {ancestors}; base-uri 'none'"
@@ -146,6 +154,8 @@ pub struct Page {
     pub context: Context,
     pub status: StatusCode,
     pub frame: Frame,
+    /// Origins besides this one that a form of the page may end up at (after a redirect).
+    pub form_targets: Vec<&'static str>,
 }
 
 impl Page {
@@ -155,7 +165,13 @@ impl Page {
             context,
             status: StatusCode::OK,
             frame: Frame::Deny,
+            form_targets: Vec::new(),
         }
+    }
+
+    pub fn form_target(mut self, origin: &'static str) -> Self {
+        self.form_targets.push(origin);
+        self
     }
 
     pub fn status(mut self, status: StatusCode) -> Self {
@@ -191,7 +207,7 @@ pub fn render(
         .map_err(|e| WebError::Internal(format!("template {}: {e:?}", page.template)))?;
     let mut resp = HttpResponse::build(page.status);
     resp.content_type("text/html; charset=utf-8")
-        .insert_header(("Content-Security-Policy", csp(&page.frame)))
+        .insert_header(("Content-Security-Policy", csp(&page.frame, &page.form_targets)))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header(("Referrer-Policy", "same-origin"));
     if page.frame == Frame::Deny {
@@ -317,7 +333,7 @@ impl ResponseError for WebError {
             .unwrap_or_else(|_| "error".to_owned());
         let mut resp = HttpResponse::build(status);
         resp.content_type("text/html; charset=utf-8")
-            .insert_header(("Content-Security-Policy", csp(&Frame::Deny)))
+            .insert_header(("Content-Security-Policy", csp(&Frame::Deny, &[])))
             .insert_header((header::CACHE_CONTROL, "no-store"));
         if let WebError::RateLimited(s) = self {
             resp.insert_header((header::RETRY_AFTER, s.to_string()));

@@ -410,13 +410,15 @@ async fn project_page(
             .collect::<Vec<_>>(),
     );
     ctx.insert("retry_in", &retry_in);
+    let mut page = Page::new("project.html", ctx);
     if let Entry::Prolific { project: p, .. } = v.entry()
         && *p == name
         && project.prolific_completion_code.is_some()
     {
-        ctx.insert("prolific_finish", &true);
+        page.context.insert("prolific_finish", &true);
+        page = page.form_target(super::PROLIFIC_ORIGIN);
     }
-    render(&state, &site, &req, Page::new("project.html", ctx))
+    render(&state, &site, &req, page)
 }
 
 async fn instructions(
@@ -1080,7 +1082,8 @@ async fn prolific_complete(
     .await?;
     Ok(super::see_other_with(
         &format!(
-            "https://app.prolific.com/submissions/complete?cc={}",
+            "{}/submissions/complete?cc={}",
+            super::PROLIFIC_ORIGIN,
             urlencode(&code)
         ),
         session::removal(session::WORKER_COOKIE),
