@@ -457,7 +457,9 @@ async fn session(
                     .sign_in_allowed("api", &address, &w, false, now)
                     .map_err(ApiError::TooMany)?;
                 let ok = accounts.check_worker_password(&w, &p)?;
-                if !ok {
+                if ok {
+                    st.limiter.signed_in("api", &address, &w, now);
+                } else {
                     st.limiter.sign_in_failed("api", &address, &w, false, now);
                 }
                 (ok.then_some(w), Via::Password)

@@ -6,8 +6,9 @@
 //! - per client address (an attacker's own address runs out first);
 //! - per (account, address): the owner at their own address is not slowed by failures elsewhere;
 //! - per account, for clients without a *device cookie* for that account (given at a successful
-//!   sign-in in that browser): a botnet spread over many addresses runs into this one, and the
-//!   owner's browser, which carries the cookie, does not.
+//!   sign-in in that browser) and from addresses that never signed in to it successfully (kept
+//!   for 30 days, in memory): a botnet spread over many addresses runs into this one, and the
+//!   owner's browser or usual address does not.
 //!
 //! The API limits accept, submit and return per credential and per address; they are settings of
 //! `annotator serve` (0 turns one off, for load generators on one address).
@@ -96,11 +97,15 @@ impl ApiLimits {
 /// Keys past this many are pruned of finished windows.
 const MAX_KEYS: usize = 100_000;
 
-/// Fixed-window counters per key.
+/// Fixed-window counters per key, and the addresses each account signed in from.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     windows: Mutex<HashMap<String, (Millis, u32)>>,
+    known: Mutex<HashMap<String, Millis>>,
 }
+
+/// How long an address that signed in to an account stays exempt from the per-account limit.
+const KNOWN_ADDRESS_MS: Millis = 30 * 24 * 60 * 60_000;
 
 fn wait_s(start: Millis, limit: Limit, now: Millis) -> i64 {
     ((start + limit.window_ms - now + 999) / 1000).max(1)
@@ -137,6 +142,23 @@ impl RateLimiter {
         }
     }
 
+    /// Records a successful sign-in, so that this address is not held to the per-account limit.
+    pub fn signed_in(&self, kind: &str, address: &str, account: &str, now: Millis) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() > MAX_KEYS {
+            known.retain(|_, at| now - *at < KNOWN_ADDRESS_MS);
+        }
+        known.insert(format!("{kind}\u{1f}{account}\u{1f}{address}"), now);
+    }
+
+    /// Whether this address signed in to this account successfully lately.
+    pub fn known_address(&self, kind: &str, address: &str, account: &str, now: Millis) -> bool {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .get(&format!("{kind}\u{1f}{account}\u{1f}{address}"))
+            .is_some_and(|at| now - *at < KNOWN_ADDRESS_MS)
+    }
+
     /// Whether a sign-in to `account` from `address` may be tried now. `trusted_device`: the
     /// client carries this account's device cookie.
     pub fn sign_in_allowed(
@@ -147,19 +169,14 @@ impl RateLimiter {
         trusted_device: bool,
         now: Millis,
     ) -> Result<(), i64> {
-        self.check(&format!("{kind}-ip:{address}"), SIGN_IN_PER_ADDRESS, now)?;
-        self.check(
-            &format!("{kind}-acct-ip:{account}\u{1f}{address}"),
-            SIGN_IN_PER_ACCOUNT_ADDRESS,
-            now,
-        )?;
-        if !trusted_device {
-            self.check(&format!("{kind}-acct:{account}"), SIGN_IN_PER_ACCOUNT, now)?;
+        let trusted = trusted_device || self.known_address(kind, address, account, now);
+        for (key, limit) in sign_in_keys(kind, address, account, trusted) {
+            self.check(&key, limit, now)?;
         }
         Ok(())
     }
 
-    /// Counts a failed sign-in under all three keys.
+    /// Counts a failed sign-in under its keys.
     pub fn sign_in_failed(
         &self,
         kind: &str,
@@ -168,16 +185,26 @@ impl RateLimiter {
         trusted_device: bool,
         now: Millis,
     ) {
-        let _ = self.hit(&format!("{kind}-ip:{address}"), SIGN_IN_PER_ADDRESS, now);
-        let _ = self.hit(
-            &format!("{kind}-acct-ip:{account}\u{1f}{address}"),
-            SIGN_IN_PER_ACCOUNT_ADDRESS,
-            now,
-        );
-        if !trusted_device {
-            let _ = self.hit(&format!("{kind}-acct:{account}"), SIGN_IN_PER_ACCOUNT, now);
+        for (key, limit) in sign_in_keys(kind, address, account, trusted_device) {
+            let _ = self.hit(&key, limit, now);
         }
     }
+}
+
+/// The keys a sign-in is counted under: per address, per (account, address), and per account
+/// unless the client is trusted for it.
+fn sign_in_keys(kind: &str, address: &str, account: &str, trusted: bool) -> Vec<(String, Limit)> {
+    let mut keys = vec![
+        (format!("{kind}-ip:{address}"), SIGN_IN_PER_ADDRESS),
+        (
+            format!("{kind}-acct-ip:{account}\u{1f}{address}"),
+            SIGN_IN_PER_ACCOUNT_ADDRESS,
+        ),
+    ];
+    if !trusted {
+        keys.push((format!("{kind}-acct:{account}"), SIGN_IN_PER_ACCOUNT));
+    }
+    keys
 }
 
 #[cfg(test)]

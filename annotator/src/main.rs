@@ -251,6 +251,12 @@ enum ProlificCommand {
     },
 }
 
+fn parse_public_url(url: Option<&str>) -> Result<Option<milan_annotator::origin::PublicUrl>> {
+    url.map(milan_annotator::origin::PublicUrl::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)
+}
+
 fn print_reconciliation(r: &milan_annotator::engine::external::Reconciliation) {
     println!(
         "{} verified, {} flagged, {} on the platform but not here, {} rejected",
@@ -297,11 +303,7 @@ fn run(cli: Cli) -> Result<()> {
             api_limit_per_credential,
             api_limit_per_address,
         } => {
-            let public_url = public_url
-                .as_deref()
-                .map(milan_annotator::origin::PublicUrl::parse)
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
+            let public_url = parse_public_url(public_url.as_deref())?;
             let trusted_proxies = trusted_proxies
                 .iter()
                 .map(|p| milan_annotator::origin::parse_proxy(p))
@@ -397,11 +399,7 @@ fn run(cli: Cli) -> Result<()> {
             public_url,
         } => {
             let format: Format = format.parse().map_err(anyhow::Error::msg)?;
-            let public_url = public_url
-                .as_deref()
-                .map(milan_annotator::origin::PublicUrl::parse)
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
+            let public_url = parse_public_url(public_url.as_deref())?;
             let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
             match format {
                 Format::Milannotations => {

@@ -80,10 +80,7 @@ answer = "the right answer two"
     Qualifications::new(state.engine.db().clone())
         .set_test("gated", &toml, now_ms())
         .unwrap();
-    (
-        toml,
-        "the right answer one|the right answer two".to_owned(),
-    )
+    (toml, "the right answer one|the right answer two".to_owned())
 }
 
 #[test]

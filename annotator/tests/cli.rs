@@ -160,3 +160,199 @@ fn bench_runs_and_prints_its_tables() {
     assert_eq!((rows("1"), rows("16"), rows("64")), (1, 1, 1), "{text}");
     assert_eq!((rows("10000"), rows("20000")), (1, 1), "{text}");
 }
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Requester tokens are listed and revoked, sessions listed and ended, a new password ends a
+/// worker's sessions, MTurk and Prolific work is reconciled from the platforms' files, and
+/// out-of-range settings are errors, all from the command line.
+#[test]
+fn tokens_sessions_and_reconciliation_from_the_command_line() {
+    use milan_annotator::domain::now_ms;
+    use milan_annotator::engine::external::MturkEntry;
+    use milan_annotator::sessions::{Entry, Via};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let corpus = tmp.path().join("corpus");
+    let config = milan_synth::SynthConfig {
+        units_per_layer: 1,
+        image_size: 16,
+        seed: 0,
+        keys: vec!["resnet152/places365".parse().unwrap()],
+    };
+    milan_synth::generate(&corpus, &config, &|| {}).unwrap();
+    let corpus_arg = corpus.to_str().unwrap();
+    let huge = annotator(
+        &[
+            "import",
+            "--project",
+            "x",
+            "--lease-minutes",
+            "9223372036854775807",
+            corpus_arg,
+        ],
+        &data,
+    );
+    assert!(!huge.status.success());
+    assert!(
+        stderr(&huge).contains("--lease-minutes is out of range"),
+        "{}",
+        stderr(&huge)
+    );
+    let huge = annotator(
+        &[
+            "import",
+            "--project",
+            "x",
+            "--reward-cents",
+            "9223372036854775807",
+            corpus_arg,
+        ],
+        &data,
+    );
+    assert!(stderr(&huge).contains("reward_cents"), "{}", stderr(&huge));
+    stdout(&annotator(
+        &[
+            "import",
+            "--project",
+            "places",
+            "--prolific-code",
+            "DONE1",
+            corpus_arg,
+        ],
+        &data,
+    ));
+
+    // Tokens: made with a label, listed, revoked once.
+    let made = annotator(&["requester-token", "--label", "trainer follow"], &data);
+    assert!(
+        stderr(&made).contains("requester token 1"),
+        "{}",
+        stderr(&made)
+    );
+    let list = stdout(&annotator(&["requester-token", "--list"], &data));
+    assert!(
+        list.contains("trainer follow") && !list.contains("req_"),
+        "{list}"
+    );
+    assert!(stdout(&annotator(&["requester-token", "--revoke", "1"], &data)).contains("revoked"));
+    let again = annotator(&["requester-token", "--revoke", "1"], &data);
+    assert!(!again.status.success() && stderr(&again).contains("no live requester token"));
+
+    // Work from MTurk and Prolific, and a local worker's session.
+    let state = milan_annotator::server::open_state(&data, None).unwrap();
+    let a = state
+        .engine
+        .mturk_start(
+            &MturkEntry {
+                project: "places".into(),
+                assignment_id: "A1".into(),
+                hit_id: "H1".into(),
+                worker_id: "W1".into(),
+                submit_to: "https://workersandbox.mturk.com".into(),
+            },
+            now_ms(),
+        )
+        .unwrap();
+    state
+        .engine
+        .submit(
+            &a.assignment.public_id,
+            "mturk:W1",
+            "red circles here",
+            None,
+            now_ms(),
+        )
+        .unwrap();
+    state
+        .engine
+        .prolific_start("places", "P1", "S1", "X1", now_ms())
+        .unwrap();
+    state
+        .sessions
+        .start_worker("ann", Via::Password, &Entry::Local, now_ms())
+        .unwrap();
+    drop(state);
+
+    let sessions = stdout(&annotator(&["sessions", "--worker", "ann"], &data));
+    assert!(
+        sessions.contains("ann") && sessions.contains("password"),
+        "{sessions}"
+    );
+    // A new password ends them.
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, "a brand new password\n").unwrap();
+    stdout(&annotator(
+        &[
+            "worker",
+            "--id",
+            "ann",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+        &data,
+    ));
+    let sessions = stdout(&annotator(&["sessions", "--worker", "ann"], &data));
+    assert_eq!(sessions.lines().count(), 1, "only the header: {sessions}");
+    let refused = annotator(&["worker", "--id", "mturk:W1", "--code"], &data);
+    assert!(stderr(&refused).contains("mturk:"), "{}", stderr(&refused));
+
+    // MTurk's batch results: A1 matches; A7 was paid on MTurk but never done here.
+    let results = tmp.path().join("results.csv");
+    std::fs::write(
+        &results,
+        "\"HITId\",\"AssignmentId\",\"WorkerId\",\"Answer.description\"\n\
+         \"H1\",\"A1\",\"W1\",\"red circles here\"\n\
+         \"H1\",\"A7\",\"W7\",\"words\"\n",
+    )
+    .unwrap();
+    let out = stdout(&annotator(
+        &[
+            "mturk",
+            "reconcile",
+            "--project",
+            "places",
+            results.to_str().unwrap(),
+        ],
+        &data,
+    ));
+    assert!(
+        out.starts_with("1 verified, 0 flagged, 1 on the platform but not here"),
+        "{out}"
+    );
+    assert!(out.contains("not here A7"), "{out}");
+    std::fs::write(&results, "AssignmentId,WorkerId\nA1\n").unwrap();
+    let bad = annotator(
+        &[
+            "mturk",
+            "reconcile",
+            "--project",
+            "places",
+            results.to_str().unwrap(),
+        ],
+        &data,
+    );
+    assert!(!bad.status.success(), "a short row is an error");
+    assert!(stderr(&bad).contains("results.csv"), "{}", stderr(&bad));
+    // Prolific's export as a plain list of participants.
+    let export = tmp.path().join("participants.txt");
+    std::fs::write(&export, "P2\n").unwrap();
+    let out = stdout(&annotator(
+        &[
+            "prolific",
+            "reconcile",
+            "--project",
+            "places",
+            "--study",
+            "S1",
+            export.to_str().unwrap(),
+        ],
+        &data,
+    ));
+    assert!(
+        out.starts_with("0 verified, 1 flagged, 1 on the platform but not here"),
+        "{out}"
+    );
+}

@@ -95,7 +95,12 @@ fn serve(exe: &Path, data: &Path) -> Result<(Server, String)> {
     let mut child = Command::new(exe)
         .args(["serve", "--no-demo", "--bind", "127.0.0.1:0"])
         // Simulated workers on one address, far faster than people.
-        .args(["--api-limit-per-credential", "0", "--api-limit-per-address", "0"])
+        .args([
+            "--api-limit-per-credential",
+            "0",
+            "--api-limit-per-address",
+            "0",
+        ])
         .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::piped())

@@ -72,7 +72,12 @@ impl Server {
         let mut child = annotator()
             .args(["serve", "--no-demo", "--bind", &format!("127.0.0.1:{port}")])
             // Simulated workers on one address, far faster than people.
-            .args(["--api-limit-per-credential", "0", "--api-limit-per-address", "0"])
+            .args([
+                "--api-limit-per-credential",
+                "0",
+                "--api-limit-per-address",
+                "0",
+            ])
             .arg("--data-dir")
             .arg(data)
             .stdout(Stdio::piped())

@@ -244,8 +244,7 @@ impl Engine {
             }
         }
         self.db.write(|c| {
-            let p = q::project_by_name(c, project)?
-                .ok_or_else(|| EngineError::NotFound(format!("no project named {project:?}")))?;
+            let p = project_in(c, project)?;
             let mut priorities = 0;
             for (i, item) in items.iter().enumerate() {
                 let set = q::set_by_neuron(c, p.id, &item.model, &item.layer, item.unit)?
@@ -278,8 +277,7 @@ impl Engine {
     /// Model-vs-human agreement per layer, round and system, in round order.
     pub fn model_agreement(&self, project: &str) -> Result<Vec<Agreement>> {
         let (p, models, humans) = self.db.read(|c| -> Result<_> {
-            let p = q::project_by_name(c, project)?
-                .ok_or_else(|| EngineError::NotFound(format!("no project named {project:?}")))?;
+            let p = project_in(c, project)?;
             let models = q::model_descriptions_of_project(c, p.id)?;
             let humans = q::approved_texts_of_project(c, p.id)?;
             Ok((p, models, humans))
@@ -333,8 +331,7 @@ impl Engine {
     /// Whether accept-next hands out this project's sets by priority (highest first).
     pub fn set_order(&self, project: &str, by_priority: bool, now: Millis) -> Result<()> {
         self.db.write(|c| {
-            let p = q::project_by_name(c, project)?
-                .ok_or_else(|| EngineError::NotFound(format!("no project named {project:?}")))?;
+            let p = project_in(c, project)?;
             q::set_order_by_priority(c, p.id, by_priority)?;
             q::log(
                 c,
@@ -378,8 +375,7 @@ impl Engine {
         now: Millis,
     ) -> Result<()> {
         self.db.write(|c| {
-            let project = q::project_by_name(c, name)?
-                .ok_or_else(|| EngineError::NotFound(format!("no project named {name:?}")))?;
+            let project = project_in(c, name)?;
             q::set_qualification_required(c, project.id, required)?;
             q::log(
                 c,
@@ -628,8 +624,7 @@ impl Engine {
         now: Millis,
     ) -> Result<Option<Accepted>> {
         self.db.read(|c| {
-            let project = q::project_by_name(c, project)?
-                .ok_or_else(|| EngineError::NotFound(format!("no project named {project:?}")))?;
+            let project = project_in(c, project)?;
             let Some(worker) = q::worker_by_external(c, worker)? else {
                 return Ok(None);
             };
@@ -648,8 +643,7 @@ impl Engine {
     /// A set to show in preview (MTurk's "ASSIGNMENT_ID_NOT_AVAILABLE"): the project's first.
     pub fn preview_set(&self, project: &str) -> Result<(ProjectRow, Option<SetRow>)> {
         self.db.read(|c| {
-            let project = q::project_by_name(c, project)?
-                .ok_or_else(|| EngineError::NotFound(format!("no project named {project:?}")))?;
+            let project = project_in(c, project)?;
             let set = q::first_set(c, project.id)?;
             Ok((project, set))
         })

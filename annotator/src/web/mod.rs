@@ -207,7 +207,10 @@ pub fn render(
         .map_err(|e| WebError::Internal(format!("template {}: {e:?}", page.template)))?;
     let mut resp = HttpResponse::build(page.status);
     resp.content_type("text/html; charset=utf-8")
-        .insert_header(("Content-Security-Policy", csp(&page.frame, &page.form_targets)))
+        .insert_header((
+            "Content-Security-Policy",
+            csp(&page.frame, &page.form_targets),
+        ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header(("Referrer-Policy", "same-origin"));
     if page.frame == Frame::Deny {

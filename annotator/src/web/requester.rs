@@ -118,6 +118,9 @@ async fn signin(
             Page::new("requester/signin.html", ctx).status(StatusCode::UNAUTHORIZED),
         );
     }
+    state
+        .limiter
+        .signed_in("requester", &address, &form.username, now);
     let (st, user) = (state.clone(), form.username.clone());
     let (token, _) = blocking(move || Ok(st.sessions.start_requester(&user, now)?)).await?;
     let mut resp = super::see_other_with(

@@ -316,6 +316,9 @@ async fn signin(
         );
     };
     let via = if with_code { Via::Code } else { Via::Password };
+    if via == Via::Password {
+        state.limiter.signed_in("worker", &address, &worker, now);
+    }
     let (st, w) = (state.clone(), worker.clone());
     let (token, _) =
         blocking(move || Ok(st.sessions.start_worker(&w, via, &Entry::Local, now)?)).await?;
@@ -764,6 +767,25 @@ fn open_start<T: serde::de::DeserializeOwned>(
     Ok(sealed.value)
 }
 
+/// What the MTurk and Prolific start forms share: a limit per client address, and the sealed
+/// entry the GET page made (no one else can make one).
+fn open_entry<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    req: &HttpRequest,
+    purpose: &str,
+    start: Option<&str>,
+) -> Result<T, WebError> {
+    state
+        .limiter
+        .hit(
+            &format!("entry-ip:{}", state.net.client_key(req)),
+            limits::ENTRIES_PER_ADDRESS,
+            now_ms(),
+        )
+        .map_err(WebError::RateLimited)?;
+    open_start(state, purpose, start)
+}
+
 fn submit_to_of(site: &Site, given: Option<String>) -> Result<String, WebError> {
     let submit_to = given.unwrap_or_else(|| "https://www.mturk.com".into());
     let submit_to = submit_to.trim_end_matches('/').to_owned();
@@ -873,15 +895,7 @@ async fn mturk_start(
         return Err(WebError::CrossSite);
     }
     let now = now_ms();
-    state
-        .limiter
-        .hit(
-            &format!("entry-ip:{}", state.net.client_key(&req)),
-            limits::ENTRIES_PER_ADDRESS,
-            now,
-        )
-        .map_err(WebError::RateLimited)?;
-    let entry: MturkEntry = open_start(&state, MTURK_START, form.start.as_deref())?;
+    let entry: MturkEntry = open_entry(&state, &req, MTURK_START, form.start.as_deref())?;
     if entry.project != path.into_inner() {
         return Err(WebError::BadRequest(
             "this start form is for another project".into(),
@@ -1006,15 +1020,7 @@ async fn prolific_start(
 ) -> WebResult {
     check_csrf(&state, &req, form.csrf.as_deref())?;
     let now = now_ms();
-    state
-        .limiter
-        .hit(
-            &format!("entry-ip:{}", state.net.client_key(&req)),
-            limits::ENTRIES_PER_ADDRESS,
-            now,
-        )
-        .map_err(WebError::RateLimited)?;
-    let entry: ProlificEntry = open_start(&state, PROLIFIC_START, form.start.as_deref())?;
+    let entry: ProlificEntry = open_entry(&state, &req, PROLIFIC_START, form.start.as_deref())?;
     if entry.project != path.into_inner() {
         return Err(WebError::BadRequest(
             "this start form is for another project".into(),
