@@ -198,6 +198,7 @@ test("an MTurk preview shows the task but cannot submit; an accepted HIT starts 
   });
   await page.goto(`${BASE}/mturk/demo?assignmentId=A1&hitId=H1&workerId=W1&turkSubmitTo=${encodeURIComponent(MTURK)}`);
   assert.equal(await page.locator("#description").count(), 0, "no task before the start");
+  await page.screenshot({ path: path.join(SHOTS, "mturk-start.png"), fullPage: true });
   assert.ok(!(await context.cookies()).some((c) => c.name === "milan_worker"), "no session from a GET");
   await Promise.all([page.waitForNavigation(), page.click("#start")]);
   assert.ok(!(await page.isDisabled("#submit")));
@@ -259,6 +260,7 @@ test("a Prolific participant confirms, works and finishes once on the study's co
   await page.goto(`${BASE}/prolific/demo?PROLIFIC_PID=P123&STUDY_ID=S1&SESSION_ID=X9`);
   assert.match(await page.textContent("#participant"), /P123/);
   assert.ok(!(await context.cookies()).some((c) => c.name === "milan_worker"), "no session before the click");
+  await page.screenshot({ path: path.join(SHOTS, "prolific-start.png"), fullPage: true });
   await Promise.all([page.waitForURL(`${BASE}/p/demo`), page.click("#start")]);
   assert.match(await page.textContent(".stats"), /prolific:P123/);
   await page.click("#start");

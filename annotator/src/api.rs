@@ -1074,7 +1074,9 @@ async fn not_found() -> HttpResponse {
 
 /// Registers every route of [`ROUTES`].
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::PathConfig::default().error_handler(path_error))
+    // For the pages' JSON (the live check): the API's own routes read their bodies by hand.
+    cfg.app_data(web::JsonConfig::default().limit(BODY_LIMIT))
+        .app_data(web::PathConfig::default().error_handler(path_error))
         .app_data(web::QueryConfig::default().error_handler(query_error))
         .service(
             web::scope("/api/v1")

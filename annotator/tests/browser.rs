@@ -190,6 +190,8 @@ fn the_pages_work_in_a_real_browser() {
         "task-phone.png",
         "review.png",
         "dashboard.png",
+        "mturk-start.png",
+        "prolific-start.png",
     ] {
         assert!(shots.join(name).exists(), "screenshot {name} missing");
     }

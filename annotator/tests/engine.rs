@@ -890,6 +890,9 @@ fn mturk_assignments_bind_once_and_reconcile_with_mturks_records() {
             "{err}"
         );
         let worker = "mturk:W1";
+        // Outside its HITs an MTurk identity takes nothing (MTurk pays per HIT).
+        let err = engine.accept_next("p", worker, T0 + 3).unwrap_err();
+        assert!(matches!(err, EngineError::Forbidden(_)), "{err}");
         engine
             .submit(
                 &a1.assignment.public_id,

@@ -686,6 +686,13 @@ async fn mturk_entry_changes_nothing_until_the_worker_starts_and_binds_one_task_
         // Pressing start again (a reload that re-posts): the same task, not a second.
         let again = get_page(&app, start(&token)).await;
         assert_eq!(action(&again.body), id);
+        // A reload of the HIT's page, with the cookie: the task again, read only.
+        let cookie = task.cookie("milan_worker").unwrap();
+        let reload = get_page(&app, start_page("A1", "H1", "W1").cookie(cookie.clone())).await;
+        assert_eq!(action(&reload.body), id, "{}", reload.body);
+        // The MTurk session cannot take tasks outside its HITs (the project page's accept).
+        let outside = get_page(&app, form("/p/pool/accept", &format!("session={session}"))).await;
+        assert_eq!(outside.status, StatusCode::FORBIDDEN, "{}", outside.body);
         assert_eq!(count(&db, "assignments"), assignments + 1);
         // The same worker in another HIT while this one is live: refused.
         let t2 = get_page(&app, start_page("A2", "H2", "W1"))

@@ -207,6 +207,40 @@ impl Engine {
         })
     }
 
+    /// The live task bound to an MTurk assignment of this worker, if any (read only: what a
+    /// reloaded ExternalQuestion page shows again).
+    pub fn mturk_task(
+        &self,
+        mturk_assignment_id: &str,
+        worker_id: &str,
+        now: Millis,
+    ) -> Result<Option<Accepted>> {
+        let worker_id = format!("{MTURK_PREFIX}{worker_id}");
+        self.db.read(|c| {
+            let Some(row) = q::mturk_by_id(c, mturk_assignment_id)? else {
+                return Ok(None);
+            };
+            let Some(worker) = q::worker_by_external(c, &worker_id)? else {
+                return Ok(None);
+            };
+            let assignment = q::assignment_by_id(c, row.assignment_id)?;
+            if row.worker_id != worker.id
+                || assignment.state != State::Accepted.as_str()
+                || assignment.expires_at <= now
+            {
+                return Ok(None);
+            }
+            let set = q::set_by_id(c, assignment.set_id)?;
+            let project = q::project_by_id(c, set.project_id)?;
+            Ok(Some(Accepted {
+                assignment,
+                set,
+                project,
+                resumed: true,
+            }))
+        })
+    }
+
     /// The MTurk assignment an assignment here answers, if it came from MTurk: what the finish
     /// page posts back (never what the visitor's session claims).
     pub fn mturk_of(&self, public_id: &str) -> Result<Option<q::MturkRow>> {

@@ -582,6 +582,13 @@ impl Engine {
         now: Millis,
     ) -> Result<Option<Accepted>> {
         validate_worker_id(worker)?;
+        if worker.starts_with(external::MTURK_PREFIX) {
+            // MTurk pays per HIT: its workers take tasks only through `mturk_start`, which binds
+            // each task to one MTurk assignment.
+            return Err(EngineError::Forbidden(
+                "MTurk workers take tasks through their HITs on MTurk".into(),
+            ));
+        }
         self.db.write(|c| {
             let project = project_in(c, project)?;
             let worker = worker_in(c, worker, now)?;

@@ -849,9 +849,9 @@ async fn mturk(
     if let Some((v, _)) = worker_of(&state, &req, None).await?
         && matches!(v.entry(), Entry::Mturk { assignment_id, .. } if *assignment_id == assignment)
     {
-        let (st, n, w) = (state.clone(), name.clone(), v.worker.clone());
-        if let Some(a) = blocking(move || Ok(st.engine.current_assignment(&n, &w, now)?)).await? {
-            return show_task(&state, &site, &req, &v, &a, None, "", StatusCode::OK).await;
+        let (st, a, w) = (state.clone(), assignment.clone(), worker_id.clone());
+        if let Some(task) = blocking(move || Ok(st.engine.mturk_task(&a, &w, now)?)).await? {
+            return show_task(&state, &site, &req, &v, &task, None, "", StatusCode::OK).await;
         }
     }
     let entry = MturkEntry {
