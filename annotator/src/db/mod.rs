@@ -154,10 +154,13 @@ impl ManageConnection for Manager {
     }
 }
 
-/// A pool of connections to one database.
+/// A pool of connections to one database. On SQLite, reads have a pool of their own: in WAL mode
+/// a reader never waits for the write lock, and it must not wait for a connection held by a
+/// writer that does.
 #[derive(Clone)]
 pub struct Database {
     pool: r2d2::Pool<Manager>,
+    read_pool: Option<r2d2::Pool<Manager>>,
     url: DatabaseUrl,
 }
 
@@ -189,13 +192,21 @@ impl Database {
         migrate(&mut first)?;
         drop(first);
         let size = if url.is_postgres() { 16 } else { 8 };
-        let pool = r2d2::Pool::builder()
-            .max_size(size)
-            .connection_timeout(Duration::from_secs(30))
-            .build(manager)
-            .map_err(|e| DbError::Pool(e.to_string()))?;
+        let build = |manager: Manager| {
+            r2d2::Pool::builder()
+                .max_size(size)
+                .connection_timeout(Duration::from_secs(30))
+                .build(manager)
+                .map_err(|e| DbError::Pool(e.to_string()))
+        };
+        let read_pool = if url.is_postgres() {
+            None
+        } else {
+            Some(build(manager.clone())?)
+        };
         Ok(Database {
-            pool,
+            pool: build(manager)?,
+            read_pool,
             url: url.clone(),
         })
     }
@@ -236,7 +247,12 @@ impl Database {
     where
         E: From<DbError>,
     {
-        let mut conn = self.conn()?;
+        let mut conn = self
+            .read_pool
+            .as_ref()
+            .unwrap_or(&self.pool)
+            .get()
+            .map_err(|e| DbError::Pool(e.to_string()))?;
         conn.transaction(|c| f(c).map_err(TxError::Inner))
             .map_err(|e: TxError<E>| match e {
                 TxError::Inner(e) => e,

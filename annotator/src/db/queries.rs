@@ -1320,8 +1320,12 @@ pub fn purge_sessions(conn: &mut Db, before: i64) -> QueryResult<usize> {
 
 /// Takes the worker's row lock until the transaction ends (a no-op UPDATE), so that two accepts
 /// of one worker run one after the other on PostgreSQL too: the per-worker lease cap is then
-/// checked against what the other committed. (SQLite serialises every writer anyway.)
+/// checked against what the other committed. SQLite serialises every write transaction already
+/// (BEGIN IMMEDIATE), so there it writes nothing.
 pub fn lock_worker(conn: &mut Db, worker_id: i64) -> QueryResult<()> {
+    if let Db::Sqlite(_) = conn {
+        return Ok(());
+    }
     diesel::update(workers::table.find(worker_id))
         .set(workers::blocked.eq(workers::blocked))
         .execute(conn)
