@@ -1,6 +1,7 @@
 //! The worker and requester pages in a real browser: Debian's headless Chromium driven by
 //! playwright-core (npm), from `e2e/browser.test.mjs`. This test prepares the data (projects,
-//! accounts, a qualification test), starts `annotator serve`, and runs the script against it.
+//! accounts, a qualification test), starts `annotator serve`, and runs the script against it: on
+//! SQLite, then on PostgreSQL.
 //!
 //! Needs `/usr/bin/chromium` and `e2e/node_modules` (scripts/test installs both: `apt-get install
 //! chromium` and `npm ci --prefix e2e`). Screenshots go to `target/browser-screenshots/`.
@@ -83,8 +84,15 @@ answer = "the right answer two"
     (toml, "the right answer one|the right answer two".to_owned())
 }
 
+/// The same browser script against a server on SQLite, then on PostgreSQL (one after the other:
+/// two Chromiums at once on a small machine make timings flaky).
 #[test]
 fn the_pages_work_in_a_real_browser() {
+    pages_in_a_browser(None, "");
+    pages_in_a_browser(Some(common::postgres().url), "postgres");
+}
+
+fn pages_in_a_browser(database: Option<milan_annotator::db::DatabaseUrl>, shots_sub: &str) {
     let root = repo_root();
     let chromium = std::env::var("MILAN_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
@@ -99,7 +107,11 @@ fn the_pages_work_in_a_real_browser() {
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let state = open_state(&data, None).unwrap();
+    let database_url = database.as_ref().map(|u| match u {
+        milan_annotator::db::DatabaseUrl::Postgres(u) => u.clone(),
+        milan_annotator::db::DatabaseUrl::Sqlite(p) => p.display().to_string(),
+    });
+    let state = open_state(&data, database_url.as_deref()).unwrap();
     let solo_corpus = corpus(dir.path(), "alexnet/imagenet", 1, 0);
     let demo_corpus = corpus(dir.path(), "alexnet/imagenet", 2, 7);
     let pool_corpus = corpus(dir.path(), "resnet152/imagenet", 2, 3);
@@ -150,7 +162,7 @@ fn the_pages_work_in_a_real_browser() {
     let quinn_code = accounts.issue_worker_code("quinn", now_ms()).unwrap();
     drop(state);
 
-    let url = milan_annotator::server::database_url(&data, None);
+    let url = milan_annotator::server::database_url(&data, database_url.as_deref());
     let server = common::Server::start(
         Path::new(env!("CARGO_BIN_EXE_annotator")),
         &data,
@@ -162,7 +174,8 @@ fn the_pages_work_in_a_real_browser() {
     let shots = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("target"))
-        .join("browser-screenshots");
+        .join("browser-screenshots")
+        .join(shots_sub);
     std::fs::create_dir_all(&shots).unwrap();
     let output = Command::new("node")
         .arg("--test")

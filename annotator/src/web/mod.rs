@@ -156,6 +156,9 @@ pub struct Page {
     pub frame: Frame,
     /// Origins besides this one that a form of the page may end up at (after a redirect).
     pub form_targets: Vec<&'static str>,
+    /// Set no cookie at all (a page a link on another site may open; its form is checked by its
+    /// sealed value and origin instead of a CSRF cookie).
+    pub cookieless: bool,
 }
 
 impl Page {
@@ -166,7 +169,13 @@ impl Page {
             status: StatusCode::OK,
             frame: Frame::Deny,
             form_targets: Vec::new(),
+            cookieless: false,
         }
+    }
+
+    pub fn cookieless(mut self) -> Self {
+        self.cookieless = true;
+        self
     }
 
     pub fn form_target(mut self, origin: &'static str) -> Self {
@@ -216,7 +225,7 @@ pub fn render(
     if page.frame == Frame::Deny {
         resp.insert_header(("X-Frame-Options", "DENY"));
     }
-    if new {
+    if new && !page.cookieless {
         resp.cookie(session::cookie(
             &state.net,
             req,

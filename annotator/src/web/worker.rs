@@ -876,7 +876,6 @@ async fn mturk(
 
 #[derive(Debug, Deserialize)]
 struct StartForm {
-    csrf: Option<String>,
     start: Option<String>,
 }
 
@@ -974,8 +973,8 @@ struct ProlificEntry {
     session: String,
 }
 
-/// Prolific's study link: a page that asks the participant to confirm. No session begins here,
-/// so a link on another site cannot sign a visitor in.
+/// Prolific's study link: a page that asks the participant to confirm. It sets no cookie and no
+/// session begins here, so a link on another site cannot sign a visitor in.
 async fn prolific(
     state: State,
     site: SiteData,
@@ -1009,7 +1008,12 @@ async fn prolific(
     ctx.insert("worker_id", &entry.pid);
     ctx.insert("study", &entry.study);
     ctx.insert("action", &format!("/prolific/{name}/start"));
-    render(&state, &site, &req, Page::new("external_start.html", ctx))
+    render(
+        &state,
+        &site,
+        &req,
+        Page::new("external_start.html", ctx).cookieless(),
+    )
 }
 
 async fn prolific_start(
@@ -1018,7 +1022,11 @@ async fn prolific_start(
     path: web::Path<String>,
     form: web::Form<StartForm>,
 ) -> WebResult {
-    check_csrf(&state, &req, form.csrf.as_deref())?;
+    // The link's page set no cookie, so no cookie CSRF token: the sealed start value and the
+    // request's origin stand in for it, as on MTurk.
+    if !state.net.same_origin(&req) {
+        return Err(WebError::CrossSite);
+    }
     let now = now_ms();
     let entry: ProlificEntry = open_entry(&state, &req, PROLIFIC_START, form.start.as_deref())?;
     if entry.project != path.into_inner() {
