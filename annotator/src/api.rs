@@ -342,13 +342,14 @@ async fn worker_session(state: &AppState, req: &HttpRequest) -> Result<Session> 
 
 /// A worker's request to accept, submit or return: signed in and within the API's limits.
 async fn worker_call(state: &AppState, req: &HttpRequest) -> Result<String> {
-    let session = worker_session(state, req).await?;
-    let worker = session.worker().unwrap_or_default().to_owned();
+    // The address first: a flood from one address is refused before any database read.
     limit(
         state,
         &format!("api-ip:{}", state.net.client_key(req)),
         state.limits.per_address,
     )?;
+    let session = worker_session(state, req).await?;
+    let worker = session.worker().unwrap_or_default().to_owned();
     limit(
         state,
         &format!("api-worker:{worker}"),

@@ -161,74 +161,62 @@ impl Sessions {
         entry: &Entry,
         now: Millis,
     ) -> Result<(String, Session)> {
-        let token = new_token();
-        let hash = sha256_hex(&token);
-        let public_id = uuid::Uuid::new_v4().to_string();
-        let entry_json = serde_json::to_string(entry).expect("entries serialise");
-        let expires_at = now.saturating_add(WORKER_SESSION_MS);
-        self.db.write(|c| -> Result<()> {
-            let w = worker_in(c, worker, now)?;
-            q::insert_session(
-                c,
-                &NewSession {
-                    public_id: &public_id,
-                    token_hash: &hash,
-                    worker_id: Some(w.id),
-                    requester_id: None,
-                    via: via.as_str(),
-                    entry: &entry_json,
-                    created_at: now,
-                    expires_at,
-                },
-            )?;
-            Ok(())
-        })?;
         let session = Session {
-            public_id,
+            public_id: uuid::Uuid::new_v4().to_string(),
             subject: Subject::Worker(worker.to_owned()),
             via,
             entry: entry.clone(),
             created_at: now,
-            expires_at,
+            expires_at: now.saturating_add(WORKER_SESSION_MS),
         };
-        Ok((token, session))
+        self.start(session)
     }
 
     /// Starts a requester's web session (after their password was checked).
     pub fn start_requester(&self, username: &str, now: Millis) -> Result<(String, Session)> {
+        let session = Session {
+            public_id: uuid::Uuid::new_v4().to_string(),
+            subject: Subject::Requester(username.to_owned()),
+            via: Via::Password,
+            entry: Entry::Local,
+            created_at: now,
+            expires_at: now.saturating_add(REQUESTER_SESSION_MS),
+        };
+        self.start(session)
+    }
+
+    /// Stores a new session under a fresh token.
+    fn start(&self, session: Session) -> Result<(String, Session)> {
         let token = new_token();
         let hash = sha256_hex(&token);
-        let public_id = uuid::Uuid::new_v4().to_string();
-        let expires_at = now.saturating_add(REQUESTER_SESSION_MS);
+        let entry = serde_json::to_string(&session.entry).expect("entries serialise");
         self.db.write(|c| -> Result<()> {
-            let id = q::requester_id(c, username)?
-                .ok_or_else(|| EngineError::NotFound(format!("no requester {username:?}")))?;
+            let (worker_id, requester_id) = match &session.subject {
+                Subject::Worker(w) => (Some(worker_in(c, w, session.created_at)?.id), None),
+                Subject::Requester(r) => (
+                    None,
+                    Some(
+                        q::requester_id(c, r)?
+                            .ok_or_else(|| EngineError::NotFound(format!("no requester {r:?}")))?,
+                    ),
+                ),
+            };
             q::insert_session(
                 c,
                 &NewSession {
-                    public_id: &public_id,
+                    public_id: &session.public_id,
                     token_hash: &hash,
-                    worker_id: None,
-                    requester_id: Some(id),
-                    via: Via::Password.as_str(),
-                    entry: "{}",
-                    created_at: now,
-                    expires_at,
+                    worker_id,
+                    requester_id,
+                    via: session.via.as_str(),
+                    entry: &entry,
+                    created_at: session.created_at,
+                    expires_at: session.expires_at,
                 },
             )?;
             Ok(())
         })?;
-        Ok((
-            token,
-            Session {
-                public_id,
-                subject: Subject::Requester(username.to_owned()),
-                via: Via::Password,
-                entry: Entry::Local,
-                created_at: now,
-                expires_at,
-            },
-        ))
+        Ok((token, session))
     }
 
     /// The live session a token belongs to; `None` for an unknown, expired or revoked one.

@@ -921,25 +921,6 @@ pub fn bulk_sets(conn: &mut Db, project_id: i64, n: i64, slots_per_set: i32) -> 
     Ok(())
 }
 
-/// The worker's accepted assignment in a project whose lease is not over, with its set.
-pub fn live_assignment(
-    conn: &mut Db,
-    project_id: i64,
-    worker_id: i64,
-    now: i64,
-) -> QueryResult<Option<(AssignmentRow, SetRow)>> {
-    assignments::table
-        .inner_join(exemplar_sets::table)
-        .filter(exemplar_sets::project_id.eq(project_id))
-        .filter(assignments::worker_id.eq(worker_id))
-        .filter(assignments::state.eq("accepted"))
-        .filter(assignments::expires_at.gt(now))
-        .order(assignments::id.desc())
-        .select((AssignmentRow::as_select(), SetRow::as_select()))
-        .first(conn)
-        .optional()
-}
-
 pub fn first_set(conn: &mut Db, project_id: i64) -> QueryResult<Option<SetRow>> {
     exemplar_sets::table
         .filter(exemplar_sets::project_id.eq(project_id))
@@ -1275,6 +1256,21 @@ pub fn live_sessions(
         .load(conn)
 }
 
+/// How many live sessions each worker holds: (worker id, count).
+pub fn live_session_counts(conn: &mut Db, now: i64) -> QueryResult<Vec<(i64, i64)>> {
+    let rows: Vec<(Option<i64>, i64)> = sessions::table
+        .filter(sessions::worker_id.is_not_null())
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .group_by(sessions::worker_id)
+        .select((sessions::worker_id, count_star()))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(w, n)| w.map(|w| (w, n)))
+        .collect())
+}
+
 /// Which sessions a revocation ends.
 #[derive(Debug, Clone, Copy)]
 pub enum SessionsOf<'a> {
@@ -1576,8 +1572,8 @@ pub fn set_prolific_reconciled(
         .map(|_| ())
 }
 
-/// What reconciliation said about an assignment's MTurk or Prolific entry, for the review page:
-/// (assignment id, flag). Only entries with a flag.
+/// What MTurk reconciliation said about the project's flagged assignments, for the review page:
+/// (assignment id, flag). (Prolific flags are per participant; their work shows as unverified.)
 pub fn flags_of_project(conn: &mut Db, project_id: i64) -> QueryResult<Vec<(i64, String)>> {
     let mturk: Vec<(i64, Option<String>)> = mturk_assignments::table
         .filter(mturk_assignments::project_id.eq(project_id))

@@ -110,6 +110,34 @@ fn reject_flagged(c: &mut Db, a: &q::AssignmentRow, feedback: &str, now: Millis)
     Ok(true)
 }
 
+/// Applies reconciliation's verdict on one platform entry to its work: verified when it matched;
+/// otherwise unverified, flagged in the report, and (with `reject_with`) its submitted work
+/// rejected.
+fn apply_verdict(
+    c: &mut Db,
+    out: &mut Reconciliation,
+    entry: &str,
+    flag: Option<String>,
+    work: &[q::AssignmentRow],
+    reject_with: Option<&str>,
+    now: Millis,
+) -> Result<()> {
+    for a in work {
+        q::set_verified(c, a.id, flag.is_none())?;
+        if flag.is_some()
+            && let Some(feedback) = reject_with
+            && reject_flagged(c, a, feedback, now)?
+        {
+            out.rejected += 1;
+        }
+    }
+    match flag {
+        None => out.verified += 1,
+        Some(why) => out.flagged.push((entry.to_owned(), why)),
+    }
+    Ok(())
+}
+
 fn check_feedback(feedback: Option<&str>) -> Result<Option<&str>> {
     match feedback.map(str::trim) {
         None => Ok(None),
@@ -315,21 +343,8 @@ impl Engine {
                     },
                 };
                 q::set_mturk_reconciled(c, row.id, flag.as_deref(), now)?;
-                match flag {
-                    None => {
-                        q::set_verified(c, a.id, true)?;
-                        out.verified += 1;
-                    }
-                    Some(why) => {
-                        q::set_verified(c, a.id, false)?;
-                        if let Some(feedback) = reject_with
-                            && reject_flagged(c, &a, feedback, now)?
-                        {
-                            out.rejected += 1;
-                        }
-                        out.flagged.push((row.mturk_assignment_id.clone(), why));
-                    }
-                }
+                let id = row.mturk_assignment_id.clone();
+                apply_verdict(c, &mut out, &id, flag, &[a], reject_with, now)?;
             }
             for r in records {
                 if !known.contains(&r.assignment_id) {
@@ -524,25 +539,7 @@ impl Engine {
                 };
                 q::set_prolific_reconciled(c, row.id, flag.as_deref(), now)?;
                 let work = q::assignments_of_worker_in(c, project.id, worker.id)?;
-                match flag {
-                    None => {
-                        for a in &work {
-                            q::set_verified(c, a.id, true)?;
-                        }
-                        out.verified += 1;
-                    }
-                    Some(why) => {
-                        for a in &work {
-                            q::set_verified(c, a.id, false)?;
-                            if let Some(feedback) = reject_with
-                                && reject_flagged(c, a, feedback, now)?
-                            {
-                                out.rejected += 1;
-                            }
-                        }
-                        out.flagged.push((pid, why));
-                    }
-                }
+                apply_verdict(c, &mut out, &pid, flag, &work, reject_with, now)?;
             }
             for r in records {
                 if !known.contains(&r.participant_id) {

@@ -635,7 +635,11 @@ impl Engine {
             let Some(worker) = q::worker_by_external(c, worker)? else {
                 return Ok(None);
             };
-            let Some((assignment, set)) = q::live_assignment(c, project.id, worker.id, now)? else {
+            // The oldest, as accepting again would return it.
+            let Some((assignment, set)) = q::live_assignments(c, project.id, worker.id, now)?
+                .into_iter()
+                .next()
+            else {
                 return Ok(None);
             };
             Ok(Some(Accepted {

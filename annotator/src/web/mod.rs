@@ -274,6 +274,25 @@ pub fn see_other_notice(
         .finish()
 }
 
+/// Refuses a POST that a page of another site made (`Origin`, `Sec-Fetch-Site`).
+pub fn check_origin(state: &AppState, req: &HttpRequest) -> Result<(), WebError> {
+    if state.net.same_origin(req) {
+        Ok(())
+    } else {
+        Err(WebError::CrossSite)
+    }
+}
+
+/// A page's POST: from this origin, with the CSRF token of the visitor's cookie.
+pub fn check_form(state: &AppState, req: &HttpRequest, csrf: Option<&str>) -> Result<(), WebError> {
+    check_origin(state, req)?;
+    if session::csrf_ok(&state.auth, req, csrf) {
+        Ok(())
+    } else {
+        Err(WebError::Csrf)
+    }
+}
+
 /// A form with nothing but its CSRF token (sign-out).
 #[derive(Debug, serde::Deserialize)]
 pub struct CsrfForm {

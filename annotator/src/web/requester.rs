@@ -47,13 +47,9 @@ async fn requester_post(
     req: &HttpRequest,
     csrf: Option<&str>,
 ) -> Result<Session, WebError> {
-    if !state.net.same_origin(req) {
-        return Err(WebError::CrossSite);
-    }
+    super::check_origin(state, req)?;
     let s = requester_of(state, req).await?;
-    if !session::csrf_ok(&state.auth, &state.net, req, csrf) {
-        return Err(WebError::Csrf);
-    }
+    super::check_form(state, req, csrf)?;
     Ok(s)
 }
 
@@ -90,12 +86,7 @@ async fn signin(
     form: web::Form<SignInForm>,
 ) -> WebResult {
     let form = form.into_inner();
-    if !state.net.same_origin(&req) {
-        return Err(WebError::CrossSite);
-    }
-    if !session::csrf_ok(&state.auth, &state.net, &req, form.csrf.as_deref()) {
-        return Err(WebError::Csrf);
-    }
+    super::check_form(&state, &req, form.csrf.as_deref())?;
     let now = now_ms();
     let address = state.net.client_key(&req);
     let trusted = session::trusted_device(&state.auth, &req, "requester", &form.username, now);
@@ -707,19 +698,17 @@ async fn workers_page(
     let now = now_ms();
     let (work, ledger, all, sessions) = blocking(move || {
         let project = st.engine.project(&n)?;
-        let (work, ledger, all) = st
-            .engine
+        st.engine
             .db()
             .read(|c| -> Result<_, EngineError> {
                 Ok((
                     q::assignments_with_workers(c, project.id)?,
                     q::ledger_totals(c)?,
                     q::all_workers(c)?,
+                    q::live_session_counts(c, now)?,
                 ))
             })
-            .map_err(WebError::from)?;
-        let sessions = st.sessions.list(None, now)?;
-        Ok((work, ledger, all, sessions))
+            .map_err(WebError::from)
     })
     .await?;
     #[derive(Default)]
@@ -761,12 +750,7 @@ async fn workers_page(
             m.1.push(cents)
         }
     }
-    let mut live_sessions: BTreeMap<String, usize> = BTreeMap::new();
-    for session in &sessions {
-        if let Some(w) = session.worker() {
-            *live_sessions.entry(w.to_owned()).or_default() += 1;
-        }
-    }
+    let live_sessions: BTreeMap<i64, i64> = sessions.into_iter().collect();
     let table: Vec<Value> = all
         .iter()
         .filter_map(|w| rows.remove(&w.id).map(|r| (w, r)))
@@ -783,7 +767,7 @@ async fn workers_page(
                 "earnings": dollars(reward), "bonus": dollars(bonus),
                 "blocked": w.blocked, "block_reason": w.block_reason,
                 "unverified": r.unverified,
-                "sessions": live_sessions.get(&w.external_id).copied().unwrap_or(0),
+                "sessions": live_sessions.get(&w.id).copied().unwrap_or(0),
                 // A fresh key per rendering: the same form sent twice pays once.
                 "bonus_key": uuid::Uuid::new_v4().to_string(),
             })

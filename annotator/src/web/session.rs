@@ -32,7 +32,7 @@ const FLASH_MS: Millis = 60_000;
 pub fn cookie<'a>(
     net: &Network,
     req: &HttpRequest,
-    name: &'a str,
+    name: impl Into<std::borrow::Cow<'a, str>>,
     value: String,
     third_party: bool,
 ) -> Cookie<'a> {
@@ -83,13 +83,13 @@ pub fn equal(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Checks a form's CSRF token against the visitor's cookie, and that the form was posted by a
-/// page of this site.
-pub fn csrf_ok(auth: &Auth, net: &Network, req: &HttpRequest, token: Option<&str>) -> bool {
+/// Checks a form's CSRF token against the visitor's cookie (the origin is checked with it, in
+/// `web::check_form`).
+pub fn csrf_ok(auth: &Auth, req: &HttpRequest, token: Option<&str>) -> bool {
     let (Some(cookie), Some(token)) = (req.cookie(CSRF_COOKIE), token) else {
         return false;
     };
-    net.same_origin(req) && equal(&csrf_token(auth, cookie.value()), token)
+    equal(&csrf_token(auth, cookie.value()), token)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -122,8 +122,7 @@ pub fn device_cookie(
         })
         .expect("serialises"),
     );
-    let mut c = cookie(net, req, "", sealed, false).into_owned();
-    c.set_name(device_cookie_name(kind));
+    let mut c = cookie(net, req, device_cookie_name(kind), sealed, false);
     c.set_max_age(CookieAge::milliseconds(DEVICE_MS));
     c
 }

@@ -112,27 +112,14 @@ async fn require_worker_post(
     field: Option<&str>,
     project: Option<&str>,
 ) -> Result<Visitor, WebError> {
-    if !state.net.same_origin(req) {
-        return Err(WebError::CrossSite);
-    }
+    super::check_origin(state, req)?;
     let (v, via_field) = worker_of(state, req, field)
         .await?
         .ok_or_else(|| WebError::SignIn(signin_url(project)))?;
-    if !via_field && !session::csrf_ok(&state.auth, &state.net, req, csrf) {
-        return Err(WebError::Csrf);
+    if !via_field {
+        super::check_form(state, req, csrf)?;
     }
     Ok(v)
-}
-
-fn check_csrf(state: &AppState, req: &HttpRequest, csrf: Option<&str>) -> Result<(), WebError> {
-    if !state.net.same_origin(req) {
-        return Err(WebError::CrossSite);
-    }
-    if session::csrf_ok(&state.auth, &state.net, req, csrf) {
-        Ok(())
-    } else {
-        Err(WebError::Csrf)
-    }
 }
 
 /// The context every worker page has: who, how they came, work done and earnings.
@@ -261,7 +248,7 @@ async fn signin(
     form: web::Form<SignInForm>,
 ) -> WebResult {
     let form = form.into_inner();
-    check_csrf(&state, &req, form.csrf.as_deref())?;
+    super::check_form(&state, &req, form.csrf.as_deref())?;
     let now = now_ms();
     let project = form
         .project
@@ -343,7 +330,7 @@ async fn signin(
 
 /// Ends the session on the server (the cookie alone would still work if copied).
 async fn signout(state: State, req: HttpRequest, form: web::Form<CsrfForm>) -> WebResult {
-    check_csrf(&state, &req, form.csrf.as_deref())?;
+    super::check_form(&state, &req, form.csrf.as_deref())?;
     if let Some(c) = req.cookie(session::WORKER_COOKIE) {
         let (st, token) = (state.clone(), c.value().to_owned());
         blocking(move || Ok(st.sessions.end(&token, now_ms())?)).await?;
@@ -767,14 +754,19 @@ fn open_start<T: serde::de::DeserializeOwned>(
     Ok(sealed.value)
 }
 
-/// What the MTurk and Prolific start forms share: a limit per client address, and the sealed
-/// entry the GET page made (no one else can make one).
+/// What the MTurk and Prolific start forms share: their pages may be opened from other sites and
+/// set no cookie (MTurk's iframe may get none), so instead of a cookie CSRF token they are checked
+/// by origin and by the sealed entry the GET page made (no one else can make one), for the
+/// project of the path; and a limit per client address.
 fn open_entry<T: serde::de::DeserializeOwned>(
     state: &AppState,
     req: &HttpRequest,
     purpose: &str,
     start: Option<&str>,
+    project: impl FnOnce(&T) -> &str,
+    path: &str,
 ) -> Result<T, WebError> {
+    super::check_origin(state, req)?;
     state
         .limiter
         .hit(
@@ -783,7 +775,13 @@ fn open_entry<T: serde::de::DeserializeOwned>(
             now_ms(),
         )
         .map_err(WebError::RateLimited)?;
-    open_start(state, purpose, start)
+    let entry: T = open_start(state, purpose, start)?;
+    if project(&entry) != path {
+        return Err(WebError::BadRequest(
+            "this start form is for another project".into(),
+        ));
+    }
+    Ok(entry)
 }
 
 fn submit_to_of(site: &Site, given: Option<String>) -> Result<String, WebError> {
@@ -888,18 +886,15 @@ async fn mturk_start(
     path: web::Path<String>,
     form: web::Form<StartForm>,
 ) -> WebResult {
-    // The iframe may get no cookies, so no cookie CSRF token here: the sealed start value (which
-    // only this server makes) and the request's origin stand in for it.
-    if !state.net.same_origin(&req) {
-        return Err(WebError::CrossSite);
-    }
     let now = now_ms();
-    let entry: MturkEntry = open_entry(&state, &req, MTURK_START, form.start.as_deref())?;
-    if entry.project != path.into_inner() {
-        return Err(WebError::BadRequest(
-            "this start form is for another project".into(),
-        ));
-    }
+    let entry: MturkEntry = open_entry(
+        &state,
+        &req,
+        MTURK_START,
+        form.start.as_deref(),
+        |e: &MturkEntry| &e.project,
+        &path,
+    )?;
     submit_to_of(&site, Some(entry.submit_to.clone()))?;
     let (st, e) = (state.clone(), entry.clone());
     let accepted = blocking(move || Ok(st.engine.mturk_start(&e, now)?)).await?;
@@ -1022,18 +1017,15 @@ async fn prolific_start(
     path: web::Path<String>,
     form: web::Form<StartForm>,
 ) -> WebResult {
-    // The link's page set no cookie, so no cookie CSRF token: the sealed start value and the
-    // request's origin stand in for it, as on MTurk.
-    if !state.net.same_origin(&req) {
-        return Err(WebError::CrossSite);
-    }
     let now = now_ms();
-    let entry: ProlificEntry = open_entry(&state, &req, PROLIFIC_START, form.start.as_deref())?;
-    if entry.project != path.into_inner() {
-        return Err(WebError::BadRequest(
-            "this start form is for another project".into(),
-        ));
-    }
+    let entry: ProlificEntry = open_entry(
+        &state,
+        &req,
+        PROLIFIC_START,
+        form.start.as_deref(),
+        |e: &ProlificEntry| &e.project,
+        &path,
+    )?;
     let st = state.clone();
     let e = entry.clone();
     let (token, _) = blocking(move || {
