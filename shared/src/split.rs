@@ -37,7 +37,8 @@ pub enum SplitError {
     },
 }
 
-const GROUP_NAMES: [&str; 8] = [
+/// The named groups of keys (the authors' pretrained decoders are named after them too).
+pub const GROUP_NAMES: [&str; 8] = [
     "base",
     "cls",
     "gen",

@@ -44,14 +44,15 @@ impl Default for DecodeConfig {
     }
 }
 
-fn to_vec(t: Tensor<2>) -> Vec<f32> {
+/// A 2-D tensor's values, row-major.
+pub(crate) fn to_vec(t: Tensor<2>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
         .expect("float data")
 }
 
-fn ints(values: Vec<i64>, device: &Device) -> Tensor<1, Int> {
+pub(crate) fn ints(values: Vec<i64>, device: &Device) -> Tensor<1, Int> {
     let n = values.len();
     Tensor::from_data(TensorData::new(values, [n]), device)
 }

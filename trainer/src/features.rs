@@ -224,9 +224,12 @@ pub fn compute(
     for layer in dataset.layers() {
         ensure!(
             layer.images().is_some(),
-            "{}/{}: no images.npy; features need the exemplar images",
+            "{}/{}: no images.npy; features need the exemplar images (a released ImageNet key \
+             points into ImageNet instead: resolve its ids with `trainer data fetch {} --root \
+             <ROOT> --imagenet <IMAGENET DIR>`)",
             data.display(),
-            layer.name()
+            layer.name(),
+            dataset.key()
         );
         let shape = layer.shape();
         ensure!(

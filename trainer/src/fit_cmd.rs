@@ -16,13 +16,13 @@ pub struct FeatureArgs {
     /// Image encoder for the exemplar features: efficientnet-lite0, or resnet18..152 with
     /// --weights (MILAN used ResNet-152).
     #[arg(long, default_value = "efficientnet-lite0")]
-    encoder: String,
-    /// The encoder's weights (default: its fetched asset).
+    pub encoder: String,
+    /// The encoder's weights (default: its fetched or registered asset).
     #[arg(long)]
-    weights: Option<PathBuf>,
+    pub weights: Option<PathBuf>,
     /// Feature cache folder (default: $MILAN_CACHE or ./cache).
     #[arg(long)]
-    cache: Option<PathBuf>,
+    pub cache: Option<PathBuf>,
     /// Backend: flex (CPU, default) or, in a build with the `tch` feature, tch / tch-cuda[:N].
     #[arg(long, default_value = "flex")]
     pub backend: String,
@@ -164,26 +164,47 @@ pub fn run_fit(args: &FitArgs) -> Result<()> {
 #[derive(Debug, clap::Args)]
 pub struct DescribeArgs {
     /// A trained run: RUNDIR/<experiment> (its best trial by validation BLEU) or one trial folder.
+    #[arg(
+        long,
+        required_unless_present = "pretrained",
+        conflicts_with = "pretrained"
+    )]
+    checkpoint: Option<PathBuf>,
+    /// The authors' released MILAN instead: a name (base, cls, gen, imagenet, places365,
+    /// alexnet, resnet152, biggan; downloaded once) or a .pth file in their format. Decodes as
+    /// their library does (docs/real-data.md).
     #[arg(long)]
-    checkpoint: PathBuf,
+    pub pretrained: Option<String>,
+    /// Where released checkpoints are downloaded from (a mirror of the authors' site).
+    #[arg(long, default_value = milan_trainer::released::download::DEFAULT_URL_BASE)]
+    pub url_base: String,
     /// The network to describe: a MILANNOTATIONS model folder with exemplar images
     /// (e.g. from `trainer exemplars`); every unit of every layer is described.
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required_unless_present = "feature_dir")]
+    pub data: Option<PathBuf>,
+    /// Precomputed features instead of --data (with --pretrained): DIR/<layer>.npy, float32,
+    /// units x 15 x feature size (the feature cache's layout). No encoder runs.
+    #[arg(
+        long = "features",
+        id = "feature_dir",
+        conflicts_with = "data",
+        requires = "pretrained"
+    )]
+    pub feature_dir: Option<PathBuf>,
     /// Output CSV (layer,unit,description); standard output when absent.
     #[arg(long)]
-    out: Option<PathBuf>,
-    /// Greedy decoding instead of MILAN's beam search + PMI.
+    pub out: Option<PathBuf>,
+    /// Greedy decoding (likelihood, no PMI) instead of beam search + PMI.
     #[arg(long)]
-    greedy: bool,
-    /// Beam width (default: the run's, 50).
+    pub greedy: bool,
+    /// Beam width (default: the run's or the checkpoint's, 50).
     #[arg(long)]
-    beam: Option<usize>,
-    /// PMI weight lambda (default: the run's, 0.2).
+    pub beam: Option<usize>,
+    /// PMI weight lambda (default: the run's or the checkpoint's, 0.2).
     #[arg(long)]
-    lambda: Option<f32>,
+    pub lambda: Option<f32>,
     #[command(flatten)]
-    features: FeatureArgs,
+    pub features: FeatureArgs,
 }
 
 /// The trial folder of `checkpoint`: itself when it holds a run, else the trial with the best
@@ -216,8 +237,16 @@ pub fn resolve_checkpoint(checkpoint: &Path) -> Result<PathBuf> {
 }
 
 pub fn run_describe(args: &DescribeArgs) -> Result<()> {
+    if args.pretrained.is_some() {
+        return crate::pretrained_cmd::run(args);
+    }
     let device = milan_trainer::backend::device(&args.features.backend)?;
-    let dir = resolve_checkpoint(&args.checkpoint)?;
+    let checkpoint = args
+        .checkpoint
+        .as_deref()
+        .context("--checkpoint or --pretrained")?;
+    let data = args.data.as_deref().context("--data")?;
+    let dir = resolve_checkpoint(checkpoint)?;
     let trained = load(&dir, &device)?;
     let mut source = args.features.source();
     if args.features.encoder != trained.info.encoder {
@@ -227,7 +256,7 @@ pub fn run_describe(args: &DescribeArgs) -> Result<()> {
         );
         source.encoder = trained.info.encoder.clone();
     }
-    let corpus = Corpus::load(&args.data, &source, true, &device)?;
+    let corpus = Corpus::load(data, &source, true, &device)?;
     let decode = DecodeConfig {
         beam: args.beam.unwrap_or(trained.info.config.decode.beam),
         lambda: args.lambda.unwrap_or(trained.info.config.decode.lambda),

@@ -28,5 +28,6 @@ pub mod follow;
 pub mod model;
 pub mod photos;
 pub mod plot;
+pub mod released;
 pub mod train;
 pub mod vocab;

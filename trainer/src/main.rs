@@ -18,6 +18,7 @@ mod exemplars_cmd;
 mod features_cmd;
 mod fit_cmd;
 mod follow_cmd;
+mod pretrained_cmd;
 mod preview;
 mod score;
 mod simulate_cmd;

@@ -381,3 +381,150 @@ pub fn sequence_log_probs(log_probs: Tensor<3>, padded: &Padded, device: &Device
         .try_to_vec::<f32>()
         .expect("float data")
 }
+
+/// Building both models from weights in PyTorch's layout, under the names the MILAN authors'
+/// modules give them (`src/milan/decoders.py`, `lms.py`): `init_h.0`, `attend.key_to_hidden`,
+/// `lstm.weight_ih`, `output.1`, ... and the language model's `embedding`, `lstm.*_l<k>`,
+/// `output.0`. Each weight is checked for its shape; what is missing or misshapen is named.
+pub mod torch_layout {
+    use anyhow::Result;
+    use burn::module::Param;
+    use burn::nn::{DropoutConfig, Embedding, Linear};
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    use super::{Captioner, CaptionerConfig, LanguageModel, LanguageModelConfig, LstmCell};
+    use crate::encoders::weights::StateDict;
+
+    fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+
+    fn linear(
+        sd: &mut StateDict,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        device: &Device,
+    ) -> Result<Linear> {
+        let weight = sd.take(&format!("{prefix}.weight"), &[d_out, d_in])?;
+        let bias = sd.take(&format!("{prefix}.bias"), &[d_out])?;
+        Ok(Linear {
+            weight: Param::from_tensor(tensor(weight, [d_out, d_in], device).transpose()),
+            bias: Some(Param::from_tensor(tensor(bias, [d_out], device))),
+        })
+    }
+
+    fn embedding(
+        sd: &mut StateDict,
+        key: &str,
+        n: usize,
+        d: usize,
+        device: &Device,
+    ) -> Result<Embedding> {
+        let weight = sd.take(key, &[n, d])?;
+        Ok(Embedding {
+            weight: Param::from_tensor(tensor(weight, [n, d], device)),
+        })
+    }
+
+    /// PyTorch's `LSTMCell` / one layer of `LSTM`: `weight_ih<suffix>`, `weight_hh<suffix>`,
+    /// `bias_ih<suffix>`, `bias_hh<suffix>` under `prefix`.
+    fn lstm(
+        sd: &mut StateDict,
+        prefix: &str,
+        suffix: &str,
+        inputs: usize,
+        size: usize,
+        device: &Device,
+    ) -> Result<LstmCell> {
+        let mut part = |name: &str, d_in: usize| -> Result<Linear> {
+            let w = sd.take(
+                &format!("{prefix}.weight_{name}{suffix}"),
+                &[4 * size, d_in],
+            )?;
+            let b = sd.take(&format!("{prefix}.bias_{name}{suffix}"), &[4 * size])?;
+            Ok(Linear {
+                weight: Param::from_tensor(tensor(w, [4 * size, d_in], device).transpose()),
+                bias: Some(Param::from_tensor(tensor(b, [4 * size], device))),
+            })
+        };
+        Ok(LstmCell {
+            input: part("ih", inputs)?,
+            hidden: part("hh", size)?,
+            size,
+        })
+    }
+
+    /// The captioner of `config` from the decoder's weights (keys without the `lm.` and
+    /// `encoder.` prefixes, which belong to the other two models).
+    pub fn captioner(
+        config: &CaptionerConfig,
+        sd: &mut StateDict,
+        device: &Device,
+    ) -> Result<Captioner> {
+        let (d, h, a, e, v) = (
+            config.feature_dim,
+            config.hidden,
+            config.attention_size(),
+            config.embedding,
+            config.vocab,
+        );
+        Ok(Captioner {
+            init_h: linear(sd, "init_h.0", d, h, device)?,
+            init_c: linear(sd, "init_c.0", d, h, device)?,
+            attend_features: linear(sd, "attend.key_to_hidden", d, a, device)?,
+            attend_hidden: linear(sd, "attend.query_to_hidden", h, a, device)?,
+            attend_score: linear(sd, "attend.output.0", a, 1, device)?,
+            gate: linear(sd, "feature_gate.0", h, d, device)?,
+            embedding: embedding(sd, "embedding.weight", v, e, device)?,
+            lstm: lstm(sd, "lstm", "", e + d, h, device)?,
+            dropout: DropoutConfig::new(config.dropout).init(),
+            output: linear(sd, "output.1", h, v, device)?,
+            max_tokens: config.max_tokens,
+        })
+    }
+
+    /// The language model of `config` from its weights (keys under `prefix`, e.g. `lm`).
+    pub fn language_model(
+        config: &LanguageModelConfig,
+        sd: &mut StateDict,
+        prefix: &str,
+        device: &Device,
+    ) -> Result<LanguageModel> {
+        let cells = (0..config.layers)
+            .map(|l| {
+                let inputs = if l == 0 {
+                    config.embedding
+                } else {
+                    config.hidden
+                };
+                lstm(
+                    sd,
+                    &format!("{prefix}.lstm"),
+                    &format!("_l{l}"),
+                    inputs,
+                    config.hidden,
+                    device,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(LanguageModel {
+            embedding: embedding(
+                sd,
+                &format!("{prefix}.embedding.weight"),
+                config.vocab,
+                config.embedding,
+                device,
+            )?,
+            cells,
+            dropout: DropoutConfig::new(config.dropout).init(),
+            output: linear(
+                sd,
+                &format!("{prefix}.output.0"),
+                config.hidden,
+                config.vocab,
+                device,
+            )?,
+        })
+    }
+}

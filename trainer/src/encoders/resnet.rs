@@ -154,9 +154,14 @@ fn conv_bn(
 }
 
 impl ResNet {
-    /// Loads a torchvision state dict saved as safetensors.
+    /// Loads a torchvision state dict: torchvision's released `.pth` (zip format, or the legacy
+    /// format of older releases) or safetensors.
     pub fn load(path: &Path, depth: Depth, device: &Device) -> Result<ResNet> {
-        let mut sd = StateDict::from_safetensors(path)?;
+        ResNet::from_state_dict(StateDict::read_any(path)?, depth, device)
+    }
+
+    /// A ResNet from the tensors of `sd` (keys as torchvision names them).
+    pub fn from_state_dict(mut sd: StateDict, depth: Depth, device: &Device) -> Result<ResNet> {
         let stem = conv_bn(&mut sd, "conv1", "bn1", [64, 3, 7], 2, device)?;
         let widths = depth.widths();
         let mut inp = 64;

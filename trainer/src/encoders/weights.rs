@@ -60,6 +60,87 @@ impl StateDict {
         })
     }
 
+    /// A zip-format PyTorch state dict; see [`super::torch_zip`].
+    pub fn from_torch_zip(path: &Path) -> Result<StateDict> {
+        Ok(StateDict::from_tensors(
+            super::torch_zip::read_state_dict(path)?
+                .into_iter()
+                .map(|(k, t)| (k, (t.values, t.shape)))
+                .collect(),
+            path,
+        ))
+    }
+
+    /// Tensors already read (`file` names them in errors).
+    pub fn from_tensors(tensors: Tensors, file: &Path) -> StateDict {
+        StateDict {
+            tensors,
+            file: file.display().to_string(),
+        }
+    }
+
+    /// A state dict in any of the formats above, told apart by their first bytes.
+    pub fn read_any(path: &Path) -> Result<StateDict> {
+        if super::torch_zip::is_zip(path) {
+            return StateDict::from_torch_zip(path);
+        }
+        let mut magic = [0u8; 2];
+        let legacy = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok()
+            && magic == [0x80, 0x02];
+        if legacy {
+            StateDict::from_torch_legacy(path)
+        } else {
+            StateDict::from_safetensors(path)
+        }
+    }
+
+    /// Keeps only the weights under `prefix.`, with the prefix removed.
+    pub fn strip_prefix(self, prefix: &str) -> StateDict {
+        let p = format!("{prefix}.");
+        StateDict {
+            tensors: self
+                .tensors
+                .into_iter()
+                .filter_map(|(k, v)| k.strip_prefix(&p).map(|k| (k.to_owned(), v)))
+                .collect(),
+            file: self.file,
+        }
+    }
+
+    /// The shape of a weight, if the checkpoint has it.
+    pub fn shape(&self, key: &str) -> Option<&[usize]> {
+        self.tensors.get(key).map(|(_, s)| s.as_slice())
+    }
+
+    /// Reorders the rows (first dimension) of a weight: row `i` becomes the old row
+    /// `order[i]`.
+    pub fn permute_rows(&mut self, key: &str, order: &[usize]) -> Result<()> {
+        let (values, shape) = self
+            .tensors
+            .get_mut(key)
+            .with_context(|| format!("{}: missing weight {key}", self.file))?;
+        ensure!(
+            shape.first() == Some(&order.len()),
+            "{}: {key} has shape {shape:?}, expected {} rows",
+            self.file,
+            order.len()
+        );
+        let row = values.len() / order.len();
+        let old = std::mem::take(values);
+        *values = order
+            .iter()
+            .flat_map(|&i| old[i * row..(i + 1) * row].iter().copied())
+            .collect();
+        Ok(())
+    }
+
+    /// Removes a weight if it is there (bookkeeping buffers a model does not use).
+    pub fn discard(&mut self, key: &str) {
+        self.tensors.remove(key);
+    }
+
     /// A safetensors file; see [`read_safetensors_floats`].
     pub fn from_safetensors(path: &Path) -> Result<StateDict> {
         Ok(StateDict {
