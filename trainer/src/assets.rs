@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
@@ -221,4 +221,63 @@ fn fetch_into(asset: &Asset, scratch: &Path, target: &Path) -> Result<()> {
         target.display()
     );
     Ok(())
+}
+
+/// Registers torchvision ResNet weights the user downloaded (`resnet18` .. `resnet152`; no
+/// package registry carries them): checked to load as that ResNet, and checked against the
+/// SHA-256 prefix torchvision puts in its file names (`resnet101-63fe2227.pth`), then copied
+/// into `<assets>/<name>/` with its SHA-256, atomically.
+pub fn register_weights(name: &str, file: &Path) -> Result<PathBuf> {
+    let depth = crate::encoders::resnet::Depth::parse(name)
+        .with_context(|| format!("{name}: only ResNet weights (resnet18 .. resnet152) register"))?;
+    let sha = sha256_file(file)?;
+    let file_name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{}: not a file name", file.display()))?
+        .to_owned();
+    if let Some(hint) = file_name
+        .strip_suffix(".pth")
+        .and_then(|s| s.rsplit_once('-'))
+        .map(|(_, h)| h)
+        .filter(|h| h.len() >= 8 && h.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        ensure!(
+            sha.starts_with(hint),
+            "{}: its SHA-256 {sha} does not start with {hint}, as torchvision's name for it \
+             says: the file is damaged; download it again",
+            file.display()
+        );
+    }
+    crate::encoders::resnet::ResNet::load(file, depth, &burn::tensor::Device::flex())
+        .with_context(|| format!("{}: not {name}'s weights", file.display()))?;
+    let root = assets_dir();
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let scratch = root.join(format!(".{name}.register-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
+    let result = (|| -> Result<PathBuf> {
+        std::fs::copy(file, scratch.join(&file_name))
+            .with_context(|| format!("copying {}", file.display()))?;
+        std::fs::write(scratch.join(COMPLETE), format!("{sha} {file_name}\n"))?;
+        let target = root.join(name);
+        if target.exists() {
+            std::fs::remove_dir_all(&target)
+                .with_context(|| format!("replacing {}", target.display()))?;
+        }
+        std::fs::rename(&scratch, &target)
+            .with_context(|| format!("moving into {}", target.display()))?;
+        Ok(target)
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// The weights file registered as `name` (see [`register_weights`]), if any.
+pub fn registered_weights(name: &str) -> Option<PathBuf> {
+    let dir = assets_dir().join(name);
+    let record = std::fs::read_to_string(dir.join(COMPLETE)).ok()?;
+    let (_, file) = record.trim().split_once(' ')?;
+    let path = dir.join(file);
+    path.is_file().then_some(path)
 }

@@ -130,9 +130,14 @@ pub fn load_featurizer(
 ) -> Result<(Box<dyn Featurizer>, PathBuf)> {
     let weights = match weights {
         Some(w) => w.to_owned(),
-        None if name.starts_with("resnet") => {
-            anyhow::bail!("{name} needs --weights: a torchvision state dict saved as safetensors")
-        }
+        None if name.starts_with("resnet") => crate::assets::registered_weights(name)
+            .with_context(|| {
+                format!(
+                    "{name} needs torchvision's weights: pass --weights FILE (torchvision's .pth, \
+                     or safetensors), or register them once with `trainer assets fetch {name} \
+                     --from FILE`"
+                )
+            })?,
         None => {
             let file = crate::assets::path(name)?.join("efficientnet-lite0-57934424.pth");
             ensure!(

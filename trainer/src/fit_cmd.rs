@@ -8,7 +8,7 @@ use milan_shared::split::Split;
 use milan_trainer::data::{Corpus, FeatureSource};
 use milan_trainer::decoding::{DecodeConfig, greedy, milan_pmi};
 use milan_trainer::fit::{FitOptions, fit};
-use milan_trainer::train::{History, MilanConfig, RunOptions, load, write_atomic};
+use milan_trainer::train::{History, InitFrom, MilanConfig, RunOptions, load, write_atomic};
 
 /// Feature options shared by both commands.
 #[derive(Debug, Clone, clap::Args)]
@@ -65,6 +65,14 @@ pub struct FitArgs {
     /// Continue an interrupted run from its last whole epoch.
     #[arg(long)]
     resume: bool,
+    /// Fine-tune the authors' released MILAN instead of training from scratch: a name (base,
+    /// cls, gen, imagenet, places365, alexnet, resnet152, biggan; downloaded once) or a .pth
+    /// file in their format. Its vocabulary, model sizes and encoder (resnet101) are used.
+    #[arg(long)]
+    init_from: Option<String>,
+    /// Where released checkpoints are downloaded from (a mirror of the authors' site).
+    #[arg(long, default_value = milan_trainer::released::download::DEFAULT_URL_BASE)]
+    url_base: String,
     #[command(flatten)]
     training: TrainingArgs,
     #[command(flatten)]
@@ -121,7 +129,27 @@ pub fn run_fit(args: &FitArgs) -> Result<()> {
         args.split.experiment(name)?;
     }
     let started = Instant::now();
-    let corpus = Corpus::load(&args.data, &args.features.source(), false, &device)?;
+    let mut source = args.features.source();
+    let mut config = config;
+    let init = match &args.init_from {
+        Some(name) => {
+            let path = milan_trainer::released::checkpoint::resolve(name, &args.url_base)?;
+            let pretrained = milan_trainer::released::checkpoint::Pretrained::load(&path, &device)?;
+            let (encoder, _) = pretrained.encoder.featurizer()?;
+            if source.encoder != encoder {
+                eprintln!(
+                    "note: {name} was trained on {encoder} features; using them (not {})",
+                    source.encoder
+                );
+                source.encoder = encoder.to_owned();
+            }
+            let init = InitFrom::prepare(pretrained, name, &config, &args.out.join("init-from"))?;
+            config = init.config.clone();
+            Some(init)
+        }
+        None => None,
+    };
+    let corpus = Corpus::load(&args.data, &source, false, &device)?;
     eprintln!(
         "{} annotated neurons, {} exemplars each, {} feature dims ({})",
         corpus.neurons.len(),
@@ -140,6 +168,7 @@ pub fn run_fit(args: &FitArgs) -> Result<()> {
             resume: args.resume,
             backend: args.features.backend.clone(),
             quiet: false,
+            init,
         },
         bertscore_model: args.training.bertscore_model.clone(),
     };

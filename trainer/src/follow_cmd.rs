@@ -94,6 +94,7 @@ pub fn run_follow(args: &FollowArgs) -> Result<()> {
             resume: true,
             backend: args.features.backend.clone(),
             quiet: false,
+            init: None,
         },
         poll: Duration::from_secs_f64(args.poll.max(0.0)),
         max_rounds: args.rounds,

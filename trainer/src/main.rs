@@ -14,6 +14,7 @@ use milan_synth::SynthConfig;
 mod bench;
 mod bench_model;
 mod classify;
+mod data_cmd;
 mod exemplars_cmd;
 mod features_cmd;
 mod fit_cmd;
@@ -63,6 +64,11 @@ enum Command {
     Config,
     /// Images per second through the encoder and through exemplar computation, with peak memory.
     Bench(bench::BenchArgs),
+    /// The authors' released MILANNOTATIONS: fetch keys or groups, list what is present.
+    Data {
+        #[command(subcommand)]
+        command: data_cmd::DataCommand,
+    },
     /// Models and data from the package registries, in ./assets (or $MILAN_ASSETS).
     Assets {
         #[command(subcommand)]
@@ -72,10 +78,16 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AssetsCommand {
-    /// Download (once, checked by SHA-256) an asset, or all of them.
+    /// Download (once, checked by SHA-256) an asset, or all of them; or register weights the
+    /// user downloaded (`resnet101 --from resnet101-63fe2227.pth`).
     Fetch {
         #[arg(default_value = "all")]
         name: String,
+        /// A file to register as the asset instead of downloading: torchvision's ResNet
+        /// weights (`resnet18` .. `resnet152`; .pth as torchvision releases it, or
+        /// safetensors), which no package registry carries.
+        #[arg(long)]
+        from: Option<PathBuf>,
     },
     /// Print where an asset lives.
     Path { name: String },
@@ -130,6 +142,7 @@ fn main() -> ExitCode {
                 .map(|s| println!("{s}"))
                 .map_err(Into::into)
         }
+        Command::Data { command } => data_cmd::run(&command),
         Command::Assets { command } => assets(command),
     };
     match result {
@@ -144,16 +157,23 @@ fn main() -> ExitCode {
 fn assets(command: AssetsCommand) -> Result<()> {
     use milan_trainer::assets::{ASSETS, fetch, find, is_fetched, path};
     match command {
-        AssetsCommand::Fetch { name } if name == "all" => {
+        AssetsCommand::Fetch {
+            name,
+            from: Some(file),
+        } => {
+            let dir = milan_trainer::assets::register_weights(&name, &file)?;
+            println!("{name}: registered {} in {}", file.display(), dir.display());
+        }
+        AssetsCommand::Fetch { name, .. } if name == "all" => {
             for asset in ASSETS {
                 fetch(asset)?;
             }
             milan_trainer::photos::fetch()?;
         }
-        AssetsCommand::Fetch { name } if name == "photos" => {
+        AssetsCommand::Fetch { name, .. } if name == "photos" => {
             milan_trainer::photos::fetch()?;
         }
-        AssetsCommand::Fetch { name } => {
+        AssetsCommand::Fetch { name, .. } => {
             fetch(find(&name)?)?;
         }
         AssetsCommand::Path { name } if name == "photos" => {
@@ -177,6 +197,19 @@ fn assets(command: AssetsCommand) -> Result<()> {
             let what = "real photos for the demo: Tux Paint stamp photographs composited on \
                         backgrounds, and foolbox's ImageNet photos";
             println!("{:<18} {state:<12} {what}", "photos");
+            for resnet in ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"] {
+                let state = if milan_trainer::assets::registered_weights(resnet).is_some() {
+                    "registered"
+                } else if resnet == "resnet101" {
+                    "not registered"
+                } else {
+                    continue;
+                };
+                println!(
+                    "{resnet:<18} {state:<12} torchvision's weights (the released MILAN's \
+                     encoder is resnet101): `trainer assets fetch {resnet} --from FILE`"
+                );
+            }
         }
     }
     Ok(())

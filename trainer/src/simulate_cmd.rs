@@ -406,6 +406,7 @@ fn simulate(
                         resume: true,
                         backend: args.features.backend.clone(),
                         quiet: true,
+                        init: None,
                     },
                     poll: Duration::from_millis(100),
                     max_rounds: Some(round),

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::store::ModuleRecord;
@@ -128,6 +128,56 @@ pub struct RunInfo {
     pub feature_dim: usize,
     pub seed: u64,
     pub backend: String,
+    /// The released MILAN the run was fine-tuned from (`fit --init-from`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<String>,
+}
+
+/// Weights a run starts from instead of a random initialisation (`fit --init-from`): both
+/// models saved as burn records, with the vocabulary they index and the configuration whose
+/// sizes they have.
+#[derive(Debug, Clone)]
+pub struct InitFrom {
+    pub name: String,
+    pub dir: PathBuf,
+    pub vocab: Vocabulary,
+    pub feature_dim: usize,
+    pub config: MilanConfig,
+}
+
+impl InitFrom {
+    /// Saves a released MILAN's models into `dir` for runs to start from; `base` gives the
+    /// training numbers, the checkpoint its models' sizes.
+    pub fn prepare(
+        pretrained: crate::released::checkpoint::Pretrained,
+        name: &str,
+        base: &MilanConfig,
+        dir: &Path,
+    ) -> Result<InitFrom> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (c, l) = (&pretrained.captioner_config, &pretrained.lm_config);
+        let config = MilanConfig {
+            embedding: c.embedding,
+            hidden: c.hidden,
+            attention: c.attention,
+            dropout: c.dropout,
+            max_tokens: c.max_tokens,
+            lm_embedding: l.embedding,
+            lm_hidden: l.hidden,
+            lm_layers: l.layers,
+            lm_dropout: l.dropout,
+            ..base.clone()
+        };
+        save_module(pretrained.captioner, &dir.join("captioner.bpk"))?;
+        save_module(pretrained.lm, &dir.join("lm.bpk"))?;
+        Ok(InitFrom {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            vocab: pretrained.vocab,
+            feature_dim: pretrained.feature_dim,
+            config,
+        })
+    }
 }
 
 /// One epoch of one phase.
@@ -522,6 +572,8 @@ pub struct RunOptions {
     pub backend: String,
     /// Draw no progress bars (tests, nested runs).
     pub quiet: bool,
+    /// Start from these weights (fine-tuning) instead of a random initialisation.
+    pub init: Option<InitFrom>,
 }
 
 /// Trains the captioner and the language model on `train` (corpus positions), early-stopping on
@@ -536,17 +588,39 @@ pub fn train(
 ) -> Result<Trained> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let config = &options.config;
-    let vocab = Vocabulary::build(
-        train
-            .iter()
-            .flat_map(|&p| corpus.neurons[p].tokens.iter().map(Vec::as_slice)),
-    );
+    let vocab = match &options.init {
+        // The released weights index their own vocabulary; words it lacks are <unk>.
+        Some(init) => {
+            ensure!(
+                init.feature_dim == corpus.dims,
+                "--init-from {} reads {}-wide features, but these ({}) are {}-wide: compute them \
+                 with the checkpoint's encoder",
+                init.name,
+                init.feature_dim,
+                corpus.encoder,
+                corpus.dims
+            );
+            ensure!(
+                init.config.captioner(corpus.dims, 0) == config.captioner(corpus.dims, 0)
+                    && init.config.language_model(0) == config.language_model(0),
+                "--init-from {}: the configuration's model sizes differ from the checkpoint's",
+                init.name
+            );
+            init.vocab.clone()
+        }
+        None => Vocabulary::build(
+            train
+                .iter()
+                .flat_map(|&p| corpus.neurons[p].tokens.iter().map(Vec::as_slice)),
+        ),
+    };
     let info = RunInfo {
         config: config.clone(),
         encoder: corpus.encoder.clone(),
         feature_dim: corpus.dims,
         seed: options.seed,
         backend: options.backend.clone(),
+        init_from: options.init.as_ref().map(|i| i.name.clone()),
     };
     if options.resume
         && let Ok(old) = std::fs::read_to_string(dir.join("config.json"))
@@ -604,7 +678,13 @@ pub fn train(
     };
 
     autodiff.seed(options.seed);
-    let captioner = captioner_config.init(&autodiff);
+    let captioner = match &options.init {
+        Some(init) => load_module(
+            captioner_config.init(&autodiff),
+            &init.dir.join("captioner.bpk"),
+        )?,
+        None => captioner_config.init(&autodiff),
+    };
     let (captioner, captioner_history) = phase(
         "captioner",
         config.batch,
@@ -650,7 +730,10 @@ pub fn train(
 
     let lm_config = config.language_model(vocab.len());
     autodiff.seed(options.seed.wrapping_add(1));
-    let lm = lm_config.init(&autodiff);
+    let lm = match &options.init {
+        Some(init) => load_module(lm_config.init(&autodiff), &init.dir.join("lm.bpk"))?,
+        None => lm_config.init(&autodiff),
+    };
     let (lm, lm_history) = phase(
         "lm",
         config.lm_batch,

@@ -244,3 +244,115 @@ fn zip_format_state_dicts_are_read_with_their_layouts() {
         assert_eq!(t.values, values, "{name}");
     }
 }
+
+/// The fixture's features as a corpus of 7 neurons described with the checkpoint's words.
+fn fixture_corpus() -> milan_trainer::data::Corpus {
+    use milan_shared::{ModelKey, NeuronId};
+    let key: ModelKey = "resnet152/imagenet".parse().unwrap();
+    let mut neurons = Vec::new();
+    for (layer, units) in [("conv1", 4), ("layer4", 3)] {
+        let a: ndarray::Array3<f32> =
+            ndarray_npy::read_npy(fixture(&format!("features/{layer}.npy"))).unwrap();
+        for unit in 0..units {
+            let text = ["red dogs", "blue text", "green grass and sky"][unit % 3];
+            neurons.push(milan_trainer::data::Neuron {
+                id: NeuronId::new(key.clone(), layer, unit as u32),
+                features: a
+                    .index_axis(ndarray::Axis(0), unit)
+                    .iter()
+                    .copied()
+                    .collect(),
+                descriptions: vec![text.to_owned(); 3],
+                tokens: vec![milan_shared::tokenize::tokenize(text); 3],
+            });
+        }
+    }
+    milan_trainer::data::Corpus {
+        neurons,
+        k: 15,
+        dims: 24,
+        encoder: "resnet101".into(),
+    }
+}
+
+#[test]
+fn fine_tuning_starts_from_the_released_weights_and_vocabulary() {
+    use milan_trainer::train::{InitFrom, MilanConfig, RunOptions, train};
+    let device = Device::flex();
+    let tmp = tempfile::tempdir().unwrap();
+    let pretrained = Pretrained::load(&fixture("milan-tiny.pth"), &device).unwrap();
+    let base = MilanConfig {
+        // A zero step leaves the weights where they started: what was trained is what was read.
+        learning_rate: 0.0,
+        max_epochs: 1,
+        lm_max_epochs: 1,
+        batch: 8,
+        lm_batch: 8,
+        ..MilanConfig::default()
+    };
+    let init = InitFrom::prepare(pretrained, "tiny", &base, &tmp.path().join("init")).unwrap();
+    assert_eq!(init.config.hidden, 32);
+    assert_eq!(init.config.lm_hidden, 32);
+    let config = init.config.clone();
+    let corpus = fixture_corpus();
+    let trained = train(
+        &corpus,
+        &[0, 1, 2, 4, 5],
+        &[3, 6],
+        &tmp.path().join("run"),
+        &RunOptions {
+            config,
+            seed: 1,
+            resume: false,
+            backend: "flex".into(),
+            quiet: true,
+            init: Some(init),
+        },
+        &device,
+    )
+    .unwrap();
+    let reference = Pretrained::load(&fixture("milan-tiny.pth"), &device).unwrap();
+    assert_eq!(trained.vocab, reference.vocab);
+    assert_eq!(trained.info.init_from.as_deref(), Some("tiny"));
+    let f = features("conv1", &device);
+    let ours = decode::rerank(&trained.captioner, &trained.lm, f.clone(), 50, 15, 0.2);
+    let theirs = decode::rerank(&reference.captioner, &reference.lm, f, 50, 15, 0.2);
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert_eq!(a.tokens, b.tokens);
+        assert!(
+            (a.score - b.score).abs() < 1e-5,
+            "{} vs {}",
+            a.score,
+            b.score
+        );
+    }
+    // The run is a checkpoint like any other: describe --checkpoint loads it.
+    let loaded = milan_trainer::train::load(&tmp.path().join("run"), &device).unwrap();
+    assert_eq!(loaded.info.init_from.as_deref(), Some("tiny"));
+
+    // Features of another width are refused by name.
+    let pretrained = Pretrained::load(&fixture("milan-tiny.pth"), &device).unwrap();
+    let init = InitFrom::prepare(pretrained, "tiny", &base, &tmp.path().join("init2")).unwrap();
+    let mut narrow = fixture_corpus();
+    narrow.dims = 12;
+    for n in &mut narrow.neurons {
+        n.features.truncate(15 * 12);
+    }
+    let err = train(
+        &narrow,
+        &[0, 1],
+        &[2],
+        &tmp.path().join("narrow"),
+        &RunOptions {
+            config: init.config.clone(),
+            seed: 1,
+            resume: false,
+            backend: "flex".into(),
+            quiet: true,
+            init: Some(init),
+        },
+        &device,
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("24-wide"), "{err:#}");
+}

@@ -102,6 +102,7 @@ fn options(config: MilanConfig, resume: bool) -> RunOptions {
         resume,
         backend: "flex".into(),
         quiet: true,
+        init: None,
     }
 }
 

@@ -17,7 +17,6 @@
 use burn::tensor::{Device, Tensor};
 
 use crate::decoding::{ints, to_vec};
-
 use crate::model::{Captioner, LanguageModel};
 use crate::vocab::{Padded, START_ID, STOP_ID, Vocabulary};
 
