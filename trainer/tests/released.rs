@@ -356,3 +356,406 @@ fn fine_tuning_starts_from_the_released_weights_and_vocabulary() {
     .unwrap_err();
     assert!(format!("{err:#}").contains("24-wide"), "{err:#}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Released MILANNOTATIONS: a local server stands in for the authors' site.
+
+mod site {
+    use std::collections::HashMap;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    /// What the server was asked: (path, Range header).
+    pub type Log = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+    /// Serves `files` over HTTP/1.1 until the test ends; the first answer for `cut.0` stops
+    /// after `cut.1` bytes of its body (a dropped connection).
+    pub fn serve(files: HashMap<String, Vec<u8>>, cut: Option<(String, usize)>) -> (String, Log) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let log: Log = Arc::default();
+        let seen = log.clone();
+        std::thread::spawn(move || {
+            let mut cut = cut;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                if reader.read_line(&mut first).is_err() {
+                    continue;
+                }
+                let path = first.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let mut range = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':')
+                        && k.eq_ignore_ascii_case("range")
+                    {
+                        range = Some(v.trim().to_owned());
+                    }
+                }
+                seen.lock().unwrap().push((path.clone(), range.clone()));
+                let Some(body) = files.get(&path) else {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    continue;
+                };
+                let from: usize = range
+                    .as_deref()
+                    .and_then(|r| r.strip_prefix("bytes="))
+                    .and_then(|r| r.strip_suffix('-'))
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                let part = &body[from.min(body.len())..];
+                let status = if from > 0 {
+                    format!(
+                        "206 Partial Content\r\nContent-Range: bytes {from}-{}/{}",
+                        body.len() - 1,
+                        body.len()
+                    )
+                } else {
+                    "200 OK".to_owned()
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    part.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let send = match &cut {
+                    Some((p, n)) if *p == path => {
+                        let n = *n;
+                        cut = None;
+                        &part[..n]
+                    }
+                    _ => part,
+                };
+                let _ = stream.write_all(send);
+                let _ = stream.flush();
+            }
+        });
+        (base, log)
+    }
+}
+
+const UNITS: usize = 2;
+const K: usize = 4;
+const SIDE: usize = 16;
+
+/// An ImageNet-like val/ folder of the Pillow fixture's images, in ImageFolder order:
+/// n01/a.png (wide), n01/z.png (gray), n02/b.png (tall), n02/c.png (same).
+fn imagenet(dir: &Path) -> Vec<&'static str> {
+    for (class, file, from) in [
+        ("n02", "c.png", "same.png"),
+        ("n01", "z.png", "gray.png"),
+        ("n02", "b.png", "tall.png"),
+        ("n01", "a.png", "wide.png"),
+    ] {
+        let d = dir.join("val").join(class);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/pil")
+                .join(from),
+            d.join(file),
+        )
+        .unwrap();
+    }
+    vec!["wide.png", "gray.png", "tall.png", "same.png"]
+}
+
+/// A zip in the released layout (entries at its top): `conv1` with its images, `layer2` with
+/// pointers only (ids into the ImageNet folder above).
+fn released_zip(scratch: &Path, ids: [[u64; K]; UNITS]) -> Vec<u8> {
+    use milan_shared::milannotations::{DatasetWriter, LayerShape};
+    let key: milan_shared::ModelKey = "alexnet/imagenet".parse().unwrap();
+    let mut w = DatasetWriter::create(scratch, &key).unwrap();
+    let shape = LayerShape {
+        units: UNITS,
+        k: K,
+        height: SIDE,
+        width: SIDE,
+    };
+    let masks = vec![1u8; K * SIDE * SIDE];
+    let images = vec![7u8; K * 3 * SIDE * SIDE];
+    let mut l = w.layer("conv1", shape, true).unwrap();
+    for u in 0..UNITS {
+        l.write_unit(u, &masks, Some(&images), &[u as u64; K])
+            .unwrap();
+    }
+    l.finish().unwrap();
+    let mut l = w.layer("layer2", shape, false).unwrap();
+    for (u, ids) in ids.iter().enumerate() {
+        l.write_unit(u, &masks, None, ids).unwrap();
+    }
+    l.finish().unwrap();
+    for layer in ["conv1", "layer2"] {
+        for u in 0..UNITS as u32 {
+            for d in ["red dogs", "blue text", "green grass"] {
+                w.describe(layer, u, d);
+            }
+        }
+    }
+    let folder = w.finish().unwrap();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for name in [
+        "annotations.csv",
+        "conv1/masks.npy",
+        "conv1/images.npy",
+        "conv1/ids.csv",
+        "layer2/masks.npy",
+        "layer2/ids.csv",
+    ] {
+        zip.start_file(name, options).unwrap();
+        std::io::Write::write_all(&mut zip, &std::fs::read(folder.join(name)).unwrap()).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+fn run_trainer(args: &[&str]) -> (bool, String, String) {
+    let out = trainer().args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn files(zip: Vec<u8>) -> std::collections::HashMap<String, Vec<u8>> {
+    [("/data/alexnet-imagenet.zip".to_owned(), zip)].into()
+}
+
+#[test]
+fn fetch_resumes_a_dropped_download_unpacks_it_and_resolves_imagenet_pointers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let order = imagenet(&tmp.path().join("imagenet"));
+    let ids = [[0, 1, 2, 3], [3, 3, 0, 2]];
+    let zip = released_zip(&tmp.path().join("scratch"), ids);
+    let (base, log) = site::serve(
+        files(zip.clone()),
+        Some(("/data/alexnet-imagenet.zip".into(), zip.len() / 3)),
+    );
+    let root = tmp.path().join("root");
+    let root_s = root.to_str().unwrap();
+    let (ok, stdout, stderr) = fetch(&root, &base, Some(&tmp.path().join("imagenet")));
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("alexnet/imagenet: fetched into"),
+        "{stdout}"
+    );
+    let requests = log.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[0].1, None);
+    assert_eq!(
+        requests[1].1.as_deref(),
+        Some(format!("bytes={}-", zip.len() / 3).as_str()),
+        "the second request resumes where the first stopped"
+    );
+
+    // The key reads as it is, its pointers resolved as the authors' loader builds images.
+    let dataset =
+        milan_shared::milannotations::Dataset::open(&root.join("alexnet/imagenet")).unwrap();
+    assert_eq!(dataset.annotated().len(), 2 * UNITS);
+    let pil: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pil/expected.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let layer = dataset.layer("layer2").unwrap();
+    let images = layer.images().expect("images.npy resolved");
+    for (u, unit_ids) in ids.iter().enumerate() {
+        let bytes = images.unit_bytes(u);
+        for (j, &id) in unit_ids.iter().enumerate() {
+            let want: Vec<u8> = pil[order[id as usize]]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u8)
+                .collect();
+            let per = 3 * SIDE * SIDE;
+            assert_eq!(
+                &bytes[j * per..(j + 1) * per],
+                want.as_slice(),
+                "unit {u} exemplar {j} ({})",
+                order[id as usize]
+            );
+        }
+    }
+    // The released images are kept as they are.
+    assert!(
+        dataset
+            .layer("conv1")
+            .unwrap()
+            .images()
+            .unwrap()
+            .unit_bytes(0)
+            .iter()
+            .all(|&b| b == 7)
+    );
+
+    // The manifest recorded the zip's hash; the zip itself is gone.
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("milannotations-sha256.json")).unwrap(),
+    )
+    .unwrap();
+    let sha = milan_trainer::assets::sha256_file(&{
+        let p = tmp.path().join("zip");
+        std::fs::write(&p, &zip).unwrap();
+        p
+    })
+    .unwrap();
+    assert_eq!(manifest["sha256"]["alexnet-imagenet.zip"], sha.as_str());
+    assert!(!root.join(".downloads/alexnet-imagenet.zip").exists());
+
+    let (ok, stdout, _) = run_trainer(&["data", "list", "--root", root_s]);
+    assert!(
+        ok && stdout.contains("alexnet/imagenet") && stdout.contains("yes"),
+        "{stdout}"
+    );
+    let (ok, stdout, _) = fetch(&root, &base, None);
+    assert!(ok && stdout.contains("already in"), "{stdout}");
+    assert_eq!(log.lock().unwrap().len(), 2, "nothing downloaded again");
+}
+
+#[test]
+fn a_download_a_killed_run_left_is_resumed_and_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    imagenet(&tmp.path().join("imagenet"));
+    let zip = released_zip(&tmp.path().join("scratch"), [[0, 1, 2, 3], [0, 0, 0, 0]]);
+    let (base, log) = site::serve(files(zip.clone()), None);
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join(".downloads")).unwrap();
+    std::fs::write(
+        root.join(".downloads/alexnet-imagenet.zip.part"),
+        &zip[..zip.len() / 2],
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = fetch(&root, &base, None);
+    assert!(ok, "{stdout}\n{stderr}");
+    let requests = log.lock().unwrap().clone();
+    assert_eq!(
+        requests,
+        vec![(
+            "/data/alexnet-imagenet.zip".to_owned(),
+            Some(format!("bytes={}-", zip.len() / 2))
+        )]
+    );
+    // Without --imagenet the pointers stay pointers, and the user is told how to resolve them.
+    assert!(stdout.contains("run again with --imagenet"), "{stdout}");
+    let dataset =
+        milan_shared::milannotations::Dataset::open(&root.join("alexnet/imagenet")).unwrap();
+    assert!(dataset.layer("layer2").unwrap().images().is_none());
+}
+
+/// `trainer data fetch alexnet/imagenet` from `base` into `root`.
+fn fetch(root: &Path, base: &str, imagenet: Option<&Path>) -> (bool, String, String) {
+    let mut args = vec![
+        "data".to_owned(),
+        "fetch".into(),
+        "alexnet/imagenet".into(),
+        "--root".into(),
+        root.to_str().unwrap().into(),
+        "--url-base".into(),
+        base.into(),
+    ];
+    if let Some(i) = imagenet {
+        args.extend(["--imagenet".into(), i.to_str().unwrap().into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_trainer(&args)
+}
+
+/// Runs a fetch that must fail, and checks it left no key folder and no unpacking behind.
+fn failed_fetch(root: &Path, base: &str, imagenet: Option<&Path>) -> String {
+    let (ok, stdout, stderr) = fetch(root, base, imagenet);
+    assert!(!ok, "{stdout}\n{stderr}");
+    assert!(!root.join("alexnet/imagenet").exists(), "{stderr}");
+    let leftovers: Vec<_> = std::fs::read_dir(root.join(".downloads"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("unpack-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    stderr
+}
+
+#[test]
+fn damaged_zips_wrong_checksums_and_missing_images_leave_nothing_half_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let imagenet_dir = tmp.path().join("imagenet");
+    imagenet(&imagenet_dir);
+    let good = released_zip(&tmp.path().join("scratch"), [[0, 1, 2, 3], [0, 0, 0, 0]]);
+
+    // A damaged zip: one byte of an entry's data flipped, so its CRC fails.
+    let mut bad = good.clone();
+    let at = bad.windows(12).position(|w| w == b"layer2/masks").unwrap() + 200;
+    bad[at] ^= 0xff;
+    let (base, _) = site::serve(files(bad), None);
+    let root = tmp.path().join("damaged");
+    let err = failed_fetch(&root, &base, None);
+    assert!(
+        err.contains("alexnet-imagenet.zip") && err.contains("layer2/masks.npy"),
+        "{err}"
+    );
+
+    // A checksum that differs from the one recorded at the first download.
+    let (base, _) = site::serve(files(good.clone()), None);
+    let root = tmp.path().join("checksum");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("milannotations-sha256.json"),
+        format!(
+            r#"{{"sha256": {{"alexnet-imagenet.zip": "{}"}}}}"#,
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    let err = failed_fetch(&root, &base, None);
+    assert!(
+        err.contains("alexnet-imagenet.zip") && err.contains("differs from"),
+        "{err}"
+    );
+    assert!(!root.join(".downloads/alexnet-imagenet.zip").exists());
+
+    // A pointer past the end of the ImageNet folder names the ids.csv row and the count.
+    let far = released_zip(&tmp.path().join("scratch2"), [[0, 1, 2, 3], [0, 9, 0, 0]]);
+    let (base, _) = site::serve(files(far), None);
+    let root = tmp.path().join("pointer");
+    let err = failed_fetch(&root, &base, Some(&imagenet_dir));
+    assert!(
+        err.contains("layer2/ids.csv")
+            && err.contains("unit 1, exemplar 1 wants image #9")
+            && err.contains("holds 4 images"),
+        "{err}"
+    );
+
+    // An image that is not one.
+    std::fs::write(imagenet_dir.join("val/n01/a.png"), b"not a png").unwrap();
+    let (base, _) = site::serve(files(good), None);
+    let root = tmp.path().join("unreadable");
+    let err = failed_fetch(&root, &base, Some(&imagenet_dir));
+    assert!(
+        err.contains("n01/a.png") && err.contains("cannot be read"),
+        "{err}"
+    );
+
+    // A key the site does not have.
+    let (base, _) = site::serve(std::collections::HashMap::new(), None);
+    let root = tmp.path().join("absent");
+    let err = failed_fetch(&root, &base, None);
+    assert!(
+        err.contains("404") && err.contains("/data/alexnet-imagenet.zip"),
+        "{err}"
+    );
+}

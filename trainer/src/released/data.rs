@@ -320,51 +320,70 @@ fn to_chw_bytes(rgb: &[u8], w: usize, h: usize) -> Vec<u8> {
     out
 }
 
-/// Pillow's bilinear resize of an RGB image (`Image.resize((w, h), BILINEAR)`): a triangle
-/// filter widened by the scale when shrinking, coefficients in 22-bit fixed point, the horizontal
-/// pass first with its result rounded to bytes. Returns HWC bytes.
+/// Pillow's bilinear resize of an RGB image (`Image.resize((w, h), BILINEAR)`, Pillow 13): a
+/// triangle filter widened by the scale when shrinking, coefficients in 22-bit fixed point, two
+/// passes with the first pass's result rounded to bytes. The horizontal pass goes first unless
+/// the height shrinks by more than twice as many pixels as the width (Pillow's rule since it
+/// learnt to order the passes; older releases always went horizontal first, which moves a few
+/// values by one level). Returns HWC bytes.
 ///
 /// Written here because the authors' pointers are resolved through Pillow, and no Rust crate
 /// reproduces its rounding (image's and fast_image_resize's filters differ by a level here and
-/// there).
+/// there); trainer/tests/released.rs holds it to Pillow's bytes.
 pub fn pil_bilinear(img: &image::RgbImage, out_w: usize, out_h: usize) -> Vec<u8> {
     let (in_w, in_h) = (img.width() as usize, img.height() as usize);
-    let src = img.as_raw();
-    let horizontal = if in_w == out_w {
-        src.clone()
+    let shrink_h = in_h as i64 - out_h as i64;
+    let vertical_first = shrink_h > 0 && shrink_h > (in_w as i64 - out_w as i64) * 2;
+    let src = img.as_raw().clone();
+    if vertical_first {
+        let v = vertical(&src, in_w, in_h, out_h);
+        horizontal(&v, in_w, out_h, out_w)
     } else {
-        let (bounds, ksize, kk) = coefficients(in_w, out_w);
-        let mut out = vec![0u8; out_w * in_h * 3];
-        for y in 0..in_h {
-            for x in 0..out_w {
-                let (xmin, xn) = bounds[x];
-                let k = &kk[x * ksize..x * ksize + xn];
-                for c in 0..3 {
-                    let mut ss: i64 = 1 << (PRECISION_BITS - 1);
-                    for (i, &kv) in k.iter().enumerate() {
-                        ss += i64::from(src[(y * in_w + xmin + i) * 3 + c]) * i64::from(kv);
-                    }
-                    out[(y * out_w + x) * 3 + c] = clip8(ss);
-                }
-            }
-        }
-        out
-    };
-    if in_h == out_h {
-        return horizontal;
+        let h = horizontal(&src, in_w, in_h, out_w);
+        vertical(&h, out_w, in_h, out_h)
     }
-    let (bounds, ksize, kk) = coefficients(in_h, out_h);
-    let mut out = vec![0u8; out_w * out_h * 3];
-    for y in 0..out_h {
-        let (ymin, yn) = bounds[y];
-        let k = &kk[y * ksize..y * ksize + yn];
+}
+
+/// One horizontal pass over HWC bytes `w` wide and `h` high, to `out_w` wide.
+fn horizontal(src: &[u8], w: usize, h: usize, out_w: usize) -> Vec<u8> {
+    if w == out_w {
+        return src.to_vec();
+    }
+    let (bounds, ksize, kk) = coefficients(w, out_w);
+    let mut out = vec![0u8; out_w * h * 3];
+    for y in 0..h {
         for x in 0..out_w {
+            let (xmin, xn) = bounds[x];
+            let k = &kk[x * ksize..x * ksize + xn];
             for c in 0..3 {
                 let mut ss: i64 = 1 << (PRECISION_BITS - 1);
                 for (i, &kv) in k.iter().enumerate() {
-                    ss += i64::from(horizontal[((ymin + i) * out_w + x) * 3 + c]) * i64::from(kv);
+                    ss += i64::from(src[(y * w + xmin + i) * 3 + c]) * i64::from(kv);
                 }
                 out[(y * out_w + x) * 3 + c] = clip8(ss);
+            }
+        }
+    }
+    out
+}
+
+/// One vertical pass over HWC bytes `w` wide and `h` high, to `out_h` high.
+fn vertical(src: &[u8], w: usize, h: usize, out_h: usize) -> Vec<u8> {
+    if h == out_h {
+        return src.to_vec();
+    }
+    let (bounds, ksize, kk) = coefficients(h, out_h);
+    let mut out = vec![0u8; w * out_h * 3];
+    for y in 0..out_h {
+        let (ymin, yn) = bounds[y];
+        let k = &kk[y * ksize..y * ksize + yn];
+        for x in 0..w {
+            for c in 0..3 {
+                let mut ss: i64 = 1 << (PRECISION_BITS - 1);
+                for (i, &kv) in k.iter().enumerate() {
+                    ss += i64::from(src[((ymin + i) * w + x) * 3 + c]) * i64::from(kv);
+                }
+                out[(y * w + x) * 3 + c] = clip8(ss);
             }
         }
     }
