@@ -10,6 +10,8 @@ use milan_trainer::released::checkpoint::Pretrained;
 use milan_trainer::released::decode;
 use serde_json::Value;
 
+mod common;
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/pretrained")
@@ -165,6 +167,45 @@ fn trainer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_trainer"))
 }
 
+/// Runs `cmd`, which must succeed.
+fn succeeds(cmd: &mut Command) -> std::process::Output {
+    let run = cmd.output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    run
+}
+
+/// Runs `cmd`, which must fail, and returns what it said.
+fn fails(cmd: &mut Command) -> String {
+    let run = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(!run.status.success(), "{err}");
+    err
+}
+
+/// A synthetic alexnet/imagenet folder of 64-pixel exemplars.
+fn synth(dir: &Path, units: usize) -> PathBuf {
+    succeeds(
+        trainer()
+            .args(["synth", "--image-size", "64", "--keys", "alexnet/imagenet"])
+            .args(["--units-per-layer", &units.to_string(), "--out"])
+            .arg(dir),
+    );
+    dir.join("alexnet/imagenet")
+}
+
+/// `trainer assets fetch resnet18 --from file` into `assets`.
+fn register_resnet18(assets: &Path, file: &Path) -> Command {
+    let mut cmd = trainer();
+    cmd.env("MILAN_ASSETS", assets)
+        .args(["assets", "fetch", "resnet18", "--from"])
+        .arg(file);
+    cmd
+}
+
 fn csv_descriptions(path: &Path) -> Vec<(String, String, String)> {
     let mut r = csv::Reader::from_path(path).unwrap();
     assert_eq!(
@@ -182,7 +223,6 @@ fn csv_descriptions(path: &Path) -> Vec<(String, String, String)> {
 #[test]
 fn describe_writes_the_authors_descriptions_of_precomputed_features() {
     let tmp = tempfile::tempdir().unwrap();
-    let expected = expected();
     for (flag, key) in [(None, "rerank"), (Some("--greedy"), "greedy")] {
         let out = tmp.path().join(format!("{key}.csv"));
         let mut cmd = trainer();
@@ -202,18 +242,7 @@ fn describe_writes_the_authors_descriptions_of_precomputed_features() {
             "{}",
             String::from_utf8_lossy(&run.stderr)
         );
-        let rows = csv_descriptions(&out);
-        let mut want = Vec::new();
-        for (layer, units) in expected["layers"].as_object().unwrap() {
-            for (u, unit) in units.as_array().unwrap().iter().enumerate() {
-                want.push((
-                    layer.clone(),
-                    u.to_string(),
-                    unit[key]["text"].as_str().unwrap().to_owned(),
-                ));
-            }
-        }
-        assert_eq!(rows, want, "{key}");
+        assert_eq!(csv_descriptions(&out), expected_rows(key), "{key}");
     }
 }
 
@@ -758,4 +787,214 @@ fn damaged_zips_wrong_checksums_and_missing_images_leave_nothing_half_written() 
         err.contains("404") && err.contains("/data/alexnet-imagenet.zip"),
         "{err}"
     );
+}
+
+/// The expected `layer,unit,description` rows of the fixture's features for `key` (rerank or
+/// greedy).
+fn expected_rows(key: &str) -> Vec<(String, String, String)> {
+    let expected = expected();
+    let mut want = Vec::new();
+    for (layer, units) in expected["layers"].as_object().unwrap() {
+        for (u, unit) in units.as_array().unwrap().iter().enumerate() {
+            want.push((
+                layer.clone(),
+                u.to_string(),
+                unit[key]["text"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    want
+}
+
+#[test]
+fn a_released_name_is_downloaded_once_resumed_and_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pth = std::fs::read(fixture("milan-tiny.pth")).unwrap();
+    let (base, log) = site::serve(
+        [("/models/milan-base.pth".to_owned(), pth.clone())].into(),
+        Some(("/models/milan-base.pth".into(), pth.len() / 2)),
+    );
+    let assets = tmp.path().join("assets");
+    let out = tmp.path().join("base.csv");
+    let describe = || {
+        trainer()
+            .env("MILAN_ASSETS", &assets)
+            .args(["describe", "--pretrained", "base", "--url-base", &base])
+            .arg("--features")
+            .arg(fixture("features"))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let run = describe();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(csv_descriptions(&out), expected_rows("rerank"));
+    let requests = log.lock().unwrap().clone();
+    assert_eq!(
+        requests.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
+        vec![None, Some(format!("bytes={}-", pth.len() / 2))]
+    );
+    assert_eq!(
+        std::fs::read(assets.join("milan/milan-base.pth")).unwrap(),
+        pth
+    );
+    let manifest = std::fs::read_to_string(assets.join("milan/milan-sha256.json")).unwrap();
+    assert!(manifest.contains("milan-base.pth"), "{manifest}");
+
+    // Once there, it is checked, not fetched again; a file changed since is refused.
+    let run = describe();
+    assert!(run.status.success());
+    assert_eq!(log.lock().unwrap().len(), 2);
+    let mut changed = pth.clone();
+    let last = changed.len() - 1;
+    changed[last] ^= 1;
+    std::fs::write(assets.join("milan/milan-base.pth"), &changed).unwrap();
+    let run = describe();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && err.contains("differs from"),
+        "{err}"
+    );
+    // ... and removed, so the next run downloads a good copy.
+    assert!(!assets.join("milan/milan-base.pth").exists());
+    let run = describe();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    // Names that are neither files nor released models are refused by name.
+    let run = trainer()
+        .env("MILAN_ASSETS", &assets)
+        .args(["describe", "--pretrained", "bigger", "--url-base", &base])
+        .arg("--features")
+        .arg(fixture("features"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && err.contains("bigger") && err.contains("base, cls"),
+        "{err}"
+    );
+}
+
+#[test]
+fn describe_runs_the_checkpoints_encoder_on_exemplar_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let assets = tmp.path().join("assets");
+    // torchvision's ResNet-18 layout with small random weights, registered as the asset.
+    let weights = tmp.path().join("resnet18.safetensors");
+    common::write_random(&weights, &common::torchvision_keys([2, 2, 2, 2], false), 3);
+    succeeds(&mut register_resnet18(&assets, &weights));
+    assert_eq!(
+        milan_trainer::assets::sha256_file(&assets.join("resnet18/resnet18.safetensors")).unwrap(),
+        milan_trainer::assets::sha256_file(&weights).unwrap()
+    );
+    // A file whose name carries another hash than its own (torchvision's naming) is refused.
+    let misnamed = tmp.path().join("resnet18-deadbeef.pth");
+    std::fs::copy(&weights, &misnamed).unwrap();
+    let err = fails(&mut register_resnet18(&assets, &misnamed));
+    assert!(err.contains("deadbeef"), "{err}");
+
+    let data = synth(&tmp.path().join("synth"), 2);
+    let out = tmp.path().join("described.csv");
+    let describe = |checkpoint: &str| {
+        let mut cmd = trainer();
+        cmd.env("MILAN_ASSETS", &assets)
+            .arg("describe")
+            .arg("--pretrained")
+            .arg(fixture(checkpoint))
+            .arg("--data")
+            .arg(&data)
+            .arg("--cache")
+            .arg(tmp.path().join("cache"))
+            .args(["--beam", "5"])
+            .arg("--out")
+            .arg(&out);
+        cmd
+    };
+    succeeds(&mut describe("milan-resnet18.pth"));
+    let rows = csv_descriptions(&out);
+    let units: Vec<(String, String)> = rows.iter().map(|r| (r.0.clone(), r.1.clone())).collect();
+    let want: Vec<(String, String)> = ["conv1", "conv2", "conv3", "conv4", "conv5"]
+        .iter()
+        .flat_map(|l| (0..2).map(move |u| (l.to_string(), u.to_string())))
+        .collect();
+    assert_eq!(units, want);
+
+    // The 24-wide decoder cannot read a ResNet-18 pyramid; said before any image is read.
+    let err = fails(&mut describe("milan-tiny.pth"));
+    assert!(err.contains("24-wide"), "{err}");
+}
+
+#[test]
+fn fit_init_from_fine_tunes_a_released_checkpoint_on_its_encoders_features() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let minilm = root.join("assets/minilm");
+    assert!(
+        minilm.join("model.safetensors").is_file(),
+        "run `cargo run -p milan-trainer -- assets fetch minilm` in the repository root \
+         (scripts/test does)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = tmp.path().join("resnet18.safetensors");
+    common::write_random(&weights, &common::torchvision_keys([2, 2, 2, 2], false), 5);
+    let data = synth(&tmp.path().join("synth"), 4);
+    let config = tmp.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"max_epochs": 1, "lm_max_epochs": 1, "decode": {"beam": 5, "lambda": 0.2, "neurons_per_batch": 8}}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("run");
+    let run = trainer()
+        .args([
+            "fit",
+            "--split",
+            "within-network",
+            "--direction",
+            "alexnet/imagenet",
+        ])
+        .args(["--trials", "1", "--init-from"])
+        .arg(fixture("milan-resnet18.pth"))
+        .arg("--weights")
+        .arg(&weights)
+        .arg("--bertscore-model")
+        .arg(&minilm)
+        .arg("--config")
+        .arg(&config)
+        .arg("--cache")
+        .arg(tmp.path().join("cache"))
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    // The checkpoint's encoder was used, not the default EfficientNet.
+    assert!(stderr.contains("resnet18"), "{stderr}");
+    let trial = out.join("alexnet_imagenet").join("trial-0");
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(trial.join("config.json")).unwrap()).unwrap();
+    assert_eq!(info["encoder"], "resnet18");
+    assert_eq!(info["feature_dim"], 1024);
+    assert_eq!(info["config"]["hidden"], 8);
+    assert!(
+        info["init_from"]
+            .as_str()
+            .unwrap()
+            .ends_with("milan-resnet18.pth")
+    );
+    // Its vocabulary is the checkpoint's, in our order: specials first, then the words.
+    let vocab: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(trial.join("vocab.json")).unwrap()).unwrap();
+    assert_eq!(&vocab[..5], ["<pad>", "<start>", "<stop>", "<unk>", "the"]);
 }

@@ -2,101 +2,11 @@
 //! weights are the user's to bring): every key is used, a missing or extra key is named, shapes of
 //! logits and of conv1/layer1-4 are torchvision's, and the same input gives the same output.
 
-use std::collections::BTreeMap;
-
 use burn::tensor::{Device, Tensor, TensorData};
 use milan_trainer::encoders::resnet::{Depth, LAYERS, ResNet};
-use safetensors::tensor::{Dtype, TensorView};
 
-/// torchvision's state-dict keys and shapes, written out independently of the loader.
-fn torchvision_keys(blocks: [usize; 4], bottleneck: bool) -> Vec<(String, Vec<usize>)> {
-    let mut keys = Vec::new();
-    let bn = |keys: &mut Vec<(String, Vec<usize>)>, p: &str, c: usize| {
-        for s in ["weight", "bias", "running_mean", "running_var"] {
-            keys.push((format!("{p}.{s}"), vec![c]));
-        }
-        keys.push((format!("{p}.num_batches_tracked"), vec![]));
-    };
-    keys.push(("conv1.weight".into(), vec![64, 3, 7, 7]));
-    bn(&mut keys, "bn1", 64);
-    let mut inp = 64;
-    for (s, &n) in blocks.iter().enumerate() {
-        let mid = 64 << s;
-        let out = if bottleneck { mid * 4 } else { mid };
-        for b in 0..n {
-            let p = format!("layer{}.{b}", s + 1);
-            if bottleneck {
-                keys.push((format!("{p}.conv1.weight"), vec![mid, inp, 1, 1]));
-                bn(&mut keys, &format!("{p}.bn1"), mid);
-                keys.push((format!("{p}.conv2.weight"), vec![mid, mid, 3, 3]));
-                bn(&mut keys, &format!("{p}.bn2"), mid);
-                keys.push((format!("{p}.conv3.weight"), vec![out, mid, 1, 1]));
-                bn(&mut keys, &format!("{p}.bn3"), out);
-            } else {
-                keys.push((format!("{p}.conv1.weight"), vec![out, inp, 3, 3]));
-                bn(&mut keys, &format!("{p}.bn1"), out);
-                keys.push((format!("{p}.conv2.weight"), vec![out, out, 3, 3]));
-                bn(&mut keys, &format!("{p}.bn2"), out);
-            }
-            if b == 0 && (s > 0 || inp != out) {
-                keys.push((format!("{p}.downsample.0.weight"), vec![out, inp, 1, 1]));
-                bn(&mut keys, &format!("{p}.downsample.1"), out);
-            }
-            inp = out;
-        }
-    }
-    keys.push(("fc.weight".into(), vec![1000, inp]));
-    keys.push(("fc.bias".into(), vec![1000]));
-    keys
-}
-
-/// Small random weights (variances positive), as a safetensors file.
-fn write_random(path: &std::path::Path, keys: &[(String, Vec<usize>)], seed: u64) {
-    let mut state = seed | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 40) as f32 / (1u64 << 24) as f32
-    };
-    let mut buffers: BTreeMap<String, (Vec<u8>, Vec<usize>, Dtype)> = BTreeMap::new();
-    for (name, shape) in keys {
-        if name.ends_with("num_batches_tracked") {
-            buffers.insert(
-                name.clone(),
-                (0i64.to_le_bytes().to_vec(), shape.clone(), Dtype::I64),
-            );
-            continue;
-        }
-        let n: usize = shape.iter().product();
-        let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
-        let values: Vec<f32> = (0..n)
-            .map(|_| {
-                let u = next();
-                // Batch-norm variances and gammas positive, the rest centred.
-                if name.ends_with("running_var") || (name.ends_with(".weight") && shape.len() == 1)
-                {
-                    0.5 + u
-                } else {
-                    (u - 0.5) * 2.0 * (3.0 / fan_in as f32).sqrt()
-                }
-            })
-            .collect();
-        buffers.insert(
-            name.clone(),
-            (
-                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                shape.clone(),
-                Dtype::F32,
-            ),
-        );
-    }
-    let views: Vec<(String, TensorView)> = buffers
-        .iter()
-        .map(|(k, (b, s, d))| (k.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    safetensors::serialize_to_file(views, None, path).unwrap();
-}
+mod common;
+use common::{torchvision_keys, write_random};
 
 fn input(device: &Device) -> Tensor<4> {
     let values: Vec<f32> = (0..2 * 3 * 224 * 224)

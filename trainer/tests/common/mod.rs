@@ -1,7 +1,11 @@
-//! What several trainer tests share: where the fetched assets are.
+//! What several trainer tests share: where the fetched assets are, and ResNets with small
+//! random weights in torchvision's layout.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, TensorView};
 
 /// EfficientNet-Lite0's weights, or a failure that says how to get them.
 pub fn efficientnet_weights() -> PathBuf {
@@ -19,4 +23,94 @@ pub fn efficientnet_weights() -> PathBuf {
         file.display()
     );
     file
+}
+
+/// torchvision's state-dict keys and shapes, written out independently of the loader.
+pub fn torchvision_keys(blocks: [usize; 4], bottleneck: bool) -> Vec<(String, Vec<usize>)> {
+    let mut keys = Vec::new();
+    let bn = |keys: &mut Vec<(String, Vec<usize>)>, p: &str, c: usize| {
+        for s in ["weight", "bias", "running_mean", "running_var"] {
+            keys.push((format!("{p}.{s}"), vec![c]));
+        }
+        keys.push((format!("{p}.num_batches_tracked"), vec![]));
+    };
+    keys.push(("conv1.weight".into(), vec![64, 3, 7, 7]));
+    bn(&mut keys, "bn1", 64);
+    let mut inp = 64;
+    for (s, &n) in blocks.iter().enumerate() {
+        let mid = 64 << s;
+        let out = if bottleneck { mid * 4 } else { mid };
+        for b in 0..n {
+            let p = format!("layer{}.{b}", s + 1);
+            if bottleneck {
+                keys.push((format!("{p}.conv1.weight"), vec![mid, inp, 1, 1]));
+                bn(&mut keys, &format!("{p}.bn1"), mid);
+                keys.push((format!("{p}.conv2.weight"), vec![mid, mid, 3, 3]));
+                bn(&mut keys, &format!("{p}.bn2"), mid);
+                keys.push((format!("{p}.conv3.weight"), vec![out, mid, 1, 1]));
+                bn(&mut keys, &format!("{p}.bn3"), out);
+            } else {
+                keys.push((format!("{p}.conv1.weight"), vec![out, inp, 3, 3]));
+                bn(&mut keys, &format!("{p}.bn1"), out);
+                keys.push((format!("{p}.conv2.weight"), vec![out, out, 3, 3]));
+                bn(&mut keys, &format!("{p}.bn2"), out);
+            }
+            if b == 0 && (s > 0 || inp != out) {
+                keys.push((format!("{p}.downsample.0.weight"), vec![out, inp, 1, 1]));
+                bn(&mut keys, &format!("{p}.downsample.1"), out);
+            }
+            inp = out;
+        }
+    }
+    keys.push(("fc.weight".into(), vec![1000, inp]));
+    keys.push(("fc.bias".into(), vec![1000]));
+    keys
+}
+
+/// Small random weights (variances positive), as a safetensors file.
+pub fn write_random(path: &std::path::Path, keys: &[(String, Vec<usize>)], seed: u64) {
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let mut buffers: BTreeMap<String, (Vec<u8>, Vec<usize>, Dtype)> = BTreeMap::new();
+    for (name, shape) in keys {
+        if name.ends_with("num_batches_tracked") {
+            buffers.insert(
+                name.clone(),
+                (0i64.to_le_bytes().to_vec(), shape.clone(), Dtype::I64),
+            );
+            continue;
+        }
+        let n: usize = shape.iter().product();
+        let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                let u = next();
+                // Batch-norm variances and gammas positive, the rest centred.
+                if name.ends_with("running_var") || (name.ends_with(".weight") && shape.len() == 1)
+                {
+                    0.5 + u
+                } else {
+                    (u - 0.5) * 2.0 * (3.0 / fan_in as f32).sqrt()
+                }
+            })
+            .collect();
+        buffers.insert(
+            name.clone(),
+            (
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                shape.clone(),
+                Dtype::F32,
+            ),
+        );
+    }
+    let views: Vec<(String, TensorView)> = buffers
+        .iter()
+        .map(|(k, (b, s, d))| (k.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
 }
