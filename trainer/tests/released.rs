@@ -779,6 +779,20 @@ fn damaged_zips_wrong_checksums_and_missing_images_leave_nothing_half_written() 
         "{err}"
     );
 
+    // An entry that would land outside the key's folder.
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    zip.start_file("../../escaped.txt", options).unwrap();
+    std::io::Write::write_all(&mut zip, b"outside").unwrap();
+    let (base, _) = site::serve(files(zip.finish().unwrap().into_inner()), None);
+    let root = tmp.path().join("slip");
+    let err = failed_fetch(&root, &base, None);
+    assert!(
+        err.contains("escaped.txt") && err.contains("outside"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("escaped.txt").exists() && !root.join("escaped.txt").exists());
+
     // A key the site does not have.
     let (base, _) = site::serve(std::collections::HashMap::new(), None);
     let root = tmp.path().join("absent");
