@@ -737,6 +737,13 @@ fn damaged_zips_wrong_checksums_and_missing_images_leave_nothing_half_written() 
         err.contains("alexnet-imagenet.zip") && err.contains("layer2/masks.npy"),
         "{err}"
     );
+    // Nothing of it is kept or trusted: the next run downloads a good copy and records that.
+    assert!(!root.join(".downloads/alexnet-imagenet.zip").exists());
+    assert!(!root.join("milannotations-sha256.json").exists());
+    let (base, _) = site::serve(files(good.clone()), None);
+    let (ok, stdout, stderr) = fetch(&root, &base, None);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(root.join("milannotations-sha256.json").exists());
 
     // A checksum that differs from the one recorded at the first download.
     let (base, _) = site::serve(files(good.clone()), None);

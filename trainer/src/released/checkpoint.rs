@@ -284,5 +284,13 @@ pub fn resolve(name_or_path: &str, url_base: &str) -> Result<std::path::PathBuf>
     if !dir.join(&file).is_file() {
         eprintln!("{file}: downloading from {url}");
     }
-    super::download::fetch(&url, &dir, &file, &mut manifest)
+    let (path, sha) = super::download::fetch(&url, &dir, &file, &manifest)?;
+    // Recorded once it opens as a checkpoint; a file that does not is deleted, to be fetched
+    // again.
+    if let Err(e) = TorchZip::open(&path) {
+        let _ = std::fs::remove_file(&path);
+        return Err(e.context(format!("{url}: not a PyTorch checkpoint")));
+    }
+    manifest.record(&file, &sha)?;
+    Ok(path)
 }

@@ -79,7 +79,7 @@ pub fn fetch(
         let name = zip_name(key);
         let url = format!("{}/data/{name}", url_base.trim_end_matches('/'));
         eprintln!("{key}: {url}");
-        let zip = download::fetch(&url, &downloads, &name, &mut manifest)?;
+        let (zip, sha) = download::fetch(&url, &downloads, &name, &manifest)?;
         let scratch = downloads.join(format!("unpack-{}", std::process::id()));
         let result = (|| {
             let folder = scratch.join(key.arch()).join(key.dataset());
@@ -99,9 +99,11 @@ pub fn fetch(
                 .with_context(|| format!("moving the unpacked key to {}", target.display()))
         })();
         let _ = std::fs::remove_dir_all(&scratch);
-        result?;
-        // Unpacked and checked: the zip's bytes are kept only as a hash in the manifest.
+        // Unpacked and checked, or not usable: either way the zip goes (a damaged one must be
+        // downloaded again, not unpacked again); a good one is kept as its hash in the manifest.
         let _ = std::fs::remove_file(&zip);
+        result?;
+        manifest.record(&name, &sha)?;
         Fetched::New
     };
     if fetched == Fetched::Present

@@ -1,7 +1,7 @@
 //! Downloads of the authors' released files: resumable (a `.part` file continues with an HTTP
 //! range request, in the same run after a dropped connection and in the next run after a killed
 //! one), shown with a progress bar, and checked against a SHA-256 manifest that records each
-//! file's hash on its first download and holds every later download to it.
+//! file's hash once its first download has proved usable and holds every later download to it.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -40,21 +40,27 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Records `sha` for `name` the first time; afterwards, fails unless it is the same.
-    pub fn check_or_record(&mut self, name: &str, sha: &str) -> Result<()> {
+    /// Fails if a SHA-256 other than `sha` is recorded for `name`.
+    pub fn check(&self, name: &str, sha: &str) -> Result<()> {
         match self.sha256.get(name) {
-            Some(known) if known == sha => Ok(()),
-            Some(known) => bail!(
+            Some(known) if known != sha => bail!(
                 "{name}: SHA-256 {sha} differs from {known}, recorded in {} at its first download \
                  (the file is damaged, or the server's copy changed; if you trust the new one, \
                  remove its line from the manifest)",
                 self.path.display()
             ),
-            None => {
-                self.sha256.insert(name.to_owned(), sha.to_owned());
-                crate::train::write_atomic(&self.path, &serde_json::to_vec_pretty(self)?)
-            }
+            _ => Ok(()),
         }
+    }
+
+    /// Records `sha` for `name` (once the file has proved usable), atomically.
+    pub fn record(&mut self, name: &str, sha: &str) -> Result<()> {
+        self.check(name, sha)?;
+        if self.sha256.get(name).map(String::as_str) == Some(sha) {
+            return Ok(());
+        }
+        self.sha256.insert(name.to_owned(), sha.to_owned());
+        crate::train::write_atomic(&self.path, &serde_json::to_vec_pretty(self)?)
     }
 }
 
@@ -83,8 +89,9 @@ fn bar(label: &str) -> ProgressBar {
 }
 
 /// Downloads `url` to `dir/name` (through `dir/name.part`), resuming what an earlier run left,
-/// and checks it against `manifest`. A file already complete in `dir` is checked, not fetched.
-pub fn fetch(url: &str, dir: &Path, name: &str, manifest: &mut Manifest) -> Result<PathBuf> {
+/// and checks it against `manifest`; returns the file and its SHA-256, which the caller records
+/// once the file has proved usable. A file already complete in `dir` is checked, not fetched.
+pub fn fetch(url: &str, dir: &Path, name: &str, manifest: &Manifest) -> Result<(PathBuf, String)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let done = dir.join(name);
     let part = dir.join(format!("{name}.part"));
@@ -94,12 +101,12 @@ pub fn fetch(url: &str, dir: &Path, name: &str, manifest: &mut Manifest) -> Resu
             .with_context(|| format!("moving {} into place", part.display()))?;
     }
     let sha = crate::assets::sha256_file(&done)?;
-    if let Err(e) = manifest.check_or_record(name, &sha) {
+    if let Err(e) = manifest.check(name, &sha) {
         // A damaged file must not be resumed or reused by the next run.
         let _ = std::fs::remove_file(&done);
         return Err(e);
     }
-    Ok(done)
+    Ok((done, sha))
 }
 
 /// Fills `part` from `url`, continuing from its current length.
