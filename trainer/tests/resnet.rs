@@ -67,6 +67,32 @@ fn resnets_load_torchvision_keys_and_give_torchvisions_shapes() {
 }
 
 #[test]
+fn torchvisions_pth_format_loads_as_its_safetensors_twin() {
+    let device = Device::flex();
+    let tmp = tempfile::tempdir().unwrap();
+    let st = tmp.path().join("r18.safetensors");
+    write_random(&st, &torchvision_keys(Depth::R18.blocks(), false), 11);
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> =
+        milan_trainer::encoders::weights::read_safetensors_floats(&st)
+            .unwrap()
+            .into_iter()
+            .map(|(k, (v, s))| (k, s, v))
+            .collect();
+    let pth = tmp.path().join("resnet18-random.pth");
+    common::write_torch_zip(&pth, &tensors);
+    let logits = |path: &std::path::Path| {
+        ResNet::load(path, Depth::R18, &device)
+            .unwrap()
+            .forward(input(&device), &[])
+            .logits
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    assert_eq!(logits(&pth), logits(&st));
+}
+
+#[test]
 fn a_missing_or_extra_key_is_named() {
     let device = Device::flex();
     let tmp = tempfile::tempdir().unwrap();

@@ -142,6 +142,7 @@ pub fn unpack(zip: &Path, folder: &Path) -> Result<()> {
     );
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        eprintln!("{}: unpacking {:.1} MB", zip.display(), total as f64 / 1e6);
     }
     for i in 0..archive.len() {
         let mut entry = archive

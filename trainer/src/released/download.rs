@@ -117,6 +117,7 @@ fn download(url: &str, part: &Path) -> Result<()> {
         .map(|n| n.to_string_lossy().trim_end_matches(".part").to_owned())
         .unwrap_or_default();
     let bar = bar(&label);
+    let started = std::time::Instant::now();
     let mut failures = 0;
     loop {
         let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
@@ -177,6 +178,12 @@ fn download(url: &str, part: &Path) -> Result<()> {
         match attempt? {
             None => {
                 bar.finish_and_clear();
+                let bytes = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+                eprintln!(
+                    "{label}: {:.1} MB in {:.1} s",
+                    bytes as f64 / 1e6,
+                    started.elapsed().as_secs_f64()
+                );
                 return Ok(());
             }
             Some(why) => {

@@ -114,3 +114,60 @@ pub fn write_random(path: &std::path::Path, keys: &[(String, Vec<usize>)], seed:
         .collect();
     safetensors::serialize_to_file(views, None, path).unwrap();
 }
+
+/// Writes float tensors as `torch.save(state_dict)` does since PyTorch 1.6: a zip holding
+/// `archive/data.pkl` (protocol 2: an `OrderedDict` of `_rebuild_tensor_v2` calls over
+/// persistent storage ids) and `archive/data/<n>`. A test-side writer, so that readers can be
+/// checked on files of any size (torchvision's own files are the user's to bring; the reader is
+/// held to files PyTorch wrote in trainer/tests/fixtures/pretrained).
+pub fn write_torch_zip(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+    fn unicode(p: &mut Vec<u8>, s: &str) {
+        p.push(b'X');
+        p.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        p.extend_from_slice(s.as_bytes());
+    }
+    fn int(p: &mut Vec<u8>, n: usize) {
+        p.push(b'J');
+        p.extend_from_slice(&(n as i32).to_le_bytes());
+    }
+    fn ints(p: &mut Vec<u8>, ns: &[usize]) {
+        p.push(b'(');
+        for &n in ns {
+            int(p, n);
+        }
+        p.push(b't');
+    }
+    let mut p = b"\x80\x02ccollections\nOrderedDict\n)R(".to_vec();
+    for (i, (name, shape, _)) in tensors.iter().enumerate() {
+        unicode(&mut p, name);
+        p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+        unicode(&mut p, "storage");
+        p.extend_from_slice(b"ctorch\nFloatStorage\n");
+        unicode(&mut p, &i.to_string());
+        unicode(&mut p, "cpu");
+        int(&mut p, shape.iter().product());
+        p.extend_from_slice(b"tQ");
+        int(&mut p, 0);
+        ints(&mut p, shape);
+        let strides: Vec<usize> = (0..shape.len())
+            .map(|d| shape[d + 1..].iter().product())
+            .collect();
+        ints(&mut p, &strides);
+        p.extend_from_slice(b"\x89ccollections\nOrderedDict\n)RtR");
+    }
+    p.extend_from_slice(b"u.");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let mut entry = |name: &str, bytes: &[u8]| {
+        zip.start_file(name, options).unwrap();
+        std::io::Write::write_all(&mut zip, bytes).unwrap();
+    };
+    entry("archive/data.pkl", &p);
+    for (i, (_, _, values)) in tensors.iter().enumerate() {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        entry(&format!("archive/data/{i}"), &bytes);
+    }
+    entry("archive/version", b"3\n");
+    zip.finish().unwrap();
+}
