@@ -44,7 +44,7 @@ pub fn keys(name: &str) -> Result<Vec<ModelKey>> {
     }
     bail!(
         "{name:?} is neither a key (arch/dataset, e.g. alexnet/imagenet) nor a group (base, cls, \
-         gen, imagenet, places365, alexnet, resnet152, biggan, dino_vits8)"
+         gen, imagenet, places365, alexnet, resnet152, biggan)"
     )
 }
 
