@@ -150,14 +150,25 @@ test("the task page reflows on a phone without horizontal scrolling", async () =
   await context.close();
 });
 
+/** Waits (5 s at most) for the element `id` to have focus, and fails naming what has it. */
+async function hasFocus(page, id) {
+  try {
+    await page.waitForFunction((want) => document.activeElement && document.activeElement.id === want, id,
+      { timeout: 5000 });
+  } catch {
+    assert.equal(await page.evaluate(() => document.activeElement && document.activeElement.id), id);
+  }
+}
+
 test("a task can be done by keyboard alone", async () => {
   const { context, page, problems } = await session();
   await signInWithPassword(page, "alice", process.env.WORKER_PASSWORD, "demo");
-  // The start button has focus on arrival; Enter starts.
-  assert.equal(await page.evaluate(() => document.activeElement.id), "start");
+  // The start button has focus on arrival (autofocus lands once the page has loaded, which a
+  // loaded machine may take a moment to do); Enter starts.
+  await hasFocus(page, "start");
   await Promise.all([page.waitForURL(`${BASE}/p/demo/task`), page.keyboard.press("Enter")]);
   // The text box has focus: type, then Ctrl+Enter submits.
-  assert.equal(await page.evaluate(() => document.activeElement.id), "description");
+  await hasFocus(page, "description");
   await page.keyboard.type("yellow triangles in corners");
   await page.waitForFunction(() => /Looks good/.test(document.querySelector("#verdict").textContent));
   const before = await page.getAttribute("#grid .cell img", "src");
