@@ -52,11 +52,13 @@ pub fn run(command: &DataCommand) -> Result<()> {
                     Fetched::Present => println!("{key}: already in {}", dir.display()),
                 }
             }
-            let pending: Vec<String> = data::list(&args.root)?
-                .into_iter()
-                .filter(|p| keys.contains(&p.key) && !p.images)
-                .map(|p| p.key.to_string())
-                .collect();
+            // Only the keys just fetched: listing the whole root would walk every file in it.
+            let mut pending = Vec::new();
+            for key in &keys {
+                if data::has_pointers(&args.root.join(key.arch()).join(key.dataset()))? {
+                    pending.push(key.to_string());
+                }
+            }
             if !pending.is_empty() {
                 println!(
                     "{}: images are pointers into ImageNet; run again with --imagenet DIR to \

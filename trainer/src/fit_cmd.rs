@@ -291,12 +291,7 @@ pub fn run_describe(args: &DescribeArgs) -> Result<()> {
         lambda: args.lambda.unwrap_or(trained.info.config.decode.lambda),
         ..trained.info.config.decode
     };
-    let bar = indicatif::ProgressBar::new(corpus.neurons.len() as u64).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} describing {bar:40} {pos}/{len} units {elapsed} (eta {eta})",
-        )
-        .expect("valid template"),
-    );
+    let bar = describe_bar(corpus.neurons.len());
     let positions: Vec<usize> = (0..corpus.neurons.len()).collect();
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["layer", "unit", "description"])?;
@@ -318,20 +313,37 @@ pub fn run_describe(args: &DescribeArgs) -> Result<()> {
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    let bytes = w.into_inner()?;
-    match &args.out {
+    write_descriptions(
+        args.out.as_deref(),
+        &w.into_inner()?,
+        corpus.neurons.len(),
+        &dir.display().to_string(),
+    )
+}
+
+/// The progress bar of describing `units` units.
+pub fn describe_bar(units: usize) -> indicatif::ProgressBar {
+    indicatif::ProgressBar::new(units as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} describing {bar:40} {pos}/{len} units {elapsed} (eta {eta})",
+        )
+        .expect("valid template"),
+    )
+}
+
+/// Writes a `layer,unit,description` CSV to `out` atomically (saying so), or to standard output.
+pub fn write_descriptions(out: Option<&Path>, csv: &[u8], units: usize, with: &str) -> Result<()> {
+    match out {
         Some(path) => {
-            write_atomic(path, &bytes)?;
+            write_atomic(path, csv)?;
             eprintln!(
-                "{} units described with {} into {}",
-                corpus.neurons.len(),
-                dir.display(),
+                "{units} units described with {with} into {}",
                 path.display()
             );
         }
         None => {
             use std::io::Write;
-            std::io::stdout().write_all(&bytes)?;
+            std::io::stdout().write_all(csv)?;
         }
     }
     Ok(())

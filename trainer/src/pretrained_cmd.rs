@@ -8,12 +8,25 @@ use burn::tensor::{Device, Tensor, TensorData};
 use milan_trainer::data::Corpus;
 use milan_trainer::released::checkpoint::{Pretrained, resolve};
 use milan_trainer::released::decode::{self, Decoded};
-use milan_trainer::train::write_atomic;
 
 use crate::fit_cmd::DescribeArgs;
 
 /// Neurons decoded together (beam x neurons rows per step; bounds memory).
 const NEURONS_PER_BATCH: usize = 16;
+
+/// Neurons decoded together and where their features come from.
+struct Batch {
+    /// (layer, unit) of each neuron.
+    rows: Vec<(String, String)>,
+    from: From,
+}
+
+enum From {
+    /// Units `first..first + rows` of a features file.
+    File { layer: usize, first: usize },
+    /// Positions in the corpus computed through the encoder.
+    Corpus(Vec<usize>),
+}
 
 /// One layer's features: its name and [units, k, d] values.
 struct LayerFeatures {
@@ -89,54 +102,73 @@ pub fn run(args: &DescribeArgs) -> Result<()> {
         );
     }
 
-    // (layer, unit) of every neuron with a closure giving a batch of their features.
-    let mut rows: Vec<(String, String)> = Vec::new();
-    let mut batches: Vec<Tensor<3>> = Vec::new();
+    // The batches to decode; each batch's features are made only when it is decoded.
+    let mut files: Vec<LayerFeatures> = Vec::new();
+    let mut corpus: Option<Corpus> = None;
+    let mut batches: Vec<Batch> = Vec::new();
     if let Some(dir) = &args.feature_dir {
-        for lf in read_feature_dir(dir, model.feature_dim)? {
-            let row_len = lf.k * model.feature_dim;
+        files = read_feature_dir(dir, model.feature_dim)?;
+        for (layer, lf) in files.iter().enumerate() {
             for first in (0..lf.units).step_by(NEURONS_PER_BATCH) {
                 let n = NEURONS_PER_BATCH.min(lf.units - first);
-                let values = lf.values[first * row_len..(first + n) * row_len].to_vec();
-                batches.push(Tensor::from_data(
-                    TensorData::new(values, [n, lf.k, model.feature_dim]),
-                    &device,
-                ));
-                rows.extend((first..first + n).map(|u| (lf.layer.clone(), u.to_string())));
+                batches.push(Batch {
+                    rows: (first..first + n)
+                        .map(|u| (lf.layer.clone(), u.to_string()))
+                        .collect(),
+                    from: From::File { layer, first },
+                });
             }
         }
     } else {
         let data = args.data.as_deref().context("--data or --features")?;
-        let corpus = corpus_through_encoder(&model, args, data, &device)?;
-        let mut by_layer: Vec<(String, Vec<usize>)> = Vec::new();
-        for (p, n) in corpus.neurons.iter().enumerate() {
+        let c = corpus_through_encoder(&model, args, data, &device)?;
+        let mut by_layer: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (p, n) in c.neurons.iter().enumerate() {
             match by_layer.last_mut() {
                 Some((l, ps)) if *l == n.id.layer => ps.push(p),
-                _ => by_layer.push((n.id.layer.clone(), vec![p])),
+                _ => by_layer.push((&n.id.layer, vec![p])),
             }
         }
         for (_, positions) in by_layer {
             for chunk in positions.chunks(NEURONS_PER_BATCH) {
-                batches.push(corpus.features(chunk, &device));
-                rows.extend(chunk.iter().map(|&p| {
-                    let n = &corpus.neurons[p];
-                    (n.id.layer.clone(), n.id.unit.to_string())
-                }));
+                batches.push(Batch {
+                    rows: chunk
+                        .iter()
+                        .map(|&p| {
+                            let n = &c.neurons[p];
+                            (n.id.layer.clone(), n.id.unit.to_string())
+                        })
+                        .collect(),
+                    from: From::Corpus(chunk.to_vec()),
+                });
             }
         }
+        corpus = Some(c);
     }
+    let units: usize = batches.iter().map(|b| b.rows.len()).sum();
 
-    let bar = indicatif::ProgressBar::new(rows.len() as u64).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} describing {bar:40} {pos}/{len} units {elapsed} (eta {eta})",
-        )
-        .expect("valid template"),
-    );
+    let bar = crate::fit_cmd::describe_bar(units);
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["layer", "unit", "description"])?;
-    let mut at = 0;
-    for features in batches {
-        let n = features.dims()[0];
+    for batch in &batches {
+        let features = match &batch.from {
+            From::File { layer, first } => {
+                let lf = &files[*layer];
+                let row = lf.k * model.feature_dim;
+                let n = batch.rows.len();
+                Tensor::from_data(
+                    TensorData::new(
+                        lf.values[first * row..(first + n) * row].to_vec(),
+                        [n, lf.k, model.feature_dim],
+                    ),
+                    &device,
+                )
+            }
+            From::Corpus(positions) => corpus
+                .as_ref()
+                .expect("batches of a corpus")
+                .features(positions, &device),
+        };
         let decoded: Vec<Decoded> = match strategy {
             "greedy" => decode::greedy(&model.captioner, features, length),
             "beam" => decode::beam_search(&model.captioner, features, beam, length)
@@ -152,35 +184,22 @@ pub fn run(args: &DescribeArgs) -> Result<()> {
                 temperature,
             ),
         };
-        for d in decoded {
-            let (layer, unit) = &rows[at];
+        for ((layer, unit), d) in batch.rows.iter().zip(decoded) {
             w.write_record([
                 layer.as_str(),
                 unit.as_str(),
                 &decode::reconstruct(&model.vocab, &d.tokens),
             ])?;
-            at += 1;
         }
-        bar.inc(n as u64);
+        bar.inc(batch.rows.len() as u64);
     }
     bar.finish_and_clear();
-    let bytes = w.into_inner()?;
-    match &args.out {
-        Some(out) => {
-            write_atomic(out, &bytes)?;
-            eprintln!(
-                "{} units described with {} ({strategy}) into {}",
-                rows.len(),
-                path.display(),
-                out.display()
-            );
-        }
-        None => {
-            use std::io::Write;
-            std::io::stdout().write_all(&bytes)?;
-        }
-    }
-    Ok(())
+    crate::fit_cmd::write_descriptions(
+        args.out.as_deref(),
+        &w.into_inner()?,
+        units,
+        &format!("{} ({strategy})", path.display()),
+    )
 }
 
 /// The exemplars of `data` through the checkpoint's encoder (a ResNet pyramid), with

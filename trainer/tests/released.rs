@@ -304,9 +304,24 @@ fn fixture_corpus() -> milan_trainer::data::Corpus {
     }
 }
 
+/// A quiet seeded run on flex that starts from `init`.
+fn starting_from(
+    init: milan_trainer::train::InitFrom,
+    config: milan_trainer::train::MilanConfig,
+) -> milan_trainer::train::RunOptions {
+    milan_trainer::train::RunOptions {
+        config,
+        seed: 1,
+        resume: false,
+        backend: "flex".into(),
+        quiet: true,
+        init: Some(init),
+    }
+}
+
 #[test]
 fn fine_tuning_starts_from_the_released_weights_and_vocabulary() {
-    use milan_trainer::train::{InitFrom, MilanConfig, RunOptions, train};
+    use milan_trainer::train::{InitFrom, MilanConfig, train};
     let device = Device::flex();
     let tmp = tempfile::tempdir().unwrap();
     let pretrained = Pretrained::load(&fixture("milan-tiny.pth"), &device).unwrap();
@@ -329,14 +344,7 @@ fn fine_tuning_starts_from_the_released_weights_and_vocabulary() {
         &[0, 1, 2, 4, 5],
         &[3, 6],
         &tmp.path().join("run"),
-        &RunOptions {
-            config,
-            seed: 1,
-            resume: false,
-            backend: "flex".into(),
-            quiet: true,
-            init: Some(init),
-        },
+        &starting_from(init, config),
         &device,
     )
     .unwrap();
@@ -372,14 +380,7 @@ fn fine_tuning_starts_from_the_released_weights_and_vocabulary() {
         &[0, 1],
         &[2],
         &tmp.path().join("narrow"),
-        &RunOptions {
-            config: init.config.clone(),
-            seed: 1,
-            resume: false,
-            backend: "flex".into(),
-            quiet: true,
-            init: Some(init),
-        },
+        &starting_from(init.clone(), init.config),
         &device,
     )
     .unwrap_err();

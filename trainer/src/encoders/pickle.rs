@@ -590,7 +590,7 @@ impl TensorRef {
     /// The tensor's elements gathered from its storage's bytes (views and transposes
     /// included).
     pub fn gather(&self, storage: &[u8]) -> Result<Tensor> {
-        let size = element_size(&self.storage_type)?;
+        let (size, decode) = element(&self.storage_type)?;
         let count: usize = self.shape.iter().product();
         let mut values = Vec::with_capacity(count);
         let mut index = vec![0usize; self.shape.len()];
@@ -604,7 +604,7 @@ impl TensorRef {
             let bytes = storage
                 .get(pos * size..(pos + 1) * size)
                 .context("an element lies beyond its storage (a truncated file?)")?;
-            values.push(decode_one(&self.storage_type, bytes));
+            values.push(decode(bytes));
             for d in (0..index.len()).rev() {
                 index[d] += 1;
                 if index[d] < self.shape[d] {
@@ -636,27 +636,30 @@ fn as_usizes(v: &Value, what: &str) -> Result<Vec<usize>> {
 
 /// Bytes per element of a storage type.
 pub fn element_size(storage_type: &str) -> Result<usize> {
-    Ok(match storage_type {
-        "FloatStorage" | "IntStorage" => 4,
-        "DoubleStorage" | "LongStorage" => 8,
-        "HalfStorage" | "BFloat16Storage" | "ShortStorage" => 2,
-        "ByteStorage" | "CharStorage" | "BoolStorage" => 1,
-        other => bail!("storage type {other} is not supported"),
-    })
+    element(storage_type).map(|(size, _)| size)
 }
 
-fn decode_one(storage_type: &str, c: &[u8]) -> f32 {
-    match storage_type {
-        "FloatStorage" => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
-        "IntStorage" => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32,
-        "DoubleStorage" => f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32,
-        "LongStorage" => i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32,
-        "HalfStorage" => half::f16::from_le_bytes([c[0], c[1]]).to_f32(),
-        "BFloat16Storage" => half::bf16::from_le_bytes([c[0], c[1]]).to_f32(),
-        "ShortStorage" => f32::from(i16::from_le_bytes([c[0], c[1]])),
-        "CharStorage" => f32::from(c[0] as i8),
-        _ => f32::from(c[0]),
-    }
+/// One element's little-endian bytes to f32.
+type Decoder = fn(&[u8]) -> f32;
+
+/// A storage type's element size and its decoder, chosen once per tensor.
+fn element(storage_type: &str) -> Result<(usize, Decoder)> {
+    Ok(match storage_type {
+        "FloatStorage" => (4, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        "IntStorage" => (4, |c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32),
+        "DoubleStorage" => (8, |c| {
+            f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32
+        }),
+        "LongStorage" => (8, |c| {
+            i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32
+        }),
+        "HalfStorage" => (2, |c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
+        "BFloat16Storage" => (2, |c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()),
+        "ShortStorage" => (2, |c| f32::from(i16::from_le_bytes([c[0], c[1]]))),
+        "CharStorage" => (1, |c| f32::from(c[0] as i8)),
+        "ByteStorage" | "BoolStorage" => (1, |c| f32::from(c[0])),
+        other => bail!("storage type {other} is not supported"),
+    })
 }
 
 #[cfg(test)]

@@ -84,11 +84,14 @@ impl StateDict {
         if super::torch_zip::is_zip(path) {
             return StateDict::from_torch_zip(path);
         }
-        let mut magic = [0u8; 2];
+        // A legacy file opens with a protocol-2 pickle of its 10-byte magic number (PROTO 2,
+        // LONG1 of 10 bytes); a safetensors file with its header's length, which these four
+        // bytes cannot be.
+        let mut magic = [0u8; 4];
         let legacy = std::fs::File::open(path)
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
             .is_ok()
-            && magic == [0x80, 0x02];
+            && magic == [0x80, 0x02, 0x8a, 0x0a];
         if legacy {
             StateDict::from_torch_legacy(path)
         } else {

@@ -434,6 +434,14 @@ fn coefficients(in_size: usize, out_size: usize) -> (Vec<(usize, usize)>, usize,
     (bounds, ksize, kk)
 }
 
+/// Whether a key's folder has layers whose images are still pointers into ImageNet.
+pub fn has_pointers(folder: &Path) -> Result<bool> {
+    Ok(Dataset::open(folder)?
+        .layers()
+        .iter()
+        .any(|l| l.images().is_none()))
+}
+
 /// One present key of a root: its folder, size on disk, layers, units, and whether every layer
 /// has its images.
 #[derive(Debug)]
