@@ -2,6 +2,7 @@
 //!
 //! - [`model_key`]: `arch/dataset` keys and the catalog of the seven MILANNOTATIONS networks;
 //! - [`split`]: named groups of keys and the paper's generalization splits, with seeded hold-outs;
+//! - [`roster`]: a corpus's own networks and split pairs (`roster.json`), for corpora beyond the paper's;
 //! - [`milannotations`]: the on-disk dataset layout, read memory-mapped and written atomically;
 //! - [`cleaning`]: the clean-up the reference applied to raw crowd descriptions;
 //! - [`tokenize`]: word tokens for vocabularies, and back.
@@ -20,6 +21,7 @@ pub mod cleaning;
 pub mod milannotations;
 pub mod model_key;
 pub mod neuron;
+pub mod roster;
 pub mod split;
 pub mod tokenize;
 

@@ -26,6 +26,10 @@ pub struct Neuron {
     /// neuron to describe).
     pub descriptions: Vec<String>,
     pub tokens: Vec<Vec<String>>,
+    /// The top-IoU concept of the unit, where its folder has NetDissect-style labels
+    /// (`labels.csv`, written by `trainer grounded`); empty for a unit whose masks overlap no
+    /// concept (a dead unit).
+    pub label: Option<String>,
 }
 
 /// Where features come from.
@@ -114,6 +118,7 @@ impl Corpus {
             device,
         )?;
         let key = dataset.key().clone();
+        let labels = crate::grounded::read_labels(folder)?;
         let mut described: HashMap<(String, u32), &[String]> = HashMap::new();
         for a in dataset.annotated() {
             described.insert((a.layer.clone(), a.unit), &a.descriptions[..]);
@@ -150,11 +155,16 @@ impl Corpus {
                     .iter()
                     .copied()
                     .collect();
+                let label = labels
+                    .as_ref()
+                    .and_then(|l| l.get(&(layer.name().to_owned(), unit as u32)))
+                    .cloned();
                 self.neurons.push(Neuron {
                     id: NeuronId::new(key.clone(), layer.name(), unit as u32),
                     features,
                     descriptions,
                     tokens,
+                    label,
                 });
             }
         }

@@ -1,11 +1,16 @@
 //! Decoding descriptions from the captioner: greedy, beam search, and MILAN's pointwise mutual
 //! information reranking (milan-reference.md section 3).
 //!
-//! Beam search follows the reference: summed log-probabilities with no length normalisation; a
-//! hypothesis that emits the stop token is finished and leaves the beam, which shrinks by one, until
-//! no live hypothesis is left or `max_tokens` tokens were generated (those still live then are
-//! finished as they are). PMI then reranks the whole pool of finished hypotheses by
-//! `log p(d|E) - lambda * log p(d)`.
+//! Beam search sums log-probabilities with no length normalisation. Two semantics:
+//! - [`Beam::AllenNlp`] (the default; the reference's `Decoder` runs AllenNLP's `BeamSearch`): the
+//!   beam keeps `beam` hypotheses at every step; a finished one (it emitted the stop token) stays
+//!   in the beam at its score and competes with the extensions of the live ones for the `beam`
+//!   slots, until every hypothesis is finished or `max_tokens` tokens were generated. PMI reranks
+//!   the final beam.
+//! - [`Beam::Shrinking`]: a finished hypothesis leaves the beam, which shrinks by one; PMI reranks
+//!   the pool of every finished hypothesis.
+//!
+//! PMI scores a hypothesis `log p(d|E) - lambda * log p(d)`.
 //!
 //! The token choices are made on the CPU from each step's log-probabilities (the vocabulary is a
 //! few thousand tokens at most); the tensors only carry the model's state. The padding and start
@@ -24,10 +29,23 @@ pub struct Hypothesis {
     pub log_prob: f32,
 }
 
+/// Which beam search (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Beam {
+    #[default]
+    AllenNlp,
+    Shrinking,
+}
+
 /// Decoding settings; the defaults are the reference's.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DecodeConfig {
     pub beam: usize,
+    /// The beam's semantics; AllenNLP's when absent (configurations written before it existed
+    /// ran the shrinking beam).
+    #[serde(default)]
+    pub semantics: Beam,
     /// The weight of log p(d) in PMI reranking.
     pub lambda: f32,
     /// Neurons decoded together (bounds memory: beam x neurons rows per step).
@@ -38,6 +56,7 @@ impl Default for DecodeConfig {
     fn default() -> Self {
         DecodeConfig {
             beam: 50,
+            semantics: Beam::AllenNlp,
             lambda: 0.2,
             neurons_per_batch: 16,
         }
@@ -99,7 +118,148 @@ struct Live {
     log_prob: f32,
 }
 
-/// Every finished hypothesis of the beam, per neuron, best first; `features` [N, K, D].
+/// AllenNLP's beam search over any step function, per neuron: the final beam, best first.
+///
+/// `step(neurons, parents, last)` runs the model on one row per live hypothesis: the row's
+/// neuron, the row of the previous call's output state it extends (for the first call, the
+/// neuron's initial state), and its last token (`<start>` first); it returns the next-token
+/// log-probabilities, row-major, and the vocabulary size. Each step, a neuron's candidates are
+/// every generable extension of its live hypotheses and each of its finished hypotheses
+/// unchanged; the best `beam` survive (ties to the earlier beam position, then the lower
+/// token). A hypothesis is finished when it emits `<stop>`, or is cut after `max_tokens`.
+pub fn allennlp_beam(
+    n: usize,
+    beam: usize,
+    max_tokens: usize,
+    mut step: impl FnMut(&[usize], &[usize], &[usize]) -> (Vec<f32>, usize),
+) -> Vec<Vec<Hypothesis>> {
+    #[derive(Clone)]
+    struct Entry {
+        tokens: Vec<usize>,
+        log_prob: f32,
+        finished: bool,
+        /// The row of the last step's output this (live) hypothesis continues from.
+        row: usize,
+    }
+    let mut beams: Vec<Vec<Entry>> = (0..n)
+        .map(|i| {
+            vec![Entry {
+                tokens: Vec::new(),
+                log_prob: 0.0,
+                finished: false,
+                row: i,
+            }]
+        })
+        .collect();
+    for t in 0..max_tokens {
+        let live: Vec<(usize, usize)> = beams
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| {
+                b.iter()
+                    .enumerate()
+                    .filter(|(_, e)| !e.finished)
+                    .map(move |(j, _)| (i, j))
+            })
+            .collect();
+        if live.is_empty() {
+            break;
+        }
+        let neurons: Vec<usize> = live.iter().map(|&(i, _)| i).collect();
+        let parents: Vec<usize> = live.iter().map(|&(i, j)| beams[i][j].row).collect();
+        let last: Vec<usize> = live
+            .iter()
+            .map(|&(i, j)| beams[i][j].tokens.last().copied().unwrap_or(START_ID))
+            .collect();
+        let (lp, v) = step(&neurons, &parents, &last);
+        let final_step = t + 1 == max_tokens;
+        // Candidates per neuron: (score, beam position, token, output row); a finished
+        // hypothesis is carried as (its score, its position, STOP, none).
+        let mut row_of = vec![Vec::new(); n];
+        for (r, &(i, j)) in live.iter().enumerate() {
+            row_of[i].push((j, r));
+        }
+        for (i, entries) in beams.iter_mut().enumerate() {
+            let mut cands: Vec<(f32, usize, usize, Option<usize>)> = Vec::new();
+            for (j, e) in entries.iter().enumerate() {
+                if e.finished {
+                    cands.push((e.log_prob, j, STOP_ID, None));
+                }
+            }
+            for &(j, r) in &row_of[i] {
+                let base = entries[j].log_prob;
+                for token in (0..v).filter(|&x| generable(x)) {
+                    cands.push((base + lp[r * v + token], j, token, Some(r)));
+                }
+            }
+            let order = |a: &(f32, usize, usize, Option<usize>),
+                         b: &(f32, usize, usize, Option<usize>)| {
+                b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
+            };
+            let k = beam.min(cands.len());
+            if k < cands.len() {
+                cands.select_nth_unstable_by(k, order);
+                cands.truncate(k);
+            }
+            cands.sort_by(order);
+            *entries = cands
+                .into_iter()
+                .map(|(score, j, token, r)| match r {
+                    None => entries[j].clone(),
+                    Some(r) => {
+                        let mut tokens = entries[j].tokens.clone();
+                        tokens.push(token);
+                        Entry {
+                            tokens,
+                            log_prob: score,
+                            finished: token == STOP_ID || final_step,
+                            row: r,
+                        }
+                    }
+                })
+                .collect();
+        }
+    }
+    beams
+        .into_iter()
+        .map(|entries| {
+            entries
+                .into_iter()
+                .map(|e| Hypothesis {
+                    tokens: e.tokens,
+                    log_prob: e.log_prob,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The final AllenNLP beam of the captioner, per neuron, best first; `features` [N, K, D].
+pub fn beam_search_allennlp(
+    captioner: &Captioner,
+    features: Tensor<3>,
+    beam: usize,
+) -> Vec<Vec<Hypothesis>> {
+    let device = features.device();
+    let n = features.dims()[0];
+    let (encoded, state) = captioner.encode(features);
+    let mut state = Some(state);
+    allennlp_beam(n, beam, captioner.max_tokens, |neurons, parents, last| {
+        let to_i64 = |v: &[usize]| v.iter().map(|&x| x as i64).collect::<Vec<_>>();
+        let rows_state = state
+            .take()
+            .expect("a state each step")
+            .select(ints(to_i64(parents), &device));
+        let rows_encoded = encoded.select(ints(to_i64(neurons), &device));
+        let out = captioner.step(&rows_encoded, rows_state, ints(to_i64(last), &device));
+        let v = out.log_probs.dims()[1];
+        state = Some(out.state);
+        (to_vec(out.log_probs), v)
+    })
+}
+
+/// Every finished hypothesis of the shrinking beam, per neuron, best first; `features`
+/// [N, K, D].
 pub fn beam_search(
     captioner: &Captioner,
     features: Tensor<3>,
@@ -237,11 +397,11 @@ pub fn milan_pmi(
     let mut out = Vec::with_capacity(n);
     for first in (0..n).step_by(config.neurons_per_batch.max(1)) {
         let len = config.neurons_per_batch.max(1).min(n - first);
-        let pools = beam_search(
-            captioner,
-            features.clone().narrow(0, first, len),
-            config.beam,
-        );
+        let batch = features.clone().narrow(0, first, len);
+        let pools = match config.semantics {
+            Beam::AllenNlp => beam_search_allennlp(captioner, batch, config.beam),
+            Beam::Shrinking => beam_search(captioner, batch, config.beam),
+        };
         out.extend(
             rerank(lm, &pools, config.lambda, &device)
                 .into_iter()

@@ -112,6 +112,8 @@ pub struct ExemplarConfig {
     /// Memory for exact quantiles (the top 1% of each unit's activations); layers whose tails do
     /// not fit take a second pass and a histogram instead.
     pub exact_budget_bytes: usize,
+    /// Write only the first N units of each layer (quick corpora); every unit when `None`.
+    pub max_units: Option<usize>,
 }
 
 impl Default for ExemplarConfig {
@@ -123,6 +125,7 @@ impl Default for ExemplarConfig {
             batch: 16,
             bins: 8192,
             exact_budget_bytes: 512 << 20,
+            max_units: None,
         }
     }
 }
@@ -507,6 +510,22 @@ pub struct Report {
     pub layers: Vec<(String, usize)>,
 }
 
+/// What [`compute_with`] asks of each unit while it writes it: descriptions from the unit's
+/// exemplars, and extra files for the folder.
+pub trait UnitHook {
+    /// Descriptions of a unit, from its masks (`k` masks of SIZE x SIZE, 0 or 1, row-major) and
+    /// the ids of its exemplar images.
+    fn describe(
+        &mut self,
+        layer: &str,
+        unit: usize,
+        masks: &[u8],
+        ids: &[u64],
+    ) -> Result<Vec<String>>;
+    /// Files to write beside annotations.csv once every unit is written: (name, contents).
+    fn extras(&mut self) -> Result<Vec<(String, Vec<u8>)>>;
+}
+
 /// Computes exemplars of `net` over the images under `images_dir` and writes the MILANNOTATIONS
 /// folder `<out>/<key>` (masks, images, ids per layer; `quantiles.csv` with each unit's
 /// threshold; an annotations.csv without descriptions).
@@ -517,6 +536,19 @@ pub fn compute(
     out: &Path,
     config: &ExemplarConfig,
     device: &Device,
+) -> Result<Report> {
+    compute_with(net, key, images_dir, out, config, device, None)
+}
+
+/// [`compute`], with a hook that describes each unit as it is written.
+pub fn compute_with(
+    net: &dyn Network,
+    key: &ModelKey,
+    images_dir: &Path,
+    out: &Path,
+    config: &ExemplarConfig,
+    device: &Device,
+    mut hook: Option<&mut dyn UnitHook>,
 ) -> Result<Report> {
     ensure!(
         !config.layers.is_empty(),
@@ -603,15 +635,18 @@ pub fn compute(
     let mut cache = ImageCache::new(256);
     for layer in &stats {
         let quantiles = layer.quantiles(config.quantile);
+        let units = config
+            .max_units
+            .map_or(layer.units.len(), |m| m.min(layer.units.len()));
         let shape = LayerShape {
-            units: layer.units.len(),
+            units,
             k: config.k,
             height: SIZE,
             width: SIZE,
         };
         let mut lw = writer.layer(&layer.name, shape, true)?;
-        let bar = bar(layer.units.len(), &format!("writing {}", layer.name));
-        for (u, unit) in layer.units.iter().enumerate() {
+        let bar = bar(units, &format!("writing {}", layer.name));
+        for (u, unit) in layer.units.iter().take(units).enumerate() {
             let mut best = unit.best.clone().into_sorted_vec();
             // into_sorted_vec is ascending by the reversed order: best first.
             best.truncate(config.k);
@@ -624,15 +659,25 @@ pub fn compute(
                 pixels.extend_from_slice(cache.get(c.image, &files[c.image])?);
                 ids.push(c.image as u64);
             }
+            if let Some(hook) = hook.as_deref_mut() {
+                for d in hook.describe(&layer.name, u, &masks, &ids)? {
+                    writer.describe(&layer.name, u as u32, &d);
+                }
+            }
             lw.write_unit(u, &masks, Some(&pixels), &ids)?;
             quantile_rows.push_str(&format!("{},{u},{}\n", layer.name, quantiles[u]));
             bar.inc(1);
         }
         bar.finish_and_clear();
         lw.finish()?;
-        report.layers.push((layer.name.clone(), layer.units.len()));
+        report.layers.push((layer.name.clone(), units));
     }
     writer.write_extra("quantiles.csv", quantile_rows.as_bytes())?;
+    if let Some(hook) = hook {
+        for (name, contents) in hook.extras()? {
+            writer.write_extra(&name, &contents)?;
+        }
+    }
     let mut list = String::new();
     for f in &files {
         list.push_str(

@@ -86,9 +86,14 @@ pub struct TrainingArgs {
     /// {"hidden": 256, "max_epochs": 20}.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// BERTScore model folder (default: all-MiniLM-L6-v2 from `trainer assets fetch minilm`).
+    /// BERTScore model folder (default: all-MiniLM-L6-v2 from `trainer assets fetch minilm`);
+    /// a Hugging Face roberta-large folder with `--num-layers 17` is the paper's setting (put
+    /// bert_score's roberta-large baseline there as bertscore-baseline.csv to rescale as it did).
     #[arg(long)]
     pub bertscore_model: Option<PathBuf>,
+    /// Layers of the BERTScore model to run (bert_score's num_layers; default: all).
+    #[arg(long = "num-layers")]
+    pub bertscore_layers: Option<usize>,
 }
 
 impl TrainingArgs {
@@ -124,9 +129,25 @@ pub fn read_config(path: Option<&Path>) -> Result<MilanConfig> {
 pub fn run_fit(args: &FitArgs) -> Result<()> {
     let device = milan_trainer::backend::device(&args.features.backend)?;
     let config = args.training.config()?;
+    // A corpus of other networks than the paper's states its splits in roster.json.
+    let roster = milan_shared::roster::Roster::read(&args.data)?;
+    if let Some(r) = &roster {
+        eprintln!(
+            "{}: the corpus's own networks ({} keys) and splits",
+            args.data.join(milan_shared::roster::FILE).display(),
+            r.models.len()
+        );
+    }
     // A misspelt experiment fails before any feature is computed.
     if let Some(name) = &args.direction {
-        args.split.experiment(name)?;
+        match &roster {
+            Some(r) => {
+                r.experiment(args.split, name)?;
+            }
+            None => {
+                args.split.experiment(name)?;
+            }
+        }
     }
     let started = Instant::now();
     let mut source = args.features.source();
@@ -171,6 +192,8 @@ pub fn run_fit(args: &FitArgs) -> Result<()> {
             init,
         },
         bertscore_model: args.training.bertscore_model.clone(),
+        bertscore_layers: args.training.bertscore_layers,
+        roster,
     };
     let summary = fit(&corpus, &options, &device)?;
     print!(

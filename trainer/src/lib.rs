@@ -6,6 +6,7 @@
 //! - [`exemplars`]: exemplar sets (top images and masks per unit) for any network;
 //! - [`features`]: MILAN's masked pyramid features of exemplars, cached;
 //! - [`photos`]: the real photo set of the demo, from Debian and PyPI packages;
+//! - [`grounded`]: a corpus of real neurons with descriptions grounded in per-pixel truth;
 //! - [`data`]: neurons with their features and cleaned descriptions;
 //! - [`vocab`]: the captioner's vocabulary and padded token batches;
 //! - [`model`]: the MILAN captioner p(d|E) and language model p(d);
@@ -25,6 +26,7 @@ pub mod exemplars;
 pub mod features;
 pub mod fit;
 pub mod follow;
+pub mod grounded;
 pub mod model;
 pub mod photos;
 pub mod plot;

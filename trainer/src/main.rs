@@ -19,6 +19,7 @@ mod exemplars_cmd;
 mod features_cmd;
 mod fit_cmd;
 mod follow_cmd;
+mod grounded_cmd;
 mod pretrained_cmd;
 mod preview;
 mod score;
@@ -41,6 +42,12 @@ enum Command {
     /// Generate the synthetic MILANNOTATIONS corpus (all seven model keys with their real layer
     /// names, procedurally drawn exemplars, three simulated descriptions per unit).
     Synth(SynthArgs),
+    /// Build the grounded corpus: real networks' units over scenes with per-pixel truth,
+    /// labelled by IoU and described by simulated workers with real crowds' habits.
+    Grounded(grounded_cmd::GroundedArgs),
+    /// Plot MILAN-PMI's BERTScore gain over another system, with paired 95% intervals, against a
+    /// setting (e.g. the share of generic describers), from several `trainer fit` runs.
+    PlotGain(grounded_cmd::PlotGainArgs),
     /// Score hypotheses against reference streams: BLEU as sacrebleu, BERTScore as bert_score.
     Score(score::ScoreArgs),
     /// EfficientNet-Lite0's top-5 ImageNet classes for images.
@@ -128,6 +135,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Synth(args) => synth(args),
+        Command::Grounded(args) => grounded_cmd::run(args),
+        Command::PlotGain(args) => grounded_cmd::plot_gain(args),
         Command::Score(args) => score::run(&args),
         Command::Classify(args) => classify::run(&args),
         Command::Bench(args) => bench::run(&args),
@@ -173,11 +182,17 @@ fn assets(command: AssetsCommand) -> Result<()> {
         AssetsCommand::Fetch { name, .. } if name == "photos" => {
             milan_trainer::photos::fetch()?;
         }
+        AssetsCommand::Fetch { name, .. } if name == "stamps" => {
+            milan_trainer::photos::fetch_stamps()?;
+        }
         AssetsCommand::Fetch { name, .. } => {
             fetch(find(&name)?)?;
         }
         AssetsCommand::Path { name } if name == "photos" => {
             println!("{}", milan_trainer::photos::dir().display());
+        }
+        AssetsCommand::Path { name } if name == "stamps" => {
+            println!("{}", milan_trainer::photos::stamps_dir().display());
         }
         AssetsCommand::Path { name } => println!("{}", path(&name)?.display()),
         AssetsCommand::List => {
@@ -197,6 +212,18 @@ fn assets(command: AssetsCommand) -> Result<()> {
             let what = "real photos for the demo: Tux Paint stamp photographs composited on \
                         backgrounds, and foolbox's ImageNet photos";
             println!("{:<18} {state:<12} {what}", "photos");
+            let state = if milan_trainer::photos::stamps_dir()
+                .join(".complete")
+                .is_file()
+            {
+                "fetched"
+            } else {
+                "not fetched"
+            };
+            println!(
+                "{:<18} {state:<12} Tux Paint's stamp photographs, unpacked (the grounded corpus)",
+                "stamps"
+            );
             for resnet in ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"] {
                 let state = if milan_trainer::assets::registered_weights(resnet).is_some() {
                     "registered"

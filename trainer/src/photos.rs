@@ -37,16 +37,24 @@ pub fn is_fetched() -> bool {
     dir().join(COMPLETE).is_file()
 }
 
-fn uniform(rng: &mut ChaCha8Rng) -> f32 {
+pub(crate) fn uniform(rng: &mut ChaCha8Rng) -> f32 {
     (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32
 }
 
-fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
+pub(crate) fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
     ((uniform(rng) * n as f32) as usize).min(n - 1)
 }
 
+/// The kinds of background [`background_with_kind`] draws, by index.
+pub const PATTERNS: [&str; 5] = ["plain", "gradient", "stripes", "checkerboard", "noise"];
+
 /// A background: a plain colour, a gradient, stripes, a checkerboard or smooth noise.
 fn background(rng: &mut ChaCha8Rng) -> RgbImage {
+    background_with_kind(rng).0
+}
+
+/// A background and which of [`PATTERNS`] it is.
+pub(crate) fn background_with_kind(rng: &mut ChaCha8Rng) -> (RgbImage, usize) {
     let colour = |rng: &mut ChaCha8Rng| -> [f32; 3] {
         [
             uniform(rng) * 255.0,
@@ -61,7 +69,7 @@ fn background(rng: &mut ChaCha8Rng) -> RgbImage {
     let (ca, sa) = (angle.cos(), angle.sin());
     // Smooth noise: a coarse random grid, bilinearly interpolated.
     let grid: Vec<f32> = (0..64).map(|_| uniform(rng)).collect();
-    RgbImage::from_fn(SIZE, SIZE, |x, y| {
+    let image = RgbImage::from_fn(SIZE, SIZE, |x, y| {
         let (fx, fy) = (x as f32, y as f32);
         let t = match kind {
             0 => 0.0,
@@ -85,11 +93,24 @@ fn background(rng: &mut ChaCha8Rng) -> RgbImage {
         }
         .clamp(0.0, 1.0);
         Rgb([0, 1, 2].map(|c| (a[c] * (1.0 - t) + b[c] * t) as u8))
-    })
+    });
+    (image, kind)
 }
 
 /// Pastes `stamp` scaled to `side` pixels (longest side) at (x, y), blending by its alpha.
 fn paste(canvas: &mut RgbImage, stamp: &RgbaImage, side: u32, x: i64, y: i64) {
+    paste_with(canvas, stamp, side, x, y, |_, _, _| {});
+}
+
+/// [`paste`], telling `covered` each canvas pixel the stamp touches and its alpha there.
+pub(crate) fn paste_with(
+    canvas: &mut RgbImage,
+    stamp: &RgbaImage,
+    side: u32,
+    x: i64,
+    y: i64,
+    mut covered: impl FnMut(u32, u32, f32),
+) {
     let (w, h) = stamp.dimensions();
     let scale = side as f32 / w.max(h) as f32;
     let (nw, nh) = (
@@ -103,6 +124,7 @@ fn paste(canvas: &mut RgbImage, stamp: &RgbaImage, side: u32, x: i64, y: i64) {
             continue;
         }
         let alpha = f32::from(p[3]) / 255.0;
+        covered(cx as u32, cy as u32, alpha);
         let dst = canvas.get_pixel_mut(cx as u32, cy as u32);
         for c in 0..3 {
             dst[c] = (f32::from(p[c]) * alpha + f32::from(dst[c]) * (1.0 - alpha)) as u8;
@@ -112,7 +134,7 @@ fn paste(canvas: &mut RgbImage, stamp: &RgbaImage, side: u32, x: i64, y: i64) {
 
 /// The stamps of the unpacked package: photographic ones (drawings named "cartoon" and the sign
 /// language alphabet are left out), sorted so that the draw is the same everywhere.
-fn stamps(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+pub(crate) fn stamps(root: &Path) -> Result<Vec<(String, PathBuf)>> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let p = e?.path();
@@ -141,6 +163,19 @@ fn stamps(root: &Path) -> Result<Vec<(String, PathBuf)>> {
         .collect())
 }
 
+/// Runs `f` in a fresh scratch folder `<assets>/.<name>.download-<pid>`, removed afterwards
+/// whatever `f` returns.
+fn in_scratch<T>(name: &str, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let root = assets_dir();
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let scratch = root.join(format!(".{name}.download-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
+    let result = f(&scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
 /// Fetches and builds the photo set (once).
 pub fn fetch() -> Result<PathBuf> {
     let target = dir();
@@ -148,18 +183,13 @@ pub fn fetch() -> Result<PathBuf> {
         println!("photos: already in {}", target.display());
         return Ok(target);
     }
-    let root = assets_dir();
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let scratch = root.join(format!(".photos.download-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch)?;
-    let result = build(&scratch, &target);
-    let _ = std::fs::remove_dir_all(&scratch);
-    result?;
+    in_scratch("photos", |scratch| build(scratch, &target))?;
     Ok(target)
 }
 
-fn build(scratch: &Path, target: &Path) -> Result<()> {
+/// Downloads the stamps package into `scratch`, checks its SHA-256 and unpacks it; returns the
+/// unpacked root (its stamps are listed by [`stamps`]).
+fn download_stamps(scratch: &Path) -> Result<PathBuf> {
     println!("photos: downloading {STAMPS_PACKAGE} from Debian");
     let status = Command::new("apt-get")
         .args(["download", STAMPS_PACKAGE])
@@ -187,6 +217,38 @@ fn build(scratch: &Path, target: &Path) -> Result<()> {
         .status()
         .context("running dpkg-deb")?;
     ensure!(status.success(), "dpkg-deb -x {} failed", deb.display());
+    std::fs::remove_file(&deb)?;
+    Ok(unpacked)
+}
+
+/// The unpacked stamps package (`trainer assets fetch stamps`), kept for the grounded corpus,
+/// which composes its own scenes and needs the cut-outs themselves.
+pub fn stamps_dir() -> PathBuf {
+    assets_dir().join("tuxpaint-stamps")
+}
+
+/// Fetches and unpacks the stamps package (once); returns its folder.
+pub fn fetch_stamps() -> Result<PathBuf> {
+    let target = stamps_dir();
+    if target.join(COMPLETE).is_file() {
+        return Ok(target);
+    }
+    in_scratch("stamps", |scratch| {
+        let unpacked = download_stamps(scratch)?;
+        std::fs::write(unpacked.join(COMPLETE), STAMPS_SHA256)?;
+        if target.exists() {
+            std::fs::remove_dir_all(&target)?;
+        }
+        std::fs::rename(&unpacked, &target)
+            .with_context(|| format!("moving into {}", target.display()))?;
+        Ok(())
+    })?;
+    println!("stamps: {}", target.display());
+    Ok(target)
+}
+
+fn build(scratch: &Path, target: &Path) -> Result<()> {
+    let unpacked = download_stamps(scratch)?;
     let stamps = stamps(&unpacked)?;
     ensure!(
         stamps.len() >= 100,

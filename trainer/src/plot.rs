@@ -225,3 +225,110 @@ pub fn learning_curve(path: &Path, history: &History) -> Result<()> {
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
+
+/// Okabe and Ito's colour-blind-safe palette (black left out: it is the axes').
+pub const OKABE_ITO: [RGBColor; 7] = [
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 158, 115),
+    RGBColor(240, 228, 66),
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(204, 121, 167),
+];
+
+/// One line of [`gain_plot`]: a name and its (x, mean, low, high) points.
+pub type IntervalSeries = (String, Vec<(f64, f64, f64, f64)>);
+
+/// Means with their 95% intervals (error bars) against x, one coloured line per series, a dashed
+/// zero line: how a difference between systems moves with a setting.
+pub fn interval_plot(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[IntervalSeries],
+) -> Result<()> {
+    if !font_or_warn(path) {
+        return Ok(());
+    }
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let points: Vec<&(f64, f64, f64, f64)> = series.iter().flat_map(|s| s.1.iter()).collect();
+    let (x_min, x_max) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
+    let (y_min, y_max) = points
+        .iter()
+        .fold((0.0f64, 0.0f64), |(a, b), p| (a.min(p.2), b.max(p.3)));
+    let (x_min, x_max) = if x_min.is_finite() {
+        (x_min, x_max)
+    } else {
+        (0.0, 1.0)
+    };
+    let xpad = ((x_max - x_min) * 0.08).max(0.02);
+    let ypad = ((y_max - y_min) * 0.08).max(1e-3);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(
+            (x_min - xpad)..(x_max + xpad),
+            (y_min - ypad)..(y_max + ypad),
+        )
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(
+            [(x_min - xpad, 0.0), (x_max + xpad, 0.0)],
+            BLACK.mix(0.4).stroke_width(1),
+        ))
+        .map_err(err)?;
+    let n = series.len().max(1) as f64;
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let colour = OKABE_ITO[i % OKABE_ITO.len()];
+        // Series side by side around each x, so their bars do not hide each other.
+        let shift = (i as f64 - (n - 1.0) / 2.0) * xpad * 0.25;
+        let at: Vec<(f64, f64, f64, f64)> =
+            pts.iter().map(|p| (p.0 + shift, p.1, p.2, p.3)).collect();
+        chart
+            .draw_series(LineSeries::new(
+                at.iter().map(|p| (p.0, p.1)),
+                colour.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(3)));
+        chart
+            .draw_series(
+                at.iter()
+                    .map(|p| ErrorBar::new_vertical(p.0, p.2, p.1, p.3, colour.filled(), 8)),
+            )
+            .map_err(err)?;
+        chart
+            .draw_series(
+                at.iter()
+                    .map(|p| Circle::new((p.0, p.1), 4, colour.filled())),
+            )
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}

@@ -632,6 +632,7 @@ mod tests {
             Scores {
                 bleu: 10.0 * pmi,
                 bertscore_f: pmi,
+                per_neuron: Vec::new(),
             },
         );
         if let Some(nn) = nn {
@@ -640,6 +641,7 @@ mod tests {
                 Scores {
                     bleu: 0.0,
                     bertscore_f: nn,
+                    per_neuron: Vec::new(),
                 },
             );
         }

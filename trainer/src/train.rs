@@ -85,7 +85,7 @@ impl Default for MilanConfig {
             max_epochs: 100,
             patience: 4,
             attention_weight: 1.0,
-            early_stopping: EarlyStopping::Bleu,
+            early_stopping: EarlyStopping::Best,
             lm_batch: 128,
             lm_max_epochs: 100,
             lm_patience: 4,
@@ -113,11 +113,75 @@ impl MilanConfig {
     }
 }
 
+/// How training stops and which weights it keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EarlyStopping {
-    Bleu,
+    /// Stop after `patience` epochs without a better validation BLEU (ties to the lower loss);
+    /// restore the best epoch. (`bleu` in configurations written before `reference` existed.)
+    #[serde(alias = "bleu")]
+    Best,
+    /// As `best`, ranked by the validation loss.
     Loss,
+    /// As the reference code runs (its `training.EarlyStopping` and `Decoder.fit`): an epoch
+    /// improves only on a strictly higher validation BLEU (strictly lower loss for the language
+    /// model); training stops when more than `patience` epochs in a row did not improve; the
+    /// last epoch's weights are kept, because the reference's "restore" loads a `state_dict()`
+    /// that was never copied and so holds the current weights. `trainer fit` uses patience 10 for
+    /// within-network experiments in this mode, as the reference's scripts do.
+    Reference,
+}
+
+/// The within-network patience of `early_stopping = reference`.
+pub const REFERENCE_WITHIN_NETWORK_PATIENCE: usize = 10;
+
+/// The early-stopping rule as a state machine, one validation result at a time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stopper {
+    pub rule: EarlyStopping,
+    pub patience: usize,
+    /// Best (score, loss) so far.
+    pub best: (f64, f64),
+    pub bad_epochs: usize,
+}
+
+impl Stopper {
+    pub fn new(rule: EarlyStopping, patience: usize) -> Stopper {
+        Stopper {
+            rule,
+            patience,
+            best: (f64::NEG_INFINITY, f64::INFINITY),
+            bad_epochs: 0,
+        }
+    }
+
+    /// Records an epoch's ranked (score, loss); returns whether it improved.
+    pub fn observe(&mut self, ranked: (f64, f64)) -> bool {
+        let improved = match self.rule {
+            EarlyStopping::Reference => ranked.0 > self.best.0,
+            _ => better(ranked, self.best),
+        };
+        if improved {
+            self.best = ranked;
+            self.bad_epochs = 0;
+        } else {
+            self.bad_epochs += 1;
+        }
+        improved
+    }
+
+    /// Whether training stops now.
+    pub fn stop(&self) -> bool {
+        match self.rule {
+            EarlyStopping::Reference => self.bad_epochs > self.patience,
+            _ => self.bad_epochs >= self.patience,
+        }
+    }
+
+    /// Whether the weights kept are the last epoch's rather than the best's.
+    pub fn keeps_last(&self) -> bool {
+        self.rule == EarlyStopping::Reference
+    }
 }
 
 /// What a checkpoint's `config.json` records besides the numbers.
@@ -259,7 +323,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn save_module<M: Module>(module: M, path: &Path) -> Result<()> {
+pub(crate) fn save_module<M: Module>(module: M, path: &Path) -> Result<()> {
     let tmp = path.with_extension("bpk.tmp");
     module
         .into_record()
@@ -269,7 +333,7 @@ fn save_module<M: Module>(module: M, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
+pub(crate) fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
     let record = ModuleRecord::load(path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e:?}", path.display()))?;
     module
@@ -387,6 +451,7 @@ struct Phase<'a> {
     resume: bool,
     quiet: bool,
     by_loss: bool,
+    rule: EarlyStopping,
 }
 
 fn phase_seed(seed: u64, name: &str, epoch: usize) -> u64 {
@@ -459,7 +524,12 @@ impl Phase<'_> {
         }
         bar.set_prefix(self.name);
         bar.set_position((progress.epoch * batches) as u64);
-        while progress.epoch < self.max_epochs && progress.bad_epochs < self.patience {
+        let mut stopper = Stopper {
+            best: progress.best,
+            bad_epochs: progress.bad_epochs,
+            ..Stopper::new(self.rule, self.patience)
+        };
+        while progress.epoch < self.max_epochs && !stopper.stop() {
             let epoch = progress.epoch + 1;
             let started = Instant::now();
             let seed = phase_seed(self.seed, self.name, epoch);
@@ -492,13 +562,11 @@ impl Phase<'_> {
             };
             let ranked = rank(&record, self.by_loss);
             progress.history.push(record);
-            if better(ranked, progress.best) {
-                progress.best = ranked;
-                progress.bad_epochs = 0;
+            if stopper.observe(ranked) || stopper.keeps_last() {
                 save_module(model.valid(), &self.best_path())?;
-            } else {
-                progress.bad_epochs += 1;
             }
+            progress.best = stopper.best;
+            progress.bad_epochs = stopper.bad_epochs;
             progress.epoch = epoch;
             self.save_state(&model, &optimizer, &progress)?;
         }
@@ -662,7 +730,7 @@ pub fn train(
     let train_samples = samples(corpus, train);
     let validation_samples = samples(corpus, validation);
     let captioner_config = config.captioner(corpus.dims, vocab.len());
-    let phase = |name, batch, max_epochs, patience, by_loss| Phase {
+    let phase = |name, batch, max_epochs, patience, by_loss, rule| Phase {
         name,
         dir,
         seed: options.seed,
@@ -675,6 +743,7 @@ pub fn train(
         resume: options.resume,
         quiet: options.quiet,
         by_loss,
+        rule,
     };
 
     autodiff.seed(options.seed);
@@ -691,6 +760,7 @@ pub fn train(
         config.max_epochs,
         config.patience,
         config.early_stopping == EarlyStopping::Loss,
+        config.early_stopping,
     )
     .run(
         captioner,
@@ -740,6 +810,10 @@ pub fn train(
         config.lm_max_epochs,
         config.lm_patience,
         true,
+        match config.early_stopping {
+            EarlyStopping::Reference => EarlyStopping::Reference,
+            _ => EarlyStopping::Loss,
+        },
     )
     .run(
         lm,
@@ -784,4 +858,50 @@ pub fn train(
         info,
         history,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Epochs until the rule stops, for validation scores `scores` (loss constant).
+    fn run(rule: EarlyStopping, patience: usize, scores: &[f64]) -> (usize, f64) {
+        let mut s = Stopper::new(rule, patience);
+        for (i, &v) in scores.iter().enumerate() {
+            s.observe((v, 1.0));
+            if s.stop() {
+                return (i + 1, s.best.0);
+            }
+        }
+        (scores.len(), s.best.0)
+    }
+
+    #[test]
+    fn the_reference_counts_patience_past_the_limit_and_ties_do_not_improve() {
+        // Scores: best at epoch 2, then ties and worse.
+        let scores = [1.0, 2.0, 2.0, 1.5, 2.0, 1.0, 3.0];
+        // Reference, patience 2: bad epochs 3, 4, 5 -> stops after epoch 5 (3 > 2).
+        assert_eq!(run(EarlyStopping::Reference, 2, &scores), (5, 2.0));
+        // Best, patience 2: ties to the lower loss (equal here, so not better) -> stops after
+        // epoch 4 (2 >= 2).
+        assert_eq!(run(EarlyStopping::Best, 2, &scores), (4, 2.0));
+        // A tie with a lower loss improves under best, never under the reference.
+        let mut best = Stopper::new(EarlyStopping::Best, 2);
+        best.observe((2.0, 1.0));
+        assert!(best.observe((2.0, 0.5)));
+        let mut reference = Stopper::new(EarlyStopping::Reference, 2);
+        reference.observe((2.0, 1.0));
+        assert!(!reference.observe((2.0, 0.5)));
+        assert!(reference.keeps_last() && !best.keeps_last());
+        // Patience 0: the reference stops at the first bad epoch, best at once after it too.
+        assert_eq!(run(EarlyStopping::Reference, 0, &[1.0, 0.5, 2.0]), (2, 1.0));
+    }
+
+    #[test]
+    fn configurations_written_with_bleu_still_read() {
+        let old: EarlyStopping = serde_json::from_str("\"bleu\"").unwrap();
+        assert_eq!(old, EarlyStopping::Best);
+        let r: EarlyStopping = serde_json::from_str("\"reference\"").unwrap();
+        assert_eq!(r, EarlyStopping::Reference);
+    }
 }

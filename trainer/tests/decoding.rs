@@ -177,6 +177,7 @@ fn milan_pmi_batches_neurons_without_changing_results() {
             beam: 10,
             lambda: 0.2,
             neurons_per_batch: 3,
+            ..DecodeConfig::default()
         },
     );
     let one_by_one = decoding::milan_pmi(
@@ -187,7 +188,181 @@ fn milan_pmi_batches_neurons_without_changing_results() {
             beam: 10,
             lambda: 0.2,
             neurons_per_batch: 1,
+            ..DecodeConfig::default()
         },
     );
     assert_eq!(whole, one_by_one);
+}
+
+/// AllenNLP's beam search written plainly, as its documentation states it: every step, each
+/// unfinished hypothesis is extended by every generable token and each finished one is carried
+/// unchanged; all of them are sorted (score, then beam position, then token) and the best `beam`
+/// kept. `next(prefix)` gives the log-probabilities of the token after `prefix`.
+fn allennlp_by_the_book(
+    beam: usize,
+    max_tokens: usize,
+    vocab: usize,
+    next: &dyn Fn(&[usize]) -> Vec<f32>,
+) -> Vec<(Vec<usize>, f32)> {
+    let mut hyps: Vec<(Vec<usize>, f32, bool)> = vec![(Vec::new(), 0.0, false)];
+    for t in 0..max_tokens {
+        if hyps.iter().all(|h| h.2) {
+            break;
+        }
+        let mut cands: Vec<(Vec<usize>, f32, bool, usize, usize)> = Vec::new();
+        for (pos, (tokens, score, done)) in hyps.iter().enumerate() {
+            if *done {
+                cands.push((tokens.clone(), *score, true, pos, STOP_ID));
+                continue;
+            }
+            let lp = next(tokens);
+            for tok in (0..vocab).filter(|&x| x != PAD_ID && x != START_ID) {
+                let mut s = tokens.clone();
+                s.push(tok);
+                let finished = tok == STOP_ID || t + 1 == max_tokens;
+                cands.push((s, score + lp[tok], finished, pos, tok));
+            }
+        }
+        cands.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.3.cmp(&b.3)).then(a.4.cmp(&b.4)));
+        cands.truncate(beam);
+        hyps = cands.into_iter().map(|c| (c.0, c.1, c.2)).collect();
+    }
+    hyps.into_iter().map(|h| (h.0, h.1)).collect()
+}
+
+/// Fixed log-probabilities: a softmax over a hash of (neuron, prefix, token).
+fn fixed_table(neuron: usize, prefix: &[usize], vocab: usize) -> Vec<f32> {
+    let logits: Vec<f32> = (0..vocab)
+        .map(|tok| {
+            let mut h = 0xcbf2_9ce4_8422_2325u64 ^ (neuron as u64 * 31 + tok as u64);
+            for &p in prefix {
+                h = (h ^ p as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+            h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            (h >> 40) as f32 / (1u64 << 24) as f32 * 4.0
+        })
+        .collect();
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let z = logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln() + max;
+    logits.iter().map(|l| l - z).collect()
+}
+
+#[test]
+fn allennlp_beam_matches_an_independent_implementation_on_fixed_log_probs() {
+    let vocab = 9;
+    for (beam, max_tokens) in [(1, 4), (2, 5), (3, 6), (8, 4), (20, 3)] {
+        let n = 3;
+        // The step function sees rows; the table is indexed by each row's full prefix, rebuilt
+        // from the parents the search hands over.
+        let mut prefixes: Vec<Vec<usize>> = (0..n).map(|_| Vec::new()).collect();
+        let got = decoding::allennlp_beam(n, beam, max_tokens, |neurons, parents, last| {
+            let rows: Vec<Vec<usize>> = neurons
+                .iter()
+                .zip(parents)
+                .zip(last)
+                .map(|((_, &p), &l)| {
+                    let mut pre = prefixes[p].clone();
+                    if l != START_ID {
+                        pre.push(l);
+                    }
+                    pre
+                })
+                .collect();
+            let lp: Vec<f32> = neurons
+                .iter()
+                .zip(&rows)
+                .flat_map(|(&i, pre)| fixed_table(i, pre, vocab))
+                .collect();
+            prefixes = rows;
+            (lp, vocab)
+        });
+        for (i, hyps) in got.iter().enumerate() {
+            let want =
+                allennlp_by_the_book(beam, max_tokens, vocab, &|pre| fixed_table(i, pre, vocab));
+            assert_eq!(hyps.len(), want.len(), "beam {beam}, neuron {i}");
+            for (h, (tokens, score)) in hyps.iter().zip(&want) {
+                assert_eq!(&h.tokens, tokens, "beam {beam}, neuron {i}");
+                assert!((h.log_prob - score).abs() < 1e-5, "beam {beam}, neuron {i}");
+            }
+        }
+    }
+}
+
+#[test]
+fn finished_hypotheses_keep_their_slot_in_the_allennlp_beam() {
+    // Words 4 and 5. First step: stop -0.1, word 4 -1.0, word 5 -3.0. After word 4: stop -0.05.
+    let table = |prefix: &[usize]| -> Vec<f32> {
+        let mut lp = vec![-50.0f32; 6];
+        if prefix.is_empty() {
+            lp[STOP_ID] = -0.1;
+            lp[4] = -1.0;
+            lp[5] = -3.0;
+        } else {
+            lp[STOP_ID] = -0.05;
+            lp[4] = -2.0;
+            lp[5] = -2.5;
+        }
+        lp
+    };
+    let want = allennlp_by_the_book(2, 5, 6, &table);
+    assert_eq!(
+        want[0].0,
+        vec![STOP_ID],
+        "the finished hypothesis stays first"
+    );
+    assert_eq!(want[1].0, vec![4, STOP_ID]);
+    let mut prefixes = vec![Vec::new()];
+    let got = decoding::allennlp_beam(1, 2, 5, |_, parents, last| {
+        let rows: Vec<Vec<usize>> = parents
+            .iter()
+            .zip(last)
+            .map(|(&p, &l)| {
+                let mut pre: Vec<usize> = prefixes[p].clone();
+                if l != START_ID {
+                    pre.push(l);
+                }
+                pre
+            })
+            .collect();
+        let lp = rows.iter().flat_map(|r| table(r)).collect();
+        prefixes = rows;
+        (lp, 6)
+    });
+    let tokens: Vec<Vec<usize>> = got[0].iter().map(|h| h.tokens.clone()).collect();
+    assert_eq!(tokens, vec![vec![STOP_ID], vec![4, STOP_ID]]);
+    // The shrinking beam would have let "stop" leave and kept searching with one slot.
+}
+
+#[test]
+fn the_captioners_allennlp_beam_is_the_search_over_teacher_forced_scores() {
+    let (captioner, _, features, _) = tiny(11);
+    for beam in [1, 2, 4, 12] {
+        let got = decoding::beam_search_allennlp(&captioner, features.clone(), beam);
+        for (i, hyps) in got.iter().enumerate() {
+            let f = features.clone().narrow(0, i, 1);
+            // log p(token | prefix) from teacher forcing: the difference of two sequence scores.
+            let next = |prefix: &[usize]| -> Vec<f32> {
+                let seqs: Vec<Vec<usize>> = (0..VOCAB)
+                    .map(|t| prefix.iter().copied().chain([t]).collect())
+                    .collect();
+                let with = captioner_log_probs(&captioner, f.clone().repeat_dim(0, VOCAB), &seqs);
+                let base = if prefix.is_empty() {
+                    0.0
+                } else {
+                    captioner_log_probs(&captioner, f.clone(), &[prefix.to_vec()])[0]
+                };
+                with.iter().map(|w| w - base).collect()
+            };
+            let want = allennlp_by_the_book(beam, MAX_TOKENS, VOCAB, &next);
+            assert_eq!(hyps.len(), want.len(), "beam {beam}");
+            for (h, (tokens, score)) in hyps.iter().zip(&want) {
+                assert_eq!(&h.tokens, tokens, "beam {beam}, neuron {i}");
+                assert!(
+                    (h.log_prob - score).abs() < 1e-3,
+                    "beam {beam}, neuron {i}: {} vs {score}",
+                    h.log_prob
+                );
+            }
+        }
+    }
 }

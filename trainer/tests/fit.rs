@@ -161,6 +161,7 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
             "prediction",
             "captioner_greedy",
             "nearest_neighbour",
+            "netdissect",
             "reference_1",
             "reference_2",
             "reference_3"
@@ -174,7 +175,7 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
     );
     assert!(
         rows.iter()
-            .all(|r| &r[1] == "resnet152/imagenet" && !r[7].is_empty())
+            .all(|r| &r[1] == "resnet152/imagenet" && r[7].is_empty() && !r[8].is_empty())
     );
     for trial in ["trial-0", "trial-1"] {
         for file in [

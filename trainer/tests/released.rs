@@ -293,6 +293,7 @@ fn fixture_corpus() -> milan_trainer::data::Corpus {
                     .collect(),
                 descriptions: vec![text.to_owned(); 3],
                 tokens: vec![milan_shared::tokenize::tokenize(text); 3],
+                label: None,
             });
         }
     }

@@ -62,6 +62,7 @@ fn toy_corpus_with(mislabel_validation: bool) -> Corpus {
             features,
             descriptions,
             tokens,
+            label: None,
         });
     }
     Corpus {
@@ -181,7 +182,7 @@ fn early_stopping_restores_the_best_epoch() {
     let corpus = toy_corpus_with(true);
     let (train_pos, val_pos) = split();
     let device = Device::flex();
-    for mode in [EarlyStopping::Bleu, EarlyStopping::Loss] {
+    for mode in [EarlyStopping::Best, EarlyStopping::Loss] {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = small_config(40);
         config.patience = 2;

@@ -3,8 +3,10 @@
 //! - [`model`]: a BERT or RoBERTa encoder in burn, built from a Hugging Face folder
 //!   (config.json + model.safetensors; key mapping in [`loader`]).
 //! - [`score`]: tokenisation with `tokenizers`, idf weights from the references, greedy cosine
-//!   matching, several references per candidate, baseline rescaling.
+//!   matching, several references per candidate, baseline rescaling;
+//! - [`baseline`]: the rescale baseline of a model, computed from random pairs of crowd phrases.
 
+pub mod baseline;
 pub mod loader;
 pub mod model;
 pub mod score;

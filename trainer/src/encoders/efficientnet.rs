@@ -138,7 +138,18 @@ fn conv_bn(
 impl EfficientNetLite0 {
     /// Loads the ImageNet weights (`efficientnet-lite0-57934424.pth`).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        EfficientNetLite0::from_state_dict(StateDict::from_torch_legacy(path)?, device)
+    }
+
+    /// The architecture of the weights at `path` with random weights instead (seeded; see
+    /// [`StateDict::randomize`]): the untrained control of the grounded corpus.
+    pub fn random(path: &Path, seed: u64, device: &Device) -> Result<Self> {
         let mut sd = StateDict::from_torch_legacy(path)?;
+        sd.randomize(seed);
+        EfficientNetLite0::from_state_dict(sd, device)
+    }
+
+    fn from_state_dict(mut sd: StateDict, device: &Device) -> Result<Self> {
         let stem = conv_bn(&mut sd, "_conv_stem", "_bn0", [32, 3, 3], 2, 1, device)?;
         let mut blocks = Vec::with_capacity(BLOCKS);
         for (repeats, k, s, e, cin, cout) in STAGES {

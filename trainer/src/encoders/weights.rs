@@ -112,6 +112,39 @@ impl StateDict {
         }
     }
 
+    /// Replaces every value with a fresh random initialisation of the same shape, seeded: He
+    /// normal for convolutions (`std = sqrt(2 / fan_in)`), U(+-1/sqrt(fan_in)) for linear
+    /// weights, biases and batch-norm shifts 0, batch-norm scales and variances 1, means 0.
+    /// The architecture stays; what it learned is gone (a control network).
+    pub fn randomize(&mut self, seed: u64) {
+        use rand_chacha::ChaCha8Rng;
+        use rand_core::{Rng, SeedableRng};
+        let mut keys: Vec<String> = self.tensors.keys().cloned().collect();
+        keys.sort();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut uniform = move || ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        for key in keys {
+            let (values, shape) = self.tensors.get_mut(&key).expect("listed");
+            let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
+            let leaf = key.rsplit('.').next().unwrap_or("");
+            let batch_norm = shape.len() == 1 && (key.contains("_bn") || key.contains(".bn"));
+            for v in values.iter_mut() {
+                *v = match (leaf, shape.len()) {
+                    ("running_var", _) => 1.0,
+                    ("running_mean" | "bias", _) => 0.0,
+                    ("weight", 1) if batch_norm => 1.0,
+                    (_, 4) => {
+                        // Box-Muller.
+                        let (u1, u2) = (uniform(), uniform());
+                        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                        (z * (2.0 / fan_in as f64).sqrt()) as f32
+                    }
+                    _ => ((uniform() * 2.0 - 1.0) / (fan_in as f64).sqrt()) as f32,
+                };
+            }
+        }
+    }
+
     /// The shape of a weight, if the checkpoint has it.
     pub fn shape(&self, key: &str) -> Option<&[usize]> {
         self.tensors.get(key).map(|(_, s)| s.as_slice())
@@ -206,5 +239,54 @@ impl StateDict {
             bail!("{}: unexpected weights {}", self.file, left.join(", "));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dict() -> StateDict {
+        let mut t = Tensors::new();
+        t.insert(
+            "conv.weight".into(),
+            (vec![0.5; 8 * 4 * 9], vec![8, 4, 3, 3]),
+        );
+        t.insert("_bn0.weight".into(), (vec![0.3; 8], vec![8]));
+        t.insert("_bn0.bias".into(), (vec![0.3; 8], vec![8]));
+        t.insert("_bn0.running_mean".into(), (vec![0.3; 8], vec![8]));
+        t.insert("_bn0.running_var".into(), (vec![0.3; 8], vec![8]));
+        t.insert("fc.weight".into(), (vec![0.5; 10 * 16], vec![10, 16]));
+        StateDict::from_tensors(t, Path::new("test"))
+    }
+
+    #[test]
+    fn randomized_weights_keep_shapes_and_follow_their_initialisation() {
+        let mut a = dict();
+        a.randomize(1);
+        let conv = &a.tensors["conv.weight"].0;
+        let n = conv.len() as f64;
+        let mean = conv.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+        let var = conv
+            .iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        // He normal: variance 2 / fan_in = 2 / 36.
+        assert!(mean.abs() < 0.1, "{mean}");
+        assert!((var - 2.0 / 36.0).abs() < 0.025, "{var}");
+        assert_eq!(a.tensors["_bn0.weight"].0, vec![1.0; 8]);
+        assert_eq!(a.tensors["_bn0.bias"].0, vec![0.0; 8]);
+        assert_eq!(a.tensors["_bn0.running_mean"].0, vec![0.0; 8]);
+        assert_eq!(a.tensors["_bn0.running_var"].0, vec![1.0; 8]);
+        let bound = 1.0 / 4.0;
+        assert!(a.tensors["fc.weight"].0.iter().all(|x| x.abs() <= bound));
+        assert_eq!(a.shape("conv.weight"), Some(&[8, 4, 3, 3][..]));
+        let mut b = dict();
+        b.randomize(1);
+        assert_eq!(a.tensors["conv.weight"], b.tensors["conv.weight"], "seeded");
+        let mut c = dict();
+        c.randomize(2);
+        assert_ne!(a.tensors["conv.weight"], c.tensors["conv.weight"]);
     }
 }

@@ -217,6 +217,8 @@ struct Follower {
     exemplars: PathBuf,
     corpus: Option<Corpus>,
     scorer: BertScorer,
+    /// The scorer's rescale baseline (P, R, F), as `trainer fit` rescales.
+    baseline: (f64, f64, f64),
     holdout: Holdout,
 }
 
@@ -236,6 +238,7 @@ pub fn follow(options: FollowOptions, device: &Device) -> Result<Vec<RoundRecord
         None => crate::assets::path("minilm")?,
     };
     let scorer = BertScorer::load(&scorer_dir, &ScorerOptions::default(), device)?;
+    let baseline = crate::bertscore::baseline::ensure(&scorer_dir, &scorer)?;
     let mut annotator = Annotator::new(&options.annotator, &options.project, &options.token);
     annotator.give_up_after = options.give_up_after;
     let mut f = Follower {
@@ -246,6 +249,7 @@ pub fn follow(options: FollowOptions, device: &Device) -> Result<Vec<RoundRecord
         state_path,
         corpus: None,
         scorer,
+        baseline,
         holdout,
     };
     f.run(device)?;
@@ -576,6 +580,7 @@ impl Follower {
             &known,
             &test_pos,
             &self.scorer,
+            self.baseline,
             &dir.join("predictions.csv"),
             device,
         )?;

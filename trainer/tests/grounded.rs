@@ -1,0 +1,265 @@
+//! The grounded corpus: labels on composites with known content, and a small corpus (drawn
+//! stamps, the two small networks trained for one epoch) built and fitted end to end with real
+//! EfficientNet-Lite0 features and BERTScore (assets fetched by scripts/test).
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use image::{Rgba, RgbaImage};
+use milan_shared::milannotations::Dataset;
+use milan_shared::roster::Roster;
+use milan_shared::split::Split;
+use milan_trainer::data::{Corpus, FeatureSource};
+use milan_trainer::fit::{FitOptions, fit};
+use milan_trainer::grounded::scenes::{self, Concepts, SIZE, Stamp};
+use milan_trainer::grounded::{self, GroundedOptions, StampSource, dissect};
+use milan_trainer::train::{EarlyStopping, MilanConfig, RunOptions};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn asset(file: &str, name: &str) -> PathBuf {
+    let p = root().join("assets").join(file);
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo run -p milan-trainer -- assets fetch {name}` (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+/// A cut-out of one flat colour: a disc, a bar or a cross on a transparent square.
+fn shape(kind: usize, colour: [u8; 3], category: usize) -> Stamp {
+    let image = RgbaImage::from_fn(64, 64, |x, y| {
+        let (dx, dy) = (x as i32 - 32, y as i32 - 32);
+        let inside = match kind {
+            0 => dx * dx + dy * dy < 28 * 28,
+            1 => dy.abs() < 8,
+            _ => dx.abs() < 7 || dy.abs() < 7,
+        };
+        Rgba([
+            colour[0],
+            colour[1],
+            colour[2],
+            if inside { 255 } else { 0 },
+        ])
+    });
+    Stamp { category, image }
+}
+
+fn stamp_sets() -> [(Vec<String>, Vec<Stamp>); 2] {
+    [
+        (
+            vec!["discs".into(), "bars".into()],
+            vec![shape(0, [20, 60, 230], 0), shape(1, [250, 140, 0], 1)],
+        ),
+        (
+            vec!["crosses".into(), "rings".into()],
+            vec![shape(2, [30, 200, 40], 0), shape(0, [240, 60, 180], 1)],
+        ),
+    ]
+}
+
+#[test]
+fn labels_on_composites_name_the_concept_the_masks_cover() {
+    let [(names, stamps), _] = stamp_sets();
+    let concepts = Concepts::new(names);
+    let n = (SIZE * SIZE) as usize;
+    let drawn: Vec<_> = (0..40).map(|i| scenes::draw(&stamps, 2, 5, i)).collect();
+    let truths: Vec<_> = drawn.iter().map(|(_, t)| t.clone()).collect();
+    // A unit whose masks are exactly the bars in 15 scenes that have bars.
+    let with_bars: Vec<u64> = (0..truths.len() as u64)
+        .filter(|&i| truths[i as usize].objects.contains(&2))
+        .take(15)
+        .collect();
+    assert!(with_bars.len() >= 5, "the draw has bars");
+    let mut masks = Vec::new();
+    for &i in &with_bars {
+        masks.extend(truths[i as usize].objects.iter().map(|&o| u8::from(o == 2)));
+    }
+    let label = dissect::label(&concepts, &truths, &masks, &with_bars);
+    assert_eq!(
+        label.top().map(|t| t.0),
+        Some(1),
+        "bars: {:?}",
+        &label.ious[..3]
+    );
+    assert!(
+        (label.top().unwrap().1 - 1.0).abs() < 1e-12,
+        "the masks are the bars"
+    );
+    // The bars are orange: orange comes next, above anything the bars do not touch.
+    let orange = 2 + 5 + 4;
+    assert_eq!(label.ious[1].0, orange);
+    // A unit firing on the background of every scene is labelled by its pattern where all
+    // 15 scenes share it.
+    let pattern = truths[0].pattern;
+    let same: Vec<u64> = (0..truths.len() as u64)
+        .filter(|&i| truths[i as usize].pattern == pattern)
+        .take(15)
+        .collect();
+    let mut masks = Vec::new();
+    for &i in &same {
+        masks.extend(truths[i as usize].objects.iter().map(|&o| u8::from(o == 0)));
+    }
+    let label = dissect::label(&concepts, &truths, &masks, &same);
+    assert_eq!(label.top(), Some((2 + usize::from(pattern), 1.0)));
+    assert_eq!(masks.len(), same.len() * n);
+}
+
+#[test]
+fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
+    let lite0 = asset(
+        "efficientnet-lite0/efficientnet-lite0-57934424.pth",
+        "efficientnet-lite0",
+    );
+    let minilm = asset("minilm/model.safetensors", "minilm");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("corpus");
+    let device = Device::flex();
+    let options = GroundedOptions {
+        out: out.clone(),
+        work: tmp.path().join("work"),
+        networks: vec!["convnet".into(), "autoencoder".into()],
+        scenes: 40,
+        generic_share: 0.25,
+        pool: 8,
+        epochs: 1,
+        max_units: Some(3),
+        seed: 0,
+        quiet: true,
+    };
+    let stamps = StampSource {
+        sets: stamp_sets(),
+        lite0: Some(lite0.parent().unwrap().to_owned()),
+    };
+    let keys = grounded::build(&options, &stamps, &device).unwrap();
+    let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        names,
+        [
+            "convnet/scenes_a",
+            "convnet/scenes_b",
+            "autoencoder/scenes_a",
+            "autoencoder/scenes_b"
+        ]
+    );
+    let roster = Roster::read(&out).unwrap().expect("roster.json");
+    let arch: Vec<_> = roster.experiments(Split::AcrossArch);
+    assert!(
+        arch.is_empty(),
+        "one architecture family per task here: {arch:?}"
+    );
+    assert_eq!(roster.experiments(Split::AcrossTask).len(), 2);
+    assert_eq!(
+        roster.experiments(Split::AcrossDataset)[0].name,
+        "scenes_a->scenes_b"
+    );
+
+    for key in &keys {
+        let folder = out.join(key.arch()).join(key.dataset());
+        let data = Dataset::open(&folder).unwrap();
+        let units: usize = data.layers().iter().map(|l| l.units()).sum();
+        assert_eq!(data.annotated().len(), units, "{key}: every unit described");
+        assert!(data.annotated().iter().all(|a| a.descriptions.len() == 3));
+        for a in data.annotated() {
+            for d in &a.descriptions {
+                let words = d.split_whitespace().count();
+                assert!((3..=8).contains(&words), "{key}: {d:?}");
+            }
+        }
+        let labels = grounded::read_labels(&folder).unwrap().expect("labels.csv");
+        assert_eq!(labels.len(), units);
+        // The masks and labels agree: relabelling a unit from its stored masks gives the stored
+        // concept.
+        let set = scenes::SceneSet::open(
+            &tmp.path()
+                .join(format!("work/scenes-{}-40-0", key.dataset())),
+        )
+        .unwrap();
+        let layer = &data.layers()[0];
+        let masks = layer.masks().unit(0).iter().copied().collect::<Vec<u8>>();
+        let again = dissect::label(&set.concepts, &set.truths, &masks, layer.ids(0));
+        let stored = &labels[&(layer.name().to_owned(), 0)];
+        assert_eq!(
+            again
+                .top()
+                .map(|(c, _)| set.concepts.get(c).1.to_owned())
+                .unwrap_or_default(),
+            *stored
+        );
+    }
+
+    // Fit across-task on it: every system, netdissect included, with paired intervals.
+    let corpus = Corpus::load(
+        &out,
+        &FeatureSource {
+            weights: Some(lite0.clone()),
+            cache: tmp.path().join("cache"),
+            ..FeatureSource::default()
+        },
+        false,
+        &device,
+    )
+    .unwrap();
+    assert!(corpus.neurons.iter().all(|n| n.label.is_some()));
+    let config = MilanConfig {
+        embedding: 8,
+        hidden: 16,
+        attention: Some(8),
+        lm_embedding: 8,
+        lm_hidden: 16,
+        max_epochs: 2,
+        lm_max_epochs: 2,
+        early_stopping: EarlyStopping::Reference,
+        decode: milan_trainer::decoding::DecodeConfig {
+            beam: 4,
+            ..Default::default()
+        },
+        ..MilanConfig::default()
+    };
+    let summary = fit(
+        &corpus,
+        &FitOptions {
+            split: Split::AcrossTask,
+            direction: Some("cls->gen".into()),
+            trials: 2,
+            out: tmp.path().join("run"),
+            run: RunOptions {
+                config,
+                seed: 0,
+                resume: false,
+                backend: "flex".into(),
+                quiet: true,
+                init: None,
+            },
+            bertscore_model: Some(minilm.parent().unwrap().to_owned()),
+            bertscore_layers: None,
+            roster: Some(roster),
+        },
+        &device,
+    )
+    .unwrap();
+    let e = &summary.experiments[0];
+    for system in [
+        "milan-pmi",
+        "captioner-greedy",
+        "nearest-neighbour",
+        "netdissect",
+        "annotators",
+    ] {
+        let r = &e.results[system];
+        assert!(r.bertscore_f.mean.is_finite(), "{system}");
+    }
+    assert_eq!(e.differences.len(), 4);
+    for d in &e.differences {
+        assert!(d.low <= d.mean && d.mean <= d.high, "{d:?}");
+    }
+    assert!(summary.bertscore.contains("rescaled with baseline"));
+    let md = std::fs::read_to_string(tmp.path().join("run/summary.md")).unwrap();
+    assert!(
+        md.contains("netdissect") && md.contains("95% interval"),
+        "{md}"
+    );
+}
