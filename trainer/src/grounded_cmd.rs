@@ -85,7 +85,8 @@ pub fn run(args: GroundedArgs) -> Result<()> {
 
 #[derive(clap::Args, Debug)]
 pub struct PlotGainArgs {
-    /// A fit run and the x it stands for, as X=DIR (e.g. 0.25=runs/g25/within); repeat.
+    /// A fit run (or one experiment's folder of it) and the x it stands for, as X=DIR
+    /// (e.g. 0.25=runs/g25/arch); repeat.
     #[arg(long = "run", required = true)]
     runs: Vec<String>,
     /// The system MILAN-PMI is compared with (captioner-greedy, nearest-neighbour, netdissect).
@@ -115,12 +116,27 @@ pub fn plot_gain(args: PlotGainArgs) -> Result<()> {
         let x: f64 = x
             .parse()
             .with_context(|| format!("--run {run}: {x:?} is not a number"))?;
-        let path = PathBuf::from(dir).join("summary.json");
-        let summary: milan_trainer::fit::Summary = serde_json::from_slice(
-            &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-        )
-        .with_context(|| format!("{}", path.display()))?;
-        for e in &summary.experiments {
+        // A whole run (summary.json), or one experiment's folder of it (metrics.json).
+        let dir = PathBuf::from(dir);
+        let (path, experiments) = if dir.join("summary.json").is_file() {
+            let path = dir.join("summary.json");
+            let summary: milan_trainer::fit::Summary =
+                serde_json::from_slice(&std::fs::read(&path)?)
+                    .with_context(|| format!("{}", path.display()))?;
+            (path, summary.experiments)
+        } else {
+            let path = dir.join("metrics.json");
+            let e: milan_trainer::fit::ExperimentSummary =
+                serde_json::from_slice(&std::fs::read(&path).with_context(|| {
+                    format!(
+                        "reading {}: neither summary.json nor metrics.json there",
+                        path.display()
+                    )
+                })?)
+                .with_context(|| format!("{}", path.display()))?;
+            (path, vec![e])
+        };
+        for e in &experiments {
             let d = e
                 .differences
                 .iter()
