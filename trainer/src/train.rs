@@ -623,7 +623,7 @@ fn last_validation(history: &[Epoch]) -> String {
 }
 
 /// Fisher-Yates with the given stream (rand_core only, as the rest of the workspace).
-fn shuffle(items: &mut [usize], rng: &mut ChaCha8Rng) {
+pub(crate) fn shuffle(items: &mut [usize], rng: &mut ChaCha8Rng) {
     use rand_core::Rng;
     for i in (1..items.len()).rev() {
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;

@@ -179,14 +179,7 @@ impl UnitHook for Describer<'_> {
             match c {
                 Some((c, iou)) => {
                     let (kind, name) = concepts.get(c);
-                    (
-                        name.to_owned(),
-                        serde_json::to_value(kind)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default(),
-                        format!("{iou:.4}"),
-                    )
+                    (name.to_owned(), kind.name().to_owned(), format!("{iou:.4}"))
                 }
                 None => (String::new(), String::new(), "0".into()),
             }

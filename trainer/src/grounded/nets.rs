@@ -17,7 +17,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand_chacha::ChaCha8Rng;
-use rand_core::{Rng, SeedableRng};
+use rand_core::SeedableRng;
 use serde::Serialize;
 
 use crate::exemplars::{Network, SIZE};
@@ -233,7 +233,7 @@ pub fn train(
         "convnet" => {
             let mut model = ConvNet::new(classes, &autodiff);
             for epoch in 0..epochs {
-                shuffle(&mut order, &mut rng);
+                crate::train::shuffle(&mut order, &mut rng);
                 let mut total = 0.0;
                 for chunk in order.chunks(batch) {
                     let (_, logp) = model.forward(batch_of(chunk, &autodiff));
@@ -277,7 +277,7 @@ pub fn train(
         "autoencoder" => {
             let mut model = AutoEncoder::new(&autodiff);
             for epoch in 0..epochs {
-                shuffle(&mut order, &mut rng);
+                crate::train::shuffle(&mut order, &mut rng);
                 let mut total = 0.0;
                 for chunk in order.chunks(batch) {
                     let (_, out, target) = model.forward(batch_of(chunk, &autodiff));
@@ -316,13 +316,6 @@ pub fn train(
             seconds: started.elapsed().as_secs_f64(),
         },
     ))
-}
-
-fn shuffle(items: &mut [usize], rng: &mut ChaCha8Rng) {
-    for i in (1..items.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        items.swap(i, j);
-    }
 }
 
 /// Saves a trained network's weights (burn's record format, written atomically).

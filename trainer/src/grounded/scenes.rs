@@ -113,6 +113,17 @@ pub enum ConceptKind {
     Colour,
 }
 
+impl ConceptKind {
+    /// The name `labels.csv` and serde use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConceptKind::Object => "object",
+            ConceptKind::Pattern => "pattern",
+            ConceptKind::Colour => "colour",
+        }
+    }
+}
+
 /// One scene's ground truth, a value per pixel (row-major, SIZE x SIZE).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Truth {
