@@ -367,21 +367,41 @@ pub fn rerank(
     lambda: f32,
     device: &Device,
 ) -> Vec<(Hypothesis, f32)> {
+    let priors = pool_priors(lm, pools, device);
+    pools
+        .iter()
+        .zip(&priors)
+        .map(|(pool, prior)| {
+            let (best, score) = pick(pool, prior, lambda);
+            (pool[best].clone(), score)
+        })
+        .collect()
+}
+
+/// log p(d) of every hypothesis of every pool, in one language-model pass.
+fn pool_priors(lm: &LanguageModel, pools: &[Vec<Hypothesis>], device: &Device) -> Vec<Vec<f32>> {
     let flat: Vec<&Hypothesis> = pools.iter().flatten().collect();
     let prior = lm_log_probs(lm, &flat, device);
     let mut at = 0;
     pools
         .iter()
         .map(|pool| {
-            let scores = &prior[at..at + pool.len()];
+            let scores = prior[at..at + pool.len()].to_vec();
             at += pool.len();
-            pool.iter()
-                .zip(scores)
-                .map(|(h, &p)| (h.clone(), h.log_prob - lambda * p))
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-                .expect("a beam finishes at least one hypothesis")
+            scores
         })
         .collect()
+}
+
+/// The index and PMI score of the pool's best hypothesis at `lambda`; on a tie the later one, as
+/// `Iterator::max_by` keeps it.
+fn pick(pool: &[Hypothesis], prior: &[f32], lambda: f32) -> (usize, f32) {
+    pool.iter()
+        .zip(prior)
+        .map(|(h, &p)| h.log_prob - lambda * p)
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("a beam finishes at least one hypothesis")
 }
 
 /// MILAN's decoding of `features` [N, K, D]: beam search then PMI reranking, in batches of
@@ -392,9 +412,24 @@ pub fn milan_pmi(
     features: Tensor<3>,
     config: &DecodeConfig,
 ) -> Vec<Vec<usize>> {
+    milan_pmi_lambdas(captioner, lm, features, config, &[config.lambda])
+        .pop()
+        .expect("one lambda")
+}
+
+/// [`milan_pmi`] at several weights `lambdas` from one beam search and one language-model pass
+/// (lambda only reranks the final beam): the tokens of each neuron, one list per lambda. Lambda
+/// 0 is plain beam search, the top of the final beam by log p(d|E).
+pub fn milan_pmi_lambdas(
+    captioner: &Captioner,
+    lm: &LanguageModel,
+    features: Tensor<3>,
+    config: &DecodeConfig,
+    lambdas: &[f32],
+) -> Vec<Vec<Vec<usize>>> {
     let device = features.device();
     let n = features.dims()[0];
-    let mut out = Vec::with_capacity(n);
+    let mut out = vec![Vec::with_capacity(n); lambdas.len()];
     for first in (0..n).step_by(config.neurons_per_batch.max(1)) {
         let len = config.neurons_per_batch.max(1).min(n - first);
         let batch = features.clone().narrow(0, first, len);
@@ -402,11 +437,15 @@ pub fn milan_pmi(
             Beam::AllenNlp => beam_search_allennlp(captioner, batch, config.beam),
             Beam::Shrinking => beam_search(captioner, batch, config.beam),
         };
-        out.extend(
-            rerank(lm, &pools, config.lambda, &device)
-                .into_iter()
-                .map(|(h, _)| h.tokens),
-        );
+        let priors = pool_priors(lm, &pools, &device);
+        for (picked, &lambda) in out.iter_mut().zip(lambdas) {
+            picked.extend(
+                pools
+                    .iter()
+                    .zip(&priors)
+                    .map(|(pool, prior)| pool[pick(pool, prior, lambda).0].tokens.clone()),
+            );
+        }
     }
     out
 }

@@ -9,8 +9,9 @@
 //!   mean/std);
 //! - `summary.json` and `summary.md`.
 //!
-//! The systems: `milan-pmi` (beam search + PMI reranking), `captioner-greedy` (p(d|E) alone,
-//! greedy), `nearest-neighbour` (the description of the training neuron whose mean exemplar feature
+//! The systems: `milan-pmi` (beam search + PMI reranking), `captioner-beam` (the same final beam
+//! without the reranking: its most likely description under p(d|E), which tells the beam's share
+//! of MILAN-PMI's difference from greedy from PMI's), `captioner-greedy` (p(d|E) alone, greedy), `nearest-neighbour` (the description of the training neuron whose mean exemplar feature
 //! is closest by cosine; of its three descriptions, the one with the highest sentence BLEU against
 //! the other two), `netdissect` (the unit's top-IoU concept, where the data has NetDissect-style
 //! labels: the grounded corpus) and `annotators` (each annotator's description against the other
@@ -38,14 +39,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::bertscore::{BertScorer, ScorerOptions};
 use crate::data::Corpus;
-use crate::decoding::{greedy, milan_pmi};
+use crate::decoding::{greedy, milan_pmi_lambdas};
 use crate::train::{
     EarlyStopping, REFERENCE_WITHIN_NETWORK_PATIENCE, RunOptions, Trained, train, write_atomic,
 };
 
 /// Every system, in table order; `netdissect` only where the test neurons have labels.
-pub const SYSTEMS: [&str; 5] = [
+pub const SYSTEMS: [&str; 6] = [
     "milan-pmi",
+    "captioner-beam",
     "captioner-greedy",
     "nearest-neighbour",
     "netdissect",
@@ -197,9 +199,44 @@ pub fn folder_name(experiment: &str) -> String {
 
 /// One test neuron's predictions and references.
 #[derive(Debug, Clone)]
-struct Row {
-    position: usize,
-    predictions: BTreeMap<&'static str, String>,
+pub(crate) struct Row {
+    pub(crate) position: usize,
+    /// The prediction of each system, by name.
+    pub(crate) predictions: BTreeMap<String, String>,
+}
+
+/// The BERTScore model (`model`, or the fetched all-MiniLM-L6-v2), its rescale baseline (P, R,
+/// F; computed once and stored beside the model) and a line naming the setting.
+pub(crate) fn load_scorer(
+    model: Option<&Path>,
+    layers: Option<usize>,
+    device: &Device,
+) -> Result<(BertScorer, (f64, f64, f64), String)> {
+    let scorer_dir = match model {
+        Some(d) => d.to_owned(),
+        None => crate::assets::path("minilm")?,
+    };
+    let scorer = BertScorer::load(
+        &scorer_dir,
+        &ScorerOptions {
+            num_layers: layers,
+            ..ScorerOptions::default()
+        },
+        device,
+    )?;
+    let baseline = crate::bertscore::baseline::ensure(&scorer_dir, &scorer)?;
+    let setting = format!(
+        "{} layer {}, rescaled with baseline P {:.4} R {:.4} F {:.4}",
+        scorer_dir.file_name().map_or_else(
+            || scorer_dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned()
+        ),
+        scorer.num_layers(),
+        baseline.0,
+        baseline.1,
+        baseline.2
+    );
+    Ok((scorer, baseline, setting))
 }
 
 /// Runs the split; writes everything under `options.out`.
@@ -213,35 +250,17 @@ pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Sum
     if options.trials == 0 {
         bail!("--trials must be at least 1");
     }
-    let scorer_dir = match &options.bertscore_model {
-        Some(d) => d.clone(),
-        None => crate::assets::path("minilm")?,
-    };
-    let scorer = BertScorer::load(
-        &scorer_dir,
-        &ScorerOptions {
-            num_layers: options.bertscore_layers,
-            ..ScorerOptions::default()
-        },
+    let (scorer, baseline, setting) = load_scorer(
+        options.bertscore_model.as_deref(),
+        options.bertscore_layers,
         device,
     )?;
-    let baseline = crate::bertscore::baseline::ensure(&scorer_dir, &scorer)?;
     let ids: Vec<_> = corpus.neurons.iter().map(|n| n.id.clone()).collect();
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("creating {}", options.out.display()))?;
     let mut summary = Summary {
         split: options.split.name().to_owned(),
-        bertscore: format!(
-            "{} layer {}, rescaled with baseline P {:.4} R {:.4} F {:.4}",
-            scorer_dir.file_name().map_or_else(
-                || scorer_dir.display().to_string(),
-                |n| n.to_string_lossy().into_owned()
-            ),
-            scorer.num_layers(),
-            baseline.0,
-            baseline.1,
-            baseline.2
-        ),
+        bertscore: setting,
         experiments: Vec::new(),
     };
     let mut skipped = Vec::new();
@@ -425,15 +444,21 @@ fn predict(
 ) -> Vec<Row> {
     let config = &trained.info.config.decode;
     let mut pmi = Vec::with_capacity(test.len());
+    let mut beam = Vec::with_capacity(test.len());
     let mut greedy_out = Vec::with_capacity(test.len());
     for chunk in test.chunks(64) {
         let features = corpus.features(chunk, device);
-        pmi.extend(milan_pmi(
+        let [at_lambda, at_zero]: [Vec<Vec<usize>>; 2] = milan_pmi_lambdas(
             &trained.captioner,
             &trained.lm,
             features.clone(),
             config,
-        ));
+            &[config.lambda, 0.0],
+        )
+        .try_into()
+        .expect("two lambdas");
+        pmi.extend(at_lambda);
+        beam.extend(at_zero);
         greedy_out.extend(greedy(&trained.captioner, features));
     }
     let neighbours = nearest_neighbours(corpus, known, test);
@@ -441,16 +466,20 @@ fn predict(
         .enumerate()
         .map(|(i, &position)| {
             let mut predictions = BTreeMap::new();
-            predictions.insert("milan-pmi", trained.vocab.decode(&pmi[i]));
-            predictions.insert("captioner-greedy", trained.vocab.decode(&greedy_out[i]));
+            predictions.insert("milan-pmi".to_owned(), trained.vocab.decode(&pmi[i]));
+            predictions.insert("captioner-beam".to_owned(), trained.vocab.decode(&beam[i]));
             predictions.insert(
-                "nearest-neighbour",
+                "captioner-greedy".to_owned(),
+                trained.vocab.decode(&greedy_out[i]),
+            );
+            predictions.insert(
+                "nearest-neighbour".to_owned(),
                 consensus(&corpus.neurons[neighbours[i]].descriptions),
             );
             if let Some(label) = &corpus.neurons[position].label {
                 // NetDissect names no concept for a unit that overlaps none.
                 let text = if label.is_empty() { "none" } else { label };
-                predictions.insert("netdissect", text.to_owned());
+                predictions.insert("netdissect".to_owned(), text.to_owned());
             }
             Row {
                 position,
@@ -507,7 +536,7 @@ fn nearest_neighbours(corpus: &Corpus, known: &[usize], test: &[usize]) -> Vec<u
 /// the same references: one of a neuron's three descriptions is held out in turn, every system
 /// and the held-out description (the annotators row) are scored against the other two, and the
 /// three rounds are averaged, per neuron for BERTScore and per round for corpus BLEU.
-fn score(
+pub(crate) fn score(
     corpus: &Corpus,
     rows: &[Row],
     scorer: &BertScorer,
@@ -523,15 +552,18 @@ fn score(
                 .collect()
         })
         .collect();
+    // Every system that predicted for every row.
     let mut hyps: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for system in SYSTEMS.iter().filter(|s| **s != "annotators") {
-        if rows.iter().all(|r| r.predictions.contains_key(system)) {
-            hyps.insert(
-                system,
-                rows.iter()
-                    .map(|r| normalize(&r.predictions[system]))
-                    .collect(),
-            );
+    if let Some(first) = rows.first() {
+        for system in first.predictions.keys() {
+            if rows.iter().all(|r| r.predictions.contains_key(system)) {
+                hyps.insert(
+                    system,
+                    rows.iter()
+                        .map(|r| normalize(&r.predictions[system]))
+                        .collect(),
+                );
+            }
         }
     }
     let rounds = refs.iter().map(Vec::len).min().unwrap_or(0);
@@ -598,6 +630,7 @@ fn predictions_header(with_trial: bool) -> Vec<&'static str> {
         "layer",
         "unit",
         "prediction",
+        "captioner_beam",
         "captioner_greedy",
         "nearest_neighbour",
         "netdissect",
@@ -625,6 +658,7 @@ fn write_rows(
             n.id.layer.clone(),
             n.id.unit.to_string(),
             r.predictions["milan-pmi"].clone(),
+            r.predictions["captioner-beam"].clone(),
             r.predictions["captioner-greedy"].clone(),
             r.predictions["nearest-neighbour"].clone(),
             r.predictions.get("netdissect").cloned().unwrap_or_default(),

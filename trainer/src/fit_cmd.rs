@@ -86,6 +86,13 @@ pub struct TrainingArgs {
     /// {"hidden": 256, "max_epochs": 20}.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub scorer: ScorerArgs,
+}
+
+/// The BERTScore model of `fit`, `follow`, `simulate-active` and `sweep-lambda`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScorerArgs {
     /// BERTScore model folder (default: all-MiniLM-L6-v2 from `trainer assets fetch minilm`);
     /// a Hugging Face roberta-large folder with `--num-layers 17` is the paper's setting (put
     /// bert_score's roberta-large baseline there as bertscore-baseline.csv to rescale as it did).
@@ -191,8 +198,8 @@ pub fn run_fit(args: &FitArgs) -> Result<()> {
             quiet: false,
             init,
         },
-        bertscore_model: args.training.bertscore_model.clone(),
-        bertscore_layers: args.training.bertscore_layers,
+        bertscore_model: args.training.scorer.bertscore_model.clone(),
+        bertscore_layers: args.training.scorer.bertscore_layers,
         roster,
     };
     let summary = fit(&corpus, &options, &device)?;
@@ -369,5 +376,67 @@ pub fn write_descriptions(out: Option<&Path>, csv: &[u8], units: usize, with: &s
             std::io::stdout().write_all(csv)?;
         }
     }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// A `trainer fit` run folder (its trained trials are decoded again; nothing is trained).
+    #[arg(long)]
+    run: PathBuf,
+    /// The split that run used.
+    #[arg(long)]
+    split: Split,
+    /// The MILANNOTATIONS root the run was trained on.
+    #[arg(long)]
+    data: PathBuf,
+    /// The weights λ of log p(d) to decode at, comma-separated; 0 (plain beam search) is always
+    /// included.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,0.1,0.2,0.3,0.5,0.75,1"
+    )]
+    lambdas: Vec<f32>,
+    /// Output folder (default: RUN/lambda-sweep).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    scorer: ScorerArgs,
+    /// Seed of the bootstrap intervals.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    features: FeatureArgs,
+}
+
+/// `trainer sweep-lambda`.
+pub fn run_sweep(args: &SweepArgs) -> Result<()> {
+    let device = milan_trainer::backend::device(&args.features.backend)?;
+    let roster = milan_shared::roster::Roster::read(&args.data)?;
+    let started = Instant::now();
+    let corpus = Corpus::load(&args.data, &args.features.source(), false, &device)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.run.join("lambda-sweep"));
+    let options = milan_trainer::pmi_sweep::SweepOptions {
+        run: args.run.clone(),
+        split: args.split,
+        roster,
+        lambdas: args.lambdas.clone(),
+        out: out.clone(),
+        bertscore_model: args.scorer.bertscore_model.clone(),
+        bertscore_layers: args.scorer.bertscore_layers,
+        seed: args.seed,
+    };
+    let sweep = milan_trainer::pmi_sweep::sweep(&corpus, &options, &device)?;
+    print!("{}", milan_trainer::pmi_sweep::markdown(&sweep));
+    println!(
+        "\n{} experiment(s) in {:.1} min; sweep.json, sweep.md, predictions.csv and lambda.png in {}",
+        sweep.experiments.len(),
+        started.elapsed().as_secs_f64() / 60.0,
+        out.display()
+    );
     Ok(())
 }

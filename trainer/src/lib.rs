@@ -13,6 +13,7 @@
 //! - [`decoding`]: greedy, beam search and PMI reranking;
 //! - [`train`]: the training loop, checkpoints and the run configuration;
 //! - [`fit`]: the generalization splits' experiments, baselines and summary;
+//! - [`pmi_sweep`]: MILAN-PMI re-decoded at several weights λ from a fit run's trials;
 //! - [`plot`]: learning-curve PNGs;
 //! - [`backend`]: the tensor backend chosen at run time.
 
@@ -30,6 +31,7 @@ pub mod grounded;
 pub mod model;
 pub mod photos;
 pub mod plot;
+pub mod pmi_sweep;
 pub mod released;
 pub mod train;
 pub mod vocab;

@@ -61,6 +61,9 @@ enum Command {
     Fit(fit_cmd::FitArgs),
     /// Describe every unit of a network with a trained MILAN: layer,unit,description CSV.
     Describe(fit_cmd::DescribeArgs),
+    /// Decode a fit run's trained trials again at several PMI weights λ (0: plain beam search)
+    /// and score each against greedy and beam: the reranking's effect, apart from the beam's.
+    SweepLambda(fit_cmd::SweepArgs),
     /// Follow an annotator project: train on its descriptions as they arrive, round after round,
     /// and keep a history of held-out scores against the number of annotated neurons.
     Follow(follow_cmd::FollowArgs),
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
         Command::Features(args) => features_cmd::run(&args),
         Command::Fit(args) => fit_cmd::run_fit(&args),
         Command::Describe(args) => fit_cmd::run_describe(&args),
+        Command::SweepLambda(args) => fit_cmd::run_sweep(&args),
         Command::Follow(args) => follow_cmd::run_follow(&args),
         Command::SimulateActive(args) => simulate_cmd::run_simulation(&args),
         Command::Config => {

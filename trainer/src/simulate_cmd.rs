@@ -412,7 +412,7 @@ fn simulate(
                     max_rounds: Some(round),
                     until_idle: true,
                     give_up_after: Some(Duration::from_secs(60)),
-                    bertscore_model: args.training.bertscore_model.clone(),
+                    bertscore_model: args.training.scorer.bertscore_model.clone(),
                     describe: Describe::Greedy,
                     priority,
                 },

@@ -194,6 +194,41 @@ fn milan_pmi_batches_neurons_without_changing_results() {
     assert_eq!(whole, one_by_one);
 }
 
+#[test]
+fn one_beam_serves_every_lambda_and_lambda_zero_is_the_top_of_the_beam() {
+    let (captioner, lm, features, _) = tiny(3);
+    let config = DecodeConfig {
+        beam: all_sequences().len(),
+        neurons_per_batch: 2,
+        ..DecodeConfig::default()
+    };
+    let lambdas = [0.0f32, 0.2, 1.0];
+    let swept = decoding::milan_pmi_lambdas(&captioner, &lm, features.clone(), &config, &lambdas);
+    assert_eq!(swept.len(), lambdas.len());
+    // Each lambda's picks are what a decoding at that lambda alone returns.
+    for (picked, &lambda) in swept.iter().zip(&lambdas) {
+        let alone = decoding::milan_pmi(
+            &captioner,
+            &lm,
+            features.clone(),
+            &DecodeConfig { lambda, ..config },
+        );
+        assert_eq!(picked, &alone, "lambda {lambda}");
+    }
+    // Lambda 0: the most likely sequence under p(d|E), found by enumeration (the beam holds
+    // every sequence here).
+    for (n, tokens) in swept[0].iter().enumerate() {
+        let exact = brute_force(&captioner, &features, n);
+        let best = exact
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("sequences");
+        assert_eq!(tokens, &best.0, "neuron {n}");
+    }
+    // And lambda 1 differs from it somewhere (the seed of the reranking test above).
+    assert_ne!(swept[0], swept[2]);
+}
+
 /// AllenNLP's beam search written plainly, as its documentation states it: every step, each
 /// unfinished hypothesis is extended by every generable token and each finished one is carried
 /// unchanged; all of them are sorted (score, then beam position, then token) and the best `beam`

@@ -120,6 +120,7 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
     );
     for system in [
         "milan-pmi",
+        "captioner-beam",
         "captioner-greedy",
         "nearest-neighbour",
         "annotators",
@@ -159,6 +160,7 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
             "layer",
             "unit",
             "prediction",
+            "captioner_beam",
             "captioner_greedy",
             "nearest_neighbour",
             "netdissect",
@@ -175,7 +177,7 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
     );
     assert!(
         rows.iter()
-            .all(|r| &r[1] == "resnet152/imagenet" && r[7].is_empty() && !r[8].is_empty())
+            .all(|r| &r[1] == "resnet152/imagenet" && r[8].is_empty() && !r[9].is_empty())
     );
     for trial in ["trial-0", "trial-1"] {
         for file in [
@@ -224,6 +226,95 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
         .arg("--cache")
         .arg(&cache));
     assert_eq!(String::from_utf8_lossy(&greedy.stdout).lines().count(), 21);
+
+    // sweep-lambda decodes the trained trials again: at the run's own lambda and at 0 it
+    // reproduces fit's milan-pmi and captioner-beam scores, trial by trial.
+    let sweep_out = tmp.path().join("sweep");
+    let swept = run(trainer()
+        .args([
+            "sweep-lambda",
+            "--split",
+            "across-arch",
+            "--lambdas",
+            "0.2,1",
+        ])
+        .arg("--run")
+        .arg(&out)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&sweep_out)
+        .arg("--cache")
+        .arg(&cache));
+    assert!(
+        String::from_utf8_lossy(&swept.stdout).contains("minus beam"),
+        "{}",
+        String::from_utf8_lossy(&swept.stdout)
+    );
+    let sweep: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sweep_out.join("sweep.json")).expect("sweep.json"),
+    )
+    .expect("json");
+    let e = &sweep["experiments"][0];
+    assert_eq!(e["name"], "alexnet->resnet152");
+    assert_eq!(e["trials"], 2);
+    let points = e["points"].as_array().expect("points");
+    let lambdas: Vec<f64> = points
+        .iter()
+        .map(|p| p["lambda"].as_f64().expect("lambda"))
+        .collect();
+    assert_eq!(lambdas, [0.0, 0.2, 1.0]);
+    let per_trial = &metrics["trials"];
+    let mean_of = |system: &str| -> f64 {
+        (0..2)
+            .map(|t| per_trial[t][system]["bertscore_f"].as_f64().expect("score"))
+            .sum::<f64>()
+            / 2.0
+    };
+    for (at, system) in [(0, "captioner-beam"), (1, "milan-pmi")] {
+        let swept = points[at]["bertscore_f"]["mean"].as_f64().expect("mean");
+        assert!(
+            (swept - mean_of(system)).abs() < 1e-4,
+            "lambda {}: {swept} against fit's {system} {}",
+            lambdas[at],
+            mean_of(system)
+        );
+    }
+    assert!(
+        (e["greedy"]["mean"].as_f64().expect("greedy") - mean_of("captioner-greedy")).abs() < 1e-4
+    );
+    // Plain beam minus itself is nothing; the reranking changes no neuron at lambda 0.
+    assert_eq!(points[0]["minus_beam"], serde_json::json!([0.0, 0.0, 0.0]));
+    assert_eq!(points[0]["changed"], 0.0);
+    assert_eq!(
+        csv_header(&sweep_out.join("predictions.csv")),
+        [
+            "experiment",
+            "trial",
+            "model",
+            "layer",
+            "unit",
+            "greedy",
+            "lambda=0",
+            "lambda=0.2",
+            "lambda=1"
+        ]
+    );
+    assert_eq!(csv_rows(&sweep_out.join("predictions.csv")).len(), 2 * 20);
+    // A run of another split has no trials to sweep, and says so.
+    let err = fails(
+        trainer()
+            .args(["sweep-lambda", "--split", "within-network"])
+            .arg("--run")
+            .arg(&out)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(tmp.path().join("y"))
+            .arg("--cache")
+            .arg(&cache),
+    );
+    assert!(err.contains("no trained trial"), "{err}");
 
     // Mistakes are named.
     let err = fails(

@@ -244,6 +244,7 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
     let e = &summary.experiments[0];
     for system in [
         "milan-pmi",
+        "captioner-beam",
         "captioner-greedy",
         "nearest-neighbour",
         "netdissect",
@@ -252,7 +253,7 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
         let r = &e.results[system];
         assert!(r.bertscore_f.mean.is_finite(), "{system}");
     }
-    assert_eq!(e.differences.len(), 4);
+    assert_eq!(e.differences.len(), 5);
     for d in &e.differences {
         assert!(d.low <= d.mean && d.mean <= d.high, "{d:?}");
     }

@@ -1,0 +1,379 @@
+//! `trainer sweep-lambda`: MILAN-PMI at several weights λ of `log p(d)`, re-decoded from the
+//! trained trials of a `trainer fit` run, so the beam's share of MILAN-PMI's difference from the
+//! greedy captioner can be told from the reranking's.
+//!
+//! λ only reranks the final beam, so each trial needs one beam search and one language-model pass
+//! for every λ ([`crate::decoding::milan_pmi_lambdas`]); λ = 0 is plain beam search (the
+//! `captioner-beam` system of `fit`). Every λ and the greedy captioner are scored as `fit` scores
+//! its systems (the same references, the same rescaled BERTScore), on the same test neurons the
+//! trial was evaluated on: the partition is drawn again from the trial's seed and checked against
+//! the count its `metrics.json` recorded.
+//!
+//! Writes `sweep.json`, `sweep.md`, `predictions.csv` (one column per λ) and `lambda.png` (each λ
+//! minus greedy, paired 95% intervals) into the output folder.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use milan_shared::roster::Roster;
+use milan_shared::split::{Experiment, Split};
+use serde::{Deserialize, Serialize};
+
+use crate::data::Corpus;
+use crate::decoding::{greedy, milan_pmi_lambdas};
+use crate::fit::{
+    BOOTSTRAP_RESAMPLES, MeanStd, Row, Scores, folder_name, load_scorer, paired_bootstrap, score,
+};
+use crate::train::{load, write_atomic};
+
+/// The system every λ is compared with, besides plain beam search (λ = 0).
+const GREEDY: &str = "captioner-greedy";
+
+/// Options of `trainer sweep-lambda`.
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
+    /// The `trainer fit` run folder.
+    pub run: PathBuf,
+    pub split: Split,
+    /// The corpus's own networks and splits, as `fit` used them.
+    pub roster: Option<Roster>,
+    /// The weights to decode at; 0 is added when absent.
+    pub lambdas: Vec<f32>,
+    pub out: PathBuf,
+    pub bertscore_model: Option<PathBuf>,
+    pub bertscore_layers: Option<usize>,
+    /// Seed of the bootstrap resampling.
+    pub seed: u64,
+}
+
+/// One λ of one experiment, over its trials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LambdaPoint {
+    pub lambda: f32,
+    pub bertscore_f: MeanStd,
+    pub bleu: MeanStd,
+    /// This λ minus the greedy captioner in BERTScore F1: (mean, low, high), paired bootstrap
+    /// 95% interval over test neurons.
+    pub minus_greedy: (f64, f64, f64),
+    /// This λ minus plain beam search (λ = 0): the reranking's own effect.
+    pub minus_beam: (f64, f64, f64),
+    /// Mean words per description.
+    pub words: f64,
+    /// Share of test neurons whose description differs from plain beam search's.
+    pub changed: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentSweep {
+    pub name: String,
+    pub trials: usize,
+    pub test_neurons: usize,
+    pub greedy: MeanStd,
+    pub annotators: MeanStd,
+    pub points: Vec<LambdaPoint>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sweep {
+    pub split: String,
+    pub bertscore: String,
+    pub experiments: Vec<ExperimentSweep>,
+}
+
+/// A system name for a λ.
+fn lambda_name(lambda: f32) -> String {
+    format!("lambda={lambda}")
+}
+
+/// The trained trials of an experiment's folder, in trial order: (folder, seed, test neurons).
+fn trials_of(dir: &Path) -> Result<Vec<(PathBuf, u64, usize)>> {
+    let mut found = Vec::new();
+    for t in 0.. {
+        let trial = dir.join(format!("trial-{t}"));
+        let metrics = trial.join("metrics.json");
+        if !metrics.is_file() {
+            break;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&metrics)?)
+            .with_context(|| format!("{}: not JSON", metrics.display()))?;
+        let field = |name: &str| {
+            v[name].as_u64().with_context(|| {
+                format!(
+                    "{}: no number {name:?} (a run of an older trainer?)",
+                    metrics.display()
+                )
+            })
+        };
+        found.push((trial, field("seed")?, field("test_neurons")? as usize));
+    }
+    Ok(found)
+}
+
+/// Re-decodes every trained trial of `options.run` at every λ and scores them.
+pub fn sweep(corpus: &Corpus, options: &SweepOptions, device: &Device) -> Result<Sweep> {
+    // -0 is 0: one name, one column.
+    let mut lambdas: Vec<f32> = options
+        .lambdas
+        .iter()
+        .map(|&l| if l == 0.0 { 0.0 } else { l })
+        .collect();
+    if let Some(bad) = lambdas.iter().find(|l| !l.is_finite()) {
+        bail!("--lambdas: {bad} is not a number");
+    }
+    if !lambdas.contains(&0.0) {
+        lambdas.push(0.0);
+    }
+    lambdas.sort_by(f32::total_cmp);
+    lambdas.dedup();
+    let experiments: Vec<Experiment> = match &options.roster {
+        Some(r) => r.experiments(options.split),
+        None => options.split.experiments(),
+    };
+    let (scorer, baseline, setting) = load_scorer(
+        options.bertscore_model.as_deref(),
+        options.bertscore_layers,
+        device,
+    )?;
+    let ids: Vec<_> = corpus.neurons.iter().map(|n| n.id.clone()).collect();
+    let mut out = Sweep {
+        split: options.split.name().to_owned(),
+        bertscore: setting,
+        experiments: Vec::new(),
+    };
+    let mut predictions = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["experiment", "trial", "model", "layer", "unit", "greedy"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    header.extend(lambdas.iter().map(|&l| lambda_name(l)));
+    predictions.write_record(&header)?;
+    for experiment in &experiments {
+        let dir = options.run.join(folder_name(&experiment.name));
+        let trials = trials_of(&dir)?;
+        if trials.is_empty() {
+            continue;
+        }
+        eprintln!(
+            "experiment {} ({} trained trials)",
+            experiment.name,
+            trials.len()
+        );
+        let started = std::time::Instant::now();
+        let mut scored: Vec<BTreeMap<String, Scores>> = Vec::new();
+        let mut words = vec![0.0; lambdas.len()];
+        let mut changed = vec![0.0; lambdas.len()];
+        let mut test_neurons = 0;
+        for (t, (trial_dir, seed, expected)) in trials.iter().enumerate() {
+            let partition = experiment.partition(&ids, *seed);
+            let test = corpus.positions(&partition.test)?;
+            if test.len() != *expected {
+                bail!(
+                    "{}: {} test neurons now, {expected} when it was trained: is --data the corpus \
+                     and --split the split of that run?",
+                    trial_dir.display(),
+                    test.len()
+                );
+            }
+            test_neurons = test.len();
+            let trained = load(trial_dir, device)?;
+            if trained.info.encoder != corpus.encoder {
+                bail!(
+                    "{}: trained on {} features, these are {} (pass --encoder {})",
+                    trial_dir.display(),
+                    trained.info.encoder,
+                    corpus.encoder,
+                    trained.info.encoder
+                );
+            }
+            let config = &trained.info.config.decode;
+            let mut by_lambda: Vec<Vec<Vec<usize>>> = vec![Vec::new(); lambdas.len()];
+            let mut greedy_out = Vec::new();
+            for chunk in test.chunks(64) {
+                let features = corpus.features(chunk, device);
+                let picked = milan_pmi_lambdas(
+                    &trained.captioner,
+                    &trained.lm,
+                    features.clone(),
+                    config,
+                    &lambdas,
+                );
+                for (all, some) in by_lambda.iter_mut().zip(picked) {
+                    all.extend(some);
+                }
+                greedy_out.extend(greedy(&trained.captioner, features));
+            }
+            let rows: Vec<Row> = test
+                .iter()
+                .enumerate()
+                .map(|(i, &position)| {
+                    let mut p = BTreeMap::new();
+                    p.insert(GREEDY.to_owned(), trained.vocab.decode(&greedy_out[i]));
+                    for (j, &l) in lambdas.iter().enumerate() {
+                        p.insert(lambda_name(l), trained.vocab.decode(&by_lambda[j][i]));
+                    }
+                    Row {
+                        position,
+                        predictions: p,
+                    }
+                })
+                .collect();
+            let n = rows.len().max(1) as f64;
+            for (j, &l) in lambdas.iter().enumerate() {
+                let name = lambda_name(l);
+                let beam = lambda_name(0.0);
+                words[j] += rows
+                    .iter()
+                    .map(|r| r.predictions[&name].split_whitespace().count())
+                    .sum::<usize>() as f64
+                    / n;
+                changed[j] += rows
+                    .iter()
+                    .filter(|r| r.predictions[&name] != r.predictions[&beam])
+                    .count() as f64
+                    / n;
+            }
+            for r in &rows {
+                let id = &corpus.neurons[r.position].id;
+                let mut record = vec![
+                    experiment.name.clone(),
+                    t.to_string(),
+                    id.key.to_string(),
+                    id.layer.clone(),
+                    id.unit.to_string(),
+                    r.predictions[GREEDY].clone(),
+                ];
+                record.extend(
+                    lambdas
+                        .iter()
+                        .map(|&l| r.predictions[&lambda_name(l)].clone()),
+                );
+                predictions.write_record(&record)?;
+            }
+            let scores = score(corpus, &rows, &scorer, baseline)?;
+            eprintln!(
+                "  trial {t}: greedy {:.3} | {}",
+                scores[GREEDY].bertscore_f,
+                lambdas
+                    .iter()
+                    .map(|&l| format!("λ {l} {:.3}", scores[&lambda_name(l)].bertscore_f))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+            scored.push(scores);
+        }
+        let n = scored.len() as f64;
+        let column = |system: &str, f: fn(&Scores) -> f64| -> Vec<f64> {
+            scored.iter().map(|s| f(&s[system])).collect()
+        };
+        let difference = |a: &str, b: &str| -> (f64, f64, f64) {
+            let pairs: Vec<(Vec<f64>, Vec<f64>)> = scored
+                .iter()
+                .map(|s| (s[a].per_neuron.clone(), s[b].per_neuron.clone()))
+                .collect();
+            paired_bootstrap(&pairs, BOOTSTRAP_RESAMPLES, options.seed)
+        };
+        let beam = lambda_name(0.0);
+        let points = lambdas
+            .iter()
+            .enumerate()
+            .map(|(j, &l)| {
+                let name = lambda_name(l);
+                LambdaPoint {
+                    lambda: l,
+                    bertscore_f: MeanStd::of(&column(&name, |s| s.bertscore_f)),
+                    bleu: MeanStd::of(&column(&name, |s| s.bleu)),
+                    minus_greedy: difference(&name, GREEDY),
+                    minus_beam: difference(&name, &beam),
+                    words: words[j] / n,
+                    changed: changed[j] / n,
+                }
+            })
+            .collect();
+        out.experiments.push(ExperimentSweep {
+            name: experiment.name.clone(),
+            trials: scored.len(),
+            test_neurons,
+            greedy: MeanStd::of(&column(GREEDY, |s| s.bertscore_f)),
+            annotators: MeanStd::of(&column("annotators", |s| s.bertscore_f)),
+            points,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    if out.experiments.is_empty() {
+        bail!(
+            "{}: no trained trial of any {} experiment (trial-<t>/metrics.json); is --run a `trainer \
+             fit` run of that split?",
+            options.run.display(),
+            options.split.name()
+        );
+    }
+    write_atomic(
+        &options.out.join("sweep.json"),
+        &serde_json::to_vec_pretty(&out)?,
+    )?;
+    write_atomic(&options.out.join("sweep.md"), markdown(&out).as_bytes())?;
+    write_atomic(
+        &options.out.join("predictions.csv"),
+        &predictions.into_inner()?,
+    )?;
+    let series: Vec<crate::plot::IntervalSeries> = out
+        .experiments
+        .iter()
+        .map(|e| {
+            (
+                e.name.clone(),
+                e.points
+                    .iter()
+                    .map(|p| {
+                        let (m, lo, hi) = p.minus_greedy;
+                        (f64::from(p.lambda), m, lo, hi)
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    crate::plot::interval_plot(
+        &options.out.join("lambda.png"),
+        "Beam search + PMI reranking minus the greedy captioner (λ = 0: plain beam)",
+        "λ, the weight of log p(d)",
+        "BERTScore F1 difference (95% interval)",
+        &series,
+    )?;
+    Ok(out)
+}
+
+/// The sweep as Markdown: one table per experiment.
+pub fn markdown(sweep: &Sweep) -> String {
+    let mut s = format!(
+        "# λ sweep, {}\n\nBERTScore F1 ({}), mean ± std over trials; differences are paired \
+         bootstrap 95% intervals over test neurons. λ = 0 is plain beam search.\n",
+        sweep.split, sweep.bertscore
+    );
+    for e in &sweep.experiments {
+        s.push_str(&format!(
+            "\n## {} ({} trials, {} test neurons; greedy {:.3} ± {:.3}, annotators {:.3})\n\n\
+             | λ | BERTScore | BLEU | minus greedy | minus beam | words | changed from beam |\n\
+             |---:|---|---|---|---|---:|---:|\n",
+            e.name, e.trials, e.test_neurons, e.greedy.mean, e.greedy.std, e.annotators.mean
+        ));
+        for p in &e.points {
+            let d = |(m, lo, hi): (f64, f64, f64)| format!("{m:+.3} [{lo:+.3}, {hi:+.3}]");
+            s.push_str(&format!(
+                "| {} | {:.3} ± {:.3} | {:.1} ± {:.1} | {} | {} | {:.2} | {:.0}% |\n",
+                p.lambda,
+                p.bertscore_f.mean,
+                p.bertscore_f.std,
+                p.bleu.mean,
+                p.bleu.std,
+                d(p.minus_greedy),
+                d(p.minus_beam),
+                p.words,
+                100.0 * p.changed
+            ));
+        }
+    }
+    s
+}
