@@ -440,3 +440,46 @@ pub fn run_sweep(args: &SweepArgs) -> Result<()> {
     );
     Ok(())
 }
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// A `trainer fit` run and the column it fills, as NAME=DIR (e.g.
+    /// within-network=runs/g/within); runs of the same NAME share a column. Repeat.
+    #[arg(long = "run", required = true)]
+    runs: Vec<String>,
+    /// The system to compare (milan-pmi, captioner-beam, captioner-greedy, nearest-neighbour,
+    /// netdissect, annotators).
+    #[arg(long, default_value = "milan-pmi")]
+    system: String,
+    /// A PNG of the table (networks down, a colour per split).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Seed of the bootstrap intervals.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// `trainer compare-splits`.
+pub fn run_compare(args: &CompareArgs) -> Result<()> {
+    use milan_trainer::by_network::{NamedRun, compare, markdown, plot};
+    let runs = args
+        .runs
+        .iter()
+        .map(|r| {
+            let (name, dir) = r
+                .split_once('=')
+                .with_context(|| format!("--run {r}: expected NAME=DIR"))?;
+            Ok(NamedRun {
+                name: name.to_owned(),
+                dir: PathBuf::from(dir),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let comparison = compare(&runs, &args.system, args.seed)?;
+    print!("{}", markdown(&comparison));
+    if let Some(path) = &args.plot {
+        plot(&comparison, path)?;
+        println!("\n{}", path.display());
+    }
+    Ok(())
+}

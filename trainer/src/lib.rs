@@ -13,6 +13,7 @@
 //! - [`decoding`]: greedy, beam search and PMI reranking;
 //! - [`train`]: the training loop, checkpoints and the run configuration;
 //! - [`fit`]: the generalization splits' experiments, baselines and summary;
+//! - [`by_network`]: one system's score per test network across runs of different splits;
 //! - [`pmi_sweep`]: MILAN-PMI re-decoded at several weights λ from a fit run's trials;
 //! - [`plot`]: learning-curve PNGs;
 //! - [`backend`]: the tensor backend chosen at run time.
@@ -20,6 +21,7 @@
 pub mod assets;
 pub mod backend;
 pub mod bertscore;
+pub mod by_network;
 pub mod data;
 pub mod decoding;
 pub mod encoders;

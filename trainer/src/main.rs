@@ -64,6 +64,9 @@ enum Command {
     /// Decode a fit run's trained trials again at several PMI weights λ (0: plain beam search)
     /// and score each against greedy and beam: the reranking's effect, apart from the beam's.
     SweepLambda(fit_cmd::SweepArgs),
+    /// One system's BERTScore on each test network across fit runs of different splits: does
+    /// within-network beat across-* on the same units?
+    CompareSplits(fit_cmd::CompareArgs),
     /// Follow an annotator project: train on its descriptions as they arrive, round after round,
     /// and keep a history of held-out scores against the number of annotated neurons.
     Follow(follow_cmd::FollowArgs),
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
         Command::Fit(args) => fit_cmd::run_fit(&args),
         Command::Describe(args) => fit_cmd::run_describe(&args),
         Command::SweepLambda(args) => fit_cmd::run_sweep(&args),
+        Command::CompareSplits(args) => fit_cmd::run_compare(&args),
         Command::Follow(args) => follow_cmd::run_follow(&args),
         Command::SimulateActive(args) => simulate_cmd::run_simulation(&args),
         Command::Config => {

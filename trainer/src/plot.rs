@@ -1,4 +1,4 @@
-//! PNG plots: a training run's learning curves.
+//! PNG plots: a training run's learning curves, and intervals of scores between runs.
 //!
 //! Text needs a TrueType font: DejaVu Sans or Liberation Sans from the system (Debian's
 //! `fonts-dejavu-core`, which Chromium pulls in; `scripts/test` installs it). Without one the plot is
@@ -321,14 +321,121 @@ pub fn interval_plot(
             )
             .map_err(err)?;
     }
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// The series' names in a framed box at `position`.
+fn legend<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged,
+    Y: Ranged,
+{
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
+        .map_err(err)
+}
+
+/// One colour of [`category_interval_plot`]: a name and, per category, (mean, low, high) or
+/// nothing.
+pub type CategorySeries = (String, Vec<Option<(f64, f64, f64)>>);
+
+/// Means with 95% intervals for named categories (one row each, first at the top, the names
+/// horizontal so long ones stay readable), one colour per series, side by side within a row.
+pub fn category_interval_plot(
+    path: &Path,
+    title: &str,
+    categories: &[String],
+    x_label: &str,
+    series: &[CategorySeries],
+) -> Result<()> {
+    if !font_or_warn(path) {
+        return Ok(());
+    }
+    let k = categories.len().max(1);
+    let values: Vec<(f64, f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.1.iter().flatten())
+        .copied()
+        .collect();
+    let low = values.iter().map(|v| v.1).fold(f64::INFINITY, f64::min);
+    let high = values.iter().map(|v| v.2).fold(f64::NEG_INFINITY, f64::max);
+    let (low, high) = if low.is_finite() {
+        (low, high)
+    } else {
+        (0.0, 1.0)
+    };
+    let pad = ((high - low) * 0.08).max(1e-3);
+    let tmp = path.with_extension("tmp.png");
+    {
+        let height = 120 + 70 * k as u32;
+        let root = BitMapBackend::new(&tmp, (1000, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(230)
+            .build_cartesian_2d((low - pad)..(high + pad), -0.5..(k as f64 - 0.5))
+            .map_err(err)?;
+        // Row i of the categories sits at y = k - 1 - i, so the first is at the top.
+        let name_at = |y: &f64| -> String {
+            let r = y.round();
+            if (y - r).abs() > 1e-6 || r < 0.0 || r as usize >= k {
+                return String::new();
+            }
+            categories
+                .get(k - 1 - r as usize)
+                .cloned()
+                .unwrap_or_default()
+        };
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_labels(k * 2 + 1)
+            .y_label_formatter(&name_at)
+            .disable_y_mesh()
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(err)?;
+        let n = series.len().max(1) as f64;
+        for (i, (name, cells)) in series.iter().enumerate() {
+            let colour = OKABE_ITO[i % OKABE_ITO.len()];
+            // Series stacked within a row so their bars do not hide each other.
+            let shift = -(i as f64 - (n - 1.0) / 2.0) * (0.6 / n);
+            let at: Vec<(f64, f64, f64, f64)> = cells
+                .iter()
+                .enumerate()
+                .filter_map(|(c, v)| v.map(|(m, lo, hi)| ((k - 1 - c) as f64 + shift, m, lo, hi)))
+                .collect();
+            chart
+                .draw_series(
+                    at.iter()
+                        .map(|p| ErrorBar::new_horizontal(p.0, p.2, p.1, p.3, colour.filled(), 8)),
+                )
+                .map_err(err)?
+                .label(name.as_str())
+                .legend(move |(x, y)| Circle::new((x + 9, y), 5, colour.filled()));
+            chart
+                .draw_series(
+                    at.iter()
+                        .map(|p| Circle::new((p.1, p.0), 5, colour.filled())),
+                )
+                .map_err(err)?;
+        }
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+        root.present().map_err(err)?;
+    }
+    std::fs::rename(&tmp, path)?;
     Ok(())
 }

@@ -1,0 +1,318 @@
+//! `trainer compare-splits`: one system's BERTScore on each test network, side by side across
+//! `trainer fit` runs of different splits: the paper's "within-network beats across-*" asked of
+//! the same units.
+//!
+//! A split's table averages over its own test networks, and the splits test different networks
+//! (across-task tests the autoencoders, across-arch the small classifier...), so their rows do not
+//! compare. Here every trial's per-neuron scores (its `metrics.json`) are grouped by the model key
+//! of each test neuron (the trial's `predictions.csv`, in the same order), so each network gets
+//! one score per split: the mean over trials of its test neurons' mean, with a bootstrap 95%
+//! interval that redraws every trial's neurons of that network.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::fit::{BOOTSTRAP_RESAMPLES, paired_bootstrap};
+
+/// One network's score in one split.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cell {
+    pub mean: f64,
+    pub low: f64,
+    pub high: f64,
+    /// Test neurons of this network per trial.
+    pub neurons: usize,
+    /// Trials (over every experiment of the split that tests this network).
+    pub trials: usize,
+}
+
+/// A run given as NAME=DIR: the column it fills.
+#[derive(Debug, Clone)]
+pub struct NamedRun {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub system: String,
+    /// Column names, in the order first given.
+    pub splits: Vec<String>,
+    /// network -> split -> cell.
+    pub networks: BTreeMap<String, BTreeMap<String, Cell>>,
+}
+
+/// Every trained trial of a run folder: each experiment's `trial-<t>` with both files.
+fn trial_dirs(run: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let entries =
+        std::fs::read_dir(run).with_context(|| format!("reading the run {}", run.display()))?;
+    let mut experiments: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    experiments.sort();
+    for experiment in experiments {
+        for t in 0.. {
+            let trial = experiment.join(format!("trial-{t}"));
+            if !(trial.join("metrics.json").is_file() && trial.join("predictions.csv").is_file()) {
+                break;
+            }
+            out.push(trial);
+        }
+    }
+    Ok(out)
+}
+
+/// network -> the per-neuron scores of `system` of each trial that tested it.
+fn scores_by_network(run: &Path, system: &str) -> Result<BTreeMap<String, Vec<Vec<f64>>>> {
+    let mut out: BTreeMap<String, Vec<Vec<f64>>> = BTreeMap::new();
+    let trials = trial_dirs(run)?;
+    if trials.is_empty() {
+        bail!(
+            "{}: no trained trial (<experiment>/trial-<t>/metrics.json and predictions.csv); is it \
+             a `trainer fit` run?",
+            run.display()
+        );
+    }
+    for trial in trials {
+        let metrics_path = trial.join("metrics.json");
+        let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(&metrics_path)?)
+            .with_context(|| format!("{}: not JSON", metrics_path.display()))?;
+        let per_neuron: Vec<f64> = serde_json::from_value(
+            metrics["results"][system]["per_neuron"].clone(),
+        )
+        .ok()
+        .filter(|v: &Vec<f64>| !v.is_empty())
+        .with_context(|| {
+            format!(
+                "{}: no per-neuron BERTScore of {system} (another system name, or a run before \
+                 paired intervals?)",
+                metrics_path.display()
+            )
+        })?;
+        let predictions = trial.join("predictions.csv");
+        let mut reader = csv::Reader::from_path(&predictions)
+            .with_context(|| format!("reading {}", predictions.display()))?;
+        let column = reader
+            .headers()?
+            .iter()
+            .position(|h| h == "model")
+            .with_context(|| format!("{}: no model column", predictions.display()))?;
+        let mut keys = Vec::new();
+        for (i, record) in reader.records().enumerate() {
+            let record =
+                record.with_context(|| format!("{} line {}", predictions.display(), i + 2))?;
+            keys.push(record[column].to_owned());
+        }
+        if keys.len() != per_neuron.len() {
+            bail!(
+                "{}: {} rows but {} per-neuron scores in metrics.json",
+                predictions.display(),
+                keys.len(),
+                per_neuron.len()
+            );
+        }
+        let mut grouped: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for (key, score) in keys.into_iter().zip(per_neuron) {
+            grouped.entry(key).or_default().push(score);
+        }
+        for (key, scores) in grouped {
+            out.entry(key).or_default().push(scores);
+        }
+    }
+    Ok(out)
+}
+
+/// `system`'s score on every test network of every run.
+pub fn compare(runs: &[NamedRun], system: &str, seed: u64) -> Result<Comparison> {
+    let mut splits: Vec<String> = Vec::new();
+    let mut gathered: BTreeMap<String, BTreeMap<String, Vec<Vec<f64>>>> = BTreeMap::new();
+    for run in runs {
+        if !splits.contains(&run.name) {
+            splits.push(run.name.clone());
+        }
+        for (network, trials) in scores_by_network(&run.dir, system)? {
+            gathered
+                .entry(network)
+                .or_default()
+                .entry(run.name.clone())
+                .or_default()
+                .extend(trials);
+        }
+    }
+    let networks = gathered
+        .into_iter()
+        .map(|(network, by_split)| {
+            let cells = by_split
+                .into_iter()
+                .map(|(split, trials)| {
+                    let pairs: Vec<(Vec<f64>, Vec<f64>)> = trials
+                        .iter()
+                        .map(|t| (t.clone(), vec![0.0; t.len()]))
+                        .collect();
+                    let (mean, low, high) = paired_bootstrap(&pairs, BOOTSTRAP_RESAMPLES, seed);
+                    let cell = Cell {
+                        mean,
+                        low,
+                        high,
+                        neurons: trials.iter().map(Vec::len).min().unwrap_or(0),
+                        trials: trials.len(),
+                    };
+                    (split, cell)
+                })
+                .collect();
+            (network, cells)
+        })
+        .collect();
+    Ok(Comparison {
+        system: system.to_owned(),
+        splits,
+        networks,
+    })
+}
+
+/// The comparison as a Markdown table: a row per network, a column per split.
+pub fn markdown(c: &Comparison) -> String {
+    let mut s = format!(
+        "{} BERTScore F1 on each test network: mean over trials, bootstrap 95% interval over its \
+         test neurons (test neurons per trial x trials).\n\n| network |",
+        c.system
+    );
+    for split in &c.splits {
+        s.push_str(&format!(" {split} |"));
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---|".repeat(c.splits.len()));
+    s.push('\n');
+    for (network, cells) in &c.networks {
+        s.push_str(&format!("| {network} |"));
+        for split in &c.splits {
+            match cells.get(split) {
+                Some(x) => s.push_str(&format!(
+                    " {:.3} [{:.3}, {:.3}] ({} x {}) |",
+                    x.mean, x.low, x.high, x.neurons, x.trials
+                )),
+                None => s.push_str(" - |"),
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The comparison as a PNG: networks along x, a colour per split, 95% intervals as bars.
+pub fn plot(c: &Comparison, path: &Path) -> Result<()> {
+    let networks: Vec<String> = c.networks.keys().cloned().collect();
+    let series: Vec<crate::plot::CategorySeries> = c
+        .splits
+        .iter()
+        .map(|split| {
+            (
+                split.clone(),
+                c.networks
+                    .values()
+                    .map(|cells| cells.get(split).map(|x| (x.mean, x.low, x.high)))
+                    .collect(),
+            )
+        })
+        .collect();
+    crate::plot::category_interval_plot(
+        path,
+        &format!("{} on each test network, by split", c.system),
+        &networks,
+        "BERTScore F1 (rescaled; 95% interval)",
+        &series,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A trial folder with the per-neuron scores of milan-pmi for rows of the given networks.
+    fn trial(dir: &Path, rows: &[(&str, f64)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        let scores: Vec<f64> = rows.iter().map(|r| r.1).collect();
+        std::fs::write(
+            dir.join("metrics.json"),
+            serde_json::json!({"results": {"milan-pmi": {"bleu": 0.0, "bertscore_f": 0.0,
+                "per_neuron": scores}}})
+            .to_string(),
+        )
+        .unwrap();
+        let mut csv = String::from("model,layer,unit,prediction\n");
+        for (i, (key, _)) in rows.iter().enumerate() {
+            csv.push_str(&format!("{key},conv1,{i},red\n"));
+        }
+        std::fs::write(dir.join("predictions.csv"), csv).unwrap();
+    }
+
+    #[test]
+    fn scores_are_grouped_by_the_test_neurons_network_and_averaged_over_trials() {
+        let tmp = tempfile::tempdir().unwrap();
+        let across = tmp.path().join("across");
+        // One experiment testing two networks, two trials; a second experiment testing a third.
+        trial(
+            &across.join("a-to-b/trial-0"),
+            &[("b/x", 0.2), ("c/x", 0.5), ("b/x", 0.4)],
+        );
+        trial(
+            &across.join("a-to-b/trial-1"),
+            &[("b/x", 0.6), ("c/x", 0.7), ("b/x", 0.6)],
+        );
+        trial(&across.join("b-to-a/trial-0"), &[("a/x", 0.1)]);
+        let within = tmp.path().join("within");
+        trial(&within.join("b_x/trial-0"), &[("b/x", 0.9)]);
+        let runs = [
+            NamedRun {
+                name: "within".into(),
+                dir: within,
+            },
+            NamedRun {
+                name: "across".into(),
+                dir: across.clone(),
+            },
+        ];
+        let c = compare(&runs, "milan-pmi", 0).unwrap();
+        assert_eq!(c.splits, ["within", "across"]);
+        let b = &c.networks["b/x"]["across"];
+        // Trial means 0.3 and 0.6: their mean.
+        assert!((b.mean - 0.45).abs() < 1e-12, "{b:?}");
+        assert!(b.low <= b.mean && b.mean <= b.high && b.high - b.low > 0.0);
+        assert_eq!((b.neurons, b.trials), (2, 2));
+        assert!((c.networks["c/x"]["across"].mean - 0.6).abs() < 1e-12);
+        assert!((c.networks["b/x"]["within"].mean - 0.9).abs() < 1e-12);
+        assert!(!c.networks["a/x"].contains_key("within"));
+        let md = markdown(&c);
+        assert!(
+            md.contains("| a/x | - | 0.100 [0.100, 0.100] (1 x 1) |"),
+            "{md}"
+        );
+
+        // Mismatched files and unknown systems are named.
+        trial(&across.join("b-to-a/trial-1"), &[("a/x", 0.1)]);
+        std::fs::write(
+            across.join("b-to-a/trial-1/predictions.csv"),
+            "model,layer,unit,prediction\na/x,conv1,0,red\na/x,conv1,1,red\n",
+        )
+        .unwrap();
+        let err = compare(&runs, "milan-pmi", 0).unwrap_err().to_string();
+        assert!(err.contains("2 rows but 1 per-neuron scores"), "{err}");
+        let err = compare(&runs[..1], "greedy", 0).unwrap_err().to_string();
+        assert!(err.contains("no per-neuron BERTScore of greedy"), "{err}");
+        let err = compare(
+            &[NamedRun {
+                name: "x".into(),
+                dir: tmp.path().join("nothing"),
+            }],
+            "milan-pmi",
+            0,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("reading the run"), "{err:#}");
+    }
+}
