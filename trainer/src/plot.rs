@@ -226,15 +226,17 @@ pub fn learning_curve(path: &Path, history: &History) -> Result<()> {
     Ok(())
 }
 
-/// Okabe and Ito's colour-blind-safe palette (black left out: it is the axes').
+/// Okabe and Ito's colour-blind-safe palette (black left out: it is the axes'). Yellow comes
+/// last: on a white background it is the one colour that is hard to see, so plots of up to six
+/// series never use it.
 pub const OKABE_ITO: [RGBColor; 7] = [
     RGBColor(230, 159, 0),
     RGBColor(86, 180, 233),
     RGBColor(0, 158, 115),
-    RGBColor(240, 228, 66),
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(204, 121, 167),
+    RGBColor(240, 228, 66),
 ];
 
 /// One line of [`gain_plot`]: a name and its (x, mean, low, high) points.
