@@ -2,16 +2,25 @@
 //!
 //! One code path serves SQLite (the embedded default) and PostgreSQL (for several server
 //! processes) through diesel's `MultiConnection`. SQLite runs in WAL mode with a busy timeout,
-//! foreign keys on, `synchronous=FULL` (an acknowledged write survives a power cut), and every write
-//! transaction starts with `BEGIN IMMEDIATE`, so writers queue instead of failing half-way.
+//! foreign keys on and `synchronous=FULL` (an acknowledged write survives a power cut); one
+//! connection applies every write, many requests to a transaction and a sync ([`group_commit`]),
+//! and each batch starts with `BEGIN IMMEDIATE`, so another process's writer waits instead of
+//! failing half-way. The bundled SQLite is built with the query planner stability guarantee
+//! (`SQLITE_ENABLE_QPSG`, set in `.cargo/config.toml`): otherwise a cached statement is compiled
+//! again whenever a value bound to it might change its plan, which is every `LIMIT ?` and every
+//! `state = ?` on a table with a partial index.
 //! PostgreSQL runs at READ COMMITTED; what must never happen twice is held by unique indexes, and
 //! [`Database::write`] retries a transaction that lost a race on one.
 
+pub mod group_commit;
 pub mod queries;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use group_commit::GroupCommit;
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -83,6 +92,9 @@ pub enum DbError {
     Query(#[from] DieselError),
     #[error("no database connection available: {0}")]
     Pool(String),
+    /// The batch this write was part of did not become durable: nothing of it was stored.
+    #[error("database write not stored: {0}")]
+    Commit(String),
 }
 
 impl DbError {
@@ -127,10 +139,13 @@ impl ManageConnection for Manager {
                 conn.batch_execute(
                     // busy_timeout first: setting the journal mode takes a lock, which
                     // another connection's write transaction may hold at that moment.
+                    // temp_store: the group commit's savepoints keep their undo pages in a
+                    // sub-journal, in memory rather than in a temporary file (a pwrite each).
                     "PRAGMA busy_timeout = 30000;
                      PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = FULL;
-                     PRAGMA foreign_keys = ON;",
+                     PRAGMA foreign_keys = ON;
+                     PRAGMA temp_store = MEMORY;",
                 )
                 .map_err(DbError::Query)?;
                 Ok(Db::Sqlite(conn))
@@ -154,13 +169,14 @@ impl ManageConnection for Manager {
     }
 }
 
-/// A pool of connections to one database. On SQLite, reads have a pool of their own: in WAL mode
-/// a reader never waits for the write lock, and it must not wait for a connection held by a
-/// writer that does.
+/// A pool of connections to one database. On SQLite, writes go through one connection that
+/// commits them in batches ([`GroupCommit`]) and reads have a pool of their own: in WAL mode a
+/// reader never waits for the writer.
 #[derive(Clone)]
 pub struct Database {
     pool: r2d2::Pool<Manager>,
     read_pool: Option<r2d2::Pool<Manager>>,
+    writer: Option<Arc<GroupCommit>>,
     url: DatabaseUrl,
 }
 
@@ -190,23 +206,27 @@ impl Database {
         let manager = Manager { url: url.clone() };
         let mut first = manager.connect()?;
         migrate(&mut first)?;
-        drop(first);
-        let size = if url.is_postgres() { 16 } else { 8 };
-        let build = |manager: Manager| {
+        let build = |manager: Manager, size: u32| {
             r2d2::Pool::builder()
                 .max_size(size)
                 .connection_timeout(Duration::from_secs(30))
                 .build(manager)
                 .map_err(|e| DbError::Pool(e.to_string()))
         };
-        let read_pool = if url.is_postgres() {
-            None
-        } else {
-            Some(build(manager.clone())?)
-        };
+        if url.is_postgres() {
+            drop(first);
+            return Ok(Database {
+                pool: build(manager, 16)?,
+                read_pool: None,
+                writer: None,
+                url: url.clone(),
+            });
+        }
         Ok(Database {
-            pool: build(manager)?,
-            read_pool,
+            // Writes outside the group commit (`conn`): tools and tests, not the server.
+            pool: build(manager.clone(), 2)?,
+            read_pool: Some(build(manager, 8)?),
+            writer: Some(Arc::new(GroupCommit::new(first))),
             url: url.clone(),
         })
     }
@@ -215,17 +235,28 @@ impl Database {
         &self.url
     }
 
+    /// A connection of its own, outside the group commit: for tools and tests that need one.
+    /// Its writes on SQLite wait for the writer's batch (the busy timeout), not the reverse.
     pub fn conn(&self) -> Result<Conn, DbError> {
         self.pool.get().map_err(|e| DbError::Pool(e.to_string()))
     }
 
-    /// Runs `f` in a write transaction (BEGIN IMMEDIATE on SQLite), retrying it when it loses a
-    /// race on a unique index or a serialization check. `f` must be safe to run again: it sees
-    /// none of the rolled-back attempt.
+    /// The group commit's counters (SQLite only).
+    pub fn commit_stats(&self) -> Option<group_commit::CommitStats> {
+        self.writer.as_ref().map(|w| w.stats())
+    }
+
+    /// Runs `f` in a write transaction, retrying it when it loses a race on a unique index or a
+    /// serialization check, and returns once its effects are durable. On SQLite `f` is one
+    /// request of a group commit (a savepoint of a batch transaction; see [`group_commit`]).
+    /// `f` must be safe to run again: it sees none of the rolled-back attempt.
     pub fn write<T, E>(&self, mut f: impl FnMut(&mut Db) -> Result<T, E>) -> Result<T, E>
     where
         E: From<DbError> + RetryHint,
     {
+        if let Some(writer) = &self.writer {
+            return writer.write(f);
+        }
         let mut conn = self.conn()?;
         let mut attempt = 0;
         loop {
@@ -277,37 +308,16 @@ impl<E> From<DieselError> for TxError<E> {
     }
 }
 
+/// A PostgreSQL transaction (SQLite's writes all go through the group commit).
 fn transaction<T, E>(conn: &mut Db, f: &mut impl FnMut(&mut Db) -> Result<T, E>) -> Result<T, E>
 where
     E: From<DbError>,
 {
-    match conn {
-        Db::Sqlite(_) => {
-            // Diesel's transaction API opens SQLite transactions DEFERRED, and a deferred reader
-            // that later writes can fail with SQLITE_BUSY; IMMEDIATE takes the write lock first.
-            conn.batch_execute("BEGIN IMMEDIATE")
-                .map_err(|e| E::from(DbError::Query(e)))?;
-            match f(conn) {
-                Ok(value) => {
-                    if let Err(e) = conn.batch_execute("COMMIT") {
-                        let _ = conn.batch_execute("ROLLBACK");
-                        return Err(E::from(DbError::Query(e)));
-                    }
-                    Ok(value)
-                }
-                Err(e) => {
-                    let _ = conn.batch_execute("ROLLBACK");
-                    Err(e)
-                }
-            }
-        }
-        Db::Pg(_) => conn
-            .transaction(|c| f(c).map_err(TxError::Inner))
-            .map_err(|e| match e {
-                TxError::Inner(e) => e,
-                TxError::Db(e) => E::from(DbError::Query(e)),
-            }),
-    }
+    conn.transaction(|c| f(c).map_err(TxError::Inner))
+        .map_err(|e| match e {
+            TxError::Inner(e) => e,
+            TxError::Db(e) => E::from(DbError::Query(e)),
+        })
 }
 
 /// The PostgreSQL advisory lock key under which migrations run ("milan-rs" in ASCII).
