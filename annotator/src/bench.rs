@@ -1,26 +1,45 @@
-//! `annotator bench`: accept+submit throughput and latency over HTTP for 1, 16 and 64 concurrent
-//! workers against a real `annotator serve` process, and the engine's accept latency with 10k and
-//! with 1M sets in the database. Figures are ratios against the smallest case measured in the same
-//! run, since absolute numbers depend on the machine.
+//! `annotator bench`: the worker loop (accept, then submit) over HTTP against real
+//! `annotator serve` processes, on SQLite or on PostgreSQL (one or several processes on one
+//! database), for several crowd sizes. Each case reports loops per second, p50 and p99 of each
+//! request kind, the CPU the servers and the load generator used, and then checks the crowd
+//! guarantees on the database: every acknowledged description stored as sent, nothing stored
+//! that was not acknowledged, at most three slot-holding assignments per set, never one worker
+//! twice on a set. With `--large-sets`, the 64-worker case runs again on that many sets, to show
+//! what the size of the database does to accept latency.
+//!
+//! Absolute figures depend on the machine; ratios against the first case of the same run are
+//! printed beside them.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail, ensure};
 
 use crate::db::queries as q;
 use crate::db::{Database, DatabaseUrl};
 use crate::domain::{ProjectSettings, now_ms};
 use crate::engine::{Engine, EngineError};
-use crate::loadgen::{CrowdConfig, ServerProcess, percentile, run};
+use crate::loadgen::{Acknowledged, CrowdConfig, CrowdReport, ServerProcess, percentile};
 
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
     /// A PostgreSQL admin URL: each case gets a fresh database on that server. SQLite otherwise.
     pub postgres_admin_url: Option<String>,
-    pub http_sets: i64,
-    pub http_seconds: u64,
+    /// Exemplar sets (of three slots each) in each case's database.
+    pub sets: i64,
+    /// Concurrent workers, one case each.
+    pub workers: Vec<usize>,
+    /// Server processes on the one database, one case each (PostgreSQL only beyond 1).
+    pub processes: Vec<usize>,
+    pub seconds: u64,
+    /// HTTP worker threads of each server process.
+    pub http_threads: usize,
+    /// Run the largest crowd again on this many sets (0: not).
     pub large_sets: i64,
+    /// Run the servers with their default rate limits (the crowd comes from one address, so
+    /// they refuse most of it; for measuring what the limits cost, not throughput).
+    pub rate_limits: bool,
 }
 
 fn fresh_database(config: &BenchConfig, dir: &Path, name: &str) -> Result<DatabaseUrl> {
@@ -29,116 +48,313 @@ fn fresh_database(config: &BenchConfig, dir: &Path, name: &str) -> Result<Databa
         Some(admin) => {
             use diesel::{Connection, RunQueryDsl};
             let db = format!("milan_bench_{name}_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = diesel::pg::PgConnection::establish(admin)?;
+            let mut conn = diesel::pg::PgConnection::establish(admin)
+                .with_context(|| format!("connect to PostgreSQL at {admin}"))?;
             diesel::sql_query(format!("CREATE DATABASE {db}")).execute(&mut conn)?;
             let (base, _) = admin
                 .rsplit_once('/')
-                .context("the URL must end in /database")?;
+                .context("the PostgreSQL URL must end in /database")?;
             DatabaseUrl::Postgres(format!("{base}/{db}"))
         }
     })
 }
 
-fn seed(url: &DatabaseUrl, sets: i64, lease_ms: i64) -> Result<Engine> {
+/// A project `bench` of `sets` sets and a requester token for the crowd's sessions.
+fn seed(url: &DatabaseUrl, sets: i64) -> Result<(Database, i64, String)> {
     let db = Database::open(url)?;
     let engine = Engine::new(db.clone());
     let mut settings = ProjectSettings::new("bench", "Benchmark");
-    settings.lease_ms = lease_ms;
+    settings.lease_ms = 30 * 60 * 1000;
     let project = engine.create_project(&settings, now_ms())?;
     db.write(|c| -> Result<(), EngineError> { Ok(q::bulk_sets(c, project.id, sets, 3)?) })?;
-    Ok(engine)
+    let (_, token) = crate::auth::Auth::load(&db)?.create_requester_token("bench", now_ms())?;
+    Ok((db, project.id, token))
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-pub fn run_bench(config: &BenchConfig) -> Result<()> {
-    let dir = tempfile_dir()?;
-    let backend = if config.postgres_admin_url.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
-    println!("annotator bench on {backend}");
-    println!(
-        "\naccept+submit over HTTP ({} sets x 3, {} s per case)",
-        config.http_sets, config.http_seconds
-    );
-    println!(
-        "{:>8} {:>12} {:>10} {:>10} {:>10}",
-        "workers", "cycles/s", "ratio", "p50 ms", "p99 ms"
-    );
-    let mut baseline = None;
-    for workers in [1usize, 16, 64] {
-        let url = fresh_database(config, dir.path(), &format!("http{workers}"))?;
-        let engine = seed(&url, config.http_sets, 30 * 60 * 1000)?;
-        let (_, token) =
-            crate::auth::Auth::load(engine.db())?.create_requester_token("bench", now_ms())?;
-        let mut args = vec!["--workers", "4"];
-        args.extend(ServerProcess::NO_RATE_LIMITS);
-        let server = ServerProcess::start(
-            &std::env::current_exe()?,
-            &dir.path().join(format!("data{workers}")),
-            &url,
-            &args,
-        )?;
-        let mut crowd = CrowdConfig::new(workers, "bench", &token);
-        crowd.max_duration = Duration::from_secs(config.http_seconds);
-        let report = run(&server.base, &crowd);
-        let rate = report.acknowledged.len() as f64 / report.elapsed.as_secs_f64();
-        let base = *baseline.get_or_insert(rate);
-        println!(
-            "{:>8} {:>12.1} {:>9.2}x {:>10.1} {:>10.1}",
-            workers,
-            rate,
-            rate / base,
-            ms(percentile(&report.cycle_latencies, 50.0)),
-            ms(percentile(&report.cycle_latencies, 99.0))
-        );
-        anyhow::ensure!(
-            report.surprises.is_empty(),
-            "unexpected answers: {:?}",
-            report.surprises
-        );
+/// CPU seconds (user + system) a process has used, from /proc (Linux).
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after its closing parenthesis do not.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf reads a constant of the system and has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// (busy, total) jiffies of the whole machine since boot.
+fn machine_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = cpu
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    // idle and iowait
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// One case's figures.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub processes: usize,
+    pub workers: usize,
+    pub sets: i64,
+    pub loops_per_s: f64,
+    pub accept_p50_ms: f64,
+    pub accept_p99_ms: f64,
+    pub submit_p50_ms: f64,
+    pub submit_p99_ms: f64,
+    /// CPU cores the server processes used on average (all of them together).
+    pub server_cores: f64,
+    /// CPU cores this process (the load generator) used.
+    pub client_cores: f64,
+    /// Share of the machine's CPU time that was busy.
+    pub machine_busy: f64,
+    /// Sets the crowd touched, all of them checked.
+    pub sets_checked: usize,
+}
+
+pub fn run_bench(config: &BenchConfig) -> Result<Vec<CaseResult>> {
+    let dir = TempDir::new()?;
+    let postgres = config.postgres_admin_url.is_some();
+    if !postgres && config.processes.iter().any(|&p| p != 1) {
+        bail!("several server processes need PostgreSQL (--postgres URL); SQLite is served by one");
     }
-    println!("\naccept latency in the engine (200 accepts by distinct workers)");
-    println!(
-        "{:>10} {:>10} {:>10} {:>10} {:>10}",
-        "sets", "seed s", "p50 ms", "p99 ms", "p50 ratio"
+    ensure!(
+        !config.workers.is_empty() && !config.processes.is_empty(),
+        "no case to run"
     );
-    let mut baseline = None;
-    for sets in [10_000i64, config.large_sets] {
-        let url = fresh_database(config, dir.path(), &format!("sets{sets}"))?;
-        let started = Instant::now();
-        let engine = seed(&url, sets, 30 * 60 * 1000)?;
-        let seeded = started.elapsed();
-        let mut latencies = Vec::new();
-        for w in 0..200 {
-            let t = Instant::now();
-            engine
-                .accept_next("bench", &format!("w{w}"), now_ms())?
-                .context("a set for every worker")?;
-            latencies.push(t.elapsed());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "annotator bench on {}, {cores} cores; {} s per case, {} HTTP threads per server, rate limits {}",
+        if postgres { "PostgreSQL" } else { "SQLite" },
+        config.seconds,
+        config.http_threads,
+        if config.rate_limits {
+            "ON (the defaults)"
+        } else {
+            "off (--no-rate-limits)"
         }
-        let p50 = percentile(&latencies, 50.0);
-        let base = *baseline.get_or_insert(ms(p50));
+    );
+    println!("one loop = accept, then submit, by one worker; latencies in ms");
+    println!(
+        "{:>5} {:>7} {:>9} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "procs",
+        "workers",
+        "sets",
+        "loops/s",
+        "ratio",
+        "acc p50",
+        "acc p99",
+        "sub p50",
+        "sub p99",
+        "srv cpu",
+        "gen cpu",
+        "busy"
+    );
+    let mut cases = Vec::new();
+    for &processes in &config.processes {
+        for &workers in &config.workers {
+            cases.push((processes, workers, config.sets));
+        }
+    }
+    if config.large_sets > 0 {
+        let workers = *config.workers.iter().max().expect("checked above");
+        let processes = *config.processes.iter().min().expect("checked above");
+        cases.push((processes, workers, config.large_sets));
+    }
+    let mut results: Vec<CaseResult> = Vec::new();
+    for (i, &(processes, workers, sets)) in cases.iter().enumerate() {
+        let result = run_case(config, dir.path(), i, processes, workers, sets)?;
+        let base = results
+            .first()
+            .map_or(result.loops_per_s, |r| r.loops_per_s);
         println!(
-            "{:>10} {:>10.1} {:>10.2} {:>10.2} {:>9.2}x",
+            "{:>5} {:>7} {:>9} {:>10.1} {:>6.2}x {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.2} {:>7.2} {:>6.0}%",
+            processes,
+            workers,
             sets,
-            seeded.as_secs_f64(),
-            ms(p50),
-            ms(percentile(&latencies, 99.0)),
-            ms(p50) / base
+            result.loops_per_s,
+            result.loops_per_s / base,
+            result.accept_p50_ms,
+            result.accept_p99_ms,
+            result.submit_p50_ms,
+            result.submit_p99_ms,
+            result.server_cores,
+            result.client_cores,
+            result.machine_busy * 100.0,
+        );
+        results.push(result);
+    }
+    if config.large_sets > 0
+        && let Some(large) = results.last()
+        && let Some(small) = results
+            .iter()
+            .find(|r| r.workers == large.workers && r.processes == large.processes)
+    {
+        println!(
+            "accept p99 at {} sets is {:.2}x its value at {} sets",
+            large.sets,
+            large.accept_p99_ms / small.accept_p99_ms,
+            small.sets
         );
     }
-    Ok(())
+    println!(
+        "guarantees held in every case: each acknowledged description stored as sent, nothing \
+         stored unacknowledged, at most 3 assignments per set, never a worker twice on a set"
+    );
+    Ok(results)
+}
+
+fn run_case(
+    config: &BenchConfig,
+    dir: &Path,
+    index: usize,
+    processes: usize,
+    workers: usize,
+    sets: i64,
+) -> Result<CaseResult> {
+    let url = fresh_database(config, dir, &format!("case{index}"))?;
+    let (db, project_id, token) = seed(&url, sets)?;
+    let threads = config.http_threads.to_string();
+    let mut args = vec!["--workers", threads.as_str()];
+    if !config.rate_limits {
+        args.extend(ServerProcess::NO_RATE_LIMITS);
+    }
+    let servers = (0..processes)
+        .map(|p| {
+            ServerProcess::start(
+                &std::env::current_exe()?,
+                &dir.join(format!("data{index}-{p}")),
+                &url,
+                &args,
+            )
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    let mut crowd = CrowdConfig::new(workers, "bench", &token);
+    crowd.max_duration = Duration::from_secs(config.seconds);
+    let cpu = |servers: &[ServerProcess]| -> f64 {
+        servers
+            .iter()
+            .filter_map(|s| process_cpu_seconds(s.child.id()))
+            .sum()
+    };
+    let server_before = cpu(&servers);
+    let client_before = process_cpu_seconds(std::process::id()).unwrap_or(0.0);
+    let machine_before = machine_jiffies();
+    let report = crate::loadgen::run_spread(&bases, &crowd);
+    let server_after = cpu(&servers);
+    let client_after = process_cpu_seconds(std::process::id()).unwrap_or(0.0);
+    let machine_after = machine_jiffies();
+    drop(servers);
+    ensure!(
+        report.surprises.is_empty() && report.transport_errors == 0,
+        "the crowd met unexpected answers ({} transport errors): {:?}",
+        report.transport_errors,
+        report.surprises
+    );
+    ensure!(
+        !report.acknowledged.is_empty(),
+        "no submission was acknowledged"
+    );
+    let sets_checked = check_guarantees(&db, project_id, &report)?;
+    let seconds = report.elapsed.as_secs_f64();
+    let machine_busy = match (machine_before, machine_after) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0) as f64,
+        _ => f64::NAN,
+    };
+    Ok(CaseResult {
+        processes,
+        workers,
+        sets,
+        loops_per_s: report.acknowledged.len() as f64 / seconds,
+        accept_p50_ms: ms(percentile(&report.accept_latencies, 50.0)),
+        accept_p99_ms: ms(percentile(&report.accept_latencies, 99.0)),
+        submit_p50_ms: ms(percentile(&report.submit_latencies, 50.0)),
+        submit_p99_ms: ms(percentile(&report.submit_latencies, 99.0)),
+        server_cores: (server_after - server_before) / seconds,
+        client_cores: (client_after - client_before) / seconds,
+        machine_busy,
+        sets_checked,
+    })
+}
+
+/// The crowd guarantees, checked on the database after a run: returns how many sets were
+/// touched.
+fn check_guarantees(db: &Database, project_id: i64, report: &CrowdReport) -> Result<usize> {
+    let (stored, states) = db.read(|c| -> Result<_, EngineError> {
+        Ok((
+            q::submitted_work(c, project_id)?,
+            q::assignment_states(c, project_id)?,
+        ))
+    })?;
+    let by_assignment: HashMap<&str, (&str, &str)> = stored
+        .iter()
+        .map(|(a, d, w, _)| (a.public_id.as_str(), (d.raw.as_str(), w.as_str())))
+        .collect();
+    for Acknowledged {
+        assignment,
+        worker,
+        description,
+    } in &report.acknowledged
+    {
+        match by_assignment.get(assignment.as_str()) {
+            Some(&(d, w)) if d == description && w == worker => {}
+            found => bail!("acknowledged submission {assignment} lost or changed: {found:?}"),
+        }
+    }
+    ensure!(
+        stored.len() == report.acknowledged.len(),
+        "{} descriptions stored, {} acknowledged",
+        stored.len(),
+        report.acknowledged.len()
+    );
+    let mut holders: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut workers: BTreeSet<(i64, i64)> = BTreeSet::new();
+    for (set, worker, state) in &states {
+        ensure!(
+            workers.insert((*set, *worker)),
+            "worker {worker} holds two assignments of set {set}"
+        );
+        if matches!(state.as_str(), "accepted" | "submitted" | "approved") {
+            *holders.entry(*set).or_default() += 1;
+        }
+    }
+    if let Some((set, n)) = holders.iter().find(|&(_, &n)| n > 3) {
+        bail!("set {set} has {n} assignments holding slots (at most 3)");
+    }
+    Ok(states
+        .iter()
+        .map(|(set, _, _)| *set)
+        .collect::<BTreeSet<_>>()
+        .len())
 }
 
 /// A scratch folder removed at the end.
 struct TempDir(std::path::PathBuf);
 
 impl TempDir {
+    fn new() -> Result<TempDir> {
+        let dir =
+            std::env::temp_dir().join(format!("annotator-bench-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
+    }
+
     fn path(&self) -> &Path {
         &self.0
     }
@@ -148,11 +364,4 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn tempfile_dir() -> Result<TempDir> {
-    let dir =
-        std::env::temp_dir().join(format!("annotator-bench-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(TempDir(dir))
 }

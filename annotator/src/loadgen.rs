@@ -2,8 +2,8 @@
 //! `annotator bench`. Each worker gets a session minted with the requester's token (as an
 //! integration that signs its own crowd in would), then accepts and submits until nothing is
 //! left for it, sometimes returning a set, replaying a submit, or letting a lease run out before
-//! submitting. The server must run with the API rate limits off (`--api-limit-per-credential 0
-//! --api-limit-per-address 0`): the whole crowd comes from one address, far faster than people.
+//! submitting. The server must run with the API rate limits off (`--no-rate-limits`): the whole
+//! crowd comes from one address, far faster than people.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -64,8 +64,10 @@ pub struct CrowdReport {
     pub refused_late: usize,
     /// Wall time of each accept + submit pair.
     pub cycle_latencies: Vec<Duration>,
-    /// Wall time of each accept alone.
+    /// Wall time of each accept alone (201 answers).
     pub accept_latencies: Vec<Duration>,
+    /// Wall time of each first submit alone (200 answers).
+    pub submit_latencies: Vec<Duration>,
     /// Requests that failed at the transport level (the server went away).
     pub transport_errors: usize,
     /// Answers no rule explains: must stay empty.
@@ -222,14 +224,18 @@ fn worker_loop(
         let text = format!("{worker} sees pattern {n} in set {}", body["set"]["id"]);
         let key = format!("{id}-1");
         let submit_path = format!("/api/v1/assignments/{id}/submit");
-        match client.post(
+        let t1 = Instant::now();
+        let submitted = client.post(
             &submit_path,
             Some(json!({ "description": text })),
             Some(&key),
-        ) {
+        );
+        let submit_time = t1.elapsed();
+        match submitted {
             Ok((200, first)) if !late => {
                 let mut r = report.lock().unwrap();
                 r.cycle_latencies.push(t0.elapsed());
+                r.submit_latencies.push(submit_time);
                 r.acknowledged.push(Acknowledged {
                     assignment: id.clone(),
                     worker: worker.clone(),
@@ -271,11 +277,19 @@ fn worker_loop(
 
 /// Runs the crowd against the server at `base` (e.g. `http://127.0.0.1:8080`).
 pub fn run(base: &str, config: &CrowdConfig) -> CrowdReport {
+    run_spread(&[base.to_owned()], config)
+}
+
+/// Runs the crowd against several servers of one database: worker `i` talks to `bases[i % n]`
+/// (sessions live in the database, so any process serves any worker).
+pub fn run_spread(bases: &[String], config: &CrowdConfig) -> CrowdReport {
+    assert!(!bases.is_empty(), "at least one server");
     let report = Mutex::new(CrowdReport::default());
     let started = Instant::now();
     std::thread::scope(|scope| {
         for i in 0..config.workers {
             let report = &report;
+            let base = bases[i % bases.len()].as_str();
             scope.spawn(move || worker_loop(base, i, config, started, report));
         }
     });
@@ -304,13 +318,8 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// The arguments that turn the API's rate limits off, for a crowd on one address.
-    pub const NO_RATE_LIMITS: [&'static str; 4] = [
-        "--api-limit-per-credential",
-        "0",
-        "--api-limit-per-address",
-        "0",
-    ];
+    /// The argument that turns the API's rate limits off, for a crowd on one address.
+    pub const NO_RATE_LIMITS: [&'static str; 1] = ["--no-rate-limits"];
 
     /// Starts `exe serve` on `data_dir` and `url` and waits for its "listening" line.
     pub fn start(

@@ -69,6 +69,11 @@ enum Command {
         /// API accepts, submits and returns per minute per client address (0: no limit).
         #[arg(long, default_value_t = 600)]
         api_limit_per_address: u32,
+        /// Turn the API's rate limits off (both of the above), for benchmarks and load tests
+        /// whose whole crowd comes from one address. Sign-in throttles, which count only
+        /// failures, stay on.
+        #[arg(long, conflicts_with_all = ["api_limit_per_credential", "api_limit_per_address"])]
+        no_rate_limits: bool,
     },
     /// Create or update the database schema.
     Migrate {
@@ -196,22 +201,36 @@ enum Command {
         #[command(subcommand)]
         command: ProlificCommand,
     },
-    /// Measure accept+submit throughput and latency (1, 16, 64 workers over HTTP) and accept
-    /// latency with 10k and 1M sets. Uses temporary databases.
+    /// Measure the worker loop (accept, then submit) over HTTP: loops/s, p50/p99 per request
+    /// kind and CPU, per crowd size and server process count, then check the crowd guarantees.
+    /// Uses temporary databases; the servers run with --no-rate-limits unless --rate-limits.
     Bench {
-        /// A PostgreSQL admin URL (postgres://user@host:port/postgres) to measure PostgreSQL;
-        /// SQLite by default.
+        /// A PostgreSQL admin URL (postgres://user@host:port/postgres): each case gets a fresh
+        /// database there. SQLite in a scratch folder by default.
         #[arg(long)]
         postgres: Option<String>,
-        /// Sets in the HTTP cases.
-        #[arg(long, default_value_t = 20_000)]
-        http_sets: i64,
-        /// Seconds per HTTP case.
+        /// Exemplar sets (three slots each) in each case's database.
+        #[arg(long, default_value_t = 10_000)]
+        sets: i64,
+        /// Concurrent workers, one case each (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "16,64")]
+        workers: Vec<usize>,
+        /// Server processes on the one database, one case each (comma-separated; PostgreSQL
+        /// only beyond 1), e.g. 1,2,4.
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        processes: Vec<usize>,
+        /// Seconds per case.
         #[arg(long, default_value_t = 10)]
-        http_seconds: u64,
-        /// Sets in the large accept-latency case.
-        #[arg(long, default_value_t = 1_000_000)]
+        seconds: u64,
+        /// HTTP worker threads of each server process.
+        #[arg(long, default_value_t = 4)]
+        http_threads: usize,
+        /// Run the largest crowd again on this many sets (e.g. 1000000; 0: not).
+        #[arg(long, default_value_t = 0)]
         large_sets: i64,
+        /// Keep the servers' default rate limits on (they refuse most of a one-address crowd).
+        #[arg(long)]
+        rate_limits: bool,
     },
 }
 
@@ -302,6 +321,7 @@ fn run(cli: Cli) -> Result<()> {
             trusted_proxies,
             api_limit_per_credential,
             api_limit_per_address,
+            no_rate_limits,
         } => {
             let public_url = parse_public_url(public_url.as_deref())?;
             let trusted_proxies = trusted_proxies
@@ -321,10 +341,14 @@ fn run(cli: Cli) -> Result<()> {
                 },
                 public_url,
                 trusted_proxies,
-                api_limits: milan_annotator::limits::ApiLimits::per_minute(
-                    api_limit_per_credential,
-                    api_limit_per_address,
-                ),
+                api_limits: if no_rate_limits {
+                    milan_annotator::limits::ApiLimits::off()
+                } else {
+                    milan_annotator::limits::ApiLimits::per_minute(
+                        api_limit_per_credential,
+                        api_limit_per_address,
+                    )
+                },
             };
             actix_web::rt::System::new().block_on(server::serve(config))
         }
@@ -436,15 +460,24 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench {
             postgres,
-            http_sets,
-            http_seconds,
+            sets,
+            workers,
+            processes,
+            seconds,
+            http_threads,
             large_sets,
+            rate_limits,
         } => milan_annotator::bench::run_bench(&milan_annotator::bench::BenchConfig {
             postgres_admin_url: postgres,
-            http_sets,
-            http_seconds,
+            sets,
+            workers,
+            processes,
+            seconds,
+            http_threads,
             large_sets,
-        }),
+            rate_limits,
+        })
+        .map(|_| ()),
         Command::Requester {
             storage,
             username,

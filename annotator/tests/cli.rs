@@ -133,32 +133,56 @@ fn migrate_import_export_and_tokens_from_the_command_line() {
 }
 
 #[test]
-fn bench_runs_and_prints_its_tables() {
+fn bench_runs_its_cases_checks_the_guarantees_and_says_how() {
     let out = Command::new(env!("CARGO_BIN_EXE_annotator"))
         .args([
             "bench",
-            "--http-sets",
+            "--sets",
             "300",
-            "--http-seconds",
+            "--workers",
+            "1,4",
+            "--seconds",
             "1",
             "--large-sets",
-            "20000",
+            "2000",
         ])
         .output()
         .unwrap();
     let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(
-        text.contains("cycles/s") && text.contains("20000"),
+        text.contains("rate limits off (--no-rate-limits)"),
         "{text}"
     );
-    let rows = |first: &str| {
-        text.lines()
-            .filter(|l| l.split_whitespace().next() == Some(first))
-            .count()
-    };
-    // Three HTTP cases (1, 16, 64 workers) and two database sizes.
-    assert_eq!((rows("1"), rows("16"), rows("64")), (1, 1, 1), "{text}");
-    assert_eq!((rows("10000"), rows("20000")), (1, 1), "{text}");
+    assert!(
+        text.contains("loops/s") && text.contains("sub p99"),
+        "{text}"
+    );
+    assert!(text.contains("guarantees held in every case"), "{text}");
+    // One row per case: 1 process x (1, 4 workers) on 300 sets, then 4 workers on 2000 sets.
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() == 12 && w[0] == "1")
+        .collect();
+    let cases: Vec<(&str, &str)> = rows.iter().map(|w| (w[1], w[2])).collect();
+    assert_eq!(cases, [("1", "300"), ("4", "300"), ("4", "2000")], "{text}");
+    for row in &rows {
+        let loops: f64 = row[3].parse().unwrap();
+        assert!(loops > 0.0, "{text}");
+    }
+    assert!(text.contains("accept p99 at 2000 sets is"), "{text}");
+    // Several processes on one SQLite file are refused, naming what to use instead.
+    let refused = Command::new(env!("CARGO_BIN_EXE_annotator"))
+        .args(["bench", "--processes", "2", "--seconds", "1"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("need PostgreSQL"),
+        "{}",
+        stderr(&refused)
+    );
 }
 
 fn stderr(out: &Output) -> String {

@@ -631,10 +631,13 @@ pub fn due_for_auto_approval(
 
 /// The worker's last submitted description in a project, for the "not the same text twice" rule.
 pub fn last_description_of(conn: &mut Db, worker_id: i64) -> QueryResult<Option<String>> {
+    // Newest submission first, in the order of `assignments_worker_submitted`, so the search stops
+    // at the first row instead of sorting the worker's whole history.
     descriptions::table
         .inner_join(assignments::table)
         .filter(assignments::worker_id.eq(worker_id))
-        .order(descriptions::id.desc())
+        .filter(assignments::submitted_at.is_not_null())
+        .order((assignments::submitted_at.desc(), assignments::id.desc()))
         .select(descriptions::raw)
         .first(conn)
         .optional()
@@ -898,6 +901,20 @@ pub fn submitted_work(
             DescriptionRow::as_select(),
             workers::external_id,
             SetRow::as_select(),
+        ))
+        .load(conn)
+}
+
+/// (set, worker, state) of every assignment of a project: what benchmarks check the crowd
+/// guarantees on after a run.
+pub fn assignment_states(conn: &mut Db, project_id: i64) -> QueryResult<Vec<(i64, i64, String)>> {
+    assignments::table
+        .inner_join(exemplar_sets::table)
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .select((
+            assignments::set_id,
+            assignments::worker_id,
+            assignments::state,
         ))
         .load(conn)
 }
