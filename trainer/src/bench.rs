@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use milan_trainer::encoders::efficientnet::{EfficientNetLite0, INPUT_SIZE};
 use milan_trainer::exemplars::{self, ExemplarConfig};
@@ -21,6 +21,21 @@ pub struct BenchArgs {
     /// Timed training steps per model measurement (with --model).
     #[arg(long, default_value_t = 5)]
     steps: usize,
+    /// Benchmark an ONNX model on tract instead: images/s of the forward pass to --layers at
+    /// each batch size and thread count, and of whole exemplar runs.
+    #[arg(long, conflicts_with = "model")]
+    onnx: Option<std::path::PathBuf>,
+    /// With --onnx: the layers whose outputs are read (default: the last describable node).
+    #[arg(long, value_delimiter = ',')]
+    layers: Vec<String>,
+    /// With --onnx: images per run of the model to measure (batching inside tract).
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    batches: Vec<usize>,
+    /// With --onnx: thread counts to measure (each batch split over them).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    thread_counts: Vec<usize>,
+    #[command(flatten)]
+    input: crate::exemplars_cmd::OnnxArgs,
 }
 
 /// The process's peak resident set (VmHWM), in MB.
@@ -58,6 +73,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.model {
         return crate::bench_model::run(args.steps);
     }
+    if let Some(path) = &args.onnx {
+        return onnx_bench(path, args);
+    }
     let weights =
         milan_trainer::assets::path("efficientnet-lite0")?.join("efficientnet-lite0-57934424.pth");
     anyhow::ensure!(
@@ -77,24 +95,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let base = forward_rate(&model, args.images, 16, &device);
         let one = forward_rate(&model, args.images.min(64), 1, &device);
 
-        // Exemplars over a folder of real photos (the ten fixtures, repeated with flips).
         let tmp = tempfile::tempdir()?;
-        let photos = tmp.path().join("photos");
-        std::fs::create_dir_all(&photos)?;
-        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/efficientnet-lite0");
-        let sources: Vec<image::RgbImage> = exemplars::list_images(&fixtures)?
-            .iter()
-            .map(|p| exemplars::load_image(p))
-            .collect::<Result<_>>()?;
-        anyhow::ensure!(!sources.is_empty(), "no photos in {}", fixtures.display());
-        for i in 0..args.images {
-            let mut img = sources[i % sources.len()].clone();
-            if (i / sources.len()) % 2 == 1 {
-                img = image::imageops::flip_horizontal(&img);
-            }
-            img.save(photos.join(format!("{i:05}.png")))?;
-        }
+        let photos = bench_photos(tmp.path(), args.images)?;
         let config = ExemplarConfig {
             layers: vec!["_blocks.5".into(), "_blocks.10".into(), "_blocks.15".into()],
             ..ExemplarConfig::default()
@@ -122,5 +124,118 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
         println!("  peak memory            {:8.0} MB", peak_rss_mb());
     }
+    Ok(())
+}
+
+/// A folder of `count` real photos: the ten fixtures, repeated with flips.
+fn bench_photos(tmp: &std::path::Path, count: usize) -> Result<std::path::PathBuf> {
+    let photos = tmp.join("photos");
+    std::fs::create_dir_all(&photos)?;
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/efficientnet-lite0");
+    let sources: Vec<image::RgbImage> = exemplars::list_images(&fixtures)?
+        .iter()
+        .map(|p| exemplars::load_image(p))
+        .collect::<Result<_>>()?;
+    anyhow::ensure!(!sources.is_empty(), "no photos in {}", fixtures.display());
+    for i in 0..count {
+        let mut img = sources[i % sources.len()].clone();
+        if (i / sources.len()) % 2 == 1 {
+            img = image::imageops::flip_horizontal(&img);
+        }
+        img.save(photos.join(format!("{i:05}.png")))?;
+    }
+    Ok(photos)
+}
+
+/// `trainer bench --onnx`: the forward pass to the chosen layers on tract at each batch size and
+/// thread count (ratios against batch 1 on one thread, measured in the same run), then whole
+/// exemplar runs over real photos at the fastest setting.
+fn onnx_bench(path: &std::path::Path, args: &BenchArgs) -> Result<()> {
+    use milan_trainer::exemplars::Network;
+    use milan_trainer::onnx::OnnxNetwork;
+    let spec = args.input.spec()?;
+    let probe = OnnxNetwork::load(path, &spec, 1)?;
+    let layers = if args.layers.is_empty() {
+        vec![
+            probe
+                .nodes()
+                .iter()
+                .rev()
+                .find(|n| n.kind.is_ok())
+                .map(|n| n.name.clone())
+                .context("no describable node")?,
+        ]
+    } else {
+        args.layers.clone()
+    };
+    let size = probe.size();
+    println!(
+        "{} on tract, {}x{size}x{size} inputs, layers {}, {} images per measurement, {} cores",
+        path.display(),
+        3,
+        layers.join(","),
+        args.images,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let device = Device::flex();
+    let mut base: Option<f64> = None;
+    let mut best = (0.0f64, 1usize, 1usize);
+    for &threads in &args.thread_counts {
+        let threads = threads.max(1);
+        for &batch in &args.batches {
+            let batch = batch.max(1);
+            let net = OnnxNetwork::load(path, &spec, threads)?.with_run_size(batch);
+            // Each thread runs `batch` images at a time.
+            let n = batch * threads;
+            let input: Vec<f32> = (0..n * 3 * size * size)
+                .map(|i| ((i as u64 * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
+                .collect();
+            // One untimed pass: the plan is optimised for this batch size there.
+            net.run(input.clone(), n, &layers, &device)?;
+            let rounds = args.images.div_ceil(n);
+            let started = Instant::now();
+            for _ in 0..rounds {
+                net.run(input.clone(), n, &layers, &device)?;
+            }
+            let rate = (rounds * n) as f64 / started.elapsed().as_secs_f64();
+            let base = *base.get_or_insert(rate);
+            println!(
+                "  forward, batch {batch:>3}, {threads} thread{}  {rate:8.1} images/s   {:.2}x",
+                if threads == 1 { " " } else { "s" },
+                rate / base
+            );
+            if rate > best.0 {
+                best = (rate, batch, threads);
+            }
+        }
+    }
+    let (_, batch, threads) = best;
+    let net = OnnxNetwork::load(path, &spec, threads)?.with_run_size(batch);
+    let tmp = tempfile::tempdir()?;
+    let photos = bench_photos(tmp.path(), args.images)?;
+    let config = ExemplarConfig {
+        layers: layers.clone(),
+        batch: batch * threads,
+        uniform_size: true,
+        ..ExemplarConfig::default()
+    };
+    let started = Instant::now();
+    let report = exemplars::compute(
+        &net,
+        &"onnx/bench".parse()?,
+        &photos,
+        &tmp.path().join("out"),
+        &config,
+        &device,
+    )?;
+    let rate = report.images as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "  exemplars, batch {batch}, {threads} thread{}  {rate:8.1} images/s   {:.2}x  (decode, forward, \
+         top-k, tails, writing)",
+        if threads == 1 { "" } else { "s" },
+        rate / base.unwrap_or(rate)
+    );
+    println!("  peak memory                  {:8.0} MB", peak_rss_mb());
     Ok(())
 }

@@ -28,15 +28,72 @@ use milan_shared::milannotations::{DatasetWriter, LayerShape};
 /// What MILANNOTATIONS' masks and images measure.
 pub const SIZE: usize = 224;
 
+/// One layer's activations for a batch: `values` laid out [n, units, height, width].
+#[derive(Debug, Clone)]
+pub struct Activation {
+    pub values: Vec<f32>,
+    pub units: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl Activation {
+    /// A 1x1 map (a feature vector): its unit's mask is the whole image.
+    pub fn is_whole_image(&self) -> bool {
+        self.height * self.width == 1
+    }
+}
+
 /// A network whose inner activations can be read by layer name.
 pub trait Network {
     /// Layer names, in forward order.
     fn layers(&self) -> Vec<String>;
+    /// Refuses layers the network cannot give, naming them.
+    fn check_layers(&self, layers: &[String]) -> Result<()> {
+        let known = self.layers();
+        for l in layers {
+            if !known.contains(l) {
+                bail!("unknown layer {l:?}: the network has {}", known.join(", "));
+            }
+        }
+        Ok(())
+    }
+    /// Side of the square images the network takes ([`SIZE`] unless it says otherwise).
+    fn input_size(&self) -> usize {
+        SIZE
+    }
     /// Runs a batch [n, 3, 224, 224] of normalised images and returns the activations
     /// [n, units, h, w] of `layers`, in that order.
     fn activations(&self, x: Tensor<4>, layers: &[String]) -> Result<Vec<Tensor<4>>>;
-    /// One RGB image (224x224) as the network's input, channels first.
+    /// One RGB image (input_size x input_size) as the network's input, channels first.
     fn preprocess(&self, img: &image::RgbImage) -> Vec<f32>;
+    /// [`Network::activations`] on plain arrays: `input` holds `n` preprocessed images.
+    fn run(
+        &self,
+        input: Vec<f32>,
+        n: usize,
+        layers: &[String],
+        device: &Device,
+    ) -> Result<Vec<Activation>> {
+        let size = self.input_size();
+        let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, size, size]), device);
+        self.activations(x, layers)?
+            .into_iter()
+            .map(|t| {
+                let [_, units, height, width] = t.dims();
+                let values = t
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| anyhow::anyhow!("reading activations: {e:?}"))?;
+                Ok(Activation {
+                    values,
+                    units,
+                    height,
+                    width,
+                })
+            })
+            .collect()
+    }
 }
 
 impl Network for crate::encoders::efficientnet::EfficientNetLite0 {
@@ -114,6 +171,8 @@ pub struct ExemplarConfig {
     pub exact_budget_bytes: usize,
     /// Write only the first N units of each layer (quick corpora); every unit when `None`.
     pub max_units: Option<usize>,
+    /// Refuse a folder whose images differ in size (they would be stretched differently).
+    pub uniform_size: bool,
 }
 
 impl Default for ExemplarConfig {
@@ -126,7 +185,19 @@ impl Default for ExemplarConfig {
             bins: 8192,
             exact_budget_bytes: 512 << 20,
             max_units: None,
+            uniform_size: false,
         }
+    }
+}
+
+/// The MILANNOTATIONS folder of a layer: its name, with the slashes of ONNX node names
+/// (`/blocks/blocks.3/Add`) turned into dots (`blocks.blocks.3.Add`).
+pub fn layer_folder(name: &str) -> String {
+    let flat = name.trim_start_matches('/').replace(['/', '\\'], ".");
+    if flat.starts_with('.') || flat.is_empty() {
+        format!("_{flat}")
+    } else {
+        flat
     }
 }
 
@@ -155,19 +226,48 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// An image as MILANNOTATIONS stores it: RGB, resized bilinearly to 224x224.
 pub fn load_image(path: &Path) -> Result<image::RgbImage> {
+    load_image_at(path, SIZE)
+}
+
+/// An image in RGB, resized bilinearly to size x size.
+pub fn load_image_at(path: &Path, size: usize) -> Result<image::RgbImage> {
     let img = image::open(path)
         .with_context(|| format!("reading {}", path.display()))?
         .to_rgb8();
-    Ok(if img.dimensions() == (SIZE as u32, SIZE as u32) {
+    Ok(if img.dimensions() == (size as u32, size as u32) {
         img
     } else {
         image::imageops::resize(
             &img,
-            SIZE as u32,
-            SIZE as u32,
+            size as u32,
+            size as u32,
             image::imageops::FilterType::Triangle,
         )
     })
+}
+
+/// Refuses images of different sizes, naming the first that differs from the first image.
+pub fn check_uniform_size(files: &[PathBuf]) -> Result<()> {
+    let mut first: Option<(&PathBuf, (u32, u32))> = None;
+    for f in files {
+        let dims = image::image_dimensions(f)
+            .with_context(|| format!("reading the size of {}", f.display()))?;
+        match first {
+            None => first = Some((f, dims)),
+            Some((g, d)) if d != dims => bail!(
+                "images of mixed sizes: {} is {}x{} but {} is {}x{}; crop or resize them to one \
+                 size first (each is stretched to the network's square input)",
+                f.display(),
+                dims.0,
+                dims.1,
+                g.display(),
+                d.0,
+                d.1
+            ),
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// One candidate exemplar: the spatial max, the image, and its low-resolution map.
@@ -432,28 +532,17 @@ fn stream(
     batch: usize,
     device: &Device,
     what: &str,
-    mut each: impl FnMut(usize, usize, Vec<(Vec<f32>, [usize; 4])>),
+    mut each: impl FnMut(usize, usize, Vec<Activation>),
 ) -> Result<()> {
     let bar = bar(images.len(), what);
+    let size = net.input_size();
     for (b, chunk) in images.chunks(batch.max(1)).enumerate() {
-        let mut input = Vec::with_capacity(chunk.len() * 3 * SIZE * SIZE);
+        let mut input = Vec::with_capacity(chunk.len() * 3 * size * size);
         for path in chunk {
-            input.extend(net.preprocess(&load_image(path)?));
+            input.extend(net.preprocess(&load_image_at(path, size)?));
         }
         let n = chunk.len();
-        let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, SIZE, SIZE]), device);
-        let acts = net
-            .activations(x, layers)?
-            .into_iter()
-            .map(|t| {
-                let dims = t.dims();
-                let values = t
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .map_err(|e| anyhow::anyhow!("reading activations: {e:?}"))?;
-                Ok((values, dims))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let acts = net.run(input, n, layers, device)?;
         each(b * batch.max(1), n, acts);
         bar.inc(n as u64);
     }
@@ -560,13 +649,21 @@ pub fn compute_with(
         "--quantile must be between 0 and 1"
     );
     ensure!(config.bins >= 2, "at least 2 histogram bins");
-    let known = net.layers();
-    for l in &config.layers {
-        if !known.contains(l) {
-            bail!("unknown layer {l:?}: the network has {}", known.join(", "));
+    net.check_layers(&config.layers)?;
+    let folders: Vec<String> = config.layers.iter().map(|l| layer_folder(l)).collect();
+    for (i, f) in folders.iter().enumerate() {
+        if let Some(j) = folders[..i].iter().position(|g| g == f) {
+            bail!(
+                "layers {:?} and {:?} would share the folder {f:?}: give each once",
+                config.layers[j],
+                config.layers[i]
+            );
         }
     }
     let files = list_images(images_dir)?;
+    if config.uniform_size {
+        check_uniform_size(&files)?;
+    }
     ensure!(
         files.len() >= config.k,
         "{}: {} images, fewer than k = {}",
@@ -586,17 +683,17 @@ pub fn compute_with(
         device,
         "exemplars",
         |first, n, acts| {
-            for (l, (values, [_, units, h, w])) in acts.into_iter().enumerate() {
+            for (l, act) in acts.into_iter().enumerate() {
                 if stats.len() <= l {
                     stats.push(LayerStats::new(
-                        &config.layers[l],
-                        [units, h, w],
+                        &folders[l],
+                        [act.units, act.height, act.width],
                         files.len(),
                         config.quantile,
                         budget,
                     ));
                 }
-                stats[l].observe(&values, n, first, config.k);
+                stats[l].observe(&act.values, n, first, config.k);
             }
         },
     )?;
@@ -615,9 +712,9 @@ pub fn compute_with(
             device,
             "quantile histograms",
             |_, n, acts| {
-                for (l, (values, _)) in acts.into_iter().enumerate() {
+                for (l, act) in acts.into_iter().enumerate() {
                     if stats[l].needs_histograms() {
-                        stats[l].count(&values, n, config.bins);
+                        stats[l].count(&act.values, n, config.bins);
                     }
                 }
             },
@@ -654,8 +751,13 @@ pub fn compute_with(
             let mut pixels = Vec::with_capacity(config.k * 3 * SIZE * SIZE);
             let mut ids = Vec::with_capacity(config.k);
             for c in &best {
-                let up = upsample_align_corners(&c.map, layer.height, layer.width, SIZE);
-                masks.extend(up.iter().map(|&v| u8::from(v > quantiles[u])));
+                if layer.height * layer.width == 1 {
+                    // A feature vector has no map: the whole image is its region.
+                    masks.extend(std::iter::repeat_n(1u8, SIZE * SIZE));
+                } else {
+                    let up = upsample_align_corners(&c.map, layer.height, layer.width, SIZE);
+                    masks.extend(up.iter().map(|&v| u8::from(v > quantiles[u])));
+                }
                 pixels.extend_from_slice(cache.get(c.image, &files[c.image])?);
                 ids.push(c.image as u64);
             }

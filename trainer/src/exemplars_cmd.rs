@@ -1,6 +1,6 @@
 //! `trainer exemplars`: exemplar sets of a network's units over a folder of images.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -8,33 +8,148 @@ use burn::tensor::Device;
 use milan_shared::ModelKey;
 use milan_trainer::encoders::efficientnet::EfficientNetLite0;
 use milan_trainer::exemplars::{self, ExemplarConfig, Network};
+use milan_trainer::onnx::{InputSpec, OnnxNetwork, shape_text};
 
 #[derive(Debug, clap::Args)]
 pub struct ExemplarsArgs {
-    /// The network: efficientnet-lite0, or resnet18/34/50/101/152 (with --weights).
+    /// The network: a model.onnx file (any network exported to ONNX; `trainer layers` lists its
+    /// layers), efficientnet-lite0, or resnet18/34/50/101/152 (with --weights).
     #[arg(long)]
-    model: String,
+    pub model: String,
+    #[command(flatten)]
+    pub onnx: OnnxArgs,
     /// Its weights (default: the model's asset).
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Folder of images (PNG, JPEG; searched recursively, sorted by relative path).
     #[arg(long)]
-    images: PathBuf,
-    /// Layers, comma-separated (e.g. _blocks.5,_blocks.10,_blocks.15).
+    pub images: PathBuf,
+    /// Layers, comma-separated (e.g. _blocks.5,_blocks.10,_blocks.15; ONNX node names).
     #[arg(long, value_delimiter = ',', required = true)]
-    layers: Vec<String>,
+    pub layers: Vec<String>,
     /// Exemplars per unit.
     #[arg(long, default_value_t = 15)]
-    k: usize,
+    pub k: usize,
     /// Mask threshold: this quantile of the unit's activations over all images.
     #[arg(long, default_value_t = 0.99)]
-    quantile: f64,
+    pub quantile: f64,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
-    batch: usize,
-    /// Root of the MILANNOTATIONS output: <out>/<model>/<name of the images folder>/<layer>/.
+    pub batch: usize,
+    /// Root of the MILANNOTATIONS output: <out>/<key>/<layer>/.
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
+    /// The folder's model key, arch/dataset (default: <model name>/<name of the images folder>).
+    #[arg(long)]
+    pub key: Option<String>,
+}
+
+/// How an ONNX model is fed and read.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OnnxArgs {
+    /// Side of the square input the images are resized to (default: the model's declared input
+    /// size, else 224). Masks and stored images stay 224x224.
+    #[arg(long)]
+    pub input_size: Option<usize>,
+    /// Per-channel mean of x/255 subtracted before the network (default: ImageNet's).
+    #[arg(long, value_delimiter = ',')]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel standard deviation of x/255 (default: ImageNet's).
+    #[arg(long, value_delimiter = ',')]
+    pub std: Option<Vec<f32>>,
+    /// Tokens before the patch grid in (N, T, C) outputs (class and register tokens); detected
+    /// when absent: the fewest (0 to 17) that leave a square grid.
+    #[arg(long)]
+    pub prefix_tokens: Option<usize>,
+    /// Threads for each matrix product of an ONNX model (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl OnnxArgs {
+    pub fn spec(&self) -> Result<InputSpec> {
+        let mut spec = InputSpec {
+            size: self.input_size,
+            prefix_tokens: self.prefix_tokens,
+            ..InputSpec::default()
+        };
+        for (given, into, what) in [
+            (&self.mean, &mut spec.mean, "--mean"),
+            (&self.std, &mut spec.std, "--std"),
+        ] {
+            if let Some(v) = given {
+                anyhow::ensure!(v.len() == 3, "{what} takes three numbers: r,g,b");
+                into.copy_from_slice(v);
+            }
+        }
+        Ok(spec)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+/// Whether `model` names an ONNX file rather than a built-in network.
+pub fn is_onnx(model: &str) -> bool {
+    model.to_ascii_lowercase().ends_with(".onnx") || Path::new(model).is_file()
+}
+
+/// The network `model` names, and the architecture name for its key.
+pub fn open_network(
+    model: &str,
+    weights: Option<&PathBuf>,
+    onnx: &OnnxArgs,
+    device: &Device,
+) -> Result<(Box<dyn Network>, String)> {
+    if is_onnx(model) {
+        let path = Path::new(model);
+        let net = OnnxNetwork::load(path, &onnx.spec()?, onnx.threads())?;
+        let arch = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .context("the model file has no name")?;
+        return Ok((Box::new(net), arch));
+    }
+    let net: Box<dyn Network> = match model {
+        "efficientnet-lite0" => Box::new(EfficientNetLite0::load(
+            &weights_of(model, weights)?,
+            device,
+        )?),
+        name if name.starts_with("resnet") => {
+            let depth = milan_trainer::encoders::resnet::Depth::parse(name)?;
+            let weights = weights.with_context(|| {
+                format!("{name} needs --weights: a torchvision state dict saved as safetensors")
+            })?;
+            Box::new(milan_trainer::encoders::resnet::ResNet::load(
+                weights, depth, device,
+            )?)
+        }
+        other => bail!(
+            "unknown model {other:?}: give a .onnx file, efficientnet-lite0 or \
+             resnet18/34/50/101/152"
+        ),
+    };
+    Ok((net, model.to_owned()))
+}
+
+/// The model key of an exemplar folder: given, or <arch>/<name of the images folder>.
+pub fn key_for(given: Option<&str>, arch: &str, images: &Path) -> Result<ModelKey> {
+    if let Some(k) = given {
+        return k
+            .parse()
+            .with_context(|| format!("--key {k:?}: give arch/dataset, folder-safe names"));
+    }
+    let dataset = images
+        .canonicalize()
+        .with_context(|| format!("{}: no such folder", images.display()))?
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .context("the images folder has no name")?;
+    format!("{arch}/{dataset}")
+        .parse()
+        .with_context(|| format!("{arch}/{dataset} cannot name a model folder: give --key"))
 }
 
 /// EfficientNet-Lite0's weights: given, or the asset.
@@ -53,37 +168,14 @@ fn weights_of(model: &str, given: Option<&PathBuf>) -> Result<PathBuf> {
 
 pub fn run(args: &ExemplarsArgs) -> Result<()> {
     let device = Device::flex();
-    let net: Box<dyn Network> = match args.model.as_str() {
-        "efficientnet-lite0" => Box::new(EfficientNetLite0::load(
-            &weights_of(&args.model, args.weights.as_ref())?,
-            &device,
-        )?),
-        name if name.starts_with("resnet") => {
-            let depth = milan_trainer::encoders::resnet::Depth::parse(name)?;
-            let weights = args.weights.as_ref().with_context(|| {
-                format!("{name} needs --weights: a torchvision state dict saved as safetensors")
-            })?;
-            Box::new(milan_trainer::encoders::resnet::ResNet::load(
-                weights, depth, &device,
-            )?)
-        }
-        other => bail!("unknown model {other:?}: use efficientnet-lite0 or resnet18/34/50/101/152"),
-    };
-    let dataset = args
-        .images
-        .canonicalize()
-        .with_context(|| format!("{}: no such folder", args.images.display()))?
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .context("the images folder has no name")?;
-    let key: ModelKey = format!("{}/{dataset}", args.model)
-        .parse()
-        .with_context(|| format!("{dataset:?} cannot name a dataset folder"))?;
+    let (net, arch) = open_network(&args.model, args.weights.as_ref(), &args.onnx, &device)?;
+    let key = key_for(args.key.as_deref(), &arch, &args.images)?;
     let config = ExemplarConfig {
         layers: args.layers.clone(),
         k: args.k,
         quantile: args.quantile,
         batch: args.batch,
+        uniform_size: is_onnx(&args.model),
         ..ExemplarConfig::default()
     };
     let started = Instant::now();
@@ -111,4 +203,166 @@ pub fn run(args: &ExemplarsArgs) -> Result<()> {
         if report.passes == 1 { "" } else { "es" }
     );
     Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LayersArgs {
+    /// A model.onnx file (or efficientnet-lite0, resnet18..152 for their layer names).
+    #[arg(long)]
+    model: String,
+    #[command(flatten)]
+    onnx: OnnxArgs,
+    /// List every node with a float output (those that cannot be described too, with why)
+    /// instead of the modules.
+    #[arg(long)]
+    nodes: bool,
+}
+
+/// `trainer layers`: the names to pass to `--layers`, with what each outputs for one image.
+pub fn run_layers(args: &LayersArgs) -> Result<()> {
+    if !is_onnx(&args.model) {
+        let names: Vec<&str> = match args.model.as_str() {
+            "efficientnet-lite0" => {
+                return {
+                    for i in 0..milan_trainer::encoders::efficientnet::BLOCKS {
+                        println!("_blocks.{i}");
+                    }
+                    Ok(())
+                };
+            }
+            m if m.starts_with("resnet") => milan_trainer::encoders::resnet::LAYERS.to_vec(),
+            other => bail!("unknown model {other:?}: give a .onnx file"),
+        };
+        for n in names {
+            println!("{n}");
+        }
+        return Ok(());
+    }
+    let net = OnnxNetwork::load(Path::new(&args.model), &args.onnx.spec()?, 1)?;
+    let s = net.size();
+    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+    use std::io::Write;
+    let modules = net.modules();
+    if !args.nodes && !modules.is_empty() {
+        writeln!(
+            w,
+            "# {}: the PyTorch modules with a describable output, for a 1x3x{s}x{s} input. Pass \
+             module paths or node names to --layers; --nodes lists every node.",
+            args.model
+        )?;
+        writeln!(
+            w,
+            "{:<32} {:<44} {:<20} kind",
+            "module", "output node", "shape"
+        )?;
+        for (path, n) in &modules {
+            let kind = n.kind.as_ref().expect("describable").describe();
+            writeln!(
+                w,
+                "{path:<32} {:<44} {:<20} {kind}",
+                n.name,
+                shape_text(&n.shape)
+            )?;
+        }
+        w.flush()?;
+        return Ok(());
+    }
+    writeln!(
+        w,
+        "# {}: every node with a float output, for a 1x3x{s}x{s} input; pass names to --layers",
+        args.model
+    )?;
+    writeln!(w, "{:<48} {:<20} {:<20} kind", "node", "op", "shape")?;
+    let mut shown = 0;
+    for n in net.nodes() {
+        let kind = match &n.kind {
+            Ok(k) => k.describe(),
+            Err(why) => format!("not describable: {why}"),
+        };
+        shown += 1;
+        writeln!(
+            w,
+            "{:<48} {:<20} {:<20} {kind}",
+            n.name,
+            n.op,
+            shape_text(&n.shape)
+        )?;
+    }
+    w.flush()?;
+    anyhow::ensure!(shown > 0, "{}: no node outputs float values", args.model);
+    Ok(())
+}
+
+/// The exemplars of `layers` of `model` over `images` for `describe --model`: computed once into
+/// `<cache>/exemplars/<hash>/` and reused while the model file, the layers, the input settings
+/// and the images (names, sizes, modification times) stay the same. Returns the model folder.
+pub fn cached_exemplars(
+    model: &str,
+    layers: &[String],
+    images: &Path,
+    onnx: &OnnxArgs,
+    cache: &Path,
+) -> Result<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let device = Device::flex();
+    let (net, arch) = open_network(model, None, onnx, &device)?;
+    let key = key_for(None, &arch, images)?;
+    let config = ExemplarConfig {
+        layers: layers.to_vec(),
+        uniform_size: is_onnx(model),
+        ..ExemplarConfig::default()
+    };
+    let mut h = Sha256::new();
+    h.update(b"milan-rs exemplars 1\n");
+    if is_onnx(model) {
+        let mut file = std::fs::File::open(model).with_context(|| format!("reading {model}"))?;
+        std::io::copy(&mut file, &mut h).with_context(|| format!("reading {model}"))?;
+    } else {
+        h.update(model.as_bytes());
+    }
+    h.update(
+        format!(
+            "{:?} {:?} {} {} {}\n",
+            layers,
+            onnx.spec()?,
+            net.input_size(),
+            config.k,
+            config.quantile
+        )
+        .as_bytes(),
+    );
+    for f in exemplars::list_images(images)? {
+        let meta = std::fs::metadata(&f).with_context(|| format!("reading {}", f.display()))?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        h.update(
+            format!(
+                "{} {} {modified}\n",
+                f.strip_prefix(images).unwrap_or(&f).display(),
+                meta.len()
+            )
+            .as_bytes(),
+        );
+    }
+    let hash = hex::encode(&h.finalize()[..8]);
+    let root = cache.join("exemplars").join(hash);
+    let folder = root.join(key.arch()).join(key.dataset());
+    if folder.is_dir() {
+        eprintln!("reusing the exemplars at {}", folder.display());
+        return Ok(folder);
+    }
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let started = Instant::now();
+    let report = exemplars::compute(net.as_ref(), &key, images, &root, &config, &device)?;
+    eprintln!(
+        "exemplars of {} units over {} images in {:.1} s, cached at {}",
+        report.layers.iter().map(|(_, u)| u).sum::<usize>(),
+        report.images,
+        started.elapsed().as_secs_f64(),
+        report.folder.display()
+    );
+    Ok(report.folder)
 }

@@ -220,7 +220,7 @@ pub fn run_fit(args: &FitArgs) -> Result<()> {
     Ok(())
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct DescribeArgs {
     /// A trained run: RUNDIR/<experiment> (its best trial by validation BLEU) or one trial folder.
     #[arg(
@@ -239,8 +239,20 @@ pub struct DescribeArgs {
     pub url_base: String,
     /// The network to describe: a MILANNOTATIONS model folder with exemplar images
     /// (e.g. from `trainer exemplars`); every unit of every layer is described.
-    #[arg(long, required_unless_present = "feature_dir")]
+    #[arg(long, required_unless_present_any = ["feature_dir", "model"])]
     pub data: Option<PathBuf>,
+    /// Or the network itself: a model.onnx file (or efficientnet-lite0), with --layers and
+    /// --images; its exemplars are computed (and cached beside the features) first.
+    #[arg(long, conflicts_with_all = ["data", "feature_dir"], requires_all = ["layers", "images"])]
+    pub model: Option<String>,
+    /// With --model: the layers to describe, comma-separated (`trainer layers` lists them).
+    #[arg(long, value_delimiter = ',', requires = "model")]
+    pub layers: Vec<String>,
+    /// With --model: the folder of images the exemplars are drawn from.
+    #[arg(long, requires = "model")]
+    pub images: Option<PathBuf>,
+    #[command(flatten)]
+    pub onnx: crate::exemplars_cmd::OnnxArgs,
     /// Precomputed features instead of --data (with --pretrained): DIR/<layer>.npy, float32,
     /// units x 15 x feature size (the feature cache's layout). No encoder runs.
     #[arg(
@@ -296,6 +308,25 @@ pub fn resolve_checkpoint(checkpoint: &Path) -> Result<PathBuf> {
 }
 
 pub fn run_describe(args: &DescribeArgs) -> Result<()> {
+    if let Some(model) = &args.model {
+        let cache = args
+            .features
+            .cache
+            .clone()
+            .unwrap_or_else(milan_trainer::features::default_cache);
+        let images = args.images.as_deref().context("--images")?;
+        let data = crate::exemplars_cmd::cached_exemplars(
+            model,
+            &args.layers,
+            images,
+            &args.onnx,
+            &cache,
+        )?;
+        let mut chained = args.clone();
+        chained.model = None;
+        chained.data = Some(data);
+        return run_describe(&chained);
+    }
     if args.pretrained.is_some() {
         return crate::pretrained_cmd::run(args);
     }

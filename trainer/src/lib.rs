@@ -31,6 +31,7 @@ pub mod fit;
 pub mod follow;
 pub mod grounded;
 pub mod model;
+pub mod onnx;
 pub mod photos;
 pub mod plot;
 pub mod pmi_sweep;

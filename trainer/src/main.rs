@@ -55,6 +55,9 @@ enum Command {
     /// Exemplar sets (top-k images and masks per unit) of a network over a folder of images,
     /// written as MILANNOTATIONS.
     Exemplars(exemplars_cmd::ExemplarsArgs),
+    /// The layers of a network whose units can be described (ONNX: every node, with its output
+    /// shape and kind for one image).
+    Layers(exemplars_cmd::LayersArgs),
     /// MILAN's masked pyramid features of every exemplar of a MILANNOTATIONS folder, cached.
     Features(features_cmd::FeaturesArgs),
     /// Train and evaluate MILAN on every experiment of a generalization split (paper's Table 3).
@@ -147,6 +150,7 @@ fn main() -> ExitCode {
         Command::Classify(args) => classify::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Exemplars(args) => exemplars_cmd::run(&args),
+        Command::Layers(args) => exemplars_cmd::run_layers(&args),
         Command::Features(args) => features_cmd::run(&args),
         Command::Fit(args) => fit_cmd::run_fit(&args),
         Command::Describe(args) => fit_cmd::run_describe(&args),
@@ -295,4 +299,16 @@ fn synth(args: SynthArgs) -> Result<()> {
         println!("{} previews in {}", written, dir.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own checks of every subcommand (unique argument names, valid relations), which
+    /// otherwise only fail when that subcommand is run.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -25,6 +25,17 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// A model scripts/export-onnx wrote, or a failure that says how to make it.
+fn onnx_model(name: &str) -> PathBuf {
+    let path = root().join("assets/onnx").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/export-onnx from the repository root (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
 fn fails(cmd: &mut Command) -> String {
     let out = cmd.output().expect("runs");
     assert!(!out.status.success(), "{cmd:?} should fail");
@@ -226,6 +237,62 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
         .arg("--cache")
         .arg(&cache));
     assert_eq!(String::from_utf8_lossy(&greedy.stdout).lines().count(), 21);
+
+    // describe --model: from an ONNX network and a folder of photos to descriptions in one
+    // command; the exemplars are cached, so a second run reuses them.
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir_all(&photos).expect("mkdir");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/efficientnet-lite0");
+    for entry in std::fs::read_dir(&fixtures).expect("fixtures") {
+        let p = entry.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "png") {
+            // Each photo and its mirror image: 20, enough for 15 exemplars.
+            let img = image::open(&p).expect("photo");
+            let name = p.file_stem().expect("name").to_string_lossy().into_owned();
+            img.save(photos.join(format!("{name}.png"))).expect("save");
+            img.fliph()
+                .save(photos.join(format!("{name}-mirrored.png")))
+                .expect("save");
+        }
+    }
+    let from_onnx = tmp.path().join("onnx.csv");
+    let describe_onnx = || {
+        let mut cmd = trainer();
+        cmd.arg("describe")
+            .arg("--checkpoint")
+            .arg(&exp)
+            .arg("--model")
+            .arg(onnx_model("tiny-cnn.onnx"))
+            .args(["--layers", "conv1,conv2", "--greedy"])
+            .arg("--images")
+            .arg(&photos)
+            .arg("--out")
+            .arg(&from_onnx)
+            .arg("--cache")
+            .arg(&cache);
+        cmd
+    };
+    let first = run(&mut describe_onnx());
+    assert!(
+        String::from_utf8_lossy(&first.stderr).contains("exemplars of 10 units over 20 images"),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let rows = csv_rows(&from_onnx);
+    assert_eq!(rows.len(), 10);
+    assert_eq!((&rows[0][0][..], &rows[0][1][..]), ("conv1", "0"));
+    assert_eq!((&rows[9][0][..], &rows[9][1][..]), ("conv2", "3"));
+    let again = run(&mut describe_onnx());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("reusing the exemplars"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        csv_rows(&from_onnx),
+        rows,
+        "the same descriptions from the cache"
+    );
 
     // sweep-lambda decodes the trained trials again: at the run's own lambda and at 0 it
     // reproduces fit's milan-pmi and captioner-beam scores, trial by trial.

@@ -7,15 +7,19 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, TensorView};
 
-/// EfficientNet-Lite0's weights, or a failure that says how to get them.
-pub fn efficientnet_weights() -> PathBuf {
-    let dir = milan_trainer::assets::path("efficientnet-lite0").unwrap();
-    let dir = if dir.is_relative() {
+/// An asset path as the trainer run from the repository root sees it.
+fn from_root(dir: PathBuf) -> PathBuf {
+    if dir.is_relative() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir)
     } else {
         dir
-    };
-    let file = dir.join("efficientnet-lite0-57934424.pth");
+    }
+}
+
+/// EfficientNet-Lite0's weights, or a failure that says how to get them.
+pub fn efficientnet_weights() -> PathBuf {
+    let file = from_root(milan_trainer::assets::path("efficientnet-lite0").unwrap())
+        .join("efficientnet-lite0-57934424.pth");
     assert!(
         file.is_file(),
         "the EfficientNet-Lite0 weights are not at {}: run `trainer assets fetch efficientnet-lite0` \
@@ -23,6 +27,20 @@ pub fn efficientnet_weights() -> PathBuf {
         file.display()
     );
     file
+}
+
+/// The folder scripts/export-onnx writes (ONNX models and PyTorch's recorded activations), or a
+/// failure that says how to make it.
+#[allow(dead_code)]
+pub fn onnx_exports() -> PathBuf {
+    let dir = from_root(milan_trainer::assets::assets_dir()).join("onnx");
+    assert!(
+        dir.join("manifest.json").is_file(),
+        "the ONNX exports are not at {}: run scripts/export-onnx from the repository root \
+         (scripts/test does; it needs `trainer assets fetch efficientnet-lite0` first)",
+        dir.display()
+    );
+    dir
 }
 
 /// torchvision's state-dict keys and shapes, written out independently of the loader.
