@@ -51,10 +51,15 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn forward_rate(model: &EfficientNetLite0, images: usize, batch: usize, device: &Device) -> f64 {
-    let values: Vec<f32> = (0..batch * 3 * INPUT_SIZE * INPUT_SIZE)
+/// `len` deterministic values in [-1, 1): an input whose content does not matter to the speed.
+fn synthetic_input(len: usize) -> Vec<f32> {
+    (0..len)
         .map(|i| ((i as u64 * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
-        .collect();
+        .collect()
+}
+
+fn forward_rate(model: &EfficientNetLite0, images: usize, batch: usize, device: &Device) -> f64 {
+    let values = synthetic_input(batch * 3 * INPUT_SIZE * INPUT_SIZE);
     let x = Tensor::<4>::from_data(
         TensorData::new(values, [batch, 3, INPUT_SIZE, INPUT_SIZE]),
         device,
@@ -188,9 +193,7 @@ fn onnx_bench(path: &std::path::Path, args: &BenchArgs) -> Result<()> {
             let net = OnnxNetwork::load(path, &spec, threads)?.with_run_size(batch);
             // Each thread runs `batch` images at a time.
             let n = batch * threads;
-            let input: Vec<f32> = (0..n * 3 * size * size)
-                .map(|i| ((i as u64 * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
-                .collect();
+            let input = synthetic_input(n * 3 * size * size);
             // One untimed pass: the plan is optimised for this batch size there.
             net.run(input.clone(), n, &layers, &device)?;
             let rounds = args.images.div_ceil(n);

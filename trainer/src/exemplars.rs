@@ -37,13 +37,6 @@ pub struct Activation {
     pub width: usize,
 }
 
-impl Activation {
-    /// A 1x1 map (a feature vector): its unit's mask is the whole image.
-    pub fn is_whole_image(&self) -> bool {
-        self.height * self.width == 1
-    }
-}
-
 /// A network whose inner activations can be read by layer name.
 pub trait Network {
     /// Layer names, in forward order.

@@ -221,16 +221,14 @@ pub struct LayersArgs {
 /// `trainer layers`: the names to pass to `--layers`, with what each outputs for one image.
 pub fn run_layers(args: &LayersArgs) -> Result<()> {
     if !is_onnx(&args.model) {
-        let names: Vec<&str> = match args.model.as_str() {
-            "efficientnet-lite0" => {
-                return {
-                    for i in 0..milan_trainer::encoders::efficientnet::BLOCKS {
-                        println!("_blocks.{i}");
-                    }
-                    Ok(())
-                };
-            }
-            m if m.starts_with("resnet") => milan_trainer::encoders::resnet::LAYERS.to_vec(),
+        let names: Vec<String> = match args.model.as_str() {
+            "efficientnet-lite0" => (0..milan_trainer::encoders::efficientnet::BLOCKS)
+                .map(|i| format!("_blocks.{i}"))
+                .collect(),
+            m if m.starts_with("resnet") => milan_trainer::encoders::resnet::LAYERS
+                .iter()
+                .map(|l| (*l).to_owned())
+                .collect(),
             other => bail!("unknown model {other:?}: give a .onnx file"),
         };
         for n in names {

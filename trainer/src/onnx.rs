@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -182,6 +183,8 @@ pub struct OnnxNetwork {
     run_size: usize,
     /// Optimised plans by (batch, layers).
     plans: Mutex<HashMap<(usize, Vec<String>), Plan>>,
+    /// Whether the note about a refused batch size was printed.
+    batch_warned: AtomicBool,
 }
 
 impl std::fmt::Debug for OnnxNetwork {
@@ -257,6 +260,7 @@ impl OnnxNetwork {
             threads: threads.max(1),
             run_size: 1,
             plans: Mutex::new(HashMap::new()),
+            batch_warned: AtomicBool::new(false),
         })
     }
 
@@ -510,14 +514,12 @@ impl OnnxNetwork {
         match self.plan(count, layers) {
             Ok(plan) => Ok(Some(plan)),
             Err(e) => {
-                let mut warned = BATCH_WARNED.lock().expect("no panic");
-                if !*warned {
+                if !self.batch_warned.swap(true, Ordering::Relaxed) {
                     eprintln!(
                         "note: {} does not run in batches of {count} ({e:#}); running one image \
                          at a time (export it with a dynamic batch axis to batch)",
                         self.path.display()
                     );
-                    *warned = true;
                 }
                 Ok(None)
             }
@@ -579,8 +581,6 @@ impl OnnxNetwork {
 
 /// An optimised plan, shared by the threads that run it.
 type Plan = Arc<TypedRunnableModel>;
-
-static BATCH_WARNED: Mutex<bool> = Mutex::new(false);
 
 type Tensor4 = tract_onnx::prelude::Tensor;
 
