@@ -25,20 +25,27 @@ before(async () => {
 });
 after(async () => browser && (await browser.close()));
 
-/** A fresh browser profile (own cookies), failing the test on any page error or CSP report. */
-async function session(viewport = LAPTOP) {
-  const context = await browser.newContext({ viewport });
+/** A fresh browser profile (own cookies), failing the test on any page error or CSP report.
+ * A dialog is a failure too, unless `answer` is given: it sees each dialog's message (kept in
+ * `dialogs`) and says whether to accept it. */
+async function session(viewport = LAPTOP, { touch = false, answer = null } = {}) {
+  const context = await browser.newContext({ viewport, hasTouch: touch, isMobile: touch });
   const page = await context.newPage();
   const problems = [];
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("console", (m) => {
     if (m.type() === "error" && !/status of 4\d\d/.test(m.text())) problems.push(`console: ${m.text()}`);
   });
+  const dialogs = [];
   page.on("dialog", (d) => {
+    if (answer) {
+      dialogs.push(d.message());
+      return answer(d.message()) ? d.accept() : d.dismiss();
+    }
     problems.push(`a dialog opened: ${d.message()}`);
     d.dismiss();
   });
-  return { context, page, problems };
+  return { context, page, problems, dialogs };
 }
 
 async function signInWithPassword(page, worker, password, project) {
@@ -98,14 +105,61 @@ test("a worker signs in, sees the lease timer, completes 3 tasks and returns one
   assert.ok(fits.last <= fits.h && fits.button <= fits.h, `fits without scrolling: ${JSON.stringify(fits)}`);
   assert.ok(fits.sw <= fits.w, "no horizontal scrolling");
 
-  // Click to enlarge, keyboard to move and close.
+  // Reward, time allowed and what is left are on the task page.
+  assert.match(await page.textContent("#facts"), /Reward \$\d+\.\d\d per approved description · \d+ minutes? per set · \d+ more sets? for you/);
+
+  // Click to enlarge, keyboard or buttons to move and close; a counter says where one is.
   await page.click("#grid .cell >> nth=2");
   assert.ok(await page.$eval("#lightbox", (d) => d.open));
+  assert.equal(await page.textContent("#lightbox-count"), "3 of 15");
   await page.keyboard.press("ArrowRight");
+  assert.equal(await page.textContent("#lightbox-count"), "4 of 15");
+  await page.click("#lightbox-prev");
+  assert.equal(await page.textContent("#lightbox-count"), "3 of 15");
   assert.match(await page.getAttribute("#lightbox-img", "src"), /\/images\/[0-9a-f]{64}\.png$/);
   await page.keyboard.press("Escape");
   assert.equal(await page.$eval("#lightbox", (d) => d.open), false);
   await page.screenshot({ path: path.join(SHOTS, "task-laptop.png") });
+
+  // Outlines: drawn from each exemplar's mask on request, remembered across pages. A yellow
+  // pixel lies on each outline, and nothing is drawn where the mask is empty.
+  await page.check("#outline");
+  await page.waitForFunction(() => [...document.querySelectorAll("#grid canvas.outline")].filter((c) => !c.hidden).length === 15);
+  const drawn = await page.evaluate(() => [...document.querySelectorAll("#grid canvas.outline")].map((c) => {
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let yellow = 0, dark = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i + 3] === 255 && d[i] === 255 && d[i + 1] === 212) yellow++;
+      else if (d[i + 3] === 255) dark++;
+    }
+    return { yellow, dark, w: c.width, h: c.height, all: c.width * c.height };
+  }));
+  for (const c of drawn) assert.ok(c.yellow > 0 && c.yellow + c.dark < c.all, `an outline, not a fill: ${JSON.stringify(c)}`);
+  await page.click("#grid .cell >> nth=0");
+  await page.waitForSelector("#lightbox canvas.outline:not([hidden])");
+  await page.screenshot({ path: path.join(SHOTS, "task-outline-enlarged.png") });
+  await page.keyboard.press("Escape");
+  await page.screenshot({ path: path.join(SHOTS, "task-outline.png") });
+  await page.uncheck("#outline");
+  assert.equal(await page.locator("#grid canvas.outline:not([hidden])").count(), 0);
+
+  // Controls stand out from the page (WCAG 1.4.11: 3:1 for borders and the focus ring).
+  const contrast = await page.evaluate(() => {
+    const rgb = (s) => s.match(/\d+(\.\d+)?/g).slice(0, 3).map(Number);
+    const lum = (c) => {
+      const [r, g, b] = c.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+      return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const ratio = (a, b) => { const [x, y] = [lum(rgb(a)), lum(rgb(b))].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+    const box = document.querySelector("#description");
+    box.focus();
+    const page = getComputedStyle(document.body).backgroundColor;
+    const card = "rgb(255, 255, 255)";
+    const st = getComputedStyle(box);
+    return { border: Math.min(ratio(st.borderTopColor, page), ratio(st.borderTopColor, card)),
+      focus: Math.min(ratio(getComputedStyle(box, ":focus-visible").outlineColor || st.outlineColor, page), ratio(st.outlineColor, card)) };
+  });
+  assert.ok(contrast.border >= 3 && contrast.focus >= 3, `contrast: ${JSON.stringify(contrast)}`);
 
   // Descriptions are plain text: markup and invisible or direction-changing characters are
   // refused by the live check, with the server's words.
@@ -118,6 +172,9 @@ test("a worker signs in, sees the lease timer, completes 3 tasks and returns one
   // Three tasks; the second is the one the requester will reject.
   await describe(page, "red circles near the edges");
   await page.waitForURL(`${BASE}/p/solo/task`);
+  // A submit is confirmed on the next set's page.
+  assert.match(await page.textContent("#notice"), /Saved: your description was submitted/);
+  assert.match(await page.textContent(".stats"), /1 done/);
   await describe(page, "vertical stripes in grey");
   await page.waitForURL(`${BASE}/p/solo/task`);
   // Submit by keyboard alone: Ctrl+Enter in the box.
@@ -135,16 +192,30 @@ test("a worker signs in, sees the lease timer, completes 3 tasks and returns one
 });
 
 test("the task page reflows on a phone without horizontal scrolling", async () => {
-  const { context, page, problems } = await session(PHONE);
+  const { context, page, problems } = await session(PHONE, { touch: true });
   await signInWithPassword(page, "alice", process.env.WORKER_PASSWORD, "demo");
   await page.click("#start");
   await page.waitForURL(`${BASE}/p/demo/task`);
   await page.waitForLoadState("networkidle");
-  const m = await page.evaluate(() => ({ sw: document.documentElement.scrollWidth, w: innerWidth,
-    cols: getComputedStyle(document.querySelector("#grid")).gridTemplateColumns.split(" ").length }));
+  const m = await page.evaluate(() => ({ sw: document.documentElement.scrollWidth, w: innerWidth, h: innerHeight,
+    cols: getComputedStyle(document.querySelector("#grid")).gridTemplateColumns.split(" ").length,
+    bar: document.querySelector("header.bar").getBoundingClientRect().height,
+    rows: (() => {
+      const mids = [...document.querySelectorAll("header.bar > *")].map((e) => e.getBoundingClientRect())
+        .filter((r) => r.height > 0).map((r) => (r.top + r.bottom) / 2);
+      return Math.max(...mids) - Math.min(...mids) < 12 ? 1 : 2;
+    })(),
+    box: document.querySelector("#description").getBoundingClientRect().toJSON(),
+    submit: document.querySelector("#submit").getBoundingClientRect().toJSON(),
+    keys: [...document.querySelectorAll(".keys")].map((e) => getComputedStyle(e).display) }));
   assert.ok(m.sw <= m.w, `scrollWidth ${m.sw} > viewport ${m.w}`);
   assert.equal(m.cols, 3, "three columns on a phone");
-  await page.screenshot({ path: path.join(SHOTS, "task-phone.png"), fullPage: true });
+  // One line of header; the text box and the button in view without scrolling; no keyboard hints.
+  assert.ok(m.bar <= 56 && m.rows === 1, `header on one line: ${m.bar} px high, ${m.rows} rows`);
+  assert.ok(m.box.top >= 0 && m.box.bottom <= m.h && m.submit.bottom <= m.h, `box and button in view: ${JSON.stringify(m)}`);
+  assert.deepEqual([...new Set(m.keys)], ["none"], "no Ctrl+Enter or arrow-key hints on a touch screen");
+  await page.screenshot({ path: path.join(SHOTS, "task-phone.png") });
+  await page.screenshot({ path: path.join(SHOTS, "task-phone-full.png"), fullPage: true });
   await page.click("#return");
   assert.deepEqual(problems, []);
   await context.close();
@@ -193,6 +264,11 @@ test("an MTurk preview shows the task but cannot submit; an accepted HIT starts 
   assert.ok(await page.isDisabled("#submit"), "submit disabled in preview");
   assert.ok(await page.isDisabled("#description"), "text box disabled in preview");
   assert.match(await page.textContent("#preview-note"), /Preview/);
+  // Where a worker decides to accept, the instructions are open, with an illustrated example.
+  assert.ok(await page.$eval("#instructions", (d) => d.open), "instructions expanded in preview");
+  assert.ok(await page.$eval(".example-set img", (i) => i.complete && i.naturalWidth > 0), "the example set is drawn");
+  assert.match(await page.textContent(".example-set figcaption"), /Good: .*red circles.*Bad:/s);
+  await page.screenshot({ path: path.join(SHOTS, "mturk-preview.png"), fullPage: true });
   await page.click("#submit", { force: true });
   assert.equal(page.url(), preview.url(), "a click in preview goes nowhere");
   // Nor can the server be tricked: a POST to the preview form's target stores nothing.
@@ -327,7 +403,10 @@ test("a worker fails the qualification test, waits, then passes and can work", a
 });
 
 test("the requester reviews: markup shows as text, approve and reject, bulk, keyboard", async () => {
-  const { context, page, problems } = await session();
+  // The worker table asks before money moves or a worker is blocked; the first bonus question is
+  // answered "no" (nothing may be paid), every later one "yes".
+  let refuse = 1;
+  const { context, page, problems, dialogs } = await session(LAPTOP, { answer: () => refuse-- <= 0 });
   await page.goto(`${BASE}/r`);
   await page.waitForURL(`${BASE}/r/signin`);
   await page.fill("#username", "boss");
@@ -337,7 +416,10 @@ test("the requester reviews: markup shows as text, approve and reject, bulk, key
   await page.click("text=Describe neurons (one per set)");
   await page.waitForURL(`${BASE}/r/p/solo`);
   assert.match(await page.textContent(".summary"), /0 of 5 approved/);
+  assert.match(await page.textContent(".summary"), /3 awaiting your review/);
   assert.equal(await page.locator("svg.chart rect").count(), 24);
+  assert.equal(await page.locator("svg.chart text.tick.x").count(), 5, "time along the bottom");
+  assert.ok(await page.locator("svg.chart text.tick.y").count() >= 2, "counts up the side");
   await page.screenshot({ path: path.join(SHOTS, "dashboard.png"), fullPage: true });
 
   await page.goto(`${BASE}/r/p/solo/review`);
@@ -380,6 +462,10 @@ test("the requester reviews: markup shows as text, approve and reject, bulk, key
   assert.match(await alice.textContent(), /\$0\.20/);
   await alice.locator("input[name=cents]").fill("0.25");
   await alice.locator("input[name=reason]").fill("careful work");
+  // Answered "no": the page stays, nothing is paid.
+  await alice.locator("button[value=bonus]").click();
+  assert.match(dialogs[0], /Pay a bonus of \$0\.25 to alice for "careful work"\?/);
+  assert.match(await alice.textContent(), /\$0\.00/, "no bonus yet");
   await Promise.all([page.waitForNavigation(), alice.locator("button[value=bonus]").click()]);
   assert.match(await page.textContent("#notice"), /Paid \$0\.25 bonus to alice/);
   assert.match(await page.locator("tr", { hasText: "alice" }).textContent(), /\$0\.25/);
@@ -403,6 +489,15 @@ test("the requester reviews: markup shows as text, approve and reject, bulk, key
   assert.match(await page.locator("tr", { hasText: "alice" }).textContent(), /blocked/);
   await Promise.all([page.waitForNavigation(), page.locator("tr", { hasText: "alice" }).locator("button[value=unblock]").click()]);
   assert.match(await page.textContent("#notice"), /Unblocked alice/);
+  assert.ok(dialogs.some((d) => /Block alice\?/.test(d)), "blocking asked first");
+  // The table fits a laptop screen: no button wraps onto a second line.
+  const wraps = await page.evaluate(() => [...document.querySelectorAll("form.actions .buttons")].map((b) => b.getBoundingClientRect().height));
+  for (const h of wraps) assert.ok(h < 50, `action buttons ${h} px high`);
+  // Filters: a search that matches nobody says so.
+  await page.fill("#worker-search", "nobody-like-this");
+  await Promise.all([page.waitForNavigation(), page.click("#worker-filters button")]);
+  assert.match(await page.textContent("table.workers"), /No worker matches these filters/);
+  await page.goto(`${BASE}/r/p/solo/workers`);
   await page.screenshot({ path: path.join(SHOTS, "workers.png"), fullPage: true });
 
   // Export buttons download the work.
@@ -473,4 +568,21 @@ test("forms without the CSRF token are refused", async () => {
   const page = await fetch(`${BASE}/signin`);
   assert.match(page.headers.get("set-cookie"), /milan_csrf=[0-9a-f]{32}; HttpOnly; SameSite=Lax; Path=\/|milan_csrf=[0-9a-f]{32}.*HttpOnly/);
   assert.match(page.headers.get("content-security-policy"), /script-src 'self'.*frame-ancestors 'none'/);
+});
+
+test("a mistyped address or a reloaded submit shows a page, not JSON", async () => {
+  const { context, page, problems } = await session();
+  const resp = await page.goto(`${BASE}/p/solo/no-such-page`);
+  assert.equal(resp.status(), 404);
+  assert.match(await page.textContent("h1"), /Not Found/);
+  assert.ok(await page.locator("a[href='/']").count() >= 1, "a way back");
+  await page.screenshot({ path: path.join(SHOTS, "not-found.png") });
+  // The address a refused submit leaves in the bar, opened again: back to the tasks.
+  await page.goto(`${BASE}/a/00000000-0000-0000-0000-000000000000/submit`);
+  assert.match(page.url(), /\/signin/);
+  // The tab has an icon.
+  const icon = await page.request.get(`${BASE}/favicon.ico`);
+  assert.equal(icon.status(), 200);
+  assert.deepEqual(problems.filter((p) => !/404/.test(p)), []);
+  await context.close();
 });

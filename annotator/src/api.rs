@@ -30,12 +30,15 @@ use crate::export::{self, ExportError, Format};
 use crate::images::ImageStore;
 use crate::limits::{self, ApiLimits, Limit, RateLimiter};
 use crate::origin::Network;
+use crate::reports::Reports;
 use crate::sessions::{Entry, Session, Sessions, Via};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub engine: Engine,
+    /// The read side: progress, dashboards, worker tables, the review queue.
+    pub reports: Reports,
     pub auth: Auth,
     pub sessions: Sessions,
     pub images: ImageStore,
@@ -50,6 +53,7 @@ impl AppState {
     pub fn new(engine: Engine, auth: Auth, images: ImageStore, data_dir: PathBuf) -> Self {
         AppState {
             sessions: Sessions::new(engine.db().clone()),
+            reports: Reports::new(engine.db().clone()),
             engine,
             auth,
             images,
@@ -58,6 +62,16 @@ impl AppState {
             limiter: Arc::new(RateLimiter::default()),
             limits: ApiLimits::default(),
         }
+    }
+
+    /// Passwords and one-time codes, over the same database.
+    pub fn accounts(&self) -> Accounts {
+        Accounts::new(self.engine.db().clone())
+    }
+
+    /// Qualification tests, over the same database.
+    pub fn qualifications(&self) -> crate::qualification::Qualifications {
+        crate::qualification::Qualifications::new(self.engine.db().clone())
     }
 
     pub fn with_network(mut self, net: Network) -> Self {
@@ -219,6 +233,17 @@ impl From<actix_web::error::BlockingError> for ApiError {
     }
 }
 
+/// The HTTP status of an engine error: the one mapping the API and the pages share.
+pub fn engine_status(e: &EngineError) -> StatusCode {
+    match e {
+        EngineError::NotFound(_) => StatusCode::NOT_FOUND,
+        EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
+        EngineError::Conflict(_) => StatusCode::CONFLICT,
+        EngineError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        EngineError::Corrupt(_) | EngineError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -227,13 +252,7 @@ impl ResponseError for ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Engine(e) | ApiError::Export(ExportError::Engine(e)) => match e {
-                EngineError::NotFound(_) => StatusCode::NOT_FOUND,
-                EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
-                EngineError::Conflict(_) => StatusCode::CONFLICT,
-                EngineError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                EngineError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            ApiError::Engine(e) | ApiError::Export(ExportError::Engine(e)) => engine_status(e),
             ApiError::Export(ExportError::Incomplete(_)) => StatusCode::CONFLICT,
             ApiError::Export(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -510,16 +529,15 @@ async fn end_session(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
     Ok(HttpResponse::Ok().json(json!({ "status": "signed out" })))
 }
 
-fn set_json(set: &q::SetRow) -> serde_json::Value {
-    let exemplars: Vec<crate::import::StoredExemplar> =
-        serde_json::from_str(&set.exemplars).unwrap_or_default();
-    json!({
+fn set_json(set: &q::SetRow) -> std::result::Result<serde_json::Value, EngineError> {
+    let exemplars = crate::import::StoredExemplar::of_set(set)?;
+    Ok(json!({
         "id": set.id,
         "model": set.model,
         "layer": set.layer,
         "unit": set.unit,
-        "images": exemplars.iter().map(|e| format!("/images/{}.png", e.view)).collect::<Vec<_>>(),
-    })
+        "images": exemplars.iter().map(crate::import::StoredExemplar::view_url).collect::<Vec<_>>(),
+    }))
 }
 
 async fn my_assignments(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
@@ -527,19 +545,17 @@ async fn my_assignments(state: web::Data<AppState>, req: HttpRequest) -> Result<
     let worker = session.worker().unwrap_or_default().to_owned();
     let st = state.clone();
     let work = blocking(move || Ok(st.engine.live_work(&worker, now_ms())?)).await?;
-    Ok(HttpResponse::Ok().json(
-        work.iter()
-            .map(|(a, set, project)| {
-                json!({
-                    "assignment_id": a.public_id,
-                    "project": project,
-                    "set": set_json(set),
-                    "accepted_at": a.accepted_at,
-                    "expires_at": a.expires_at,
-                })
-            })
-            .collect::<Vec<_>>(),
-    ))
+    let mut out = Vec::with_capacity(work.len());
+    for (a, set, project) in &work {
+        out.push(json!({
+            "assignment_id": a.public_id,
+            "project": project,
+            "set": set_json(set)?,
+            "accepted_at": a.accepted_at,
+            "expires_at": a.expires_at,
+        }));
+    }
+    Ok(HttpResponse::Ok().json(out))
 }
 
 async fn accept(
@@ -557,7 +573,7 @@ async fn accept(
         Some(a) => {
             let body = json!({
                 "assignment_id": a.assignment.public_id,
-                "set": set_json(&a.set),
+                "set": set_json(&a.set)?,
                 "expires_at": a.assignment.expires_at,
                 "instructions": a.project.instructions,
                 "title": a.project.title,
@@ -826,7 +842,7 @@ async fn progress(
     requester(&state, &req).await?;
     let project = path.into_inner();
     let st = state.clone();
-    let rows = blocking(move || Ok(st.engine.progress(&project)?)).await?;
+    let rows = blocking(move || Ok(st.reports.progress(&project)?)).await?;
     Ok(HttpResponse::Ok().json(rows))
 }
 
@@ -1069,7 +1085,14 @@ fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> 
     actix_web::error::InternalError::from_response(err, response).into()
 }
 
-async fn not_found() -> HttpResponse {
+/// No route: a browser gets a page that says so, an API client JSON.
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    if crate::web::wants_html(&req) {
+        return crate::web::error_page(
+            StatusCode::NOT_FOUND,
+            "There is no page at this address. It may have moved, or the link was mistyped.",
+        );
+    }
     HttpResponse::NotFound().json(json!({ "error": "no such route" }))
 }
 

@@ -144,9 +144,7 @@ pub fn milannotations(
 }
 
 fn exemplars_of(set: &SetRow) -> Result<Vec<StoredExemplar>, ExportError> {
-    let exemplars: Vec<StoredExemplar> = serde_json::from_str(&set.exemplars).map_err(|e| {
-        ExportError::Incomplete(format!("set {} has unreadable exemplars: {e}", set.id))
-    })?;
+    let exemplars = StoredExemplar::of_set(set)?;
     if exemplars.is_empty() {
         return Err(ExportError::Incomplete(format!(
             "set {} has no exemplars",
@@ -194,10 +192,9 @@ pub fn mturk_csv(
     let (project, _, work) = load(engine, project)?;
     let k = work
         .iter()
-        .filter_map(|(_, _, _, set)| {
-            serde_json::from_str::<Vec<StoredExemplar>>(&set.exemplars).ok()
-        })
-        .map(|e| e.len())
+        .map(|(_, _, _, set)| StoredExemplar::of_set(set).map(|e| e.len()))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
         .max()
         .unwrap_or(15)
         .max(15);
@@ -245,13 +242,12 @@ pub fn mturk_csv(
             set.unit.to_string(),
             set.model.clone(),
         ];
-        let exemplars: Vec<StoredExemplar> =
-            serde_json::from_str(&set.exemplars).unwrap_or_default();
+        let exemplars = StoredExemplar::of_set(set)?;
         row.extend((0..k).map(|i| {
             exemplars
                 .get(i)
                 .map(|e| {
-                    let path = format!("/images/{}.png", e.view);
+                    let path = e.view_url();
                     public_url.map_or(path.clone(), |u| u.join(&path))
                 })
                 .unwrap_or_default()

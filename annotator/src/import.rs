@@ -30,6 +30,26 @@ pub struct StoredExemplar {
     pub id: u64,
 }
 
+impl StoredExemplar {
+    /// A set's exemplars: the one reader of the column import writes. A list that does not parse
+    /// was not written by this server and is refused, naming the set. (A list may be empty: the
+    /// load benchmark's sets have no images.)
+    pub fn of_set(set: &crate::db::queries::SetRow) -> Result<Vec<StoredExemplar>, EngineError> {
+        let corrupt = |why: String| {
+            EngineError::Corrupt(format!(
+                "exemplar set {}/{}/{} (id {}): {why}",
+                set.model, set.layer, set.unit, set.id
+            ))
+        };
+        serde_json::from_str(&set.exemplars).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// The URL of the view a worker sees.
+    pub fn view_url(&self) -> String {
+        format!("/images/{}.png", self.view)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error(transparent)]

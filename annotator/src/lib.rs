@@ -30,6 +30,7 @@ pub mod loadgen;
 pub mod origin;
 pub mod qualification;
 pub mod reconcile;
+pub mod reports;
 pub mod server;
 pub mod sessions;
 pub mod web;

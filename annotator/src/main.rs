@@ -485,7 +485,8 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
             let password = read_password(password_file.as_deref())?;
-            milan_annotator::accounts::Accounts::new(state.engine.db().clone())
+            state
+                .accounts()
                 .set_requester_password(&username, &password, now_ms())?;
             println!("requester {username} can sign in at /r/signin");
             Ok(())
@@ -497,7 +498,7 @@ fn run(cli: Cli) -> Result<()> {
             password_file,
         } => {
             let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
-            let accounts = milan_annotator::accounts::Accounts::new(state.engine.db().clone());
+            let accounts = state.accounts();
             if code {
                 println!("{}", accounts.issue_worker_code(&id, now_ms())?);
             } else {
@@ -516,10 +517,10 @@ fn run(cli: Cli) -> Result<()> {
             let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
             let source = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            let test =
-                milan_annotator::qualification::Qualifications::new(state.engine.db().clone())
-                    .set_test(&project, &source, now_ms())
-                    .with_context(|| format!("{} (nothing was changed)", file.display()))?;
+            let test = state
+                .qualifications()
+                .set_test(&project, &source, now_ms())
+                .with_context(|| format!("{} (nothing was changed)", file.display()))?;
             if required {
                 state
                     .engine

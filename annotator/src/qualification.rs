@@ -177,8 +177,7 @@ fn parse(source: &str, project_id: i64, c: &mut Db) -> Result<Test> {
                 )
             },
         )?;
-        let exemplars: Vec<StoredExemplar> = serde_json::from_str(&set.exemplars)
-            .map_err(|e| EngineError::Invalid(format!("stored set {}: {e}", set.id)))?;
+        let exemplars = StoredExemplar::of_set(&set)?;
         if exemplars.is_empty() {
             return Err(at("unit", "that set has no images".into()));
         }

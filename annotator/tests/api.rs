@@ -1038,7 +1038,7 @@ async fn accepting_again_returns_the_live_assignment_and_lists_it() {
         assert_eq!(mine[0]["project"], "p");
         let live: usize = f
             .state
-            .engine
+            .reports
             .progress("p")
             .unwrap()
             .iter()

@@ -11,11 +11,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use milan_annotator::accounts::Accounts;
 use milan_annotator::api::AppState;
 use milan_annotator::domain::{ProjectSettings, now_ms};
 use milan_annotator::import::import;
-use milan_annotator::qualification::Qualifications;
 use milan_annotator::server::open_state;
 
 const WORKER_PASSWORD: &str = "alice-password-1";
@@ -78,7 +76,8 @@ choices = ["the right answer two", "wheels", "faces of dogs"]
 answer = "the right answer two"
 "#
     );
-    Qualifications::new(state.engine.db().clone())
+    state
+        .qualifications()
         .set_test("gated", &toml, now_ms())
         .unwrap();
     (toml, "the right answer one|the right answer two".to_owned())
@@ -151,7 +150,7 @@ fn pages_in_a_browser(database: Option<milan_annotator::db::DatabaseUrl>, shots_
         .post_model_descriptions("solo", 1, "milan-pmi", &items, now_ms())
         .unwrap();
 
-    let accounts = Accounts::new(state.engine.db().clone());
+    let accounts = state.accounts();
     accounts
         .set_worker_password("alice", WORKER_PASSWORD, now_ms())
         .unwrap();

@@ -8,6 +8,7 @@ use diesel::RunQueryDsl;
 use milan_annotator::db::queries::{self as q, NewSet};
 use milan_annotator::domain::{MINUTE_MS, ProjectSettings};
 use milan_annotator::engine::{Bonus, Engine, EngineError, Paid};
+use milan_annotator::reports::Reports;
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -62,7 +63,7 @@ fn accept_submit_approve_pays_and_counts() {
         assert_eq!(response["cleaned"], "red circles");
         engine.approve(&id, T0 + 2000).unwrap();
         assert_eq!(engine.earnings("alice").unwrap(), (10, 0));
-        let progress = engine.progress("p").unwrap();
+        let progress = Reports::new(db.db.clone()).progress("p").unwrap();
         assert_eq!(
             (
                 progress[0].approved,
@@ -517,26 +518,10 @@ fn model_descriptions_priorities_and_active_ordering() {
         engine.set_order("p", true, T0 + 1).unwrap();
         assert_eq!(accept(&engine, "w2", T0 + 2).unwrap().1, 1, "{}", db.name);
         assert_eq!(accept(&engine, "w3", T0 + 3).unwrap().1, 2, "{}", db.name);
-        assert_eq!(accept(&engine, "w1", T0 + 4).unwrap().1, 0, "{}", db.name);
+        let (id, unit) = accept(&engine, "w1", T0 + 4).unwrap();
+        assert_eq!(unit, 0, "{}", db.name);
 
         // Set 0 complete (one description per set here): scored; the others not yet.
-        let (id, _) = (
-            engine
-                .db()
-                .read(|c| -> Result<_, EngineError> {
-                    Ok(q::assignments_with_workers(
-                        c,
-                        engine.project("p").unwrap().id,
-                    )?)
-                })
-                .unwrap()
-                .into_iter()
-                .find(|(_, w)| w == "w1")
-                .unwrap()
-                .0
-                .public_id,
-            (),
-        );
         engine
             .submit(&id, "w1", "red circles", None, T0 + 5)
             .unwrap();

@@ -12,6 +12,7 @@ use milan_annotator::engine::Engine;
 use milan_annotator::export;
 use milan_annotator::images::ImageStore;
 use milan_annotator::import::{ImportError, import};
+use milan_annotator::reports::Reports;
 use milan_shared::milannotations::Dataset;
 use milan_synth::SynthConfig;
 
@@ -69,7 +70,7 @@ fn import_is_idempotent_and_whole_or_nothing() {
             "{err}"
         );
         assert_eq!(
-            engine
+            Reports::new(db.db.clone())
                 .progress("p")
                 .unwrap()
                 .iter()

@@ -546,6 +546,14 @@ struct Got {
 }
 
 impl Got {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no header {name}"))
+            .to_str()
+            .unwrap()
+    }
+
     fn cookie(&self, name: &str) -> Option<Cookie<'static>> {
         self.cookies.iter().find(|c| c.name() == name).cloned()
     }
@@ -1295,4 +1303,250 @@ async fn qualification_answers_are_not_derivable_from_the_page() {
             "the right answer is not always shown first: {firsts:?}"
         );
     }
+}
+
+// ---------------------------------------------------------------- issue 19: what people stumble on
+
+#[actix_web::test]
+async fn browsers_get_html_error_pages_api_clients_json_and_a_reloaded_submit_goes_home() {
+    let db = common::sqlite();
+    let f = fixture(&db);
+    let app = site!(f);
+    let html = |uri: &str| {
+        at::TestRequest::get()
+            .uri(uri)
+            .insert_header(("Accept", "text/html,application/xhtml+xml,*/*;q=0.8"))
+    };
+    // A mistyped page: an HTML page that says so, under the same strict policy.
+    let page = get_page(&app, html("/no/such/page")).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.header("content-type").starts_with("text/html"));
+    assert!(page.body.contains("Not Found") && page.body.contains("no page at this address"));
+    assert!(
+        page.header("content-security-policy")
+            .contains("frame-ancestors 'none'")
+    );
+    // The API stays JSON, even for a browser that asks for HTML.
+    for req in [
+        at::TestRequest::get().uri("/no/such/page"),
+        html("/api/v1/no-such-route"),
+    ] {
+        let got = get_page(&app, req).await;
+        assert_eq!(got.status, StatusCode::NOT_FOUND);
+        assert_eq!(got.body, r#"{"error":"no such route"}"#);
+    }
+    // A reload of a refused submit's page is a GET: back to the tasks, nothing submitted.
+    for uri in ["/a/some-id/submit", "/a/some-id/return"] {
+        let got = get_page(&app, html(uri)).await;
+        assert_eq!(got.status, StatusCode::SEE_OTHER, "{uri}");
+        assert_eq!(got.header("location"), "/");
+    }
+    // The icon browsers ask for.
+    let icon = get_page(&app, at::TestRequest::get().uri("/favicon.ico")).await;
+    assert_eq!(icon.status, StatusCode::OK);
+    assert_eq!(icon.header("content-type"), "image/svg+xml");
+    assert!(icon.body.starts_with("<svg"));
+    // An engine refusal shown to a browser is a page too (404 for a project that does not exist).
+    let page = get_page(&app, html("/p/nope/instructions")).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.body.contains("<h1>Not Found"), "{}", page.body);
+}
+
+#[actix_web::test]
+async fn the_requester_sees_review_apart_from_leases_finds_workers_and_bad_bonuses_are_said_inline()
+{
+    let db = common::sqlite();
+    let f = fixture(&db);
+    Accounts::new(db.db.clone())
+        .set_requester_password("rita", "a long enough password", now_ms())
+        .unwrap();
+    let engine = &f.state.engine;
+    // w1 submits two (one approved), w2 submits one and holds a lease, w3 only holds a lease.
+    let t = now_ms();
+    let take = |w: &str| engine.accept_next("pool", w, t).unwrap().unwrap();
+    let a = take("w1");
+    engine
+        .submit(&a.assignment.public_id, "w1", "red circles", None, t)
+        .unwrap();
+    engine.approve(&a.assignment.public_id, t).unwrap();
+    let a = take("w1");
+    engine
+        .submit(&a.assignment.public_id, "w1", "blue sky", None, t)
+        .unwrap();
+    let a = take("w2");
+    engine
+        .submit(&a.assignment.public_id, "w2", "dog faces", None, t)
+        .unwrap();
+    take("w2");
+    take("w3");
+    let progress = f.state.reports.progress("pool").unwrap();
+    let sum =
+        |g: fn(&milan_annotator::reports::Progress) -> i64| progress.iter().map(g).sum::<i64>();
+    assert_eq!(
+        (
+            sum(|p| p.approved),
+            sum(|p| p.awaiting_review),
+            sum(|p| p.leased)
+        ),
+        (1, 2, 2)
+    );
+    assert_eq!(sum(|p| p.in_progress), 4);
+
+    let app = site!(f);
+    let (session, csrf_cookie, csrf) = requester_cookies(&app).await;
+    let get = |uri: &str| {
+        at::TestRequest::get()
+            .uri(uri)
+            .cookie(session.clone())
+            .cookie(csrf_cookie.clone())
+    };
+    let dash = get_page(&app, get("/r/p/pool")).await;
+    assert_eq!(dash.status, StatusCode::OK);
+    assert!(
+        dash.body
+            .contains(r#"<strong id="awaiting-review">2</strong>"#),
+        "{}",
+        dash.body
+    );
+    assert!(dash.body.contains(r#"<strong id="leased">2</strong>"#));
+    // The chart has labelled axes: counts up the side, time along the bottom.
+    assert!(
+        dash.body.contains(r#"class="tick x">now</text>"#),
+        "{}",
+        dash.body
+    );
+    assert!(dash.body.contains(r#"class="tick y">0</text>"#));
+    // The follow hint is a command that runs.
+    assert!(dash.body.contains("--token-file TOKEN_FILE --out RUN_DIR"));
+
+    // Workers: everyone with work, sorted and filtered on request.
+    let ids = |body: &str| -> Vec<String> {
+        body.split(r#"<input type="hidden" name="worker" value=""#)
+            .skip(1)
+            .map(|s| s.split('"').next().unwrap().to_owned())
+            .collect()
+    };
+    let all = get_page(&app, get("/r/p/pool/workers")).await;
+    assert_eq!(ids(&all.body), ["w1", "w2", "w3"], "most work first");
+    let pending = get_page(&app, get("/r/p/pool/workers?show=pending&sort=id")).await;
+    assert_eq!(ids(&pending.body), ["w1", "w2"]);
+    let found = get_page(&app, get("/r/p/pool/workers?q=W2")).await;
+    assert_eq!(ids(&found.body), ["w2"]);
+    let bad = get_page(&app, get("/r/p/pool/workers?sort=salary")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("sort=&quot;salary&quot;") || bad.body.contains("salary"));
+
+    // A bonus amount that is not money: said on the workers page, like a missing reason.
+    let paid_before = engine.earnings("w1").unwrap();
+    for body in [
+        format!("csrf={csrf}&action=bonus&worker=w1&cents=lots&reason=great&bonus_key=k1"),
+        format!("csrf={csrf}&action=bonus&worker=w1&cents=0.50&reason=&bonus_key=k2"),
+    ] {
+        let resp = get_page(
+            &app,
+            form("/r/p/pool/workers", &body)
+                .cookie(session.clone())
+                .cookie(csrf_cookie.clone()),
+        )
+        .await;
+        assert_eq!(resp.status, StatusCode::SEE_OTHER, "{body}");
+        assert_eq!(resp.header("location"), "/r/p/pool/workers");
+        let flash = resp.cookie("milan_flash").expect("a notice for the page");
+        let page = get_page(&app, get("/r/p/pool/workers").cookie(flash)).await;
+        assert!(page.body.contains(r#"id="notice""#), "{}", page.body);
+    }
+    assert_eq!(engine.earnings("w1").unwrap(), paid_before, "nothing paid");
+}
+
+/// Sign in as a worker with the password "a long enough password": the worker cookie and the
+/// CSRF pair.
+async fn worker_cookies(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    worker: &str,
+    project: &str,
+) -> (Cookie<'static>, Cookie<'static>, String) {
+    let page = get_page(
+        app,
+        at::TestRequest::get().uri(&format!("/signin?project={project}")),
+    )
+    .await;
+    let csrf_cookie = page.cookie("milan_csrf").unwrap();
+    let csrf = page.field("csrf");
+    let body =
+        format!("csrf={csrf}&worker={worker}&password=a+long+enough+password&project={project}");
+    let signed = get_page(app, form("/signin", &body).cookie(csrf_cookie.clone())).await;
+    (
+        signed.cookie("milan_worker").expect("signed in"),
+        csrf_cookie,
+        csrf,
+    )
+}
+
+#[actix_web::test]
+async fn the_task_page_says_reward_time_and_what_is_left_and_confirms_a_submit() {
+    let db = common::sqlite();
+    let f = fixture(&db);
+    Accounts::new(db.db.clone())
+        .set_worker_password("alice", "a long enough password", now_ms())
+        .unwrap();
+    let app = site!(f);
+    let (worker, csrf_cookie, csrf) = worker_cookies(&app, "alice", "pool").await;
+    let with = |r: at::TestRequest| r.cookie(worker.clone()).cookie(csrf_cookie.clone());
+    let accepted = get_page(&app, with(form("/p/pool/accept", &format!("csrf={csrf}")))).await;
+    assert_eq!(accepted.status, StatusCode::SEE_OTHER);
+    let task = get_page(&app, with(at::TestRequest::get().uri("/p/pool/task"))).await;
+    assert_eq!(task.status, StatusCode::OK);
+    let project = f.state.engine.project("pool").unwrap();
+    let sets = f.state.reports.progress("pool").unwrap()[0].sets
+        * f.state.reports.progress("pool").unwrap().len() as i64;
+    assert!(task.body.contains(&format!(
+        "Reward <strong>{}</strong>",
+        pages::dollars(project.reward_cents)
+    )));
+    assert!(task.body.contains("per set"));
+    // This worker holds one set; every other set is still open to them.
+    assert!(
+        task.body
+            .contains(&format!(r#"<span id="available">{}</span>"#, sets - 1)),
+        "{}",
+        task.body
+    );
+    // Masks for the outline toggle; a counter for the enlarged view.
+    assert_eq!(task.body.matches("data-mask=\"/images/").count(), 15);
+    assert!(task.body.contains(r#"id="outline""#) && task.body.contains(r#"id="lightbox-count""#));
+    let action = task
+        .body
+        .split(r#"id="describe" action=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let done = get_page(
+        &app,
+        with(form(
+            &action,
+            &format!("csrf={csrf}&description=red+circles+everywhere"),
+        )),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(done.header("location"), "/p/pool/task");
+    let flash = done.cookie("milan_flash").expect("a confirmation");
+    let next = get_page(
+        &app,
+        with(at::TestRequest::get().uri("/p/pool/task")).cookie(flash),
+    )
+    .await;
+    assert!(
+        next.body.contains("Saved: your description was submitted"),
+        "{}",
+        next.body
+    );
+    assert!(next.body.contains(r#"<span id="pending">1</span> pending"#));
 }

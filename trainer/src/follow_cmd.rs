@@ -10,6 +10,8 @@ use milan_trainer::train::RunOptions;
 use crate::fit_cmd::{FeatureArgs, TrainingArgs};
 
 #[derive(Debug, clap::Args)]
+// One of the two is needed; a missing token names both (the file first: it is the safer one).
+#[command(group(clap::ArgGroup::new("requester_token").required(true).args(["token_file", "token"])))]
 pub struct FollowArgs {
     /// The annotator's address, e.g. http://127.0.0.1:8080.
     #[arg(long)]
@@ -19,11 +21,7 @@ pub struct FollowArgs {
     project: String,
     /// A requester API token (`annotator requester-token`). Visible to other users of this
     /// machine in the process list: prefer --token-file.
-    #[arg(
-        long,
-        conflicts_with = "token_file",
-        required_unless_present = "token_file"
-    )]
+    #[arg(long)]
     token: Option<String>,
     /// A file whose first line is the requester API token.
     #[arg(long)]

@@ -956,6 +956,49 @@ pub fn count_done(conn: &mut Db, worker_id: i64) -> QueryResult<i64> {
         .first(conn)
 }
 
+/// A worker's assignments counted by state: (state, count).
+pub fn work_by_state(conn: &mut Db, worker_id: i64) -> QueryResult<Vec<(String, i64)>> {
+    assignments::table
+        .filter(assignments::worker_id.eq(worker_id))
+        .group_by(assignments::state)
+        .select((assignments::state, count_star()))
+        .load(conn)
+}
+
+/// How many sets of the project still have a free slot that this worker never touched: what
+/// accept-next could still hand them.
+pub fn count_open_for(
+    conn: &mut Db,
+    project_id: i64,
+    slots_per_set: i32,
+    worker_id: Option<i64>,
+) -> QueryResult<i64> {
+    let query = exemplar_sets::table
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .filter(exemplar_sets::active_count.lt(slots_per_set))
+        .select(count_star());
+    match worker_id {
+        Some(worker_id) => {
+            let touched = assignments::table
+                .filter(assignments::set_id.eq(exemplar_sets::id))
+                .filter(assignments::worker_id.eq(worker_id));
+            query.filter(not(exists(touched))).first(conn)
+        }
+        None => query.first(conn),
+    }
+}
+
+/// Submitted (awaiting review) assignments per set of a project: (set id, count).
+pub fn submitted_per_set(conn: &mut Db, project_id: i64) -> QueryResult<Vec<(i64, i64)>> {
+    assignments::table
+        .inner_join(exemplar_sets::table)
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .filter(assignments::state.eq("submitted"))
+        .group_by(assignments::set_id)
+        .select((assignments::set_id, count_star()))
+        .load(conn)
+}
+
 /// A worker's rejected work with the requester's feedback, newest first.
 pub fn rejections_of(
     conn: &mut Db,

@@ -31,6 +31,9 @@ pub enum EngineError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// Stored data this server never writes (a row edited by hand, a bad restore).
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -128,20 +131,6 @@ pub enum Paid {
     AlreadyPaid,
 }
 
-/// Progress of a project's sets of one model key and layer.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Progress {
-    pub model: String,
-    pub layer: String,
-    pub sets: i64,
-    /// Assignments needed in all: sets x assignments per set.
-    pub needed: i64,
-    pub approved: i64,
-    /// Accepted or submitted, not yet approved.
-    pub in_progress: i64,
-    pub left: i64,
-}
-
 #[derive(Debug, Clone)]
 pub struct Engine {
     db: Database,
@@ -198,7 +187,7 @@ impl Engine {
         self
     }
 
-    pub fn db(&self) -> &Database {
+    pub(crate) fn db(&self) -> &Database {
         &self.db
     }
 
@@ -910,41 +899,6 @@ impl Engine {
     }
 
     // ------------------------------------------------------------ reading
-
-    pub fn progress(&self, project: &str) -> Result<Vec<Progress>> {
-        let project = self.project(project)?;
-        let sets = self
-            .db
-            .read(|c| Ok::<_, EngineError>(q::sets_of_project(c, project.id)?))?;
-        let per_set = i64::from(project.assignments_per_set);
-        let mut rows: Vec<Progress> = Vec::new();
-        for set in sets {
-            let row = match rows
-                .iter_mut()
-                .find(|r| r.model == set.model && r.layer == set.layer)
-            {
-                Some(row) => row,
-                None => {
-                    rows.push(Progress {
-                        model: set.model.clone(),
-                        layer: set.layer.clone(),
-                        sets: 0,
-                        needed: 0,
-                        approved: 0,
-                        in_progress: 0,
-                        left: 0,
-                    });
-                    rows.last_mut().expect("just pushed")
-                }
-            };
-            row.sets += 1;
-            row.needed += per_set;
-            row.approved += i64::from(set.approved_count);
-            row.in_progress += i64::from(set.active_count - set.approved_count);
-            row.left += per_set - i64::from(set.active_count);
-        }
-        Ok(rows)
-    }
 
     pub fn events_of(&self, public_id: &str) -> Result<Vec<q::EventRow>> {
         let a = self.assignment(public_id)?;

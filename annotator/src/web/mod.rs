@@ -87,6 +87,21 @@ const STATIC: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../../frontend/static/review.js"),
     ),
     (
+        "example-set.svg",
+        "image/svg+xml",
+        include_bytes!("../../../frontend/static/example-set.svg"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../../../frontend/static/favicon.svg"),
+    ),
+    (
+        "workers.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../frontend/static/workers.js"),
+    ),
+    (
         "finish.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../../frontend/static/finish.js"),
@@ -105,8 +120,8 @@ pub fn templates() -> Tera {
 impl Site {
     pub fn new(state: &AppState, config: WebConfig) -> Self {
         Site {
-            accounts: Accounts::new(state.engine.db().clone()),
-            qualifications: Qualifications::new(state.engine.db().clone()),
+            accounts: state.accounts(),
+            qualifications: state.qualifications(),
             templates: templates(),
             config,
         }
@@ -332,13 +347,7 @@ impl ResponseError for WebError {
             WebError::Csrf | WebError::CrossSite => StatusCode::FORBIDDEN,
             WebError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::SignIn(_) => StatusCode::SEE_OTHER,
-            WebError::Engine(e) => match e {
-                EngineError::NotFound(_) => StatusCode::NOT_FOUND,
-                EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
-                EngineError::Conflict(_) => StatusCode::CONFLICT,
-                EngineError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                EngineError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            WebError::Engine(e) => crate::api::engine_status(e),
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -354,23 +363,44 @@ impl ResponseError for WebError {
         } else {
             self.to_string()
         };
-        // The error page is rendered without the app state, so it carries no form.
-        let mut ctx = Context::new();
-        ctx.insert("status", &status.as_u16());
-        ctx.insert("message", &message);
-        ctx.insert("csrf", "");
-        let html = ERROR_TEMPLATES
-            .render("error.html", &ctx)
-            .unwrap_or_else(|_| "error".to_owned());
-        let mut resp = HttpResponse::build(status);
-        resp.content_type("text/html; charset=utf-8")
-            .insert_header(("Content-Security-Policy", csp(&Frame::Deny, &[])))
-            .insert_header((header::CACHE_CONTROL, "no-store"));
+        let mut resp = error_page(status, &message);
         if let WebError::RateLimited(s) = self {
-            resp.insert_header((header::RETRY_AFTER, s.to_string()));
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&s.to_string()).expect("digits are a header value"),
+            );
         }
-        resp.body(html)
+        resp
     }
+}
+
+/// An HTML error page: status, message and the way back. Rendered without the app state, so it
+/// carries no form and sets no cookie.
+pub fn error_page(status: StatusCode, message: &str) -> HttpResponse {
+    let mut ctx = Context::new();
+    ctx.insert("status", &status.as_u16());
+    ctx.insert("reason", status.canonical_reason().unwrap_or("Error"));
+    ctx.insert("message", message);
+    ctx.insert("csrf", "");
+    let html = ERROR_TEMPLATES
+        .render("error.html", &ctx)
+        .unwrap_or_else(|_| "error".to_owned());
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Content-Security-Policy", csp(&Frame::Deny, &[])))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("X-Frame-Options", "DENY"))
+        .body(html)
+}
+
+/// Whether a request came from a browser navigating (it asks for HTML) rather than an API client.
+pub fn wants_html(req: &HttpRequest) -> bool {
+    !req.path().starts_with("/api/")
+        && req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))
 }
 
 static ERROR_TEMPLATES: std::sync::LazyLock<Tera> = std::sync::LazyLock::new(templates);
@@ -422,7 +452,15 @@ pub fn ctx_with<T: Serialize>(pairs: &[(&str, &T)]) -> Context {
 }
 
 async fn static_file(path: web::Path<String>) -> HttpResponse {
-    let name = path.into_inner();
+    static_named(&path.into_inner())
+}
+
+/// Browsers ask for `/favicon.ico` whatever the page says; they get the SVG icon.
+async fn favicon() -> HttpResponse {
+    static_named("favicon.svg")
+}
+
+fn static_named(name: &str) -> HttpResponse {
     match STATIC.iter().find(|(n, _, _)| *n == name) {
         Some((_, content_type, bytes)) => HttpResponse::Ok()
             .content_type(*content_type)
@@ -437,7 +475,8 @@ async fn static_file(path: web::Path<String>) -> HttpResponse {
 
 /// Registers the pages (before the API's routes and its JSON 404).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/static/{name}", web::get().to(static_file));
+    cfg.route("/static/{name}", web::get().to(static_file))
+        .route("/favicon.ico", web::get().to(favicon));
     worker::configure(cfg);
     requester::configure(cfg);
 }

@@ -1,8 +1,6 @@
 //! The requester's pages: sign-in, projects with progress, the dashboard (throughput chart, ETA,
 //! exports, qualification test), the review queue with agreement per set, and the worker table.
 
-use std::collections::BTreeMap;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -15,10 +13,10 @@ use super::{
     CsrfForm, Page, Site, WebError, WebResult, blocking, dollars, render, see_other_notice,
 };
 use crate::api::AppState;
-use crate::db::queries as q;
-use crate::domain::{Millis, State as AState, now_ms};
+use crate::domain::now_ms;
 use crate::engine::{Bonus, EngineError, Paid};
 use crate::export::{self, Format};
+use crate::reports::{Totals, WorkerQuery, WorkerShow, WorkerSort};
 use crate::sessions::Session;
 
 type State = web::Data<AppState>;
@@ -145,25 +143,14 @@ async fn signout(state: State, req: HttpRequest, form: web::Form<CsrfForm>) -> W
 
 // ------------------------------------------------------------------ projects and dashboard
 
-fn totals(rows: &[crate::engine::Progress]) -> Value {
-    let sum = |f: fn(&crate::engine::Progress) -> i64| rows.iter().map(f).sum::<i64>();
-    let needed = sum(|r| r.needed);
-    let approved = sum(|r| r.approved);
-    json!({
-        "sets": sum(|r| r.sets), "needed": needed, "approved": approved,
-        "in_progress": sum(|r| r.in_progress), "left": sum(|r| r.left),
-        "percent": if needed > 0 { approved * 100 / needed } else { 0 },
-    })
-}
-
 async fn projects(state: State, site: SiteData, req: HttpRequest) -> WebResult {
     let s = requester_of(&state, &req).await?;
     let st = state.clone();
     let rows = blocking(move || {
         let mut rows = Vec::new();
         for p in st.engine.projects()? {
-            let progress = st.engine.progress(&p.name)?;
-            rows.push(json!({"name": p.name, "title": p.title, "totals": totals(&progress)}));
+            let totals = Totals::of(&st.reports.progress(&p.name)?);
+            rows.push(json!({"name": p.name, "title": p.title, "totals": totals}));
         }
         Ok(rows)
     })
@@ -178,60 +165,6 @@ async fn projects(state: State, site: SiteData, req: HttpRequest) -> WebResult {
     )
 }
 
-/// A bar chart of submissions over time, as SVG numbers for the template (no script needed).
-fn throughput(submitted: &[Millis], now: Millis) -> Value {
-    const BARS: i64 = 24;
-    const STEPS: [(Millis, &str); 6] = [
-        (60_000, "minute"),
-        (5 * 60_000, "5 minutes"),
-        (15 * 60_000, "15 minutes"),
-        (3_600_000, "hour"),
-        (6 * 3_600_000, "6 hours"),
-        (86_400_000, "day"),
-    ];
-    let first = submitted.iter().copied().min().unwrap_or(now);
-    let span = (now - first).max(1);
-    let (bucket, label) = STEPS
-        .iter()
-        .copied()
-        .find(|(b, _)| b * BARS >= span)
-        .unwrap_or(STEPS[STEPS.len() - 1]);
-    let start = now - bucket * BARS;
-    let mut counts = vec![0i64; BARS as usize];
-    for t in submitted {
-        if *t >= start {
-            let i = (((t - start) / bucket) as usize).min(BARS as usize - 1);
-            counts[i] += 1;
-        }
-    }
-    let max = counts.iter().copied().max().unwrap_or(0).max(1);
-    let (w, h) = (600i64, 120i64);
-    let bar_w = w / BARS;
-    let bars: Vec<Value> = counts
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let bh = c * (h - 10) / max;
-            json!({"x": i as i64 * bar_w + 1, "y": h - bh, "w": bar_w - 2, "h": bh, "count": c})
-        })
-        .collect();
-    json!({"bars": bars, "width": w, "height": h, "bucket": label, "max": max, "total": submitted.len()})
-}
-
-/// Remaining work over the recent rate: (per hour, hours left).
-fn eta(submitted: &[Millis], remaining: i64, now: Millis) -> Value {
-    let window = 3_600_000;
-    let recent = submitted.iter().filter(|t| **t >= now - window).count() as f64;
-    if remaining == 0 {
-        return json!({"done": true});
-    }
-    if recent == 0.0 {
-        return json!({"done": false, "rate": 0});
-    }
-    let hours = remaining as f64 / recent;
-    json!({"done": false, "rate": recent, "hours": format!("{hours:.1}")})
-}
-
 async fn dashboard(
     state: State,
     site: SiteData,
@@ -242,21 +175,15 @@ async fn dashboard(
     let name = path.into_inner();
     let (st, s2, n) = (state.clone(), site.clone(), name.clone());
     let now = now_ms();
-    let (project, progress, submitted, test, agreement) = blocking(move || {
+    let (project, board, test, agreement) = blocking(move || {
         let project = st.engine.project(&n)?;
-        let progress = st.engine.progress(&n)?;
+        let board = st.reports.dashboard(&n, now)?;
         let agreement = st.engine.model_agreement(&n)?;
-        let work = st.engine.db().read(|c| -> Result<_, EngineError> {
-            Ok(q::assignments_with_workers(c, project.id)?)
-        })?;
-        let submitted: Vec<Millis> = work.iter().filter_map(|(a, _)| a.submitted_at).collect();
         let test = s2.qualifications.test(&n)?;
-        Ok((project, progress, submitted, test, agreement))
+        Ok((project, board, test, agreement))
     })
     .await?;
     let mut ctx = base_context(&s);
-    let t = totals(&progress);
-    let remaining = t["needed"].as_i64().unwrap_or(0) - t["approved"].as_i64().unwrap_or(0);
     ctx.insert("project", &json!({
         "name": project.name, "title": project.title, "reward": dollars(project.reward_cents),
         "assignments_per_set": project.assignments_per_set, "lease_min": project.lease_ms / 60_000,
@@ -267,20 +194,15 @@ async fn dashboard(
     ctx.insert("model", &model_table(&agreement));
     ctx.insert(
         "progress",
-        &progress
+        &board
+            .progress
             .iter()
-            .map(|p| {
-                json!({
-                    "model": p.model, "layer": p.layer, "sets": p.sets, "approved": p.approved,
-                    "in_progress": p.in_progress, "left": p.left, "needed": p.needed,
-                    "percent": if p.needed > 0 { p.approved * 100 / p.needed } else { 0 },
-                })
-            })
+            .map(|p| json!({"row": p, "percent": p.percent()}))
             .collect::<Vec<_>>(),
     );
-    ctx.insert("totals", &t);
-    ctx.insert("chart", &throughput(&submitted, now));
-    ctx.insert("eta", &eta(&submitted, remaining, now));
+    ctx.insert("totals", &board.totals);
+    ctx.insert("chart", &board.chart);
+    ctx.insert("eta", &board.eta);
     ctx.insert("formats", &["milannotations", "mturk-csv", "jsonl"]);
     ctx.insert("test", &test.map(|t| json!({"source": t.source, "questions": t.questions.len(), "pass_mark": t.pass_mark})));
     // The public URL is configuration (`--public-url`), never the request's Host header.
@@ -460,28 +382,6 @@ async fn ordering(
 
 // ------------------------------------------------------------------ review
 
-/// Mean pairwise sentence BLEU (0-100) between one description and the others of its set.
-fn agreement(texts: &[String]) -> (f64, Vec<f64>) {
-    let n = texts.len();
-    if n < 2 {
-        return (100.0, vec![100.0; n]);
-    }
-    let mut each = vec![0.0; n];
-    for i in 0..n {
-        let mut sum = 0.0;
-        for j in 0..n {
-            if i != j {
-                // Symmetric: the mean of BLEU in both directions.
-                let ab = milan_metrics::bleu::sentence_bleu(&texts[i], &[&texts[j]]).score;
-                let ba = milan_metrics::bleu::sentence_bleu(&texts[j], &[&texts[i]]).score;
-                sum += (ab + ba) / 2.0;
-            }
-        }
-        each[i] = sum / (n - 1) as f64;
-    }
-    (each.iter().sum::<f64>() / n as f64, each)
-}
-
 #[derive(Debug, Deserialize)]
 struct ReviewQuery {
     sort: Option<String>,
@@ -497,62 +397,8 @@ async fn review(
     let s = requester_of(&state, &req).await?;
     let name = path.into_inner();
     let (st, n) = (state.clone(), name.clone());
-    let sets = blocking(move || {
-        let project = st.engine.project(&n)?;
-        st.engine
-            .db()
-            .read(|c| -> Result<_, EngineError> {
-                let mut out = Vec::new();
-                for set_id in q::sets_awaiting_review(c, project.id, 25)? {
-                    let set = q::set_by_id(c, set_id)?;
-                    let work = q::work_on_set(c, set_id)?;
-                    let model = q::latest_model_description(c, set_id)?;
-                    out.push((set, work, model));
-                }
-                let flags: std::collections::HashMap<i64, String> =
-                    q::flags_of_project(c, project.id)?.into_iter().collect();
-                Ok((out, flags))
-            })
-            .map_err(WebError::from)
-    })
-    .await?;
-    let (sets, flags) = sets;
-    let mut rows: Vec<Value> = sets
-        .iter()
-        .map(|(set, work, model)| {
-            let live: Vec<_> = work.iter().filter(|(a, _, _)| a.state != AState::Rejected.as_str()).collect();
-            let texts: Vec<String> = live.iter().map(|(_, d, _)| d.raw.clone()).collect();
-            let (mean, each) = agreement(&texts);
-            let images: Vec<String> = serde_json::from_str::<Vec<crate::import::StoredExemplar>>(&set.exemplars)
-                .unwrap_or_default()
-                .iter()
-                .map(|e| format!("/images/{}.png", e.view))
-                .collect();
-            json!({
-                "neuron": format!("{}/{}/{}", set.model, set.layer, set.unit),
-                "images": images,
-                "agreement": if texts.len() >= 2 { format!("{mean:.1}") } else { "- (one description)".to_owned() },
-                "agreement_value": mean,
-                "model": model.as_ref().map(|(round, system, text)| json!({"round": round, "system": system, "text": text})),
-                "low": texts.len() >= 2 && mean < 5.0,
-                "work": live.iter().zip(each).map(|((a, d, w), score)| json!({
-                    "id": a.public_id, "worker": w, "state": a.state, "text": d.raw,
-                    "agreement": if texts.len() >= 2 { format!("{score:.1}") } else { "-".to_owned() },
-                    "seconds": a.submitted_at.map(|t| (t - a.accepted_at) / 1000),
-                    "verified": a.verified,
-                    "flag": flags.get(&a.id),
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    if query.sort.as_deref() == Some("agreement") {
-        rows.sort_by(|a, b| {
-            a["agreement_value"]
-                .as_f64()
-                .partial_cmp(&b["agreement_value"].as_f64())
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
-    }
+    let by_agreement = query.sort.as_deref() == Some("agreement");
+    let rows = blocking(move || Ok(st.reports.review_queue(&n, 25, by_agreement)?)).await?;
     let mut ctx = base_context(&s);
     ctx.insert("project", &json!({"name": name}));
     ctx.insert("sets", &rows);
@@ -666,12 +512,31 @@ async fn review_action(
 
 // ------------------------------------------------------------------ workers
 
-fn median(mut v: Vec<i64>) -> Option<i64> {
-    if v.is_empty() {
-        return None;
+#[derive(Debug, Default, Deserialize)]
+struct WorkersQuery {
+    q: Option<String>,
+    show: Option<String>,
+    sort: Option<String>,
+}
+
+impl WorkersQuery {
+    fn parse(&self) -> Result<WorkerQuery, WebError> {
+        let show = self.show.as_deref().unwrap_or("");
+        let sort = self.sort.as_deref().unwrap_or("");
+        Ok(WorkerQuery {
+            search: self.q.clone().unwrap_or_default(),
+            show: WorkerShow::parse(show).ok_or_else(|| {
+                WebError::BadRequest(format!(
+                    "show={show:?}: choose all, pending, recent or blocked"
+                ))
+            })?,
+            sort: WorkerSort::parse(sort).ok_or_else(|| {
+                WebError::BadRequest(format!(
+                    "sort={sort:?}: choose done, pending, approval, median, recent or id"
+                ))
+            })?,
+        })
     }
-    v.sort_unstable();
-    Some(v[v.len() / 2])
 }
 
 async fn workers(
@@ -679,9 +544,11 @@ async fn workers(
     site: SiteData,
     req: HttpRequest,
     path: web::Path<String>,
+    query: web::Query<WorkersQuery>,
 ) -> WebResult {
     let s = requester_of(&state, &req).await?;
-    workers_page(&state, &site, &req, &s, &path.into_inner(), None).await
+    let query = query.into_inner();
+    workers_page(&state, &site, &req, &s, &path.into_inner(), &query, None).await
 }
 
 /// The worker table; `code` is a one-time sign-in code just issued, shown in this response only
@@ -692,82 +559,21 @@ async fn workers_page(
     req: &HttpRequest,
     s: &Session,
     name: &str,
+    query: &WorkersQuery,
     code: Option<(&str, &str)>,
 ) -> WebResult {
+    let parsed = query.parse()?;
     let (st, n) = (state.clone(), name.to_owned());
-    let now = now_ms();
-    let (work, ledger, all, sessions) = blocking(move || {
-        let project = st.engine.project(&n)?;
-        st.engine
-            .db()
-            .read(|c| -> Result<_, EngineError> {
-                Ok((
-                    q::assignments_with_workers(c, project.id)?,
-                    q::ledger_totals(c)?,
-                    q::all_workers(c)?,
-                    q::live_session_counts(c, now)?,
-                ))
-            })
-            .map_err(WebError::from)
-    })
-    .await?;
-    #[derive(Default)]
-    struct Row {
-        done: i64,
-        approved: i64,
-        rejected: i64,
-        unverified: i64,
-        times: Vec<i64>,
-    }
-    let mut rows: BTreeMap<i64, Row> = BTreeMap::new();
-    for (a, _) in &work {
-        let r = rows.entry(a.worker_id).or_default();
-        match a.state.as_str() {
-            "submitted" => r.done += 1,
-            "approved" => {
-                r.done += 1;
-                r.approved += 1;
-            }
-            "rejected" => {
-                r.done += 1;
-                r.rejected += 1;
-            }
-            _ => {}
-        }
-        if !a.verified {
-            r.unverified += 1;
-        }
-        if let Some(t) = a.submitted_at {
-            r.times.push((t - a.accepted_at) / 1000);
-        }
-    }
-    let mut money: BTreeMap<i64, (Vec<i64>, Vec<i64>)> = BTreeMap::new();
-    for (w, kind, cents) in ledger {
-        let m = money.entry(w).or_default();
-        if kind == "reward" {
-            m.0.push(cents)
-        } else {
-            m.1.push(cents)
-        }
-    }
-    let live_sessions: BTreeMap<i64, i64> = sessions.into_iter().collect();
-    let table: Vec<Value> = all
+    let lines = blocking(move || Ok(st.reports.workers(&n, &parsed, now_ms())?)).await?;
+    let table: Vec<Value> = lines
         .iter()
-        .filter_map(|w| rows.remove(&w.id).map(|r| (w, r)))
-        .map(|(w, r)| {
-            let (reward, bonus) = money
-                .remove(&w.id)
-                .map(|(r, b)| (q::sum_cents(r), q::sum_cents(b)))
-                .unwrap_or_default();
-            let reviewed = r.approved + r.rejected;
+        .map(|w| {
             json!({
-                "id": w.external_id, "done": r.done, "approved": r.approved, "rejected": r.rejected,
-                "approval_rate": if reviewed > 0 { format!("{}%", r.approved * 100 / reviewed) } else { "-".into() },
-                "median": median(r.times).map_or_else(|| "-".to_owned(), |s| format!("{s} s")),
-                "earnings": dollars(reward), "bonus": dollars(bonus),
-                "blocked": w.blocked, "block_reason": w.block_reason,
-                "unverified": r.unverified,
-                "sessions": live_sessions.get(&w.id).copied().unwrap_or(0),
+                "line": w,
+                "approval_rate": w.approval_rate.map_or_else(|| "-".to_owned(), |r| format!("{r}%")),
+                "median": w.median_seconds.map_or_else(|| "-".to_owned(), |s| format!("{s} s")),
+                "earnings": dollars(w.reward_cents),
+                "bonus": dollars(w.bonus_cents),
                 // A fresh key per rendering: the same form sent twice pays once.
                 "bonus_key": uuid::Uuid::new_v4().to_string(),
             })
@@ -776,6 +582,34 @@ async fn workers_page(
     let mut ctx = base_context(s);
     ctx.insert("project", &json!({"name": name}));
     ctx.insert("workers", &table);
+    ctx.insert(
+        "query",
+        &json!({
+            "q": query.q.clone().unwrap_or_default(),
+            "show": query.show.clone().unwrap_or_else(|| "all".into()),
+            "sort": query.sort.clone().unwrap_or_else(|| "done".into()),
+        }),
+    );
+    ctx.insert(
+        "show_options",
+        &[
+            ("all", "everyone with work here"),
+            ("pending", "with work to review"),
+            ("recent", "active in the last 7 days"),
+            ("blocked", "blocked"),
+        ],
+    );
+    ctx.insert(
+        "sort_options",
+        &[
+            ("done", "most work"),
+            ("pending", "most to review"),
+            ("approval", "lowest approval rate"),
+            ("median", "fastest median time"),
+            ("recent", "latest submission"),
+            ("id", "worker id"),
+        ],
+    );
     if let Some((code, code_for)) = code {
         ctx.insert("code", code);
         ctx.insert("code_for", code_for);
@@ -812,16 +646,16 @@ async fn worker_action(
     let project = name.clone();
     let outcome = blocking(move || {
         let now = now_ms();
-        let result: Result<String, EngineError> = match action.as_str() {
-            "bonus" => {
-                let dollars_text = cents.unwrap_or_default();
-                let cents = parse_dollars(&dollars_text).ok_or_else(|| {
-                    EngineError::Invalid(format!(
-                        "bonus {dollars_text:?}: give an amount like 0.50"
-                    ))
-                })?;
-                st.engine
-                    .bonus(
+        let result: Result<String, EngineError> =
+            match action.as_str() {
+                "bonus" => {
+                    let dollars_text = cents.unwrap_or_default();
+                    match parse_dollars(&dollars_text) {
+                    // Said on the page like any other refusal, not as an error page.
+                    None => Err(EngineError::Invalid(format!(
+                        "Bonus {dollars_text:?}: give an amount like 0.50"
+                    ))),
+                    Some(cents) => st.engine.bonus(
                         &Bonus {
                             worker: &worker,
                             cents,
@@ -837,33 +671,34 @@ async fn worker_action(
                         Paid::AlreadyPaid => format!(
                             "That bonus to {worker} was paid already (the form was sent twice)"
                         ),
-                    })
-            }
-            "block" => st
-                .engine
-                .block(
-                    &worker,
-                    if reason.is_empty() {
-                        "blocked by the requester"
-                    } else {
-                        &reason
-                    },
-                    now,
-                )
-                .map(|_| format!("Blocked {worker}")),
-            "unblock" => st
-                .engine
-                .unblock(&worker, now)
-                .map(|_| format!("Unblocked {worker}")),
-            "sessions" => st.sessions.revoke_worker(&worker, now).map(|n| {
-                format!(
-                    "Ended {n} session{} of {worker}",
-                    if n == 1 { "" } else { "s" }
-                )
-            }),
-            "code" => return Ok(Err(s2.accounts.issue_worker_code(&worker, now)?)),
-            other => Err(EngineError::Invalid(format!("unknown action {other:?}"))),
-        };
+                    }),
+                }
+                }
+                "block" => st
+                    .engine
+                    .block(
+                        &worker,
+                        if reason.is_empty() {
+                            "blocked by the requester"
+                        } else {
+                            &reason
+                        },
+                        now,
+                    )
+                    .map(|_| format!("Blocked {worker}")),
+                "unblock" => st
+                    .engine
+                    .unblock(&worker, now)
+                    .map(|_| format!("Unblocked {worker}")),
+                "sessions" => st.sessions.revoke_worker(&worker, now).map(|n| {
+                    format!(
+                        "Ended {n} session{} of {worker}",
+                        if n == 1 { "" } else { "s" }
+                    )
+                }),
+                "code" => return Ok(Err(s2.accounts.issue_worker_code(&worker, now)?)),
+                other => Err(EngineError::Invalid(format!("unknown action {other:?}"))),
+            };
         Ok(Ok(result))
     })
     .await?;
@@ -884,6 +719,7 @@ async fn worker_action(
                 &req,
                 &s,
                 &name,
+                &WorkersQuery::default(),
                 Some((&code, form.worker.trim())),
             )
             .await;
@@ -943,30 +779,5 @@ mod tests {
         assert_eq!(parse_dollars("0"), None);
         assert_eq!(parse_dollars("-1"), None);
         assert_eq!(parse_dollars("abc"), None);
-    }
-
-    #[test]
-    fn agreement_singles_out_the_odd_description() {
-        let texts = [
-            "red circles on the left",
-            "red circles",
-            "the text of a sign",
-        ]
-        .map(String::from);
-        let (_, each) = agreement(&texts);
-        assert!(each[2] < each[0] && each[2] < each[1], "{each:?}");
-    }
-
-    #[test]
-    fn the_chart_puts_every_recent_submission_in_a_bar() {
-        let now = 10_000_000;
-        let chart = throughput(&[now - 1000, now - 2000, now - 3_000_000], now);
-        let total: i64 = chart["bars"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["count"].as_i64().unwrap())
-            .sum();
-        assert_eq!(total, 3);
     }
 }

@@ -124,12 +124,13 @@ async fn require_worker_post(
 
 /// The context every worker page has: who, how they came, work done and earnings.
 async fn worker_context(state: &AppState, v: &Visitor) -> Result<Context, WebError> {
-    let (engine, worker) = (state.engine.clone(), v.worker.clone());
-    let (done, cents) = blocking(move || Ok(engine.worker_totals(&worker)?)).await?;
+    let (reports, worker) = (state.reports.clone(), v.worker.clone());
+    let summary = blocking(move || Ok(reports.worker_summary(&worker)?)).await?;
     let mut ctx = Context::new();
     ctx.insert("worker", &v.worker);
-    ctx.insert("done", &done);
-    ctx.insert("earnings", &dollars(cents));
+    ctx.insert("done", &summary.done);
+    ctx.insert("summary", &summary);
+    ctx.insert("earnings", &dollars(summary.earned_cents));
     ctx.insert(
         "via",
         &match v.entry() {
@@ -141,21 +142,25 @@ async fn worker_context(state: &AppState, v: &Visitor) -> Result<Context, WebErr
     Ok(ctx)
 }
 
-fn images_of(exemplars: &str) -> Vec<String> {
-    serde_json::from_str::<Vec<StoredExemplar>>(exemplars)
-        .unwrap_or_default()
-        .iter()
-        .map(|e| format!("/images/{}.png", e.view))
-        .collect()
-}
-
 fn project_json(project: &crate::db::queries::ProjectRow) -> serde_json::Value {
     json!({
         "name": project.name,
         "title": project.title,
         "instructions": project.instructions,
         "reward": dollars(project.reward_cents),
+        "lease": minutes(project.lease_ms),
     })
+}
+
+/// A lease as workers read it: "10 minutes", "1 hour 30 minutes".
+fn minutes(ms: Millis) -> String {
+    let min = (ms.max(0) + 59_999) / 60_000;
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    match (min / 60, min % 60) {
+        (0, m) => plural(m, "minute"),
+        (h, 0) => plural(h, "hour"),
+        (h, m) => format!("{} {}", plural(h, "hour"), plural(m, "minute")),
+    }
 }
 
 /// Fills the task page's context for an assignment (or a preview set).
@@ -164,14 +169,24 @@ fn task_context(
     project: &crate::db::queries::ProjectRow,
     set: &crate::db::queries::SetRow,
     now: Millis,
-) {
+) -> Result<(), WebError> {
     ctx.insert("project", &project_json(project));
-    ctx.insert("set", &json!({
-        "model": set.model, "layer": set.layer, "unit": set.unit, "images": images_of(&set.exemplars),
-    }));
+    let exemplars = StoredExemplar::of_set(set)?;
+    ctx.insert(
+        "set",
+        &json!({
+            "model": set.model, "layer": set.layer, "unit": set.unit,
+            "images": exemplars.iter().map(|e| json!({
+                "view": e.view_url(),
+                // The mask, for the outline the page can draw around the regions.
+                "mask": format!("/images/{}.png", e.mask),
+            })).collect::<Vec<_>>(),
+        }),
+    );
     ctx.insert("now", &now);
     ctx.insert("min_chars", &DESCRIPTION_MIN_CHARS);
     ctx.insert("max_chars", &DESCRIPTION_MAX_CHARS);
+    Ok(())
 }
 
 fn mm_ss(ms: Millis) -> String {
@@ -179,8 +194,8 @@ fn mm_ss(ms: Millis) -> String {
     format!("{}:{:02}", s / 60, s % 60)
 }
 
-fn assignment_context(ctx: &mut Context, a: &Accepted, now: Millis) {
-    task_context(ctx, &a.project, &a.set, now);
+fn assignment_context(ctx: &mut Context, a: &Accepted, now: Millis) -> Result<(), WebError> {
+    task_context(ctx, &a.project, &a.set, now)?;
     ctx.insert(
         "assignment",
         &json!({
@@ -189,6 +204,7 @@ fn assignment_context(ctx: &mut Context, a: &Accepted, now: Millis) {
             "left": mm_ss(a.assignment.expires_at - now),
         }),
     );
+    Ok(())
 }
 
 fn frame_of(entry: &Entry) -> Frame {
@@ -492,7 +508,11 @@ async fn show_task(
 ) -> WebResult {
     let now = now_ms();
     let mut ctx = worker_context(state, v).await?;
-    assignment_context(&mut ctx, a, now);
+    assignment_context(&mut ctx, a, now)?;
+    let (reports, project, worker) = (state.reports.clone(), a.project.clone(), v.worker.clone());
+    // Sets this worker could take after this one (this one is already theirs).
+    let available = blocking(move || Ok(reports.available_to(&project, &worker)?)).await?;
+    ctx.insert("available", &available);
     ctx.insert("error", &error);
     ctx.insert("text", text);
     mturk_fields(&mut ctx, v);
@@ -619,7 +639,12 @@ async fn submit(
     })
     .await?;
     Ok(match next {
-        Some(_) => see_other(&format!("/p/{}/task", a.project.name)),
+        Some(_) => see_other_notice(
+            &state,
+            &req,
+            &format!("/p/{}/task", a.project.name),
+            "Saved: your description was submitted. Here is the next set.",
+        ),
         None => see_other_notice(
             &state,
             &req,
@@ -820,7 +845,7 @@ async fn mturk(
     };
     if assignment == MTURK_PREVIEW || assignment.is_empty() {
         let mut ctx = Context::new();
-        task_context(&mut ctx, &project, &set, now);
+        task_context(&mut ctx, &project, &set, now)?;
         ctx.insert("preview", &true);
         ctx.insert("text", "");
         return render(
@@ -1246,6 +1271,10 @@ async fn qualification_submit(
     render(&state, &site, &req, Page::new("qualification.html", ctx))
 }
 
+async fn back_to_tasks() -> HttpResponse {
+    see_other("/")
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(home))
         .route("/signin", web::get().to(signin_page))
@@ -1265,6 +1294,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/a/{id}/submit", web::post().to(submit))
         .route("/a/{id}/return", web::post().to(return_assignment))
+        // A reload of the page a refused submit left (or a bookmark of it) is a GET: it goes back
+        // to the worker's tasks instead of an error, and submits nothing.
+        .route("/a/{id}/submit", web::get().to(back_to_tasks))
+        .route("/a/{id}/return", web::get().to(back_to_tasks))
         .route("/w/check", web::post().to(check))
         .route("/mturk/{project}", web::get().to(mturk))
         .route("/mturk/{project}/start", web::post().to(mturk_start))
