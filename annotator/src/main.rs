@@ -151,11 +151,14 @@ enum Command {
     Export {
         #[command(flatten)]
         storage: Storage,
+        /// The project to export (its name, as in `annotator import --project`).
         #[arg(long)]
         project: String,
         /// milannotations (a folder), mturk-csv or jsonl (files).
         #[arg(long)]
         format: String,
+        /// Where to write: a folder for milannotations (created; model folders go inside it), a
+        /// file for mturk-csv and jsonl. Written to a temporary name and renamed when complete.
         #[arg(long)]
         out: PathBuf,
         /// The server's public URL, to write absolute image URLs into the MTurk CSV.
@@ -293,6 +296,7 @@ fn print_reconciliation(r: &milan_annotator::engine::external::Reconciliation) {
 }
 
 fn main() -> ExitCode {
+    milan_shared::closed_pipe::exit_quietly_on_closed_pipe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -301,6 +305,8 @@ fn main() -> ExitCode {
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader has what it wanted (`| head -1`): not a failure.
+        Err(err) if milan_shared::closed_pipe::is_closed_pipe(err.as_ref()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

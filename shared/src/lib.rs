@@ -5,7 +5,8 @@
 //! - [`roster`]: a corpus's own networks and split pairs (`roster.json`), for corpora beyond the paper's;
 //! - [`milannotations`]: the on-disk dataset layout, read memory-mapped and written atomically;
 //! - [`cleaning`]: the clean-up the reference applied to raw crowd descriptions;
-//! - [`tokenize`]: word tokens for vocabularies, and back.
+//! - [`tokenize`]: word tokens for vocabularies, and back;
+//! - [`closed_pipe`]: both command lines end quietly when their reader closes the pipe.
 //!
 //! This crate knows nothing of web servers, databases or tensors, and builds in seconds.
 //!
@@ -18,6 +19,7 @@
 //! ```
 
 pub mod cleaning;
+pub mod closed_pipe;
 pub mod milannotations;
 pub mod model_key;
 pub mod neuron;

@@ -19,9 +19,9 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 
+use crate::progress::Progress;
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressStyle};
 use milan_shared::ModelKey;
 use milan_shared::milannotations::{DatasetWriter, LayerShape};
 
@@ -508,15 +508,6 @@ pub fn upsample_align_corners(map: &[f32], h: usize, w: usize, size: usize) -> V
     out
 }
 
-fn bar(len: usize, what: &str) -> ProgressBar {
-    ProgressBar::new(len as u64).with_style(
-        ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} {{bar:40}} {{pos}}/{{len}} images {{elapsed}} (eta {{eta}})"
-        ))
-        .expect("valid template"),
-    )
-}
-
 /// Runs the network over every image, calling `each` with the activations of each batch.
 fn stream(
     net: &dyn Network,
@@ -527,7 +518,7 @@ fn stream(
     what: &str,
     mut each: impl FnMut(usize, usize, Vec<Activation>),
 ) -> Result<()> {
-    let bar = bar(images.len(), what);
+    let bar = Progress::new(images.len(), what, "images");
     let size = net.input_size();
     for (b, chunk) in images.chunks(batch.max(1)).enumerate() {
         let mut input = Vec::with_capacity(chunk.len() * 3 * size * size);
@@ -539,7 +530,7 @@ fn stream(
         each(b * batch.max(1), n, acts);
         bar.inc(n as u64);
     }
-    bar.finish_and_clear();
+    bar.finish();
     Ok(())
 }
 
@@ -735,7 +726,7 @@ pub fn compute_with(
             width: SIZE,
         };
         let mut lw = writer.layer(&layer.name, shape, true)?;
-        let bar = bar(units, &format!("writing {}", layer.name));
+        let bar = Progress::new(units, &format!("writing {}", layer.name), "units");
         for (u, unit) in layer.units.iter().take(units).enumerate() {
             let mut best = unit.best.clone().into_sorted_vec();
             // into_sorted_vec is ascending by the reversed order: best first.
@@ -763,7 +754,7 @@ pub fn compute_with(
             quantile_rows.push_str(&format!("{},{u},{}\n", layer.name, quantiles[u]));
             bar.inc(1);
         }
-        bar.finish_and_clear();
+        bar.finish();
         lw.finish()?;
         report.layers.push((layer.name.clone(), units));
     }

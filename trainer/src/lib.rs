@@ -15,7 +15,7 @@
 //! - [`fit`]: the generalization splits' experiments, baselines and summary;
 //! - [`by_network`]: one system's score per test network across runs of different splits;
 //! - [`pmi_sweep`]: MILAN-PMI re-decoded at several weights λ from a fit run's trials;
-//! - [`plot`]: learning-curve PNGs;
+//! - [`plot`]: learning-curve PNGs; [`progress`]: bars on a terminal, log lines without one;
 //! - [`backend`]: the tensor backend chosen at run time.
 
 pub mod assets;
@@ -35,6 +35,7 @@ pub mod onnx;
 pub mod photos;
 pub mod plot;
 pub mod pmi_sweep;
+pub mod progress;
 pub mod released;
 pub mod train;
 pub mod vocab;

@@ -135,6 +135,7 @@ struct SynthArgs {
 }
 
 fn main() -> ExitCode {
+    milan_shared::closed_pipe::exit_quietly_on_closed_pipe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -168,6 +169,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader has what it wanted (`| head -1`): not a failure.
+        Err(err) if milan_shared::closed_pipe::is_closed_pipe(err.as_ref()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

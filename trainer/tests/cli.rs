@@ -265,3 +265,31 @@ fn score_refuses_bad_files_clearly() {
         assert!(stderr.contains(expected), "{expected}: {stderr}");
     }
 }
+
+/// `trainer score ... | head -1`: a reader that closes the pipe is not a failure. The read end is
+/// closed before the trainer writes anything, so every write meets a closed pipe.
+#[test]
+fn a_closed_pipe_ends_the_command_quietly_with_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let hyps = dir.path().join("hyps.txt");
+    let refs = dir.path().join("refs.txt");
+    std::fs::write(&hyps, "red circles\nblue sky\n").unwrap();
+    std::fs::write(&refs, "red circles\nthe blue sky\n").unwrap();
+    let mut child = trainer()
+        .args(["score", "--metric", "bleu", "--hyps"])
+        .arg(&hyps)
+        .arg("--refs")
+        .arg(&refs)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}
