@@ -500,6 +500,14 @@ test("the requester reviews: markup shows as text, approve and reject, bulk, key
   await page.goto(`${BASE}/r/p/solo/workers`);
   await page.screenshot({ path: path.join(SHOTS, "workers.png"), fullPage: true });
 
+  // The set browser: a model's sets, then one set's assignments and history.
+  await page.goto(`${BASE}/r/p/solo/sets?model=alexnet%2Fimagenet`);
+  assert.ok(await page.locator("#set-list tbody tr").count() > 1, "one row per set");
+  await Promise.all([page.waitForNavigation(), page.locator("#set-list a").first().click()]);
+  assert.match(await page.textContent("#set-title"), /alexnet\/imagenet \/ \S+ \/ unit \d+/);
+  assert.ok(await page.locator("#set-history li").count() >= 1);
+  await page.screenshot({ path: path.join(SHOTS, "set-history.png"), fullPage: true });
+
   // Export buttons download the work.
   await page.goto(`${BASE}/r/p/solo`);
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("a.button:text-is('jsonl')")]);
@@ -509,16 +517,38 @@ test("the requester reviews: markup shows as text, approve and reject, bulk, key
   assert.deepEqual(lines.map((l) => l.state).sort(), ["approved", "approved", "rejected"]);
   assert.equal(lines.find((l) => l.state === "rejected").feedback, "Please describe the highlighted regions only.");
 
-  // The qualification test can be written on the dashboard; errors name the line.
+  // The qualification test: a form (errors beside what was typed), and the TOML to copy in or out.
   await page.goto(`${BASE}/r/p/pool`);
+  await Promise.all([page.waitForNavigation(), page.click("#edit-qualification")]);
+  assert.equal(page.url(), `${BASE}/r/p/pool/qualification`);
+  await page.fill("#pass-mark", "1");
+  await page.fill("#q0-project", "solo");
+  await page.fill("#q0-model", "alexnet/imagenet");
+  await page.fill("#q0-layer", "conv1");
+  await page.fill("#q0-unit", "0");
+  await page.fill("#q0-choices", "stripes\ndots");
+  await page.fill("#q0-answer", "waves");
+  await Promise.all([page.waitForNavigation(), page.click("#save-form")]);
+  assert.match(await page.textContent("#form-error"), /question 1, answer: "waves" is not one of the choices/);
+  assert.equal(await page.inputValue("#q0-answer"), "waves", "what was typed comes back");
+  const errorBox = await page.locator("#form-error").boundingBox();
+  const formBox = await page.locator("#qual-form").boundingBox();
+  assert.ok(errorBox.y - formBox.y < 60, "the error is at the form, not the top of a long page");
+  await page.screenshot({ path: path.join(SHOTS, "qualification-error.png"), fullPage: true });
+  await page.fill("#q0-answer", "dots");
+  await Promise.all([page.waitForNavigation(), page.click("#save-form")]);
+  assert.match(await page.textContent("#notice"), /Qualification test saved: 1 question, pass mark 1/);
+  assert.match(await page.inputValue("#qual-source"), /answer = "dots"/, "the TOML to copy out");
   const toml = (answer) => ["pass_mark = 1", "", "[[question]]", 'project = "solo"', 'model = "alexnet/imagenet"',
     'layer = "conv1"', "unit = 0", 'choices = ["stripes", "dots"]', `answer = "${answer}"`].join("\n");
   await page.fill("#qual-source", toml("waves"));
-  await page.click("text=Save the test");
-  assert.match(await page.textContent("#notice"), /question 1 \(line 3\), answer: "waves" is not one of the choices/);
-  await page.fill("#qual-source", toml("dots"));
-  await page.click("text=Save the test");
+  await Promise.all([page.waitForNavigation(), page.click("#save-toml")]);
+  assert.match(await page.textContent("#toml-error"), /question 1 \(line 3\), answer: "waves" is not one of the choices/);
+  assert.match(await page.inputValue("#qual-source"), /answer = "waves"/, "the TOML comes back as sent");
+  await page.fill("#qual-source", toml("stripes"));
+  await Promise.all([page.waitForNavigation(), page.click("#save-toml")]);
   assert.match(await page.textContent("#notice"), /Qualification test saved: 1 question, pass mark 1/);
+  await page.screenshot({ path: path.join(SHOTS, "qualification.png"), fullPage: true });
 
   // Signing out ends the session on the server: the old cookie, put back, no longer works.
   const old = (await context.cookies()).find((c) => c.name === "milan_requester");

@@ -32,6 +32,7 @@ use crate::limits::{self, ApiLimits, Limit, RateLimiter};
 use crate::origin::Network;
 use crate::reports::Reports;
 use crate::sessions::{Entry, Session, Sessions, Via};
+use milan_shared::wire;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -270,7 +271,7 @@ impl ResponseError for ApiError {
         if let ApiError::TooMany(s) = self {
             resp.insert_header((header::RETRY_AFTER, s.to_string()));
         }
-        resp.json(json!({ "error": message }))
+        resp.json(wire::ErrorBody { error: message })
     }
 }
 
@@ -391,14 +392,6 @@ async fn blocking<T: Send + 'static>(
     web::block(f).await?
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SessionBody {
-    worker_id: Option<String>,
-    password: Option<String>,
-    code: Option<String>,
-}
-
 /// A worker session needs a credential: the worker's password, a one-time code, or (for an
 /// integration that signs its own crowd in) the requester's token with the worker's id.
 async fn session(
@@ -424,14 +417,14 @@ async fn session(
             Some(limits::SESSIONS_PER_ADDRESS),
         )?,
     }
-    let body: SessionBody = read_json(&req, payload, BODY_LIMIT).await?;
+    let body: wire::SessionRequest = read_json(&req, payload, BODY_LIMIT).await?;
     let st = state.clone();
     let (token, session) = blocking(move || {
         let accounts = Accounts::new(st.engine.db().clone());
         let worker = match (minted_by, body) {
             (
                 Some(_),
-                SessionBody {
+                wire::SessionRequest {
                     worker_id: Some(w),
                     password: None,
                     code: None,
@@ -449,7 +442,7 @@ async fn session(
             }
             (
                 None,
-                SessionBody {
+                wire::SessionRequest {
                     worker_id: None,
                     password: None,
                     code: Some(code),
@@ -467,7 +460,7 @@ async fn session(
             }
             (
                 None,
-                SessionBody {
+                wire::SessionRequest {
                     worker_id: Some(w),
                     password: Some(p),
                     code: None,
@@ -486,7 +479,7 @@ async fn session(
             }
             (
                 None,
-                SessionBody {
+                wire::SessionRequest {
                     worker_id: Some(_),
                     password: None,
                     code: None,
@@ -512,12 +505,12 @@ async fn session(
         }
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "token": token,
-        "worker_id": session.worker(),
-        "session_id": session.public_id,
-        "expires_at": session.expires_at,
-    })))
+    Ok(HttpResponse::Ok().json(wire::Session {
+        token,
+        worker_id: session.worker().map(str::to_owned),
+        session_id: session.public_id,
+        expires_at: session.expires_at,
+    }))
 }
 
 /// Ends the caller's own session.
@@ -529,15 +522,18 @@ async fn end_session(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
     Ok(HttpResponse::Ok().json(json!({ "status": "signed out" })))
 }
 
-fn set_json(set: &q::SetRow) -> std::result::Result<serde_json::Value, EngineError> {
+fn wire_set(set: &q::SetRow) -> std::result::Result<wire::Set, EngineError> {
     let exemplars = crate::import::StoredExemplar::of_set(set)?;
-    Ok(json!({
-        "id": set.id,
-        "model": set.model,
-        "layer": set.layer,
-        "unit": set.unit,
-        "images": exemplars.iter().map(crate::import::StoredExemplar::view_url).collect::<Vec<_>>(),
-    }))
+    Ok(wire::Set {
+        id: set.id,
+        model: set.model.clone(),
+        layer: set.layer.clone(),
+        unit: set.unit,
+        images: exemplars
+            .iter()
+            .map(crate::import::StoredExemplar::view_url)
+            .collect(),
+    })
 }
 
 async fn my_assignments(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
@@ -547,13 +543,13 @@ async fn my_assignments(state: web::Data<AppState>, req: HttpRequest) -> Result<
     let work = blocking(move || Ok(st.engine.live_work(&worker, now_ms())?)).await?;
     let mut out = Vec::with_capacity(work.len());
     for (a, set, project) in &work {
-        out.push(json!({
-            "assignment_id": a.public_id,
-            "project": project,
-            "set": set_json(set)?,
-            "accepted_at": a.accepted_at,
-            "expires_at": a.expires_at,
-        }));
+        out.push(wire::LiveAssignment {
+            assignment_id: a.public_id.clone(),
+            project: project.clone(),
+            set: wire_set(set)?,
+            accepted_at: a.accepted_at,
+            expires_at: a.expires_at,
+        });
     }
     Ok(HttpResponse::Ok().json(out))
 }
@@ -571,14 +567,14 @@ async fn accept(
     Ok(match accepted {
         None => HttpResponse::NoContent().finish(),
         Some(a) => {
-            let body = json!({
-                "assignment_id": a.assignment.public_id,
-                "set": set_json(&a.set)?,
-                "expires_at": a.assignment.expires_at,
-                "instructions": a.project.instructions,
-                "title": a.project.title,
-                "resumed": a.resumed,
-            });
+            let body = wire::Accepted {
+                set: wire_set(&a.set)?,
+                assignment_id: a.assignment.public_id,
+                expires_at: a.assignment.expires_at,
+                instructions: a.project.instructions,
+                title: a.project.title,
+                resumed: a.resumed,
+            };
             if a.resumed {
                 HttpResponse::Ok().json(body)
             } else {
@@ -605,11 +601,6 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>> {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct SubmitBody {
-    description: String,
-}
-
 async fn submit(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -618,7 +609,7 @@ async fn submit(
 ) -> Result<HttpResponse> {
     let worker = worker_call(&state, &req).await?;
     let key = idempotency_key(&req)?;
-    let body: SubmitBody = read_json(&req, payload, BODY_LIMIT).await?;
+    let body: wire::SubmitRequest = read_json(&req, payload, BODY_LIMIT).await?;
     let id = path.into_inner();
     let st = state.clone();
     let response = blocking(move || {
@@ -879,40 +870,13 @@ async fn descriptions(
         }
     };
     let st = state.clone();
-    let rows = blocking(move || {
-        let project = st.engine.project(&project)?;
-        Ok(st
-            .engine
-            .db()
-            .read(|c| -> std::result::Result<_, EngineError> {
-                Ok(q::descriptions_after(
-                    c,
-                    project.id,
-                    after,
-                    limit,
-                    approved_only,
-                )?)
-            })?)
-    })
-    .await?;
-    let next = rows.last().map_or(after, |r| r.cursor);
+    let events =
+        blocking(move || Ok(st.reports.feed(&project, after, limit, approved_only)?)).await?;
+    let next = events.last().map_or(after, |e| e.cursor);
     let mut body = String::new();
-    for r in &rows {
+    for event in &events {
         body.push_str(
-            &json!({
-                "cursor": r.cursor,
-                "event": r.event,
-                "model": r.model,
-                "layer": r.layer,
-                "unit": r.unit,
-                "assignment_id": r.assignment_public_id,
-                "worker": r.worker,
-                "state": if r.event == "auto_approved" { "approved" } else { r.event.as_str() },
-                "description": r.description.raw,
-                "cleaned": r.description.cleaned,
-                "created_at": r.description.created_at,
-            })
-            .to_string(),
+            &serde_json::to_string(event).map_err(|e| ApiError::Internal(e.to_string()))?,
         );
         body.push('\n');
     }
@@ -922,14 +886,6 @@ async fn descriptions(
         .body(body))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModelDescriptionsBody {
-    round: i32,
-    system: String,
-    descriptions: Vec<crate::engine::ModelDescription>,
-}
-
 async fn post_model_descriptions(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -937,7 +893,7 @@ async fn post_model_descriptions(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     requester(&state, &req).await?;
-    let body: ModelDescriptionsBody = read_json(&req, payload, MODEL_DESCRIPTIONS_LIMIT).await?;
+    let body: wire::ModelDescriptions = read_json(&req, payload, MODEL_DESCRIPTIONS_LIMIT).await?;
     let project = path.into_inner();
     let st = state.clone();
     let (stored, priorities) = blocking(move || {
@@ -965,12 +921,6 @@ async fn model_agreement(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OrderingBody {
-    by_priority: bool,
-}
-
 async fn ordering(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -978,7 +928,7 @@ async fn ordering(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     requester(&state, &req).await?;
-    let body: OrderingBody = read_json(&req, payload, BODY_LIMIT).await?;
+    let body: wire::Ordering = read_json(&req, payload, BODY_LIMIT).await?;
     let project = path.into_inner();
     let by_priority = body.by_priority;
     let st = state.clone();
@@ -1075,13 +1025,16 @@ async fn image(state: web::Data<AppState>, path: web::Path<String>) -> Result<Ht
 }
 
 fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
-    let response = HttpResponse::BadRequest().json(json!({ "error": format!("bad path: {err}") }));
+    let response = HttpResponse::BadRequest().json(wire::ErrorBody {
+        error: format!("bad path: {err}"),
+    });
     actix_web::error::InternalError::from_response(err, response).into()
 }
 
 fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let response =
-        HttpResponse::BadRequest().json(json!({ "error": format!("bad query string: {err}") }));
+    let response = HttpResponse::BadRequest().json(wire::ErrorBody {
+        error: format!("bad query string: {err}"),
+    });
     actix_web::error::InternalError::from_response(err, response).into()
 }
 
@@ -1093,7 +1046,9 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
             "There is no page at this address. It may have moved, or the link was mistyped.",
         );
     }
-    HttpResponse::NotFound().json(json!({ "error": "no such route" }))
+    HttpResponse::NotFound().json(wire::ErrorBody {
+        error: "no such route".into(),
+    })
 }
 
 /// Registers every route of [`ROUTES`].

@@ -8,9 +8,10 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use milan_shared::wire;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 #[derive(Debug, Clone)]
 pub struct CrowdConfig {
@@ -127,13 +128,16 @@ pub fn sign_in(base: &str, requester_token: &str, worker: &str) -> Result<String
     let mut resp = agent()
         .post(format!("{base}/api/v1/workers/session"))
         .header("Authorization", &format!("Bearer {requester_token}"))
-        .send_json(json!({ "worker_id": worker }))
+        .send_json(wire::SessionRequest {
+            worker_id: Some(worker.to_owned()),
+            ..wire::SessionRequest::default()
+        })
         .map_err(|e| e.to_string())?;
-    let body: Value = resp.body_mut().read_json().map_err(|e| e.to_string())?;
-    body["token"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("no token: {body}"))
+    let session: wire::Session = resp
+        .body_mut()
+        .read_json()
+        .map_err(|e| format!("no session: {e}"))?;
+    Ok(session.token)
 }
 
 fn worker_loop(
@@ -193,10 +197,18 @@ fn worker_loop(
                 return;
             }
         }
-        let id = body["assignment_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let accepted: wire::Accepted = match serde_json::from_value(body.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                report
+                    .lock()
+                    .unwrap()
+                    .surprises
+                    .push(format!("accept: {e}: {body}"));
+                return;
+            }
+        };
+        let id = accepted.assignment_id;
         report.lock().unwrap().accepted += 1;
         report.lock().unwrap().accept_latencies.push(accept_time);
         if rng.random_bool(config.p_return) {
@@ -221,15 +233,15 @@ fn worker_loop(
             std::thread::sleep(Duration::from_millis(config.lease_ms + 100));
         }
         n += 1;
-        let text = format!("{worker} sees pattern {n} in set {}", body["set"]["id"]);
+        let text = format!("{worker} sees pattern {n} in set {}", accepted.set.id);
         let key = format!("{id}-1");
         let submit_path = format!("/api/v1/assignments/{id}/submit");
+        let submit_body = serde_json::to_value(wire::SubmitRequest {
+            description: text.clone(),
+        })
+        .expect("plain data");
         let t1 = Instant::now();
-        let submitted = client.post(
-            &submit_path,
-            Some(json!({ "description": text })),
-            Some(&key),
-        );
+        let submitted = client.post(&submit_path, Some(submit_body.clone()), Some(&key));
         let submit_time = t1.elapsed();
         match submitted {
             Ok((200, first)) if !late => {
@@ -243,11 +255,7 @@ fn worker_loop(
                 });
                 drop(r);
                 if rng.random_bool(config.p_replay) {
-                    match client.post(
-                        &submit_path,
-                        Some(json!({ "description": text })),
-                        Some(&key),
-                    ) {
+                    match client.post(&submit_path, Some(submit_body), Some(&key)) {
                         Ok((200, again)) if again == first => report.lock().unwrap().replayed += 1,
                         Ok((s, b)) => report
                             .lock()

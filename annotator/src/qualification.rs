@@ -17,14 +17,15 @@ use crate::import::StoredExemplar;
 
 pub const DEFAULT_RETRY_DELAY_S: i64 = 120;
 pub const DEFAULT_TIME_LIMIT_S: i64 = 30 * 60;
-const MAX_QUESTIONS: usize = 50;
+pub const MAX_QUESTIONS: usize = 50;
 const MAX_CHOICES: usize = 8;
 const MAX_SOURCE_BYTES: usize = 64 * 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct TestSpec {
     /// Correct answers needed to pass; default: all of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pass_mark: Option<i64>,
     #[serde(default = "default_retry")]
     retry_delay_s: i64,
@@ -41,7 +42,7 @@ fn default_limit() -> i64 {
     DEFAULT_TIME_LIMIT_S
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct QuestionSpec {
     /// The project the exemplar set was imported into (not the one being qualified for).
@@ -58,6 +59,136 @@ struct QuestionSpec {
 
 fn default_prompt() -> String {
     "Which description fits the highlighted regions best?".into()
+}
+
+/// A test as the requester's form holds it: the same fields as the TOML, as typed (numbers stay
+/// text until the test is built, so a bad one comes back as it was typed, with its error).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TestForm {
+    pub pass_mark: String,
+    pub retry_delay_s: String,
+    pub time_limit_s: String,
+    pub questions: Vec<QuestionForm>,
+}
+
+/// One question of [`TestForm`]; `choices` one per line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct QuestionForm {
+    pub project: String,
+    pub model: String,
+    pub layer: String,
+    pub unit: String,
+    pub prompt: String,
+    pub choices: String,
+    pub answer: String,
+}
+
+impl QuestionForm {
+    pub fn is_blank(&self) -> bool {
+        [
+            &self.project,
+            &self.model,
+            &self.layer,
+            &self.unit,
+            &self.prompt,
+            &self.choices,
+            &self.answer,
+        ]
+        .iter()
+        .all(|f| f.trim().is_empty())
+    }
+}
+
+/// What the form's fields must be before a test can be built: the question and field, as the
+/// TOML's errors name them.
+fn form_error(question: Option<usize>, field: &str, msg: &str) -> EngineError {
+    EngineError::Invalid(match question {
+        Some(i) => format!("qualification test: question {}, {field}: {msg}", i + 1),
+        None => format!("qualification test: {field}: {msg}"),
+    })
+}
+
+impl TestForm {
+    /// The form of a stored test (its TOML), for editing; `None` when the TOML does not parse.
+    pub fn of_source(source: &str) -> Option<TestForm> {
+        let spec: TestSpec = toml::from_str(source).ok()?;
+        Some(TestForm {
+            pass_mark: spec.pass_mark.map(|p| p.to_string()).unwrap_or_default(),
+            retry_delay_s: spec.retry_delay_s.to_string(),
+            time_limit_s: spec.time_limit_s.to_string(),
+            questions: spec
+                .question
+                .into_iter()
+                .map(|q| {
+                    let q = q.into_inner();
+                    QuestionForm {
+                        project: q.project,
+                        model: q.model,
+                        layer: q.layer,
+                        unit: q.unit.to_string(),
+                        prompt: q.prompt,
+                        choices: q.choices.join("\n"),
+                        answer: q.answer,
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    /// The TOML this form stands for (blank questions left out), or an error naming the question
+    /// and field of a number that is not one. Everything else is checked by [`Qualifications::set_test`]
+    /// on the TOML, as for a file.
+    pub fn to_toml(&self) -> Result<String> {
+        let number = |q: Option<usize>, field: &str, text: &str| -> Result<Option<i64>> {
+            let text = text.trim();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            text.parse::<i64>()
+                .map(Some)
+                .map_err(|_| form_error(q, field, &format!("{text:?} is not a whole number")))
+        };
+        let mut question = Vec::new();
+        for (i, qf) in self.questions.iter().enumerate() {
+            if qf.is_blank() {
+                continue;
+            }
+            let unit = number(Some(i), "unit", &qf.unit)?
+                .ok_or_else(|| form_error(Some(i), "unit", "give the unit's number"))?;
+            let unit = i32::try_from(unit)
+                .map_err(|_| form_error(Some(i), "unit", &format!("{unit} is out of range")))?;
+            question.push(toml::Spanned::new(
+                0..0,
+                QuestionSpec {
+                    project: qf.project.trim().to_owned(),
+                    model: qf.model.trim().to_owned(),
+                    layer: qf.layer.trim().to_owned(),
+                    unit,
+                    prompt: match qf.prompt.trim() {
+                        "" => default_prompt(),
+                        p => p.to_owned(),
+                    },
+                    choices: qf
+                        .choices
+                        .lines()
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    answer: qf.answer.trim().to_owned(),
+                },
+            ));
+        }
+        let spec = TestSpec {
+            pass_mark: number(None, "pass mark", &self.pass_mark)?,
+            retry_delay_s: number(None, "retry delay", &self.retry_delay_s)?
+                .unwrap_or(DEFAULT_RETRY_DELAY_S),
+            time_limit_s: number(None, "time limit", &self.time_limit_s)?
+                .unwrap_or(DEFAULT_TIME_LIMIT_S),
+            question,
+        };
+        toml::to_string(&spec).map_err(|e| EngineError::Invalid(format!("qualification test: {e}")))
+    }
 }
 
 /// A question as stored: the exemplar images resolved to content hashes.

@@ -13,6 +13,7 @@ use crate::db::queries::{self as q, ProjectRow};
 use crate::domain::{Millis, State};
 use crate::engine::{EngineError, Result};
 use crate::import::StoredExemplar;
+use milan_shared::wire::FeedEvent;
 
 /// The read side of the annotator.
 #[derive(Debug, Clone)]
@@ -427,6 +428,76 @@ pub struct ReviewSet {
     pub work: Vec<ReviewItem>,
 }
 
+// ------------------------------------------------------------------ sets
+
+/// Which sets the set browser looks for: any of model, layer and unit may be left open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetQuery {
+    pub model: Option<String>,
+    pub layer: Option<String>,
+    pub unit: Option<i32>,
+}
+
+/// A set found by the browser, with its counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetLine {
+    pub model: String,
+    pub layer: String,
+    pub unit: i32,
+    /// Live, submitted and approved assignments (the slots held).
+    pub active: i32,
+    pub approved: i32,
+    pub priority: f64,
+}
+
+/// One assignment of a set, as its history page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AssignmentLine {
+    pub id: String,
+    pub worker: String,
+    pub state: String,
+    pub accepted_at: Millis,
+    pub expires_at: Millis,
+    pub submitted_at: Option<Millis>,
+    pub reviewed_at: Option<Millis>,
+    pub description: Option<String>,
+    pub feedback: Option<String>,
+    pub verified: bool,
+}
+
+/// One event of a set's log.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventLine {
+    pub at: Millis,
+    pub kind: String,
+    pub worker: Option<String>,
+    /// The assignment the event is about (its public id), when it is about one.
+    pub assignment: Option<String>,
+    pub detail: String,
+}
+
+/// A set with everything that happened to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetHistory {
+    pub set: SetLine,
+    pub images: Vec<String>,
+    pub assignments: Vec<AssignmentLine>,
+    pub events: Vec<EventLine>,
+}
+
+impl SetLine {
+    fn of(set: &q::SetRow) -> SetLine {
+        SetLine {
+            model: set.model.clone(),
+            layer: set.layer.clone(),
+            unit: set.unit,
+            active: set.active_count,
+            approved: set.approved_count,
+            priority: set.priority,
+        }
+    }
+}
+
 // ------------------------------------------------------------------ queries
 
 impl Reports {
@@ -480,6 +551,133 @@ impl Reports {
             row.left += per_set - i64::from(set.active_count);
         }
         Ok(rows)
+    }
+
+    /// The project's (model, layer) pairs, in import order: what the set browser offers.
+    pub fn layers(&self, project: &str) -> Result<Vec<(String, String)>> {
+        let project = self.project(project)?;
+        self.db
+            .read(|c| -> Result<_> { Ok(q::layers_of_project(c, project.id)?) })
+    }
+
+    /// Up to `limit` sets of the project that match, by model, layer and unit.
+    pub fn find_sets(&self, project: &str, query: &SetQuery, limit: i64) -> Result<Vec<SetLine>> {
+        let project = self.project(project)?;
+        let sets = self.db.read(|c| -> Result<_> {
+            Ok(q::sets_matching(
+                c,
+                project.id,
+                query.model.as_deref(),
+                query.layer.as_deref(),
+                query.unit,
+                limit,
+            )?)
+        })?;
+        Ok(sets.iter().map(SetLine::of).collect())
+    }
+
+    /// One set's images, assignments (with their descriptions) and event log.
+    pub fn set_history(
+        &self,
+        project: &str,
+        model: &str,
+        layer: &str,
+        unit: i32,
+    ) -> Result<SetHistory> {
+        let project = self.project(project)?;
+        let (set, work, events) = self.db.read(|c| -> Result<_> {
+            let set = q::set_by_key(c, project.id, model, layer, unit)?.ok_or_else(|| {
+                EngineError::NotFound(format!(
+                    "project {:?} has no exemplar set {model}/{layer}/{unit}",
+                    project.name
+                ))
+            })?;
+            let work = q::work_history_of_set(c, set.id)?;
+            let events = q::events_of_set(c, set.id)?;
+            Ok((set, work, events))
+        })?;
+        let public: HashMap<i64, String> = work
+            .iter()
+            .map(|(a, _, _)| (a.id, a.public_id.clone()))
+            .collect();
+        Ok(SetHistory {
+            images: StoredExemplar::of_set(&set)?
+                .iter()
+                .map(StoredExemplar::view_url)
+                .collect(),
+            set: SetLine::of(&set),
+            assignments: work
+                .into_iter()
+                .map(|(a, worker, d)| AssignmentLine {
+                    id: a.public_id,
+                    worker,
+                    state: a.state,
+                    accepted_at: a.accepted_at,
+                    expires_at: a.expires_at,
+                    submitted_at: a.submitted_at,
+                    reviewed_at: a.reviewed_at,
+                    description: d.map(|d| d.raw),
+                    feedback: a.feedback,
+                    verified: a.verified,
+                })
+                .collect(),
+            events: events
+                .into_iter()
+                .map(|(e, worker)| EventLine {
+                    at: e.at,
+                    kind: e.kind,
+                    worker,
+                    assignment: e.assignment_id.and_then(|id| public.get(&id).cloned()),
+                    detail: e.detail,
+                })
+                .collect(),
+        })
+    }
+
+    /// The descriptions feed: description events of the project after the cursor `after`, oldest
+    /// first (approvals only, or every submission, approval and rejection).
+    pub fn feed(
+        &self,
+        project: &str,
+        after: i64,
+        limit: i64,
+        approved_only: bool,
+    ) -> Result<Vec<FeedEvent>> {
+        let project = self.project(project)?;
+        let rows = self.db.read(|c| -> Result<_> {
+            Ok(q::descriptions_after(
+                c,
+                project.id,
+                after,
+                limit,
+                approved_only,
+            )?)
+        })?;
+        rows.into_iter()
+            .map(|r| {
+                let unit = u32::try_from(r.unit).map_err(|_| {
+                    EngineError::Corrupt(format!("set {}/{} has unit {}", r.model, r.layer, r.unit))
+                })?;
+                Ok(FeedEvent {
+                    cursor: r.cursor,
+                    // Auto-approval is approval, as far as the work's state goes.
+                    state: if r.event == "auto_approved" {
+                        State::Approved.as_str().to_owned()
+                    } else {
+                        r.event.clone()
+                    },
+                    event: r.event,
+                    model: r.model,
+                    layer: r.layer,
+                    unit,
+                    assignment_id: r.assignment_public_id,
+                    worker: r.worker,
+                    description: r.description.raw,
+                    cleaned: r.description.cleaned,
+                    created_at: r.description.created_at,
+                })
+            })
+            .collect()
     }
 
     /// The dashboard: progress, submissions over time, and when the rest may be done.

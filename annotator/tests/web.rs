@@ -1307,6 +1307,15 @@ async fn qualification_answers_are_not_derivable_from_the_page() {
 
 // ---------------------------------------------------------------- issue 19: what people stumble on
 
+/// [`fixture`] with the requester "rita" (password "a long enough password").
+fn fixture_with_rita(db: &TestDb) -> Fixture {
+    let f = fixture(db);
+    Accounts::new(db.db.clone())
+        .set_requester_password("rita", "a long enough password", now_ms())
+        .unwrap();
+    f
+}
+
 #[actix_web::test]
 async fn browsers_get_html_error_pages_api_clients_json_and_a_reloaded_submit_goes_home() {
     let db = common::sqlite();
@@ -1356,10 +1365,7 @@ async fn browsers_get_html_error_pages_api_clients_json_and_a_reloaded_submit_go
 async fn the_requester_sees_review_apart_from_leases_finds_workers_and_bad_bonuses_are_said_inline()
 {
     let db = common::sqlite();
-    let f = fixture(&db);
-    Accounts::new(db.db.clone())
-        .set_requester_password("rita", "a long enough password", now_ms())
-        .unwrap();
+    let f = fixture_with_rita(&db);
     let engine = &f.state.engine;
     // w1 submits two (one approved), w2 submits one and holds a lease, w3 only holds a lease.
     let t = now_ms();
@@ -1549,4 +1555,210 @@ async fn the_task_page_says_reward_time_and_what_is_left_and_confirms_a_submit()
         next.body
     );
     assert!(next.body.contains(r#"<span id="pending">1</span> pending"#));
+}
+
+#[actix_web::test]
+async fn the_qualification_form_builds_the_test_and_a_refusal_keeps_what_was_typed() {
+    let db = common::sqlite();
+    let f = fixture_with_rita(&db);
+    let app = site!(f);
+    let (session, csrf_cookie, csrf) = requester_cookies(&app).await;
+    let with = |r: at::TestRequest| r.cookie(session.clone()).cookie(csrf_cookie.clone());
+    let page = get_page(
+        &app,
+        with(at::TestRequest::get().uri("/r/p/gated/qualification")),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("No test yet"));
+    assert!(
+        page.body.contains(r#"name="q0.choices""#) && page.body.contains(r#"name="q1.answer""#)
+    );
+    assert!(
+        page.body.contains(r#"<option value="pool">"#),
+        "other projects offered"
+    );
+
+    let fields = |answer: &str| {
+        let layer = &f.layer;
+        format!(
+            "csrf={csrf}&pass_mark=1&retry_delay_s=60&time_limit_s=&required=1\
+             &q0.project=pool&q0.model=alexnet%2Fimagenet&q0.layer={layer}&q0.unit=1&q0.prompt=\
+             &q0.choices=stripes%0D%0Adots&q0.answer={answer}\
+             &q1.project=&q1.model=&q1.layer=&q1.unit=&q1.prompt=&q1.choices=&q1.answer="
+        )
+    };
+    // A refusal: the page again, the error naming the question and field (not the generated
+    // TOML's line), and everything as it was typed.
+    let refused = get_page(
+        &app,
+        with(form("/r/p/gated/qualification/form", &fields("waves"))),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let error = refused
+        .body
+        .split(r#"id="form-error">"#)
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap();
+    assert!(
+        error.contains("question 1, answer") && !error.contains("line"),
+        "{error}"
+    );
+    assert!(refused.body.contains(r#"value="waves""#));
+    assert!(refused.body.contains("stripes\r\ndots") || refused.body.contains("stripes\ndots"));
+    assert!(
+        Qualifications::new(db.db.clone())
+            .test("gated")
+            .unwrap()
+            .is_none()
+    );
+
+    // Saved: the test is the form's, required, and the page shows it for editing.
+    let saved = get_page(
+        &app,
+        with(form("/r/p/gated/qualification/form", &fields("dots"))),
+    )
+    .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    let test = Qualifications::new(db.db.clone())
+        .test("gated")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (test.questions.len(), test.pass_mark, test.retry_delay_ms),
+        (1, 1, 60_000)
+    );
+    assert_eq!(test.questions[0].choices, ["stripes", "dots"]);
+    assert_eq!(test.questions[0].answer, 1);
+    assert!(
+        f.state
+            .engine
+            .project("gated")
+            .unwrap()
+            .qualification_required
+    );
+    let page = get_page(
+        &app,
+        with(at::TestRequest::get().uri("/r/p/gated/qualification")),
+    )
+    .await;
+    assert!(
+        page.body.contains(r#"name="q0.answer" value="dots""#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("[[question]]"), "the TOML to copy out");
+
+    // A TOML with an error comes back as it was sent, with the error beside it.
+    let toml = "pass_mark = 1\n[[question]]\nproject = \"pool\"\nchoices = [\"a\"]\n";
+    let body = format!("csrf={csrf}&source={}", pages::urlencode(toml));
+    let refused = get_page(&app, with(form("/r/p/gated/qualification", &body))).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains(r#"id="toml-error""#));
+    assert!(
+        refused.body.contains("choices = [&quot;a&quot;]"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        Qualifications::new(db.db.clone())
+            .test("gated")
+            .unwrap()
+            .unwrap()
+            .questions[0]
+            .choices,
+        ["stripes", "dots"],
+        "nothing changed"
+    );
+}
+
+#[actix_web::test]
+async fn the_set_browser_finds_a_set_and_shows_its_assignments_and_history() {
+    let db = common::sqlite();
+    let f = fixture_with_rita(&db);
+    let engine = &f.state.engine;
+    let a = engine.accept_next("pool", "w1", now_ms()).unwrap().unwrap();
+    let (model, layer, unit) = (a.set.model.clone(), a.set.layer.clone(), a.set.unit);
+    engine
+        .submit(
+            &a.assignment.public_id,
+            "w1",
+            "red circles here",
+            None,
+            now_ms(),
+        )
+        .unwrap();
+    engine
+        .reject(
+            &a.assignment.public_id,
+            "describe the bright parts",
+            now_ms(),
+        )
+        .unwrap();
+    let app = site!(f);
+    let (session, csrf_cookie, _) = requester_cookies(&app).await;
+    let get = |uri: String| {
+        at::TestRequest::get()
+            .uri(&uri)
+            .cookie(session.clone())
+            .cookie(csrf_cookie.clone())
+    };
+    let enc = pages::urlencode;
+    // A layer: its units listed, each a link to its history.
+    let list = get_page(
+        &app,
+        get(format!(
+            "/r/p/pool/sets?model={}&layer={}",
+            enc(&model),
+            enc(&layer)
+        )),
+    )
+    .await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    assert_eq!(
+        list.body.matches("<tr><td>alexnet/imagenet</td>").count(),
+        2,
+        "{}",
+        list.body
+    );
+    // One set: its images, the assignment with its description and feedback, the event log.
+    let one = get_page(
+        &app,
+        get(format!(
+            "/r/p/pool/sets?model={}&layer={}&unit={unit}",
+            enc(&model),
+            enc(&layer)
+        )),
+    )
+    .await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert!(
+        one.body.contains(&format!("unit {unit}</h2>")),
+        "{}",
+        one.body
+    );
+    assert_eq!(one.body.matches(r#"<img src="/images/"#).count(), 15);
+    let row = one
+        .body
+        .split(r#"<tr class="state-rejected">"#)
+        .nth(1)
+        .expect("the assignment");
+    assert!(row.contains("w1") && row.contains("red circles here"));
+    assert!(row.contains("describe the bright parts"));
+    let history = one.body.split(r#"id="set-history">"#).nth(1).unwrap();
+    let kinds: Vec<&str> = history
+        .split("<strong>")
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap())
+        .collect();
+    assert_eq!(kinds, ["accepted", "submitted", "rejected"]);
+    // Nothing there, or a unit that is not a number: said so.
+    let none = get_page(&app, get("/r/p/pool/sets?model=nope%2Fnet".into())).await;
+    assert!(none.body.contains("No set matches"));
+    let bad = get_page(&app, get("/r/p/pool/sets?unit=seven".into())).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }

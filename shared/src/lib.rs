@@ -6,6 +6,7 @@
 //! - [`milannotations`]: the on-disk dataset layout, read memory-mapped and written atomically;
 //! - [`cleaning`]: the clean-up the reference applied to raw crowd descriptions;
 //! - [`tokenize`]: word tokens for vocabularies, and back;
+//! - [`wire`]: the annotator's JSON API as types, for the server and its clients;
 //! - [`closed_pipe`]: both command lines end quietly when their reader closes the pipe.
 //!
 //! This crate knows nothing of web servers, databases or tensors, and builds in seconds.
@@ -26,6 +27,7 @@ pub mod neuron;
 pub mod roster;
 pub mod split;
 pub mod tokenize;
+pub mod wire;
 
 pub use model_key::{ModelKey, Task};
 pub use neuron::NeuronId;

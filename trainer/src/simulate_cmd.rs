@@ -19,6 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::Device;
 use milan_shared::milannotations::{Dataset, discover};
+use milan_shared::wire::{self, ModelDescription};
 use milan_shared::{ModelKey, NeuronId};
 use milan_trainer::fit::{MeanStd, SystemSummary};
 use milan_trainer::follow::client::Annotator;
@@ -154,12 +155,18 @@ impl Crowd {
                     None => {
                         // Minted with the requester's token, as an integration signs its
                         // crowd in.
-                        let (_, s) = self.post(
+                        let request = wire::SessionRequest {
+                            worker_id: Some(self.workers[i].0.clone()),
+                            ..wire::SessionRequest::default()
+                        };
+                        let (status, s) = self.post(
                             "/api/v1/workers/session",
                             &self.requester,
-                            json!({ "worker_id": self.workers[i].0 }),
+                            serde_json::to_value(request)?,
                         )?;
-                        let t = s["token"].as_str().context("no worker token")?.to_owned();
+                        let session: wire::Session = serde_json::from_value(s.clone())
+                            .with_context(|| format!("session: {status} {s}"))?;
+                        let t = session.token;
                         self.workers[i].1 = Some(t.clone());
                         t
                     }
@@ -169,11 +176,13 @@ impl Crowd {
                     return Ok(done);
                 }
                 ensure!(status == 201, "accept: {status} {a}");
-                let id = a["assignment_id"].as_str().context("id")?.to_owned();
+                let a: wire::Accepted =
+                    serde_json::from_value(a.clone()).with_context(|| format!("accept: {a}"))?;
+                let id = a.assignment_id;
                 let key = (
-                    a["set"]["model"].as_str().context("model")?.to_owned(),
-                    a["set"]["layer"].as_str().context("layer")?.to_owned(),
-                    a["set"]["unit"].as_u64().context("unit")? as u32,
+                    a.set.model,
+                    a.set.layer,
+                    u32::try_from(a.set.unit).context("unit")?,
                 );
                 let text = &truth[&key][i % 3];
                 let path = format!("/api/v1/assignments/{id}/submit");
@@ -184,7 +193,9 @@ impl Crowd {
                     answer = self.post(
                         &path,
                         &token,
-                        json!({ "description": format!("{text}{suffix}") }),
+                        serde_json::to_value(wire::SubmitRequest {
+                            description: format!("{text}{suffix}"),
+                        })?,
                     )?;
                     if answer.0 != 422 {
                         break;
@@ -336,14 +347,20 @@ fn simulate(
         args.batch
     );
     // Held-out neurons first, then a seeded random order: the same in both conditions.
-    let initial: Vec<Value> = neurons
+    let initial: Vec<ModelDescription> = neurons
         .iter()
         .map(|n| {
             let p = if is_test_neuron(seed, n) { 2.0 } else { 0.0 }
                 + unit_interval(seed, "initial-order", n);
-            json!({ "model": n.key.to_string(), "layer": n.layer, "unit": n.unit, "priority": p })
+            Ok(ModelDescription {
+                model: n.key.to_string(),
+                layer: n.layer.clone(),
+                unit: i32::try_from(n.unit).context("unit number out of range")?,
+                description: None,
+                priority: Some(p),
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
 
     let mut results = Conditions {
         settings: settings.clone(),

@@ -988,6 +988,81 @@ pub fn count_open_for(
     }
 }
 
+/// The project's (model, layer) pairs, in import order.
+pub fn layers_of_project(conn: &mut Db, project_id: i64) -> QueryResult<Vec<(String, String)>> {
+    let rows: Vec<(String, String, Option<i64>)> = exemplar_sets::table
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .group_by((exemplar_sets::model, exemplar_sets::layer))
+        .select((
+            exemplar_sets::model,
+            exemplar_sets::layer,
+            diesel::dsl::min(exemplar_sets::id),
+        ))
+        .order(diesel::dsl::min(exemplar_sets::id))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(m, l, _)| (m, l)).collect())
+}
+
+/// Sets of a project by model, layer and unit (each filter optional), in that order.
+pub fn sets_matching(
+    conn: &mut Db,
+    project_id: i64,
+    model: Option<&str>,
+    layer: Option<&str>,
+    unit: Option<i32>,
+    limit: i64,
+) -> QueryResult<Vec<SetRow>> {
+    let mut query = exemplar_sets::table
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .select(SetRow::as_select())
+        .into_boxed();
+    if let Some(model) = model {
+        query = query.filter(exemplar_sets::model.eq(model));
+    }
+    if let Some(layer) = layer {
+        query = query.filter(exemplar_sets::layer.eq(layer));
+    }
+    if let Some(unit) = unit {
+        query = query.filter(exemplar_sets::unit.eq(unit));
+    }
+    query
+        .order((
+            exemplar_sets::model,
+            exemplar_sets::layer,
+            exemplar_sets::unit,
+        ))
+        .limit(limit)
+        .load(conn)
+}
+
+/// Every assignment of a set, oldest first, with its worker and description (if any).
+pub fn work_history_of_set(
+    conn: &mut Db,
+    set_id: i64,
+) -> QueryResult<Vec<(AssignmentRow, String, Option<DescriptionRow>)>> {
+    assignments::table
+        .inner_join(workers::table)
+        .left_join(descriptions::table)
+        .filter(assignments::set_id.eq(set_id))
+        .order(assignments::id)
+        .select((
+            AssignmentRow::as_select(),
+            workers::external_id,
+            Option::<DescriptionRow>::as_select(),
+        ))
+        .load(conn)
+}
+
+/// The event log of one set, oldest first, with the worker of each event.
+pub fn events_of_set(conn: &mut Db, set_id: i64) -> QueryResult<Vec<(EventRow, Option<String>)>> {
+    events::table
+        .left_join(workers::table.on(events::worker_id.eq(workers::id.nullable())))
+        .filter(events::set_id.eq(set_id))
+        .order(events::id)
+        .select((EventRow::as_select(), workers::external_id.nullable()))
+        .load(conn)
+}
+
 /// Submitted (awaiting review) assignments per set of a project: (set id, count).
 pub fn submitted_per_set(conn: &mut Db, project_id: i64) -> QueryResult<Vec<(i64, i64)>> {
     assignments::table

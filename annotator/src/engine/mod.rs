@@ -63,19 +63,8 @@ pub enum Order {
     Priority,
 }
 
-/// What a trained model wrote for one set (`trainer follow` posts these after each round), and
-/// optionally how much the trainer wants the set described next.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
-pub struct ModelDescription {
-    pub model: String,
-    pub layer: String,
-    pub unit: i32,
-    /// None (or absent): only the priority.
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub priority: Option<f64>,
-}
+/// One neuron's model description and priority (the API's wire type).
+pub use milan_shared::wire::ModelDescription;
 
 /// How well a model's descriptions of one layer's sets in one round agree with the humans': the
 /// mean over the sets whose human descriptions are complete of sentence BLEU (sacrebleu's, with

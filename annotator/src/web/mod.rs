@@ -68,6 +68,8 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "requester/dashboard.html",
     "requester/review.html",
     "requester/workers.html",
+    "requester/qualification.html",
+    "requester/sets.html",
 );
 
 const STATIC: &[(&str, &str, &[u8])] = &[

@@ -16,7 +16,8 @@ use crate::api::AppState;
 use crate::domain::now_ms;
 use crate::engine::{Bonus, EngineError, Paid};
 use crate::export::{self, Format};
-use crate::reports::{Totals, WorkerQuery, WorkerShow, WorkerSort};
+use crate::qualification::{self, QuestionForm, TestForm};
+use crate::reports::{SetQuery, Totals, WorkerQuery, WorkerShow, WorkerSort};
 use crate::sessions::Session;
 
 type State = web::Data<AppState>;
@@ -270,20 +271,136 @@ struct QualificationForm {
     required: Option<String>,
 }
 
-async fn upload_qualification(
+/// A commented example for an empty TOML box.
+const TOML_TEMPLATE: &str = "pass_mark = 2          # correct answers needed; default: all\n\
+retry_delay_s = 120    # wait after a failed attempt\n\
+time_limit_s = 1800    # from opening the test to submitting it\n\
+\n\
+[[question]]\n\
+project = \"qualification-pool\"   # another project: its exemplar sets are shown\n\
+model = \"resnet152/imagenet\"\n\
+layer = \"layer4\"\n\
+unit = 17\n\
+choices = [\"dog faces\", \"blue sky\", \"text on signs\"]\n\
+answer = \"dog faces\"\n";
+
+/// Blank questions the form offers for adding (no script needed).
+const BLANK_QUESTIONS: usize = 2;
+
+/// What the qualification page shows after a refused save: the error and what was typed.
+enum Typed {
+    Nothing,
+    Form(TestForm, String),
+    Toml(String, String),
+}
+
+async fn qualification_page(
     state: State,
     site: SiteData,
     req: HttpRequest,
     path: web::Path<String>,
-    form: web::Form<QualificationForm>,
 ) -> WebResult {
-    let form = form.into_inner();
-    requester_post(&state, &req, form.csrf.as_deref()).await?;
-    let name = path.into_inner();
-    let (s2, st, n) = (site.clone(), state.clone(), name.clone());
-    let required = form.required.is_some();
+    let s = requester_of(&state, &req).await?;
+    qualification_view(&state, &site, &req, &s, &path.into_inner(), Typed::Nothing).await
+}
+
+async fn qualification_view(
+    state: &AppState,
+    site: &Site,
+    req: &HttpRequest,
+    s: &Session,
+    name: &str,
+    typed: Typed,
+) -> WebResult {
+    let (st, n) = (state.clone(), name.to_owned());
+    let (project, test, others) = blocking(move || {
+        let project = st.engine.project(&n)?;
+        let test = st.qualifications().test(&n)?;
+        let others: Vec<String> = st
+            .engine
+            .projects()?
+            .into_iter()
+            .filter(|p| p.name != n)
+            .map(|p| p.name)
+            .collect();
+        Ok((project, test, others))
+    })
+    .await?;
+    let stored_source = test.as_ref().map(|t| t.source.clone());
+    let (mut form, toml, error, error_in) = match typed {
+        Typed::Nothing => (
+            stored_source
+                .as_deref()
+                .and_then(TestForm::of_source)
+                .unwrap_or_default(),
+            stored_source.clone().unwrap_or_default(),
+            None,
+            "",
+        ),
+        Typed::Form(form, error) => (
+            form,
+            stored_source.clone().unwrap_or_default(),
+            Some(error),
+            "form",
+        ),
+        Typed::Toml(toml, error) => (
+            stored_source
+                .as_deref()
+                .and_then(TestForm::of_source)
+                .unwrap_or_default(),
+            toml,
+            Some(error),
+            "toml",
+        ),
+    };
+    form.questions.extend(std::iter::repeat_n(
+        QuestionForm::default(),
+        BLANK_QUESTIONS,
+    ));
+    let mut ctx = base_context(s);
+    ctx.insert(
+        "project",
+        &json!({"name": project.name, "title": project.title,
+                "qualification_required": project.qualification_required}),
+    );
+    ctx.insert(
+        "test",
+        &test.map(|t| json!({"questions": t.questions.len(), "pass_mark": t.pass_mark})),
+    );
+    ctx.insert("form", &form);
+    ctx.insert("toml", &toml);
+    ctx.insert("toml_template", TOML_TEMPLATE);
+    ctx.insert("others", &others);
+    ctx.insert("error", &error);
+    ctx.insert("error_in", error_in);
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    render(
+        state,
+        site,
+        req,
+        Page::new("requester/qualification.html", ctx).status(status),
+    )
+}
+
+/// Saves a test and the "required" switch; `Err` is the refusal to show beside what was typed.
+async fn save_test(
+    state: &AppState,
+    name: &str,
+    source: Result<String, EngineError>,
+    required: bool,
+) -> Result<Result<String, String>, WebError> {
+    let source = match source {
+        Ok(source) => source,
+        Err(EngineError::Invalid(m)) => return Ok(Err(m)),
+        Err(e) => return Err(e.into()),
+    };
+    let (st, n) = (state.clone(), name.to_owned());
     let result = blocking(move || {
-        let r = s2.qualifications.set_test(&n, &form.source, now_ms());
+        let r = st.qualifications().set_test(&n, &source, now_ms());
         if r.is_ok() {
             st.engine
                 .set_qualification_required(&n, required, now_ms())?;
@@ -294,23 +411,126 @@ async fn upload_qualification(
     match result {
         Ok(test) => {
             let n = test.questions.len();
-            let msg = format!(
+            Ok(Ok(format!(
                 "Qualification test saved: {n} question{}, pass mark {}",
                 if n == 1 { "" } else { "s" },
                 test.pass_mark
-            );
-            Ok(see_other_notice(
-                &state,
-                &req,
-                &format!("/r/p/{name}"),
-                &msg,
-            ))
+            )))
         }
-        Err(EngineError::Invalid(m)) => {
-            Ok(see_other_notice(&state, &req, &format!("/r/p/{name}"), &m))
-        }
+        Err(EngineError::Invalid(m)) => Ok(Err(m)),
         Err(e) => Err(e.into()),
     }
+}
+
+async fn upload_qualification(
+    state: State,
+    site: SiteData,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<QualificationForm>,
+) -> WebResult {
+    let form = form.into_inner();
+    let s = requester_post(&state, &req, form.csrf.as_deref()).await?;
+    let name = path.into_inner();
+    let required = form.required.is_some();
+    let outcome = save_test(&state, &name, Ok(form.source.clone()), required).await?;
+    // The TOML comes back as it was sent, with the error beside it.
+    after_save(&state, &site, &req, &s, &name, outcome, |m| {
+        Typed::Toml(form.source, m)
+    })
+    .await
+}
+
+/// After a save: back to the page with a notice, or the page again with the refusal and what
+/// was typed.
+async fn after_save(
+    state: &AppState,
+    site: &Site,
+    req: &HttpRequest,
+    s: &Session,
+    name: &str,
+    outcome: Result<String, String>,
+    refused: impl FnOnce(String) -> Typed,
+) -> WebResult {
+    match outcome {
+        Ok(msg) => Ok(see_other_notice(
+            state,
+            req,
+            &format!("/r/p/{name}/qualification"),
+            &msg,
+        )),
+        Err(m) => qualification_view(state, site, req, s, name, refused(m)).await,
+    }
+}
+
+/// The form's fields: `pass_mark`, `retry_delay_s`, `time_limit_s`, `required`, and per question
+/// `q<i>.project`, `.model`, `.layer`, `.unit`, `.prompt`, `.choices`, `.answer`.
+async fn qualification_form(
+    state: State,
+    site: SiteData,
+    req: HttpRequest,
+    path: web::Path<String>,
+    fields: web::Form<Vec<(String, String)>>,
+) -> WebResult {
+    let fields = fields.into_inner();
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let s = requester_post(&state, &req, Some(&get("csrf"))).await?;
+    let name = path.into_inner();
+    let mut form = TestForm {
+        pass_mark: get("pass_mark"),
+        retry_delay_s: get("retry_delay_s"),
+        time_limit_s: get("time_limit_s"),
+        questions: Vec::new(),
+    };
+    for i in 0..qualification::MAX_QUESTIONS + BLANK_QUESTIONS {
+        let field = |f: &str| get(&format!("q{i}.{f}"));
+        if !fields.iter().any(|(n, _)| n.starts_with(&format!("q{i}."))) {
+            break;
+        }
+        form.questions.push(QuestionForm {
+            project: field("project"),
+            model: field("model"),
+            layer: field("layer"),
+            unit: field("unit"),
+            prompt: field("prompt"),
+            choices: field("choices"),
+            answer: field("answer"),
+        });
+    }
+    let required = !get("required").is_empty();
+    let outcome = save_test(&state, &name, form.to_toml(), required).await?;
+    after_save(&state, &site, &req, &s, &name, outcome, |m| {
+        // Blank questions were left out of the TOML: count only the filled ones, as the
+        // TOML's error does, so its "question n" is the n-th filled question. Line numbers are
+        // the generated TOML's, which the form never showed.
+        form.questions.retain(|q| !q.is_blank());
+        Typed::Form(form, strip_lines(&m))
+    })
+    .await
+}
+
+/// "question 2 (line 14), answer: ..." -> "question 2, answer: ...".
+fn strip_lines(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(" (line ") {
+        out.push_str(&rest[..i]);
+        match rest[i..].find(')') {
+            Some(j) => rest = &rest[i + j + 1..],
+            None => {
+                rest = &rest[i..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The trainer's agreement with the humans as a table: a row per (model, layer), a column per
@@ -508,6 +728,120 @@ async fn review_action(
             }
         ),
     ))
+}
+
+// ------------------------------------------------------------------ set browser
+
+#[derive(Debug, Default, Deserialize)]
+struct SetsQuery {
+    model: Option<String>,
+    layer: Option<String>,
+    unit: Option<String>,
+}
+
+/// The most sets one search lists.
+const SETS_LISTED: i64 = 200;
+
+/// Find sets by model, layer and unit; with all three given, the set's assignments and history.
+async fn sets(
+    state: State,
+    site: SiteData,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<SetsQuery>,
+) -> WebResult {
+    let s = requester_of(&state, &req).await?;
+    let name = path.into_inner();
+    let query = query.into_inner();
+    let given = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let unit = match given(&query.unit) {
+        None => None,
+        Some(u) => Some(u.parse::<i32>().map_err(|_| {
+            WebError::BadRequest(format!("unit {u:?}: give a unit number, like 17"))
+        })?),
+    };
+    let set_query = SetQuery {
+        model: given(&query.model),
+        layer: given(&query.layer),
+        unit,
+    };
+    let (st, n, q2) = (state.clone(), name.clone(), set_query.clone());
+    let (layers, found, history) = blocking(move || {
+        let layers = st.reports.layers(&n)?;
+        let found = st.reports.find_sets(&n, &q2, SETS_LISTED)?;
+        // One set found (or named whole): show its history.
+        let history = match (found.as_slice(), &q2) {
+            ([one], _) => Some(
+                st.reports
+                    .set_history(&n, &one.model, &one.layer, one.unit)?,
+            ),
+            _ => None,
+        };
+        Ok((layers, found, history))
+    })
+    .await?;
+    let mut ctx = base_context(&s);
+    ctx.insert("project", &json!({"name": name}));
+    let mut models: Vec<&str> = layers.iter().map(|(m, _)| m.as_str()).collect();
+    models.dedup();
+    ctx.insert("models", &models);
+    ctx.insert(
+        "layers",
+        &layers
+            .iter()
+            .filter(|(m, _)| set_query.model.as_deref().is_none_or(|want| want == m))
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>(),
+    );
+    ctx.insert(
+        "query",
+        &json!({
+            "model": set_query.model.clone().unwrap_or_default(),
+            "layer": set_query.layer.clone().unwrap_or_default(),
+            "unit": set_query.unit.map(|u| u.to_string()).unwrap_or_default(),
+            "any": set_query != SetQuery::default(),
+        }),
+    );
+    ctx.insert(
+        "found",
+        &found
+            .iter()
+            .map(|f| {
+                json!({
+                    "set": f,
+                    "href": format!(
+                        "/r/p/{}/sets?model={}&layer={}&unit={}",
+                        super::urlencode(&name),
+                        super::urlencode(&f.model),
+                        super::urlencode(&f.layer),
+                        f.unit
+                    ),
+                })
+            })
+            .collect::<Vec<_>>(),
+    );
+    ctx.insert("more", &(found.len() as i64 == SETS_LISTED));
+    if let Some(h) = &history {
+        ctx.insert("history", h);
+        let when = |t: Option<i64>| t.map(export::mturk_time);
+        ctx.insert(
+            "times",
+            &json!({
+                "assignments": h.assignments.iter().map(|a| json!({
+                    "accepted": export::mturk_time(a.accepted_at),
+                    "submitted": when(a.submitted_at),
+                    "reviewed": when(a.reviewed_at),
+                })).collect::<Vec<_>>(),
+                "events": h.events.iter().map(|e| export::mturk_time(e.at)).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    render(&state, &site, &req, Page::new("requester/sets.html", ctx))
 }
 
 // ------------------------------------------------------------------ workers
@@ -756,11 +1090,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/r/p/{project}/export", web::get().to(export_download))
         .route(
             "/r/p/{project}/qualification",
+            web::get().to(qualification_page),
+        )
+        .route(
+            "/r/p/{project}/qualification",
             web::post().to(upload_qualification),
+        )
+        .route(
+            "/r/p/{project}/qualification/form",
+            web::post().to(qualification_form),
         )
         .route("/r/p/{project}/ordering", web::post().to(ordering))
         .route("/r/p/{project}/review", web::get().to(review))
         .route("/r/p/{project}/review", web::post().to(review_action))
+        .route("/r/p/{project}/sets", web::get().to(sets))
         .route("/r/p/{project}/workers", web::get().to(workers))
         .route("/r/p/{project}/workers", web::post().to(worker_action));
 }
@@ -768,6 +1111,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn form_errors_lose_the_generated_line_numbers() {
+        assert_eq!(
+            strip_lines("qualification test: question 2 (line 14), answer: \"x\" is not one"),
+            "qualification test: question 2, answer: \"x\" is not one"
+        );
+        assert_eq!(strip_lines("no lines here"), "no lines here");
+    }
 
     #[test]
     fn dollars_parse_like_a_person_types_them() {

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use milan_shared::wire::{ModelDescription, ModelDescriptions, Ordering};
+
 use super::state::FeedEvent;
 
 /// Events per feed request.
@@ -134,16 +136,20 @@ impl Annotator {
         Ok((events, next))
     }
 
-    /// Posts a model's descriptions of a round (`items`: {model, layer, unit, description,
-    /// priority?}); the annotator stores them all or none.
+    /// Posts a model's descriptions (and priorities) of a round; the annotator stores them all or
+    /// none.
     pub fn post_model_descriptions(
         &self,
         round: usize,
         system: &str,
-        items: &[serde_json::Value],
+        items: &[ModelDescription],
     ) -> Result<()> {
-        let body = serde_json::json!({ "round": round, "system": system, "descriptions": items });
-        self.call("/model-descriptions", Some(&body))?;
+        let body = ModelDescriptions {
+            round: i32::try_from(round).context("round number out of range")?,
+            system: system.to_owned(),
+            descriptions: items.to_vec(),
+        };
+        self.call("/model-descriptions", Some(&serde_json::to_value(&body)?))?;
         Ok(())
     }
 
@@ -151,7 +157,7 @@ impl Annotator {
     pub fn set_ordering(&self, by_priority: bool) -> Result<()> {
         self.call(
             "/ordering",
-            Some(&serde_json::json!({ "by_priority": by_priority })),
+            Some(&serde_json::to_value(Ordering { by_priority })?),
         )?;
         Ok(())
     }

@@ -36,6 +36,7 @@ use burn::tensor::Device;
 use milan_shared::NeuronId;
 use milan_shared::split::{Evaluation, Experiment, Split};
 use milan_shared::tokenize::tokenize;
+use milan_shared::wire::ModelDescription;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -486,18 +487,13 @@ impl Follower {
                         id,
                     )),
                 };
-                let mut item = serde_json::json!({
-                    "model": id.key.to_string(),
-                    "layer": id.layer,
-                    "unit": id.unit,
+                items.push(ModelDescription {
+                    model: id.key.to_string(),
+                    layer: id.layer.clone(),
+                    unit: i32::try_from(id.unit).context("unit number out of range")?,
+                    description: (describe != Describe::None).then(|| trained.vocab.decode(text)),
+                    priority,
                 });
-                if describe != Describe::None {
-                    item["description"] = serde_json::json!(trained.vocab.decode(text));
-                }
-                if let Some(pr) = priority {
-                    item["priority"] = serde_json::json!(pr);
-                }
-                items.push(item);
             }
             bar.inc(chunk.len() as u64);
         }

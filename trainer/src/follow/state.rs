@@ -22,18 +22,7 @@ pub type NeuronKey = (String, String, u32);
 pub const DESCRIPTIONS_PER_NEURON: usize = 3;
 
 /// One line of the annotator's descriptions feed (`GET /api/v1/projects/{p}/descriptions`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct FeedEvent {
-    pub cursor: i64,
-    /// `submitted`, `approved`, `auto_approved` or `rejected`.
-    pub event: String,
-    pub model: String,
-    pub layer: String,
-    pub unit: u32,
-    pub assignment_id: String,
-    pub worker: String,
-    pub cleaned: String,
-}
+pub use milan_shared::wire::FeedEvent;
 
 /// Where a description stands. Approved and rejected are final: the annotator rejects only
 /// submitted work, and a rejected assignment's slot reopens as a new assignment.
@@ -196,7 +185,10 @@ mod tests {
             unit,
             assignment_id: assignment.into(),
             worker: format!("w-{assignment}"),
+            state: kind.replace("auto_approved", "approved"),
+            description: format!("Text {assignment}."),
             cleaned: format!("text {assignment}"),
+            created_at: cursor,
         }
     }
 
