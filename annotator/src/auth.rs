@@ -140,3 +140,13 @@ impl Auth {
             .write(|c| -> Result<bool, DbError> { Ok(q::revoke_requester_token(c, id, now)?) })?)
     }
 }
+
+/// Equal-time comparison of two strings (tokens, MACs): how long it takes says nothing of where
+/// they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}

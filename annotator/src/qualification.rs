@@ -213,6 +213,55 @@ pub struct Test {
     pub source: String,
 }
 
+/// The values a worker's form gives a test's choices: a keyed hash of (project, worker, question,
+/// choice), so that neither the values nor their order (sorted by them) tell the choice's place
+/// in the test, where the right answer may always come first.
+#[derive(Debug, Clone, Copy)]
+pub struct ChoiceKey<'a> {
+    auth: &'a crate::auth::Auth,
+    project: &'a str,
+    worker: &'a str,
+}
+
+impl<'a> ChoiceKey<'a> {
+    pub fn new(auth: &'a crate::auth::Auth, project: &'a str, worker: &'a str) -> Self {
+        ChoiceKey {
+            auth,
+            project,
+            worker,
+        }
+    }
+
+    fn token(&self, question: usize, choice: usize) -> String {
+        let full = self.auth.derive(
+            "qualification-choice",
+            &format!(
+                "{}\u{1f}{}\u{1f}{question}\u{1f}{choice}",
+                self.project, self.worker
+            ),
+        );
+        full[..20].to_owned()
+    }
+
+    /// A question's choices in this worker's order: (opaque value, text).
+    pub fn shuffled<'c>(&self, question: usize, choices: &'c [String]) -> Vec<(String, &'c str)> {
+        let mut order: Vec<(String, usize)> = (0..choices.len())
+            .map(|i| (self.token(question, i), i))
+            .collect();
+        order.sort();
+        order
+            .into_iter()
+            .map(|(token, i)| (token, choices[i].as_str()))
+            .collect()
+    }
+
+    /// Which of a question's `n` choices the value a form sent stands for (compared in constant
+    /// time), if any.
+    pub fn chosen(&self, question: usize, n: usize, given: &str) -> Option<usize> {
+        (0..n).find(|&c| crate::auth::constant_time_eq(&self.token(question, c), given))
+    }
+}
+
 /// Where a worker stands with a project's qualification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {

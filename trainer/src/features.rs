@@ -287,10 +287,7 @@ pub fn compute(
         }))?,
     )?;
     std::fs::write(tmp.join(".complete"), &key)?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    std::fs::rename(&tmp, &dir).with_context(|| format!("moving into {}", dir.display()))?;
+    crate::atomic::publish_dir(&tmp, &dir)?;
     Ok(FeatureSet {
         dir,
         layers,

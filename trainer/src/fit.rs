@@ -26,6 +26,7 @@
 //! MILAN-PMI and each other system gets a paired bootstrap 95% interval over test neurons
 //! ([`paired_bootstrap`]).
 
+use crate::atomic;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -40,9 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::bertscore::{BertScorer, ScorerOptions};
 use crate::data::Corpus;
 use crate::decoding::{greedy, milan_pmi_lambdas};
-use crate::train::{
-    EarlyStopping, REFERENCE_WITHIN_NETWORK_PATIENCE, RunOptions, Trained, train, write_atomic,
-};
+use crate::train::{EarlyStopping, REFERENCE_WITHIN_NETWORK_PATIENCE, RunOptions, Trained, train};
 
 /// Every system, in table order; `netdissect` only where the test neurons have labels.
 pub const SYSTEMS: [&str; 6] = [
@@ -307,7 +306,7 @@ pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Sum
                 corpus, &trained, &known, &test_pos, &scorer, baseline, device,
             )?;
             write_predictions(&trial_dir.join("predictions.csv"), corpus, &rows, None)?;
-            write_atomic(
+            atomic::write(
                 &trial_dir.join("metrics.json"),
                 &serde_json::to_vec_pretty(&serde_json::json!({
                     "experiment": experiment.name,
@@ -378,7 +377,7 @@ pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Sum
             differences,
             seconds: started.elapsed().as_secs_f64(),
         };
-        write_atomic(
+        atomic::write(
             &dir.join("metrics.json"),
             &serde_json::to_vec_pretty(&entry)?,
         )?;
@@ -391,11 +390,11 @@ pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Sum
             skipped.join(", ")
         );
     }
-    write_atomic(
+    atomic::write(
         &options.out.join("summary.json"),
         &serde_json::to_vec_pretty(&summary)?,
     )?;
-    write_atomic(
+    atomic::write(
         &options.out.join("summary.md"),
         markdown(&summary, &skipped).as_bytes(),
     )?;
@@ -680,7 +679,7 @@ fn write_predictions(
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(predictions_header(trial.is_some()))?;
     write_rows(&mut w, corpus, rows, trial)?;
-    write_atomic(path, &w.into_inner()?)
+    atomic::write(path, &w.into_inner()?)
 }
 
 fn write_all_predictions(path: &Path, corpus: &Corpus, trials: &[(usize, Vec<Row>)]) -> Result<()> {
@@ -689,7 +688,7 @@ fn write_all_predictions(path: &Path, corpus: &Corpus, trials: &[(usize, Vec<Row
     for (t, rows) in trials {
         write_rows(&mut w, corpus, rows, Some(*t))?;
     }
-    write_atomic(path, &w.into_inner()?)
+    atomic::write(path, &w.into_inner()?)
 }
 
 /// The summary as a Markdown table shaped like the paper's Table 3, then the paired

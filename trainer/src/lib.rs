@@ -15,10 +15,13 @@
 //! - [`fit`]: the generalization splits' experiments, baselines and summary;
 //! - [`by_network`]: one system's score per test network across runs of different splits;
 //! - [`pmi_sweep`]: MILAN-PMI re-decoded at several weights λ from a fit run's trials;
+//! - [`history`]: per-epoch records and the best epoch;
+//! - [`atomic`]: files and folders that appear whole or not at all;
 //! - [`plot`]: learning-curve PNGs; [`progress`]: bars on a terminal, log lines without one;
 //! - [`backend`]: the tensor backend chosen at run time.
 
 pub mod assets;
+pub mod atomic;
 pub mod backend;
 pub mod bertscore;
 pub mod by_network;
@@ -30,6 +33,7 @@ pub mod features;
 pub mod fit;
 pub mod follow;
 pub mod grounded;
+pub mod history;
 pub mod model;
 pub mod onnx;
 pub mod photos;

@@ -11,19 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use milan_shared::ModelKey;
 use milan_synth::SynthConfig;
 
-mod bench;
-mod bench_model;
-mod classify;
-mod data_cmd;
-mod exemplars_cmd;
-mod features_cmd;
-mod fit_cmd;
-mod follow_cmd;
-mod grounded_cmd;
-mod pretrained_cmd;
-mod preview;
-mod score;
-mod simulate_cmd;
+mod cli;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,46 +32,46 @@ enum Command {
     Synth(SynthArgs),
     /// Build the grounded corpus: real networks' units over scenes with per-pixel truth,
     /// labelled by IoU and described by simulated workers with real crowds' habits.
-    Grounded(grounded_cmd::GroundedArgs),
+    Grounded(cli::grounded::GroundedArgs),
     /// Plot MILAN-PMI's BERTScore gain over another system, with paired 95% intervals, against a
     /// setting (e.g. the share of generic describers), from several `trainer fit` runs.
-    PlotGain(grounded_cmd::PlotGainArgs),
+    PlotGain(cli::grounded::PlotGainArgs),
     /// Score hypotheses against reference streams: BLEU as sacrebleu, BERTScore as bert_score.
-    Score(score::ScoreArgs),
+    Score(cli::score::ScoreArgs),
     /// EfficientNet-Lite0's top-5 ImageNet classes for images.
-    Classify(classify::ClassifyArgs),
+    Classify(cli::classify::ClassifyArgs),
     /// Exemplar sets (top-k images and masks per unit) of a network over a folder of images,
     /// written as MILANNOTATIONS.
-    Exemplars(exemplars_cmd::ExemplarsArgs),
+    Exemplars(cli::exemplars::ExemplarsArgs),
     /// The layers of a network whose units can be described (ONNX: every node, with its output
     /// shape and kind for one image).
-    Layers(exemplars_cmd::LayersArgs),
+    Layers(cli::exemplars::LayersArgs),
     /// MILAN's masked pyramid features of every exemplar of a MILANNOTATIONS folder, cached.
-    Features(features_cmd::FeaturesArgs),
+    Features(cli::features::FeaturesArgs),
     /// Train and evaluate MILAN on every experiment of a generalization split (paper's Table 3).
-    Fit(fit_cmd::FitArgs),
+    Fit(cli::fit::FitArgs),
     /// Describe every unit of a network with a trained MILAN: layer,unit,description CSV.
-    Describe(fit_cmd::DescribeArgs),
+    Describe(cli::fit::DescribeArgs),
     /// Decode a fit run's trained trials again at several PMI weights λ (0: plain beam search)
     /// and score each against greedy and beam: the reranking's effect, apart from the beam's.
-    SweepLambda(fit_cmd::SweepArgs),
+    SweepLambda(cli::fit::SweepArgs),
     /// One system's BERTScore on each test network across fit runs of different splits: does
     /// within-network beat across-* on the same units?
-    CompareSplits(fit_cmd::CompareArgs),
+    CompareSplits(cli::fit::CompareArgs),
     /// Follow an annotator project: train on its descriptions as they arrive, round after round,
     /// and keep a history of held-out scores against the number of annotated neurons.
-    Follow(follow_cmd::FollowArgs),
+    Follow(cli::follow::FollowArgs),
     /// Active ordering against random ordering: a simulated crowd, a real annotator and `trainer
     /// follow` on the synthetic corpus; learning curves of both.
-    SimulateActive(simulate_cmd::SimulateArgs),
+    SimulateActive(cli::simulate::SimulateArgs),
     /// Print the default configuration (every number of a run) as JSON, for `fit --config`.
     Config,
     /// Images per second through the encoder and through exemplar computation, with peak memory.
-    Bench(bench::BenchArgs),
+    Bench(cli::bench::BenchArgs),
     /// The authors' released MILANNOTATIONS: fetch keys or groups, list what is present.
     Data {
         #[command(subcommand)]
-        command: data_cmd::DataCommand,
+        command: cli::data::DataCommand,
     },
     /// Models and data from the package registries, in ./assets (or $MILAN_ASSETS).
     Assets {
@@ -145,26 +133,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Synth(args) => synth(args),
-        Command::Grounded(args) => grounded_cmd::run(args),
-        Command::PlotGain(args) => grounded_cmd::plot_gain(args),
-        Command::Score(args) => score::run(&args),
-        Command::Classify(args) => classify::run(&args),
-        Command::Bench(args) => bench::run(&args),
-        Command::Exemplars(args) => exemplars_cmd::run(&args),
-        Command::Layers(args) => exemplars_cmd::run_layers(&args),
-        Command::Features(args) => features_cmd::run(&args),
-        Command::Fit(args) => fit_cmd::run_fit(&args),
-        Command::Describe(args) => fit_cmd::run_describe(&args),
-        Command::SweepLambda(args) => fit_cmd::run_sweep(&args),
-        Command::CompareSplits(args) => fit_cmd::run_compare(&args),
-        Command::Follow(args) => follow_cmd::run_follow(&args),
-        Command::SimulateActive(args) => simulate_cmd::run_simulation(&args),
+        Command::Grounded(args) => cli::grounded::run(args),
+        Command::PlotGain(args) => cli::grounded::plot_gain(args),
+        Command::Score(args) => cli::score::run(&args),
+        Command::Classify(args) => cli::classify::run(&args),
+        Command::Bench(args) => cli::bench::run(&args),
+        Command::Exemplars(args) => cli::exemplars::run(&args),
+        Command::Layers(args) => cli::exemplars::run_layers(&args),
+        Command::Features(args) => cli::features::run(&args),
+        Command::Fit(args) => cli::fit::run_fit(&args),
+        Command::Describe(args) => cli::fit::run_describe(&args),
+        Command::SweepLambda(args) => cli::fit::run_sweep(&args),
+        Command::CompareSplits(args) => cli::fit::run_compare(&args),
+        Command::Follow(args) => cli::follow::run_follow(&args),
+        Command::SimulateActive(args) => cli::simulate::run_simulation(&args),
         Command::Config => {
             serde_json::to_string_pretty(&milan_trainer::train::MilanConfig::default())
                 .map(|s| println!("{s}"))
                 .map_err(Into::into)
         }
-        Command::Data { command } => data_cmd::run(&command),
+        Command::Data { command } => cli::data::run(&command),
         Command::Assets { command } => assets(command),
     };
     match result {
@@ -298,7 +286,7 @@ fn synth(args: SynthArgs) -> Result<()> {
     );
     if args.preview > 0 {
         let dir = args.out.join("preview");
-        let written = preview::write_previews(&summary, args.preview, &dir)?;
+        let written = cli::preview::write_previews(&summary, args.preview, &dir)?;
         println!("{} previews in {}", written, dir.display());
     }
     Ok(())

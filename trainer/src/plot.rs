@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use anyhow::Result;
 use plotters::prelude::*;
 
-use crate::train::{Epoch, History};
+use crate::history::{Epoch, History};
 
 const FONT_FILES: [&str; 3] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -141,7 +141,8 @@ pub fn rounds_curve(path: &Path, rounds: &[(f64, SystemScores)]) -> Result<()> {
             })
             .collect()
     };
-    let tmp = path.with_extension("tmp.png");
+    let out = crate::atomic::Pending::new(path)?;
+    let tmp = out.path().to_owned();
     {
         let root = BitMapBackend::new(&tmp, (1100, 450)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
@@ -167,8 +168,7 @@ pub fn rounds_curve(path: &Path, rounds: &[(f64, SystemScores)]) -> Result<()> {
         }
         root.present().map_err(err)?;
     }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    out.commit()
 }
 
 fn points(epochs: &[Epoch], f: impl Fn(&Epoch) -> f64) -> Vec<(f64, f64)> {
@@ -181,7 +181,8 @@ pub fn learning_curve(path: &Path, history: &History) -> Result<()> {
     if !font_or_warn(path) {
         return Ok(());
     }
-    let tmp = path.with_extension("tmp.png");
+    let out = crate::atomic::Pending::new(path)?;
+    let tmp = out.path().to_owned();
     {
         let root = BitMapBackend::new(&tmp, (1500, 450)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
@@ -222,8 +223,7 @@ pub fn learning_curve(path: &Path, history: &History) -> Result<()> {
         )?;
         root.present().map_err(err)?;
     }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    out.commit()
 }
 
 /// Okabe and Ito's colour-blind-safe palette (black left out: it is the axes'). Yellow comes
@@ -378,7 +378,8 @@ pub fn category_interval_plot(
         (0.0, 1.0)
     };
     let pad = ((high - low) * 0.08).max(1e-3);
-    let tmp = path.with_extension("tmp.png");
+    let out = crate::atomic::Pending::new(path)?;
+    let tmp = out.path().to_owned();
     {
         let height = 120 + 70 * k as u32;
         let root = BitMapBackend::new(&tmp, (1000, height)).into_drawing_area();
@@ -438,6 +439,5 @@ pub fn category_interval_plot(
         legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         root.present().map_err(err)?;
     }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    out.commit()
 }

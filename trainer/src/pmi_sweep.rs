@@ -12,6 +12,7 @@
 //! Writes `sweep.json`, `sweep.md`, `predictions.csv` (one column per λ) and `lambda.png` (each λ
 //! minus greedy, paired 95% intervals) into the output folder.
 
+use crate::atomic;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -26,7 +27,7 @@ use crate::decoding::{greedy, milan_pmi_lambdas};
 use crate::fit::{
     BOOTSTRAP_RESAMPLES, MeanStd, Row, Scores, folder_name, load_scorer, paired_bootstrap, score,
 };
-use crate::train::{load, write_atomic};
+use crate::train::load;
 
 /// The system every λ is compared with, besides plain beam search (λ = 0).
 const GREEDY: &str = "captioner-greedy";
@@ -310,12 +311,12 @@ pub fn sweep(corpus: &Corpus, options: &SweepOptions, device: &Device) -> Result
             options.split.name()
         );
     }
-    write_atomic(
+    atomic::write(
         &options.out.join("sweep.json"),
         &serde_json::to_vec_pretty(&out)?,
     )?;
-    write_atomic(&options.out.join("sweep.md"), markdown(&out).as_bytes())?;
-    write_atomic(
+    atomic::write(&options.out.join("sweep.md"), markdown(&out).as_bytes())?;
+    atomic::write(
         &options.out.join("predictions.csv"),
         &predictions.into_inner()?,
     )?;

@@ -244,62 +244,7 @@ impl InitFrom {
     }
 }
 
-/// One epoch of one phase.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Epoch {
-    pub epoch: usize,
-    pub train_loss: f64,
-    /// Validation BLEU (captioner) or minus the validation loss (language model): higher is
-    /// better.
-    pub validation: f64,
-    /// The validation loss; breaks ties of `validation` (early on, greedy captions can score
-    /// BLEU 0 for several epochs while the loss still falls).
-    #[serde(default)]
-    pub validation_loss: f64,
-    pub seconds: f64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct History {
-    pub captioner: Vec<Epoch>,
-    pub language_model: Vec<Epoch>,
-    /// The captioner's best epoch was chosen by validation loss, not BLEU.
-    #[serde(default)]
-    pub captioner_by_loss: bool,
-}
-
-/// The (score, loss) pair an epoch is ranked by.
-fn rank(e: &Epoch, by_loss: bool) -> (f64, f64) {
-    if by_loss {
-        (-e.validation_loss, e.validation_loss)
-    } else {
-        (e.validation, e.validation_loss)
-    }
-}
-
-impl History {
-    /// The best epoch of a phase: the highest validation score, ties to the lower loss; or the
-    /// lowest loss when `by_loss`.
-    pub fn best(epochs: &[Epoch], by_loss: bool) -> Option<&Epoch> {
-        epochs
-            .iter()
-            .fold(None, |best: Option<&Epoch>, e| match best {
-                Some(b) if !better(rank(e, by_loss), rank(b, by_loss)) => Some(b),
-                _ => Some(e),
-            })
-    }
-
-    /// The captioner's best epoch, as training chose it.
-    pub fn best_captioner(&self) -> Option<&Epoch> {
-        History::best(&self.captioner, self.captioner_by_loss)
-    }
-}
-
-/// Whether validation result `a` (score, loss) beats `b`: a higher score, or the same score and a
-/// lower loss.
-pub fn better(a: (f64, f64), b: (f64, f64)) -> bool {
-    a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
-}
+pub use crate::history::{Epoch, History, better, rank};
 
 /// A trained model: what decoding needs.
 #[derive(Debug)]
@@ -311,26 +256,13 @@ pub struct Trained {
     pub history: History,
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
 pub(crate) fn save_module<M: Module>(module: M, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("bpk.tmp");
+    let out = crate::atomic::Pending::new(path)?;
     module
         .into_record()
-        .save(&tmp)
-        .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+        .save(out.path())
+        .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", out.path().display()))?;
+    out.commit()
 }
 
 pub(crate) fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
@@ -599,8 +531,7 @@ impl Phase<'_> {
             serde_json::to_vec(progress)?,
         )?;
         let path = states.join(format!("{}-{}", self.name, progress.epoch));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::rename(tmp.keep(), &path)?;
+        crate::atomic::publish_dir(&tmp.keep(), &path)?;
         // Older states of this phase are no longer needed.
         for entry in std::fs::read_dir(&states)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -712,9 +643,9 @@ pub fn train(
     } else {
         let _ = std::fs::remove_dir_all(dir.join("state"));
     }
-    write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(&info)?)?;
+    crate::atomic::write(&dir.join("config.json"), &serde_json::to_vec_pretty(&info)?)?;
     let tokens: Vec<&str> = (0..vocab.len()).map(|i| vocab.token(i)).collect();
-    write_atomic(&dir.join("vocab.json"), &serde_json::to_vec(&tokens)?)?;
+    crate::atomic::write(&dir.join("vocab.json"), &serde_json::to_vec(&tokens)?)?;
 
     let autodiff = device.clone().autodiff();
     let encoded: Vec<Vec<Vec<usize>>> = corpus
@@ -846,7 +777,7 @@ pub fn train(
         language_model: lm_history,
         captioner_by_loss: config.early_stopping == EarlyStopping::Loss,
     };
-    write_atomic(
+    crate::atomic::write(
         &dir.join("history.json"),
         &serde_json::to_vec_pretty(&history)?,
     )?;

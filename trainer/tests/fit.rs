@@ -1,6 +1,8 @@
 //! `trainer fit` and `trainer describe` end to end on a small synthetic corpus, with real
 //! EfficientNet-Lite0 features and BERTScore (assets fetched by scripts/test).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -42,22 +44,6 @@ fn fails(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn assets_present() {
-    for (file, asset) in [
-        (
-            "efficientnet-lite0/efficientnet-lite0-57934424.pth",
-            "efficientnet-lite0",
-        ),
-        ("minilm/model.safetensors", "minilm"),
-    ] {
-        assert!(
-            root().join("assets").join(file).is_file(),
-            "run `cargo run -p milan-trainer -- assets fetch {asset}` in the repository root \
-             (scripts/test does)"
-        );
-    }
-}
-
 fn csv_rows(path: &Path) -> Vec<csv::StringRecord> {
     let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     r.records().map(|x| x.expect("a CSV row")).collect()
@@ -74,7 +60,7 @@ fn csv_header(path: &Path) -> Vec<String> {
 
 #[test]
 fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
-    assets_present();
+    common::assets_present();
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("synth");
     run(trainer().args(["synth", "--out"]).arg(&data).args([
@@ -433,7 +419,7 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
 
 #[test]
 fn experiments_without_data_are_skipped_and_named() {
-    assets_present();
+    common::assets_present();
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("synth");
     run(trainer().args(["synth", "--out"]).arg(&data).args([

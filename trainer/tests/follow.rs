@@ -6,6 +6,8 @@
 //! Needs the `annotator` binary beside `trainer` (any `cargo test --workspace` or `cargo build`
 //! builds it) and the EfficientNet-Lite0 and MiniLM assets (scripts/test fetches them).
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -44,22 +46,6 @@ fn run(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn assets_present() {
-    for (file, asset) in [
-        (
-            "efficientnet-lite0/efficientnet-lite0-57934424.pth",
-            "efficientnet-lite0",
-        ),
-        ("minilm/model.safetensors", "minilm"),
-    ] {
-        assert!(
-            root().join("assets").join(file).is_file(),
-            "run `cargo run -p milan-trainer -- assets fetch {asset}` in the repository root \
-             (scripts/test does)"
-        );
-    }
 }
 
 /// `annotator serve` on a fixed port, so that a restarted server is where the follower left it.
@@ -256,7 +242,7 @@ fn follower_every(
 
 #[test]
 fn follows_rounds_through_rejections_outages_and_a_kill() {
-    assets_present();
+    common::assets_present();
     let tmp = tempfile::tempdir().expect("tempdir");
     let corpus = tmp.path().join("synth");
     run(trainer().args(["synth", "--out"]).arg(&corpus).args([
@@ -486,7 +472,7 @@ fn follows_rounds_through_rejections_outages_and_a_kill() {
 /// held-out neurons, and the results are written.
 #[test]
 fn the_active_ordering_simulation_runs_both_conditions() {
-    assets_present();
+    common::assets_present();
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = tmp.path().join("tiny.json");
     std::fs::write(

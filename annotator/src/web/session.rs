@@ -74,22 +74,13 @@ pub fn csrf_token(auth: &Auth, cookie_value: &str) -> String {
     auth.derive("csrf", cookie_value)
 }
 
-/// Equal-time comparison of two strings.
-pub fn equal(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 /// Checks a form's CSRF token against the visitor's cookie (the origin is checked with it, in
 /// `web::check_form`).
 pub fn csrf_ok(auth: &Auth, req: &HttpRequest, token: Option<&str>) -> bool {
     let (Some(cookie), Some(token)) = (req.cookie(CSRF_COOKIE), token) else {
         return false;
     };
-    equal(&csrf_token(auth, cookie.value()), token)
+    crate::auth::constant_time_eq(&csrf_token(auth, cookie.value()), token)
 }
 
 #[derive(Debug, Serialize, Deserialize)]

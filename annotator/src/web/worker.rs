@@ -23,7 +23,7 @@ use crate::engine::external::{MturkEntry, platform_id_ok};
 use crate::engine::{Accepted, EngineError};
 use crate::import::StoredExemplar;
 use crate::limits;
-use crate::qualification::Standing;
+use crate::qualification::{ChoiceKey, Standing};
 use crate::sessions::{Entry, Session, Via};
 
 /// MTurk's preview marker: the worker has not accepted the HIT.
@@ -1125,41 +1125,6 @@ async fn prolific_complete(
 
 const QUAL_PURPOSE: &str = "qualification-start";
 
-/// The value a choice has in a worker's form: a keyed hash of (project, worker, question,
-/// choice), so that neither the values nor their order (sorted by them) tell the choice's place
-/// in the test, where the right answer may always come first.
-fn choice_token(
-    state: &AppState,
-    project: &str,
-    worker: &str,
-    question: usize,
-    choice: usize,
-) -> String {
-    let full = state.auth.derive(
-        "qualification-choice",
-        &format!("{project}\u{1f}{worker}\u{1f}{question}\u{1f}{choice}"),
-    );
-    full[..20].to_owned()
-}
-
-/// The choices of a question in this worker's order, each with its opaque value.
-fn shuffled_choices(
-    state: &AppState,
-    project: &str,
-    worker: &str,
-    question: usize,
-    choices: &[String],
-) -> Vec<serde_json::Value> {
-    let mut order: Vec<(String, usize)> = (0..choices.len())
-        .map(|i| (choice_token(state, project, worker, question, i), i))
-        .collect();
-    order.sort();
-    order
-        .into_iter()
-        .map(|(token, i)| json!({"value": token, "text": choices[i]}))
-        .collect()
-}
-
 async fn qualification_page(
     state: State,
     site: SiteData,
@@ -1201,7 +1166,11 @@ async fn qualification_page(
             json!({
                 "prompt": q.prompt,
                 "images": q.images.iter().map(|h| format!("/images/{h}.png")).collect::<Vec<_>>(),
-                "choices": shuffled_choices(&state, &name, &v.worker, i, &q.choices),
+                "choices": ChoiceKey::new(&state.auth, &name, &v.worker)
+                    .shuffled(i, &q.choices)
+                    .into_iter()
+                    .map(|(value, text)| json!({"value": value, "text": text}))
+                    .collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -1249,7 +1218,7 @@ async fn qualification_submit(
         .enumerate()
         .map(|(i, &n)| {
             let given = get(&format!("q{i}"))?;
-            (0..n).find(|&c| session::equal(&choice_token(&state, &name, &v.worker, i, c), given))
+            ChoiceKey::new(&state.auth, &name, &v.worker).chosen(i, n, given)
         })
         .collect();
     let (s2, n, w) = (site.clone(), name.clone(), v.worker.clone());

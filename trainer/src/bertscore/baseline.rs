@@ -10,6 +10,7 @@
 //! `LAYER,P,R,F` layout; a file the user puts there (bert_score's own, for roberta-large) is
 //! used as it is.
 
+use crate::atomic;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -101,7 +102,6 @@ pub fn ensure(dir: &Path, scorer: &BertScorer) -> Result<(f64, f64, f64)> {
             .unwrap_or(usize::MAX)
     });
     let text = format!("LAYER,P,R,F\n{}\n", rows.join("\n"));
-    crate::train::write_atomic(&path, text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
+    atomic::write(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(b)
 }

@@ -25,6 +25,7 @@
 pub mod client;
 pub mod state;
 
+use crate::atomic;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -44,7 +45,7 @@ use crate::bertscore::{BertScorer, ScorerOptions};
 use crate::data::{Corpus, FeatureSource};
 use crate::fit::{Scores, evaluate};
 use crate::plot::SystemScores;
-use crate::train::{RunOptions, train, write_atomic};
+use crate::train::{RunOptions, train};
 use client::Annotator;
 use state::{FollowState, RoundPlan};
 
@@ -591,14 +592,14 @@ impl Follower {
             results,
             seconds: started.elapsed().as_secs_f64(),
         };
-        write_atomic(
+        atomic::write(
             &dir.join("metrics.json"),
             &serde_json::to_vec_pretty(&record)?,
         )?;
         let mut history = read_history(&self.options.out)?;
         history.retain(|r| r.round != plan.index);
         history.push(record.clone());
-        write_atomic(
+        atomic::write(
             &self.options.out.join("history.json"),
             &serde_json::to_vec_pretty(&history)?,
         )?;

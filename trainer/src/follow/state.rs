@@ -6,14 +6,13 @@
 //! work), so a page read twice, events repeated in the feed, or a re-read overlap after a restart
 //! change nothing.
 
+use crate::atomic;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use milan_shared::NeuronId;
 use serde::{Deserialize, Serialize};
-
-use crate::train::write_atomic;
 
 /// A neuron as the feed names it: (model key, layer, unit).
 pub type NeuronKey = (String, String, u32);
@@ -100,7 +99,7 @@ impl FollowState {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        write_atomic(path, &serde_json::to_vec_pretty(self)?)
+        atomic::write(path, &serde_json::to_vec_pretty(self)?)
     }
 
     /// Applies one feed event; true when it changed anything. Rejected descriptions stay as

@@ -16,6 +16,7 @@ pub mod dissect;
 pub mod nets;
 pub mod scenes;
 
+use crate::atomic;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -396,8 +397,8 @@ pub fn build(
 
     let keys: Vec<ModelKey> = jobs.iter().map(|j| j.key.clone()).collect();
     let roster = roster_of(&jobs);
-    crate::train::write_atomic(&options.out.join(roster::FILE), roster.to_json().as_bytes())?;
-    crate::train::write_atomic(
+    atomic::write(&options.out.join(roster::FILE), roster.to_json().as_bytes())?;
+    atomic::write(
         &options.out.join("grounded.json"),
         &serde_json::to_vec_pretty(&serde_json::json!({
             "scenes": options.scenes,
@@ -524,7 +525,7 @@ fn network(
             )?;
             nets::save(&net, &path)?;
             let report = serde_json::to_value(&report)?;
-            crate::train::write_atomic(&report_path, &serde_json::to_vec_pretty(&report)?)?;
+            atomic::write(&report_path, &serde_json::to_vec_pretty(&report)?)?;
             let layers = net.layers();
             Ok((Box::new(net), layers, report))
         }

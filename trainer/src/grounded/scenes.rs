@@ -262,10 +262,7 @@ pub fn write_set(
         tmp.path().join("concepts.json"),
         serde_json::to_vec_pretty(concepts)?,
     )?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    std::fs::rename(tmp.keep(), dir).with_context(|| format!("moving into {}", dir.display()))?;
+    crate::atomic::publish_dir(&tmp.keep(), dir)?;
     Ok(())
 }
 

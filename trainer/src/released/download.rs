@@ -3,6 +3,7 @@
 //! one), shown with a progress bar, and checked against a SHA-256 manifest that records each
 //! file's hash once its first download has proved usable and holds every later download to it.
 
+use crate::atomic;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -60,7 +61,7 @@ impl Manifest {
             return Ok(());
         }
         self.sha256.insert(name.to_owned(), sha.to_owned());
-        crate::train::write_atomic(&self.path, &serde_json::to_vec_pretty(self)?)
+        atomic::write(&self.path, &serde_json::to_vec_pretty(self)?)
     }
 }
 

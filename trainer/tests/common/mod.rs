@@ -16,6 +16,23 @@ fn from_root(dir: PathBuf) -> PathBuf {
     }
 }
 
+/// The fetched assets the end-to-end runs need (EfficientNet-Lite0 and all-MiniLM-L6-v2), or a
+/// failure that says how to get them.
+pub fn assets_present() {
+    for (file, asset) in [
+        ("efficientnet-lite0-57934424.pth", "efficientnet-lite0"),
+        ("model.safetensors", "minilm"),
+    ] {
+        let path = from_root(milan_trainer::assets::path(asset).unwrap()).join(file);
+        assert!(
+            path.is_file(),
+            "{} is missing: run `cargo run -p milan-trainer -- assets fetch {asset}` in the \
+             repository root (scripts/test does)",
+            path.display()
+        );
+    }
+}
+
 /// EfficientNet-Lite0's weights, or a failure that says how to get them.
 pub fn efficientnet_weights() -> PathBuf {
     let file = from_root(milan_trainer::assets::path("efficientnet-lite0").unwrap())

@@ -10,6 +10,7 @@
 //! uncertainty (active) or a fresh random order (random). The workers then complete `--batch`
 //! more sets, and so on.
 
+use milan_trainer::atomic;
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -27,11 +28,11 @@ use milan_trainer::follow::{
     Describe, FollowOptions, Priority, RoundRecord, follow, is_test_neuron, unit_interval,
 };
 use milan_trainer::plot::SystemScores;
-use milan_trainer::train::{MilanConfig, RunOptions, write_atomic};
+use milan_trainer::train::{MilanConfig, RunOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::fit_cmd::{FeatureArgs, TrainingArgs};
+use crate::cli::args::{FeatureArgs, TrainingArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
@@ -500,8 +501,8 @@ fn write_files(
     md: String,
     curve: &[(f64, SystemScores)],
 ) -> Result<String> {
-    write_atomic(&out.join("simulation.json"), json)?;
-    write_atomic(&out.join("simulation.md"), md.as_bytes())?;
+    atomic::write(&out.join("simulation.json"), json)?;
+    atomic::write(&out.join("simulation.md"), md.as_bytes())?;
     milan_trainer::plot::rounds_curve(&out.join("simulation.png"), curve)?;
     Ok(md)
 }

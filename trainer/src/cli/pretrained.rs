@@ -9,7 +9,7 @@ use milan_trainer::data::Corpus;
 use milan_trainer::released::checkpoint::{Pretrained, resolve};
 use milan_trainer::released::decode::{self, Decoded};
 
-use crate::fit_cmd::DescribeArgs;
+use crate::cli::fit::DescribeArgs;
 
 /// Neurons decoded together (beam x neurons rows per step; bounds memory).
 const NEURONS_PER_BATCH: usize = 16;
@@ -147,7 +147,7 @@ pub fn run(args: &DescribeArgs) -> Result<()> {
     }
     let units: usize = batches.iter().map(|b| b.rows.len()).sum();
 
-    let bar = crate::fit_cmd::describe_bar(units);
+    let bar = crate::cli::fit::describe_bar(units);
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["layer", "unit", "description"])?;
     for batch in &batches {
@@ -194,7 +194,7 @@ pub fn run(args: &DescribeArgs) -> Result<()> {
         bar.inc(batch.rows.len() as u64);
     }
     bar.finish_and_clear();
-    crate::fit_cmd::write_descriptions(
+    crate::cli::fit::write_descriptions(
         args.out.as_deref(),
         &w.into_inner()?,
         units,

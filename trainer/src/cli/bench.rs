@@ -35,7 +35,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     thread_counts: Vec<usize>,
     #[command(flatten)]
-    input: crate::exemplars_cmd::OnnxArgs,
+    input: crate::cli::exemplars::OnnxArgs,
 }
 
 /// The process's peak resident set (VmHWM), in MB.
@@ -76,7 +76,7 @@ fn forward_rate(model: &EfficientNetLite0, images: usize, batch: usize, device: 
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     if args.model {
-        return crate::bench_model::run(args.steps);
+        return crate::cli::bench_model::run(args.steps);
     }
     if let Some(path) = &args.onnx {
         return onnx_bench(path, args);

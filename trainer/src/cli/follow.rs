@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use milan_trainer::follow::{Describe, FollowOptions, Priority, follow};
 use milan_trainer::train::RunOptions;
 
-use crate::fit_cmd::{FeatureArgs, TrainingArgs};
+use crate::cli::args::{FeatureArgs, TrainingArgs};
 
 #[derive(Debug, clap::Args)]
 // One of the two is needed; a missing token names both (the file first: it is the safer one).

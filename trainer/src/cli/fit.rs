@@ -1,46 +1,16 @@
 //! `trainer fit` and `trainer describe`.
 
+use crate::cli::args::{FeatureArgs, ScorerArgs, TrainingArgs};
+use milan_trainer::atomic;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use milan_shared::split::Split;
-use milan_trainer::data::{Corpus, FeatureSource};
+use milan_trainer::data::Corpus;
 use milan_trainer::decoding::{DecodeConfig, greedy, milan_pmi};
 use milan_trainer::fit::{FitOptions, fit};
-use milan_trainer::train::{History, InitFrom, MilanConfig, RunOptions, load, write_atomic};
-
-/// Feature options shared by both commands.
-#[derive(Debug, Clone, clap::Args)]
-pub struct FeatureArgs {
-    /// Image encoder for the exemplar features: efficientnet-lite0, or resnet18..152 with
-    /// --weights (MILAN used ResNet-152).
-    #[arg(long, default_value = "efficientnet-lite0")]
-    pub encoder: String,
-    /// The encoder's weights (default: its fetched or registered asset).
-    #[arg(long)]
-    pub weights: Option<PathBuf>,
-    /// Feature cache folder (default: $MILAN_CACHE or ./cache).
-    #[arg(long)]
-    pub cache: Option<PathBuf>,
-    /// Backend: flex (CPU, default) or, in a build with the `tch` feature, tch / tch-cuda[:N].
-    #[arg(long, default_value = "flex")]
-    pub backend: String,
-}
-
-impl FeatureArgs {
-    pub fn source(&self) -> FeatureSource {
-        FeatureSource {
-            encoder: self.encoder.clone(),
-            weights: self.weights.clone(),
-            cache: self
-                .cache
-                .clone()
-                .unwrap_or_else(milan_trainer::features::default_cache),
-            ..FeatureSource::default()
-        }
-    }
-}
+use milan_trainer::train::{History, InitFrom, RunOptions, load};
 
 #[derive(Debug, clap::Args)]
 pub struct FitArgs {
@@ -80,59 +50,6 @@ pub struct FitArgs {
 }
 
 /// What training and scoring read besides the data, shared by fit, follow and simulate-active.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TrainingArgs {
-    /// A JSON file overriding numbers of the configuration (see `trainer config`), e.g.
-    /// {"hidden": 256, "max_epochs": 20}.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    #[command(flatten)]
-    pub scorer: ScorerArgs,
-}
-
-/// The BERTScore model of `fit`, `follow`, `simulate-active` and `sweep-lambda`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ScorerArgs {
-    /// BERTScore model folder (default: all-MiniLM-L6-v2 from `trainer assets fetch minilm`);
-    /// a Hugging Face roberta-large folder with `--num-layers 17` is the paper's setting (put
-    /// bert_score's roberta-large baseline there as bertscore-baseline.csv to rescale as it did).
-    #[arg(long)]
-    pub bertscore_model: Option<PathBuf>,
-    /// Layers of the BERTScore model to run (bert_score's num_layers; default: all).
-    #[arg(long = "num-layers")]
-    pub bertscore_layers: Option<usize>,
-}
-
-impl TrainingArgs {
-    pub fn config(&self) -> Result<MilanConfig> {
-        read_config(self.config.as_deref())
-    }
-}
-
-pub fn read_config(path: Option<&Path>) -> Result<MilanConfig> {
-    let Some(path) = path else {
-        return Ok(MilanConfig::default());
-    };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let known = serde_json::to_value(MilanConfig::default())?;
-    if let (Some(given), Some(known)) = (value.as_object(), known.as_object()) {
-        for key in given.keys() {
-            if !known.contains_key(key) {
-                bail!(
-                    "{}: unknown field {key:?}; the fields are {}",
-                    path.display(),
-                    known.keys().cloned().collect::<Vec<_>>().join(", ")
-                );
-            }
-        }
-    }
-    serde_json::from_value(value)
-        .with_context(|| format!("{}: a field has the wrong type", path.display()))
-}
-
 pub fn run_fit(args: &FitArgs) -> Result<()> {
     let device = milan_trainer::backend::device(&args.features.backend)?;
     let config = args.training.config()?;
@@ -252,7 +169,7 @@ pub struct DescribeArgs {
     #[arg(long, requires = "model")]
     pub images: Option<PathBuf>,
     #[command(flatten)]
-    pub onnx: crate::exemplars_cmd::OnnxArgs,
+    pub onnx: crate::cli::exemplars::OnnxArgs,
     /// Precomputed features instead of --data (with --pretrained): DIR/<layer>.npy, float32,
     /// units x 15 x feature size (the feature cache's layout). No encoder runs.
     #[arg(
@@ -315,7 +232,7 @@ pub fn run_describe(args: &DescribeArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(milan_trainer::features::default_cache);
         let images = args.images.as_deref().context("--images")?;
-        let data = crate::exemplars_cmd::cached_exemplars(
+        let data = crate::cli::exemplars::cached_exemplars(
             model,
             &args.layers,
             images,
@@ -328,7 +245,7 @@ pub fn run_describe(args: &DescribeArgs) -> Result<()> {
         return run_describe(&chained);
     }
     if args.pretrained.is_some() {
-        return crate::pretrained_cmd::run(args);
+        return crate::cli::pretrained::run(args);
     }
     let device = milan_trainer::backend::device(&args.features.backend)?;
     let checkpoint = args
@@ -396,7 +313,7 @@ pub fn describe_bar(units: usize) -> indicatif::ProgressBar {
 pub fn write_descriptions(out: Option<&Path>, csv: &[u8], units: usize, with: &str) -> Result<()> {
     match out {
         Some(path) => {
-            write_atomic(path, csv)?;
+            atomic::write(path, csv)?;
             eprintln!(
                 "{units} units described with {with} into {}",
                 path.display()
