@@ -276,6 +276,15 @@ pub struct WorkerSummary {
     pub earned_cents: i64,
 }
 
+/// Rejected work and the requester's feedback, as the worker sees it (MTurk shows the
+/// RequesterFeedback the same way).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    pub text: String,
+    pub feedback: String,
+    pub at: Millis,
+}
+
 /// One row of the requester's worker table.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerLine {
@@ -717,6 +726,23 @@ impl Reports {
             let (reward, bonus) = q::earnings(c, w.id)?;
             summary.earned_cents = reward.saturating_add(bonus);
             Ok(summary)
+        })
+    }
+
+    /// The worker's latest rejected work, newest first.
+    pub fn rejections(&self, worker: &str, limit: i64) -> Result<Vec<Rejection>> {
+        self.db.read(|c| {
+            let Some(w) = q::worker_by_external(c, worker)? else {
+                return Ok(Vec::new());
+            };
+            Ok(q::rejections_of(c, w.id, limit)?
+                .into_iter()
+                .map(|(a, d)| Rejection {
+                    text: d.raw,
+                    feedback: a.feedback.unwrap_or_default(),
+                    at: a.reviewed_at.unwrap_or(0),
+                })
+                .collect())
         })
     }
 

@@ -58,9 +58,9 @@ fn accept_submit_approve_pays_and_counts() {
         let response = engine
             .submit(&id, "alice", "  Red circles. ", None, T0 + 1000)
             .unwrap();
-        assert_eq!(response["status"], "submitted");
-        assert_eq!(response["description"], "Red circles.");
-        assert_eq!(response["cleaned"], "red circles");
+        assert_eq!(response.status, "submitted");
+        assert_eq!(response.description, "Red circles.");
+        assert_eq!(response.cleaned, "red circles");
         engine.approve(&id, T0 + 2000).unwrap();
         assert_eq!(engine.earnings("alice").unwrap(), (10, 0));
         let progress = Reports::new(db.db.clone()).progress("p").unwrap();
@@ -374,7 +374,7 @@ fn description_rules_are_enforced_on_submit() {
         }
         let text = "salt & \"pepper\" <- arrows";
         let r = engine.submit(&next, "alice", text, None, T0 + 5).unwrap();
-        assert_eq!(r["description"], text, "{}: stored as data", db.name);
+        assert_eq!(r.description, text, "{}: stored as data", db.name);
     });
 }
 

@@ -119,7 +119,7 @@ fn a_batch_commits_its_good_requests_and_nothing_of_the_failed_ones() {
         (1, members as u64 + 1),
         "every request shared one commit"
     );
-    assert_eq!(submitted.unwrap()["status"], "submitted");
+    assert_eq!(submitted.unwrap().status, "submitted");
     assert!(
         matches!(&late, Err(EngineError::Conflict(m)) if m.contains("lease ended")),
         "{late:?}"

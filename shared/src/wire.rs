@@ -70,6 +70,19 @@ pub struct SubmitRequest {
     pub description: String,
 }
 
+/// The answer to a submit (and, unchanged, to the same submit sent again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    /// `submitted`.
+    pub status: String,
+    pub assignment_id: String,
+    /// The description as stored (trimmed).
+    pub description: String,
+    /// The reference's clean-up of it.
+    pub cleaned: String,
+    pub submitted_at: i64,
+}
+
 /// One line of the descriptions feed (`GET /projects/{p}/descriptions`, JSON lines).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedEvent {

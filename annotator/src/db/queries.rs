@@ -947,15 +947,6 @@ pub fn first_set(conn: &mut Db, project_id: i64) -> QueryResult<Option<SetRow>> 
         .optional()
 }
 
-/// Assignments a worker submitted (submitted or approved) in all projects.
-pub fn count_done(conn: &mut Db, worker_id: i64) -> QueryResult<i64> {
-    assignments::table
-        .filter(assignments::worker_id.eq(worker_id))
-        .filter(assignments::state.eq_any(["submitted", "approved"]))
-        .select(count_star())
-        .first(conn)
-}
-
 /// A worker's assignments counted by state: (state, count).
 pub fn work_by_state(conn: &mut Db, worker_id: i64) -> QueryResult<Vec<(String, i64)>> {
     assignments::table

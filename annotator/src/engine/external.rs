@@ -17,9 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
+use super::assignments::{end, expire_due, take_next};
 use super::{
-    Accepted, Engine, EngineError, Result, State, changed_meanwhile, end, event, expire_due,
-    project_in, take_next, worker_in,
+    Accepted, Engine, EngineError, Result, State, changed_meanwhile, event, project_in, worker_in,
 };
 use crate::db::Db;
 use crate::db::queries::{self as q, NewEvent, Stamp};

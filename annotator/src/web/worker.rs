@@ -392,7 +392,7 @@ async fn project_page(
         let project = st.engine.project(&n)?;
         let current = st.engine.current_assignment(&n, &w, now)?;
         let standing = s2.qualifications.standing(&n, &w, now)?;
-        let rejections = st.engine.rejections(&w, 10)?;
+        let rejections = st.reports.rejections(&w, 10)?;
         Ok((project, current, standing, rejections))
     })
     .await?;
@@ -408,13 +408,7 @@ async fn project_page(
         Standing::RetryAt(at) => ("wait", (at - now + 999) / 1000),
     };
     ctx.insert("standing", standing_name);
-    ctx.insert(
-        "rejections",
-        &rejections
-            .iter()
-            .map(|(text, feedback, _)| json!({"text": text, "feedback": feedback}))
-            .collect::<Vec<_>>(),
-    );
+    ctx.insert("rejections", &rejections);
     ctx.insert("retry_in", &retry_in);
     let mut page = Page::new("project.html", ctx);
     if let Entry::Prolific { project: p, .. } = v.entry()
