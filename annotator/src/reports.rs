@@ -170,7 +170,8 @@ impl Throughput {
         }
         let max = counts.iter().copied().max().unwrap_or(0).max(1);
         let (width, height) = (640i64, 170i64);
-        let (left, top, right, bottom) = (40i64, 8i64, width - 8, height - 26);
+        // Margins leave room for the tick labels: counts on the left, "now" centred on the right edge.
+        let (left, top, right, bottom) = (40i64, 8i64, width - 24, height - 26);
         let bar_w = (right - left) / bars_n;
         let plot_h = bottom - top;
         let bars = counts
