@@ -524,7 +524,10 @@ impl Reports {
 
     /// Progress by model and layer, in the order the sets were imported.
     pub fn progress(&self, project: &str) -> Result<Vec<Progress>> {
-        let project = self.project(project)?;
+        self.progress_of(&self.project(project)?)
+    }
+
+    fn progress_of(&self, project: &ProjectRow) -> Result<Vec<Progress>> {
         let (sets, submitted) = self.db.read(|c| -> Result<_> {
             Ok((
                 q::sets_of_project(c, project.id)?,
@@ -692,8 +695,8 @@ impl Reports {
 
     /// The dashboard: progress, submissions over time, and when the rest may be done.
     pub fn dashboard(&self, project: &str, now: Millis) -> Result<Dashboard> {
-        let progress = self.progress(project)?;
         let project = self.project(project)?;
+        let progress = self.progress_of(&project)?;
         let work = self
             .db
             .read(|c| -> Result<_> { Ok(q::assignments_with_workers(c, project.id)?) })?;

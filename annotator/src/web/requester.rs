@@ -775,8 +775,8 @@ async fn sets(
         let layers = st.reports.layers(&n)?;
         let found = st.reports.find_sets(&n, &q2, SETS_LISTED)?;
         // One set found (or named whole): show its history.
-        let history = match (found.as_slice(), &q2) {
-            ([one], _) => Some(
+        let history = match found.as_slice() {
+            [one] => Some(
                 st.reports
                     .set_history(&n, &one.model, &one.layer, one.unit)?,
             ),
