@@ -510,12 +510,19 @@ test("the requester reviews: markup shows as text, approve and reject, bulk, key
 
   // Export buttons download the work.
   await page.goto(`${BASE}/r/p/solo`);
-  const [download] = await Promise.all([page.waitForEvent("download"), page.click("a.button:text-is('jsonl')")]);
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("a.button:text-is('JSON lines')")]);
   const chunks = [];
   for await (const c of await download.createReadStream()) chunks.push(c);
   const lines = Buffer.concat(chunks).toString().trim().split("\n").map((l) => JSON.parse(l));
   assert.deepEqual(lines.map((l) => l.state).sort(), ["approved", "approved", "rejected"]);
   assert.equal(lines.find((l) => l.state === "rejected").feedback, "Please describe the highlighted regions only.");
+  // MILANNOTATIONS of the described units: a gzip'd tar, named after the project.
+  const [tarball] = await Promise.all([page.waitForEvent("download"), page.click("a.button:text-is('MILANNOTATIONS')")]);
+  assert.equal(tarball.suggestedFilename(), "solo.tar.gz");
+  const gz = [];
+  for await (const c of await tarball.createReadStream()) gz.push(c);
+  const bytes = Buffer.concat(gz);
+  assert.deepEqual([bytes[0], bytes[1]], [0x1f, 0x8b], "gzip magic");
 
   // The qualification test: a form (errors beside what was typed), and the TOML to copy in or out.
   await page.goto(`${BASE}/r/p/pool`);

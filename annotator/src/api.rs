@@ -25,8 +25,9 @@ use crate::accounts::{Accounts, validate_local_worker_id};
 use crate::auth::{Auth, AuthError};
 use crate::db::queries as q;
 use crate::domain::{ProjectSettings, now_ms};
+use crate::download::{self, ExportQuery};
 use crate::engine::{Bonus, Engine, EngineError, Paid};
-use crate::export::{self, ExportError, Format};
+use crate::export::ExportError;
 use crate::images::ImageStore;
 use crate::limits::{self, ApiLimits, Limit, RateLimiter};
 use crate::origin::Network;
@@ -936,11 +937,6 @@ async fn ordering(
     Ok(HttpResponse::Ok().json(json!({ "by_priority": by_priority })))
 }
 
-#[derive(Debug, Deserialize)]
-struct ExportQuery {
-    format: String,
-}
-
 async fn export_project(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -948,28 +944,8 @@ async fn export_project(
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse> {
     requester(&state, &req).await?;
-    let format: Format = query.format.parse().map_err(ApiError::BadRequest)?;
-    let project = path.into_inner();
-    let st = state.clone();
-    let name = project.clone();
-    let (bytes, content_type, extension) = blocking(move || -> Result<_> {
-        Ok(export::download(
-            &st.engine,
-            &st.images,
-            &st.data_dir,
-            &project,
-            format,
-            st.net.public_url.as_ref(),
-        )?)
-    })
-    .await?;
-    Ok(HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{name}.{extension}\""),
-        ))
-        .body(bytes))
+    let request = query.parse().map_err(ApiError::BadRequest)?;
+    Ok(download::respond(&state, &path, request).await?)
 }
 
 async fn openapi() -> HttpResponse {

@@ -20,7 +20,8 @@ use crate::db::queries as q;
 use crate::db::{Database, DatabaseUrl};
 use crate::domain::{ProjectSettings, now_ms};
 use crate::engine::{Engine, EngineError};
-use crate::loadgen::{Acknowledged, CrowdConfig, CrowdReport, ServerProcess, percentile};
+use crate::loadgen::{Acknowledged, CrowdConfig, CrowdReport, percentile};
+use milan_client::{Serve, ServerProcess};
 
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
@@ -232,16 +233,17 @@ fn run_case(
     let threads = config.http_threads.to_string();
     let mut args = vec!["--workers", threads.as_str()];
     if !config.rate_limits {
-        args.extend(ServerProcess::NO_RATE_LIMITS);
+        args.extend(Serve::NO_RATE_LIMITS);
     }
     let servers = (0..processes)
         .map(|p| {
-            ServerProcess::start(
+            Serve::new(
                 &std::env::current_exe()?,
                 &dir.join(format!("data{index}-{p}")),
-                &url,
-                &args,
             )
+            .args(url.serve_args())
+            .args(&args)
+            .start()
         })
         .collect::<std::io::Result<Vec<_>>>()?;
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();

@@ -1,18 +1,19 @@
 //! Out: a project as a MILANNOTATIONS folder (what the trainer reads), as Mechanical Turk's
 //! batch-results CSV (what MILAN's own cleaning script reads), or as JSON lines.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+pub mod milannotations;
 
-use milan_shared::ModelKey;
-use milan_shared::milannotations::{DatasetWriter, FormatError, LayerShape};
+pub use milannotations::{Plan, Units};
+
+use std::io::Write;
+
+use milan_shared::milannotations::FormatError;
 use serde_json::json;
 
 use crate::db::DbError;
 use crate::db::queries::{self as q, AssignmentRow, DescriptionRow, SetRow};
 use crate::engine::{Engine, EngineError};
-use crate::images::{ImageError, ImageStore};
+use crate::images::ImageError;
 use crate::import::StoredExemplar;
 use crate::origin::PublicUrl;
 
@@ -60,9 +61,6 @@ impl From<DbError> for ExportError {
     }
 }
 
-/// A layer's name and its sets by unit.
-type LayerSets<'a> = (String, BTreeMap<i32, &'a SetRow>);
-
 type Work = Vec<(AssignmentRow, DescriptionRow, String, SetRow)>;
 
 fn load(engine: &Engine, project: &str) -> Result<(q::ProjectRow, Vec<SetRow>, Work), ExportError> {
@@ -74,84 +72,6 @@ fn load(engine: &Engine, project: &str) -> Result<(q::ProjectRow, Vec<SetRow>, W
         ))
     })?;
     Ok((project, sets, work))
-}
-
-/// Writes `<out>/<arch>/<dataset>/` for every model key of the project: arrays rebuilt exactly
-/// from the stored PNGs, ids, and annotations.csv with the approved, cleaned descriptions.
-/// Returns the folders written.
-pub fn milannotations(
-    engine: &Engine,
-    store: &ImageStore,
-    project: &str,
-    out: &Path,
-) -> Result<Vec<PathBuf>, ExportError> {
-    let (_, sets, work) = load(engine, project)?;
-    // model -> layer (in import order) -> unit -> set
-    let mut models: BTreeMap<String, Vec<LayerSets>> = BTreeMap::new();
-    for set in &sets {
-        let layers = models.entry(set.model.clone()).or_default();
-        match layers.iter_mut().find(|(name, _)| *name == set.layer) {
-            Some((_, units)) => {
-                units.insert(set.unit, set);
-            }
-            None => layers.push((set.layer.clone(), BTreeMap::from([(set.unit, set)]))),
-        }
-    }
-    let mut written = Vec::new();
-    for (model, layers) in &models {
-        let key: ModelKey = model
-            .parse()
-            .map_err(|e| ExportError::Incomplete(format!("set model {model:?}: {e}")))?;
-        let mut writer = DatasetWriter::create(out, &key)?;
-        for (layer, units) in layers {
-            let last = *units.keys().next_back().expect("a layer has a set");
-            if let Some(missing) = (0..=last).find(|u| !units.contains_key(u)) {
-                return Err(ExportError::Incomplete(format!(
-                    "{model} {layer}: unit {missing} is missing; MILANNOTATIONS needs every unit \
-                     of a layer from 0 to {last}"
-                )));
-            }
-            let first: Vec<StoredExemplar> = exemplars_of(units[&0])?;
-            let (_, height, width) = store.read_rgb_planar(&first[0].image)?;
-            let shape = LayerShape {
-                units: units.len(),
-                k: first.len(),
-                height: height as usize,
-                width: width as usize,
-            };
-            let mut layer_writer = writer.layer(layer, shape, true)?;
-            for (unit, set) in units {
-                let exemplars = exemplars_of(set)?;
-                let mut images = Vec::with_capacity(shape.unit_len(3));
-                let mut masks = Vec::with_capacity(shape.unit_len(1));
-                for e in &exemplars {
-                    images.extend(store.read_rgb_planar(&e.image)?.0);
-                    masks.extend(store.read_mask(&e.mask)?);
-                }
-                let ids: Vec<u64> = exemplars.iter().map(|e| e.id).collect();
-                layer_writer.write_unit(*unit as usize, &masks, Some(&images), &ids)?;
-            }
-            layer_writer.finish()?;
-        }
-        for (a, d, _, set) in &work {
-            if set.model == *model && a.state == "approved" {
-                writer.describe(&set.layer, set.unit as u32, &d.cleaned);
-            }
-        }
-        written.push(writer.finish()?);
-    }
-    Ok(written)
-}
-
-fn exemplars_of(set: &SetRow) -> Result<Vec<StoredExemplar>, ExportError> {
-    let exemplars = StoredExemplar::of_set(set)?;
-    if exemplars.is_empty() {
-        return Err(ExportError::Incomplete(format!(
-            "set {} has no exemplars",
-            set.id
-        )));
-    }
-    Ok(exemplars)
 }
 
 /// MTurk's batch-results columns, in MTurk's order.
@@ -320,12 +240,10 @@ pub fn mturk_time(ms: i64) -> String {
     )
 }
 
-/// A whole export in memory, as a download: (bytes, content type, file extension). The
-/// MILANNOTATIONS folder is written to a scratch folder under `scratch_root` and sent as a tar.
-pub fn download(
+/// A small export (MTurk CSV or JSON lines) in memory, as a download: (bytes, content type, file
+/// extension). MILANNOTATIONS is streamed instead ([`crate::download`]).
+pub fn whole(
     engine: &Engine,
-    images: &ImageStore,
-    scratch_root: &Path,
     project: &str,
     format: Format,
     public_url: Option<&PublicUrl>,
@@ -341,19 +259,9 @@ pub fn download(
             (out, "application/x-ndjson", "jsonl")
         }
         Format::Milannotations => {
-            let dir = scratch_root
-                .join("tmp")
-                .join(uuid::Uuid::new_v4().simple().to_string());
-            std::fs::create_dir_all(&dir)?;
-            let result = milannotations(engine, images, project, &dir).and_then(|_| {
-                let mut archive = tar::Builder::new(&mut out);
-                archive.append_dir_all(".", &dir)?;
-                archive.finish()?;
-                Ok(())
-            });
-            let _ = std::fs::remove_dir_all(&dir);
-            result?;
-            (out, "application/x-tar", "tar")
+            return Err(ExportError::Incomplete(
+                "MILANNOTATIONS is streamed, never built in memory".into(),
+            ));
         }
     })
 }

@@ -4,7 +4,8 @@
 //!   MTurk and Prolific entry and their reconciliation with the platforms' records.
 //! - [`db`]: connections, migrations and every query (SQLite or PostgreSQL).
 //! - [`domain`]: settings, states and the description rules as types.
-//! - [`import`] / [`export`]: MILANNOTATIONS in, MILANNOTATIONS, MTurk CSV and JSONL out.
+//! - [`import`] / [`export`]: MILANNOTATIONS in, MILANNOTATIONS, MTurk CSV and JSONL out;
+//!   [`download`]: exports over HTTP (MILANNOTATIONS streamed as a tar while it is written).
 //! - [`images`]: exemplars rendered as a worker sees them, stored content-addressed.
 //! - [`sessions`]: server-side sessions of workers and requesters, revocable; [`auth`]: the
 //!   server's secret and requester API tokens; [`accounts`]: passwords and one-time codes.
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod bench;
 pub mod db;
 pub mod domain;
+pub mod download;
 pub mod engine;
 pub mod export;
 pub mod images;

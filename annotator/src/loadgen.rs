@@ -8,6 +8,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use milan_client::Api;
 use milan_shared::wire;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -76,70 +77,6 @@ pub struct CrowdReport {
     pub elapsed: Duration,
 }
 
-struct Client {
-    agent: ureq::Agent,
-    base: String,
-    token: String,
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
-impl Client {
-    fn post(
-        &self,
-        path: &str,
-        body: Option<Value>,
-        key: Option<&str>,
-    ) -> Result<(u16, Value), String> {
-        let mut req = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("Authorization", &format!("Bearer {}", self.token));
-        if let Some(key) = key {
-            req = req.header("Idempotency-Key", key);
-        }
-        let resp = match body {
-            Some(b) => req.send_json(b),
-            None => req.send_empty(),
-        };
-        let mut resp = resp.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| e.to_string())?;
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        Ok((status, value))
-    }
-}
-
-/// A session for a worker, minted with the requester's token: the token for its requests.
-pub fn sign_in(base: &str, requester_token: &str, worker: &str) -> Result<String, String> {
-    let mut resp = agent()
-        .post(format!("{base}/api/v1/workers/session"))
-        .header("Authorization", &format!("Bearer {requester_token}"))
-        .send_json(wire::SessionRequest {
-            worker_id: Some(worker.to_owned()),
-            ..wire::SessionRequest::default()
-        })
-        .map_err(|e| e.to_string())?;
-    let session: wire::Session = resp
-        .body_mut()
-        .read_json()
-        .map_err(|e| format!("no session: {e}"))?;
-    Ok(session.token)
-}
-
 fn worker_loop(
     base: &str,
     index: usize,
@@ -149,18 +86,15 @@ fn worker_loop(
 ) {
     let worker = format!("worker-{index:03}");
     let mut rng = StdRng::seed_from_u64(config.seed.wrapping_mul(1000).wrapping_add(index as u64));
-    let token = match sign_in(base, &config.requester_token, &worker) {
+    let api = Api::new(base);
+    let token = match api.sign_in(&config.requester_token, &worker) {
         Ok(t) => t,
         Err(_) => {
             report.lock().unwrap().transport_errors += 1;
             return;
         }
     };
-    let client = Client {
-        agent: agent(),
-        base: base.to_owned(),
-        token,
-    };
+    let none = None::<&Value>;
     let accept_path = format!("/api/v1/projects/{}/assignments", config.project);
     let mut idle_since: Option<Instant> = None;
     let mut n = 0usize;
@@ -169,7 +103,7 @@ fn worker_loop(
             return;
         }
         let t0 = Instant::now();
-        let (status, body) = match client.post(&accept_path, None, None) {
+        let (status, body) = match api.post(&accept_path, &token, none, None) {
             Ok(r) => r,
             Err(_) => {
                 report.lock().unwrap().transport_errors += 1;
@@ -212,7 +146,12 @@ fn worker_loop(
         report.lock().unwrap().accepted += 1;
         report.lock().unwrap().accept_latencies.push(accept_time);
         if rng.random_bool(config.p_return) {
-            match client.post(&format!("/api/v1/assignments/{id}/return"), None, None) {
+            match api.post(
+                &format!("/api/v1/assignments/{id}/return"),
+                &token,
+                none,
+                None,
+            ) {
                 Ok((200, _)) => report.lock().unwrap().returned += 1,
                 // On a loaded machine the lease can run out between accept and return; the
                 // server then refuses the return, as it must (as for a slow submit below).
@@ -236,12 +175,11 @@ fn worker_loop(
         let text = format!("{worker} sees pattern {n} in set {}", accepted.set.id);
         let key = format!("{id}-1");
         let submit_path = format!("/api/v1/assignments/{id}/submit");
-        let submit_body = serde_json::to_value(wire::SubmitRequest {
+        let submit_body = wire::SubmitRequest {
             description: text.clone(),
-        })
-        .expect("plain data");
+        };
         let t1 = Instant::now();
-        let submitted = client.post(&submit_path, Some(submit_body.clone()), Some(&key));
+        let submitted = api.post(&submit_path, &token, Some(&submit_body), Some(&key));
         let submit_time = t1.elapsed();
         match submitted {
             Ok((200, first)) if !late => {
@@ -255,7 +193,7 @@ fn worker_loop(
                 });
                 drop(r);
                 if rng.random_bool(config.p_replay) {
-                    match client.post(&submit_path, Some(submit_body), Some(&key)) {
+                    match api.post(&submit_path, &token, Some(&submit_body), Some(&key)) {
                         Ok((200, again)) if again == first => report.lock().unwrap().replayed += 1,
                         Ok((s, b)) => report
                             .lock()
@@ -315,71 +253,4 @@ pub fn percentile(samples: &[Duration], p: f64) -> Duration {
     sorted.sort();
     let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[i.min(sorted.len() - 1)]
-}
-
-/// An `annotator serve` process on a free loopback port (no demo project), killed when dropped.
-#[derive(Debug)]
-pub struct ServerProcess {
-    pub child: std::process::Child,
-    /// e.g. `http://127.0.0.1:40363`
-    pub base: String,
-}
-
-impl ServerProcess {
-    /// The argument that turns the API's rate limits off, for a crowd on one address.
-    pub const NO_RATE_LIMITS: [&'static str; 1] = ["--no-rate-limits"];
-
-    /// Starts `exe serve` on `data_dir` and `url` and waits for its "listening" line.
-    pub fn start(
-        exe: &std::path::Path,
-        data_dir: &std::path::Path,
-        url: &crate::db::DatabaseUrl,
-        extra_args: &[&str],
-    ) -> std::io::Result<ServerProcess> {
-        use std::io::BufRead;
-        let mut cmd = std::process::Command::new(exe);
-        cmd.args(["serve", "--bind", "127.0.0.1:0", "--no-demo"])
-            .args(extra_args)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit());
-        match url {
-            crate::db::DatabaseUrl::Sqlite(path) => cmd.arg("--database-url").arg(path),
-            crate::db::DatabaseUrl::Postgres(u) => cmd.args(["--database-url", u]),
-        };
-        let mut child = cmd.spawn()?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let base = loop {
-            let Some(line) = lines.next() else {
-                let _ = child.wait();
-                return Err(std::io::Error::other(
-                    "annotator serve exited before listening",
-                ));
-            };
-            if let Some(rest) = line?.strip_prefix("annotator listening on ") {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Ok(ServerProcess { child, base })
-    }
-
-    /// SIGKILL: no chance to flush or finish anything.
-    pub fn kill_9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.kill_9();
-    }
 }

@@ -164,6 +164,11 @@ enum Command {
         /// The server's public URL, to write absolute image URLs into the MTurk CSV.
         #[arg(long)]
         public_url: Option<String>,
+        /// milannotations only: `annotated` writes exemplars for units with an approved
+        /// description (the others' rows stay zero, named in each layer's omitted.csv; layers
+        /// without one are left out); `all` writes every unit's. Default: annotated.
+        #[arg(long)]
+        units: Option<export::Units>,
     },
     /// Requester API tokens: create one and print it (stored hashed, shown only this once), or
     /// list them, or revoke one.
@@ -427,15 +432,24 @@ fn run(cli: Cli) -> Result<()> {
             format,
             out,
             public_url,
+            units,
         } => {
             let format: Format = format.parse().map_err(anyhow::Error::msg)?;
+            if units.is_some() && format != Format::Milannotations {
+                anyhow::bail!("--units applies to --format milannotations only");
+            }
+            let units = units.unwrap_or_default();
             let public_url = parse_public_url(public_url.as_deref())?;
             let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
             match format {
                 Format::Milannotations => {
-                    let written =
-                        export::milannotations(&state.engine, &state.images, &project, &out)?;
-                    for dir in written {
+                    let plan = export::Plan::of(&state.engine, &state.images, &project, units)?;
+                    println!(
+                        "exporting {} of {} units with their exemplars",
+                        plan.units_with_exemplars(),
+                        plan.units()
+                    );
+                    for dir in plan.write_folder(&state.images, &out)? {
                         println!("wrote {}", dir.display());
                     }
                 }

@@ -266,7 +266,7 @@ async fn a_worker_and_a_requester_over_http() {
             .map(|row| row["approved"].as_i64().unwrap())
             .sum();
         assert_eq!(approved, 1);
-        for format in ["mturk-csv", "jsonl", "milannotations"] {
+        for format in ["mturk-csv", "jsonl"] {
             let resp = test::call_service(
                 &app,
                 bearer(
@@ -280,6 +280,54 @@ async fn a_worker_and_a_requester_over_http() {
             assert_eq!(resp.status(), StatusCode::OK, "{format}");
             assert!(!test::read_body(resp).await.is_empty(), "{format}");
         }
+        // MILANNOTATIONS streams (no Content-Length): by default a .tar.gz of the layer with the
+        // one described unit (each layer here has one unit); with units=all&compression=none a
+        // plain tar of every layer.
+        let export = |query: &str| {
+            bearer(
+                test::TestRequest::get().uri(&format!(
+                    "/api/v1/projects/p/export?format=milannotations{query}"
+                )),
+                &f.requester,
+            )
+            .to_request()
+        };
+        let resp = test::call_service(&app, export("")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers().get("content-type").unwrap(),
+            "application/gzip"
+        );
+        assert!(
+            resp.headers()
+                .get("content-disposition")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .ends_with("p.tar.gz\"")
+        );
+        assert!(!resp.headers().contains_key("content-length"), "streamed");
+        let gz = test::read_body(resp).await;
+        let tar = {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out)
+                .unwrap();
+            out
+        };
+        let annotated = unpack_npys(&tar);
+        let resp = test::call_service(&app, export("&units=all&compression=none")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers().get("content-type").unwrap(),
+            "application/x-tar"
+        );
+        let all = unpack_npys(&test::read_body(resp).await);
+        assert!(
+            annotated.len() < all.len(),
+            "layers without a described unit are left out: {} files of {}",
+            annotated.len(),
+            all.len()
+        );
         // Bob returns each set he takes and never gets one back: after all five, nothing is left.
         let bob = session(&app, &f.requester, "bob").await;
         for _ in 0..5 {
@@ -699,6 +747,35 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 ),
                 StatusCode::BAD_REQUEST,
                 "unknown export format",
+            ),
+            (
+                "export bad units",
+                bearer(
+                    test::TestRequest::get()
+                        .uri("/api/v1/projects/p/export?format=milannotations&units=some"),
+                    &f.requester,
+                ),
+                StatusCode::BAD_REQUEST,
+                "unknown units \"some\": use annotated or all",
+            ),
+            (
+                "export units of a CSV",
+                bearer(
+                    test::TestRequest::get().uri("/api/v1/projects/p/export?format=jsonl&units=all"),
+                    &f.requester,
+                ),
+                StatusCode::BAD_REQUEST,
+                "units applies to format=milannotations only",
+            ),
+            (
+                "export misspelt parameter",
+                bearer(
+                    test::TestRequest::get()
+                        .uri("/api/v1/projects/p/export?format=milannotations&unit=all"),
+                    &f.requester,
+                ),
+                StatusCode::BAD_REQUEST,
+                "unit",
             ),
             (
                 "image path traversal",
@@ -1345,4 +1422,20 @@ async fn random_json_bodies_never_fail_the_server() {
             }
         }
     }
+}
+
+/// A tar's files: (path, size).
+fn unpack_npys(tar: &[u8]) -> Vec<(String, usize)> {
+    let mut archive = tar::Archive::new(tar);
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.path().unwrap().to_string_lossy().into_owned(),
+                e.size() as usize,
+            )
+        })
+        .collect()
 }

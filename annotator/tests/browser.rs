@@ -162,13 +162,7 @@ fn pages_in_a_browser(database: Option<milan_annotator::db::DatabaseUrl>, shots_
     drop(state);
 
     let url = milan_annotator::server::database_url(&data, database_url.as_deref());
-    let server = common::Server::start(
-        Path::new(env!("CARGO_BIN_EXE_annotator")),
-        &data,
-        &url,
-        &["--sweep-interval-ms", "200"],
-    )
-    .expect("start annotator serve");
+    let server = common::start_server(&data, &url);
 
     let shots = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)

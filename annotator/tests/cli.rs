@@ -102,8 +102,8 @@ fn migrate_import_export_and_tokens_from_the_command_line() {
         "{text}"
     );
     let folder = tmp.path().join("milannotations");
-    stdout(&annotator(
-        &[
+    let export = |units: &[&str]| {
+        let mut args = vec![
             "export",
             "--project",
             "places",
@@ -111,9 +111,25 @@ fn migrate_import_export_and_tokens_from_the_command_line() {
             "milannotations",
             "--out",
             folder.to_str().unwrap(),
-        ],
-        &data,
-    ));
+        ];
+        args.extend(units);
+        annotator(&args, &data)
+    };
+    // Nothing is described yet: the default (described units) has nothing, and says what to do.
+    let nothing = export(&[]);
+    assert!(!nothing.status.success());
+    let said = String::from_utf8_lossy(&nothing.stderr);
+    assert!(
+        said.contains("no unit of project places has an approved description"),
+        "{said}"
+    );
+    assert!(said.contains("--units all"), "{said}");
+    assert!(!folder.exists(), "nothing written");
+    let out = stdout(&export(&["--units", "all"]));
+    assert!(
+        out.contains("exporting 5 of 5 units with their exemplars"),
+        "{out}"
+    );
     let dataset =
         milan_shared::milannotations::Dataset::open(&folder.join("resnet152/places365")).unwrap();
     assert_eq!(dataset.layers().len(), 5);
@@ -130,6 +146,24 @@ fn migrate_import_export_and_tokens_from_the_command_line() {
         &data,
     );
     assert!(String::from_utf8_lossy(&bad_format.stderr).contains("unknown export format"));
+    let units_of_csv = annotator(
+        &[
+            "export",
+            "--project",
+            "places",
+            "--format",
+            "jsonl",
+            "--units",
+            "all",
+            "--out",
+            "x",
+        ],
+        &data,
+    );
+    assert!(
+        String::from_utf8_lossy(&units_of_csv.stderr)
+            .contains("--units applies to --format milannotations only")
+    );
 }
 
 #[test]

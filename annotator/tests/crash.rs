@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use milan_annotator::loadgen::{CrowdConfig, run, sign_in};
+use milan_annotator::loadgen::{CrowdConfig, run};
 
 fn crash_on(db: common::TestDb) {
     let token = common::seed_project(&db.db, 2000, 30 * 60 * 1000);
@@ -38,7 +38,9 @@ fn crash_on(db: common::TestDb) {
     // Restart on the same database: everything acknowledged is there, and work goes on.
     let restarted = common::start_crowd_server(data.path(), &db.url);
     common::check_stored(&db.db, &report.acknowledged, None);
-    let token = sign_in(&restarted.base, &token, "after-crash").unwrap();
+    let token = milan_client::Api::new(&restarted.base)
+        .sign_in(&token, "after-crash")
+        .unwrap();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

@@ -9,7 +9,7 @@ use std::path::Path;
 use common::{TestDb, on_both};
 use milan_annotator::domain::ProjectSettings;
 use milan_annotator::engine::Engine;
-use milan_annotator::export;
+use milan_annotator::export::{self, Units};
 use milan_annotator::images::ImageStore;
 use milan_annotator::import::{ImportError, import};
 use milan_annotator::reports::Reports;
@@ -163,8 +163,11 @@ fn milannotations_export_gives_back_the_arrays_and_the_approved_descriptions() {
         import(&engine, &store, &settings(), &root, T0, &|| {}).unwrap();
         complete(&engine);
         let out = dir.path().join("export");
-        let written = export::milannotations(&engine, &store, "p", &out).unwrap();
+        let plan = export::Plan::of(&engine, &store, "p", Units::All).unwrap();
+        assert_eq!((plan.units_with_exemplars(), plan.units()), (20, 20));
+        let written = plan.write_folder(&store, &out).unwrap();
         assert_eq!(written.len(), 2, "{}", db.name);
+        same_as_archive(&plan, &store, &out);
         for key in ["alexnet/imagenet", "my_net/photos"] {
             let source = Dataset::open(&root.join(key)).unwrap();
             let exported = Dataset::open(&out.join(key)).unwrap();
@@ -201,6 +204,128 @@ fn milannotations_export_gives_back_the_arrays_and_the_approved_descriptions() {
                 );
             }
         }
+    });
+}
+
+/// The tar a download streams holds exactly the files of the folder export, byte for byte.
+fn same_as_archive(plan: &export::Plan, store: &ImageStore, folder: &Path) {
+    let tar = plan.write_archive(store, Vec::new()).unwrap();
+    let unpacked = tempfile::tempdir().unwrap();
+    tar::Archive::new(&tar[..]).unpack(unpacked.path()).unwrap();
+    let files = |root: &Path| {
+        let mut found = Vec::new();
+        let mut stack = vec![root.to_owned()];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    found.push(path.strip_prefix(root).unwrap().to_owned());
+                }
+            }
+        }
+        found.sort();
+        found
+    };
+    let (ours, theirs) = (files(folder), files(unpacked.path()));
+    assert_eq!(ours, theirs, "the same files");
+    assert!(!ours.is_empty());
+    for file in ours {
+        assert!(
+            fs::read(folder.join(&file)).unwrap() == fs::read(unpacked.path().join(&file)).unwrap(),
+            "{} differs between the folder and the archive",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn an_export_of_the_described_units_keeps_rows_zero_for_the_others() {
+    on_both(|db| {
+        let (engine, store, dir) = setup(db);
+        let root = dir.path().join("corpus");
+        corpus(&root, 5);
+        import(&engine, &store, &settings(), &root, T0, &|| {}).unwrap();
+        // Nothing approved yet: nothing to export but the exemplars, and the error says how.
+        let err = export::Plan::of(&engine, &store, "p", Units::Annotated)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("units=all"), "{err}");
+        // One approved description, of one unit.
+        let a = engine.accept_next("p", "w1", T0 + 1).unwrap().unwrap();
+        engine
+            .submit(&a.assignment.public_id, "w1", "red circles", None, T0 + 2)
+            .unwrap();
+        engine.approve(&a.assignment.public_id, T0 + 3).unwrap();
+        let (model, layer, unit) = (
+            a.set.model.clone(),
+            a.set.layer.clone(),
+            a.set.unit as usize,
+        );
+
+        let plan = export::Plan::of(&engine, &store, "p", Units::Annotated).unwrap();
+        assert_eq!(
+            (plan.units_with_exemplars(), plan.units()),
+            (1, 2),
+            "{}",
+            db.name
+        );
+        let out = dir.path().join("export");
+        let written = plan.write_folder(&store, &out).unwrap();
+        assert_eq!(
+            written,
+            [out.join(&model)],
+            "only the model with a described unit"
+        );
+        same_as_archive(&plan, &store, &out);
+
+        let source = Dataset::open(&root.join(&model)).unwrap();
+        let exported = Dataset::open(&out.join(&model)).unwrap();
+        let names: Vec<&str> = exported.layers().iter().map(|l| l.name()).collect();
+        assert_eq!(
+            names,
+            [layer.as_str()],
+            "only the layer with a described unit"
+        );
+        let (ours, theirs) = (
+            exported.layer(&layer).unwrap(),
+            source.layer(&layer).unwrap(),
+        );
+        assert_eq!(
+            ours.shape(),
+            theirs.shape(),
+            "every row is kept: a row is a unit"
+        );
+        for u in 0..ours.units() {
+            let (x, y) = (ours.exemplars(u), theirs.exemplars(u));
+            assert_eq!(x.ids, y.ids, "ids of every unit are kept");
+            if u == unit {
+                assert!(ours.has_exemplars(u));
+                assert_eq!(x.masks, y.masks);
+                assert_eq!(x.images, y.images);
+            } else {
+                assert!(!ours.has_exemplars(u), "unit {u} is named in omitted.csv");
+                assert!(x.masks.iter().all(|&v| v == 0));
+                assert!(x.images.unwrap().iter().all(|&v| v == 0));
+            }
+        }
+        assert_eq!(ours.omitted().collect::<Vec<_>>(), [1 - unit]);
+        assert_eq!(
+            exported.skipped().len(),
+            1,
+            "one description is fewer than three"
+        );
+        // The folder on disk is sparse: the zero rows take no blocks.
+        let images = out.join(&model).join(&layer).join("images.npy");
+        let meta = fs::metadata(&images).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert!(
+            meta.blocks() * 512 < meta.len(),
+            "{} bytes in {} blocks",
+            meta.len(),
+            meta.blocks()
+        );
     });
 }
 

@@ -530,6 +530,79 @@ async fn the_dashboard_shows_the_trainers_agreement_and_switches_ordering() {
     .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert!(engine.project("pool").unwrap().order_by_priority);
+
+    // Exports: each link says what it holds; the default MILANNOTATIONS link streams a .tar.gz
+    // of the described unit's layer, the other units named in omitted.csv.
+    let exports = dashboard
+        .split("id=\"exports\"")
+        .nth(1)
+        .expect("the export list")
+        .split("</ul>")
+        .next()
+        .unwrap();
+    for query in [
+        "format=milannotations\"",
+        "format=milannotations&amp;units=all\"",
+        "format=mturk-csv\"",
+        "format=jsonl\"",
+    ] {
+        assert!(
+            exports.contains(&format!("/r/p/pool/export?{query}")),
+            "{query}: {exports}"
+        );
+    }
+    assert!(exports.contains("omitted.csv"), "{exports}");
+    let resp = at::call_service(
+        &app,
+        at::TestRequest::get()
+            .uri("/r/p/pool/export?format=milannotations")
+            .cookie(session.clone())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers().get("content-type").unwrap(),
+        "application/gzip"
+    );
+    let gz = at::read_body(resp).await;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&gz[..]));
+    let mut files = std::collections::BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut text).unwrap();
+        files.insert(name, text);
+    }
+    let omitted = &files[&format!("alexnet/imagenet/{layer}/omitted.csv")];
+    let omitted = String::from_utf8_lossy(omitted);
+    assert!(
+        omitted.starts_with("unit\n") && !omitted.contains("\n0\n"),
+        "{omitted}"
+    );
+    assert!(omitted.contains("\n1\n"), "{omitted}");
+    let annotations = String::from_utf8_lossy(&files["alexnet/imagenet/annotations.csv"]);
+    assert_eq!(
+        annotations.lines().count(),
+        4,
+        "a header and three descriptions: {annotations}"
+    );
+    // A bad query is refused before anything is written, as a page.
+    let refused = get_page(
+        &app,
+        at::TestRequest::get()
+            .uri("/r/p/pool/export?format=milannotations&compression=zip")
+            .insert_header(("Accept", "text/html"))
+            .cookie(session.clone()),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused.body.contains("unknown compression"),
+        "{}",
+        refused.body
+    );
 }
 
 // ---------------------------------------------------------------- issue 14: entry paths
@@ -1321,11 +1394,6 @@ async fn browsers_get_html_error_pages_api_clients_json_and_a_reloaded_submit_go
     let db = common::sqlite();
     let f = fixture(&db);
     let app = site!(f);
-    let html = |uri: &str| {
-        at::TestRequest::get()
-            .uri(uri)
-            .insert_header(("Accept", "text/html,application/xhtml+xml,*/*;q=0.8"))
-    };
     // A mistyped page: an HTML page that says so, under the same strict policy.
     let page = get_page(&app, html("/no/such/page")).await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
@@ -1359,6 +1427,46 @@ async fn browsers_get_html_error_pages_api_clients_json_and_a_reloaded_submit_go
     let page = get_page(&app, html("/p/nope/instructions")).await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
     assert!(page.body.contains("<h1>Not Found"), "{}", page.body);
+}
+
+/// A GET as a browser sends it (asking for HTML).
+fn html(uri: &str) -> at::TestRequest {
+    at::TestRequest::get()
+        .uri(uri)
+        .insert_header(("Accept", "text/html,application/xhtml+xml,*/*;q=0.8"))
+}
+
+#[actix_web::test]
+async fn instructions_say_each_thing_once_and_show_the_requesters_own_words() {
+    let db = common::sqlite();
+    let f = fixture(&db);
+    let mut own = milan_annotator::domain::ProjectSettings::new("own", "Own words");
+    own.instructions = "Only units of the last layer here; colours count.".into();
+    f.state.engine.create_project(&own, now_ms()).unwrap();
+    let app = site!(f);
+    let html = |uri: &str| {
+        at::TestRequest::get()
+            .uri(uri)
+            .insert_header(("Accept", "text/html"))
+    };
+    let standard = get_page(&app, html("/p/pool/instructions")).await;
+    assert_eq!(standard.status, StatusCode::OK);
+    assert!(
+        !standard.body.contains("From the requester"),
+        "{}",
+        standard.body
+    );
+    // The default instructions are what the standard text says: not shown twice.
+    assert!(!standard.body.contains("Write one short phrase describing"));
+    assert_eq!(
+        standard.body.matches("red circles").count(),
+        1,
+        "once, in the example"
+    );
+    let custom = get_page(&app, html("/p/own/instructions")).await;
+    assert!(custom.body.contains(
+        "From the requester:</strong> Only units of the last layer here; colours count."
+    ));
 }
 
 #[actix_web::test]

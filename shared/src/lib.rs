@@ -7,7 +7,8 @@
 //! - [`cleaning`]: the clean-up the reference applied to raw crowd descriptions;
 //! - [`tokenize`]: word tokens for vocabularies, and back;
 //! - [`wire`]: the annotator's JSON API as types, for the server and its clients;
-//! - [`closed_pipe`]: both command lines end quietly when their reader closes the pipe.
+//! - [`closed_pipe`]: both command lines end quietly when their reader closes the pipe;
+//! - [`progress`]: bars on a terminal, log lines without one, for both command lines.
 //!
 //! This crate knows nothing of web servers, databases or tensors, and builds in seconds.
 //!
@@ -24,6 +25,7 @@ pub mod closed_pipe;
 pub mod milannotations;
 pub mod model_key;
 pub mod neuron;
+pub mod progress;
 pub mod roster;
 pub mod split;
 pub mod tokenize;

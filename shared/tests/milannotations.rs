@@ -1,11 +1,14 @@
 //! The MILANNOTATIONS reader and writer against files written by numpy (the reference's tool), and
 //! every fault a user's folder can have.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use milan_shared::ModelKey;
-use milan_shared::milannotations::{Dataset, DatasetWriter, LayerShape, discover};
+use milan_shared::milannotations::{
+    ArchiveWriter, ArchivedLayer, Array, Dataset, DatasetWriter, LayerShape, Rows, discover,
+};
 use ndarray::{Array5, IxDyn, ShapeBuilder};
 
 fn reference_root() -> PathBuf {
@@ -527,5 +530,166 @@ fn every_fault_names_the_file_and_the_problem() {
             "{name}: the error should name {file}: {err}"
         );
         assert!(err.contains(expected), "{name}: {err}");
+    }
+}
+
+/// Rows of the reference layer, for the archive writer.
+struct ReferenceRows;
+
+impl Rows for ReferenceRows {
+    fn row(&mut self, array: Array, unit: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
+        let (masks, images, _) = reference_unit(unit);
+        out.extend(if array == Array::Masks { masks } else { images });
+        Ok(())
+    }
+}
+
+fn reference_shape() -> LayerShape {
+    LayerShape {
+        units: UNITS,
+        k: K,
+        height: SIZE,
+        width: SIZE,
+    }
+}
+
+#[test]
+fn the_archive_holds_numpys_bytes_and_names_omitted_units() {
+    let reference = reference_root().join("alexnet/imagenet");
+    let key: ModelKey = "alexnet/imagenet".parse().unwrap();
+    let ids: Vec<Vec<u64>> = (0..UNITS).map(|u| reference_unit(u).2).collect();
+    // annotations.csv describes unit 1 twice (and units 0 and 2 fully).
+    let described = fs::read_to_string(reference.join("annotations.csv")).unwrap();
+    assert!(described.contains("\nconv1,1,"));
+
+    // Everything: the files numpy wrote, byte for byte.
+    let mut archive = ArchiveWriter::new(Vec::new());
+    let none = BTreeSet::new();
+    let layer = ArchivedLayer {
+        name: "conv1",
+        shape: reference_shape(),
+        with_images: true,
+        ids: &ids,
+        omitted: &none,
+    };
+    archive.layer(&key, layer, &mut ReferenceRows).unwrap();
+    let tar = archive.finish().unwrap();
+    let mut entries = tar::Archive::new(&tar[..]);
+    let mut names = Vec::new();
+    for entry in entries.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut ours = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut ours).unwrap();
+        let file = name.strip_prefix("alexnet/imagenet/").unwrap();
+        assert!(
+            ours == fs::read(reference.join(file)).unwrap(),
+            "{name} differs from numpy's"
+        );
+        names.push(file.to_owned());
+    }
+    assert_eq!(
+        names,
+        ["conv1/masks.npy", "conv1/images.npy", "conv1/ids.csv"]
+    );
+
+    // Unit 1 left out: zero rows, named in omitted.csv, and the reader knows.
+    let omitted = BTreeSet::from([1]);
+    let mut archive = ArchiveWriter::new(Vec::new());
+    archive
+        .layer(
+            &key,
+            ArchivedLayer {
+                omitted: &omitted,
+                ..layer
+            },
+            &mut ReferenceRows,
+        )
+        .unwrap();
+    let tar = archive.finish().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    tar::Archive::new(&tar[..]).unpack(tmp.path()).unwrap();
+    let read = Dataset::open(&tmp.path().join("alexnet/imagenet")).unwrap();
+    let conv1 = read.layer("conv1").unwrap();
+    assert_eq!(conv1.omitted().collect::<Vec<_>>(), [1]);
+    assert!(conv1.has_exemplars(0) && !conv1.has_exemplars(1) && conv1.has_exemplars(2));
+    assert!(conv1.exemplars(1).masks.iter().all(|&m| m == 0));
+    assert_eq!(conv1.exemplars(1).ids, &ids[1][..], "ids are kept");
+    let (masks, images, _) = reference_unit(2);
+    assert_eq!(
+        conv1.exemplars(2).masks.iter().copied().collect::<Vec<_>>(),
+        masks
+    );
+    assert_eq!(
+        conv1
+            .exemplars(2)
+            .images
+            .unwrap()
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        images
+    );
+
+    // The folder writer writes the same omitted.csv.
+    let folder = tempfile::tempdir().unwrap();
+    let mut writer = DatasetWriter::create(folder.path(), &key).unwrap();
+    let mut layer_writer = writer.layer("conv1", reference_shape(), true).unwrap();
+    for u in 0..UNITS {
+        let (masks, images, ids) = reference_unit(u);
+        if u == 1 {
+            layer_writer.omit(u, &ids).unwrap();
+        } else {
+            layer_writer
+                .write_unit(u, &masks, Some(&images), &ids)
+                .unwrap();
+        }
+    }
+    layer_writer.finish().unwrap();
+    let out = writer.finish().unwrap();
+    for file in [
+        "conv1/masks.npy",
+        "conv1/images.npy",
+        "conv1/ids.csv",
+        "conv1/omitted.csv",
+    ] {
+        assert!(
+            fs::read(out.join(file)).unwrap()
+                == fs::read(tmp.path().join("alexnet/imagenet").join(file)).unwrap(),
+            "{file}: the folder and the archive differ"
+        );
+    }
+
+    // A described unit cannot be omitted; annotations for the others are fine.
+    let without_unit_1: String = described
+        .lines()
+        .filter(|l| !l.starts_with("conv1,1,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(out.join("annotations.csv"), without_unit_1).unwrap();
+    assert!(Dataset::open(&out).is_ok());
+    fs::write(out.join("annotations.csv"), &described).unwrap();
+    let err = Dataset::open(&out).unwrap_err().to_string();
+    assert!(
+        err.contains("annotations.csv:") && err.contains("unit 1 of layer conv1 is described"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_omitted_csv_names_the_line() {
+    let (_tmp, dir) = copy_reference();
+    fs::remove_file(dir.join("annotations.csv")).unwrap();
+    for (text, expected) in [
+        (
+            "unit\n7\n",
+            "omitted.csv:2: \"7\" is not a unit of this layer (0 to 2)",
+        ),
+        ("unit\nx\n", "omitted.csv:2: \"x\" is not a unit"),
+        ("units\n1\n", "omitted.csv:1: the header must be `unit`"),
+    ] {
+        fs::write(dir.join("conv1/omitted.csv"), text).unwrap();
+        let err = Dataset::open(&dir).unwrap_err().to_string();
+        assert!(err.contains(expected), "{text:?}: {err}");
     }
 }

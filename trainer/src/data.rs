@@ -65,7 +65,8 @@ pub struct Corpus {
 
 impl Corpus {
     /// Every annotated neuron (three descriptions or more) of every model folder at or under
-    /// `root`; with `all_units`, every unit of every layer instead, described or not.
+    /// `root`; with `all_units`, every unit of every layer instead, described or not (but not
+    /// the units an export left out: omitted.csv, zero rows).
     pub fn load(
         root: &Path,
         source: &FeatureSource,
@@ -143,7 +144,8 @@ impl Corpus {
             self.k = k;
             for unit in 0..units {
                 let texts = described.get(&(layer.name().to_owned(), unit as u32));
-                if texts.is_none() && !all_units {
+                // An omitted unit's rows are zero: there is nothing to describe it from.
+                if texts.is_none() && (!all_units || !layer.has_exemplars(unit)) {
                     continue;
                 }
                 let descriptions: Vec<String> = texts

@@ -19,11 +19,11 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 
-use crate::progress::Progress;
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
 use milan_shared::ModelKey;
 use milan_shared::milannotations::{DatasetWriter, LayerShape};
+use milan_shared::progress::Progress;
 
 /// What MILANNOTATIONS' masks and images measure.
 pub const SIZE: usize = 224;

@@ -25,7 +25,8 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
-use milan_shared::milannotations::{Dataset, npy_header_for};
+use milan_shared::milannotations::{Dataset, OMITTED_FILE, npy_header_for};
+use milan_shared::progress::Progress;
 use sha2::{Digest, Sha256};
 
 use crate::encoders::efficientnet::{EfficientNetLite0, INPUT_SIZE};
@@ -177,13 +178,18 @@ pub struct FeatureSet {
     pub reused: bool,
 }
 
-/// The cache key: the encoder's name and dims, the weights' hash, and every dataset file's hash.
+/// The cache key: the encoder's name and dims, the weights' hash, and every dataset file's hash
+/// (omitted.csv included).
 fn cache_key(featurizer: &dyn Featurizer, weights: &Path, dataset: &Dataset) -> Result<String> {
     let mut files = vec![weights.to_owned()];
     for layer in dataset.layers() {
         let dir = dataset.dir().join(layer.name());
         for name in ["masks.npy", "images.npy", "ids.csv"] {
             files.push(dir.join(name));
+        }
+        // Which units have exemplars is an input too (their features are computed or zero).
+        if dir.join(OMITTED_FILE).is_file() {
+            files.push(dir.join(OMITTED_FILE));
         }
     }
     let total: u64 = files
@@ -305,17 +311,14 @@ fn write_features(
 ) -> Result<()> {
     use std::io::Write;
     let dims = featurizer.dims();
+    // Units an export left out (omitted.csv) have zero rows: their features are zero, and the
+    // network never sees them.
     let total: usize = dataset
         .layers()
         .iter()
-        .map(|l| l.units() * l.shape().k)
+        .map(|l| (0..l.units()).filter(|&u| l.has_exemplars(u)).count() * l.shape().k)
         .sum();
-    let bar = ProgressBar::new(total as u64).with_style(
-        ProgressStyle::with_template(
-            "{spinner} features {bar:40} {pos}/{len} exemplars {elapsed} (eta {eta})",
-        )
-        .expect("valid template"),
-    );
+    let progress = Progress::new(total, "features", "exemplars");
     for layer in dataset.layers() {
         let shape = layer.shape();
         let (height, width) = (shape.height, shape.width);
@@ -326,36 +329,56 @@ fn write_features(
         );
         file.write_all(&npy_header_for("<f4", &[shape.units, shape.k, dims]))?;
         let images = layer.images().expect("checked");
+        let zeros = vec![0u8; shape.k * dims * 4];
         // Exemplars of consecutive units in batches of about `batch` images.
         let per_batch = (batch / shape.k).max(1);
         for first in (0..shape.units).step_by(per_batch) {
             let units: Vec<usize> = (first..(first + per_batch).min(shape.units)).collect();
-            let n = units.len() * shape.k;
-            let mut pixels = Vec::with_capacity(n * 3 * plane);
-            let mut masks = Vec::with_capacity(n * plane);
+            let present: Vec<usize> = units
+                .iter()
+                .copied()
+                .filter(|&u| layer.has_exemplars(u))
+                .collect();
+            let n = present.len() * shape.k;
+            let f = if present.is_empty() {
+                Vec::new()
+            } else {
+                let mut pixels = Vec::with_capacity(n * 3 * plane);
+                let mut masks = Vec::with_capacity(n * plane);
+                for &u in &present {
+                    pixels.extend(featurizer.normalise(images.unit_bytes(u)));
+                    masks.extend(layer.masks().unit_bytes(u).iter().map(|&m| f32::from(m)));
+                    images.release(u);
+                    layer.masks().release(u);
+                }
+                let x =
+                    Tensor::<4>::from_data(TensorData::new(pixels, [n, 3, height, width]), device);
+                let m =
+                    Tensor::<4>::from_data(TensorData::new(masks, [n, 1, height, width]), device);
+                featurizer
+                    .features(x, m)
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| anyhow::anyhow!("reading features: {e:?}"))?
+            };
+            let mut rows = f.chunks_exact(shape.k * dims);
             for &u in &units {
-                pixels.extend(featurizer.normalise(images.unit_bytes(u)));
-                masks.extend(layer.masks().unit_bytes(u).iter().map(|&m| f32::from(m)));
-                images.release(u);
-                layer.masks().release(u);
+                if layer.has_exemplars(u) {
+                    let row = rows.next().expect("one row of features per present unit");
+                    for v in row {
+                        file.write_all(&v.to_le_bytes())?;
+                    }
+                } else {
+                    file.write_all(&zeros)?;
+                }
             }
-            let x = Tensor::<4>::from_data(TensorData::new(pixels, [n, 3, height, width]), device);
-            let m = Tensor::<4>::from_data(TensorData::new(masks, [n, 1, height, width]), device);
-            let f = featurizer
-                .features(x, m)
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| anyhow::anyhow!("reading features: {e:?}"))?;
-            for v in f {
-                file.write_all(&v.to_le_bytes())?;
-            }
-            bar.inc(n as u64);
+            progress.inc(n as u64);
         }
         file.into_inner()
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?
             .sync_all()?;
     }
-    bar.finish_and_clear();
+    progress.finish();
     Ok(())
 }
 

@@ -17,7 +17,7 @@
 //! - [`pmi_sweep`]: MILAN-PMI re-decoded at several weights λ from a fit run's trials;
 //! - [`history`]: per-epoch records and the best epoch;
 //! - [`atomic`]: files and folders that appear whole or not at all;
-//! - [`plot`]: learning-curve PNGs; [`progress`]: bars on a terminal, log lines without one;
+//! - [`plot`]: learning-curve PNGs;
 //! - [`backend`]: the tensor backend chosen at run time.
 
 pub mod assets;
@@ -39,7 +39,6 @@ pub mod onnx;
 pub mod photos;
 pub mod plot;
 pub mod pmi_sweep;
-pub mod progress;
 pub mod released;
 pub mod train;
 pub mod vocab;

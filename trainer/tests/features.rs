@@ -165,4 +165,23 @@ fn features_match_a_direct_computation_and_are_cached() {
     assert!(!changed.reused);
     assert_ne!(changed.dir, set.dir);
     assert_eq!(model.name(), "efficientnet-lite0");
+
+    // Unit 0 left out by an export (omitted.csv): a new entry, zero features for it, the same
+    // features for unit 1.
+    std::fs::write(data.join("_blocks.15/omitted.csv"), "unit\n0\n").unwrap();
+    let partial = features::compute(&model, &weights(), &data, &cache, 3, &device).unwrap();
+    assert!(!partial.reused, "omitted.csv is part of the cache key");
+    let before = LayerFeatures::open(&changed, "_blocks.15").unwrap();
+    let after = LayerFeatures::open(&partial, "_blocks.15").unwrap();
+    let (before, after) = (before.view().unwrap(), after.view().unwrap());
+    assert!(
+        after
+            .slice(ndarray::s![0, .., ..])
+            .iter()
+            .all(|&v| v == 0.0)
+    );
+    assert_eq!(
+        after.slice(ndarray::s![1, .., ..]),
+        before.slice(ndarray::s![1, .., ..])
+    );
 }

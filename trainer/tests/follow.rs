@@ -9,11 +9,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use milan_client::{Api, Serve, ServerProcess};
 use milan_shared::milannotations::Dataset;
 use serde_json::{Value, json};
 
@@ -49,51 +49,13 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 /// `annotator serve` on a fixed port, so that a restarted server is where the follower left it.
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    fn start(data: &Path, port: u16) -> Server {
-        let mut child = annotator()
-            .args(["serve", "--no-demo", "--bind", &format!("127.0.0.1:{port}")])
-            // Simulated workers on one address, far faster than people.
-            .args([
-                "--api-limit-per-credential",
-                "0",
-                "--api-limit-per-address",
-                "0",
-            ])
-            .arg("--data-dir")
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("annotator serve starts");
-        let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
-        loop {
-            let line = lines
-                .next()
-                .expect("annotator serve exited before listening")
-                .expect("a line");
-            if line.starts_with("annotator listening on ") {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Server { child }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
+fn start_server(data: &Path, port: u16) -> ServerProcess {
+    Serve::new(annotator().get_program().as_ref(), data)
+        .bind(&format!("127.0.0.1:{port}"))
+        .args(Serve::NO_RATE_LIMITS)
+        .quiet()
+        .start()
+        .expect("annotator serve starts")
 }
 
 fn free_port() -> u16 {
@@ -104,68 +66,26 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Http {
-    agent: ureq::Agent,
-    base: String,
-}
-
-impl Http {
-    fn new(base: &str) -> Http {
-        Http {
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .into(),
-            base: base.to_owned(),
-        }
-    }
-
-    fn get(&self, path: &str, token: &str) -> Value {
-        let mut resp = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .header("Authorization", &format!("Bearer {token}"))
-            .call()
-            .expect("the annotator answers");
-        assert_eq!(resp.status().as_u16(), 200);
-        resp.body_mut().read_json().expect("json")
-    }
-
-    fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        let mut resp = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("Authorization", &format!("Bearer {token}"))
-            .send_json(body)
-            .expect("the annotator answers");
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().expect("a body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
+/// A call that must reach the annotator: its status and JSON answer.
+fn post(http: &Api, path: &str, token: &str, body: Value) -> (u16, Value) {
+    http.post(path, token, Some(&body), None)
+        .expect("the annotator answers")
 }
 
 /// A simulated worker describes every set it is offered with what synthetic annotator `index`
 /// wrote for that unit; returns (assignment id, layer, unit) of each submission.
 fn describe_all(
-    http: &Http,
+    http: &Api,
     requester: &str,
     worker: &str,
     index: usize,
     truth: &HashMap<(String, u32), [String; 3]>,
 ) -> Vec<(String, String, u32)> {
     // A session minted with the requester's token, as an integration signs its crowd in.
-    let (_, session) = http.post(
-        "/api/v1/workers/session",
-        requester,
-        json!({ "worker_id": worker }),
-    );
-    let token = session["token"]
-        .as_str()
-        .expect("a worker token")
-        .to_owned();
+    let token = http.sign_in(requester, worker).expect("a worker session");
     let mut done = Vec::new();
     loop {
-        let (status, accepted) = http.post("/api/v1/projects/p/assignments", &token, json!({}));
+        let (status, accepted) = post(http, "/api/v1/projects/p/assignments", &token, json!({}));
         if status == 204 {
             return done;
         }
@@ -176,7 +96,8 @@ fn describe_all(
         let text = &truth[&(layer.clone(), unit)][index % 3];
         // The task server asks for two words at least, as it asks people.
         let submit = |t: &str| {
-            http.post(
+            post(
+                http,
                 &format!("/api/v1/assignments/{id}/submit"),
                 &token,
                 json!({ "description": t }),
@@ -276,8 +197,8 @@ fn follows_rounds_through_rejections_outages_and_a_kill() {
     .to_owned();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = Server::start(&data, port);
-    let http = Http::new(&base);
+    let mut server = start_server(&data, port);
+    let http = Api::new(&base);
 
     // Three workers describe all 20 sets; one description is rejected and a fourth worker fills
     // its slot. The requester approves the sets of conv1..conv3 (12 neurons) only.
@@ -291,7 +212,8 @@ fn follows_rounds_through_rejections_outages_and_a_kill() {
         .find(|(_, layer, _)| layer == "conv5")
         .cloned()
         .expect("a conv5 submission");
-    let (status, body) = http.post(
+    let (status, body) = post(
+        &http,
         &format!("/api/v1/assignments/{rejected}/reject"),
         &requester,
         json!({ "feedback": "say what the regions share" }),
@@ -308,7 +230,8 @@ fn follows_rounds_through_rejections_outages_and_a_kill() {
     submitted.extend(filled);
     let approve = |ids: &mut dyn Iterator<Item = &(String, String, u32)>| {
         for (id, _, _) in ids {
-            let (status, body) = http.post(
+            let (status, body) = post(
+                &http,
                 &format!("/api/v1/assignments/{id}/approve"),
                 &requester,
                 json!({}),
@@ -390,7 +313,7 @@ fn follows_rounds_through_rejections_outages_and_a_kill() {
             .iter()
             .filter(|(id, l, _)| !early(l) && *id != rejected),
     );
-    server.kill();
+    server.kill_9();
     let mut second = follower(&base, &requester, &out, &config, &cache)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -401,7 +324,7 @@ fn follows_rounds_through_rejections_outages_and_a_kill() {
         second.try_wait().expect("status").is_none(),
         "the follower waits for the annotator"
     );
-    let _server = Server::start(&data, port);
+    let _server = start_server(&data, port);
 
     // Killed in the middle of round 2, as soon as its captioner has a checkpoint.
     let states = out.join("rounds/round-002/state");
@@ -445,7 +368,10 @@ fn follows_rounds_through_rejections_outages_and_a_kill() {
     assert_eq!(rounds, [(1, 12), (2, 20)]);
     assert_eq!(history[1]["posted"], 0, "nothing left to describe");
     // Round 1's descriptions of conv4 and conv5, now complete, are scored against the humans.
-    let agreement = http.get("/api/v1/projects/p/model-agreement", &requester);
+    let (status, agreement) = http
+        .get("/api/v1/projects/p/model-agreement", &requester)
+        .expect("the annotator answers");
+    assert_eq!(status, 200, "{agreement}");
     let scored: Vec<(&str, u64)> = agreement
         .as_array()
         .expect("rows")

@@ -49,6 +49,15 @@ pub enum DatabaseUrl {
 }
 
 impl DatabaseUrl {
+    /// The arguments that point `annotator serve` (or any command) at this database.
+    pub fn serve_args(&self) -> [std::ffi::OsString; 2] {
+        let url = match self {
+            DatabaseUrl::Sqlite(path) => path.as_os_str().to_owned(),
+            DatabaseUrl::Postgres(url) => url.into(),
+        };
+        ["--database-url".into(), url]
+    }
+
     /// `postgres://...` or `postgresql://...` is PostgreSQL; `sqlite://PATH` or a plain path is
     /// SQLite.
     pub fn parse(url: &str) -> Self {

@@ -336,6 +336,17 @@ pub enum WebError {
     SignIn(String),
 }
 
+impl From<crate::export::ExportError> for WebError {
+    fn from(e: crate::export::ExportError) -> Self {
+        use crate::export::ExportError;
+        match e {
+            ExportError::Engine(e) => WebError::Engine(e),
+            ExportError::Incomplete(m) => WebError::Engine(EngineError::Conflict(m)),
+            other => WebError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<actix_web::error::BlockingError> for WebError {
     fn from(e: actix_web::error::BlockingError) -> Self {
         WebError::Internal(e.to_string())

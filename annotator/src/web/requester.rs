@@ -2,8 +2,7 @@
 //! exports, qualification test), the review queue with agreement per set, and the worker table.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tera::Context;
@@ -14,8 +13,9 @@ use super::{
 };
 use crate::api::AppState;
 use crate::domain::now_ms;
+use crate::download::{self, ExportQuery};
 use crate::engine::{Bonus, EngineError, Paid};
-use crate::export::{self, Format};
+use crate::export;
 use crate::qualification::{self, QuestionForm, TestForm};
 use crate::reports::{SetQuery, Totals, WorkerQuery, WorkerShow, WorkerSort};
 use crate::sessions::Session;
@@ -204,7 +204,15 @@ async fn dashboard(
     ctx.insert("totals", &board.totals);
     ctx.insert("chart", &board.chart);
     ctx.insert("eta", &board.eta);
-    ctx.insert("formats", &["milannotations", "mturk-csv", "jsonl"]);
+    ctx.insert("exports", &[
+        json!({"query": "format=milannotations", "label": "MILANNOTATIONS",
+               "note": "the units with an approved description (.tar.gz; the other units' rows are zero and named in omitted.csv)"}),
+        json!({"query": "format=milannotations&units=all", "label": "MILANNOTATIONS, every unit",
+               "note": "exemplars of every set, described or not (.tar.gz)"}),
+        json!({"query": "format=mturk-csv", "label": "MTurk CSV",
+               "note": "every submission in Mechanical Turk's batch-results columns"}),
+        json!({"query": "format=jsonl", "label": "JSON lines", "note": "every submission, one JSON object per line"}),
+    ]);
     ctx.insert("test", &test.map(|t| json!({"source": t.source, "questions": t.questions.len(), "pass_mark": t.pass_mark})));
     // The public URL is configuration (`--public-url`), never the request's Host header.
     let net = &state.net;
@@ -222,11 +230,6 @@ async fn dashboard(
     )
 }
 
-#[derive(Debug, Deserialize)]
-struct ExportQuery {
-    format: String,
-}
-
 async fn export_download(
     state: State,
     req: HttpRequest,
@@ -234,34 +237,8 @@ async fn export_download(
     query: web::Query<ExportQuery>,
 ) -> WebResult {
     requester_of(&state, &req).await?;
-    let name = path.into_inner();
-    let format: Format = query.format.parse().map_err(WebError::BadRequest)?;
-    let st = state.clone();
-    let n = name.clone();
-    let (bytes, content_type, ext) = blocking(move || {
-        let public_url = st.net.public_url.clone();
-        export::download(
-            &st.engine,
-            &st.images,
-            &st.data_dir,
-            &n,
-            format,
-            public_url.as_ref(),
-        )
-        .map_err(|e| match e {
-            export::ExportError::Engine(e) => WebError::Engine(e),
-            export::ExportError::Incomplete(m) => WebError::Engine(EngineError::Conflict(m)),
-            other => WebError::Internal(other.to_string()),
-        })
-    })
-    .await?;
-    Ok(HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{name}.{ext}\""),
-        ))
-        .body(bytes))
+    let request = query.parse().map_err(WebError::BadRequest)?;
+    Ok(download::respond(&state, &path, request).await?)
 }
 
 #[derive(Debug, Deserialize)]

@@ -143,10 +143,14 @@ async fn worker_context(state: &AppState, v: &Visitor) -> Result<Context, WebErr
 }
 
 fn project_json(project: &crate::db::queries::ProjectRow) -> serde_json::Value {
+    // The default instructions say what the standard text around them says: shown only when the
+    // requester wrote their own.
+    let own = project.instructions.trim();
+    let own = (own != crate::domain::DEFAULT_INSTRUCTIONS && !own.is_empty()).then_some(own);
     json!({
         "name": project.name,
         "title": project.title,
-        "instructions": project.instructions,
+        "own_instructions": own,
         "reward": dollars(project.reward_cents),
         "lease": minutes(project.lease_ms),
     })
@@ -430,10 +434,7 @@ async fn instructions(
     let name = path.into_inner();
     let st = state.clone();
     let project = blocking(move || Ok(st.engine.project(&name)?)).await?;
-    let ctx = super::ctx_with(&[(
-        "project",
-        &json!({"name": project.name, "title": project.title, "instructions": project.instructions}),
-    )]);
+    let ctx = super::ctx_with(&[("project", &project_json(&project))]);
     render(&state, &site, &req, Page::new("instructions.html", ctx))
 }
 

@@ -63,30 +63,29 @@ pub fn on_both(test: impl Fn(&TestDb)) {
 }
 
 /// The `annotator serve` binary of this build on a free loopback port; killed when dropped.
-pub type Server = milan_annotator::loadgen::ServerProcess;
+pub type Server = milan_client::ServerProcess;
 
-pub fn start_server(data_dir: &std::path::Path, url: &DatabaseUrl) -> Server {
-    Server::start(
+/// `annotator serve` of this build on `data_dir` and `url`, sweeping leases every 200 ms.
+pub fn serve(data_dir: &std::path::Path, url: &DatabaseUrl) -> milan_client::Serve {
+    milan_client::Serve::new(
         std::path::Path::new(env!("CARGO_BIN_EXE_annotator")),
         data_dir,
-        url,
-        &["--sweep-interval-ms", "200"],
     )
-    .expect("start annotator serve")
+    .args(url.serve_args())
+    .args(["--sweep-interval-ms", "200"])
+}
+
+pub fn start_server(data_dir: &std::path::Path, url: &DatabaseUrl) -> Server {
+    serve(data_dir, url).start().expect("start annotator serve")
 }
 
 /// A server for a simulated crowd: all of it on one address, far faster than people, so the
 /// API's rate limits are off.
 pub fn start_crowd_server(data_dir: &std::path::Path, url: &DatabaseUrl) -> Server {
-    let mut args = vec!["--sweep-interval-ms", "200"];
-    args.extend(Server::NO_RATE_LIMITS);
-    Server::start(
-        std::path::Path::new(env!("CARGO_BIN_EXE_annotator")),
-        data_dir,
-        url,
-        &args,
-    )
-    .expect("start annotator serve")
+    serve(data_dir, url)
+        .args(milan_client::Serve::NO_RATE_LIMITS)
+        .start()
+        .expect("start annotator serve")
 }
 
 /// A project `load` with `sets` sets of 3, written straight into the database; returns a

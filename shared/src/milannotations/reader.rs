@@ -1,6 +1,6 @@
 //! Reading a MILANNOTATIONS model folder.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -8,7 +8,9 @@ use ndarray::ArrayView4;
 
 use super::error::FormatError;
 use super::npy::{LayerShape, U8Array};
-use super::{ANNOTATIONS_FILE, DESCRIPTIONS_PER_UNIT, IDS_FILE, IMAGES_FILE, MASKS_FILE};
+use super::{
+    ANNOTATIONS_FILE, DESCRIPTIONS_PER_UNIT, IDS_FILE, IMAGES_FILE, MASKS_FILE, OMITTED_FILE,
+};
 use crate::model_key::ModelKey;
 use crate::neuron::NeuronId;
 
@@ -35,6 +37,7 @@ pub struct Layer {
     masks: U8Array,
     images: Option<U8Array>,
     ids: Vec<Vec<u64>>,
+    omitted: BTreeSet<usize>,
 }
 
 /// One unit's exemplars, borrowed from the mapped arrays.
@@ -68,6 +71,16 @@ impl Layer {
 
     pub fn images(&self) -> Option<&U8Array> {
         self.images.as_ref()
+    }
+
+    /// False for a unit an export left out (omitted.csv): its rows are zero, not exemplars.
+    pub fn has_exemplars(&self, unit: usize) -> bool {
+        unit < self.units() && !self.omitted.contains(&unit)
+    }
+
+    /// Units whose rows were left out by an export, ascending.
+    pub fn omitted(&self) -> impl Iterator<Item = usize> + '_ {
+        self.omitted.iter().copied()
     }
 
     pub fn ids(&self, unit: usize) -> &[u64] {
@@ -347,16 +360,31 @@ fn read_layer(layer_dir: &Path, name: String) -> Result<Layer, FormatError> {
         None
     };
     let ids = read_ids(&layer_dir.join(IDS_FILE), masks.shape())?;
+    let omitted_path = layer_dir.join(OMITTED_FILE);
+    let omitted = if omitted_path.is_file() {
+        read_omitted(&omitted_path, masks.shape().units)?
+    } else {
+        BTreeSet::new()
+    };
     Ok(Layer {
         name,
         masks,
         images,
         ids,
+        omitted,
     })
 }
 
 fn csv_line(err: &csv::Error) -> Option<u64> {
     err.position().map(csv::Position::line)
+}
+
+/// A CSV error at its line, when it has one.
+fn csv_error(path: &Path, err: &csv::Error) -> FormatError {
+    match csv_line(err) {
+        Some(line) => FormatError::line(path, line, err.to_string()),
+        None => FormatError::file(path, err.to_string()),
+    }
 }
 
 fn read_ids(path: &Path, shape: LayerShape) -> Result<Vec<Vec<u64>>, FormatError> {
@@ -367,10 +395,7 @@ fn read_ids(path: &Path, shape: LayerShape) -> Result<Vec<Vec<u64>>, FormatError
         .from_reader(file);
     let mut ids = Vec::with_capacity(shape.units);
     for record in reader.records() {
-        let record = record.map_err(|e| match csv_line(&e) {
-            Some(line) => FormatError::line(path, line, e.to_string()),
-            None => FormatError::file(path, e.to_string()),
-        })?;
+        let record = record.map_err(|e| csv_error(path, &e))?;
         let line = record.position().map_or(0, csv::Position::line);
         if record.len() != shape.k {
             return Err(FormatError::line(
@@ -405,6 +430,43 @@ fn read_ids(path: &Path, shape: LayerShape) -> Result<Vec<Vec<u64>>, FormatError
         ));
     }
     Ok(ids)
+}
+
+fn read_omitted(path: &Path, units: usize) -> Result<BTreeSet<usize>, FormatError> {
+    let file = fs::File::open(path).map_err(|e| FormatError::io(path, e))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(file);
+    let headers = reader
+        .headers()
+        .map_err(|e| FormatError::file(path, e.to_string()))?;
+    if headers.iter().collect::<Vec<_>>() != ["unit"] {
+        return Err(FormatError::line(
+            path,
+            1,
+            format!("the header must be `unit`, found {:?}", headers.as_slice()),
+        ));
+    }
+    let mut omitted = BTreeSet::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| csv_error(path, &e))?;
+        let line = record.position().map_or(0, csv::Position::line);
+        let field = record.get(0).unwrap_or("");
+        let unit = field
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&u| u < units)
+            .ok_or_else(|| {
+                FormatError::line(
+                    path,
+                    line,
+                    format!("{field:?} is not a unit of this layer (0 to {})", units - 1),
+                )
+            })?;
+        omitted.insert(unit);
+    }
+    Ok(omitted)
 }
 
 type Annotations = (Vec<AnnotatedUnit>, Vec<SkippedUnit>);
@@ -473,6 +535,17 @@ fn read_annotations(path: &Path, layers: &[Layer]) -> Result<Annotations, Format
                     layer.name,
                     layer.units(),
                     layer.masks.path().display()
+                ),
+            ));
+        }
+        if layer.omitted.contains(&(unit as usize)) {
+            return Err(FormatError::line(
+                path,
+                line,
+                format!(
+                    "field unit: unit {unit} of layer {} is described, but {OMITTED_FILE} of that \
+                     layer says its exemplars were left out",
+                    layer.name
                 ),
             ));
         }

@@ -6,13 +6,14 @@
 //! removes its temporary folder, so a failed run leaves nothing behind.
 
 use std::fs::{self, File, OpenOptions};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::FormatError;
 use super::npy::LayerShape;
-use super::{ANNOTATIONS_FILE, IDS_FILE, IMAGES_FILE, MASKS_FILE};
+use super::{ANNOTATIONS_FILE, IDS_FILE, IMAGES_FILE, MASKS_FILE, OMITTED_FILE};
 use crate::model_key::ModelKey;
 
 /// Writes one model folder. Layers are written through [`LayerWriter`]s, descriptions with
@@ -84,6 +85,7 @@ impl DatasetWriter {
             masks,
             images,
             ids: vec![None; shape.units],
+            omitted: Vec::new(),
         })
     }
 
@@ -174,20 +176,39 @@ fn replace_dir(new: &Path, old: &Path) -> Result<(), FormatError> {
 
 fn write_annotations(path: &Path, rows: &[(String, u32, String)]) -> Result<(), FormatError> {
     let file = File::create(path).map_err(|e| FormatError::io(path, e))?;
-    let mut writer = csv::Writer::from_writer(file);
-    let io_error = |e: csv::Error| FormatError::file(path, e.to_string());
-    writer
-        .write_record(["layer", "unit", "summary"])
-        .map_err(io_error)?;
-    for (layer, unit, summary) in rows {
-        writer
-            .write_record([layer.as_str(), &unit.to_string(), summary.as_str()])
-            .map_err(io_error)?;
-    }
-    let file = writer
-        .into_inner()
-        .map_err(|e| FormatError::file(path, e.to_string()))?;
+    let file = annotations_csv(file, rows).map_err(|e| FormatError::file(path, e.to_string()))?;
     file.sync_all().map_err(|e| FormatError::io(path, e))
+}
+
+/// annotations.csv: the header `layer,unit,summary`, then one row per description.
+pub(crate) fn annotations_csv<W: Write>(out: W, rows: &[(String, u32, String)]) -> csv::Result<W> {
+    let mut writer = csv::Writer::from_writer(out);
+    writer.write_record(["layer", "unit", "summary"])?;
+    for (layer, unit, summary) in rows {
+        writer.write_record([layer.as_str(), &unit.to_string(), summary.as_str()])?;
+    }
+    writer.into_inner().map_err(|e| e.into_error().into())
+}
+
+/// ids.csv: no header, one row of k source-image indices per unit.
+pub(crate) fn ids_csv<W: Write>(out: W, rows: &[Vec<u64>]) -> csv::Result<W> {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(out);
+    for row in rows {
+        writer.write_record(row.iter().map(u64::to_string))?;
+    }
+    writer.into_inner().map_err(|e| e.into_error().into())
+}
+
+/// omitted.csv: the header `unit`, then the units whose rows an export left zero.
+pub(crate) fn omitted_csv<W: Write>(out: W, units: &[usize]) -> csv::Result<W> {
+    let mut writer = csv::Writer::from_writer(out);
+    writer.write_record(["unit"])?;
+    for unit in units {
+        writer.write_record([unit.to_string()])?;
+    }
+    writer.into_inner().map_err(|e| e.into_error().into())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), FormatError> {
@@ -296,6 +317,7 @@ pub struct LayerWriter {
     masks: ArrayFile,
     images: Option<ArrayFile>,
     ids: Vec<Option<Vec<u64>>>,
+    omitted: Vec<usize>,
 }
 
 impl LayerWriter {
@@ -312,21 +334,7 @@ impl LayerWriter {
         images: Option<&[u8]>,
         ids: &[u64],
     ) -> Result<(), FormatError> {
-        if unit >= self.shape.units {
-            return Err(FormatError::file(
-                &self.dir,
-                format!(
-                    "unit {unit} out of range: the layer has {} units",
-                    self.shape.units
-                ),
-            ));
-        }
-        if ids.len() != self.shape.k {
-            return Err(FormatError::file(
-                &self.dir.join(IDS_FILE),
-                format!("unit {unit}: {} ids, expected {}", ids.len(), self.shape.k),
-            ));
-        }
+        self.check_unit(unit, ids)?;
         if let Some(bad) = masks.iter().find(|&&m| m > 1) {
             return Err(FormatError::file(
                 &self.masks.path,
@@ -351,11 +359,41 @@ impl LayerWriter {
         }
         self.masks.write_unit(unit, masks)?;
         self.ids[unit] = Some(ids.to_vec());
+        self.omitted.retain(|&u| u != unit);
         Ok(())
     }
 
-    /// Writes ids.csv and syncs the arrays. Fails if a unit was never written.
-    pub fn finish(self) -> Result<(), FormatError> {
+    /// Leaves one unit out: its masks and images rows stay zero (sparse on disk), its ids are
+    /// kept, and the layer's omitted.csv names it so readers know the rows hold nothing.
+    pub fn omit(&mut self, unit: usize, ids: &[u64]) -> Result<(), FormatError> {
+        self.check_unit(unit, ids)?;
+        self.ids[unit] = Some(ids.to_vec());
+        self.omitted.push(unit);
+        Ok(())
+    }
+
+    fn check_unit(&self, unit: usize, ids: &[u64]) -> Result<(), FormatError> {
+        if unit >= self.shape.units {
+            return Err(FormatError::file(
+                &self.dir,
+                format!(
+                    "unit {unit} out of range: the layer has {} units",
+                    self.shape.units
+                ),
+            ));
+        }
+        if ids.len() != self.shape.k {
+            return Err(FormatError::file(
+                &self.dir.join(IDS_FILE),
+                format!("unit {unit}: {} ids, expected {}", ids.len(), self.shape.k),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes ids.csv (and omitted.csv when units were left out) and syncs the arrays. Fails if
+    /// a unit was never written.
+    pub fn finish(mut self) -> Result<(), FormatError> {
         let path = self.dir.join(IDS_FILE);
         let mut rows = Vec::with_capacity(self.ids.len());
         for (unit, ids) in self.ids.into_iter().enumerate() {
@@ -364,18 +402,17 @@ impl LayerWriter {
             })?);
         }
         let file = File::create(&path).map_err(|e| FormatError::io(&path, e))?;
-        let mut writer = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(file);
-        for row in rows {
-            writer
-                .write_record(row.iter().map(u64::to_string))
-                .map_err(|e| FormatError::file(&path, e.to_string()))?;
-        }
-        let file = writer
-            .into_inner()
-            .map_err(|e| FormatError::file(&path, e.to_string()))?;
+        let file = ids_csv(file, &rows).map_err(|e| FormatError::file(&path, e.to_string()))?;
         file.sync_all().map_err(|e| FormatError::io(&path, e))?;
+        if !self.omitted.is_empty() {
+            self.omitted.sort_unstable();
+            self.omitted.dedup();
+            let path = self.dir.join(OMITTED_FILE);
+            let file = File::create(&path).map_err(|e| FormatError::io(&path, e))?;
+            let file = omitted_csv(file, &self.omitted)
+                .map_err(|e| FormatError::file(&path, e.to_string()))?;
+            file.sync_all().map_err(|e| FormatError::io(&path, e))?;
+        }
         self.masks
             .file
             .sync_all()

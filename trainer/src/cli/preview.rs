@@ -31,7 +31,7 @@ pub fn write_previews(summary: &Summary, per_key: usize, dir: &Path) -> Result<u
             .unwrap_or(0);
         let picks = (0..widest)
             .flat_map(|unit| dataset.layers().iter().map(move |layer| (layer, unit)))
-            .filter(|(layer, unit)| *unit < layer.units())
+            .filter(|(layer, unit)| layer.has_exemplars(*unit))
             .take(per_key);
         {
             for (layer, unit) in picks {

@@ -12,13 +12,13 @@
 
 use milan_trainer::atomic;
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::Device;
+use milan_client::{Api, Serve};
 use milan_shared::milannotations::{Dataset, discover};
 use milan_shared::wire::{self, ModelDescription};
 use milan_shared::{ModelKey, NeuronId};
@@ -73,15 +73,6 @@ pub struct SimulateArgs {
 /// What the synthetic annotators wrote, by neuron.
 type Truth = HashMap<(String, String, u32), [String; 3]>;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn run(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
@@ -93,56 +84,19 @@ fn run(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-fn serve(exe: &Path, data: &Path) -> Result<(Server, String)> {
-    let mut child = Command::new(exe)
-        .args(["serve", "--no-demo", "--bind", "127.0.0.1:0"])
-        // Simulated workers on one address, far faster than people.
-        .args([
-            "--api-limit-per-credential",
-            "0",
-            "--api-limit-per-address",
-            "0",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", exe.display()))?;
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .context("annotator serve exited before listening")??;
-        if let Some(rest) = line.strip_prefix("annotator listening on ") {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Ok((Server(child), base))
-}
-
+/// The simulated workers: sessions minted with the requester's token, as an integration signs
+/// its crowd in.
 struct Crowd {
-    agent: ureq::Agent,
-    base: String,
+    api: Api,
     requester: String,
     workers: Vec<(String, Option<String>)>,
 }
 
 impl Crowd {
-    fn post(&self, path: &str, token: &str, body: Value) -> Result<(u16, Value)> {
-        let mut resp = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("Authorization", &format!("Bearer {token}"))
-            .send_json(body)?;
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string()?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    fn post(&self, path: &str, token: &str, body: &impl Serialize) -> Result<(u16, Value)> {
+        self.api
+            .post(path, token, Some(body), None)
+            .map_err(anyhow::Error::msg)
     }
 
     /// Each worker in turn takes the next set and describes it as its synthetic annotator did,
@@ -154,25 +108,16 @@ impl Crowd {
                 let token = match &self.workers[i].1 {
                     Some(t) => t.clone(),
                     None => {
-                        // Minted with the requester's token, as an integration signs its
-                        // crowd in.
-                        let request = wire::SessionRequest {
-                            worker_id: Some(self.workers[i].0.clone()),
-                            ..wire::SessionRequest::default()
-                        };
-                        let (status, s) = self.post(
-                            "/api/v1/workers/session",
-                            &self.requester,
-                            serde_json::to_value(request)?,
-                        )?;
-                        let session: wire::Session = serde_json::from_value(s.clone())
-                            .with_context(|| format!("session: {status} {s}"))?;
-                        let t = session.token;
+                        let t = self
+                            .api
+                            .sign_in(&self.requester, &self.workers[i].0)
+                            .map_err(anyhow::Error::msg)?;
                         self.workers[i].1 = Some(t.clone());
                         t
                     }
                 };
-                let (status, a) = self.post("/api/v1/projects/p/assignments", &token, json!({}))?;
+                let (status, a) =
+                    self.post("/api/v1/projects/p/assignments", &token, &json!({}))?;
                 if status == 204 {
                     return Ok(done);
                 }
@@ -194,9 +139,9 @@ impl Crowd {
                     answer = self.post(
                         &path,
                         &token,
-                        serde_json::to_value(wire::SubmitRequest {
+                        &wire::SubmitRequest {
                             description: format!("{text}{suffix}"),
-                        })?,
+                        },
                     )?;
                     if answer.0 != 422 {
                         break;
@@ -207,7 +152,7 @@ impl Crowd {
                 let (status, body) = self.post(
                     &format!("/api/v1/assignments/{id}/approve"),
                     &self.requester,
-                    json!({}),
+                    &json!({}),
                 )?;
                 ensure!(status == 200, "approve: {status} {body}");
             }
@@ -384,17 +329,16 @@ fn simulate(
         let requester = run(Command::new(exe)
             .args(["requester-token", "--data-dir"])
             .arg(&data))?;
-        let (_server, base) = serve(exe, &data)?;
+        let server = Serve::new(exe, &data)
+            .args(Serve::NO_RATE_LIMITS)
+            .quiet()
+            .start()?;
+        let base = server.base.clone();
         let client = Annotator::new(&base, "p", &requester);
         client.set_ordering(true)?;
         client.post_model_descriptions(0, "initial-order", &initial)?;
         let mut crowd = Crowd {
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(60)))
-                .build()
-                .into(),
-            base: base.clone(),
+            api: Api::new(&base),
             requester: requester.clone(),
             workers: ["sim-a", "sim-b", "sim-c"]
                 .iter()

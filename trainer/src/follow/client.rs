@@ -5,6 +5,7 @@
 //! `max_wait`, a warning each time), so the follower survives the annotator going away and
 //! coming back; a 4xx (wrong token, unknown project) is an error at once.
 
+use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
@@ -58,6 +59,21 @@ impl Annotator {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<(Vec<u8>, Option<String>)> {
+        self.exchange(path, body, |reader| {
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes)?;
+            Ok(bytes)
+        })
+    }
+
+    /// [`Annotator::call`] with the body of a successful answer handed to `read` as it arrives
+    /// (a large download never sits in memory); a body that breaks off counts as a failed try.
+    fn exchange<T>(
+        &self,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        read: impl Fn(&mut dyn Read) -> std::io::Result<T>,
+    ) -> Result<(T, Option<String>)> {
         let url = format!("{}/api/v1/projects/{}{path}", self.base, self.project);
         let started = std::time::Instant::now();
         let mut wait = Duration::from_millis(250);
@@ -79,17 +95,16 @@ impl Annotator {
                         .get("X-Next-Cursor")
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned);
-                    let body = resp.body_mut().with_config().limit(u64::MAX).read_to_vec();
-                    match (status, body) {
-                        (200..=299, Ok(body)) => return Ok((body, cursor)),
-                        (400..=499, body) => {
-                            let text = body
-                                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                                .unwrap_or_default();
+                    match status {
+                        200..=299 => match read(&mut resp.body_mut().as_reader()) {
+                            Ok(body) => return Ok((body, cursor)),
+                            Err(e) => format!("reading the answer: {e}"),
+                        },
+                        400..=499 => {
+                            let text = resp.body_mut().read_to_string().unwrap_or_default();
                             bail!("{url}: the annotator answered {status}: {text}");
                         }
-                        (status, Ok(_)) => format!("status {status}"),
-                        (_, Err(e)) => e.to_string(),
+                        status => format!("status {status}"),
                     }
                 }
                 Err(e) => e.to_string(),
@@ -162,19 +177,23 @@ impl Annotator {
         Ok(())
     }
 
-    /// Downloads the project's MILANNOTATIONS export and unpacks it into `dest`, which appears
-    /// whole or not at all.
+    /// Downloads the project's MILANNOTATIONS export (every unit: open sets are described too)
+    /// and unpacks it into `dest` as it arrives; `dest` appears whole or not at all.
     pub fn export_into(&self, dest: &Path) -> Result<()> {
-        let (tar, _) = self.get("/export?format=milannotations")?;
         let parent = dest.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".exemplars.tmp-")
-            .tempdir_in(parent)
-            .with_context(|| format!("creating a folder in {}", parent.display()))?;
-        tar::Archive::new(std::io::Cursor::new(tar))
-            .unpack(tmp.path())
-            .context("unpacking the annotator's export")?;
+        let (tmp, _) = self.exchange(
+            "/export?format=milannotations&units=all&compression=none",
+            None,
+            |body| {
+                // A fresh folder per try: a download that broke off leaves nothing behind.
+                let tmp = tempfile::Builder::new()
+                    .prefix(".exemplars.tmp-")
+                    .tempdir_in(parent)?;
+                tar::Archive::new(body).unpack(tmp.path())?;
+                Ok(tmp)
+            },
+        )?;
         if dest.exists() {
             std::fs::remove_dir_all(dest)
                 .with_context(|| format!("replacing {}", dest.display()))?;

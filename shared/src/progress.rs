@@ -1,5 +1,6 @@
 //! Progress of a long job: a bar on a terminal, log lines on stderr otherwise (CI logs, `nohup`,
-//! a pipe), so that a job that runs for minutes is never silent.
+//! a pipe), so that a job that runs for minutes is never silent. A server's jobs log through
+//! `tracing` instead ([`Progress::logged`]).
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -18,12 +19,22 @@ pub struct Progress {
     noun: &'static str,
     /// Without a terminal: when the last line was written, and at which tenth.
     log: Option<Mutex<(Instant, u64)>>,
+    /// Lines go to `tracing` (a server) rather than stderr.
+    traced: bool,
     start: Instant,
 }
 
 impl Progress {
     pub fn new(len: usize, what: &str, noun: &'static str) -> Progress {
         Self::with_terminal(len, what, noun, std::io::stderr().is_terminal())
+    }
+
+    /// Log lines through `tracing` whatever stderr is: for jobs a server runs.
+    pub fn logged(len: usize, what: &str, noun: &'static str) -> Progress {
+        Progress {
+            traced: true,
+            ..Self::with_terminal(len, what, noun, false)
+        }
     }
 
     fn with_terminal(len: usize, what: &str, noun: &'static str, terminal: bool) -> Progress {
@@ -44,6 +55,7 @@ impl Progress {
             what: what.to_owned(),
             noun,
             log,
+            traced: false,
             start: Instant::now(),
         }
     }
@@ -51,7 +63,11 @@ impl Progress {
     pub fn inc(&self, n: u64) {
         self.bar.inc(n);
         if let Some(line) = self.due_line() {
-            eprintln!("{line}");
+            if self.traced {
+                tracing::info!("{line}");
+            } else {
+                eprintln!("{line}");
+            }
         }
     }
 

@@ -1,0 +1,229 @@
+//! The annotator from the outside, for the programs that drive it without linking it: the load
+//! generator and benchmark (`milan-annotator`), `trainer simulate-active`, and the tests that run
+//! a real server.
+//!
+//! - [`Serve`] starts an `annotator serve` process and waits until it listens; the
+//!   [`ServerProcess`] is killed when dropped.
+//! - [`Api`] makes JSON calls with a bearer token and hands back every status (a 4xx is an
+//!   answer to look at, not an error); [`Api::sign_in`] mints a worker's session with the
+//!   requester's token, as an integration that signs its own crowd in does.
+//!
+//! It knows the wire types (`milan_shared::wire`) and nothing of the server's insides: the
+//! trainer depends on it without pulling in actix or diesel.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{self, BufRead};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use milan_shared::wire;
+use serde::Serialize;
+use serde_json::Value;
+
+/// How to start `annotator serve`: `Serve::new(exe, data_dir).arg(..).start()`.
+#[derive(Debug, Clone)]
+pub struct Serve {
+    exe: PathBuf,
+    data_dir: PathBuf,
+    bind: String,
+    args: Vec<OsString>,
+    quiet: bool,
+}
+
+impl Serve {
+    /// The arguments that turn the API's rate limits off, for a simulated crowd: all of it on
+    /// one address, far faster than people.
+    pub const NO_RATE_LIMITS: [&'static str; 1] = ["--no-rate-limits"];
+
+    /// `exe serve --no-demo --data-dir data_dir`, on a free loopback port unless [`Serve::bind`]
+    /// says otherwise.
+    pub fn new(exe: &Path, data_dir: &Path) -> Serve {
+        Serve {
+            exe: exe.to_owned(),
+            data_dir: data_dir.to_owned(),
+            bind: "127.0.0.1:0".to_owned(),
+            args: Vec::new(),
+            quiet: false,
+        }
+    }
+
+    /// Listen here instead (a fixed port, so that a restarted server is where clients left it).
+    pub fn bind(mut self, address: &str) -> Serve {
+        address.clone_into(&mut self.bind);
+        self
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Serve {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<A: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = A>) -> Serve {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Throw the server's log away (its stderr) instead of passing it through.
+    pub fn quiet(mut self) -> Serve {
+        self.quiet = true;
+        self
+    }
+
+    /// Starts the server and waits for its "annotator listening on" line.
+    pub fn start(&self) -> io::Result<ServerProcess> {
+        let mut child = Command::new(&self.exe)
+            .args(["serve", "--no-demo", "--bind", &self.bind])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.args)
+            .stdout(Stdio::piped())
+            .stderr(if self.quiet {
+                Stdio::null()
+            } else {
+                Stdio::inherit()
+            })
+            .spawn()
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("starting {}: {e}", self.exe.display()))
+            })?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = io::BufReader::new(stdout).lines();
+        let base = loop {
+            let Some(line) = lines.next() else {
+                let status = child.wait()?;
+                return Err(io::Error::other(format!(
+                    "{} serve exited ({status}) before listening",
+                    self.exe.display()
+                )));
+            };
+            if let Some(rest) = line?.strip_prefix("annotator listening on ") {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(ServerProcess { child, base })
+    }
+}
+
+/// A running `annotator serve`, killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    pub child: Child,
+    /// e.g. `http://127.0.0.1:40363`
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// SIGKILL: no chance to flush or finish anything.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+/// JSON calls to one server's API; see the crate documentation.
+#[derive(Debug, Clone)]
+pub struct Api {
+    agent: ureq::Agent,
+    base: String,
+}
+
+impl Api {
+    /// A client of the server at `base` (e.g. `http://127.0.0.1:8080`), giving up on a call
+    /// after a minute.
+    pub fn new(base: &str) -> Api {
+        Api {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(60)))
+                .build()
+                .into(),
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// POSTs `body` (or nothing) to `path` with `token`, and an Idempotency-Key when given: the
+    /// status and the JSON answer (Null when empty, the text as a string when not JSON). Only a
+    /// transport failure is an error.
+    pub fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: Option<&impl Serialize>,
+        idempotency_key: Option<&str>,
+    ) -> Result<(u16, Value), String> {
+        let mut request = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {token}"));
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let sent = match body {
+            Some(b) => request.send_json(b),
+            None => request.send_empty(),
+        };
+        answer(sent)
+    }
+
+    /// GETs `path` with `token`: the status and the JSON answer, as [`Api::post`].
+    pub fn get(&self, path: &str, token: &str) -> Result<(u16, Value), String> {
+        answer(
+            self.agent
+                .get(format!("{}{path}", self.base))
+                .header("Authorization", &format!("Bearer {token}"))
+                .call(),
+        )
+    }
+
+    /// A session for `worker`, minted with the requester's token: the token for its requests.
+    pub fn sign_in(&self, requester_token: &str, worker: &str) -> Result<String, String> {
+        let request = wire::SessionRequest {
+            worker_id: Some(worker.to_owned()),
+            ..wire::SessionRequest::default()
+        };
+        let (status, body) = self.post(
+            "/api/v1/workers/session",
+            requester_token,
+            Some(&request),
+            None,
+        )?;
+        let session: wire::Session = serde_json::from_value(body.clone())
+            .map_err(|e| format!("no session for {worker}: {status} {body} ({e})"))?;
+        Ok(session.token)
+    }
+}
+
+fn answer(
+    sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<(u16, Value), String> {
+    let mut resp = sent.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    Ok((status, value))
+}
