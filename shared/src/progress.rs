@@ -11,12 +11,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// How often a log line is written without a terminal, at most (and at every tenth of the work).
 const LOG_EVERY: Duration = Duration::from_secs(30);
 
-/// Counts `len` things called `noun` (plural: "images", "units") for the job `what`.
+/// Counts `len` things called `noun` (plural: "images", "units") for the job `what`; or bytes
+/// ([`Progress::bytes`]), shown as MB and MB/s.
 #[derive(Debug)]
 pub struct Progress {
     bar: ProgressBar,
     what: String,
     noun: &'static str,
+    bytes: bool,
     /// Without a terminal: when the last line was written, and at which tenth.
     log: Option<Mutex<(Instant, u64)>>,
     /// Lines go to `tracing` (a server) rather than stderr.
@@ -27,6 +29,20 @@ pub struct Progress {
 impl Progress {
     pub fn new(len: usize, what: &str, noun: &'static str) -> Progress {
         Self::with_terminal(len, what, noun, std::io::stderr().is_terminal())
+    }
+
+    /// Counts bytes (a download, an unpacking) of a total that [`Progress::set_length`] may set
+    /// later, when it becomes known.
+    pub fn bytes(len: u64, what: &str) -> Progress {
+        let p = Self::with_terminal(0, what, "bytes", std::io::stderr().is_terminal());
+        p.bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "{{spinner}} {what} {{bar:40}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} (eta {{eta}})"
+            ))
+            .expect("valid template"),
+        );
+        p.bar.set_length(len);
+        Progress { bytes: true, ..p }
     }
 
     /// Log lines through `tracing` whatever stderr is: for jobs a server runs.
@@ -54,6 +70,7 @@ impl Progress {
             bar,
             what: what.to_owned(),
             noun,
+            bytes: false,
             log,
             traced: false,
             start: Instant::now(),
@@ -71,12 +88,27 @@ impl Progress {
         }
     }
 
+    /// The total, once known (a download's length arrives with its answer).
+    pub fn set_length(&self, len: u64) {
+        self.bar.set_length(len);
+    }
+
+    /// Where the work stands (a resumed download starts where the last one stopped).
+    pub fn set_position(&self, pos: u64) {
+        self.bar.set_position(pos);
+    }
+
     /// The log line to write now, if one is due (no terminal only).
     fn due_line(&self) -> Option<String> {
         let log = self.log.as_ref()?;
         let mut state = log.lock().unwrap_or_else(|e| e.into_inner());
         let (pos, len) = (self.bar.position(), self.bar.length().unwrap_or(0).max(1));
-        let tenth = pos * 10 / len;
+        // An unknown total (0) gives no tenths: a line every LOG_EVERY only.
+        let tenth = if self.bar.length().unwrap_or(0) == 0 {
+            state.1
+        } else {
+            pos * 10 / len
+        };
         if tenth == state.1 && state.0.elapsed() < LOG_EVERY {
             return None;
         }
@@ -94,6 +126,17 @@ impl Progress {
         } else {
             String::new()
         };
+        if self.bytes {
+            let mb = |b: u64| b as f64 / 1e6;
+            return format!(
+                "{}: {:.1}/{:.1} MB ({}%, {:.1} MB/s), {elapsed:.0} s{left}",
+                self.what,
+                mb(pos),
+                mb(len),
+                pos * 100 / len,
+                mb(pos) / elapsed.max(1e-3)
+            );
+        }
         format!(
             "{}: {pos}/{len} {} ({}%), {elapsed:.0} s{left}",
             self.what,
@@ -104,6 +147,34 @@ impl Progress {
 
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+
+    /// `inner`, counting the bytes read through it.
+    pub fn reader<R: std::io::Read>(&self, inner: R) -> Counted<'_, R> {
+        Counted {
+            progress: self,
+            inner,
+        }
+    }
+
+    /// Stops the bar where it is (a failure), leaving it on the terminal.
+    pub fn abandon(&self) {
+        self.bar.abandon();
+    }
+}
+
+/// See [`Progress::reader`].
+#[derive(Debug)]
+pub struct Counted<'a, R> {
+    progress: &'a Progress,
+    inner: R,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
     }
 }
 
@@ -125,6 +196,17 @@ mod tests {
             "{lines:?}"
         );
         assert!(lines[9].starts_with("exemplars of conv5: 100/100 units (100%)"));
+        let download = Progress {
+            bytes: true,
+            ..Progress::with_terminal(0, "resnet152.zip", "bytes", false)
+        };
+        download.set_length(50_000_000);
+        download.bar.inc(25_000_000);
+        let line = download.due_line().expect("half-way is due");
+        assert!(
+            line.starts_with("resnet152.zip: 25.0/50.0 MB (50%, "),
+            "{line}"
+        );
         let quiet = Progress::with_terminal(100, "x", "images", true);
         quiet.bar.inc(50);
         assert_eq!(quiet.due_line(), None, "a terminal gets the bar, not lines");

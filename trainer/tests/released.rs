@@ -580,6 +580,20 @@ fn fetch_resumes_a_dropped_download_unpacks_it_and_resolves_imagenet_pointers() 
         stdout.contains("alexnet/imagenet: fetched into"),
         "{stdout}"
     );
+    // Without a terminal, each long step says where it is in log lines: the resumed download
+    // (from a third of the file), the unpacking, the images resolved.
+    for step in [
+        "alexnet-imagenet.zip: ",
+        "unpacking ",
+        "alexnet/imagenet: images from ",
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(step) && l.contains("(100%")),
+            "{step}: {stderr}"
+        );
+    }
     let requests = log.lock().unwrap().clone();
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert_eq!(requests[0].1, None);

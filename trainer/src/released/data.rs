@@ -17,9 +17,9 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use indicatif::{ProgressBar, ProgressStyle};
 use milan_shared::ModelKey;
 use milan_shared::milannotations::{Dataset, IMAGES_FILE, npy_header_for};
+use milan_shared::progress::Progress;
 
 use super::download::{self, Manifest};
 
@@ -136,14 +136,7 @@ pub fn unpack(zip: &Path, folder: &Path) -> Result<()> {
     let total: u64 = (0..archive.len())
         .filter_map(|i| archive.by_index_raw(i).ok().map(|e| e.size()))
         .sum();
-    let bar = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{spinner} unpacking {bar:40} {bytes}/{total_bytes}")
-            .expect("valid template"),
-    );
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        eprintln!("{}: unpacking {:.1} MB", zip.display(), total as f64 / 1e6);
-    }
+    let bar = Progress::bytes(total, &format!("unpacking {}", zip.display()));
     for i in 0..archive.len() {
         let mut entry = archive
             .by_index(i)
@@ -174,11 +167,11 @@ pub fn unpack(zip: &Path, folder: &Path) -> Result<()> {
         let mut dest = BufWriter::new(
             File::create(&out).with_context(|| format!("writing {}", out.display()))?,
         );
-        std::io::copy(&mut bar.wrap_read(&mut entry), &mut dest)
+        std::io::copy(&mut bar.reader(&mut entry), &mut dest)
             .with_context(|| format!("{}: entry {name} is damaged", zip.display()))?;
         dest.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     }
-    bar.finish_and_clear();
+    bar.finish();
     Ok(())
 }
 
@@ -240,21 +233,11 @@ pub fn resolve_pointers(folder: &Path, imagenet: &Path) -> Result<()> {
     let images = image_folder(&val)?;
     ensure!(!images.is_empty(), "{}: no images", val.display());
     let units: usize = pending.iter().map(|l| l.units()).sum();
-    let bar = ProgressBar::new(units as u64).with_style(
-        ProgressStyle::with_template(
-            "{spinner} {prefix} images {bar:40} {pos}/{len} units {elapsed} (eta {eta})",
-        )
-        .expect("valid template"),
+    let bar = Progress::new(
+        units,
+        &format!("{}: images from {}", dataset.key(), val.display()),
+        "units",
     );
-    bar.set_prefix(dataset.key().to_string());
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        eprintln!(
-            "{}: resolving {units} units' images from {}",
-            dataset.key(),
-            val.display()
-        );
-    }
     for layer in pending {
         let shape = layer.shape();
         let (k, h, w) = (shape.k, shape.height, shape.width);
@@ -306,7 +289,7 @@ pub fn resolve_pointers(folder: &Path, imagenet: &Path) -> Result<()> {
         }
         result.with_context(|| format!("resolving the images of {}", dir.display()))?;
     }
-    bar.finish_and_clear();
+    bar.finish();
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use milan_shared::progress::Progress;
 use serde::{Deserialize, Serialize};
 
 /// Where the authors publish (their `src/utils/hubs.py`); `--url-base` replaces it.
@@ -75,20 +75,6 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn bar(label: &str) -> ProgressBar {
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template(
-            "{spinner} {prefix} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} (eta {eta})",
-        )
-        .expect("valid template"),
-    );
-    bar.set_prefix(label.to_owned());
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar
-}
-
 /// Downloads `url` to `dir/name` (through `dir/name.part`), resuming what an earlier run left,
 /// and checks it against `manifest`; returns the file and its SHA-256, which the caller records
 /// once the file has proved usable. A file already complete in `dir` is checked, not fetched.
@@ -117,7 +103,7 @@ fn download(url: &str, part: &Path) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().trim_end_matches(".part").to_owned())
         .unwrap_or_default();
-    let bar = bar(&label);
+    let bar = Progress::bytes(0, &label);
     let started = std::time::Instant::now();
     let mut failures = 0;
     loop {
@@ -178,7 +164,7 @@ fn download(url: &str, part: &Path) -> Result<()> {
         })();
         match attempt? {
             None => {
-                bar.finish_and_clear();
+                bar.finish();
                 let bytes = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
                 eprintln!(
                     "{label}: {:.1} MB in {:.1} s",
