@@ -235,6 +235,20 @@ impl From<actix_web::error::BlockingError> for ApiError {
     }
 }
 
+/// What a client is told of an error: its message, or for a 500 only "internal error" (the
+/// error itself goes to the log, never to the client). Shared by the API and the pages.
+pub fn public_message(
+    status: StatusCode,
+    error: &(impl std::fmt::Display + std::fmt::Debug),
+) -> String {
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!("internal error: {error:?}");
+        "internal error".to_owned()
+    } else {
+        error.to_string()
+    }
+}
+
 /// The HTTP status of an engine error: the one mapping the API and the pages share.
 pub fn engine_status(e: &EngineError) -> StatusCode {
     match e {
@@ -262,12 +276,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!("internal error: {self:?}");
-            "internal error".to_owned()
-        } else {
-            self.to_string()
-        };
+        let message = public_message(status, self);
         let mut resp = HttpResponse::build(status);
         if let ApiError::TooMany(s) = self {
             resp.insert_header((header::RETRY_AFTER, s.to_string()));

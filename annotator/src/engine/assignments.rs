@@ -145,13 +145,7 @@ impl Engine {
     ) -> Result<Submitted> {
         let request_hash = sha256_hex(text.as_bytes());
         self.db.write(|c| {
-            let a = assignment_in(c, public_id)?;
-            let owner = q::worker_by_id(c, a.worker_id)?;
-            if owner.external_id != worker {
-                return Err(EngineError::Forbidden(
-                    "this assignment belongs to another worker".into(),
-                ));
-            }
+            let a = owned_assignment(c, public_id, worker)?;
             if let Some(response) = &a.submit_response {
                 if let Some(key) = idempotency_key
                     && a.idempotency_key.as_deref() == Some(key)
@@ -220,13 +214,7 @@ impl Engine {
     /// The worker gives the assignment back (MTurk: return); its slot reopens for others.
     pub fn return_assignment(&self, public_id: &str, worker: &str, now: Millis) -> Result<()> {
         self.db.write(|c| {
-            let a = assignment_in(c, public_id)?;
-            let owner = q::worker_by_id(c, a.worker_id)?;
-            if owner.external_id != worker {
-                return Err(EngineError::Forbidden(
-                    "this assignment belongs to another worker".into(),
-                ));
-            }
+            let a = owned_assignment(c, public_id, worker)?;
             if state_of(&a) == State::Returned {
                 return Ok(());
             }
@@ -405,6 +393,17 @@ pub(super) fn take_next(
         project: project.clone(),
         resumed: false,
     }))
+}
+
+/// The assignment, if `worker` holds it: another worker's is Forbidden, whatever its state.
+fn owned_assignment(c: &mut Db, public_id: &str, worker: &str) -> Result<AssignmentRow> {
+    let a = assignment_in(c, public_id)?;
+    if q::worker_by_id(c, a.worker_id)?.external_id != worker {
+        return Err(EngineError::Forbidden(
+            "this assignment belongs to another worker".into(),
+        ));
+    }
+    Ok(a)
 }
 
 pub(super) fn assignment_in(c: &mut Db, public_id: &str) -> Result<AssignmentRow> {

@@ -370,12 +370,7 @@ impl ResponseError for WebError {
             return see_other(to);
         }
         let status = self.status_code();
-        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!("internal error: {self:?}");
-            "internal error".to_owned()
-        } else {
-            self.to_string()
-        };
+        let message = crate::api::public_message(status, self);
         let mut resp = error_page(status, &message);
         if let WebError::RateLimited(s) = self {
             resp.headers_mut().insert(
