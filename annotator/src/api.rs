@@ -190,7 +190,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "get",
         "/api/v1/projects/{project}/export",
-        "Requester: export (?format=milannotations|mturk-csv|jsonl)",
+        "Requester: export (?format=milannotations|mturk-csv|jsonl; milannotations: &units=annotated|all, &compression=gzip|none; streamed)",
     ),
     ("get", "/api/v1/openapi.json", "This description"),
     (

@@ -1,8 +1,9 @@
 //! Exports as HTTP downloads, for the API and the requester's pages alike: the MTurk CSV and
 //! JSON lines whole (they are small), MILANNOTATIONS streamed as it is written.
 //!
-//! A MILANNOTATIONS download is planned first (the database read, every check that can fail on
-//! the project's data), so a refusal is an ordinary error response; then a blocking thread
+//! A MILANNOTATIONS download is planned first (the database read and every check it can answer:
+//! every unit of a layer present, one exemplar count per layer), so a refusal is an ordinary
+//! error response; then a blocking thread
 //! writes the tar (gzip'd unless asked otherwise) into a bounded channel the response body
 //! drains. The first bytes leave after the first unit; memory stays at a few chunks whatever
 //! the size; a client that goes away stops the work (the next send fails). An error part-way is
