@@ -18,8 +18,10 @@
 //! - [`history`]: per-epoch records and the best epoch;
 //! - [`atomic`]: files and folders that appear whole or not at all;
 //! - [`plot`]: learning-curve PNGs;
+//! - [`analysis`]: what descriptions name (a lexicon of feature classes), for `trainer analyze`;
 //! - [`backend`]: the tensor backend chosen at run time.
 
+pub mod analysis;
 pub mod assets;
 pub mod atomic;
 pub mod backend;

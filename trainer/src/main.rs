@@ -52,6 +52,9 @@ enum Command {
     Fit(cli::fit::FitArgs),
     /// Describe every unit of a network with a trained MILAN: layer,unit,description CSV.
     Describe(cli::fit::DescribeArgs),
+    /// What kinds of features descriptions name (objects, parts, colours, textures, shapes,
+    /// spatial relations, abstract concepts) per layer and model: tables and plots.
+    Analyze(cli::analyze::AnalyzeArgs),
     /// Decode a fit run's trained trials again at several PMI weights λ (0: plain beam search)
     /// and score each against greedy and beam: the reranking's effect, apart from the beam's.
     SweepLambda(cli::fit::SweepArgs),
@@ -143,6 +146,7 @@ fn main() -> ExitCode {
         Command::Features(args) => cli::features::run(&args),
         Command::Fit(args) => cli::fit::run_fit(&args),
         Command::Describe(args) => cli::fit::run_describe(&args),
+        Command::Analyze(args) => cli::analyze::run(&args),
         Command::SweepLambda(args) => cli::fit::run_sweep(&args),
         Command::CompareSplits(args) => cli::fit::run_compare(&args),
         Command::Follow(args) => cli::follow::run_follow(&args),

@@ -293,3 +293,110 @@ fn a_closed_pipe_ends_the_command_quietly_with_success() {
         "{stderr}"
     );
 }
+
+#[test]
+fn analyze_counts_what_descriptions_name_per_layer_and_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    // What `trainer describe` writes, and an annotations.csv in a model folder.
+    let described = tmp.path().join("toy.csv");
+    std::fs::write(
+        &described,
+        "layer,unit,description\nconv1,0,red circles\nconv1,1,blue stripes\n\
+         conv2,0,dog faces\nconv2,1,cars next to trees\n",
+    )
+    .unwrap();
+    let folder = tmp.path().join("corpus/resnet18/toy");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("annotations.csv"),
+        "layer,unit,summary\nlayer1,0,green squares\nlayer1,0,\"a crowded, indoor scene\"\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("analysis");
+    let run = trainer()
+        .arg("analyze")
+        .arg("--descriptions")
+        .arg(format!(
+            "{},{}",
+            described.display(),
+            folder.join("annotations.csv").display()
+        ))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("| toy | 4 | 50% | 25% | 50% | 25% | 25% | 25% | 0% |"),
+        "{stdout}"
+    );
+    let mut rows = csv::Reader::from_path(out.join("analysis.csv")).unwrap();
+    let header = rows.headers().unwrap().clone();
+    let get = |row: &csv::StringRecord, name: &str| {
+        row[header.iter().position(|h| h == name).unwrap()].to_owned()
+    };
+    let rows: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
+    let find = |model: &str, layer: &str| {
+        rows.iter()
+            .find(|r| &r[0] == model && &r[1] == layer)
+            .unwrap_or_else(|| panic!("no row {model} {layer}"))
+            .clone()
+    };
+    let conv1 = find("toy", "conv1");
+    assert_eq!(get(&conv1, "depth"), "0.000");
+    assert_eq!(get(&conv1, "colours"), "1.0000");
+    assert_eq!(get(&conv1, "objects"), "0.0000");
+    let conv2 = find("toy", "conv2");
+    assert_eq!(get(&conv2, "depth"), "1.000");
+    assert_eq!(get(&conv2, "objects"), "1.0000", "dogs, cars, trees");
+    assert_eq!(get(&conv2, "parts"), "0.5000", "faces");
+    assert_eq!(get(&conv2, "spatial_relations"), "0.5000", "next to");
+    assert_eq!(get(&conv2, "mean_words"), "3.00");
+    let toy = find("resnet18/toy", "(all)");
+    assert_eq!(get(&toy, "descriptions"), "2");
+    assert_eq!(
+        get(&toy, "abstract_concepts"),
+        "0.5000",
+        "crowded, indoor, scene"
+    );
+    // A 2-of-4 share carries its Wilson interval.
+    let all = find("toy", "(all)");
+    assert_eq!(
+        (get(&all, "colours_low"), get(&all, "colours_high")),
+        ("0.1500".into(), "0.8500".into())
+    );
+    for png in [
+        "analysis-models.png",
+        "analysis-objects.png",
+        "analysis-spatial-relations.png",
+    ] {
+        assert!(out.join(png).is_file(), "{png}");
+    }
+    assert!(
+        std::fs::read_to_string(out.join("analysis.md"))
+            .unwrap()
+            .contains("## resnet18/toy")
+    );
+
+    // A file that is not a descriptions file is named, with its line.
+    let bad = tmp.path().join("bad.csv");
+    std::fs::write(&bad, "layer,unit,description\nconv1,first,red\n").unwrap();
+    let run = trainer()
+        .args(["analyze", "--out"])
+        .arg(tmp.path().join("x"))
+        .arg("--descriptions")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        err.contains("bad.csv:2: field unit: \"first\" is not a unit number"),
+        "{err}"
+    );
+}

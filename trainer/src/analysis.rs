@@ -1,0 +1,548 @@
+//! What descriptions say, counted: the first of the paper's uses of descriptions (analysing what
+//! kinds of features networks learn across layers and models), for `trainer analyze`.
+//!
+//! spaCy is not available here (no tagger or lemmatiser from the registries we can use), so
+//! words are classed by a lexicon ([`LEXICON`], data at the top of this file) with three rules:
+//!
+//! 1. A description is tokenized as the vocabulary is (`milan_shared::tokenize`: lowercased words,
+//!    punctuation apart).
+//! 2. A token matches an entry written the same, or written the same once a plural ending is
+//!    taken off (`-s`, `-es`, `-ies` → `-y`): "circles", "boxes" and "bodies" match "circle",
+//!    "box" and "body". Entries of several words ("in front of") match consecutive tokens.
+//! 3. Every entry belongs to exactly one class (a test holds the classes disjoint), so a word is
+//!    never counted twice; a description may name several classes ("red circles next to dogs"
+//!    names colours, shapes, spatial relations and objects).
+//!
+//! A class's share in a group of descriptions is the fraction of descriptions that name it at
+//! least once, with a 95% Wilson interval.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use milan_shared::tokenize::tokenize;
+use serde::Serialize;
+
+/// The classes, in the order tables and plots show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    Objects,
+    Parts,
+    Colours,
+    Textures,
+    Shapes,
+    Spatial,
+    Abstract,
+}
+
+impl Class {
+    pub const ALL: [Class; 7] = [
+        Class::Objects,
+        Class::Parts,
+        Class::Colours,
+        Class::Textures,
+        Class::Shapes,
+        Class::Spatial,
+        Class::Abstract,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Objects => "objects",
+            Class::Parts => "parts",
+            Class::Colours => "colours",
+            Class::Textures => "textures",
+            Class::Shapes => "shapes",
+            Class::Spatial => "spatial relations",
+            Class::Abstract => "abstract concepts",
+        }
+    }
+}
+
+/// The lexicon: each class's words and phrases, singular.
+#[rustfmt::skip]
+pub const LEXICON: [(Class, &[&str]); 7] = [
+    (Class::Objects, &[
+        "animal", "dog", "cat", "bird", "fish", "insect", "horse", "cow", "sheep", "snake",
+        "monkey", "bear", "person", "people", "man", "woman", "child", "baby", "car", "truck",
+        "bus", "bike", "bicycle", "boat", "ship", "plane", "airplane", "train", "vehicle",
+        "building", "house", "tower", "bridge", "road", "street", "tree", "flower", "plant",
+        "grass", "leaf", "leaves", "water", "sky", "cloud", "mountain", "rock", "sand", "snow",
+        "food", "fruit", "table", "chair", "bed", "bottle", "cup", "ball", "book", "sign", "text",
+        "letter", "word", "number", "screen", "computer", "phone", "clock", "lamp", "light bulb",
+        "shelf", "box", "bag", "shoe", "hat", "shirt", "clothing", "dress", "instrument", "tool",
+        "wall", "floor", "ceiling", "fence", "field", "ocean", "sea", "lake", "river", "beach",
+        "forest", "object", "thing", "human",
+    ]),
+    (Class::Parts, &[
+        "eye", "face", "head", "nose", "mouth", "ear", "teeth", "tooth", "hair", "fur", "feather",
+        "beak", "wing", "tail", "leg", "foot", "feet", "paw", "hand", "finger", "arm", "body",
+        "neck", "skin", "wheel", "tire", "window", "door", "roof", "handle", "trunk", "branch",
+        "petal", "stem", "horn", "claw", "scale", "shell", "windshield", "headlight", "lid",
+        "label", "keyboard",
+    ]),
+    (Class::Colours, &[
+        "red", "orange", "yellow", "green", "blue", "purple", "violet", "pink", "brown", "black",
+        "white", "gray", "grey", "teal", "turquoise", "gold", "golden", "silver", "colour",
+        "color", "colourful", "colorful", "bright", "dark", "pale", "beige", "tan", "cyan",
+        "magenta", "maroon",
+    ]),
+    (Class::Textures, &[
+        "stripe", "striped", "stripy", "dot", "dotted", "spot", "spotted", "checkered",
+        "checkerboard", "plaid", "grid", "mesh", "net", "pattern", "patterned", "texture",
+        "textured", "fuzzy", "furry", "rough", "smooth", "shiny", "glossy", "metallic", "wooden",
+        "woven", "knit", "wavy", "rippled", "bumpy", "grainy", "speckled", "honeycomb", "zigzag",
+        "plain", "solid color", "solid colour", "fabric", "lattice", "wood",
+    ]),
+    (Class::Shapes, &[
+        "circle", "circular", "round", "ring", "oval", "square", "rectangle", "rectangular",
+        "triangle", "triangular", "star", "cross", "diamond", "bar", "line", "curve", "curved",
+        "edge", "corner", "arc", "spiral", "cylinder", "sphere", "cone", "blob", "shape", "point",
+        "pointy", "angle", "vertical", "horizontal", "diagonal", "straight", "tube", "disk",
+        "rounded", "parallel", "arch",
+    ]),
+    (Class::Spatial, &[
+        "next to", "beside", "above", "below", "under", "underneath", "over", "on top of",
+        "in front of", "behind", "between", "inside", "outside", "around", "surrounding", "near",
+        "left", "right", "top", "bottom", "center", "centre", "middle", "background", "foreground",
+        "upper", "lower", "against", "along", "across",
+    ]),
+    (Class::Abstract, &[
+        "scene", "indoor", "indoors", "outdoor", "outdoors", "nature", "natural", "urban", "rural",
+        "crowd", "crowded", "motion", "movement", "shadow", "reflection", "light", "darkness",
+        "contrast", "sport", "game", "music", "transportation", "weather", "danger", "close-up",
+        "empty", "busy",
+    ]),
+];
+
+/// A lexicon ready to match: single words by class, and phrases (as token lists) by class.
+#[derive(Debug, Clone)]
+pub struct Lexicon {
+    words: BTreeMap<String, Class>,
+    phrases: Vec<(Vec<String>, Class)>,
+}
+
+impl Default for Lexicon {
+    fn default() -> Self {
+        Lexicon::new(
+            LEXICON.iter().flat_map(|(class, entries)| {
+                entries.iter().map(move |e| (*class, (*e).to_owned()))
+            }),
+        )
+        .expect("the built-in lexicon's classes are disjoint")
+    }
+}
+
+impl Lexicon {
+    /// A lexicon of `(class, entry)` pairs; an entry in two classes is an error naming it.
+    pub fn new(entries: impl IntoIterator<Item = (Class, String)>) -> Result<Lexicon, String> {
+        let mut words: BTreeMap<String, Class> = BTreeMap::new();
+        let mut phrases = Vec::new();
+        let mut seen: BTreeMap<Vec<String>, Class> = BTreeMap::new();
+        for (class, entry) in entries {
+            let tokens = tokenize(&entry);
+            if tokens.is_empty() {
+                continue;
+            }
+            if let Some(other) = seen.insert(tokens.clone(), class)
+                && other != class
+            {
+                return Err(format!(
+                    "lexicon entry {entry:?} is in two classes: {} and {}",
+                    other.name(),
+                    class.name()
+                ));
+            }
+            if tokens.len() == 1 {
+                words.insert(tokens[0].clone(), class);
+            } else {
+                phrases.push((tokens, class));
+            }
+        }
+        // Longest phrases first, so "on top of" wins over a shorter phrase inside it.
+        phrases.sort_by_key(|(t, _)| std::cmp::Reverse(t.len()));
+        Ok(Lexicon { words, phrases })
+    }
+
+    fn word(&self, token: &str) -> Option<Class> {
+        if let Some(&c) = self.words.get(token) {
+            return Some(c);
+        }
+        singular(token).and_then(|s| self.words.get(&s).copied())
+    }
+
+    /// The classes `description` names.
+    pub fn classes(&self, description: &str) -> BTreeSet<Class> {
+        let tokens = tokenize(description);
+        let mut found = BTreeSet::new();
+        let mut i = 0;
+        'tokens: while i < tokens.len() {
+            for (phrase, class) in &self.phrases {
+                let end = i + phrase.len();
+                if end <= tokens.len()
+                    && tokens[i..end]
+                        .iter()
+                        .zip(phrase)
+                        .all(|(t, p)| t == p || singular(t).as_deref() == Some(p))
+                {
+                    found.insert(*class);
+                    i = end;
+                    continue 'tokens;
+                }
+            }
+            if let Some(class) = self.word(&tokens[i]) {
+                found.insert(class);
+            }
+            i += 1;
+        }
+        found
+    }
+}
+
+/// The singular of a plural-looking word (rule 2 of the module documentation), if it has one.
+fn singular(word: &str) -> Option<String> {
+    if word.len() > 4
+        && let Some(stem) = word.strip_suffix("ies")
+    {
+        return Some(format!("{stem}y"));
+    }
+    if word.len() > 3
+        && let Some(stem) = word.strip_suffix("es")
+        && (stem.ends_with('x')
+            || stem.ends_with("ch")
+            || stem.ends_with("sh")
+            || stem.ends_with('s'))
+    {
+        return Some(stem.to_owned());
+    }
+    if word.len() > 2 && !word.ends_with("ss") {
+        return word.strip_suffix('s').map(str::to_owned);
+    }
+    None
+}
+
+/// A class's share of a group of descriptions, with its 95% Wilson interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Share {
+    pub naming: usize,
+    pub of: usize,
+    pub share: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl Share {
+    pub fn new(naming: usize, of: usize) -> Share {
+        let (low, high) = wilson(naming, of);
+        Share {
+            naming,
+            of,
+            share: if of == 0 {
+                0.0
+            } else {
+                naming as f64 / of as f64
+            },
+            low,
+            high,
+        }
+    }
+}
+
+/// The 95% Wilson score interval of `k` successes in `n` trials ((0, 1) for none).
+pub fn wilson(k: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    const Z: f64 = 1.959_963_984_540_054;
+    let (k, n) = (k as f64, n as f64);
+    let p = k / n;
+    let z2 = Z * Z;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = Z * ((p * (1.0 - p) + z2 / (4.0 * n)) / n).sqrt() / (1.0 + z2 / n);
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+/// What a group of descriptions (a layer, or a whole model) says.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Profile {
+    pub descriptions: usize,
+    /// Per class, in [`Class::ALL`] order.
+    pub shares: Vec<(Class, Share)>,
+    /// Mean words per description (punctuation not counted).
+    pub mean_words: f64,
+    /// Distinct words over the group.
+    pub vocabulary: usize,
+}
+
+impl Profile {
+    pub fn of<'a>(lexicon: &Lexicon, descriptions: impl IntoIterator<Item = &'a str>) -> Profile {
+        let mut count = 0usize;
+        let mut naming: BTreeMap<Class, usize> = BTreeMap::new();
+        let mut words = 0usize;
+        let mut vocabulary = BTreeSet::new();
+        for d in descriptions {
+            count += 1;
+            for class in lexicon.classes(d) {
+                *naming.entry(class).or_default() += 1;
+            }
+            for token in tokenize(d) {
+                if token.chars().any(char::is_alphanumeric) {
+                    words += 1;
+                    vocabulary.insert(token);
+                }
+            }
+        }
+        Profile {
+            descriptions: count,
+            shares: Class::ALL
+                .iter()
+                .map(|&c| (c, Share::new(naming.get(&c).copied().unwrap_or(0), count)))
+                .collect(),
+            mean_words: if count == 0 {
+                0.0
+            } else {
+                words as f64 / count as f64
+            },
+            vocabulary: vocabulary.len(),
+        }
+    }
+
+    pub fn share(&self, class: Class) -> Share {
+        self.shares
+            .iter()
+            .find(|(c, _)| *c == class)
+            .map(|(_, s)| *s)
+            .expect("every class has a share")
+    }
+}
+
+/// One described unit of a descriptions file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described {
+    pub model: String,
+    pub layer: String,
+    pub unit: u32,
+    pub description: String,
+}
+
+/// The descriptions of a CSV file: what `trainer describe` writes (`layer,unit,description`) or
+/// a MILANNOTATIONS annotations.csv (`layer,unit,summary`), with an optional `model` column.
+/// Without one, the model is `<arch>/<dataset>` for an annotations.csv in a model folder, else
+/// the file's name without `.csv`. Layers keep the order they first appear in (network order,
+/// as both writers write them).
+pub fn read_descriptions(path: &Path) -> Result<Vec<Described>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}: line 1", path.display()))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.trim() == name);
+    let (Some(layer), Some(unit)) = (column("layer"), column("unit")) else {
+        bail!(
+            "{}:1: the header needs layer and unit columns (found {:?})",
+            path.display(),
+            headers.iter().collect::<Vec<_>>().join(",")
+        );
+    };
+    let Some(text) = column("description").or_else(|| column("summary")) else {
+        bail!(
+            "{}:1: the header needs a description (or summary) column",
+            path.display()
+        );
+    };
+    let model_column = column("model");
+    let file_model = model_of(path);
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.with_context(|| format!("reading {}", path.display()))?;
+        let line = record.position().map_or(0, csv::Position::line);
+        let field = |i: usize| record.get(i).unwrap_or("").trim();
+        let unit: u32 = field(unit).parse().with_context(|| {
+            format!(
+                "{}:{line}: field unit: {:?} is not a unit number",
+                path.display(),
+                field(unit)
+            )
+        })?;
+        let description = field(text);
+        if description.is_empty() {
+            continue;
+        }
+        rows.push(Described {
+            model: model_column.map_or(file_model.clone(), |m| field(m).to_owned()),
+            layer: field(layer).to_owned(),
+            unit,
+            description: description.to_owned(),
+        });
+    }
+    if rows.is_empty() {
+        bail!("{}: no descriptions", path.display());
+    }
+    Ok(rows)
+}
+
+fn model_of(path: &Path) -> String {
+    let name = |p: Option<&Path>| {
+        p.and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+    };
+    if path.file_name().is_some_and(|n| n == "annotations.csv") {
+        let dataset = path.parent();
+        if let (Some(arch), Some(dataset)) = (name(dataset.and_then(Path::parent)), name(dataset)) {
+            return format!("{arch}/{dataset}");
+        }
+    }
+    path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
+}
+
+/// One model's layers (in order) with their profiles, and the whole model's.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelProfile {
+    pub model: String,
+    pub layers: Vec<(String, Profile)>,
+    pub all: Profile,
+}
+
+/// A layer's name and its descriptions.
+type LayerTexts<'a> = (String, Vec<&'a str>);
+
+/// Profiles by model (in the order models first appear) and layer.
+pub fn profile(lexicon: &Lexicon, described: &[Described]) -> Vec<ModelProfile> {
+    let mut models: Vec<(String, Vec<LayerTexts>)> = Vec::new();
+    for d in described {
+        let at = match models.iter().position(|(m, _)| *m == d.model) {
+            Some(i) => i,
+            None => {
+                models.push((d.model.clone(), Vec::new()));
+                models.len() - 1
+            }
+        };
+        let layers = &mut models[at].1;
+        match layers.iter_mut().find(|(l, _)| *l == d.layer) {
+            Some((_, texts)) => texts.push(&d.description),
+            None => layers.push((d.layer.clone(), vec![d.description.as_str()])),
+        }
+    }
+    models
+        .into_iter()
+        .map(|(model, layers)| ModelProfile {
+            all: Profile::of(lexicon, layers.iter().flat_map(|(_, t)| t.iter().copied())),
+            layers: layers
+                .iter()
+                .map(|(l, t)| (l.clone(), Profile::of(lexicon, t.iter().copied())))
+                .collect(),
+            model,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lexicon_classes_known_phrases() {
+        let lexicon = Lexicon::default();
+        let classes = |d: &str| lexicon.classes(d).into_iter().collect::<Vec<_>>();
+        use Class::*;
+        assert_eq!(classes("red circles"), [Colours, Shapes]);
+        assert_eq!(classes("dog faces"), [Objects, Parts]);
+        assert_eq!(
+            classes("vertical stripes on buildings"),
+            [Objects, Textures, Shapes]
+        );
+        assert_eq!(classes("text on signs and labels"), [Objects, Parts]);
+        assert_eq!(
+            classes("blue squares next to yellow stars"),
+            [Colours, Shapes, Spatial]
+        );
+        assert_eq!(
+            classes("a checkerboard pattern in the center"),
+            [Textures, Spatial]
+        );
+        assert_eq!(classes("boxes on top of bodies"), [Objects, Parts, Spatial]);
+        assert_eq!(classes("crowded indoor scenes"), [Abstract]);
+        assert_eq!(classes("the"), []);
+        assert_eq!(classes("glass"), [], "'glass' is not the plural of 'glas'");
+    }
+
+    #[test]
+    fn the_classes_are_disjoint_and_a_clash_is_named() {
+        let _ = Lexicon::default();
+        let err = Lexicon::new([
+            (Class::Colours, "orange".to_owned()),
+            (Class::Objects, "Orange".to_owned()),
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains("\"Orange\" is in two classes: colours and objects"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn profiles_count_descriptions_words_and_shares() {
+        let lexicon = Lexicon::default();
+        let p = Profile::of(&lexicon, ["red circles", "red dogs", "stuff"]);
+        assert_eq!(p.descriptions, 3);
+        assert_eq!(p.share(Class::Colours).naming, 2);
+        assert!((p.share(Class::Colours).share - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(p.share(Class::Objects).naming, 1);
+        assert_eq!(p.share(Class::Textures).naming, 0);
+        assert!((p.mean_words - 5.0 / 3.0).abs() < 1e-12);
+        assert_eq!(p.vocabulary, 4, "red, circles, dogs, stuff");
+    }
+
+    /// Real crowd phrases of AlexNet's units (Zhou et al. 2015): colours fade and objects and
+    /// parts grow from the first layer to the last, beyond the intervals, as Zhou et al. found
+    /// from the categories their workers chose.
+    #[test]
+    fn real_phrases_show_colours_fading_and_objects_growing_with_depth() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "../shared/tests/fixtures/zhou2015-alexnet-units/imagenet-alexnet_unit_annotations.csv",
+        );
+        let described = read_descriptions(&path).unwrap();
+        assert_eq!(described.len(), 4128);
+        let models = profile(&Lexicon::default(), &described);
+        let layers = &models[0].layers;
+        let names: Vec<&str> = layers.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(names, ["pool1", "pool2", "conv3", "conv4", "pool5"]);
+        let (first, last) = (&layers[0].1, &layers[4].1);
+        let apart = |low: Share, high: Share| low.high < high.low;
+        assert!(apart(
+            last.share(Class::Colours),
+            first.share(Class::Colours)
+        ));
+        assert!(apart(
+            first.share(Class::Objects),
+            last.share(Class::Objects)
+        ));
+        assert!(apart(first.share(Class::Parts), last.share(Class::Parts)));
+        let classed = described
+            .iter()
+            .filter(|d| !Lexicon::default().classes(&d.description).is_empty())
+            .count();
+        assert!(
+            classed * 100 / described.len() >= 85,
+            "the lexicon classes {classed} of {} phrases",
+            described.len()
+        );
+    }
+
+    #[test]
+    fn wilson_intervals_match_the_formula() {
+        // Known values: 2 of 3 -> (0.2077, 0.9385); 0 of 10 -> (0, 0.2775).
+        let (l, h) = wilson(2, 3);
+        assert!(
+            (l - 0.2077).abs() < 1e-4 && (h - 0.9385).abs() < 1e-4,
+            "{l} {h}"
+        );
+        let (l, h) = wilson(0, 10);
+        assert!(l.abs() < 1e-9 && (h - 0.2775).abs() < 1e-4, "{l} {h}");
+    }
+}
