@@ -179,20 +179,137 @@ impl Lexicon {
         let mut i = 0;
         'tokens: while i < tokens.len() {
             for (phrase, class) in &self.phrases {
-                let end = i + phrase.len();
-                if end <= tokens.len()
-                    && tokens[i..end]
-                        .iter()
-                        .zip(phrase)
-                        .all(|(t, p)| t == p || singular(t).as_deref() == Some(p))
-                {
+                if matches_at(&tokens, i, phrase) {
                     found.insert(*class);
-                    i = end;
+                    i += phrase.len();
                     continue 'tokens;
                 }
             }
             if let Some(class) = self.word(&tokens[i]) {
                 found.insert(class);
+            }
+            i += 1;
+        }
+        found
+    }
+}
+
+/// Whether `phrase` starts at token `i` (each token as written or singular).
+fn matches_at(tokens: &[String], i: usize, phrase: &[String]) -> bool {
+    let end = i + phrase.len();
+    end <= tokens.len()
+        && tokens[i..end]
+            .iter()
+            .zip(phrase)
+            .all(|(t, p)| t == p || singular(t).as_deref() == Some(p))
+}
+
+/// Words that stand for a concept in an audit besides its own name (`trainer audit --concept`;
+/// `--lexicon FILE` adds more).
+pub const CONCEPTS: [(&str, &[&str]); 3] = [
+    (
+        "faces",
+        &[
+            "face", "head", "eye", "nose", "mouth", "portrait", "person", "people", "human",
+        ],
+    ),
+    (
+        "text",
+        &[
+            "text",
+            "letter",
+            "word",
+            "writing",
+            "sign",
+            "label",
+            "number",
+            "digit",
+            "character",
+            "font",
+            "caption",
+        ],
+    ),
+    (
+        "animals",
+        &[
+            "animal", "dog", "cat", "bird", "fish", "insect", "horse", "fur", "paw",
+        ],
+    ),
+];
+
+/// A concept to look for in descriptions: its name, and the words and phrases that mention it.
+#[derive(Debug, Clone)]
+pub struct Concept {
+    pub name: String,
+    phrases: Vec<Vec<String>>,
+}
+
+impl Concept {
+    /// `name` (comma-separated names are several concepts' words together), the built-in words
+    /// of a known concept ([`CONCEPTS`]), and `extra` words.
+    pub fn new(name: &str, extra: &[String]) -> Concept {
+        let mut entries: Vec<String> = Vec::new();
+        for part in name.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            entries.push(part.to_owned());
+            if let Some((_, words)) = CONCEPTS.iter().find(|(n, _)| *n == part.to_lowercase()) {
+                entries.extend(words.iter().map(|w| (*w).to_owned()));
+            }
+        }
+        entries.extend(extra.iter().cloned());
+        let mut phrases: Vec<Vec<String>> = Vec::new();
+        for entry in entries {
+            let tokens = tokenize(&entry);
+            if tokens.is_empty() {
+                continue;
+            }
+            // "faces" as a name must find "face" too: the singular of a one-word entry.
+            if let [word] = tokens.as_slice()
+                && let Some(s) = singular(word)
+            {
+                phrases.push(vec![s]);
+            }
+            phrases.push(tokens);
+        }
+        phrases.sort();
+        phrases.dedup();
+        phrases.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        Concept {
+            name: name.to_owned(),
+            phrases,
+        }
+    }
+
+    /// Reads extra words for a concept: one word or phrase per line; `#` starts a comment.
+    pub fn read_words(path: &Path) -> Result<Vec<String>> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// The words and phrases that count, sorted.
+    pub fn words(&self) -> Vec<String> {
+        let mut words: Vec<String> = self.phrases.iter().map(|p| p.join(" ")).collect();
+        words.sort();
+        words
+    }
+
+    /// The token ranges of `description` that mention the concept (empty: it does not).
+    pub fn mentions(&self, description: &str) -> Vec<std::ops::Range<usize>> {
+        let tokens = tokenize(description);
+        let mut found = Vec::new();
+        let mut i = 0;
+        'tokens: while i < tokens.len() {
+            for phrase in &self.phrases {
+                if matches_at(&tokens, i, phrase) {
+                    found.push(i..i + phrase.len());
+                    i += phrase.len();
+                    continue 'tokens;
+                }
             }
             i += 1;
         }
@@ -532,6 +649,25 @@ mod tests {
             "the lexicon classes {classed} of {} phrases",
             described.len()
         );
+    }
+
+    #[test]
+    fn a_concept_finds_its_words_plurals_and_phrases() {
+        let spans = |c: &Concept, d: &str| -> Vec<(usize, usize)> {
+            c.mentions(d)
+                .into_iter()
+                .map(|r| (r.start, r.end))
+                .collect()
+        };
+        let faces = Concept::new("faces", &["dog muzzle".to_owned()]);
+        assert_eq!(spans(&faces, "a dog's face"), [(2, 3)]);
+        assert_eq!(spans(&faces, "Faces of people"), [(0, 1), (2, 3)]);
+        assert_eq!(spans(&faces, "dog muzzles"), [(0, 2)]);
+        assert!(faces.mentions("red circles").is_empty());
+        let text = Concept::new("text", &[]);
+        assert_eq!(text.mentions("letters and words on signs").len(), 3);
+        let unknown = Concept::new("umbrellas", &[]);
+        assert_eq!(spans(&unknown, "an umbrella"), [(1, 2)]);
     }
 
     #[test]

@@ -55,6 +55,9 @@ enum Command {
     /// What kinds of features descriptions name (objects, parts, colours, textures, shapes,
     /// spatial relations, abstract concepts) per layer and model: tables and plots.
     Analyze(cli::analyze::AnalyzeArgs),
+    /// The units whose descriptions mention a concept (faces, text, ...): a CSV and an HTML page
+    /// with each unit's exemplars.
+    Audit(cli::audit::AuditArgs),
     /// Decode a fit run's trained trials again at several PMI weights λ (0: plain beam search)
     /// and score each against greedy and beam: the reranking's effect, apart from the beam's.
     SweepLambda(cli::fit::SweepArgs),
@@ -147,6 +150,7 @@ fn main() -> ExitCode {
         Command::Fit(args) => cli::fit::run_fit(&args),
         Command::Describe(args) => cli::fit::run_describe(&args),
         Command::Analyze(args) => cli::analyze::run(&args),
+        Command::Audit(args) => cli::audit::run(&args),
         Command::SweepLambda(args) => cli::fit::run_sweep(&args),
         Command::CompareSplits(args) => cli::fit::run_compare(&args),
         Command::Follow(args) => cli::follow::run_follow(&args),

@@ -8,6 +8,18 @@ fn trainer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_trainer"))
 }
 
+/// Runs a command that must succeed; its stdout (its stderr in the failure).
+fn succeeds(cmd: &mut Command) -> String {
+    let run = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "{cmd:?}\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn synth_writes_a_readable_corpus_and_prints_a_summary() {
     let tmp = tempfile::tempdir().unwrap();
@@ -313,23 +325,17 @@ fn analyze_counts_what_descriptions_name_per_layer_and_model() {
     )
     .unwrap();
     let out = tmp.path().join("analysis");
-    let run = trainer()
-        .arg("analyze")
-        .arg("--descriptions")
-        .arg(format!(
-            "{},{}",
-            described.display(),
-            folder.join("annotations.csv").display()
-        ))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
+    let stdout = succeeds(
+        trainer()
+            .arg("analyze")
+            .arg("--descriptions")
+            .arg(format!(
+                "{},{}",
+                described.display(),
+                folder.join("annotations.csv").display()
+            ))
+            .arg("--out")
+            .arg(&out),
     );
     assert!(
         stdout.contains("| toy | 4 | 50% | 25% | 50% | 25% | 25% | 25% | 0% |"),
@@ -399,4 +405,53 @@ fn analyze_counts_what_descriptions_name_per_layer_and_model() {
         err.contains("bad.csv:2: field unit: \"first\" is not a unit number"),
         "{err}"
     );
+}
+
+#[test]
+fn audit_lists_units_mentioning_a_concept_with_their_exemplars_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("corpus");
+    succeeds(
+        trainer()
+            .args(["synth", "--units-per-layer", "2", "--image-size", "16"])
+            .args(["--keys", "alexnet/imagenet", "--out"])
+            .arg(&corpus),
+    );
+    // A worker's description with markup in it, of unit 1 of conv2.
+    let annotations = corpus.join("alexnet/imagenet/annotations.csv");
+    let mut text = std::fs::read_to_string(&annotations).unwrap();
+    text.push_str("conv2,1,\"<script>alert(1)</script> dog Faces\"\n");
+    std::fs::write(&annotations, text).unwrap();
+    let words = tmp.path().join("words.txt");
+    std::fs::write(&words, "# more words\nmuzzle\n").unwrap();
+    let report = tmp.path().join("audit");
+    let stdout = succeeds(
+        trainer()
+            .args(["audit", "--concept", "faces", "--descriptions"])
+            .arg(&annotations)
+            .arg("--lexicon")
+            .arg(&words)
+            .arg("--out")
+            .arg(&report),
+    );
+    assert!(
+        stdout.lines().any(|l| l == "alexnet/imagenet\tconv2\t1"),
+        "{stdout}"
+    );
+    let html = std::fs::read_to_string(report.join("audit.html")).unwrap();
+    assert!(!html.contains("<script>"), "markup is escaped");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt; dog Faces <mark>faces</mark>"),
+        "{html}"
+    );
+    assert!(html.contains("muzzle"), "the lexicon file's words count");
+    assert!(html.contains("<img src=\"previews/alexnet-imagenet-conv2-1.png\""));
+    let png = image::open(report.join("previews/alexnet-imagenet-conv2-1.png")).unwrap();
+    assert_eq!(
+        (png.width(), png.height()),
+        (5 * 16 + 4 * 2, 3 * 16 + 2 * 2),
+        "15 exemplars, 5 to a row"
+    );
+    let csv = std::fs::read_to_string(report.join("audit.csv")).unwrap();
+    assert!(csv.contains("alexnet/imagenet,conv2,1,faces,"), "{csv}");
 }

@@ -3,6 +3,7 @@
 
 pub mod analyze;
 pub mod args;
+pub mod audit;
 pub mod bench;
 pub mod bench_model;
 pub mod classify;

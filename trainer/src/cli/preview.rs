@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use image::{Rgb, RgbImage};
-use milan_shared::milannotations::Dataset;
+use milan_shared::milannotations::{Dataset, Layer};
 use milan_synth::Summary;
 
 /// Brightness of what lies outside the mask (milan-reference.md §1).
@@ -35,31 +35,9 @@ pub fn write_previews(summary: &Summary, per_key: usize, dir: &Path) -> Result<u
             .take(per_key);
         {
             for (layer, unit) in picks {
-                let exemplars = layer.exemplars(unit);
-                let Some(images) = exemplars.images else {
+                let Some(sheet) = sheet(layer, unit) else {
                     continue;
                 };
-                let shape = layer.shape();
-                let (h, w) = (shape.height, shape.width);
-                let rows = shape.k.div_ceil(PER_ROW);
-                let mut sheet = RgbImage::from_pixel(
-                    (PER_ROW * (w + GAP) - GAP) as u32,
-                    (rows * (h + GAP) - GAP) as u32,
-                    Rgb([255, 255, 255]),
-                );
-                for j in 0..shape.k {
-                    let (ox, oy) = ((j % PER_ROW) * (w + GAP), (j / PER_ROW) * (h + GAP));
-                    for y in 0..h {
-                        for x in 0..w {
-                            let lit = exemplars.masks[[j, 0, y, x]] == 1;
-                            let px = Rgb(std::array::from_fn(|c| {
-                                let v = f32::from(images[[j, c, y, x]]);
-                                (if lit { v } else { v * DIM }) as u8
-                            }));
-                            sheet.put_pixel((ox + x) as u32, (oy + y) as u32, px);
-                        }
-                    }
-                }
                 let stem = format!(
                     "{}-{}-{}-{unit}",
                     key.key.arch(),
@@ -82,4 +60,36 @@ pub fn write_previews(summary: &Summary, per_key: usize, dir: &Path) -> Result<u
         }
     }
     Ok(written)
+}
+
+/// One unit's exemplars as a worker sees them, five to a row; None for a layer without images or
+/// a unit an export left out.
+pub fn sheet(layer: &Layer, unit: usize) -> Option<RgbImage> {
+    if !layer.has_exemplars(unit) {
+        return None;
+    }
+    let exemplars = layer.exemplars(unit);
+    let images = exemplars.images?;
+    let shape = layer.shape();
+    let (h, w) = (shape.height, shape.width);
+    let rows = shape.k.div_ceil(PER_ROW);
+    let mut sheet = RgbImage::from_pixel(
+        (PER_ROW * (w + GAP) - GAP) as u32,
+        (rows * (h + GAP) - GAP) as u32,
+        Rgb([255, 255, 255]),
+    );
+    for j in 0..shape.k {
+        let (ox, oy) = ((j % PER_ROW) * (w + GAP), (j / PER_ROW) * (h + GAP));
+        for y in 0..h {
+            for x in 0..w {
+                let lit = exemplars.masks[[j, 0, y, x]] == 1;
+                let px = Rgb(std::array::from_fn(|c| {
+                    let v = f32::from(images[[j, c, y, x]]);
+                    (if lit { v } else { v * DIM }) as u8
+                }));
+                sheet.put_pixel((ox + x) as u32, (oy + y) as u32, px);
+            }
+        }
+    }
+    Some(sheet)
 }
