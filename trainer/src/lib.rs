@@ -18,9 +18,11 @@
 //! - [`history`]: per-epoch records and the best epoch;
 //! - [`atomic`]: files and folders that appear whole or not at all;
 //! - [`plot`]: learning-curve PNGs;
-//! - [`analysis`]: what descriptions name (a lexicon of feature classes), for `trainer analyze`;
+//! - [`analysis`]: what descriptions name (a lexicon of feature classes), for `trainer analyze`
+//!   and `trainer audit`; [`ablation`]: units switched off, intact against ablated;
 //! - [`backend`]: the tensor backend chosen at run time.
 
+pub mod ablation;
 pub mod analysis;
 pub mod assets;
 pub mod atomic;

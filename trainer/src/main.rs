@@ -58,6 +58,9 @@ enum Command {
     /// The units whose descriptions mention a concept (faces, text, ...): a CSV and an HTML page
     /// with each unit's exemplars.
     Audit(cli::audit::AuditArgs),
+    /// A classifier with chosen units switched off (zeroed after their layer) against the intact
+    /// one: accuracy and each class's change.
+    Ablate(cli::ablate::AblateArgs),
     /// Decode a fit run's trained trials again at several PMI weights λ (0: plain beam search)
     /// and score each against greedy and beam: the reranking's effect, apart from the beam's.
     SweepLambda(cli::fit::SweepArgs),
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
         Command::Describe(args) => cli::fit::run_describe(&args),
         Command::Analyze(args) => cli::analyze::run(&args),
         Command::Audit(args) => cli::audit::run(&args),
+        Command::Ablate(args) => cli::ablate::run(&args),
         Command::SweepLambda(args) => cli::fit::run_sweep(&args),
         Command::CompareSplits(args) => cli::fit::run_compare(&args),
         Command::Follow(args) => cli::follow::run_follow(&args),

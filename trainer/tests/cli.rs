@@ -1,5 +1,7 @@
 //! The `trainer` binary as a user runs it.
 
+mod common;
+
 use std::process::Command;
 
 use milan_shared::milannotations::Dataset;
@@ -454,4 +456,78 @@ fn audit_lists_units_mentioning_a_concept_with_their_exemplars_escaped() {
     );
     let csv = std::fs::read_to_string(report.join("audit.csv")).unwrap();
     assert!(csv.contains("alexnet/imagenet,conv2,1,faces,"), "{csv}");
+}
+
+#[test]
+fn ablate_compares_the_intact_and_the_ablated_classifier() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let weights = common::efficientnet_weights();
+    let images = tmp.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let mut labels = String::from("image,label\n");
+    for entry in std::fs::read_dir(root.join("tests/fixtures/efficientnet-lite0")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "png") {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            std::fs::copy(&path, images.join(&name)).unwrap();
+            // The fixtures are named imagenet_<i>_<class>.png.
+            let class = name.trim_end_matches(".png").rsplit('_').next().unwrap();
+            labels.push_str(&format!("{name},{class}\n"));
+        }
+    }
+    std::fs::write(tmp.path().join("labels.csv"), labels).unwrap();
+    // Every unit of the last block described as text: switching them all off changes predictions.
+    let mut units = String::from("layer,unit,description\n");
+    for u in 0..320 {
+        units.push_str(&format!("_blocks.15,{u},letters on a sign\n"));
+    }
+    units.push_str("_blocks.3,0,red circles\n");
+    std::fs::write(tmp.path().join("units.csv"), units).unwrap();
+    let json = tmp.path().join("outcome.json");
+    let stdout = succeeds(
+        trainer()
+            .args(["ablate", "--matching", "text", "--weights"])
+            .arg(&weights)
+            .arg("--units")
+            .arg(tmp.path().join("units.csv"))
+            .arg("--images")
+            .arg(&images)
+            .arg("--labels")
+            .arg(tmp.path().join("labels.csv"))
+            .arg("--out")
+            .arg(&json),
+    );
+    assert!(stdout.contains("320 units off in 1 blocks"), "{stdout}");
+    let outcome: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let o = &outcome["outcome"];
+    assert_eq!(o["images"], 10);
+    assert_eq!(o["against_labels"], true);
+    assert!(o["intact_accuracy"].as_f64().unwrap() >= 0.8, "{o}");
+    assert!(
+        o["ablated_accuracy"].as_f64().unwrap() < o["intact_accuracy"].as_f64().unwrap(),
+        "{o}"
+    );
+    assert!(o["changed"].as_u64().unwrap() > 0);
+    // A unit the block does not have is named.
+    std::fs::write(
+        tmp.path().join("bad.csv"),
+        "layer,unit,description\n_blocks.0,99,text\n",
+    )
+    .unwrap();
+    let run = trainer()
+        .args(["ablate", "--units"])
+        .arg(tmp.path().join("bad.csv"))
+        .arg("--images")
+        .arg(&images)
+        .arg("--weights")
+        .arg(&weights)
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(
+        String::from_utf8_lossy(&run.stderr)
+            .contains("_blocks.0 has 16 units; unit 99 is not one of them")
+    );
 }

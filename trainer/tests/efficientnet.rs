@@ -184,3 +184,45 @@ fn classify_prints_top5_and_logits() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("reading no-such-photo.jpg"));
 }
+
+/// Switching a unit off zeroes exactly its channel of the block's output (the network's own
+/// activations elsewhere unchanged) and changes what comes after it.
+#[test]
+fn ablating_a_unit_zeroes_exactly_its_channel() {
+    use std::collections::BTreeMap;
+    let device = Device::flex();
+    let model = EfficientNetLite0::load(&weights(), &device).unwrap();
+    let case = &cases()[0];
+    let x = Tensor::<4>::from_data(
+        TensorData::new(case.input.clone(), [1, 3, INPUT_SIZE, INPUT_SIZE]),
+        &device,
+    );
+    let (block, unit) = (5, 7);
+    let intact = model.forward(x.clone(), &[block, block + 1]);
+    let off = BTreeMap::from([(block, vec![unit])]);
+    let ablated = model.forward_ablated(x, &[block, block + 1], &off);
+    let values = |t: &Tensor<4>| t.clone().into_data().try_to_vec::<f32>().unwrap();
+    let [_, c, h, w] = intact.blocks[&block].dims();
+    let (before, after) = (
+        values(&intact.blocks[&block]),
+        values(&ablated.blocks[&block]),
+    );
+    let plane = h * w;
+    for ch in 0..c {
+        let (a, b) = (
+            &before[ch * plane..(ch + 1) * plane],
+            &after[ch * plane..(ch + 1) * plane],
+        );
+        if ch == unit {
+            assert!(a.iter().any(|v| *v != 0.0), "the unit was active before");
+            assert!(b.iter().all(|v| *v == 0.0), "channel {ch} is off");
+        } else {
+            assert_eq!(a, b, "channel {ch} untouched");
+        }
+    }
+    assert_ne!(
+        values(&intact.blocks[&(block + 1)]),
+        values(&ablated.blocks[&(block + 1)]),
+        "the next block sees the change"
+    );
+}

@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use burn::tensor::Device;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use milan_trainer::assets;
-use milan_trainer::encoders::efficientnet::{EfficientNetLite0, INPUT_SIZE, preprocess};
+use milan_trainer::encoders::efficientnet::{EfficientNetLite0, image_batch};
 use milan_trainer::encoders::imagenet::Classes;
 use serde_json::json;
 
@@ -27,7 +27,7 @@ pub struct ClassifyArgs {
     images: Vec<PathBuf>,
 }
 
-fn default_weights() -> Result<PathBuf> {
+pub fn default_weights() -> Result<PathBuf> {
     let file = assets::path("efficientnet-lite0")?.join("efficientnet-lite0-57934424.pth");
     anyhow::ensure!(
         file.is_file(),
@@ -58,18 +58,8 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
         ProgressBar::hidden()
     };
     for chunk in args.images.chunks(args.batch.max(1)) {
-        let mut input = Vec::with_capacity(chunk.len() * 3 * INPUT_SIZE * INPUT_SIZE);
-        for path in chunk {
-            let img = image::open(path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .to_rgb8();
-            input.extend(preprocess(&img));
-        }
         let n = chunk.len();
-        let x = Tensor::<4>::from_data(
-            TensorData::new(input, [n, 3, INPUT_SIZE, INPUT_SIZE]),
-            &device,
-        );
+        let x = image_batch(chunk, &device)?;
         let logits = model.forward(x, &[]).logits;
         let probs = softmax(logits.clone(), 1)
             .into_data()

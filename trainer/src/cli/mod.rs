@@ -1,6 +1,7 @@
 //! The `trainer` command line: one module per command (or family of commands), and the arguments
 //! they share (`args`). Binary-only: the library (`milan_trainer`) knows nothing of it.
 
+pub mod ablate;
 pub mod analyze;
 pub mod args;
 pub mod audit;

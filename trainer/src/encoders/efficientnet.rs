@@ -11,7 +11,7 @@
 //! (4,5,2,6,112,192) (1,3,1,6,192,320); then a 1x1 head to 1280 channels, average pooling and a
 //! 1000-way linear classifier. Blocks are numbered `_blocks.0` to `_blocks.15` as in the weights.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::Result;
@@ -32,6 +32,14 @@ pub const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
     (1, 3, 1, 6, 192, 320),
 ];
 pub const BLOCKS: usize = 16;
+
+/// Output channels of block `b` (0..BLOCKS), from [`STAGES`].
+pub fn block_channels(b: usize) -> Option<usize> {
+    STAGES
+        .iter()
+        .flat_map(|&(repeats, _, _, _, _, out)| std::iter::repeat_n(out, repeats))
+        .nth(b)
+}
 pub const CLASSES: usize = 1000;
 pub const INPUT_SIZE: usize = 224;
 const BN_EPS: f32 = 1e-3;
@@ -213,10 +221,25 @@ impl EfficientNetLite0 {
 
     /// Runs a batch [n, 3, h, w] of normalised images; keeps the outputs of `keep` blocks.
     pub fn forward(&self, x: Tensor<4>, keep: &[usize]) -> Output {
+        self.forward_ablated(x, keep, &BTreeMap::new())
+    }
+
+    /// [`EfficientNetLite0::forward`] with units switched off: the channels `off[b]` of block
+    /// `b`'s output are zeroed before the next block sees them (and in what `keep` returns).
+    /// Panics on a channel the block does not have (callers check with [`block_channels`]).
+    pub fn forward_ablated(
+        &self,
+        x: Tensor<4>,
+        keep: &[usize],
+        off: &BTreeMap<usize, Vec<usize>>,
+    ) -> Output {
         let mut h = relu6(self.stem.forward(x));
         let mut blocks = HashMap::new();
         for (i, block) in self.blocks.iter().enumerate() {
             h = block.forward(h);
+            if let Some(units) = off.get(&i) {
+                h = zero_channels(h, units);
+            }
             if keep.contains(&i) {
                 blocks.insert(i, h.clone());
             }
@@ -231,6 +254,36 @@ impl EfficientNetLite0 {
             head,
         }
     }
+}
+
+/// `h` [n, c, h, w] with the channels `units` set to zero.
+fn zero_channels(h: Tensor<4>, units: &[usize]) -> Tensor<4> {
+    let [_, c, _, _] = h.dims();
+    let mut mask = vec![1.0f32; c];
+    for &u in units {
+        assert!(u < c, "channel {u} of a block with {c}");
+        mask[u] = 0.0;
+    }
+    let mask =
+        Tensor::<1>::from_data(TensorData::new(mask, [c]), &h.device()).reshape([1, c, 1, 1]);
+    h * mask
+}
+
+/// Image files as one input batch [n, 3, 224, 224] ([`preprocess`]d); an unreadable file is
+/// named.
+pub fn image_batch(paths: &[std::path::PathBuf], device: &Device) -> Result<Tensor<4>> {
+    use anyhow::Context as _;
+    let mut input = Vec::with_capacity(paths.len() * 3 * INPUT_SIZE * INPUT_SIZE);
+    for path in paths {
+        let img = image::open(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .to_rgb8();
+        input.extend(preprocess(&img));
+    }
+    Ok(Tensor::<4>::from_data(
+        TensorData::new(input, [paths.len(), 3, INPUT_SIZE, INPUT_SIZE]),
+        device,
+    ))
 }
 
 /// An RGB image as the network's input: resized bilinearly to 224x224 when it has another size,

@@ -1,0 +1,189 @@
+//! Switching units off: the paper's editing step. A classifier runs twice over the same images,
+//! intact and with chosen units zeroed after their layer; accuracy and each class's change are
+//! compared. Units come from the CSV `trainer describe` writes, optionally only those whose
+//! descriptions mention some words (`--matching text,letters`), matched as
+//! [`crate::analysis::Concept`] does.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::analysis::{Concept, Described};
+use crate::encoders::efficientnet::{BLOCKS, block_channels};
+
+/// The units of `described` to switch off: all of them, or those with a description that
+/// mentions `matching`; each unit once, in file order.
+pub fn chosen_units(described: &[Described], matching: Option<&Concept>) -> Vec<(String, u32)> {
+    let mut units: Vec<(String, u32)> = Vec::new();
+    for d in described {
+        let key = (d.layer.clone(), d.unit);
+        if units.contains(&key) {
+            continue;
+        }
+        if matching.is_none_or(|c| !c.mentions(&d.description).is_empty()) {
+            units.push(key);
+        }
+    }
+    units
+}
+
+/// EfficientNet-Lite0's units by block (`_blocks.N`), checked against the block's channels.
+pub fn efficientnet_units(units: &[(String, u32)]) -> Result<BTreeMap<usize, Vec<usize>>> {
+    let mut off: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (layer, unit) in units {
+        let block = layer
+            .strip_prefix("_blocks.")
+            .and_then(|b| b.parse::<usize>().ok())
+            .filter(|&b| b < BLOCKS)
+            .with_context(|| {
+                format!("efficientnet-lite0 has no layer {layer:?}: use _blocks.0 to _blocks.15")
+            })?;
+        let channels = block_channels(block).expect("a block below BLOCKS");
+        if *unit as usize >= channels {
+            bail!("{layer} has {channels} units; unit {unit} is not one of them");
+        }
+        off.entry(block).or_default().push(*unit as usize);
+    }
+    Ok(off)
+}
+
+/// Image labels: a CSV `image,label` (the image's file name, a class index).
+pub fn read_labels(path: &Path) -> Result<BTreeMap<String, usize>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut labels = BTreeMap::new();
+    for record in reader.records() {
+        let record = record.with_context(|| format!("reading {}", path.display()))?;
+        let line = record.position().map_or(0, csv::Position::line);
+        let (Some(image), Some(label)) = (record.get(0), record.get(1)) else {
+            bail!("{}:{line}: expected image,label", path.display());
+        };
+        let label: usize = label.trim().parse().with_context(|| {
+            format!(
+                "{}:{line}: field label: {label:?} is not a class index",
+                path.display()
+            )
+        })?;
+        labels.insert(image.trim().to_owned(), label);
+    }
+    Ok(labels)
+}
+
+/// One class's images and how many of them each network got right.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClassChange {
+    pub class: usize,
+    pub images: usize,
+    pub intact_correct: usize,
+    pub ablated_correct: usize,
+}
+
+/// Intact against ablated over one set of images.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub images: usize,
+    /// Against the labels, or (without labels) against the intact network's own top-1, so
+    /// `intact_accuracy` is 1 and `ablated_accuracy` is the share of unchanged predictions.
+    pub against_labels: bool,
+    pub intact_accuracy: f64,
+    pub ablated_accuracy: f64,
+    /// Images whose top-1 class changed.
+    pub changed: usize,
+    pub per_class: Vec<ClassChange>,
+}
+
+impl Outcome {
+    /// From each image's (label, intact top-1, ablated top-1); the label is the intact top-1
+    /// when there are no labels.
+    pub fn of(rows: &[(usize, usize, usize)], against_labels: bool) -> Outcome {
+        let mut per_class: BTreeMap<usize, ClassChange> = BTreeMap::new();
+        for &(label, intact, ablated) in rows {
+            let c = per_class.entry(label).or_insert(ClassChange {
+                class: label,
+                images: 0,
+                intact_correct: 0,
+                ablated_correct: 0,
+            });
+            c.images += 1;
+            c.intact_correct += usize::from(intact == label);
+            c.ablated_correct += usize::from(ablated == label);
+        }
+        let n = rows.len().max(1) as f64;
+        Outcome {
+            images: rows.len(),
+            against_labels,
+            intact_accuracy: rows.iter().filter(|r| r.1 == r.0).count() as f64 / n,
+            ablated_accuracy: rows.iter().filter(|r| r.2 == r.0).count() as f64 / n,
+            changed: rows.iter().filter(|r| r.1 != r.2).count(),
+            per_class: per_class.into_values().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(layer: &str, unit: u32, text: &str) -> Described {
+        Described {
+            model: "m".into(),
+            layer: layer.into(),
+            unit,
+            description: text.into(),
+        }
+    }
+
+    #[test]
+    fn units_are_chosen_by_their_words_once_each() {
+        let described = [
+            d("_blocks.3", 1, "letters on signs"),
+            d("_blocks.3", 1, "text"),
+            d("_blocks.3", 2, "red circles"),
+            d("_blocks.15", 7, "words"),
+        ];
+        let text = Concept::new("text", &[]);
+        let chosen = chosen_units(&described, Some(&text));
+        assert_eq!(
+            chosen,
+            [("_blocks.3".to_owned(), 1), ("_blocks.15".to_owned(), 7)]
+        );
+        assert_eq!(chosen_units(&described, None).len(), 3);
+        let off = efficientnet_units(&chosen).unwrap();
+        assert_eq!(off, BTreeMap::from([(3, vec![1]), (15, vec![7])]));
+        let err = efficientnet_units(&[("_blocks.0".into(), 16)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "_blocks.0 has 16 units; unit 16 is not one of them"
+        );
+        assert!(efficientnet_units(&[("conv1".into(), 0)]).is_err());
+    }
+
+    #[test]
+    fn outcomes_count_accuracy_changes_and_classes() {
+        // (label, intact, ablated)
+        let o = Outcome::of(&[(0, 0, 0), (0, 0, 1), (1, 1, 1), (1, 2, 1)], true);
+        assert_eq!(o.images, 4);
+        assert!((o.intact_accuracy - 0.75).abs() < 1e-12);
+        assert!((o.ablated_accuracy - 0.75).abs() < 1e-12);
+        assert_eq!(o.changed, 2);
+        assert_eq!(
+            o.per_class,
+            [
+                ClassChange {
+                    class: 0,
+                    images: 2,
+                    intact_correct: 2,
+                    ablated_correct: 1
+                },
+                ClassChange {
+                    class: 1,
+                    images: 2,
+                    intact_correct: 1,
+                    ablated_correct: 2
+                },
+            ]
+        );
+    }
+}

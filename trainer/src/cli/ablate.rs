@@ -1,0 +1,162 @@
+//! `trainer ablate`: a classifier with chosen units switched off against the intact one, on the
+//! same images ([`milan_trainer::ablation`]).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail, ensure};
+use burn::tensor::{Device, Tensor};
+use milan_shared::progress::Progress;
+use milan_trainer::ablation::{self, Outcome};
+use milan_trainer::analysis::{self, Concept};
+use milan_trainer::atomic;
+use milan_trainer::encoders::efficientnet::{EfficientNetLite0, image_batch};
+
+#[derive(Debug, clap::Args)]
+pub struct AblateArgs {
+    /// The classifier. Only efficientnet-lite0 (ImageNet) so far.
+    #[arg(long, default_value = "efficientnet-lite0")]
+    model: String,
+    /// Its weights (default: the efficientnet-lite0 asset).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// The units: a CSV as `trainer describe` writes it (layer,unit,description).
+    #[arg(long)]
+    units: PathBuf,
+    /// Only the units with a description mentioning one of these words (comma-separated; plurals
+    /// and phrases as in `trainer audit`).
+    #[arg(long)]
+    matching: Option<String>,
+    /// A folder of images (png, jpg).
+    #[arg(long)]
+    images: PathBuf,
+    /// A CSV `image,label` (file name, ImageNet class index). Without it, the ablated network is
+    /// compared with the intact one's own top-1.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Also write the outcome as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(args: &AblateArgs) -> Result<()> {
+    if args.model != "efficientnet-lite0" {
+        bail!(
+            "--model {}: only efficientnet-lite0 can be ablated so far (resnetN and ONNX models \
+             are not built yet)",
+            args.model
+        );
+    }
+    let described = analysis::read_descriptions(&args.units)?;
+    let matching = args.matching.as_deref().map(|m| Concept::new(m, &[]));
+    let units = ablation::chosen_units(&described, matching.as_ref());
+    ensure!(
+        !units.is_empty(),
+        "{}: no unit's description mentions {}",
+        args.units.display(),
+        args.matching.as_deref().unwrap_or("anything")
+    );
+    let off = ablation::efficientnet_units(&units)?;
+    let images = image_files(&args.images)?;
+    let labels = args
+        .labels
+        .as_deref()
+        .map(ablation::read_labels)
+        .transpose()?;
+    let device = Device::flex();
+    let weights = match &args.weights {
+        Some(w) => w.clone(),
+        None => super::classify::default_weights()?,
+    };
+    let model = EfficientNetLite0::load(&weights, &device)?;
+    let progress = Progress::new(images.len(), "ablate", "images");
+    let mut rows = Vec::with_capacity(images.len());
+    for chunk in images.chunks(args.batch.max(1)) {
+        let x = image_batch(chunk, &device)?;
+        let intact = top1(model.forward(x.clone(), &[]).logits)?;
+        let ablated = top1(model.forward_ablated(x, &[], &off).logits)?;
+        for (i, path) in chunk.iter().enumerate() {
+            let label = match &labels {
+                Some(l) => {
+                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                    *name.as_ref().and_then(|n| l.get(n)).with_context(|| {
+                        format!(
+                            "{}: no label for {}",
+                            args.labels.as_ref().expect("some").display(),
+                            path.display()
+                        )
+                    })?
+                }
+                None => intact[i],
+            };
+            rows.push((label, intact[i], ablated[i]));
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    progress.finish();
+    let outcome = Outcome::of(&rows, labels.is_some());
+    let against = if outcome.against_labels {
+        "the labels"
+    } else {
+        "the intact network's top-1"
+    };
+    println!(
+        "{} units off in {} blocks; {} images; accuracy against {against}: intact {:.1}%, \
+         ablated {:.1}%; {} predictions changed",
+        units.len(),
+        off.len(),
+        outcome.images,
+        outcome.intact_accuracy * 100.0,
+        outcome.ablated_accuracy * 100.0,
+        outcome.changed
+    );
+    println!("class\timages\tintact\tablated");
+    for c in &outcome.per_class {
+        println!(
+            "{}\t{}\t{}\t{}",
+            c.class, c.images, c.intact_correct, c.ablated_correct
+        );
+    }
+    if let Some(out) = &args.out {
+        let json = serde_json::json!({
+            "model": args.model,
+            "units": units,
+            "matching": args.matching,
+            "outcome": outcome,
+        });
+        atomic::write(out, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn top1(logits: Tensor<2>) -> Result<Vec<usize>> {
+    let [n, classes] = logits.dims();
+    let values = logits
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?;
+    Ok((0..n)
+        .map(|i| {
+            let row = &values[i * classes..(i + 1) * classes];
+            (0..classes)
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .unwrap_or(0)
+        })
+        .collect())
+}
+
+fn image_files(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| ["png", "jpg", "jpeg"].contains(&x.to_lowercase().as_str()))
+        })
+        .collect();
+    files.sort();
+    ensure!(!files.is_empty(), "{}: no png or jpg images", dir.display());
+    Ok(files)
+}
