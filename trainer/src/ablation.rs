@@ -10,8 +10,11 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use burn::tensor::{Device, Tensor};
+
 use crate::analysis::{Concept, Described};
-use crate::encoders::efficientnet::{BLOCKS, block_channels};
+use crate::encoders::efficientnet::{EfficientNetLite0, block_channels};
+use crate::encoders::resnet::{Depth, LAYERS, ResNet};
 
 /// The units of `described` to switch off: all of them, or those with a description that
 /// mentions `matching`; each unit once, in file order.
@@ -29,24 +32,76 @@ pub fn chosen_units(described: &[Described], matching: Option<&Concept>) -> Vec<
     units
 }
 
-/// EfficientNet-Lite0's units by block (`_blocks.N`), checked against the block's channels.
-pub fn efficientnet_units(units: &[(String, u32)]) -> Result<BTreeMap<usize, Vec<usize>>> {
-    let mut off: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (layer, unit) in units {
-        let block = layer
-            .strip_prefix("_blocks.")
-            .and_then(|b| b.parse::<usize>().ok())
-            .filter(|&b| b < BLOCKS)
-            .with_context(|| {
-                format!("efficientnet-lite0 has no layer {layer:?}: use _blocks.0 to _blocks.15")
-            })?;
-        let channels = block_channels(block).expect("a block below BLOCKS");
-        if *unit as usize >= channels {
-            bail!("{layer} has {channels} units; unit {unit} is not one of them");
+/// A classifier whose units can be switched off.
+#[derive(Debug)]
+pub enum Classifier {
+    EfficientNet(Box<EfficientNetLite0>),
+    ResNet(Box<ResNet>, Depth),
+}
+
+impl Classifier {
+    /// `efficientnet-lite0` or `resnet18` ... `resnet152`, with their ImageNet weights.
+    pub fn load(model: &str, weights: &Path, device: &Device) -> Result<Classifier> {
+        if model == "efficientnet-lite0" {
+            let model = EfficientNetLite0::load(weights, device)?;
+            return Ok(Classifier::EfficientNet(Box::new(model)));
         }
-        off.entry(block).or_default().push(*unit as usize);
+        let depth = Depth::parse(model).with_context(|| {
+            format!(
+                "--model {model}: use efficientnet-lite0 or resnet18 ... resnet152 (ONNX models \
+                 cannot be ablated yet)"
+            )
+        })?;
+        let model = ResNet::load(weights, depth, device)?;
+        Ok(Classifier::ResNet(Box::new(model), depth))
     }
-    Ok(off)
+
+    fn layer_channels(&self, layer: &str) -> Option<(usize, usize)> {
+        match self {
+            Classifier::EfficientNet(_) => {
+                let block = layer.strip_prefix("_blocks.")?.parse::<usize>().ok()?;
+                Some((block, block_channels(block)?))
+            }
+            Classifier::ResNet(_, depth) => {
+                let i = LAYERS.iter().position(|l| *l == layer)?;
+                Some((i, depth.widths()[i]))
+            }
+        }
+    }
+
+    /// The units by layer index, each checked against its layer's channels.
+    pub fn units(&self, units: &[(String, u32)]) -> Result<BTreeMap<usize, Vec<usize>>> {
+        let mut off: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (layer, unit) in units {
+            let (index, channels) = self.layer_channels(layer).with_context(|| {
+                let layers = match self {
+                    Classifier::EfficientNet(_) => "_blocks.0 to _blocks.15".to_owned(),
+                    Classifier::ResNet(..) => LAYERS.join(", "),
+                };
+                format!("the model has no layer {layer:?}: its layers are {layers}")
+            })?;
+            if *unit as usize >= channels {
+                bail!("{layer} has {channels} units; unit {unit} is not one of them");
+            }
+            off.entry(index).or_default().push(*unit as usize);
+        }
+        Ok(off)
+    }
+
+    pub fn preprocess(&self, img: &image::RgbImage) -> Vec<f32> {
+        match self {
+            Classifier::EfficientNet(_) => crate::encoders::efficientnet::preprocess(img),
+            Classifier::ResNet(..) => crate::encoders::resnet::preprocess(img),
+        }
+    }
+
+    /// Logits [n, 1000] with the units `off` (from [`Classifier::units`]) switched off.
+    pub fn logits(&self, x: Tensor<4>, off: &BTreeMap<usize, Vec<usize>>) -> Tensor<2> {
+        match self {
+            Classifier::EfficientNet(m) => m.forward_ablated(x, &[], off).logits,
+            Classifier::ResNet(m, _) => m.forward_ablated(x, &[], off).logits,
+        }
+    }
 }
 
 /// Image labels: a CSV `image,label` (the image's file name, a class index).
@@ -150,14 +205,6 @@ mod tests {
             [("_blocks.3".to_owned(), 1), ("_blocks.15".to_owned(), 7)]
         );
         assert_eq!(chosen_units(&described, None).len(), 3);
-        let off = efficientnet_units(&chosen).unwrap();
-        assert_eq!(off, BTreeMap::from([(3, vec![1]), (15, vec![7])]));
-        let err = efficientnet_units(&[("_blocks.0".into(), 16)]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "_blocks.0 has 16 units; unit 16 is not one of them"
-        );
-        assert!(efficientnet_units(&[("conv1".into(), 0)]).is_err());
     }
 
     #[test]

@@ -498,7 +498,7 @@ fn ablate_compares_the_intact_and_the_ablated_classifier() {
             .arg("--out")
             .arg(&json),
     );
-    assert!(stdout.contains("320 units off in 1 blocks"), "{stdout}");
+    assert!(stdout.contains("320 units off in 1 layers"), "{stdout}");
     let outcome: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let o = &outcome["outcome"];

@@ -198,3 +198,57 @@ fn exemplars_and_features_work_for_a_resnet() {
     let f = LayerFeatures::open(&set, "layer4").unwrap();
     assert_eq!(f.view().unwrap().shape(), &[2, 2, 1024]);
 }
+
+/// Switching a ResNet unit off zeroes exactly its channel of the layer's output, the rest of the
+/// network sees the change, and a unit is named against its layer's width.
+#[test]
+fn ablating_a_resnet_unit_zeroes_exactly_its_channel() {
+    use milan_trainer::ablation::Classifier;
+    use std::collections::BTreeMap;
+    let device = Device::flex();
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = tmp.path().join("r18.safetensors");
+    write_random(&weights, &torchvision_keys(Depth::R18.blocks(), false), 5);
+    let model = ResNet::load(&weights, Depth::R18, &device).unwrap();
+    let x = input(&device);
+    let intact = model.forward(x.clone(), &["layer2", "layer3"]);
+    let ablated = model.forward_ablated(x, &["layer2", "layer3"], &BTreeMap::from([(2, vec![9])]));
+    let values = |t: &Tensor<4>| t.clone().into_data().try_to_vec::<f32>().unwrap();
+    let [_, c, h, w] = intact.layers["layer2"].dims();
+    let (before, after) = (
+        values(&intact.layers["layer2"]),
+        values(&ablated.layers["layer2"]),
+    );
+    let plane = h * w;
+    for ch in 0..c {
+        let (a, b) = (
+            &before[ch * plane..(ch + 1) * plane],
+            &after[ch * plane..(ch + 1) * plane],
+        );
+        if ch == 9 {
+            assert!(b.iter().all(|v| *v == 0.0), "channel 9 is off");
+        } else {
+            assert_eq!(a, b, "channel {ch} untouched");
+        }
+    }
+    assert_ne!(
+        values(&intact.layers["layer3"]),
+        values(&ablated.layers["layer3"])
+    );
+    let classifier = Classifier::load("resnet18", &weights, &device).unwrap();
+    assert_eq!(
+        classifier.units(&[("layer2".into(), 9)]).unwrap(),
+        BTreeMap::from([(2, vec![9])])
+    );
+    let err = classifier.units(&[("layer2".into(), 128)]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "layer2 has 128 units; unit 128 is not one of them"
+    );
+    let err = classifier.units(&[("_blocks.3".into(), 0)]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("its layers are conv1, layer1, layer2, layer3, layer4"),
+        "{err}"
+    );
+}

@@ -1,22 +1,24 @@
 //! `trainer ablate`: a classifier with chosen units switched off against the intact one, on the
 //! same images ([`milan_trainer::ablation`]).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::{Device, Tensor};
 use milan_shared::progress::Progress;
-use milan_trainer::ablation::{self, Outcome};
+use milan_trainer::ablation::{self, Classifier, Outcome};
 use milan_trainer::analysis::{self, Concept};
 use milan_trainer::atomic;
-use milan_trainer::encoders::efficientnet::{EfficientNetLite0, image_batch};
+use milan_trainer::encoders::image_batch;
 
 #[derive(Debug, clap::Args)]
 pub struct AblateArgs {
-    /// The classifier. Only efficientnet-lite0 (ImageNet) so far.
+    /// The classifier: efficientnet-lite0 (layers _blocks.0-15) or resnet18 ... resnet152
+    /// (conv1, layer1-4), with ImageNet weights. ONNX models cannot be ablated yet.
     #[arg(long, default_value = "efficientnet-lite0")]
     model: String,
-    /// Its weights (default: the efficientnet-lite0 asset).
+    /// Its weights (default for efficientnet-lite0: the asset; required for a ResNet).
     #[arg(long)]
     weights: Option<PathBuf>,
     /// The units: a CSV as `trainer describe` writes it (layer,unit,description).
@@ -41,13 +43,6 @@ pub struct AblateArgs {
 }
 
 pub fn run(args: &AblateArgs) -> Result<()> {
-    if args.model != "efficientnet-lite0" {
-        bail!(
-            "--model {}: only efficientnet-lite0 can be ablated so far (resnetN and ONNX models \
-             are not built yet)",
-            args.model
-        );
-    }
     let described = analysis::read_descriptions(&args.units)?;
     let matching = args.matching.as_deref().map(|m| Concept::new(m, &[]));
     let units = ablation::chosen_units(&described, matching.as_ref());
@@ -57,7 +52,6 @@ pub fn run(args: &AblateArgs) -> Result<()> {
         args.units.display(),
         args.matching.as_deref().unwrap_or("anything")
     );
-    let off = ablation::efficientnet_units(&units)?;
     let images = image_files(&args.images)?;
     let labels = args
         .labels
@@ -67,15 +61,20 @@ pub fn run(args: &AblateArgs) -> Result<()> {
     let device = Device::flex();
     let weights = match &args.weights {
         Some(w) => w.clone(),
-        None => super::classify::default_weights()?,
+        None if args.model == "efficientnet-lite0" => super::classify::default_weights()?,
+        None => bail!(
+            "--model {} needs --weights (its ImageNet weights)",
+            args.model
+        ),
     };
-    let model = EfficientNetLite0::load(&weights, &device)?;
+    let model = Classifier::load(&args.model, &weights, &device)?;
+    let off = model.units(&units)?;
     let progress = Progress::new(images.len(), "ablate", "images");
     let mut rows = Vec::with_capacity(images.len());
     for chunk in images.chunks(args.batch.max(1)) {
-        let x = image_batch(chunk, &device)?;
-        let intact = top1(model.forward(x.clone(), &[]).logits)?;
-        let ablated = top1(model.forward_ablated(x, &[], &off).logits)?;
+        let x = image_batch(chunk, |img| model.preprocess(img), &device)?;
+        let intact = top1(model.logits(x.clone(), &BTreeMap::new()))?;
+        let ablated = top1(model.logits(x, &off))?;
         for (i, path) in chunk.iter().enumerate() {
             let label = match &labels {
                 Some(l) => {
@@ -102,7 +101,7 @@ pub fn run(args: &AblateArgs) -> Result<()> {
         "the intact network's top-1"
     };
     println!(
-        "{} units off in {} blocks; {} images; accuracy against {against}: intact {:.1}%, \
+        "{} units off in {} layers; {} images; accuracy against {against}: intact {:.1}%, \
          ablated {:.1}%; {} predictions changed",
         units.len(),
         off.len(),

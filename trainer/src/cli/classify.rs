@@ -7,7 +7,8 @@ use burn::tensor::Device;
 use burn::tensor::activation::softmax;
 use indicatif::{ProgressBar, ProgressStyle};
 use milan_trainer::assets;
-use milan_trainer::encoders::efficientnet::{EfficientNetLite0, image_batch};
+use milan_trainer::encoders::efficientnet::{EfficientNetLite0, preprocess};
+use milan_trainer::encoders::image_batch;
 use milan_trainer::encoders::imagenet::Classes;
 use serde_json::json;
 
@@ -59,7 +60,7 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
     };
     for chunk in args.images.chunks(args.batch.max(1)) {
         let n = chunk.len();
-        let x = image_batch(chunk, &device)?;
+        let x = image_batch(chunk, preprocess, &device)?;
         let logits = model.forward(x, &[]).logits;
         let probs = softmax(logits.clone(), 1)
             .into_data()

@@ -238,7 +238,7 @@ impl EfficientNetLite0 {
         for (i, block) in self.blocks.iter().enumerate() {
             h = block.forward(h);
             if let Some(units) = off.get(&i) {
-                h = zero_channels(h, units);
+                h = super::zero_channels(h, units);
             }
             if keep.contains(&i) {
                 blocks.insert(i, h.clone());
@@ -254,36 +254,6 @@ impl EfficientNetLite0 {
             head,
         }
     }
-}
-
-/// `h` [n, c, h, w] with the channels `units` set to zero.
-fn zero_channels(h: Tensor<4>, units: &[usize]) -> Tensor<4> {
-    let [_, c, _, _] = h.dims();
-    let mut mask = vec![1.0f32; c];
-    for &u in units {
-        assert!(u < c, "channel {u} of a block with {c}");
-        mask[u] = 0.0;
-    }
-    let mask =
-        Tensor::<1>::from_data(TensorData::new(mask, [c]), &h.device()).reshape([1, c, 1, 1]);
-    h * mask
-}
-
-/// Image files as one input batch [n, 3, 224, 224] ([`preprocess`]d); an unreadable file is
-/// named.
-pub fn image_batch(paths: &[std::path::PathBuf], device: &Device) -> Result<Tensor<4>> {
-    use anyhow::Context as _;
-    let mut input = Vec::with_capacity(paths.len() * 3 * INPUT_SIZE * INPUT_SIZE);
-    for path in paths {
-        let img = image::open(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .to_rgb8();
-        input.extend(preprocess(&img));
-    }
-    Ok(Tensor::<4>::from_data(
-        TensorData::new(input, [paths.len(), 3, INPUT_SIZE, INPUT_SIZE]),
-        device,
-    ))
 }
 
 /// An RGB image as the network's input: resized bilinearly to 224x224 when it has another size,

@@ -16,3 +16,41 @@ pub mod resnet;
 pub mod torch_legacy;
 pub mod torch_zip;
 pub mod weights;
+
+use anyhow::{Context, Result};
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// `h` [n, c, h, w] with the channels `units` set to zero: units switched off (ablation).
+/// Panics on a channel `h` does not have (callers check first).
+pub fn zero_channels(h: Tensor<4>, units: &[usize]) -> Tensor<4> {
+    let [_, c, _, _] = h.dims();
+    let mut mask = vec![1.0f32; c];
+    for &u in units {
+        assert!(u < c, "channel {u} of a layer with {c}");
+        mask[u] = 0.0;
+    }
+    let mask =
+        Tensor::<1>::from_data(TensorData::new(mask, [c]), &h.device()).reshape([1, c, 1, 1]);
+    h * mask
+}
+
+/// Image files as one input batch [n, 3, 224, 224], each through `preprocess`; an unreadable
+/// file is named.
+pub fn image_batch(
+    paths: &[std::path::PathBuf],
+    preprocess: impl Fn(&image::RgbImage) -> Vec<f32>,
+    device: &Device,
+) -> Result<Tensor<4>> {
+    const SIZE: usize = 224;
+    let mut input = Vec::with_capacity(paths.len() * 3 * SIZE * SIZE);
+    for path in paths {
+        let img = image::open(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .to_rgb8();
+        input.extend(preprocess(&img));
+    }
+    Ok(Tensor::<4>::from_data(
+        TensorData::new(input, [paths.len(), 3, SIZE, SIZE]),
+        device,
+    ))
+}

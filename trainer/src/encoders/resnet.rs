@@ -5,7 +5,7 @@
 //! encoder is a ResNet; its layers for exemplars and features are `conv1` (after the stem's
 //! ReLU, before the max pool) and `layer1` to `layer4`. Input: 224x224, ImageNet normalisation.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::weights::StateDict;
@@ -252,8 +252,23 @@ impl ResNet {
 
     /// Runs a batch [n, 3, h, w] of normalised images; keeps the outputs of `keep` (of [`LAYERS`]).
     pub fn forward(&self, x: Tensor<4>, keep: &[&str]) -> Output {
+        self.forward_ablated(x, keep, &BTreeMap::new())
+    }
+
+    /// [`ResNet::forward`] with units switched off: the channels `off[i]` of layer
+    /// `LAYERS[i]`'s output are zeroed before the rest of the network sees them (and in what
+    /// `keep` returns). Panics on a channel the layer does not have ([`Depth::widths`]).
+    pub fn forward_ablated(
+        &self,
+        x: Tensor<4>,
+        keep: &[&str],
+        off: &BTreeMap<usize, Vec<usize>>,
+    ) -> Output {
         let mut layers = HashMap::new();
         let mut h = burn::tensor::activation::relu(self.stem.forward(x));
+        if let Some(units) = off.get(&0) {
+            h = super::zero_channels(h, units);
+        }
         if keep.contains(&"conv1") {
             layers.insert("conv1", h.clone());
         }
@@ -266,6 +281,9 @@ impl ResNet {
         for (s, stage) in self.stages.iter().enumerate() {
             for block in stage {
                 h = block.forward(h);
+            }
+            if let Some(units) = off.get(&(s + 1)) {
+                h = super::zero_channels(h, units);
             }
             if keep.contains(&LAYERS[s + 1]) {
                 layers.insert(LAYERS[s + 1], h.clone());
