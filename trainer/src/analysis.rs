@@ -116,11 +116,79 @@ pub const LEXICON: [(Class, &[&str]); 7] = [
     ]),
 ];
 
-/// A lexicon ready to match: single words by class, and phrases (as token lists) by class.
+/// Words and phrases, each with a tag, found in descriptions by the rules of the module
+/// documentation: phrases (longest first) before single words, a token as written or singular.
+#[derive(Debug, Clone)]
+struct Matcher<T> {
+    words: BTreeMap<String, T>,
+    phrases: Vec<(Vec<String>, T)>,
+}
+
+impl<T: Copy> Matcher<T> {
+    fn new() -> Self {
+        Matcher {
+            words: BTreeMap::new(),
+            phrases: Vec::new(),
+        }
+    }
+
+    fn insert(&mut self, tokens: Vec<String>, tag: T) {
+        match <[String; 1]>::try_from(tokens) {
+            Ok([word]) => {
+                self.words.insert(word, tag);
+            }
+            Err(tokens) => {
+                if !self.phrases.iter().any(|(p, _)| *p == tokens) {
+                    self.phrases.push((tokens, tag));
+                }
+                // Longest phrases first, so "on top of" wins over a shorter phrase inside it.
+                self.phrases
+                    .sort_by_key(|(t, _)| std::cmp::Reverse(t.len()));
+            }
+        }
+    }
+
+    /// Every match in `description`: its token range and tag.
+    fn find(&self, description: &str) -> Vec<(std::ops::Range<usize>, T)> {
+        let tokens = tokenize(description);
+        let singulars: Vec<Option<String>> = tokens.iter().map(|t| singular(t)).collect();
+        let is = |i: usize, p: &String| tokens[i] == *p || singulars[i].as_ref() == Some(p);
+        let mut found = Vec::new();
+        let mut i = 0;
+        'tokens: while i < tokens.len() {
+            for (phrase, tag) in &self.phrases {
+                let end = i + phrase.len();
+                if end <= tokens.len() && phrase.iter().enumerate().all(|(j, p)| is(i + j, p)) {
+                    found.push((i..end, *tag));
+                    i = end;
+                    continue 'tokens;
+                }
+            }
+            let word = self
+                .words
+                .get(&tokens[i])
+                .or_else(|| singulars[i].as_ref().and_then(|s| self.words.get(s)));
+            if let Some(tag) = word {
+                found.push((i..i + 1, *tag));
+            }
+            i += 1;
+        }
+        found
+    }
+
+    /// Every word and phrase, sorted.
+    fn entries(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.words.keys().cloned().collect();
+        all.extend(self.phrases.iter().map(|(p, _)| p.join(" ")));
+        all.sort();
+        all
+    }
+}
+
+/// A lexicon ready to match: words and phrases by class.
 #[derive(Debug, Clone)]
 pub struct Lexicon {
-    words: BTreeMap<String, Class>,
-    phrases: Vec<(Vec<String>, Class)>,
+    matcher: Matcher<Class>,
 }
 
 impl Default for Lexicon {
@@ -137,8 +205,7 @@ impl Default for Lexicon {
 impl Lexicon {
     /// A lexicon of `(class, entry)` pairs; an entry in two classes is an error naming it.
     pub fn new(entries: impl IntoIterator<Item = (Class, String)>) -> Result<Lexicon, String> {
-        let mut words: BTreeMap<String, Class> = BTreeMap::new();
-        let mut phrases = Vec::new();
+        let mut matcher = Matcher::new();
         let mut seen: BTreeMap<Vec<String>, Class> = BTreeMap::new();
         for (class, entry) in entries {
             let tokens = tokenize(&entry);
@@ -154,54 +221,19 @@ impl Lexicon {
                     class.name()
                 ));
             }
-            if tokens.len() == 1 {
-                words.insert(tokens[0].clone(), class);
-            } else {
-                phrases.push((tokens, class));
-            }
+            matcher.insert(tokens, class);
         }
-        // Longest phrases first, so "on top of" wins over a shorter phrase inside it.
-        phrases.sort_by_key(|(t, _)| std::cmp::Reverse(t.len()));
-        Ok(Lexicon { words, phrases })
-    }
-
-    fn word(&self, token: &str) -> Option<Class> {
-        if let Some(&c) = self.words.get(token) {
-            return Some(c);
-        }
-        singular(token).and_then(|s| self.words.get(&s).copied())
+        Ok(Lexicon { matcher })
     }
 
     /// The classes `description` names.
     pub fn classes(&self, description: &str) -> BTreeSet<Class> {
-        let tokens = tokenize(description);
-        let mut found = BTreeSet::new();
-        let mut i = 0;
-        'tokens: while i < tokens.len() {
-            for (phrase, class) in &self.phrases {
-                if matches_at(&tokens, i, phrase) {
-                    found.insert(*class);
-                    i += phrase.len();
-                    continue 'tokens;
-                }
-            }
-            if let Some(class) = self.word(&tokens[i]) {
-                found.insert(class);
-            }
-            i += 1;
-        }
-        found
+        self.matcher
+            .find(description)
+            .into_iter()
+            .map(|(_, class)| class)
+            .collect()
     }
-}
-
-/// Whether `phrase` starts at token `i` (each token as written or singular).
-fn matches_at(tokens: &[String], i: usize, phrase: &[String]) -> bool {
-    let end = i + phrase.len();
-    end <= tokens.len()
-        && tokens[i..end]
-            .iter()
-            .zip(phrase)
-            .all(|(t, p)| t == p || singular(t).as_deref() == Some(p))
 }
 
 /// Words that stand for a concept in an audit besides its own name (`trainer audit --concept`;
@@ -241,7 +273,7 @@ pub const CONCEPTS: [(&str, &[&str]); 3] = [
 #[derive(Debug, Clone)]
 pub struct Concept {
     pub name: String,
-    phrases: Vec<Vec<String>>,
+    matcher: Matcher<()>,
 }
 
 impl Concept {
@@ -256,26 +288,22 @@ impl Concept {
             }
         }
         entries.extend(extra.iter().cloned());
-        let mut phrases: Vec<Vec<String>> = Vec::new();
+        let mut matcher = Matcher::new();
         for entry in entries {
             let tokens = tokenize(&entry);
-            if tokens.is_empty() {
-                continue;
-            }
             // "faces" as a name must find "face" too: the singular of a one-word entry.
             if let [word] = tokens.as_slice()
                 && let Some(s) = singular(word)
             {
-                phrases.push(vec![s]);
+                matcher.insert(vec![s], ());
             }
-            phrases.push(tokens);
+            if !tokens.is_empty() {
+                matcher.insert(tokens, ());
+            }
         }
-        phrases.sort();
-        phrases.dedup();
-        phrases.sort_by_key(|p| std::cmp::Reverse(p.len()));
         Concept {
             name: name.to_owned(),
-            phrases,
+            matcher,
         }
     }
 
@@ -293,27 +321,16 @@ impl Concept {
 
     /// The words and phrases that count, sorted.
     pub fn words(&self) -> Vec<String> {
-        let mut words: Vec<String> = self.phrases.iter().map(|p| p.join(" ")).collect();
-        words.sort();
-        words
+        self.matcher.entries()
     }
 
     /// The token ranges of `description` that mention the concept (empty: it does not).
     pub fn mentions(&self, description: &str) -> Vec<std::ops::Range<usize>> {
-        let tokens = tokenize(description);
-        let mut found = Vec::new();
-        let mut i = 0;
-        'tokens: while i < tokens.len() {
-            for phrase in &self.phrases {
-                if matches_at(&tokens, i, phrase) {
-                    found.push(i..i + phrase.len());
-                    i += phrase.len();
-                    continue 'tokens;
-                }
-            }
-            i += 1;
-        }
-        found
+        self.matcher
+            .find(description)
+            .into_iter()
+            .map(|(range, ())| range)
+            .collect()
     }
 }
 

@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 
 use super::error::FormatError;
 use super::npy::LayerShape;
-use super::writer::{annotations_csv, ids_csv, npy_header_for, omitted_csv};
+use super::writer::{annotations_csv, check_layer_name, ids_csv, npy_header_for, omitted_csv};
 use super::{ANNOTATIONS_FILE, IDS_FILE, IMAGES_FILE, MASKS_FILE, OMITTED_FILE};
 use crate::model_key::ModelKey;
 
@@ -77,16 +77,7 @@ impl<W: Write> ArchiveWriter<W> {
         rows: &mut dyn Rows,
     ) -> Result<(), FormatError> {
         let folder = format!("{}/{}/{}", key.arch(), key.dataset(), layer.name);
-        if layer.name.is_empty() || layer.name.starts_with('.') || layer.name.contains(['/', '\\'])
-        {
-            return Err(FormatError::file(
-                folder.as_ref(),
-                format!(
-                    "invalid layer name {:?}: it must be a plain folder name",
-                    layer.name
-                ),
-            ));
-        }
+        check_layer_name(folder.as_ref(), layer.name)?;
         if layer.ids.len() != layer.shape.units
             || layer.ids.iter().any(|row| row.len() != layer.shape.k)
         {

@@ -58,12 +58,7 @@ impl DatasetWriter {
         shape: LayerShape,
         with_images: bool,
     ) -> Result<LayerWriter, FormatError> {
-        if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
-            return Err(FormatError::file(
-                &self.tmp_dir,
-                format!("invalid layer name {name:?}: it must be a plain folder name"),
-            ));
-        }
+        check_layer_name(&self.tmp_dir, name)?;
         if self.layers.iter().any(|l| l == name) {
             return Err(FormatError::file(
                 &self.tmp_dir,
@@ -138,6 +133,18 @@ impl Drop for DatasetWriter {
             let _ = fs::remove_dir_all(&self.tmp_dir);
         }
     }
+}
+
+/// A layer's name becomes a folder: a plain name, never hidden (readers skip hidden folders), no
+/// path separators. `at` is the folder the error names.
+pub(crate) fn check_layer_name(at: &Path, name: &str) -> Result<(), FormatError> {
+    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
+        return Err(FormatError::file(
+            at,
+            format!("invalid layer name {name:?}: it must be a plain folder name"),
+        ));
+    }
+    Ok(())
 }
 
 /// Puts `new` where `old` is. On Linux the two folders swap in one atomic `renameat2` call, so a

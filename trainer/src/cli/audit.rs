@@ -36,8 +36,8 @@ pub struct AuditArgs {
     out: PathBuf,
 }
 
-/// A description and the token ranges in it that mention the concept.
-type Marked<'a> = (&'a str, Vec<std::ops::Range<usize>>);
+/// A description and its words that mention the concept.
+type Marked<'a> = (&'a str, Vec<String>);
 
 /// One listed unit: where it is, and its descriptions, marked.
 struct Found<'a> {
@@ -81,7 +81,13 @@ pub fn run(args: &AuditArgs) -> Result<()> {
             order.push(key);
             Vec::new()
         });
-        entry.push((d.description.as_str(), concept.mentions(&d.description)));
+        let tokens = tokenize(&d.description);
+        let words = concept
+            .mentions(&d.description)
+            .into_iter()
+            .map(|r| tokens[r].join(" "))
+            .collect();
+        entry.push((d.description.as_str(), words));
     }
     let found: Vec<Found> = order
         .iter()
@@ -105,9 +111,7 @@ pub fn run(args: &AuditArgs) -> Result<()> {
     let mut previews = 0;
     let mut sections = String::new();
     for f in &found {
-        for (text, marks) in &f.descriptions {
-            let tokens = tokenize(text);
-            let words: Vec<String> = marks.iter().map(|r| tokens[r.clone()].join(" ")).collect();
+        for (text, words) in &f.descriptions {
             csv.write_record([
                 f.model,
                 f.layer,
@@ -133,9 +137,7 @@ pub fn run(args: &AuditArgs) -> Result<()> {
             );
         }
         sections.push_str("<ul>");
-        for (text, marks) in &f.descriptions {
-            let tokens = tokenize(text);
-            let words: Vec<String> = marks.iter().map(|r| tokens[r.clone()].join(" ")).collect();
+        for (text, words) in &f.descriptions {
             if words.is_empty() {
                 let _ = write!(sections, "<li>{}</li>", escape(text));
             } else {
@@ -150,7 +152,7 @@ pub fn run(args: &AuditArgs) -> Result<()> {
         sections.push_str("</ul></section>\n");
     }
     atomic::write(&args.out.join("audit.csv"), &csv.into_inner()?)?;
-    let total = units_count(&described);
+    let total = order.len();
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>Units mentioning {name}</title><style>{STYLE}</style></head><body>\
@@ -177,16 +179,6 @@ pub fn run(args: &AuditArgs) -> Result<()> {
 const STYLE: &str = "body{font-family:sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}\
 section{border-top:1px solid #6b7280;padding:0.5rem 0}img{max-width:100%;image-rendering:pixelated}\
 mark{background:#f0e442}";
-
-fn units_count(described: &[Described]) -> usize {
-    let mut seen: Vec<(&str, &str, u32)> = described
-        .iter()
-        .map(|d| (d.model.as_str(), d.layer.as_str(), d.unit))
-        .collect();
-    seen.sort_unstable();
-    seen.dedup();
-    seen.len()
-}
 
 /// Writes the unit's contact sheet when a dataset of its model has its exemplars; the file name.
 fn preview_of(datasets: &[Dataset], f: &Found, dir: &Path) -> Result<Option<String>> {
