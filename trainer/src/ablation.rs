@@ -5,16 +5,18 @@
 //! [`crate::analysis::Concept`] does.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::analysis::{Concept, Described};
 use crate::encoders::efficientnet::{EfficientNetLite0, block_channels};
 use crate::encoders::resnet::{Depth, LAYERS, ResNet};
+use crate::exemplars::Network;
+use crate::onnx::{InputSpec, OnnxNetwork};
 
 /// The units of `described` to switch off: all of them, or those with a description that
 /// mentions `matching`; each unit once, in file order.
@@ -32,30 +34,66 @@ pub fn chosen_units(described: &[Described], matching: Option<&Concept>) -> Vec<
     units
 }
 
+/// Units to switch off, by layer name, each checked against its layer by
+/// [`Classifier::units`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Off(BTreeMap<String, Vec<usize>>);
+
+impl Off {
+    /// No unit off: the intact network.
+    pub fn none() -> Off {
+        Off::default()
+    }
+
+    /// Units in how many layers.
+    pub fn layers(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// A classifier whose units can be switched off.
 #[derive(Debug)]
 pub enum Classifier {
     EfficientNet(Box<EfficientNetLite0>),
     ResNet(Box<ResNet>, Depth),
+    /// Any ONNX model whose first output is [N, classes]; its layers are the nodes
+    /// [`OnnxNetwork::resolve`] accepts.
+    Onnx(Box<OnnxNetwork>),
 }
 
 impl Classifier {
-    /// `efficientnet-lite0` or `resnet18` ... `resnet152`, with their ImageNet weights.
-    pub fn load(model: &str, weights: &Path, device: &Device) -> Result<Classifier> {
+    /// `efficientnet-lite0` or `resnet18` ... `resnet152` with their ImageNet `weights`, or a
+    /// `.onnx` file read with `input`.
+    pub fn load(
+        model: &str,
+        weights: Option<&Path>,
+        input: &InputSpec,
+        threads: usize,
+        device: &Device,
+    ) -> Result<Classifier> {
+        if model.ends_with(".onnx") {
+            ensure!(
+                weights.is_none(),
+                "--weights is for the built-in networks; an ONNX model holds its own"
+            );
+            let net = OnnxNetwork::load(Path::new(model), input, threads)?;
+            return Ok(Classifier::Onnx(Box::new(net)));
+        }
+        let weights = weights.with_context(|| format!("--model {model} needs its weights"))?;
         if model == "efficientnet-lite0" {
             let model = EfficientNetLite0::load(weights, device)?;
             return Ok(Classifier::EfficientNet(Box::new(model)));
         }
         let depth = Depth::parse(model).with_context(|| {
             format!(
-                "--model {model}: use efficientnet-lite0 or resnet18 ... resnet152 (ONNX models \
-                 cannot be ablated yet)"
+                "--model {model}: use efficientnet-lite0, resnet18 ... resnet152 or a .onnx file"
             )
         })?;
         let model = ResNet::load(weights, depth, device)?;
         Ok(Classifier::ResNet(Box::new(model), depth))
     }
 
+    /// The index and width of a built-in network's layer.
     fn layer_channels(&self, layer: &str) -> Option<(usize, usize)> {
         match self {
             Classifier::EfficientNet(_) => {
@@ -66,42 +104,143 @@ impl Classifier {
                 let i = LAYERS.iter().position(|l| *l == layer)?;
                 Some((i, depth.widths()[i]))
             }
+            Classifier::Onnx(_) => None,
         }
     }
 
-    /// The units by layer index, each checked against its layer's channels.
-    pub fn units(&self, units: &[(String, u32)]) -> Result<BTreeMap<usize, Vec<usize>>> {
-        let mut off: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    /// The units grouped by layer, each checked against its layer's width.
+    pub fn units(&self, units: &[(String, u32)]) -> Result<Off> {
+        let mut off: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (layer, unit) in units {
-            let (index, channels) = self.layer_channels(layer).with_context(|| {
-                let layers = match self {
-                    Classifier::EfficientNet(_) => "_blocks.0 to _blocks.15".to_owned(),
-                    Classifier::ResNet(..) => LAYERS.join(", "),
-                };
-                format!("the model has no layer {layer:?}: its layers are {layers}")
-            })?;
+            let channels = match self {
+                Classifier::Onnx(net) => net
+                    .resolve(layer)?
+                    .kind
+                    .as_ref()
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                    .units(),
+                _ => {
+                    let (_, channels) = self.layer_channels(layer).with_context(|| {
+                        let layers = match self {
+                            Classifier::ResNet(..) => LAYERS.join(", "),
+                            _ => "_blocks.0 to _blocks.15".to_owned(),
+                        };
+                        format!("the model has no layer {layer:?}: its layers are {layers}")
+                    })?;
+                    channels
+                }
+            };
             if *unit as usize >= channels {
                 bail!("{layer} has {channels} units; unit {unit} is not one of them");
             }
-            off.entry(index).or_default().push(*unit as usize);
+            let list = off.entry(layer.clone()).or_default();
+            if !list.contains(&(*unit as usize)) {
+                list.push(*unit as usize);
+            }
         }
-        Ok(off)
+        Ok(Off(off))
     }
 
+    /// Side of the square input.
+    pub fn input_size(&self) -> usize {
+        match self {
+            Classifier::Onnx(net) => net.size(),
+            _ => crate::exemplars::SIZE,
+        }
+    }
+
+    /// One image (input_size x input_size) as the network's input.
     pub fn preprocess(&self, img: &image::RgbImage) -> Vec<f32> {
         match self {
             Classifier::EfficientNet(_) => crate::encoders::efficientnet::preprocess(img),
             Classifier::ResNet(..) => crate::encoders::resnet::preprocess(img),
+            Classifier::Onnx(net) => net.preprocess(img),
         }
     }
 
-    /// Logits [n, 1000] with the units `off` (from [`Classifier::units`]) switched off.
-    pub fn logits(&self, x: Tensor<4>, off: &BTreeMap<usize, Vec<usize>>) -> Tensor<2> {
-        match self {
-            Classifier::EfficientNet(m) => m.forward_ablated(x, &[], off).logits,
-            Classifier::ResNet(m, _) => m.forward_ablated(x, &[], off).logits,
+    /// Image files as one input batch, each resized to the input and preprocessed; an
+    /// unreadable file is named.
+    pub fn batch(&self, paths: &[PathBuf]) -> Result<Vec<f32>> {
+        let mut input = Vec::new();
+        for path in paths {
+            input.extend(
+                self.preprocess(&crate::exemplars::load_image_at(path, self.input_size())?),
+            );
         }
+        Ok(input)
     }
+
+    /// Logits [n, classes] (row-major, and `classes`) of `n` preprocessed images with the units
+    /// `off` (from [`Classifier::units`]) switched off.
+    pub fn logits(
+        &self,
+        input: Vec<f32>,
+        n: usize,
+        off: &Off,
+        device: &Device,
+    ) -> Result<(Vec<f32>, usize)> {
+        let by_index = || -> BTreeMap<usize, Vec<usize>> {
+            off.0
+                .iter()
+                .map(|(layer, units)| {
+                    let (i, _) = self.layer_channels(layer).expect("checked by units()");
+                    (i, units.clone())
+                })
+                .collect()
+        };
+        let logits = match self {
+            Classifier::Onnx(net) => {
+                let off: Vec<(String, Vec<usize>)> =
+                    off.0.iter().map(|(l, u)| (l.clone(), u.clone())).collect();
+                let out = net.forward_ablated(&input, n, &off)?;
+                return Ok((out.logits, out.classes));
+            }
+            Classifier::EfficientNet(m) => {
+                m.forward_ablated(tensor(input, n, device), &[], &by_index())
+                    .logits
+            }
+            Classifier::ResNet(m, _) => {
+                m.forward_ablated(tensor(input, n, device), &[], &by_index())
+                    .logits
+            }
+        };
+        let [_, classes] = logits.dims();
+        let values = logits
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?;
+        Ok((values, classes))
+    }
+
+    /// Each image's top-1 class with the units `off` switched off.
+    pub fn top1(
+        &self,
+        input: Vec<f32>,
+        n: usize,
+        off: &Off,
+        device: &Device,
+    ) -> Result<Vec<usize>> {
+        let (values, classes) = self.logits(input, n, off, device)?;
+        Ok(top1(&values, classes))
+    }
+}
+
+fn tensor(input: Vec<f32>, n: usize, device: &Device) -> Tensor<4> {
+    let side = crate::exemplars::SIZE;
+    Tensor::<4>::from_data(TensorData::new(input, [n, 3, side, side]), device)
+}
+
+/// The index of each row's largest value (the first of equals).
+pub fn top1(values: &[f32], classes: usize) -> Vec<usize> {
+    values
+        .chunks(classes.max(1))
+        .map(|row| {
+            (0..row.len())
+                .rev()
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .unwrap_or(0)
+        })
+        .collect()
 }
 
 /// Image labels: a CSV `image,label` (the image's file name, a class index).

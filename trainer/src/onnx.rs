@@ -183,6 +183,8 @@ pub struct OnnxNetwork {
     run_size: usize,
     /// Optimised plans by (batch, layers).
     plans: Mutex<HashMap<(usize, Vec<String>), Plan>>,
+    /// Optimised plans with units switched off, by (batch, units off).
+    ablated_plans: Mutex<HashMap<(usize, OnnxOff), Plan>>,
     /// Whether the note about a refused batch size was printed.
     batch_warned: AtomicBool,
 }
@@ -260,6 +262,7 @@ impl OnnxNetwork {
             threads: threads.max(1),
             run_size: 1,
             plans: Mutex::new(HashMap::new()),
+            ablated_plans: Mutex::new(HashMap::new()),
             batch_warned: AtomicBool::new(false),
         })
     }
@@ -456,15 +459,7 @@ impl OnnxNetwork {
             }
         }
         let run_one = |(plan, first, count): &(Plan, usize, usize)| {
-            let x = Tensor4::from_shape(
-                &[*count, 3, self.size, self.size],
-                &input[first * per_image..(first + count) * per_image],
-            )
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-            let results = plan
-                .run(tvec!(x.into()))
-                .map_err(|e| anyhow::anyhow!("{e:#}"))
-                .with_context(|| format!("{}: running the model", self.path.display()))?;
+            let results = self.run_plan(plan, input, *first, *count)?;
             self.unpack(&results, &kinds, *count)
         };
         let parts: Vec<Vec<Vec<f32>>> = if threads > 1 {
@@ -503,6 +498,25 @@ impl OnnxNetwork {
                 }
             })
             .collect())
+    }
+
+    /// Runs `plan` on images `first..first + count` of the preprocessed `input`.
+    fn run_plan(
+        &self,
+        plan: &Plan,
+        input: &[f32],
+        first: usize,
+        count: usize,
+    ) -> Result<TVec<TValue>> {
+        let per_image = 3 * self.size * self.size;
+        let x = Tensor4::from_shape(
+            &[count, 3, self.size, self.size],
+            &input[first * per_image..(first + count) * per_image],
+        )
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        plan.run(tvec!(x.into()))
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .with_context(|| format!("{}: running the model", self.path.display()))
     }
 
     /// The plan for batches of `count`, or `None` when the model refuses that batch size (said
@@ -576,6 +590,171 @@ impl OnnxNetwork {
             out.push(values);
         }
         Ok(out)
+    }
+}
+
+/// Units switched off in an ONNX model: (layer, as [`OnnxNetwork::resolve`] takes it; channels).
+pub type OnnxOff = Vec<(String, Vec<usize>)>;
+
+/// What [`OnnxNetwork::forward_ablated`] gives.
+#[derive(Debug, Clone)]
+pub struct Ablated {
+    /// The model's first output, [n, classes], row-major.
+    pub logits: Vec<f32>,
+    pub classes: usize,
+    /// Each switched-off layer's output after the switch, as the network's next nodes see it
+    /// (laid out as [`Network::run`] gives it).
+    pub layers: Vec<Activation>,
+}
+
+impl OnnxNetwork {
+    /// Runs `n` preprocessed images with the channels `off` zeroed after their nodes: a node
+    /// multiplying each chosen node's output by a 0/1 mask over its channels is inserted in the
+    /// graph, and every consumer of the node reads the masked output. Gives the model's first
+    /// output (which must be [N, classes]) and the masked outputs.
+    pub fn forward_ablated(
+        &self,
+        input: &[f32],
+        n: usize,
+        off: &[(String, Vec<usize>)],
+    ) -> Result<Ablated> {
+        let per_image = 3 * self.size * self.size;
+        ensure!(input.len() == n * per_image, "input of {n} images");
+        let kinds: Vec<LayerKind> = off
+            .iter()
+            .map(|(l, _)| Ok(self.resolve(l)?.kind.clone().expect("resolve checks")))
+            .collect::<Result<_>>()?;
+        let mut runs: Vec<(Plan, usize, usize)> = Vec::new();
+        match self.ablated_plan(n, off) {
+            Ok(plan) => runs.push((plan, 0, n)),
+            Err(_) if n > 1 => {
+                let plan = self.ablated_plan(1, off)?;
+                runs.extend((0..n).map(|i| (plan.clone(), i, 1)));
+            }
+            Err(e) => return Err(e),
+        }
+        let mut logits = Vec::new();
+        let mut classes = 0;
+        let mut layers: Vec<Vec<f32>> = vec![Vec::new(); off.len()];
+        for (plan, first, count) in runs {
+            let results = self.run_plan(&plan, input, first, count)?;
+            let view = results[0]
+                .to_plain_array_view::<f32>()
+                .map_err(|e| anyhow::anyhow!("{e:#}"))
+                .context("reading the model's output as float32")?;
+            let shape = view.shape().to_vec();
+            let [rows, width] = shape[..] else {
+                bail!(
+                    "{}: its output has shape {}; switching units off compares [N, classes] \
+                     outputs",
+                    self.path.display(),
+                    shape_text(&shape)
+                );
+            };
+            ensure!(rows == count, "an output of {rows} rows for {count} images");
+            classes = width;
+            logits.extend(view.iter().copied());
+            for (l, values) in self
+                .unpack(&results[1..], &kinds, count)?
+                .into_iter()
+                .enumerate()
+            {
+                layers[l].extend(values);
+            }
+        }
+        let layers = kinds
+            .iter()
+            .zip(layers)
+            .map(|(k, values)| {
+                let (height, width) = k.map();
+                Activation {
+                    values,
+                    units: k.units(),
+                    height,
+                    width,
+                }
+            })
+            .collect();
+        Ok(Ablated {
+            logits,
+            classes,
+            layers,
+        })
+    }
+
+    /// The plan of the model with `off` switched off, for batches of `batch`; outputs: the model's
+    /// first output, then each masked node output.
+    fn ablated_plan(&self, batch: usize, off: &[(String, Vec<usize>)]) -> Result<Plan> {
+        let key = (batch, off.to_vec());
+        if let Some(plan) = self.ablated_plans.lock().expect("no panic").get(&key) {
+            return Ok(plan.clone());
+        }
+        let mut model = self.model.clone();
+        let output = *model
+            .output_outlets()?
+            .first()
+            .with_context(|| format!("{}: the model has no output", self.path.display()))?;
+        let mut outputs = vec![output];
+        for (layer, units) in off {
+            let info = self.resolve(layer)?;
+            let kind = info.kind.clone().expect("resolve checks");
+            let channels = kind.units();
+            let mut mask = vec![1f32; channels];
+            for &u in units {
+                ensure!(
+                    u < channels,
+                    "{layer} has {channels} units; unit {u} is not one of them"
+                );
+                mask[u] = 0.0;
+            }
+            // Broadcast over the batch and, for maps, the positions: [C, 1, 1] against
+            // (N, C, H, W); [C] against (N, T, C) and (N, C).
+            let shape: &[usize] = match kind {
+                LayerKind::Conv { .. } => &[channels, 1, 1],
+                LayerKind::Tokens { .. } | LayerKind::Features { .. } => &[channels],
+            };
+            let mask = Tensor4::from_shape(shape, &mask).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            let outlet = OutletId::new(model.node_by_name(&info.name)?.id, 0);
+            let masked = (|| -> TractResult<OutletId> {
+                let mut patch = tract_onnx::tract_hir::infer::InferenceModelPatch::default();
+                let tap = patch.tap_model(&model, outlet)?;
+                let mask = patch.add_const(format!("{}.milan_off_mask", info.name), mask)?;
+                let wired = patch.wire_node(
+                    format!("{}.milan_off", info.name),
+                    tract_onnx::tract_hir::ops::binary::BinIntoHir::into_hir(
+                        tract_onnx::tract_core::ops::math::Mul,
+                    ),
+                    &[tap, mask],
+                )?[0];
+                patch.shunt_outside(&model, outlet, wired)?;
+                let name = patch.node(wired.node).name.clone();
+                patch.apply(&mut model)?;
+                Ok(OutletId::new(model.node_by_name(&name)?.id, 0))
+            })()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .with_context(|| format!("{}: switching units of {layer} off", self.path.display()))?;
+            outputs.push(masked);
+        }
+        let plan = model
+            .with_input_fact(0, f32::fact([batch, 3, self.size, self.size]).into())
+            .and_then(|mut m| {
+                m.select_output_outlets(&outputs)?;
+                Ok(m)
+            })
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .with_context(|| {
+                format!(
+                    "{}: preparing the model with units off for batches of {batch}",
+                    self.path.display()
+                )
+            })?;
+        self.ablated_plans
+            .lock()
+            .expect("no panic")
+            .insert(key, plan.clone());
+        Ok(plan)
     }
 }
 

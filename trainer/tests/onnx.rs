@@ -419,3 +419,103 @@ fn the_command_line_lists_layers_and_writes_exemplars_of_an_onnx_model() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--mean"));
     assert!(!tmp.path().join("bad").exists());
 }
+
+/// Switching units off in an ONNX model (a mask node inserted after the layer): the layer's output
+/// as the next nodes see it is the network's own with exactly those channels zeroed, and the logits
+/// are those of the native network with the same units off.
+#[test]
+fn units_switched_off_in_an_onnx_model_match_the_native_network() {
+    use burn::tensor::{Tensor, TensorData};
+    use milan_trainer::ablation::{Classifier, Off, top1};
+    use std::collections::BTreeMap;
+    let device = Device::flex();
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = photos(tmp.path());
+    let native = EfficientNetLite0::load(&common::efficientnet_weights(), &device).unwrap();
+    let onnx = efficientnet_onnx();
+    let (input, n) = batch(&onnx, &photos);
+    let (input, n) = (input[..4 * 3 * SIZE * SIZE].to_vec(), n.min(4));
+
+    let layer = "_blocks.5".to_owned();
+    let intact = onnx
+        .run(input.clone(), n, std::slice::from_ref(&layer), &device)
+        .unwrap();
+    let off = [(layer.clone(), vec![3, 17])];
+    let ablated = onnx.forward_ablated(&input, n, &off).unwrap();
+    let (a, b) = (&intact[0], &ablated.layers[0]);
+    assert_eq!((a.units, a.height, a.width), (b.units, b.height, b.width));
+    let plane = a.height * a.width;
+    for i in 0..n {
+        for c in 0..a.units {
+            let at = (i * a.units + c) * plane;
+            let (x, y) = (&a.values[at..at + plane], &b.values[at..at + plane]);
+            if c == 3 || c == 17 {
+                assert!(y.iter().all(|v| *v == 0.0), "image {i} channel {c} is off");
+                assert!(x.iter().any(|v| *v != 0.0), "image {i} channel {c} was on");
+            } else {
+                assert_eq!(x, y, "image {i} channel {c} untouched");
+            }
+        }
+    }
+
+    let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [n, 3, SIZE, SIZE]), &device);
+    let logits = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+    let native_off = logits(
+        native
+            .forward_ablated(x.clone(), &[], &BTreeMap::from([(5, vec![3, 17])]))
+            .logits,
+    );
+    let native_intact = logits(native.forward_ablated(x, &[], &BTreeMap::new()).logits);
+    assert_eq!(ablated.classes, 1000);
+    let diff = max_abs_diff(&ablated.logits, &native_off);
+    eprintln!("max |native - onnx| logits with units off: {diff:.2e}");
+    assert!(diff <= 1e-3, "ablated logits differ by {diff}");
+    let none = onnx.forward_ablated(&input, n, &[]).unwrap();
+    assert!(max_abs_diff(&none.logits, &native_intact) <= 1e-3);
+    assert!(
+        max_abs_diff(&none.logits, &ablated.logits) > 1e-3,
+        "switching units off changes the logits"
+    );
+
+    // Through the classifier, by module path; units checked against the node's width.
+    let classifier = Classifier::load(
+        exports().join("efficientnet-lite0.onnx").to_str().unwrap(),
+        None,
+        &InputSpec {
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            ..InputSpec::default()
+        },
+        2,
+        &device,
+    )
+    .unwrap();
+    let units = classifier
+        .units(&[(layer.clone(), 17), (layer.clone(), 3), (layer.clone(), 3)])
+        .unwrap();
+    assert_eq!(units.layers(), 1);
+    let (values, classes) = classifier
+        .logits(input.clone(), n, &units, &device)
+        .unwrap();
+    assert_eq!(
+        values, ablated.logits,
+        "the same switch, whatever the order"
+    );
+    assert_eq!(
+        classifier
+            .top1(input.clone(), n, &Off::none(), &device)
+            .unwrap(),
+        top1(&native_intact, classes)
+    );
+    let width = milan_trainer::encoders::efficientnet::block_channels(5).unwrap();
+    assert_eq!(a.units, width);
+    let err = classifier
+        .units(&[(layer.clone(), width as u32)])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("_blocks.5 has {width} units; unit {width} is not one of them")
+    );
+    let err = classifier.units(&[("_blocks.55".into(), 0)]).unwrap_err();
+    assert!(err.to_string().contains("no node \"_blocks.55\""), "{err}");
+}

@@ -213,7 +213,7 @@ fn ablating_a_resnet_unit_zeroes_exactly_its_channel() {
     let x = input(&device);
     let intact = model.forward(x.clone(), &["layer2", "layer3"]);
     let ablated = model.forward_ablated(x, &["layer2", "layer3"], &BTreeMap::from([(2, vec![9])]));
-    let values = |t: &Tensor<4>| t.clone().into_data().try_to_vec::<f32>().unwrap();
+    let values = values4;
     let [_, c, h, w] = intact.layers["layer2"].dims();
     let (before, after) = (
         values(&intact.layers["layer2"]),
@@ -235,11 +235,16 @@ fn ablating_a_resnet_unit_zeroes_exactly_its_channel() {
         values(&intact.layers["layer3"]),
         values(&ablated.layers["layer3"])
     );
-    let classifier = Classifier::load("resnet18", &weights, &device).unwrap();
-    assert_eq!(
-        classifier.units(&[("layer2".into(), 9)]).unwrap(),
-        BTreeMap::from([(2, vec![9])])
-    );
+    let classifier =
+        Classifier::load("resnet18", Some(&weights), &Default::default(), 1, &device).unwrap();
+    // The classifier switches the unit off by its name: the network's own ablated logits.
+    let off = classifier.units(&[("layer2".into(), 9)]).unwrap();
+    let x = input(&device);
+    let [n, ..] = x.dims();
+    let (logits, classes) = classifier.logits(values4(&x), n, &off, &device).unwrap();
+    assert_eq!(classes, 1000);
+    assert_eq!(logits, values2(&ablated.logits));
+    assert_ne!(logits, values2(&intact.logits));
     let err = classifier.units(&[("layer2".into(), 128)]).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -251,4 +256,12 @@ fn ablating_a_resnet_unit_zeroes_exactly_its_channel() {
             .contains("its layers are conv1, layer1, layer2, layer3, layer4"),
         "{err}"
     );
+}
+
+fn values4(t: &Tensor<4>) -> Vec<f32> {
+    t.clone().into_data().try_to_vec::<f32>().unwrap()
+}
+
+fn values2(t: &Tensor<2>) -> Vec<f32> {
+    t.clone().into_data().try_to_vec::<f32>().unwrap()
 }

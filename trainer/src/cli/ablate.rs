@@ -1,21 +1,20 @@
 //! `trainer ablate`: a classifier with chosen units switched off against the intact one, on the
 //! same images ([`milan_trainer::ablation`]).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail, ensure};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use milan_shared::progress::Progress;
-use milan_trainer::ablation::{self, Classifier, Outcome};
+use milan_trainer::ablation::{self, Classifier, Off, Outcome};
 use milan_trainer::analysis::{self, Concept};
 use milan_trainer::atomic;
-use milan_trainer::encoders::image_batch;
 
 #[derive(Debug, clap::Args)]
 pub struct AblateArgs {
     /// The classifier: efficientnet-lite0 (layers _blocks.0-15) or resnet18 ... resnet152
-    /// (conv1, layer1-4), with ImageNet weights. ONNX models cannot be ablated yet.
+    /// (conv1, layer1-4), with ImageNet weights; or a model.onnx whose first output is
+    /// [N, classes] (layers: node names or module paths, as `trainer layers` lists them).
     #[arg(long, default_value = "efficientnet-lite0")]
     model: String,
     /// Its weights (default for efficientnet-lite0: the asset; required for a ResNet).
@@ -40,6 +39,8 @@ pub struct AblateArgs {
     /// Also write the outcome as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    onnx: super::exemplars::OnnxArgs,
 }
 
 pub fn run(args: &AblateArgs) -> Result<()> {
@@ -60,21 +61,28 @@ pub fn run(args: &AblateArgs) -> Result<()> {
         .transpose()?;
     let device = Device::flex();
     let weights = match &args.weights {
-        Some(w) => w.clone(),
-        None if args.model == "efficientnet-lite0" => super::classify::default_weights()?,
+        Some(w) => Some(w.clone()),
+        None if args.model == "efficientnet-lite0" => Some(super::classify::default_weights()?),
+        None if args.model.ends_with(".onnx") => None,
         None => bail!(
             "--model {} needs --weights (its ImageNet weights)",
             args.model
         ),
     };
-    let model = Classifier::load(&args.model, &weights, &device)?;
+    let model = Classifier::load(
+        &args.model,
+        weights.as_deref(),
+        &args.onnx.spec()?,
+        args.onnx.threads(),
+        &device,
+    )?;
     let off = model.units(&units)?;
     let progress = Progress::new(images.len(), "ablate", "images");
     let mut rows = Vec::with_capacity(images.len());
     for chunk in images.chunks(args.batch.max(1)) {
-        let x = image_batch(chunk, |img| model.preprocess(img), &device)?;
-        let intact = top1(model.logits(x.clone(), &BTreeMap::new()))?;
-        let ablated = top1(model.logits(x, &off))?;
+        let x = model.batch(chunk)?;
+        let intact = model.top1(x.clone(), chunk.len(), &Off::none(), &device)?;
+        let ablated = model.top1(x, chunk.len(), &off, &device)?;
         for (i, path) in chunk.iter().enumerate() {
             let label = match &labels {
                 Some(l) => {
@@ -104,7 +112,7 @@ pub fn run(args: &AblateArgs) -> Result<()> {
         "{} units off in {} layers; {} images; accuracy against {against}: intact {:.1}%, \
          ablated {:.1}%; {} predictions changed",
         units.len(),
-        off.len(),
+        off.layers(),
         outcome.images,
         outcome.intact_accuracy * 100.0,
         outcome.ablated_accuracy * 100.0,
@@ -127,22 +135,6 @@ pub fn run(args: &AblateArgs) -> Result<()> {
         atomic::write(out, serde_json::to_string_pretty(&json)?.as_bytes())?;
     }
     Ok(())
-}
-
-fn top1(logits: Tensor<2>) -> Result<Vec<usize>> {
-    let [n, classes] = logits.dims();
-    let values = logits
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?;
-    Ok((0..n)
-        .map(|i| {
-            let row = &values[i * classes..(i + 1) * classes];
-            (0..classes)
-                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-                .unwrap_or(0)
-        })
-        .collect())
 }
 
 fn image_files(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
