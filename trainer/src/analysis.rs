@@ -288,6 +288,15 @@ impl Concept {
             }
         }
         entries.extend(extra.iter().cloned());
+        Concept::of_entries(name, entries)
+    }
+
+    /// Exactly `words` (no built-in list), matched the same way: plural endings, phrases.
+    pub fn exactly(words: &[String]) -> Concept {
+        Concept::of_entries(&words.join(","), words.to_vec())
+    }
+
+    fn of_entries(name: &str, entries: Vec<String>) -> Concept {
         let mut matcher = Matcher::new();
         for entry in entries {
             let tokens = tokenize(&entry);

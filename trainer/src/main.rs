@@ -61,6 +61,10 @@ enum Command {
     /// A classifier with chosen units switched off (zeroed after their layer) against the intact
     /// one: accuracy and each class's change.
     Ablate(cli::ablate::AblateArgs),
+    /// The paper's editing case end to end: a classifier trained with its class names written on
+    /// half its training images, its units described by a MILAN trained elsewhere, the text units
+    /// switched off; test accuracy without the cue against as many random units.
+    Edit(cli::edit::EditArgs),
     /// Decode a fit run's trained trials again at several PMI weights λ (0: plain beam search)
     /// and score each against greedy and beam: the reranking's effect, apart from the beam's.
     SweepLambda(cli::fit::SweepArgs),
@@ -155,6 +159,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => cli::analyze::run(&args),
         Command::Audit(args) => cli::audit::run(&args),
         Command::Ablate(args) => cli::ablate::run(&args),
+        Command::Edit(args) => cli::edit::run(&args),
         Command::SweepLambda(args) => cli::fit::run_sweep(&args),
         Command::CompareSplits(args) => cli::fit::run_compare(&args),
         Command::Follow(args) => cli::follow::run_follow(&args),

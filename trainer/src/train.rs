@@ -256,6 +256,33 @@ pub struct Trained {
     pub history: History,
 }
 
+impl Trained {
+    /// Describes every neuron of `corpus` (in its order) with PMI reranking under `decode`, or
+    /// greedily; `progress` is told the neurons done after each batch.
+    pub fn describe(
+        &self,
+        corpus: &crate::data::Corpus,
+        decode: &crate::decoding::DecodeConfig,
+        greedy: bool,
+        device: &Device,
+        mut progress: impl FnMut(usize),
+    ) -> Vec<String> {
+        let positions: Vec<usize> = (0..corpus.neurons.len()).collect();
+        let mut out = Vec::with_capacity(positions.len());
+        for chunk in positions.chunks(decode.neurons_per_batch.max(1)) {
+            let features = corpus.features(chunk, device);
+            let ids = if greedy {
+                crate::decoding::greedy(&self.captioner, features)
+            } else {
+                crate::decoding::milan_pmi(&self.captioner, &self.lm, features, decode)
+            };
+            out.extend(ids.iter().map(|ids| self.vocab.decode(ids)));
+            progress(chunk.len());
+        }
+        out
+    }
+}
+
 pub(crate) fn save_module<M: Module>(module: M, path: &Path) -> Result<()> {
     let out = crate::atomic::Pending::new(path)?;
     module
@@ -271,6 +298,35 @@ pub(crate) fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
     module
         .try_load_record(record)
         .map_err(|e| anyhow::anyhow!("{}: does not fit the model: {e:?}", path.display()))
+}
+
+/// The trial folder of `checkpoint`: itself when it holds a run, else the trial with the best
+/// validation BLEU.
+pub fn resolve_trial(checkpoint: &Path) -> Result<std::path::PathBuf> {
+    if checkpoint.join("config.json").is_file() {
+        return Ok(checkpoint.to_owned());
+    }
+    let mut best: Option<(f64, PathBuf)> = None;
+    let entries = std::fs::read_dir(checkpoint)
+        .with_context(|| format!("reading {}", checkpoint.display()))?;
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let Ok(text) = std::fs::read_to_string(dir.join("history.json")) else {
+            continue;
+        };
+        let history: History = serde_json::from_str(&text)?;
+        if let Some(e) = history.best_captioner()
+            && best.as_ref().is_none_or(|b| e.validation > b.0)
+        {
+            best = Some((e.validation, dir));
+        }
+    }
+    best.map(|b| b.1).with_context(|| {
+        format!(
+            "{}: no trained run here (expected config.json, or trial-*/ folders from `trainer fit`)",
+            checkpoint.display()
+        )
+    })
 }
 
 /// Loads a trained run from its folder (what `fit` writes).

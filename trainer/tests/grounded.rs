@@ -64,9 +64,11 @@ fn stamp_sets() -> [(Vec<String>, Vec<Stamp>); 2] {
 #[test]
 fn labels_on_composites_name_the_concept_the_masks_cover() {
     let [(names, stamps), _] = stamp_sets();
-    let concepts = Concepts::new(names);
+    let concepts = Concepts::with_text(names);
     let n = (SIZE * SIZE) as usize;
-    let drawn: Vec<_> = (0..40).map(|i| scenes::draw(&stamps, 2, 5, i)).collect();
+    let drawn: Vec<_> = (0..40)
+        .map(|i| scenes::draw(&stamps, 2, concepts.text(), 5, i))
+        .collect();
     let truths: Vec<_> = drawn.iter().map(|(_, t)| t.clone()).collect();
     // A unit whose masks are exactly the bars in 15 scenes that have bars.
     let with_bars: Vec<u64> = (0..truths.len() as u64)
@@ -90,7 +92,8 @@ fn labels_on_composites_name_the_concept_the_masks_cover() {
         "the masks are the bars"
     );
     // The bars are orange: orange comes next, above anything the bars do not touch.
-    let orange = 2 + 5 + 4;
+    let objects = concepts.objects.len();
+    let orange = objects + 5 + 4;
     assert_eq!(label.ious[1].0, orange);
     // A unit firing on the background of every scene is labelled by its pattern where all
     // 15 scenes share it.
@@ -104,8 +107,28 @@ fn labels_on_composites_name_the_concept_the_masks_cover() {
         masks.extend(truths[i as usize].objects.iter().map(|&o| u8::from(o == 0)));
     }
     let label = dissect::label(&concepts, &truths, &masks, &same);
-    assert_eq!(label.top(), Some((2 + usize::from(pattern), 1.0)));
+    assert_eq!(label.top(), Some((objects + usize::from(pattern), 1.0)));
     assert_eq!(masks.len(), same.len() * n);
+    // A unit firing on the written words is labelled text, the category workers call "text",
+    // "letters", "words" or "writing".
+    let text = concepts.text().unwrap();
+    let with_words: Vec<u64> = (0..truths.len() as u64)
+        .filter(|&i| truths[i as usize].objects.contains(&(text as u8 + 1)))
+        .take(15)
+        .collect();
+    assert!(with_words.len() >= 5, "the draw has words");
+    let mut masks = Vec::new();
+    for &i in &with_words {
+        masks.extend(
+            truths[i as usize]
+                .objects
+                .iter()
+                .map(|&o| u8::from(usize::from(o) == text + 1)),
+        );
+    }
+    let label = dissect::label(&concepts, &truths, &masks, &with_words);
+    assert_eq!(label.top(), Some((text, 1.0)));
+    assert_eq!(concepts.get(text).1, "text");
 }
 
 #[test]
@@ -173,10 +196,11 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
         assert_eq!(labels.len(), units);
         // The masks and labels agree: relabelling a unit from its stored masks gives the stored
         // concept.
-        let set = scenes::SceneSet::open(
-            &tmp.path()
-                .join(format!("work/scenes-{}-40-0", key.dataset())),
-        )
+        let set = scenes::SceneSet::open(&tmp.path().join(format!(
+            "work/scenes-v{}-{}-40-0",
+            grounded::SCENES_VERSION,
+            key.dataset()
+        )))
         .unwrap();
         let layer = &data.layers()[0];
         let masks = layer.masks().unit(0).iter().copied().collect::<Vec<u8>>();
@@ -263,4 +287,110 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
         md.contains("netdissect") && md.contains("95% interval"),
         "{md}"
     );
+
+    // The editing case at a tiny size, with this run as the describer (issue 20, item 5).
+    let describer_dir = milan_trainer::train::resolve_trial(
+        &tmp.path()
+            .join("run")
+            .join(milan_trainer::fit::folder_name(&e.name)),
+    )
+    .unwrap();
+    let describer = milan_trainer::train::load(&describer_dir, &device).unwrap();
+    editing_case_runs_at_a_tiny_size(&describer, &lite0, tmp.path(), &device);
+}
+
+/// `trainer edit`'s pipeline on the drawn stamps: every figure it reports is recomputed or
+/// checked against what it wrote.
+fn editing_case_runs_at_a_tiny_size(
+    describer: &milan_trainer::train::Trained,
+    lite0: &Path,
+    tmp: &Path,
+    device: &Device,
+) {
+    use milan_trainer::analysis::{Concept, read_descriptions};
+    use milan_trainer::editing::{self, CONDITIONS, EditOptions, TEXT_WORDS};
+    let (names, stamps) = editing::classes_from(stamp_sets(), 3).unwrap();
+    assert_eq!(names, ["discs", "crosses", "bars"]);
+    let out = tmp.join("edit");
+    let options = EditOptions {
+        out: out.clone(),
+        classes: 3,
+        train: 30,
+        probe: 20,
+        test: 12,
+        cue_share: 0.5,
+        epochs: 1,
+        draws: 3,
+        max_units: Some(4),
+        words: TEXT_WORDS.map(String::from).to_vec(),
+        features: FeatureSource {
+            weights: Some(lite0.to_owned()),
+            cache: tmp.join("cache"),
+            ..FeatureSource::default()
+        },
+        seed: 0,
+        quiet: true,
+    };
+    let report = editing::run(&options, &names, &stamps, describer, device).unwrap();
+    // At most 4 units of each of the 4 layers: those that fired on the probe images.
+    assert!((8..=16).contains(&report.units), "{} units", report.units);
+    assert!(
+        (0.2..=0.8).contains(&report.train_cued),
+        "{}",
+        report.train_cued
+    );
+    assert!(out.join("classifier.bpk").is_file());
+    let exemplars = Dataset::open(&out.join("exemplars/convnet/spurious_text")).unwrap();
+    assert_eq!(exemplars.layers().len(), 4);
+
+    // The text units are exactly the described units whose description mentions the words.
+    let rows = csv::Reader::from_path(out.join("descriptions.csv"))
+        .unwrap()
+        .records()
+        .count();
+    assert_eq!(rows, report.units, "every unit described");
+    // (Empty descriptions, which a barely trained describer writes, are not read back.)
+    let described = read_descriptions(&out.join("descriptions.csv")).unwrap();
+    let words = Concept::exactly(&options.words);
+    let expected: Vec<(String, u32)> = described
+        .iter()
+        .filter(|d| !words.mentions(&d.description).is_empty())
+        .map(|d| (d.layer.clone(), d.unit))
+        .collect();
+    let got: Vec<(String, u32)> = report
+        .text_units
+        .iter()
+        .map(|t| (t.layer.clone(), t.unit))
+        .collect();
+    assert_eq!(got, expected);
+
+    assert_eq!(
+        report
+            .conditions
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        CONDITIONS
+    );
+    for c in &report.conditions {
+        assert_eq!(c.random_off.len(), 3);
+        for a in [c.intact, c.text_off].iter().chain(&c.random_off) {
+            // 12 test images: every accuracy is a count of them.
+            assert!((a * 12.0 - (a * 12.0).round()).abs() < 1e-9, "{a}");
+        }
+        if report.text_units.is_empty() {
+            // Nothing switched off: the intact network, whatever the draw.
+            assert_eq!(c.text_off, c.intact);
+            assert!(c.random_off.iter().all(|r| *r == c.intact));
+        }
+    }
+    assert_eq!(report.effect_appears, report.effect());
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("edit.json")).unwrap()).unwrap();
+    assert_eq!(json["units"], report.units);
+    let md = std::fs::read_to_string(out.join("edit.md")).unwrap();
+    assert!(md.contains("| without the cue |"), "{md}");
+    if milan_trainer::plot::font_available() {
+        assert!(out.join("edit.png").is_file());
+    }
 }

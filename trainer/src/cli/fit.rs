@@ -8,9 +8,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use milan_shared::split::Split;
 use milan_trainer::data::Corpus;
-use milan_trainer::decoding::{DecodeConfig, greedy, milan_pmi};
+use milan_trainer::decoding::DecodeConfig;
 use milan_trainer::fit::{FitOptions, fit};
-use milan_trainer::train::{History, InitFrom, RunOptions, load};
+use milan_trainer::train::{InitFrom, RunOptions, load};
 
 #[derive(Debug, clap::Args)]
 pub struct FitArgs {
@@ -195,33 +195,9 @@ pub struct DescribeArgs {
     pub features: FeatureArgs,
 }
 
-/// The trial folder of `checkpoint`: itself when it holds a run, else the trial with the best
-/// validation BLEU.
+/// The trial folder of `checkpoint` ([`milan_trainer::train::resolve_trial`]).
 pub fn resolve_checkpoint(checkpoint: &Path) -> Result<PathBuf> {
-    if checkpoint.join("config.json").is_file() {
-        return Ok(checkpoint.to_owned());
-    }
-    let mut best: Option<(f64, PathBuf)> = None;
-    let entries = std::fs::read_dir(checkpoint)
-        .with_context(|| format!("reading {}", checkpoint.display()))?;
-    for entry in entries.flatten() {
-        let dir = entry.path();
-        let Ok(text) = std::fs::read_to_string(dir.join("history.json")) else {
-            continue;
-        };
-        let history: History = serde_json::from_str(&text)?;
-        if let Some(e) = history.best_captioner()
-            && best.as_ref().is_none_or(|b| e.validation > b.0)
-        {
-            best = Some((e.validation, dir));
-        }
-    }
-    best.map(|b| b.1).with_context(|| {
-        format!(
-            "{}: no trained run here (expected config.json, or trial-*/ folders from `trainer fit`)",
-            checkpoint.display()
-        )
-    })
+    milan_trainer::train::resolve_trial(checkpoint)
 }
 
 pub fn run_describe(args: &DescribeArgs) -> Result<()> {
@@ -270,25 +246,13 @@ pub fn run_describe(args: &DescribeArgs) -> Result<()> {
         ..trained.info.config.decode
     };
     let bar = describe_bar(corpus.neurons.len());
-    let positions: Vec<usize> = (0..corpus.neurons.len()).collect();
+    let descriptions = trained.describe(&corpus, &decode, args.greedy, &device, |n| {
+        bar.inc(n as u64)
+    });
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["layer", "unit", "description"])?;
-    for chunk in positions.chunks(decode.neurons_per_batch.max(1)) {
-        let features = corpus.features(chunk, &device);
-        let out = if args.greedy {
-            greedy(&trained.captioner, features)
-        } else {
-            milan_pmi(&trained.captioner, &trained.lm, features, &decode)
-        };
-        for (&p, ids) in chunk.iter().zip(out) {
-            let n = &corpus.neurons[p];
-            w.write_record([
-                n.id.layer.clone(),
-                n.id.unit.to_string(),
-                trained.vocab.decode(&ids),
-            ])?;
-        }
-        bar.inc(chunk.len() as u64);
+    for (n, description) in corpus.neurons.iter().zip(&descriptions) {
+        w.write_record([n.id.layer.as_str(), &n.id.unit.to_string(), description])?;
     }
     bar.finish_and_clear();
     write_descriptions(

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod bench_model;
 pub mod classify;
 pub mod data;
+pub mod edit;
 pub mod exemplars;
 pub mod features;
 pub mod fit;

@@ -67,6 +67,7 @@ fn object_words(category: &str) -> &'static [&'static str] {
         "sports" => &["sports balls", "balls", "sports equipment"],
         "town" => &["road signs", "street signs", "traffic signs"],
         "vehicles" => &["vehicles", "cars and trucks", "transportation"],
+        super::scenes::TEXT => &["text", "letters", "words", "writing"],
         _ => &[],
     }
 }

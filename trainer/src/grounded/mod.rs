@@ -247,6 +247,10 @@ pub fn read_labels(
     Ok(Some(out))
 }
 
+/// The version of the scenes' drawing, in the names of everything drawn or trained from them
+/// (2: words written in some scenes), so a build never reuses scenes of another drawing.
+pub const SCENES_VERSION: u32 = 2;
+
 /// Builds the corpus; returns the keys written.
 pub fn build(
     options: &GroundedOptions,
@@ -273,15 +277,16 @@ pub fn build(
     let mut sets = Vec::new();
     for (s, name) in SETS.iter().enumerate() {
         let (categories, set_stamps) = &stamps.sets[s];
-        let dir = options
-            .work
-            .join(format!("scenes-{name}-{}-{}", options.scenes, options.seed));
+        let dir = options.work.join(format!(
+            "scenes-v{SCENES_VERSION}-{name}-{}-{}",
+            options.scenes, options.seed
+        ));
         if !dir.join("concepts.json").is_file() {
             let bar = bar(options.scenes, &format!("drawing {name}"), options.quiet);
             scenes::write_set(
                 &dir,
                 set_stamps,
-                &Concepts::new(categories.clone()),
+                &Concepts::with_text(categories.clone()),
                 options.scenes,
                 options.seed.wrapping_add(s as u64),
                 &bar,
@@ -493,7 +498,7 @@ fn network(
         "convnet" | "autoencoder" => {
             let classes = set.concepts.objects.len();
             let path = options.work.join(format!(
-                "{arch}-{}-{}-{}e-{}.bpk",
+                "{arch}-v{SCENES_VERSION}-{}-{}-{}e-{}.bpk",
                 job.key.dataset(),
                 options.scenes,
                 options.epochs,
@@ -512,7 +517,8 @@ fn network(
             for f in &files {
                 images.extend(nets::preprocess(&exemplars::load_image(f)?));
             }
-            let labels: Vec<usize> = set.truths.iter().map(main_object).collect();
+            let text = set.concepts.text();
+            let labels: Vec<usize> = set.truths.iter().map(|t| main_object(t, text)).collect();
             let (net, report) = nets::train(
                 arch,
                 &images,
@@ -533,11 +539,15 @@ fn network(
     }
 }
 
-/// The category covering most of a scene (its class for the classifier).
-pub fn main_object(truth: &Truth) -> usize {
+/// The stamp category covering most of a scene (its class for the classifier); written words
+/// (`text`, the text category) are not an object to classify.
+pub fn main_object(truth: &Truth, text: Option<usize>) -> usize {
     let mut counts = [0usize; 256];
     for &o in &truth.objects {
         counts[usize::from(o)] += 1;
+    }
+    if let Some(t) = text {
+        counts[t + 1] = 0;
     }
     (1..256)
         .max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))

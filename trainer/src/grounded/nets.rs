@@ -4,6 +4,7 @@
 //! back to the image). Two architectures and two tasks, so that across-arch and across-task
 //! are real shifts. Both take the 224-pixel scene averaged down to 112 pixels.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
@@ -65,10 +66,25 @@ impl ConvNet {
 
     /// Every layer's activation and the class log-probabilities.
     pub fn forward(&self, x: Tensor<4>) -> (Vec<Tensor<4>>, Tensor<2>) {
-        let a1 = relu(self.conv1.forward(half(x)));
-        let a2 = relu(self.conv2.forward(a1.clone()));
-        let a3 = relu(self.conv3.forward(a2.clone()));
-        let a4 = relu(self.conv4.forward(a3.clone()));
+        self.forward_ablated(x, &BTreeMap::new())
+    }
+
+    /// [`ConvNet::forward`] with units switched off: the channels `off[&i]` of layer `i` (0:
+    /// conv1 ... 3: conv4) zeroed after its ReLU, before the next layer (or the read-out) sees
+    /// them; the activations given are the zeroed ones.
+    pub fn forward_ablated(
+        &self,
+        x: Tensor<4>,
+        off: &BTreeMap<usize, Vec<usize>>,
+    ) -> (Vec<Tensor<4>>, Tensor<2>) {
+        let cut = |i: usize, h: Tensor<4>| match off.get(&i) {
+            Some(units) if !units.is_empty() => crate::encoders::zero_channels(h, units),
+            _ => h,
+        };
+        let a1 = cut(0, relu(self.conv1.forward(half(x))));
+        let a2 = cut(1, relu(self.conv2.forward(a1.clone())));
+        let a3 = cut(2, relu(self.conv3.forward(a2.clone())));
+        let a4 = cut(3, relu(self.conv4.forward(a3.clone())));
         let [n, c, _, _] = a4.dims();
         let pooled: Tensor<2> = a4.clone().mean_dim(3).mean_dim(2).reshape([n, c]);
         (

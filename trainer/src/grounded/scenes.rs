@@ -1,6 +1,7 @@
 //! Scenes with per-pixel ground truth: stamp photographs (or any cut-outs) pasted on drawn
-//! backgrounds, each pixel labelled with the object category under it, the background pattern
-//! where no object covers it, and its colour name.
+//! backgrounds, and in some scenes a made-up word written over them ([`crate::lettering`]); each
+//! pixel labelled with the object category under it (the word's box counts as the object
+//! category [`TEXT`]), the background pattern where no object covers it, and its colour name.
 //!
 //! On disk, a scene set is `<dir>/images/NNNN.png`, `<dir>/truth/NNNN.png` and
 //! `<dir>/concepts.json`. A truth PNG is RGB: R = object category + 1 (0: none), G = background
@@ -15,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::lettering;
 use crate::photos::{PATTERNS, background_with_kind, below, paste_with, uniform};
 
 /// Side of every scene (MILANNOTATIONS' exemplar size).
@@ -27,6 +29,12 @@ pub const COLOURS: [&str; 11] = [
 
 /// A stamp's alpha at or above which its pixel counts as the object's.
 const OBJECT_ALPHA: f32 = 0.5;
+
+/// The object category of written words: the last of [`Concepts::objects`] when a set has text.
+pub const TEXT: &str = "text";
+
+/// Share of scenes with a word written in them.
+pub const TEXT_SHARE: f32 = 0.3;
 
 /// The colour name of a pixel: dark, light and unsaturated pixels by value, the rest by hue
 /// (orange turns brown when dark).
@@ -82,6 +90,22 @@ impl Concepts {
             patterns: PATTERNS.iter().map(|s| (*s).to_owned()).collect(),
             colours: COLOURS.iter().map(|s| (*s).to_owned()).collect(),
         }
+    }
+
+    /// The stamp categories and the [`TEXT`] category after them.
+    pub fn with_text(mut objects: Vec<String>) -> Concepts {
+        objects.push(TEXT.to_owned());
+        Concepts::new(objects)
+    }
+
+    /// The index of the [`TEXT`] category, when the set has one.
+    pub fn text(&self) -> Option<usize> {
+        self.objects.iter().position(|o| o == TEXT)
+    }
+
+    /// Object categories drawn from stamps (every one but [`TEXT`]).
+    pub fn stamp_categories(&self) -> usize {
+        self.objects.len() - usize::from(self.text().is_some())
     }
 
     pub fn len(&self) -> usize {
@@ -198,8 +222,17 @@ pub struct Stamp {
 }
 
 /// Draws scene `i` of a set: a background, then one stamp (two in a third of the scenes), each
-/// 35-85% of the side, placed at random (partly off the edge at times).
-pub fn draw(stamps: &[Stamp], categories: usize, seed: u64, i: usize) -> (RgbImage, Truth) {
+/// 35-85% of the side, placed at random (partly off the edge at times); then, when the set has a
+/// text category, a made-up word of 3-7 letters in [`TEXT_SHARE`] of the scenes, 16-32 pixels
+/// high, black or white against what is under it, wholly inside the scene; its box is labelled
+/// text.
+pub fn draw(
+    stamps: &[Stamp],
+    categories: usize,
+    text: Option<usize>,
+    seed: u64,
+    i: usize,
+) -> (RgbImage, Truth) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let (mut canvas, pattern) = background_with_kind(&mut rng);
     let mut objects = vec![0u8; (SIZE * SIZE) as usize];
@@ -210,14 +243,24 @@ pub fn draw(stamps: &[Stamp], categories: usize, seed: u64, i: usize) -> (RgbIma
         let category = below(&mut rng, categories);
         let of: Vec<&Stamp> = stamps.iter().filter(|s| s.category == category).collect();
         let stamp = of[below(&mut rng, of.len())];
-        let side = (SIZE as f32 * (0.35 + 0.5 * uniform(&mut rng))) as u32;
-        let x = (uniform(&mut rng) * (SIZE - side / 2) as f32) as i64 - i64::from(side / 4);
-        let y = (uniform(&mut rng) * (SIZE - side / 2) as f32) as i64 - i64::from(side / 4);
-        paste_with(&mut canvas, &stamp.image, side, x, y, |cx, cy, alpha| {
-            if alpha >= OBJECT_ALPHA {
-                objects[(cy * SIZE + cx) as usize] = (category + 1) as u8;
-            }
+        place_stamp(&mut rng, &mut canvas, stamp, |i| {
+            objects[i] = (category + 1) as u8;
         });
+    }
+    if let Some(text) = text
+        && uniform(&mut rng) < TEXT_SHARE
+    {
+        let word = lettering::random_word(&mut rng, 3, 7);
+        let scale = 2 + below(&mut rng, 3) as u32;
+        let (w, h) = lettering::extent(&word, scale);
+        let (x, y) = lettering::random_place(&mut rng, SIZE, w, h);
+        let colour = lettering::contrasting(&canvas, x, y, w, h);
+        lettering::draw(&mut canvas, &word, x, y, scale, colour);
+        for py in y..y + i64::from(h) {
+            for px in x..x + i64::from(w) {
+                objects[(py as u32 * SIZE + px as u32) as usize] = (text + 1) as u8;
+            }
+        }
     }
     let colours = canvas.pixels().map(|p| colour_of(p.0) as u8).collect();
     (
@@ -230,6 +273,24 @@ pub fn draw(stamps: &[Stamp], categories: usize, seed: u64, i: usize) -> (RgbIma
     )
 }
 
+/// Pastes `stamp` at a random size (35-85% of the side) and place (partly off the edge at
+/// times), calling `object` with the index of every pixel that shows it.
+pub fn place_stamp(
+    rng: &mut ChaCha8Rng,
+    canvas: &mut RgbImage,
+    stamp: &Stamp,
+    mut object: impl FnMut(usize),
+) {
+    let side = (SIZE as f32 * (0.35 + 0.5 * uniform(rng))) as u32;
+    let x = (uniform(rng) * (SIZE - side / 2) as f32) as i64 - i64::from(side / 4);
+    let y = (uniform(rng) * (SIZE - side / 2) as f32) as i64 - i64::from(side / 4);
+    paste_with(canvas, &stamp.image, side, x, y, |cx, cy, alpha| {
+        if alpha >= OBJECT_ALPHA {
+            object((cy * SIZE + cx) as usize);
+        }
+    });
+}
+
 /// Writes `n` scenes and their truth under `dir` (a temporary sibling renamed into place).
 pub fn write_set(
     dir: &Path,
@@ -239,8 +300,9 @@ pub fn write_set(
     seed: u64,
     bar: &ProgressBar,
 ) -> Result<()> {
+    let categories = concepts.stamp_categories();
     ensure!(
-        (0..concepts.objects.len()).all(|c| stamps.iter().any(|s| s.category == c)),
+        (0..categories).all(|c| stamps.iter().any(|s| s.category == c)),
         "every object category needs at least one stamp"
     );
     let parent = dir.parent().context("a scene folder has a parent")?;
@@ -251,7 +313,7 @@ pub fn write_set(
     std::fs::create_dir_all(tmp.path().join("images"))?;
     std::fs::create_dir_all(tmp.path().join("truth"))?;
     for i in 0..n {
-        let (img, truth) = draw(stamps, concepts.objects.len(), seed, i);
+        let (img, truth) = draw(stamps, categories, concepts.text(), seed, i);
         img.save(tmp.path().join("images").join(format!("{i:05}.png")))?;
         truth
             .to_png()
@@ -333,7 +395,7 @@ mod tests {
         });
         let stamps = [Stamp { category: 0, image }];
         let concepts = Concepts::new(vec!["squares".into()]);
-        let (img, truth) = draw(&stamps, 1, 7, 3);
+        let (img, truth) = draw(&stamps, 1, None, 7, 3);
         let red = concepts.objects.len() + concepts.patterns.len() + 3;
         let (mut object, mut exact) = (0, 0);
         for i in 0..(SIZE * SIZE) as usize {
@@ -361,5 +423,50 @@ mod tests {
         // Round trip through the PNG.
         let back = Truth::from_png(&truth.to_png(), Path::new("t.png")).unwrap();
         assert_eq!(back, truth);
+    }
+
+    #[test]
+    fn words_are_written_in_some_scenes_and_their_boxes_are_text() {
+        let image = RgbaImage::from_pixel(20, 20, image::Rgba([20, 120, 230, 255]));
+        let stamps = [Stamp { category: 0, image }];
+        let concepts = Concepts::with_text(vec!["squares".into()]);
+        assert_eq!(concepts.text(), Some(1));
+        assert_eq!(concepts.stamp_categories(), 1);
+        let n = 200;
+        let mut with_text = 0;
+        for i in 0..n {
+            let (img, truth) = draw(&stamps, 1, concepts.text(), 11, i);
+            let boxed: Vec<usize> = (0..(SIZE * SIZE) as usize)
+                .filter(|&p| truth.shows(&concepts, 1, p))
+                .collect();
+            if boxed.is_empty() {
+                continue;
+            }
+            with_text += 1;
+            // The box is a rectangle 16-32 pixels high holding black or white letters.
+            let (x0, y0) = (boxed[0] as u32 % SIZE, boxed[0] as u32 / SIZE);
+            let last = *boxed.last().unwrap();
+            let (x1, y1) = (last as u32 % SIZE, last as u32 / SIZE);
+            let (w, h) = (x1 - x0 + 1, y1 - y0 + 1);
+            assert_eq!(boxed.len() as u32, w * h, "scene {i}: one rectangle");
+            assert!([16, 24, 32].contains(&h), "scene {i}: {h} pixels high");
+            assert_eq!(w % h, 0, "scene {i}: whole letters");
+            let inked = boxed
+                .iter()
+                .filter(|&&p| {
+                    let c = img.get_pixel(p as u32 % SIZE, p as u32 / SIZE).0;
+                    c == [0, 0, 0] || c == [255, 255, 255]
+                })
+                .count();
+            assert!(inked * 10 >= boxed.len(), "scene {i}: letters in the box");
+        }
+        // 30% of 200 scenes, give or take three standard deviations.
+        assert!(
+            (40..=80).contains(&with_text),
+            "{with_text} scenes with text"
+        );
+        // Without a text category nothing is written.
+        let (_, truth) = draw(&stamps, 1, None, 11, 0);
+        assert!(truth.objects.iter().all(|&o| o <= 1));
     }
 }

@@ -1,0 +1,820 @@
+//! The paper's editing case, end to end (docs/applications.md): a small classifier is trained on
+//! photo composites where the images of every class carry a spurious cue — the class name written
+//! in a corner — in a share of the training images only; its units are described by a MILAN
+//! trained on other networks (the grounded corpus, whose describers say "text"); the units
+//! described as text are switched off; accuracy on test images without the cue is compared
+//! before and after, and against switching off as many units drawn at random.
+//!
+//! Everything is drawn from one seed: the same options give the same images, network, units and
+//! figures.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use burn::tensor::{Device, Tensor, TensorData};
+use image::RgbImage;
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use serde::Serialize;
+
+use crate::ablation::chosen_units;
+use crate::analysis::{Concept, Described};
+use crate::data::{Corpus, FeatureSource};
+use crate::exemplars::{self, ExemplarConfig, SIZE};
+use crate::grounded::nets::{self, CONVNET_LAYERS, ConvNet, SmallNet};
+use crate::grounded::scenes::{Stamp, place_stamp};
+use crate::lettering;
+use crate::photos::{background_with_kind, below, uniform};
+use crate::train::Trained;
+
+/// The words a unit's description must mention to count as a text unit (the reference's
+/// "word", "text", "letter", and "writing"; plurals match).
+pub const TEXT_WORDS: [&str; 4] = ["text", "letters", "words", "writing"];
+
+/// Pixels between the cue and the image's edge.
+const MARGIN: i64 = 4;
+/// Glyph scale of the cue: 16 pixels high.
+const CUE_SCALE: u32 = 2;
+
+#[derive(Debug, Clone)]
+pub struct EditOptions {
+    /// Everything the case writes: probe images, the classifier, exemplars, descriptions and the
+    /// report.
+    pub out: PathBuf,
+    /// Classes: the first N stamp categories.
+    pub classes: usize,
+    pub train: usize,
+    /// Images the exemplars are drawn from (drawn as the training images are, cue and all).
+    pub probe: usize,
+    pub test: usize,
+    /// Share of training (and probe) images that carry their class name.
+    pub cue_share: f64,
+    pub epochs: usize,
+    /// Random draws of as many units as the text units.
+    pub draws: usize,
+    /// Describe (and draw from) only the first N units of each layer: quick runs; all when
+    /// `None`.
+    pub max_units: Option<usize>,
+    /// A unit whose description mentions one of these is a text unit.
+    pub words: Vec<String>,
+    pub features: FeatureSource,
+    pub seed: u64,
+    pub quiet: bool,
+}
+
+/// What is written on an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cue {
+    None,
+    /// The name of class `c` (the image's own, or another's).
+    Name(usize),
+}
+
+/// One set of images: each image's class and what is written on it.
+struct ImageSet {
+    seed: u64,
+    images: Vec<(usize, Cue)>,
+}
+
+/// The stamp categories as classes: the two grounded sets' categories interleaved back into
+/// [`crate::grounded::CATEGORIES`] order, the first `n` kept, re-indexed from 0.
+pub fn classes_from(
+    sets: [(Vec<String>, Vec<Stamp>); 2],
+    n: usize,
+) -> Result<(Vec<String>, Vec<Stamp>)> {
+    let [(names_a, stamps_a), (names_b, stamps_b)] = sets;
+    let mut order: Vec<(usize, usize)> = Vec::new();
+    for i in 0..names_a.len().max(names_b.len()) {
+        if i < names_a.len() {
+            order.push((0, i));
+        }
+        if i < names_b.len() {
+            order.push((1, i));
+        }
+    }
+    ensure!(
+        (2..=order.len()).contains(&n),
+        "--classes must be between 2 and {} (the stamp categories)",
+        order.len()
+    );
+    let mut names = Vec::new();
+    let mut stamps = Vec::new();
+    for (class, &(set, category)) in order.iter().take(n).enumerate() {
+        let (set_names, set_stamps) = if set == 0 {
+            (&names_a, &stamps_a)
+        } else {
+            (&names_b, &stamps_b)
+        };
+        names.push(set_names[category].clone());
+        stamps.extend(
+            set_stamps
+                .iter()
+                .filter(|s| s.category == category)
+                .map(|s| Stamp {
+                    category: class,
+                    image: s.image.clone(),
+                }),
+        );
+    }
+    Ok((names, stamps))
+}
+
+/// Image `i` of a set: a background, one stamp of `class`, and the cue in one of the four
+/// corners. The cue is drawn after everything else, so an image with and without it is the same
+/// picture.
+fn compose(
+    stamps: &[Stamp],
+    names: &[String],
+    class: usize,
+    cue: Cue,
+    seed: u64,
+    i: usize,
+) -> RgbImage {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let (mut canvas, _) = background_with_kind(&mut rng);
+    let of: Vec<&Stamp> = stamps.iter().filter(|s| s.category == class).collect();
+    let stamp = of[below(&mut rng, of.len())];
+    place_stamp(&mut rng, &mut canvas, stamp, |_| {});
+    let corner = below(&mut rng, 4);
+    if let Cue::Name(c) = cue {
+        let word = names[c].to_uppercase().replace('_', " ");
+        let (w, h) = lettering::extent(&word, CUE_SCALE);
+        let side = i64::from(SIZE as u32);
+        let x = if corner.is_multiple_of(2) {
+            MARGIN
+        } else {
+            side - MARGIN - i64::from(w)
+        };
+        let y = if corner < 2 {
+            MARGIN
+        } else {
+            side - MARGIN - i64::from(h)
+        };
+        let colour = lettering::contrasting(&canvas, x, y, w, h);
+        lettering::draw(&mut canvas, &word, x, y, CUE_SCALE, colour);
+    }
+    canvas
+}
+
+impl ImageSet {
+    /// `n` images, classes in turn, each with its own name written with probability `share`.
+    fn cued(n: usize, classes: usize, share: f64, seed: u64) -> ImageSet {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc0e);
+        let images = (0..n)
+            .map(|i| {
+                let class = i % classes;
+                let cue = if f64::from(uniform(&mut rng)) < share {
+                    Cue::Name(class)
+                } else {
+                    Cue::None
+                };
+                (class, cue)
+            })
+            .collect();
+        ImageSet { seed, images }
+    }
+
+    /// The same pictures with `cue(class, i)` written instead.
+    fn with_cue(&self, mut cue: impl FnMut(usize, usize) -> Cue) -> ImageSet {
+        ImageSet {
+            seed: self.seed,
+            images: self
+                .images
+                .iter()
+                .enumerate()
+                .map(|(i, &(class, _))| (class, cue(class, i)))
+                .collect(),
+        }
+    }
+
+    fn draw(&self, stamps: &[Stamp], names: &[String], i: usize) -> RgbImage {
+        let (class, cue) = self.images[i];
+        compose(stamps, names, class, cue, self.seed, i)
+    }
+
+    /// Images `range` preprocessed for the classifier, as one flat batch.
+    fn batch(&self, stamps: &[Stamp], names: &[String], range: std::ops::Range<usize>) -> Vec<f32> {
+        let mut out = Vec::with_capacity(range.len() * 3 * SIZE * SIZE);
+        for i in range {
+            out.extend(nets::preprocess(&self.draw(stamps, names, i)));
+        }
+        out
+    }
+
+    fn labels(&self) -> Vec<usize> {
+        self.images.iter().map(|(c, _)| *c).collect()
+    }
+
+    fn cued_share(&self) -> f64 {
+        let cued = self.images.iter().filter(|(_, c)| *c != Cue::None).count();
+        cued as f64 / self.images.len().max(1) as f64
+    }
+}
+
+/// A unit described as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TextUnit {
+    pub layer: String,
+    pub unit: u32,
+    pub description: String,
+}
+
+/// Test accuracy under one way of writing on the test images.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Condition {
+    pub name: String,
+    pub intact: f64,
+    pub text_off: f64,
+    /// One accuracy per random draw of as many units as the text units.
+    pub random_off: Vec<f64>,
+}
+
+impl Condition {
+    pub fn random_mean(&self) -> f64 {
+        self.random_off.iter().sum::<f64>() / self.random_off.len().max(1) as f64
+    }
+
+    /// Sample standard deviation of the random draws.
+    pub fn random_sd(&self) -> f64 {
+        let n = self.random_off.len();
+        if n < 2 {
+            return 0.0;
+        }
+        let m = self.random_mean();
+        (self.random_off.iter().map(|a| (a - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EditReport {
+    pub classes: Vec<String>,
+    pub train: usize,
+    pub probe: usize,
+    pub test: usize,
+    pub cue_share: f64,
+    /// Share of the training images that did carry their name (drawn with `cue_share`).
+    pub train_cued: f64,
+    pub epochs: usize,
+    /// Accuracy on the last 10% of the training images (held out; cue as in training).
+    pub held_out_accuracy: f64,
+    pub units: usize,
+    pub words: Vec<String>,
+    pub text_units: Vec<TextUnit>,
+    /// Text units per layer.
+    pub text_units_by_layer: BTreeMap<String, usize>,
+    pub conditions: Vec<Condition>,
+    /// Whether the paper's effect appears: see [`EditReport::effect`].
+    pub effect_appears: bool,
+    pub seconds: BTreeMap<String, f64>,
+}
+
+/// The test conditions, in order: the one the paper's claim is about first.
+pub const CONDITIONS: [&str; 3] = [
+    "without the cue",
+    "with the right name",
+    "with a wrong name",
+];
+
+impl EditReport {
+    /// The paper's effect, strictly: switching the text units off raises accuracy on test images
+    /// without the cue above the intact network's and above every random draw of as many units.
+    pub fn effect(&self) -> bool {
+        let Some(clean) = self.conditions.first() else {
+            return false;
+        };
+        !self.text_units.is_empty()
+            && clean.text_off > clean.intact
+            && clean.random_off.iter().all(|&r| clean.text_off > r)
+    }
+
+    pub fn markdown(&self) -> String {
+        let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+        let mut md = String::new();
+        md.push_str(&format!(
+            "Classifier: `convnet` ({} classes: {}), {} training images ({:.0}% with their class \
+             name written in a corner), {} epochs; held-out accuracy {}.\n\n",
+            self.classes.len(),
+            self.classes.join(", "),
+            self.train,
+            100.0 * self.train_cued,
+            self.epochs,
+            pct(self.held_out_accuracy)
+        ));
+        md.push_str(&format!(
+            "Units described as text (a description mentions {}): **{} of {}** ({}).\n\n",
+            self.words.join(", "),
+            self.text_units.len(),
+            self.units,
+            if self.text_units_by_layer.is_empty() {
+                "none".to_owned()
+            } else {
+                self.text_units_by_layer
+                    .iter()
+                    .map(|(l, n)| format!("{l}: {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ));
+        md.push_str(&format!(
+            "| {} test images | intact | text units off | {} random draws of {} units: mean ± sd (min-max) |\n|---|---:|---:|---:|\n",
+            self.test,
+            self.conditions.first().map_or(0, |c| c.random_off.len()),
+            self.text_units.len()
+        ));
+        for c in &self.conditions {
+            let (lo, hi) = c
+                .random_off
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &a| {
+                    (lo.min(a), hi.max(a))
+                });
+            md.push_str(&format!(
+                "| {} | {} | {} | {} ± {:.1} ({}-{}) |\n",
+                c.name,
+                pct(c.intact),
+                pct(c.text_off),
+                pct(c.random_mean()),
+                100.0 * c.random_sd(),
+                pct(lo),
+                pct(hi)
+            ));
+        }
+        md.push_str(&format!(
+            "\nThe paper's effect (text units off beats the intact network and every random draw \
+             on images without the cue): **{}**.\n",
+            if self.effect_appears {
+                "appears"
+            } else {
+                "does not appear"
+            }
+        ));
+        md
+    }
+}
+
+/// Top-1 accuracy of `net` with `off` switched off over `set` (drawn batch by batch).
+fn accuracy(
+    net: &ConvNet,
+    set: &ImageSet,
+    stamps: &[Stamp],
+    names: &[String],
+    off: &BTreeMap<usize, Vec<usize>>,
+    device: &Device,
+) -> f64 {
+    let n = set.images.len();
+    let labels = set.labels();
+    let mut right = 0usize;
+    let batch = 32;
+    for start in (0..n).step_by(batch) {
+        let end = (start + batch).min(n);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(
+                set.batch(stamps, names, start..end),
+                [end - start, 3, SIZE, SIZE],
+            ),
+            device,
+        );
+        let (_, logp) = net.forward_ablated(x, off);
+        let values = logp.into_data().try_to_vec::<f32>().expect("floats");
+        let top = crate::ablation::top1(&values, names.len());
+        right += top
+            .iter()
+            .zip(&labels[start..end])
+            .filter(|(p, l)| p == l)
+            .count();
+    }
+    right as f64 / n.max(1) as f64
+}
+
+/// `k` distinct units drawn uniformly from `units` (layer index, unit), by layer.
+fn random_units(
+    units: &[(usize, usize)],
+    k: usize,
+    rng: &mut ChaCha8Rng,
+) -> BTreeMap<usize, Vec<usize>> {
+    let mut all = units.to_vec();
+    let k = k.min(all.len());
+    for i in 0..k {
+        let j = i + below(rng, all.len() - i);
+        all.swap(i, j);
+    }
+    let mut off: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &(l, u) in &all[..k] {
+        off.entry(l).or_default().push(u);
+    }
+    off
+}
+
+/// Runs the case: draws the images, trains the classifier, computes its exemplars, describes its
+/// units with `describer`, switches the text units off and measures; writes `descriptions.csv`,
+/// `edit.json`, `edit.md` and `edit.png` into `options.out`.
+pub fn run(
+    options: &EditOptions,
+    names: &[String],
+    stamps: &[Stamp],
+    describer: &Trained,
+    device: &Device,
+) -> Result<EditReport> {
+    ensure!(options.train >= 20, "--train must be at least 20 images");
+    ensure!(
+        options.probe >= 15,
+        "--probe must be at least 15 images (the exemplars per unit)"
+    );
+    ensure!(options.test >= 1, "--test must be at least 1 image");
+    ensure!(
+        (0.0..=1.0).contains(&options.cue_share),
+        "--cue-share must be between 0 and 1"
+    );
+    ensure!(!options.words.is_empty(), "--words needs at least one word");
+    let classes = names.len();
+    ensure!(classes >= 2, "the case needs at least 2 classes");
+    std::fs::create_dir_all(&options.out)
+        .with_context(|| format!("creating {}", options.out.display()))?;
+    let mut seconds = BTreeMap::new();
+    let mut clock = Instant::now();
+    let mut lap = |what: &str, clock: &mut Instant| {
+        seconds.insert(what.to_owned(), clock.elapsed().as_secs_f64());
+        *clock = Instant::now();
+    };
+    let say = |line: String| {
+        if !options.quiet {
+            eprintln!("edit: {line}");
+        }
+    };
+
+    // 1. The classifier, trained where the class name is written on a share of the images.
+    let train = ImageSet::cued(options.train, classes, options.cue_share, options.seed);
+    say(format!(
+        "training convnet on {} images, {:.0}% with their class name",
+        options.train,
+        100.0 * train.cued_share()
+    ));
+    let images = train.batch(stamps, names, 0..options.train);
+    let (net, report) = nets::train(
+        "convnet",
+        &images,
+        &train.labels(),
+        classes,
+        options.epochs,
+        options.seed,
+        options.quiet,
+        device,
+    )?;
+    drop(images);
+    nets::save(&net, &options.out.join("classifier.bpk"))?;
+    let SmallNet::ConvNet(convnet) = &net else {
+        unreachable!("trained a convnet")
+    };
+    lap("train", &mut clock);
+
+    // 2. Its exemplars, over probe images drawn as the training images were.
+    let probe = ImageSet::cued(options.probe, classes, options.cue_share, options.seed + 1);
+    let probe_dir = options.out.join("probe");
+    let _ = std::fs::remove_dir_all(&probe_dir);
+    std::fs::create_dir_all(&probe_dir)?;
+    for i in 0..options.probe {
+        probe
+            .draw(stamps, names, i)
+            .save(probe_dir.join(format!("{i:05}.png")))
+            .with_context(|| format!("writing {}", probe_dir.display()))?;
+    }
+    let key = "convnet/spurious_text".parse()?;
+    let exemplar_root = options.out.join("exemplars");
+    let config = ExemplarConfig {
+        layers: CONVNET_LAYERS.iter().map(|s| (*s).to_owned()).collect(),
+        max_units: options.max_units,
+        ..ExemplarConfig::default()
+    };
+    say(format!(
+        "exemplars of its units over {} probe images",
+        options.probe
+    ));
+    exemplars::compute(&net, &key, &probe_dir, &exemplar_root, &config, device)?;
+    lap("exemplars", &mut clock);
+
+    // 3. Its units described by a MILAN that never saw it.
+    let mut source = options.features.clone();
+    source.encoder = describer.info.encoder.clone();
+    let corpus = Corpus::load(
+        &exemplar_root.join("convnet/spurious_text"),
+        &source,
+        true,
+        device,
+    )?;
+    say(format!("describing its {} units", corpus.neurons.len()));
+    let descriptions = describer.describe(
+        &corpus,
+        &describer.info.config.decode,
+        false,
+        device,
+        |_| {},
+    );
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["layer", "unit", "description"])?;
+    let mut described = Vec::with_capacity(descriptions.len());
+    for (n, d) in corpus.neurons.iter().zip(&descriptions) {
+        w.write_record([n.id.layer.as_str(), &n.id.unit.to_string(), d])?;
+        described.push(Described {
+            model: key.to_string(),
+            layer: n.id.layer.clone(),
+            unit: n.id.unit,
+            description: d.clone(),
+        });
+    }
+    crate::atomic::write(&options.out.join("descriptions.csv"), &w.into_inner()?)?;
+    lap("describe", &mut clock);
+
+    // 4. The text units, off; against as many random units.
+    let concept = Concept::exactly(&options.words);
+    let chosen = chosen_units(&described, Some(&concept));
+    let mut text_off: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let mut text_units = Vec::new();
+    let mut by_layer: BTreeMap<String, usize> = BTreeMap::new();
+    for (layer, unit) in &chosen {
+        let l = CONVNET_LAYERS
+            .iter()
+            .position(|n| n == layer)
+            .context("a described layer of the convnet")?;
+        text_off.entry(l).or_default().push(*unit as usize);
+        *by_layer.entry(layer.clone()).or_default() += 1;
+        let description = described
+            .iter()
+            .find(|d| &d.layer == layer && d.unit == *unit)
+            .map(|d| d.description.clone())
+            .unwrap_or_default();
+        text_units.push(TextUnit {
+            layer: layer.clone(),
+            unit: *unit,
+            description,
+        });
+    }
+    say(format!(
+        "{} of {} units described as text",
+        chosen.len(),
+        corpus.neurons.len()
+    ));
+    // Random units come from the same described units (a unit that never fired on the probe
+    // images has no exemplars and no description).
+    let candidates: Vec<(usize, usize)> = corpus
+        .neurons
+        .iter()
+        .filter_map(|n| {
+            let l = CONVNET_LAYERS.iter().position(|c| *c == n.id.layer)?;
+            Some((l, n.id.unit as usize))
+        })
+        .collect();
+    let mut draws_rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xd4a3);
+    let draws: Vec<BTreeMap<usize, Vec<usize>>> = (0..options.draws)
+        .map(|_| random_units(&candidates, chosen.len(), &mut draws_rng))
+        .collect();
+    let test = ImageSet::cued(options.test, classes, 0.0, options.seed + 2);
+    let mut wrong_rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0x3a7);
+    let sets = [
+        test.with_cue(|_, _| Cue::None),
+        test.with_cue(|class, _| Cue::Name(class)),
+        test.with_cue(|class, _| {
+            Cue::Name((class + 1 + below(&mut wrong_rng, classes - 1)) % classes)
+        }),
+    ];
+    let mut conditions = Vec::new();
+    for (name, set) in CONDITIONS.iter().zip(&sets) {
+        say(format!("testing {name}"));
+        conditions.push(Condition {
+            name: (*name).to_owned(),
+            intact: accuracy(convnet, set, stamps, names, &BTreeMap::new(), device),
+            text_off: accuracy(convnet, set, stamps, names, &text_off, device),
+            random_off: draws
+                .iter()
+                .map(|off| accuracy(convnet, set, stamps, names, off, device))
+                .collect(),
+        });
+    }
+    lap("ablate", &mut clock);
+
+    let mut out = EditReport {
+        classes: names.to_vec(),
+        train: options.train,
+        probe: options.probe,
+        test: options.test,
+        cue_share: options.cue_share,
+        train_cued: train.cued_share(),
+        epochs: options.epochs,
+        held_out_accuracy: report.held_out,
+        units: corpus.neurons.len(),
+        words: options.words.clone(),
+        text_units,
+        text_units_by_layer: by_layer,
+        conditions,
+        effect_appears: false,
+        seconds,
+    };
+    out.effect_appears = out.effect();
+    write_report(&options.out, &out)?;
+    Ok(out)
+}
+
+/// `edit.json`, `edit.md` and `edit.png` (accuracy per test condition: intact, text units off,
+/// random draws as mean and min-max).
+fn write_report(dir: &Path, report: &EditReport) -> Result<()> {
+    crate::atomic::write(
+        &dir.join("edit.json"),
+        serde_json::to_string_pretty(report)?.as_bytes(),
+    )?;
+    crate::atomic::write(&dir.join("edit.md"), report.markdown().as_bytes())?;
+    let pct = |x: f64| 100.0 * x;
+    let cell = |v: f64| Some((pct(v), pct(v), pct(v)));
+    let series: Vec<crate::plot::CategorySeries> = vec![
+        (
+            "intact".to_owned(),
+            report.conditions.iter().map(|c| cell(c.intact)).collect(),
+        ),
+        (
+            format!("{} text units off", report.text_units.len()),
+            report.conditions.iter().map(|c| cell(c.text_off)).collect(),
+        ),
+        (
+            format!(
+                "as many random units off: mean, min-max of {} draws",
+                report.conditions.first().map_or(0, |c| c.random_off.len())
+            ),
+            report
+                .conditions
+                .iter()
+                .map(|c| {
+                    let lo = c.random_off.iter().copied().fold(f64::INFINITY, f64::min);
+                    let hi = c
+                        .random_off
+                        .iter()
+                        .copied()
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    (!c.random_off.is_empty()).then(|| (pct(c.random_mean()), pct(lo), pct(hi)))
+                })
+                .collect(),
+        ),
+    ];
+    let categories: Vec<String> = report
+        .conditions
+        .iter()
+        .map(|c| format!("test images {}", c.name))
+        .collect();
+    crate::plot::category_interval_plot(
+        &dir.join("edit.png"),
+        "Switching off the units described as text",
+        &categories,
+        "test accuracy (%)",
+        &series,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_draws_are_distinct_units_within_the_layers() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let widths = [4, 2, 3];
+        let candidates: Vec<(usize, usize)> = widths
+            .iter()
+            .enumerate()
+            .flat_map(|(l, &w)| (0..w).map(move |u| (l, u)))
+            .collect();
+        let off = random_units(&candidates, 5, &mut rng);
+        let units: Vec<(usize, usize)> = off
+            .iter()
+            .flat_map(|(l, u)| u.iter().map(move |u| (*l, *u)))
+            .collect();
+        assert_eq!(units.len(), 5);
+        let mut distinct = units.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 5);
+        assert!(units.iter().all(|u| candidates.contains(u)));
+        assert_eq!(
+            random_units(&candidates, 20, &mut rng)
+                .values()
+                .map(Vec::len)
+                .sum::<usize>(),
+            9
+        );
+    }
+
+    #[test]
+    fn the_effect_needs_text_units_that_beat_intact_and_every_draw() {
+        let condition = |intact, text_off, random_off: Vec<f64>| Condition {
+            name: CONDITIONS[0].into(),
+            intact,
+            text_off,
+            random_off,
+        };
+        let mut report = EditReport {
+            classes: vec!["a".into(), "b".into()],
+            train: 20,
+            probe: 15,
+            test: 10,
+            cue_share: 0.5,
+            train_cued: 0.5,
+            epochs: 1,
+            held_out_accuracy: 0.5,
+            units: 320,
+            words: vec!["text".into()],
+            text_units: vec![TextUnit {
+                layer: "conv2".into(),
+                unit: 3,
+                description: "text".into(),
+            }],
+            text_units_by_layer: BTreeMap::from([("conv2".into(), 1)]),
+            conditions: vec![condition(0.6, 0.7, vec![0.6, 0.65])],
+            effect_appears: false,
+            seconds: BTreeMap::new(),
+        };
+        assert!(report.effect());
+        report.conditions[0] = condition(0.6, 0.7, vec![0.6, 0.7]);
+        assert!(!report.effect(), "a draw as good");
+        report.conditions[0] = condition(0.7, 0.7, vec![0.6]);
+        assert!(!report.effect(), "no better than intact");
+        report.conditions[0] = condition(0.6, 0.7, vec![0.6]);
+        report.text_units.clear();
+        assert!(!report.effect(), "no text units");
+        let c = condition(0.5, 0.5, vec![0.4, 0.6]);
+        assert!((c.random_mean() - 0.5).abs() < 1e-12);
+        assert!((c.random_sd() - 0.1414).abs() < 1e-3);
+    }
+
+    fn stamp(category: usize, colour: [u8; 3]) -> Stamp {
+        Stamp {
+            category,
+            image: image::RgbaImage::from_pixel(
+                16,
+                16,
+                image::Rgba([colour[0], colour[1], colour[2], 255]),
+            ),
+        }
+    }
+
+    #[test]
+    fn classes_come_from_both_sets_in_category_order() {
+        let sets = [
+            (
+                vec!["animals".to_owned(), "food".to_owned()],
+                vec![
+                    stamp(0, [1, 0, 0]),
+                    stamp(1, [2, 0, 0]),
+                    stamp(1, [3, 0, 0]),
+                ],
+            ),
+            (
+                vec!["vehicles".to_owned(), "plants".to_owned()],
+                vec![stamp(0, [4, 0, 0]), stamp(1, [5, 0, 0])],
+            ),
+        ];
+        let (names, stamps) = classes_from(sets.clone(), 3).unwrap();
+        assert_eq!(names, ["animals", "vehicles", "food"]);
+        let of = |class: usize| -> Vec<u8> {
+            stamps
+                .iter()
+                .filter(|s| s.category == class)
+                .map(|s| s.image.get_pixel(0, 0)[0])
+                .collect()
+        };
+        assert_eq!((of(0), of(1), of(2)), (vec![1], vec![4], vec![2, 3]));
+        assert!(classes_from(sets.clone(), 5).is_err());
+        assert!(classes_from(sets, 1).is_err());
+    }
+
+    #[test]
+    fn the_cue_is_the_class_name_in_a_corner_of_the_same_picture() {
+        let names = ["animals".to_owned(), "food".to_owned()];
+        let stamps = [stamp(0, [200, 30, 30]), stamp(1, [30, 200, 30])];
+        let (w, h) = lettering::extent("ANIMALS", CUE_SCALE);
+        let side = SIZE as u32;
+        for i in 0..8 {
+            let clean = compose(&stamps, &names, 0, Cue::None, 5, i);
+            let cued = compose(&stamps, &names, 0, Cue::Name(0), 5, i);
+            let wrong = compose(&stamps, &names, 0, Cue::Name(1), 5, i);
+            let changed: Vec<(u32, u32)> = clean
+                .enumerate_pixels()
+                .filter(|(x, y, p)| cued.get_pixel(*x, *y) != *p)
+                .map(|(x, y, _)| (x, y))
+                .collect();
+            assert!(!changed.is_empty(), "image {i}: the name is written");
+            // Every changed pixel lies in one corner's box, MARGIN pixels from the edges.
+            let m = MARGIN as u32;
+            let in_corner = |(x, y): (u32, u32)| {
+                let left = (m..m + w).contains(&x);
+                let right = (side - m - w..side - m).contains(&x);
+                let top = (m..m + h).contains(&y);
+                let bottom = (side - m - h..side - m).contains(&y);
+                (left || right) && (top || bottom)
+            };
+            assert!(
+                changed.iter().all(|&p| in_corner(p)),
+                "image {i}: {:?}",
+                changed[0]
+            );
+            assert_ne!(cued, wrong, "another class's name is another word");
+        }
+    }
+}
