@@ -694,6 +694,10 @@ mod tests {
         assert_eq!(text.mentions("letters and words on signs").len(), 3);
         let unknown = Concept::new("umbrellas", &[]);
         assert_eq!(spans(&unknown, "an umbrella"), [(1, 2)]);
+        // Exactly the words given: no built-in list, so street signs are not text.
+        let exactly = Concept::exactly(&["text".to_owned(), "letters".to_owned()]);
+        assert_eq!(spans(&exactly, "letters and words on signs"), [(0, 1)]);
+        assert_eq!(spans(&exactly, "a letter of text"), [(1, 2), (3, 4)]);
     }
 
     #[test]

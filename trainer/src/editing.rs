@@ -15,6 +15,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
+use milan_shared::progress::Progress;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde::Serialize;
@@ -504,13 +505,16 @@ pub fn run(
         device,
     )?;
     say(format!("describing its {} units", corpus.neurons.len()));
-    let descriptions = describer.describe(
-        &corpus,
-        &describer.info.config.decode,
-        false,
-        device,
-        |_| {},
-    );
+    let bar = (!options.quiet).then(|| Progress::new(corpus.neurons.len(), "describe", "units"));
+    let descriptions =
+        describer.describe(&corpus, &describer.info.config.decode, false, device, |n| {
+            if let Some(b) = &bar {
+                b.inc(n as u64);
+            }
+        });
+    if let Some(b) = &bar {
+        b.finish();
+    }
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["layer", "unit", "description"])?;
     let mut described = Vec::with_capacity(descriptions.len());

@@ -31,7 +31,8 @@ pub struct EditArgs {
     /// Share of the training images with their class name written in a corner.
     #[arg(long, default_value_t = 0.5)]
     cue_share: f64,
-    #[arg(long, default_value_t = 20)]
+    /// Training epochs of the classifier.
+    #[arg(long, default_value_t = 30)]
     epochs: usize,
     /// Random draws of as many units as the text units.
     #[arg(long, default_value_t = 10)]

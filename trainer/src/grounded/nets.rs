@@ -16,7 +16,7 @@ use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::module::{avg_pool2d, interpolate};
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressStyle};
+use milan_shared::progress::Progress;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde::Serialize;
@@ -232,14 +232,19 @@ pub fn train(
             dev,
         )
     };
-    let bar = ProgressBar::new((epochs * fit.div_ceil(batch)) as u64).with_style(
-        ProgressStyle::with_template("{prefix:>12} {bar:30} {pos}/{len} {msg} [{elapsed}]")
-            .expect("valid template"),
-    );
-    bar.set_prefix(format!("train {arch}"));
-    if quiet {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    // A bar on a terminal, log lines otherwise; nothing when quiet.
+    let bar = (!quiet).then(|| {
+        Progress::new(
+            epochs * fit.div_ceil(batch),
+            &format!("train {arch}"),
+            "batches",
+        )
+    });
+    let step = || {
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut order: Vec<usize> = (0..fit).collect();
     let mut losses = Vec::new();
@@ -248,7 +253,7 @@ pub fn train(
     let (net, held_out) = match arch {
         "convnet" => {
             let mut model = ConvNet::new(classes, &autodiff);
-            for epoch in 0..epochs {
+            for _ in 0..epochs {
                 crate::train::shuffle(&mut order, &mut rng);
                 let mut total = 0.0;
                 for chunk in order.chunks(batch) {
@@ -259,14 +264,9 @@ pub fn train(
                     total += loss.clone().into_scalar::<f32>() as f64 * chunk.len() as f64;
                     let grads = GradientsParams::from_grads(loss.backward(), &model);
                     model = optimizer.step(lr, model, grads);
-                    bar.inc(1);
+                    step();
                 }
                 losses.push(total / fit as f64);
-                bar.set_message(format!(
-                    "epoch {} loss {:.3}",
-                    epoch + 1,
-                    total / fit as f64
-                ));
             }
             let model = model.valid();
             let idx: Vec<usize> = (fit..n).collect();
@@ -292,7 +292,7 @@ pub fn train(
         }
         "autoencoder" => {
             let mut model = AutoEncoder::new(&autodiff);
-            for epoch in 0..epochs {
+            for _ in 0..epochs {
                 crate::train::shuffle(&mut order, &mut rng);
                 let mut total = 0.0;
                 for chunk in order.chunks(batch) {
@@ -301,10 +301,9 @@ pub fn train(
                     total += loss.clone().into_scalar::<f32>() as f64 * chunk.len() as f64;
                     let grads = GradientsParams::from_grads(loss.backward(), &model);
                     model = optimizer.step(lr, model, grads);
-                    bar.inc(1);
+                    step();
                 }
                 losses.push(total / fit as f64);
-                bar.set_message(format!("epoch {} mse {:.4}", epoch + 1, total / fit as f64));
             }
             let model = model.valid();
             let idx: Vec<usize> = (fit..n).collect();
@@ -321,7 +320,9 @@ pub fn train(
         }
         other => anyhow::bail!("unknown small network {other:?}: convnet or autoencoder"),
     };
-    bar.finish_and_clear();
+    if let Some(b) = &bar {
+        b.finish();
+    }
     Ok((
         net,
         TrainReport {
