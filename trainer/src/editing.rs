@@ -49,6 +49,8 @@ pub struct EditOptions {
     pub train: usize,
     /// Images the exemplars are drawn from (drawn as the training images are, cue and all).
     pub probe: usize,
+    /// Clean images (no cue) that rank the text units and choose how many to switch off.
+    pub validation: usize,
     pub test: usize,
     /// Share of training (and probe) images that carry their class name.
     pub cue_share: f64,
@@ -215,37 +217,66 @@ impl ImageSet {
 }
 
 /// A unit described as text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TextUnit {
     pub layer: String,
     pub unit: u32,
     pub description: String,
+    /// Accuracy on the clean validation images with this unit alone switched off: the text
+    /// units are switched off in decreasing order of it.
+    pub validation_without: f64,
 }
 
-/// Test accuracy under one way of writing on the test images.
+/// Test accuracy under one way of writing on the test images, with some number of units off.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Condition {
     pub name: String,
     pub intact: f64,
     pub text_off: f64,
-    /// One accuracy per random draw of as many units as the text units.
+    /// One accuracy per random draw of as many units as the text units switched off.
     pub random_off: Vec<f64>,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// Sample standard deviation.
+fn sd(v: &[f64]) -> f64 {
+    if v.len() < 2 {
+        return 0.0;
+    }
+    let m = mean(v);
+    (v.iter().map(|a| (a - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+}
+
+fn range(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &a| {
+            (lo.min(a), hi.max(a))
+        })
 }
 
 impl Condition {
     pub fn random_mean(&self) -> f64 {
-        self.random_off.iter().sum::<f64>() / self.random_off.len().max(1) as f64
+        mean(&self.random_off)
     }
 
-    /// Sample standard deviation of the random draws.
     pub fn random_sd(&self) -> f64 {
-        let n = self.random_off.len();
-        if n < 2 {
-            return 0.0;
-        }
-        let m = self.random_mean();
-        (self.random_off.iter().map(|a| (a - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        sd(&self.random_off)
     }
+}
+
+/// Accuracy with the first `n` text units (in their order) switched off, and with the first `n`
+/// of each random draw.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CurvePoint {
+    pub n: usize,
+    /// On the clean validation images (this chooses `n`).
+    pub text_validation: f64,
+    /// On the test images without the cue.
+    pub text_test: f64,
+    pub random_test: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -253,6 +284,7 @@ pub struct EditReport {
     pub classes: Vec<String>,
     pub train: usize,
     pub probe: usize,
+    pub validation: usize,
     pub test: usize,
     pub cue_share: f64,
     /// Share of the training images that did carry their name (drawn with `cue_share`).
@@ -262,10 +294,17 @@ pub struct EditReport {
     pub held_out_accuracy: f64,
     pub units: usize,
     pub words: Vec<String>,
+    /// In the order they are switched off.
     pub text_units: Vec<TextUnit>,
     /// Text units per layer.
     pub text_units_by_layer: BTreeMap<String, usize>,
-    pub conditions: Vec<Condition>,
+    pub curve: Vec<CurvePoint>,
+    /// Text units switched off: the curve's point with the best clean validation accuracy
+    /// (the fewest of equals).
+    pub chosen: usize,
+    /// The test conditions with the chosen text units off, and with every text unit off.
+    pub at_chosen: Vec<Condition>,
+    pub at_all: Vec<Condition>,
     /// Whether the paper's effect appears: see [`EditReport::effect`].
     pub effect_appears: bool,
     pub seconds: BTreeMap<String, f64>,
@@ -278,14 +317,33 @@ pub const CONDITIONS: [&str; 3] = [
     "with a wrong name",
 ];
 
+/// The curve's numbers of units off: 0, 1, 2, 3, 4, 6, 8, 12, 16, ... (each power of two and
+/// the midpoint above it) up to `k`, and `k`.
+pub fn steps(k: usize) -> Vec<usize> {
+    let mut out = vec![0];
+    let mut p = 1;
+    while p <= k {
+        out.push(p);
+        if p >= 2 && p + p / 2 <= k {
+            out.push(p + p / 2);
+        }
+        p *= 2;
+    }
+    if *out.last().expect("0") != k {
+        out.push(k);
+    }
+    out
+}
+
 impl EditReport {
-    /// The paper's effect, strictly: switching the text units off raises accuracy on test images
-    /// without the cue above the intact network's and above every random draw of as many units.
+    /// The paper's effect, strictly: switching off the text units chosen on clean validation
+    /// images raises test accuracy without the cue above the intact network's and above every
+    /// random draw of as many units.
     pub fn effect(&self) -> bool {
-        let Some(clean) = self.conditions.first() else {
+        let Some(clean) = self.at_chosen.first() else {
             return false;
         };
-        !self.text_units.is_empty()
+        self.chosen > 0
             && clean.text_off > clean.intact
             && clean.random_off.iter().all(|&r| clean.text_off > r)
     }
@@ -318,33 +376,54 @@ impl EditReport {
                     .join(", ")
             }
         ));
-        md.push_str(&format!(
-            "| {} test images | intact | text units off | {} random draws of {} units: mean ± sd (min-max) |\n|---|---:|---:|---:|\n",
-            self.test,
-            self.conditions.first().map_or(0, |c| c.random_off.len()),
-            self.text_units.len()
-        ));
-        for c in &self.conditions {
-            let (lo, hi) = c
-                .random_off
-                .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &a| {
-                    (lo.min(a), hi.max(a))
-                });
+        let draws = self.at_chosen.first().map_or(0, |c| c.random_off.len());
+        for (what, n, rows) in [
+            (
+                "chosen on the clean validation images",
+                self.chosen,
+                &self.at_chosen,
+            ),
+            ("every text unit", self.text_units.len(), &self.at_all),
+        ] {
             md.push_str(&format!(
-                "| {} | {} | {} | {} ± {:.1} ({}-{}) |\n",
-                c.name,
-                pct(c.intact),
-                pct(c.text_off),
-                pct(c.random_mean()),
-                100.0 * c.random_sd(),
-                pct(lo),
-                pct(hi)
+                "{n} units off ({what}):\n\n| {} test images | intact | text units off | {draws} random draws of {n} units: mean ± sd (min-max) |\n|---|---:|---:|---:|\n",
+                self.test
+            ));
+            for c in rows {
+                let (lo, hi) = range(&c.random_off);
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} ± {:.1} ({}-{}) |\n",
+                    c.name,
+                    pct(c.intact),
+                    pct(c.text_off),
+                    pct(c.random_mean()),
+                    100.0 * c.random_sd(),
+                    pct(lo),
+                    pct(hi)
+                ));
+            }
+            md.push('\n');
+        }
+        md.push_str(&format!(
+            "Accuracy without the cue as text units are switched off one after another ({} \
+             clean validation images choose how many):\n\n| units off | validation | test | \
+             random units off: test, mean ± sd |\n|---:|---:|---:|---:|\n",
+            self.validation
+        ));
+        for p in &self.curve {
+            md.push_str(&format!(
+                "| {}{} | {} | {} | {} ± {:.1} |\n",
+                p.n,
+                if p.n == self.chosen { " (chosen)" } else { "" },
+                pct(p.text_validation),
+                pct(p.text_test),
+                pct(mean(&p.random_test)),
+                100.0 * sd(&p.random_test)
             ));
         }
         md.push_str(&format!(
-            "\nThe paper's effect (text units off beats the intact network and every random draw \
-             on images without the cue): **{}**.\n",
+            "\nThe paper's effect (the chosen text units off beat the intact network and every \
+             random draw on test images without the cue): **{}**.\n",
             if self.effect_appears {
                 "appears"
             } else {
@@ -355,62 +434,76 @@ impl EditReport {
     }
 }
 
-/// Top-1 accuracy of `net` with `off` switched off over `set` (drawn batch by batch).
+/// A set of images drawn and preprocessed once, for the many passes of the measurements.
+struct Rendered {
+    x: Vec<f32>,
+    labels: Vec<usize>,
+}
+
+impl Rendered {
+    fn of(set: &ImageSet, stamps: &[Stamp], names: &[String]) -> Rendered {
+        Rendered {
+            x: set.batch(stamps, names, 0..set.images.len()),
+            labels: set.labels(),
+        }
+    }
+}
+
+/// Top-1 accuracy of `net` over `set` with `off` switched off.
 fn accuracy(
     net: &ConvNet,
-    set: &ImageSet,
-    stamps: &[Stamp],
-    names: &[String],
+    set: &Rendered,
+    classes: usize,
     off: &BTreeMap<usize, Vec<usize>>,
     device: &Device,
 ) -> f64 {
-    let n = set.images.len();
-    let labels = set.labels();
+    let n = set.labels.len();
+    let per = 3 * SIZE * SIZE;
     let mut right = 0usize;
-    let batch = 32;
+    let batch = 64;
     for start in (0..n).step_by(batch) {
         let end = (start + batch).min(n);
         let x = Tensor::<4>::from_data(
             TensorData::new(
-                set.batch(stamps, names, start..end),
+                set.x[start * per..end * per].to_vec(),
                 [end - start, 3, SIZE, SIZE],
             ),
             device,
         );
         let (_, logp) = net.forward_ablated(x, off);
         let values = logp.into_data().try_to_vec::<f32>().expect("floats");
-        let top = crate::ablation::top1(&values, names.len());
+        let top = crate::ablation::top1(&values, classes);
         right += top
             .iter()
-            .zip(&labels[start..end])
+            .zip(&set.labels[start..end])
             .filter(|(p, l)| p == l)
             .count();
     }
     right as f64 / n.max(1) as f64
 }
 
-/// `k` distinct units drawn uniformly from `units` (layer index, unit), by layer.
-fn random_units(
-    units: &[(usize, usize)],
-    k: usize,
-    rng: &mut ChaCha8Rng,
-) -> BTreeMap<usize, Vec<usize>> {
-    let mut all = units.to_vec();
-    let k = k.min(all.len());
-    for i in 0..k {
-        let j = i + below(rng, all.len() - i);
-        all.swap(i, j);
-    }
+/// The first `n` of `units` (layer index, unit), by layer.
+fn first(units: &[(usize, usize)], n: usize) -> BTreeMap<usize, Vec<usize>> {
     let mut off: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for &(l, u) in &all[..k] {
+    for &(l, u) in &units[..n.min(units.len())] {
         off.entry(l).or_default().push(u);
     }
     off
 }
 
+/// `units` in a random order (a uniform permutation).
+fn shuffled(units: &[(usize, usize)], rng: &mut ChaCha8Rng) -> Vec<(usize, usize)> {
+    let mut all = units.to_vec();
+    for i in 0..all.len() {
+        let j = i + below(rng, all.len() - i);
+        all.swap(i, j);
+    }
+    all
+}
+
 /// Runs the case: draws the images, trains the classifier, computes its exemplars, describes its
-/// units with `describer`, switches the text units off and measures; writes `descriptions.csv`,
-/// `edit.json`, `edit.md` and `edit.png` into `options.out`.
+/// units with `describer`, switches the text units off and measures; writes `descriptions.csv`
+/// and the report ([`write_report`]) into `options.out`.
 pub fn run(
     options: &EditOptions,
     names: &[String],
@@ -424,6 +517,10 @@ pub fn run(
         "--probe must be at least 15 images (the exemplars per unit)"
     );
     ensure!(options.test >= 1, "--test must be at least 1 image");
+    ensure!(
+        options.validation >= 1,
+        "--validation must be at least 1 image"
+    );
     ensure!(
         (0.0..=1.0).contains(&options.cue_share),
         "--cue-share must be between 0 and 1"
@@ -530,77 +627,132 @@ pub fn run(
     crate::atomic::write(&options.out.join("descriptions.csv"), &w.into_inner()?)?;
     lap("describe", &mut clock);
 
-    // 4. The text units, off; against as many random units.
+    // 4. The text units, ranked by how clean validation accuracy fares with each alone off (as
+    // the reference ranks its candidates on its validation split), switched off one after
+    // another; as many random units against them.
     let concept = Concept::exactly(&options.words);
-    let chosen = chosen_units(&described, Some(&concept));
-    let mut text_off: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    let mut text_units = Vec::new();
-    let mut by_layer: BTreeMap<String, usize> = BTreeMap::new();
-    for (layer, unit) in &chosen {
-        let l = CONVNET_LAYERS
-            .iter()
-            .position(|n| n == layer)
-            .context("a described layer of the convnet")?;
-        text_off.entry(l).or_default().push(*unit as usize);
-        *by_layer.entry(layer.clone()).or_default() += 1;
-        let description = described
-            .iter()
-            .find(|d| &d.layer == layer && d.unit == *unit)
-            .map(|d| d.description.clone())
-            .unwrap_or_default();
-        text_units.push(TextUnit {
-            layer: layer.clone(),
-            unit: *unit,
-            description,
-        });
-    }
-    say(format!(
-        "{} of {} units described as text",
-        chosen.len(),
-        corpus.neurons.len()
-    ));
-    // Random units come from the same described units (a unit that never fired on the probe
-    // images has no exemplars and no description).
+    let chosen_units = chosen_units(&described, Some(&concept));
+    let index = |layer: &str| CONVNET_LAYERS.iter().position(|n| *n == layer);
     let candidates: Vec<(usize, usize)> = corpus
         .neurons
         .iter()
-        .filter_map(|n| {
-            let l = CONVNET_LAYERS.iter().position(|c| *c == n.id.layer)?;
-            Some((l, n.id.unit as usize))
-        })
+        .filter_map(|n| Some((index(&n.id.layer)?, n.id.unit as usize)))
         .collect();
-    let mut draws_rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xd4a3);
-    let draws: Vec<BTreeMap<usize, Vec<usize>>> = (0..options.draws)
-        .map(|_| random_units(&candidates, chosen.len(), &mut draws_rng))
-        .collect();
+    say(format!(
+        "{} of {} units described as text",
+        chosen_units.len(),
+        corpus.neurons.len()
+    ));
+    let validation = Rendered::of(
+        &ImageSet::cued(options.validation, classes, 0.0, options.seed + 3),
+        stamps,
+        names,
+    );
     let test = ImageSet::cued(options.test, classes, 0.0, options.seed + 2);
     let mut wrong_rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0x3a7);
-    let sets = [
+    let tests: Vec<Rendered> = [
         test.with_cue(|_, _| Cue::None),
         test.with_cue(|class, _| Cue::Name(class)),
         test.with_cue(|class, _| {
             Cue::Name((class + 1 + below(&mut wrong_rng, classes - 1)) % classes)
         }),
-    ];
-    let mut conditions = Vec::new();
-    for (name, set) in CONDITIONS.iter().zip(&sets) {
-        say(format!("testing {name}"));
-        conditions.push(Condition {
-            name: (*name).to_owned(),
-            intact: accuracy(convnet, set, stamps, names, &BTreeMap::new(), device),
-            text_off: accuracy(convnet, set, stamps, names, &text_off, device),
-            random_off: draws
-                .iter()
-                .map(|off| accuracy(convnet, set, stamps, names, off, device))
-                .collect(),
-        });
+    ]
+    .iter()
+    .map(|set| Rendered::of(set, stamps, names))
+    .collect();
+    let acc = |set: &Rendered, off: &BTreeMap<usize, Vec<usize>>| {
+        accuracy(convnet, set, classes, off, device)
+    };
+
+    let bar =
+        (!options.quiet).then(|| Progress::new(chosen_units.len(), "rank text units", "units"));
+    let mut ranked: Vec<(TextUnit, (usize, usize))> = Vec::new();
+    let mut by_layer: BTreeMap<String, usize> = BTreeMap::new();
+    for (layer, unit) in &chosen_units {
+        let l = index(layer).context("a described layer of the convnet")?;
+        let off = BTreeMap::from([(l, vec![*unit as usize])]);
+        let description = described
+            .iter()
+            .find(|d| &d.layer == layer && d.unit == *unit)
+            .map(|d| d.description.clone())
+            .unwrap_or_default();
+        ranked.push((
+            TextUnit {
+                layer: layer.clone(),
+                unit: *unit,
+                description,
+                validation_without: acc(&validation, &off),
+            },
+            (l, *unit as usize),
+        ));
+        *by_layer.entry(layer.clone()).or_default() += 1;
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
     }
+    if let Some(b) = &bar {
+        b.finish();
+    }
+    // Highest first; the describe order breaks ties (a stable sort), so the ranking is
+    // deterministic.
+    ranked.sort_by(|a, b| b.0.validation_without.total_cmp(&a.0.validation_without));
+    let order: Vec<(usize, usize)> = ranked.iter().map(|r| r.1).collect();
+    let text_units: Vec<TextUnit> = ranked.into_iter().map(|r| r.0).collect();
+    let k = order.len();
+
+    let mut draws_rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xd4a3);
+    let draws: Vec<Vec<(usize, usize)>> = (0..options.draws)
+        .map(|_| shuffled(&candidates, &mut draws_rng))
+        .collect();
+    let points = steps(k);
+    let bar = (!options.quiet).then(|| Progress::new(points.len(), "switch units off", "steps"));
+    let mut curve = Vec::new();
+    for &n in &points {
+        curve.push(CurvePoint {
+            n,
+            text_validation: acc(&validation, &first(&order, n)),
+            text_test: acc(&tests[0], &first(&order, n)),
+            random_test: draws.iter().map(|d| acc(&tests[0], &first(d, n))).collect(),
+        });
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = &bar {
+        b.finish();
+    }
+    // The best validation accuracy; the fewest units of equals.
+    let chosen = curve
+        .iter()
+        .fold(None::<&CurvePoint>, |best, p| match best {
+            Some(b) if b.text_validation >= p.text_validation => Some(b),
+            _ => Some(p),
+        })
+        .map_or(0, |p| p.n);
+    let conditions_at = |n: usize| -> Vec<Condition> {
+        CONDITIONS
+            .iter()
+            .zip(&tests)
+            .map(|(name, set)| Condition {
+                name: (*name).to_owned(),
+                intact: acc(set, &BTreeMap::new()),
+                text_off: acc(set, &first(&order, n)),
+                random_off: draws.iter().map(|d| acc(set, &first(d, n))).collect(),
+            })
+            .collect()
+    };
+    say(format!(
+        "testing with {chosen} and with all {k} text units off"
+    ));
+    let at_chosen = conditions_at(chosen);
+    let at_all = conditions_at(k);
     lap("ablate", &mut clock);
 
     let mut out = EditReport {
         classes: names.to_vec(),
         train: options.train,
         probe: options.probe,
+        validation: options.validation,
         test: options.test,
         cue_share: options.cue_share,
         train_cued: train.cued_share(),
@@ -610,7 +762,10 @@ pub fn run(
         words: options.words.clone(),
         text_units,
         text_units_by_layer: by_layer,
-        conditions,
+        curve,
+        chosen,
+        at_chosen,
+        at_all,
         effect_appears: false,
         seconds,
     };
@@ -619,8 +774,9 @@ pub fn run(
     Ok(out)
 }
 
-/// `edit.json`, `edit.md` and `edit.png` (accuracy per test condition: intact, text units off,
-/// random draws as mean and min-max).
+/// `edit.json`, `edit.md`, `edit.png` (test accuracy without the cue against the units switched
+/// off: text units in order, random draws as mean and range, the chosen number marked) and
+/// `edit-conditions.png` (the three test conditions at the chosen number).
 fn write_report(dir: &Path, report: &EditReport) -> Result<()> {
     crate::atomic::write(
         &dir.join("edit.json"),
@@ -628,44 +784,69 @@ fn write_report(dir: &Path, report: &EditReport) -> Result<()> {
     )?;
     crate::atomic::write(&dir.join("edit.md"), report.markdown().as_bytes())?;
     let pct = |x: f64| 100.0 * x;
+    let draws = report.at_chosen.first().map_or(0, |c| c.random_off.len());
+    let text_line = |images: &str, value: fn(&CurvePoint) -> f64| {
+        crate::plot::Curve::Line(
+            format!("text units, in order ({images})"),
+            report
+                .curve
+                .iter()
+                .map(|p| (p.n as f64, pct(value(p))))
+                .collect(),
+        )
+    };
+    crate::plot::curves(
+        &dir.join("edit.png"),
+        "Switching off the units described as text",
+        "units switched off",
+        "accuracy on images without the cue (%)",
+        &[
+            text_line("validation", |p| p.text_validation),
+            text_line("test", |p| p.text_test),
+            crate::plot::Curve::Band(
+                format!("random units (test): mean, min-max of {draws} draws"),
+                report
+                    .curve
+                    .iter()
+                    .map(|p| {
+                        let (lo, hi) = range(&p.random_test);
+                        (p.n as f64, pct(lo), pct(mean(&p.random_test)), pct(hi))
+                    })
+                    .collect(),
+            ),
+        ],
+        Some((report.chosen as f64, "chosen on validation")),
+    )?;
     let cell = |v: f64| Some((pct(v), pct(v), pct(v)));
     let series: Vec<crate::plot::CategorySeries> = vec![
         (
             "intact".to_owned(),
-            report.conditions.iter().map(|c| cell(c.intact)).collect(),
+            report.at_chosen.iter().map(|c| cell(c.intact)).collect(),
         ),
         (
-            format!("{} text units off", report.text_units.len()),
-            report.conditions.iter().map(|c| cell(c.text_off)).collect(),
+            format!("{} text units off", report.chosen),
+            report.at_chosen.iter().map(|c| cell(c.text_off)).collect(),
         ),
         (
-            format!(
-                "as many random units off: mean, min-max of {} draws",
-                report.conditions.first().map_or(0, |c| c.random_off.len())
-            ),
+            format!("as many random units off: mean, min-max of {draws} draws"),
             report
-                .conditions
+                .at_chosen
                 .iter()
                 .map(|c| {
-                    let lo = c.random_off.iter().copied().fold(f64::INFINITY, f64::min);
-                    let hi = c
-                        .random_off
-                        .iter()
-                        .copied()
-                        .fold(f64::NEG_INFINITY, f64::max);
+                    let (lo, hi) = range(&c.random_off);
                     (!c.random_off.is_empty()).then(|| (pct(c.random_mean()), pct(lo), pct(hi)))
                 })
                 .collect(),
         ),
     ];
     let categories: Vec<String> = report
-        .conditions
+        .at_chosen
         .iter()
         .map(|c| format!("test images {}", c.name))
         .collect();
     crate::plot::category_interval_plot(
-        &dir.join("edit.png"),
-        "Switching off the units described as text",
+        &dir.join("edit-conditions.png"),
+        "The chosen text units switched off",
         &categories,
         "test accuracy (%)",
         &series,
@@ -677,36 +858,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn random_draws_are_distinct_units_within_the_layers() {
+    fn draws_are_permutations_and_the_first_n_are_switched_off() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let widths = [4, 2, 3];
-        let candidates: Vec<(usize, usize)> = widths
+        let candidates: Vec<(usize, usize)> = [4, 2, 3]
             .iter()
             .enumerate()
             .flat_map(|(l, &w)| (0..w).map(move |u| (l, u)))
             .collect();
-        let off = random_units(&candidates, 5, &mut rng);
-        let units: Vec<(usize, usize)> = off
-            .iter()
-            .flat_map(|(l, u)| u.iter().map(move |u| (*l, *u)))
-            .collect();
-        assert_eq!(units.len(), 5);
-        let mut distinct = units.clone();
-        distinct.sort();
-        distinct.dedup();
-        assert_eq!(distinct.len(), 5);
-        assert!(units.iter().all(|u| candidates.contains(u)));
-        assert_eq!(
-            random_units(&candidates, 20, &mut rng)
-                .values()
-                .map(Vec::len)
-                .sum::<usize>(),
-            9
-        );
+        let draw = shuffled(&candidates, &mut rng);
+        let mut sorted = draw.clone();
+        sorted.sort();
+        assert_eq!(sorted, candidates, "a permutation");
+        assert_ne!(draw, candidates, "in another order (seeded)");
+        let off = first(&draw, 5);
+        assert_eq!(off.values().map(Vec::len).sum::<usize>(), 5);
+        for (l, units) in &off {
+            for u in units {
+                assert!(draw[..5].contains(&(*l, *u)));
+            }
+        }
+        assert_eq!(first(&draw, 20).values().map(Vec::len).sum::<usize>(), 9);
+        assert!(first(&draw, 0).is_empty());
+        assert_eq!(steps(0), [0]);
+        assert_eq!(steps(1), [0, 1]);
+        assert_eq!(steps(7), [0, 1, 2, 3, 4, 6, 7]);
+        assert_eq!(steps(16), [0, 1, 2, 3, 4, 6, 8, 12, 16]);
     }
 
     #[test]
-    fn the_effect_needs_text_units_that_beat_intact_and_every_draw() {
+    fn the_effect_needs_chosen_text_units_that_beat_intact_and_every_draw() {
         let condition = |intact, text_off, random_off: Vec<f64>| Condition {
             name: CONDITIONS[0].into(),
             intact,
@@ -717,6 +897,7 @@ mod tests {
             classes: vec!["a".into(), "b".into()],
             train: 20,
             probe: 15,
+            validation: 10,
             test: 10,
             cue_share: 0.5,
             train_cued: 0.5,
@@ -728,20 +909,25 @@ mod tests {
                 layer: "conv2".into(),
                 unit: 3,
                 description: "text".into(),
+                validation_without: 0.6,
             }],
             text_units_by_layer: BTreeMap::from([("conv2".into(), 1)]),
-            conditions: vec![condition(0.6, 0.7, vec![0.6, 0.65])],
+            curve: Vec::new(),
+            chosen: 1,
+            at_chosen: vec![condition(0.6, 0.7, vec![0.6, 0.65])],
+            at_all: vec![condition(0.6, 0.7, vec![0.6, 0.65])],
             effect_appears: false,
             seconds: BTreeMap::new(),
         };
         assert!(report.effect());
-        report.conditions[0] = condition(0.6, 0.7, vec![0.6, 0.7]);
+        assert!(report.markdown().contains("1 units off (chosen"));
+        report.at_chosen[0] = condition(0.6, 0.7, vec![0.6, 0.7]);
         assert!(!report.effect(), "a draw as good");
-        report.conditions[0] = condition(0.7, 0.7, vec![0.6]);
+        report.at_chosen[0] = condition(0.7, 0.7, vec![0.6]);
         assert!(!report.effect(), "no better than intact");
-        report.conditions[0] = condition(0.6, 0.7, vec![0.6]);
-        report.text_units.clear();
-        assert!(!report.effect(), "no text units");
+        report.at_chosen[0] = condition(0.6, 0.7, vec![0.6]);
+        report.chosen = 0;
+        assert!(!report.effect(), "none chosen");
         let c = condition(0.5, 0.5, vec![0.4, 0.6]);
         assert!((c.random_mean() - 0.5).abs() < 1e-12);
         assert!((c.random_sd() - 0.1414).abs() < 1e-3);

@@ -441,3 +441,113 @@ pub fn category_interval_plot(
     }
     out.commit()
 }
+
+/// A line of (x, y) points and, where given, a band around it: (x, low, middle, high).
+#[derive(Debug, Clone)]
+pub enum Curve {
+    Line(String, Vec<(f64, f64)>),
+    Band(String, Vec<(f64, f64, f64, f64)>),
+}
+
+/// Lines and bands (the spread of repeated draws, their middle as a line) against one x axis, an
+/// optional vertical marker (a chosen x) labelled `marker.1`; Okabe-Ito colours in order.
+pub fn curves(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    curves: &[Curve],
+    marker: Option<(f64, &str)>,
+) -> Result<()> {
+    if !font_or_warn(path) {
+        return Ok(());
+    }
+    let mut xs: Vec<f64> = Vec::new();
+    let mut ys: Vec<f64> = Vec::new();
+    for c in curves {
+        match c {
+            Curve::Line(_, pts) => {
+                xs.extend(pts.iter().map(|p| p.0));
+                ys.extend(pts.iter().map(|p| p.1));
+            }
+            Curve::Band(_, pts) => {
+                xs.extend(pts.iter().map(|p| p.0));
+                ys.extend(pts.iter().flat_map(|p| [p.1, p.3]));
+            }
+        }
+    }
+    let x_max = xs.iter().copied().fold(1.0, f64::max);
+    let (y_min, y_max) = ys
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &y| {
+            (lo.min(y), hi.max(y))
+        });
+    let (y_min, y_max) = if y_min.is_finite() {
+        (y_min, y_max)
+    } else {
+        (0.0, 1.0)
+    };
+    let pad = ((y_max - y_min) * 0.08).max(1e-3);
+    let out = crate::atomic::Pending::new(path)?;
+    let tmp = out.path().to_owned();
+    {
+        let root = BitMapBackend::new(&tmp, (900, 560)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..x_max * 1.02, (y_min - pad)..(y_max + pad))
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(err)?;
+        for (i, c) in curves.iter().enumerate() {
+            let colour = OKABE_ITO[i % OKABE_ITO.len()];
+            let (name, line): (&str, Vec<(f64, f64)>) = match c {
+                Curve::Line(name, pts) => (name, pts.clone()),
+                Curve::Band(name, pts) => {
+                    let mut outline: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.3)).collect();
+                    outline.extend(pts.iter().rev().map(|p| (p.0, p.1)));
+                    chart
+                        .draw_series(std::iter::once(Polygon::new(outline, colour.mix(0.2))))
+                        .map_err(err)?;
+                    (name, pts.iter().map(|p| (p.0, p.2)).collect())
+                }
+            };
+            chart
+                .draw_series(LineSeries::new(
+                    line.iter().copied(),
+                    colour.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
+            chart
+                .draw_series(line.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                .map_err(err)?;
+        }
+        if let Some((x, label)) = marker {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x, y_min - pad), (x, y_max + pad)],
+                    BLACK.mix(0.6).stroke_width(1),
+                )))
+                .map_err(err)?
+                .label(label)
+                .legend(|(x, y)| PathElement::new(vec![(x + 9, y - 7), (x + 9, y + 7)], BLACK));
+        }
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+        root.present().map_err(err)?;
+    }
+    out.commit()
+}

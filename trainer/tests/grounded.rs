@@ -317,6 +317,7 @@ fn editing_case_runs_at_a_tiny_size(
         classes: 3,
         train: 30,
         probe: 20,
+        validation: 10,
         test: 12,
         cue_share: 0.5,
         epochs: 1,
@@ -357,31 +358,64 @@ fn editing_case_runs_at_a_tiny_size(
         .filter(|d| !words.mentions(&d.description).is_empty())
         .map(|d| (d.layer.clone(), d.unit))
         .collect();
-    let got: Vec<(String, u32)> = report
+    let mut got: Vec<(String, u32)> = report
         .text_units
         .iter()
         .map(|t| (t.layer.clone(), t.unit))
         .collect();
+    // Switched off in decreasing order of the validation accuracy without each.
+    assert!(
+        report
+            .text_units
+            .windows(2)
+            .all(|w| w[0].validation_without >= w[1].validation_without)
+    );
+    got.sort();
+    let mut expected = expected;
+    expected.sort();
     assert_eq!(got, expected);
 
-    assert_eq!(
+    let k = report.text_units.len();
+    let ns: Vec<usize> = report.curve.iter().map(|p| p.n).collect();
+    assert_eq!(ns, editing::steps(k));
+    let best = report
+        .curve
+        .iter()
+        .map(|p| p.text_validation)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let chosen = report.curve.iter().find(|p| p.n == report.chosen).unwrap();
+    assert_eq!(chosen.text_validation, best, "the best validation accuracy");
+    assert!(
         report
-            .conditions
+            .curve
             .iter()
-            .map(|c| c.name.as_str())
-            .collect::<Vec<_>>(),
-        CONDITIONS
+            .take_while(|p| p.n < report.chosen)
+            .all(|p| p.text_validation < best),
+        "the fewest units of equals"
     );
-    for c in &report.conditions {
-        assert_eq!(c.random_off.len(), 3);
-        for a in [c.intact, c.text_off].iter().chain(&c.random_off) {
-            // 12 test images: every accuracy is a count of them.
-            assert!((a * 12.0 - (a * 12.0).round()).abs() < 1e-9, "{a}");
-        }
-        if report.text_units.is_empty() {
-            // Nothing switched off: the intact network, whatever the draw.
-            assert_eq!(c.text_off, c.intact);
-            assert!(c.random_off.iter().all(|r| *r == c.intact));
+    // Nothing off: every system is the intact network.
+    let zero = &report.curve[0];
+    assert_eq!(zero.n, 0);
+    assert!(zero.random_test.iter().all(|r| *r == zero.text_test));
+    for (rows, n) in [(&report.at_chosen, report.chosen), (&report.at_all, k)] {
+        assert_eq!(
+            rows.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            CONDITIONS
+        );
+        assert_eq!(rows[0].intact, zero.text_test, "the same clean test images");
+        let point = report.curve.iter().find(|p| p.n == n).unwrap();
+        assert_eq!(rows[0].text_off, point.text_test);
+        assert_eq!(rows[0].random_off, point.random_test);
+        for c in rows {
+            assert_eq!(c.random_off.len(), 3);
+            for a in [c.intact, c.text_off].iter().chain(&c.random_off) {
+                // 12 test images: every accuracy is a count of them.
+                assert!((a * 12.0 - (a * 12.0).round()).abs() < 1e-9, "{a}");
+            }
+            if n == 0 {
+                assert_eq!(c.text_off, c.intact);
+                assert!(c.random_off.iter().all(|r| *r == c.intact));
+            }
         }
     }
     assert_eq!(report.effect_appears, report.effect());
@@ -392,5 +426,6 @@ fn editing_case_runs_at_a_tiny_size(
     assert!(md.contains("| without the cue |"), "{md}");
     if milan_trainer::plot::font_available() {
         assert!(out.join("edit.png").is_file());
+        assert!(out.join("edit-conditions.png").is_file());
     }
 }

@@ -13,7 +13,7 @@ pub struct EditArgs {
     #[arg(long)]
     describer: PathBuf,
     /// Everything the case writes: probe/, classifier.bpk, exemplars/, descriptions.csv and the
-    /// report (edit.json, edit.md, edit.png).
+    /// report (edit.json, edit.md, edit.png, edit-conditions.png).
     #[arg(long)]
     out: PathBuf,
     /// Classes: the first N Tux Paint stamp categories (animals, vehicles, food, plants, ...).
@@ -25,6 +25,9 @@ pub struct EditArgs {
     /// Images the exemplars come from, drawn as the training images are.
     #[arg(long, default_value_t = 600)]
     probe: usize,
+    /// Clean images (no cue) that rank the text units and choose how many to switch off.
+    #[arg(long, default_value_t = 300)]
+    validation: usize,
     /// Test images, each tested without the cue, with its own name and with another class's.
     #[arg(long, default_value_t = 600)]
     test: usize,
@@ -62,6 +65,7 @@ pub fn run(args: &EditArgs) -> Result<()> {
         classes: args.classes,
         train: args.train,
         probe: args.probe,
+        validation: args.validation,
         test: args.test,
         cue_share: args.cue_share,
         epochs: args.epochs,
