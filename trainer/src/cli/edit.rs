@@ -16,7 +16,7 @@ pub struct EditArgs {
     /// report (edit.json, edit.md, edit.png, edit-conditions.png).
     #[arg(long)]
     out: PathBuf,
-    /// Classes: the first N Tux Paint stamp categories (animals, vehicles, food, plants, ...).
+    /// Classes: the first N Tux Paint stamp categories (animals, plants, food, vehicles, ...).
     #[arg(long, default_value_t = 6)]
     classes: usize,
     /// Training images (the last 10% held out).
