@@ -424,8 +424,10 @@ fn editing_case_runs_at_a_tiny_size(
     assert_eq!(json["units"], report.units);
     let md = std::fs::read_to_string(out.join("edit.md")).unwrap();
     assert!(md.contains("| without the cue |"), "{md}");
-    if milan_trainer::plot::font_available() {
-        assert!(out.join("edit.png").is_file());
-        assert!(out.join("edit-conditions.png").is_file());
-    }
+    assert!(
+        milan_trainer::plot::font_available(),
+        "the plots need a TrueType font: apt-get install fonts-dejavu-core (scripts/test does)"
+    );
+    assert!(out.join("edit.png").is_file());
+    assert!(out.join("edit-conditions.png").is_file());
 }
