@@ -250,7 +250,7 @@ pub fn beam_search_allennlp(
             .take()
             .expect("a state each step")
             .select(ints(to_i64(parents), &device));
-        let rows_encoded = encoded.select(ints(to_i64(neurons), &device));
+        let rows_encoded = encoded.rows(neurons);
         let out = captioner.step(&rows_encoded, rows_state, ints(to_i64(last), &device));
         let v = out.log_probs.dims()[1];
         state = Some(out.state);

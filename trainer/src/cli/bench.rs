@@ -21,6 +21,14 @@ pub struct BenchArgs {
     /// Timed training steps per model measurement (with --model).
     #[arg(long, default_value_t = 5)]
     steps: usize,
+    /// With --model: also time the same model written in PyTorch (the torch that
+    /// scripts/install-libtorch installs) and print every figure as a ratio to PyTorch's.
+    #[arg(long, requires = "model")]
+    vs_pytorch: bool,
+    /// With --vs-pytorch: the Python that has torch (default: the virtualenv of
+    /// scripts/install-libtorch, $MILAN_TORCH_VENV or ~/.cache/milan-rs/torch-2.9.0).
+    #[arg(long, requires = "vs_pytorch")]
+    python: Option<std::path::PathBuf>,
     /// Benchmark an ONNX model on tract instead: images/s of the forward pass to --layers at
     /// each batch size and thread count, and of whole exemplar runs.
     #[arg(long, conflicts_with = "model")]
@@ -76,7 +84,12 @@ fn forward_rate(model: &EfficientNetLite0, images: usize, batch: usize, device: 
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     if args.model {
-        return crate::cli::bench_model::run(args.steps);
+        let python = match (args.vs_pytorch, &args.python) {
+            (false, _) => None,
+            (true, Some(p)) => Some(p.clone()),
+            (true, None) => Some(crate::cli::bench_model::default_python()?),
+        };
+        return crate::cli::bench_model::run(args.steps, python.as_deref());
     }
     if let Some(path) = &args.onnx {
         return onnx_bench(path, args);

@@ -2,11 +2,16 @@
 //! 15 exemplars, embedding 128, hidden 512, a 1000-token vocabulary, 15-token descriptions):
 //! training steps per second of the captioner (batch 64) and the language model (batch 128), and
 //! neurons described per second greedily and with beam 50 + PMI, on each backend this build has.
-//! Every figure is also printed as a ratio to the flex backend's, measured in the same run.
+//! Every figure is also printed as a ratio to a baseline measured in the same run: PyTorch's with
+//! `--vs-pytorch` (the same model written in PyTorch, `bench_model.py`, run by the Python of
+//! scripts/install-libtorch's virtualenv), else the flex backend's.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
@@ -72,31 +77,102 @@ fn measure(device: &Device, steps: usize) -> [f64; 4] {
     [cap_rate, lm_rate, greedy_rate, pmi_rate]
 }
 
-pub fn run(steps: usize) -> Result<()> {
+/// The PyTorch side of the benchmark, written for this project: the same model, dims, hoisting
+/// and batch sizes.
+const PYTORCH_BENCH: &str = include_str!("bench_model.py");
+
+/// The Python of scripts/install-libtorch's virtualenv.
+pub fn default_python() -> Result<PathBuf> {
+    let venv = match std::env::var_os("MILAN_TORCH_VENV") {
+        Some(v) => PathBuf::from(v),
+        None => {
+            let home = std::env::var_os("HOME").context("HOME is not set; pass --python")?;
+            Path::new(&home).join(".cache/milan-rs/torch-2.9.0")
+        }
+    };
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        bail!(
+            "--vs-pytorch needs PyTorch: {} does not exist; install it with scripts/install-libtorch \
+             (or pass --python with a Python that has torch)",
+            python.display()
+        );
+    }
+    Ok(python)
+}
+
+#[derive(serde::Deserialize)]
+struct PyTorchRates {
+    torch: String,
+    threads: usize,
+    rates: [f64; 4],
+}
+
+/// Runs `bench_model.py` with `python`: (torch's version, its threads, the four rates).
+fn pytorch(python: &Path, steps: usize, threads: usize) -> Result<PyTorchRates> {
+    let mut child = Command::new(python)
+        .args(["-", "--steps", &steps.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        // Shown only on failure: torch warns at import when numpy is absent, which nothing here
+        // needs.
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", python.display()))?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(PYTORCH_BENCH.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "the PyTorch benchmark ({}) failed: {}\n{}",
+            python.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .with_context(|| format!("the PyTorch benchmark printed {last:?}, not its JSON"))
+}
+
+pub fn run(steps: usize, python: Option<&Path>) -> Result<()> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut backends: Vec<(&str, Device)> = vec![("flex (CPU)", Device::flex())];
     if cfg!(feature = "tch") {
         backends.push(("libtorch (CPU)", milan_trainer::backend::device("tch")?));
     }
     println!(
         "MILAN at the reference dims: {FEATURES}-dim features x {K}, hidden 512, vocabulary {VOCAB}; \
-         {steps} timed steps; {} threads",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+         {steps} timed steps; {threads} threads"
     );
     let labels = [
         "captioner train step, batch 64 ",
         "LM train step, batch 128       ",
-        "greedy decoding                ",
-        "beam 50 + PMI decoding         ",
+        "greedy decoding, 64 neurons    ",
+        "beam 50 + PMI, 16 neurons      ",
     ];
     let units = ["steps/s", "steps/s", "neurons/s", "neurons/s"];
-    let mut flex: Option<[f64; 4]> = None;
+    let mut base: Option<([f64; 4], &str)> = None;
+    if let Some(python) = python {
+        let torch = pytorch(python, steps, threads)?;
+        println!("PyTorch {} (CPU, {} threads)", torch.torch, torch.threads);
+        for i in 0..4 {
+            println!("  {} {:9.2} {:<9}", labels[i], torch.rates[i], units[i]);
+        }
+        base = Some((torch.rates, "PyTorch"));
+    }
     for (name, device) in backends {
         let r = measure(&device, steps);
-        let base = *flex.get_or_insert(r);
+        let (base, against) = *base.get_or_insert((r, "flex"));
         println!("{name}");
         for i in 0..4 {
             println!(
-                "  {} {:9.2} {:<9}  {:.2}x flex",
+                "  {} {:9.2} {:<9}  {:.2}x {against}",
                 labels[i],
                 r[i],
                 units[i],

@@ -246,15 +246,28 @@ pub fn run_describe(args: &DescribeArgs) -> Result<()> {
         ..trained.info.config.decode
     };
     let bar = describe_bar(corpus.neurons.len());
+    let started = std::time::Instant::now();
     let descriptions = trained.describe(&corpus, &decode, args.greedy, &device, |n| {
         bar.inc(n as u64)
     });
+    let seconds = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    eprintln!(
+        "decoded {} units in {seconds:.1} s: {:.2} neurons/s ({}, {} neurons per batch)",
+        corpus.neurons.len(),
+        corpus.neurons.len() as f64 / seconds.max(1e-9),
+        if args.greedy {
+            "greedy".to_owned()
+        } else {
+            format!("beam {} + PMI", decode.beam)
+        },
+        decode.neurons_per_batch
+    );
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["layer", "unit", "description"])?;
     for (n, description) in corpus.neurons.iter().zip(&descriptions) {
         w.write_record([n.id.layer.as_str(), &n.id.unit.to_string(), description])?;
     }
-    bar.finish_and_clear();
     write_descriptions(
         args.out.as_deref(),
         &w.into_inner()?,
