@@ -223,6 +223,11 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
         .arg("--cache")
         .arg(&cache));
     assert_eq!(String::from_utf8_lossy(&greedy.stdout).lines().count(), 21);
+    let said = String::from_utf8_lossy(&greedy.stderr);
+    assert!(
+        said.contains("decoded 20 units in ") && said.contains(" neurons/s (greedy, "),
+        "{said}"
+    );
 
     // describe --model: from an ONNX network and a folder of photos to descriptions in one
     // command; the exemplars are cached, so a second run reuses them.

@@ -243,6 +243,13 @@ fn describe_writes_the_authors_descriptions_of_precomputed_features() {
             String::from_utf8_lossy(&run.stderr)
         );
         assert_eq!(csv_descriptions(&out), expected_rows(key), "{key}");
+        // The decoding speed is reported.
+        let said = String::from_utf8_lossy(&run.stderr);
+        let units = expected_rows(key).len();
+        assert!(
+            said.contains(&format!("decoded {units} units in ")) && said.contains(" neurons/s ("),
+            "{said}"
+        );
     }
 }
 

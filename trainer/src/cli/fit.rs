@@ -250,18 +250,16 @@ pub fn run_describe(args: &DescribeArgs) -> Result<()> {
     let descriptions = trained.describe(&corpus, &decode, args.greedy, &device, |n| {
         bar.inc(n as u64)
     });
-    let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    eprintln!(
-        "decoded {} units in {seconds:.1} s: {:.2} neurons/s ({}, {} neurons per batch)",
+    let how = if args.greedy {
+        "greedy".to_owned()
+    } else {
+        format!("beam {} + PMI", decode.beam)
+    };
+    report_rate(
         corpus.neurons.len(),
-        corpus.neurons.len() as f64 / seconds.max(1e-9),
-        if args.greedy {
-            "greedy".to_owned()
-        } else {
-            format!("beam {} + PMI", decode.beam)
-        },
-        decode.neurons_per_batch
+        started,
+        &format!("{how}, {} neurons per batch", decode.neurons_per_batch),
     );
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["layer", "unit", "description"])?;
@@ -274,6 +272,15 @@ pub fn run_describe(args: &DescribeArgs) -> Result<()> {
         corpus.neurons.len(),
         &dir.display().to_string(),
     )
+}
+
+/// Says how many units were decoded since `started`, and how fast.
+pub fn report_rate(units: usize, started: std::time::Instant, how: &str) {
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "decoded {units} units in {seconds:.1} s: {:.2} neurons/s ({how})",
+        units as f64 / seconds.max(1e-9)
+    );
 }
 
 /// The progress bar of describing `units` units.

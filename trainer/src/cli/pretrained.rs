@@ -148,6 +148,7 @@ pub fn run(args: &DescribeArgs) -> Result<()> {
     let units: usize = batches.iter().map(|b| b.rows.len()).sum();
 
     let bar = crate::cli::fit::describe_bar(units);
+    let started = std::time::Instant::now();
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["layer", "unit", "description"])?;
     for batch in &batches {
@@ -194,6 +195,7 @@ pub fn run(args: &DescribeArgs) -> Result<()> {
         bar.inc(batch.rows.len() as u64);
     }
     bar.finish_and_clear();
+    crate::cli::fit::report_rate(units, started, strategy);
     crate::cli::fit::write_descriptions(
         args.out.as_deref(),
         &w.into_inner()?,
