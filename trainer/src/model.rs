@@ -767,10 +767,10 @@ mod tests {
         }
     }
 
-    // Dropout is off in these comparisons: two passes of one model seeded alike did not draw the
-    // same masks in this test (log-probabilities 0.09 apart at dropout 0.1; not explained yet),
-    // so masks cannot be matched between passes here. Both passes draw one [B, H] mask per step
-    // and layer, in the same order; a whole training run with dropout on gave the same losses
+    // Dropout is off in these comparisons: unit tests run in parallel threads and burn's random
+    // stream is shared by the process, so masks drawn here could interleave with another test's
+    // draws. tests/model_passes.rs compares the captioner's pass with its decoding step, dropout
+    // on, in a process of its own; a whole training run with dropout on gave the same losses
     // before and after the hoisting (docs/performance.md).
     #[test]
     fn the_hoisted_captioner_computes_the_step_by_step_definition() {
