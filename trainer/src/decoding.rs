@@ -332,8 +332,8 @@ pub fn beam_search(
         }
         let parent_rows = ints(parents, &device);
         rows_state = step.state.select(parent_rows);
-        let neuron_rows = ints(next.iter().map(|h| h.neuron as i64).collect(), &device);
-        rows_encoded = encoded.select(neuron_rows);
+        let neurons: Vec<usize> = next.iter().map(|h| h.neuron).collect();
+        rows_encoded = encoded.rows(&neurons);
         live = next;
     }
     for pool in &mut finished {

@@ -45,23 +45,8 @@ impl LstmCell {
     }
 
     /// `x` [B, inputs], `(h, c)` [B, size] each -> the next `(h, c)`.
-    pub fn forward(&self, x: Tensor<2>, state: (Tensor<2>, Tensor<2>)) -> (Tensor<2>, Tensor<2>) {
-        self.forward_projected(self.project(x), state)
-    }
-
-    /// `W_ih x + b_ih` of inputs of any shape `[..., inputs]`: for a whole sequence at once when
-    /// the inputs do not depend on the recurrence.
-    pub fn project<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        self.input.forward(x)
-    }
-
-    /// [`LstmCell::forward`] from [`LstmCell::project`]'s output [B, 4 * size].
-    pub fn forward_projected(
-        &self,
-        projected: Tensor<2>,
-        (h, c): (Tensor<2>, Tensor<2>),
-    ) -> (Tensor<2>, Tensor<2>) {
-        let gates = projected + self.hidden.forward(h);
+    pub fn forward(&self, x: Tensor<2>, (h, c): (Tensor<2>, Tensor<2>)) -> (Tensor<2>, Tensor<2>) {
+        let gates = self.input.forward(x) + self.hidden.forward(h);
         let mut parts = gates.chunk(4, 1).into_iter();
         let mut next = || parts.next().expect("four gates");
         let (i, f, g, o) = (
@@ -159,8 +144,10 @@ struct Rows {
 }
 
 impl Encoded {
-    /// The rows `rows` (a neuron may appear several times, once per beam hypothesis), copied.
-    pub fn select(&self, rows: Tensor<1, Int>) -> Encoded {
+    /// The rows `rows` (a neuron may appear several times, once per beam hypothesis), copied:
+    /// what [`Encoded::rows`] is tested against.
+    #[cfg(test)]
+    fn select(&self, rows: Tensor<1, Int>) -> Encoded {
         assert!(self.rows.is_none(), "select from the neurons' encoding");
         Encoded {
             features: self.features.clone().select(0, rows.clone()),
@@ -429,7 +416,7 @@ impl LanguageModel {
     /// The layers' input projections stay per step: hoisted over the sequence, each step would
     /// read its slice of a [B, T, 4H] tensor, and burn's autodiff answers every slice with a
     /// gradient of the whole tensor (zeros but the slice), T of them per layer (measured: no
-    /// faster on flex, none on libtorch; docs/performance.md).
+    /// faster on flex, slower on libtorch; docs/performance.md).
     pub fn forward(&self, padded: &Padded, device: &Device) -> Tensor<3> {
         let (b, steps) = (padded.batch, padded.steps);
         let inputs =
@@ -641,8 +628,8 @@ pub mod torch_layout {
 }
 
 /// The model's training passes against the step-by-step definitions they were hoisted from (the
-/// code before issue 21, kept here as the oracle): equal losses and log-probabilities with dropout
-/// on and the same seed.
+/// code before issue 21, kept here as the oracle): equal log-probabilities, losses and gradients;
+/// a row view of an encoding against copied rows.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,19 @@ pub fn font_available() -> bool {
     })
 }
 
+/// The axis range of `values`: their span with 8% of it on each side (at least 1e-3), or
+/// 0..1 around nothing.
+fn padded_range(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .into_iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    let pad = ((hi - lo) * 0.08).max(1e-3);
+    (lo - pad, hi + pad)
+}
+
 /// Whether text can be drawn; if not, says that `path` is skipped and why.
 fn font_or_warn(path: &Path) -> bool {
     let found = font_available();
@@ -62,21 +75,13 @@ fn panel(
 ) -> Result<()> {
     let points: Vec<&(f64, f64)> = series.iter().flat_map(|s| s.2.iter()).collect();
     let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max);
-    let (mut y_min, mut y_max) = points
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
-            (lo.min(p.1), hi.max(p.1))
-        });
-    if !y_min.is_finite() {
-        (y_min, y_max) = (0.0, 1.0);
-    }
-    let pad = ((y_max - y_min) * 0.08).max(1e-3);
+    let (y_low, y_high) = padded_range(points.iter().map(|p| p.1));
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(56)
-        .build_cartesian_2d(0.0..x_max + 0.5, (y_min - pad)..(y_max + pad))
+        .build_cartesian_2d(0.0..x_max + 0.5, y_low..y_high)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -370,14 +375,7 @@ pub fn category_interval_plot(
         .flat_map(|s| s.1.iter().flatten())
         .copied()
         .collect();
-    let low = values.iter().map(|v| v.1).fold(f64::INFINITY, f64::min);
-    let high = values.iter().map(|v| v.2).fold(f64::NEG_INFINITY, f64::max);
-    let (low, high) = if low.is_finite() {
-        (low, high)
-    } else {
-        (0.0, 1.0)
-    };
-    let pad = ((high - low) * 0.08).max(1e-3);
+    let (low, high) = padded_range(values.iter().flat_map(|v| [v.1, v.2]));
     let out = crate::atomic::Pending::new(path)?;
     let tmp = out.path().to_owned();
     {
@@ -389,7 +387,7 @@ pub fn category_interval_plot(
             .margin(14)
             .x_label_area_size(44)
             .y_label_area_size(230)
-            .build_cartesian_2d((low - pad)..(high + pad), -0.5..(k as f64 - 0.5))
+            .build_cartesian_2d(low..high, -0.5..(k as f64 - 0.5))
             .map_err(err)?;
         // Row i of the categories sits at y = k - 1 - i, so the first is at the top.
         let name_at = |y: &f64| -> String {
@@ -477,17 +475,7 @@ pub fn curves(
         }
     }
     let x_max = xs.iter().copied().fold(1.0, f64::max);
-    let (y_min, y_max) = ys
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &y| {
-            (lo.min(y), hi.max(y))
-        });
-    let (y_min, y_max) = if y_min.is_finite() {
-        (y_min, y_max)
-    } else {
-        (0.0, 1.0)
-    };
-    let pad = ((y_max - y_min) * 0.08).max(1e-3);
+    let (y_low, y_high) = padded_range(ys);
     let out = crate::atomic::Pending::new(path)?;
     let tmp = out.path().to_owned();
     {
@@ -498,7 +486,7 @@ pub fn curves(
             .margin(14)
             .x_label_area_size(44)
             .y_label_area_size(60)
-            .build_cartesian_2d(0.0..x_max * 1.02, (y_min - pad)..(y_max + pad))
+            .build_cartesian_2d(0.0..x_max * 1.02, y_low..y_high)
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -539,7 +527,7 @@ pub fn curves(
         if let Some((x, label)) = marker {
             chart
                 .draw_series(std::iter::once(PathElement::new(
-                    vec![(x, y_min - pad), (x, y_max + pad)],
+                    vec![(x, y_low), (x, y_high)],
                     BLACK.mix(0.6).stroke_width(1),
                 )))
                 .map_err(err)?

@@ -55,7 +55,7 @@ pub struct EditArgs {
 
 pub fn run(args: &EditArgs) -> Result<()> {
     let device = milan_trainer::backend::device(&args.features.backend)?;
-    let trial = super::fit::resolve_checkpoint(&args.describer)?;
+    let trial = milan_trainer::train::resolve_trial(&args.describer)?;
     let describer = milan_trainer::train::load(&trial, &device)?;
     let stamps_root = milan_trainer::photos::fetch_stamps()?;
     let (names, stamps) =

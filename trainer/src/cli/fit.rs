@@ -195,11 +195,6 @@ pub struct DescribeArgs {
     pub features: FeatureArgs,
 }
 
-/// The trial folder of `checkpoint` ([`milan_trainer::train::resolve_trial`]).
-pub fn resolve_checkpoint(checkpoint: &Path) -> Result<PathBuf> {
-    milan_trainer::train::resolve_trial(checkpoint)
-}
-
 pub fn run_describe(args: &DescribeArgs) -> Result<()> {
     if let Some(model) = &args.model {
         let cache = args
@@ -229,7 +224,7 @@ pub fn run_describe(args: &DescribeArgs) -> Result<()> {
         .as_deref()
         .context("--checkpoint or --pretrained")?;
     let data = args.data.as_deref().context("--data")?;
-    let dir = resolve_checkpoint(checkpoint)?;
+    let dir = milan_trainer::train::resolve_trial(checkpoint)?;
     let trained = load(&dir, &device)?;
     let mut source = args.features.source();
     if args.features.encoder != trained.info.encoder {

@@ -110,11 +110,11 @@ pub fn beam_search(
         })
         .collect();
     // Every neuron's rows, `beam` each, in beam order.
-    let rows: Vec<i64> = (0..n)
-        .flat_map(|i| std::iter::repeat_n(i as i64, beam))
-        .collect();
-    let rows_encoded = encoded.select(ints(rows.clone(), &device));
-    let mut rows_state = step.state.select(ints(rows, &device));
+    let rows: Vec<usize> = (0..n).flat_map(|i| std::iter::repeat_n(i, beam)).collect();
+    let rows_encoded = encoded.rows(&rows);
+    let mut rows_state = step
+        .state
+        .select(ints(rows.iter().map(|&r| r as i64).collect(), &device));
     for _ in 1..length {
         if beams
             .iter()
