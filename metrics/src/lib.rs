@@ -3,6 +3,8 @@
 //!
 //! - [`bleu`]: BLEU as sacrebleu 2.x computes it by default (13a tokenizer, exponential smoothing,
 //!   4-grams, brevity penalty against the closest reference length, several reference streams).
+//! - [`rouge`]: ROUGE-1, -2 and -L as the PyPI package `rouge` 1.0.1 computes them (MILAN's
+//!   reference code reports it beside BLEU and BERTScore).
 //! - [`normalize`]: MILAN's normalisation before scoring (lowercase, strip '.' and ' ' at the ends).
 //!
 //! ```
@@ -18,6 +20,7 @@
 //! ```
 
 pub mod bleu;
+pub mod rouge;
 
 /// MILAN's normalisation of predictions and references before scoring: lowercase, then strip
 /// '.' and ' ' from both ends (Python's `s.lower().strip('. ')`).
