@@ -184,6 +184,36 @@ impl Experiment {
     }
 }
 
+impl Experiment {
+    /// The partition around test neurons chosen once for a whole run (the reference draws a
+    /// within-network test set once per network, saves it as `<key>-splits.pth` and reuses it in
+    /// every trial): training is every neuron of the training keys that is not a test neuron,
+    /// and validation is held out of it with `seed + 1`, as [`Experiment::partition`] does. With
+    /// the test set `partition(neurons, s)` drew, it returns that partition for seed `s`.
+    pub fn partition_with_test(
+        &self,
+        neurons: &[NeuronId],
+        test: &[NeuronId],
+        seed: u64,
+    ) -> Partition {
+        let held: std::collections::HashSet<&NeuronId> = test.iter().collect();
+        let train_all: Vec<NeuronId> = neurons
+            .iter()
+            .filter(|n| self.train.contains(&n.key) && !held.contains(n))
+            .cloned()
+            .collect();
+        let (train, validation) = hold_out(&train_all, VALIDATION_FRACTION, seed.wrapping_add(1));
+        let mut test = test.to_vec();
+        test.sort();
+        test.dedup();
+        Partition {
+            train,
+            validation,
+            test,
+        }
+    }
+}
+
 impl Split {
     pub const ALL: [Split; 5] = [
         Split::WithinNetwork,
@@ -320,6 +350,25 @@ pub fn hold_out(neurons: &[NeuronId], fraction: f64, seed: u64) -> (Vec<NeuronId
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_test_set_gives_the_partition_that_drew_it_and_new_validation_sets() {
+        let key: ModelKey = "alexnet/imagenet".parse().unwrap();
+        let neurons: Vec<NeuronId> = (0..50)
+            .map(|u| NeuronId::new(key.clone(), "conv1", u))
+            .collect();
+        let e = Split::WithinNetwork.experiment("alexnet/imagenet").unwrap();
+        let drawn = e.partition(&neurons, 7);
+        assert_eq!(e.partition_with_test(&neurons, &drawn.test, 7), drawn);
+        let later = e.partition_with_test(&neurons, &drawn.test, 1007);
+        assert_eq!(later.test, drawn.test, "the same test units in every trial");
+        assert_ne!(later.validation, drawn.validation, "a new validation draw");
+        assert!(later.train.iter().all(|n| !drawn.test.contains(n)));
+        assert_eq!(
+            later.train.len() + later.validation.len() + later.test.len(),
+            50
+        );
+    }
 
     fn keys(names: &[&str]) -> Vec<ModelKey> {
         names.iter().map(|n| n.parse().unwrap()).collect()

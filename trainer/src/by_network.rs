@@ -8,6 +8,13 @@
 //! of each test neuron (the trial's `predictions.csv`, in the same order), so each network gets
 //! one score per split: the mean over trials of its test neurons' mean, with a bootstrap 95%
 //! interval that redraws every trial's neurons of that network.
+//!
+//! Where two columns tested some of the same units of a network (within-network's test units
+//! are drawn once per run and are among the units every across-* split tests), the comparison is
+//! also made paired on those units: each unit's mean score over its trials in either column, the
+//! difference bootstrapped over the shared units. That is tighter than setting the two cells side
+//! by side, whose units differ. Runs scored before the reference's protocol are refused (rescore
+//! them first).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +23,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::fit::{BOOTSTRAP_RESAMPLES, paired_bootstrap};
+use milan_shared::NeuronId;
 
 /// One network's score in one split.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,6 +44,18 @@ pub struct NamedRun {
     pub dir: PathBuf,
 }
 
+/// One column minus the network's first column, on the units both tested.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Paired {
+    pub split: String,
+    pub against: String,
+    pub mean: f64,
+    pub low: f64,
+    pub high: f64,
+    /// Units both columns tested.
+    pub units: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
     pub system: String,
@@ -43,7 +63,12 @@ pub struct Comparison {
     pub splits: Vec<String>,
     /// network -> split -> cell.
     pub networks: BTreeMap<String, BTreeMap<String, Cell>>,
+    /// network -> each later column against the first, paired on shared units.
+    pub paired: BTreeMap<String, Vec<Paired>>,
 }
+
+/// One trial's test units of a network with their scores.
+type TrialScores = Vec<(NeuronId, f64)>;
 
 /// Every trained trial of a run folder: each experiment's `trial-<t>` with both files.
 fn trial_dirs(run: &Path) -> Result<Vec<PathBuf>> {
@@ -67,9 +92,9 @@ fn trial_dirs(run: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// network -> the per-neuron scores of `system` of each trial that tested it.
-fn scores_by_network(run: &Path, system: &str) -> Result<BTreeMap<String, Vec<Vec<f64>>>> {
-    let mut out: BTreeMap<String, Vec<Vec<f64>>> = BTreeMap::new();
+/// network -> the per-unit scores of `system` of each trial that tested it.
+fn scores_by_network(run: &Path, system: &str) -> Result<BTreeMap<String, Vec<TrialScores>>> {
+    let mut out: BTreeMap<String, Vec<TrialScores>> = BTreeMap::new();
     let trials = trial_dirs(run)?;
     if trials.is_empty() {
         bail!(
@@ -80,8 +105,7 @@ fn scores_by_network(run: &Path, system: &str) -> Result<BTreeMap<String, Vec<Ve
     }
     for trial in trials {
         let metrics_path = trial.join("metrics.json");
-        let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(&metrics_path)?)
-            .with_context(|| format!("{}: not JSON", metrics_path.display()))?;
+        let metrics = crate::scoring::read_current(&metrics_path)?;
         let per_neuron: Vec<f64> = serde_json::from_value(
             metrics["results"][system]["per_neuron"].clone(),
         )
@@ -95,30 +119,21 @@ fn scores_by_network(run: &Path, system: &str) -> Result<BTreeMap<String, Vec<Ve
             )
         })?;
         let predictions = trial.join("predictions.csv");
-        let mut reader = csv::Reader::from_path(&predictions)
-            .with_context(|| format!("reading {}", predictions.display()))?;
-        let column = reader
-            .headers()?
-            .iter()
-            .position(|h| h == "model")
-            .with_context(|| format!("{}: no model column", predictions.display()))?;
-        let mut keys = Vec::new();
-        for (i, record) in reader.records().enumerate() {
-            let record =
-                record.with_context(|| format!("{} line {}", predictions.display(), i + 2))?;
-            keys.push(record[column].to_owned());
-        }
-        if keys.len() != per_neuron.len() {
+        let units = crate::fit::read_units(&predictions)?;
+        if units.len() != per_neuron.len() {
             bail!(
                 "{}: {} rows but {} per-neuron scores in metrics.json",
                 predictions.display(),
-                keys.len(),
+                units.len(),
                 per_neuron.len()
             );
         }
-        let mut grouped: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for (key, score) in keys.into_iter().zip(per_neuron) {
-            grouped.entry(key).or_default().push(score);
+        let mut grouped: BTreeMap<String, TrialScores> = BTreeMap::new();
+        for (unit, score) in units.into_iter().zip(per_neuron) {
+            grouped
+                .entry(unit.key.to_string())
+                .or_default()
+                .push((unit, score));
         }
         for (key, scores) in grouped {
             out.entry(key).or_default().push(scores);
@@ -127,10 +142,25 @@ fn scores_by_network(run: &Path, system: &str) -> Result<BTreeMap<String, Vec<Ve
     Ok(out)
 }
 
+/// Each unit's mean score over the trials that tested it.
+fn unit_means(trials: &[TrialScores]) -> BTreeMap<&NeuronId, f64> {
+    let mut sums: BTreeMap<&NeuronId, (f64, usize)> = BTreeMap::new();
+    for t in trials {
+        for (unit, score) in t {
+            let e = sums.entry(unit).or_default();
+            e.0 += score;
+            e.1 += 1;
+        }
+    }
+    sums.into_iter()
+        .map(|(u, (s, n))| (u, s / n as f64))
+        .collect()
+}
+
 /// `system`'s score on every test network of every run.
 pub fn compare(runs: &[NamedRun], system: &str, seed: u64) -> Result<Comparison> {
     let mut splits: Vec<String> = Vec::new();
-    let mut gathered: BTreeMap<String, BTreeMap<String, Vec<Vec<f64>>>> = BTreeMap::new();
+    let mut gathered: BTreeMap<String, BTreeMap<String, Vec<TrialScores>>> = BTreeMap::new();
     for run in runs {
         if !splits.contains(&run.name) {
             splits.push(run.name.clone());
@@ -144,6 +174,38 @@ pub fn compare(runs: &[NamedRun], system: &str, seed: u64) -> Result<Comparison>
                 .extend(trials);
         }
     }
+    let mut paired = BTreeMap::new();
+    for (network, by_split) in &gathered {
+        let mut columns = splits.iter().filter(|s| by_split.contains_key(*s));
+        let Some(first) = columns.next() else {
+            continue;
+        };
+        let base = unit_means(&by_split[first]);
+        let mut rows = Vec::new();
+        for split in columns {
+            let other = unit_means(&by_split[split]);
+            let (a, b): (Vec<f64>, Vec<f64>) = base
+                .iter()
+                .filter_map(|(u, x)| other.get(u).map(|y| (*y, *x)))
+                .unzip();
+            if a.is_empty() {
+                continue;
+            }
+            let units = a.len();
+            let (mean, low, high) = paired_bootstrap(&[(a, b)], BOOTSTRAP_RESAMPLES, seed);
+            rows.push(Paired {
+                split: split.clone(),
+                against: first.clone(),
+                mean,
+                low,
+                high,
+                units,
+            });
+        }
+        if !rows.is_empty() {
+            paired.insert(network.clone(), rows);
+        }
+    }
     let networks = gathered
         .into_iter()
         .map(|(network, by_split)| {
@@ -152,7 +214,11 @@ pub fn compare(runs: &[NamedRun], system: &str, seed: u64) -> Result<Comparison>
                 .map(|(split, trials)| {
                     let pairs: Vec<(Vec<f64>, Vec<f64>)> = trials
                         .iter()
-                        .map(|t| (t.clone(), vec![0.0; t.len()]))
+                        .map(|t| {
+                            let scores: Vec<f64> = t.iter().map(|x| x.1).collect();
+                            let zeros = vec![0.0; scores.len()];
+                            (scores, zeros)
+                        })
                         .collect();
                     let (mean, low, high) = paired_bootstrap(&pairs, BOOTSTRAP_RESAMPLES, seed);
                     let cell = Cell {
@@ -172,6 +238,7 @@ pub fn compare(runs: &[NamedRun], system: &str, seed: u64) -> Result<Comparison>
         system: system.to_owned(),
         splits,
         networks,
+        paired,
     })
 }
 
@@ -200,6 +267,20 @@ pub fn markdown(c: &Comparison) -> String {
             }
         }
         s.push('\n');
+    }
+    if !c.paired.is_empty() {
+        s.push_str(
+            "\nPaired on the units both columns tested (each unit's mean over its trials; \
+             bootstrap 95% interval over those units):\n\n| network | difference | units |\n|---|---|---:|\n",
+        );
+        for (network, rows) in &c.paired {
+            for p in rows {
+                s.push_str(&format!(
+                    "| {network} | {} minus {}: {:+.3} [{:+.3}, {:+.3}] | {} |\n",
+                    p.split, p.against, p.mean, p.low, p.high, p.units
+                ));
+            }
+        }
     }
     s
 }
@@ -240,7 +321,7 @@ mod tests {
         std::fs::write(
             dir.join("metrics.json"),
             serde_json::json!({"results": {"milan-pmi": {"bleu": 0.0, "bertscore_f": 0.0,
-                "per_neuron": scores}}})
+                "per_neuron": scores, "protocol": "all-references"}}})
             .to_string(),
         )
         .unwrap();
@@ -292,6 +373,38 @@ mod tests {
             md.contains("| a/x | - | 0.100 [0.100, 0.100] (1 x 1) |"),
             "{md}"
         );
+        // b/x unit 0 was tested in both columns: within 0.9, across (0.2 + 0.6) / 2; unit 2
+        // only across. The paired difference is on unit 0 alone.
+        let p = &c.paired["b/x"];
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            (p[0].split.as_str(), p[0].against.as_str()),
+            ("across", "within")
+        );
+        assert_eq!(p[0].units, 1);
+        assert!((p[0].mean - (0.4 - 0.9)).abs() < 1e-12, "{p:?}");
+        assert!(md.contains("| b/x | across minus within: -0.500"), "{md}");
+        assert!(!c.paired.contains_key("c/x"), "one column only");
+
+        // A run scored under the old protocol is refused, naming rescore.
+        let old = tmp.path().join("old");
+        trial(&old.join("a-to-b/trial-0"), &[("b/x", 0.2)]);
+        std::fs::write(
+            old.join("a-to-b/trial-0/metrics.json"),
+            r#"{"results": {"milan-pmi": {"bleu": 0, "bertscore_f": 0, "per_neuron": [0.2]}}}"#,
+        )
+        .unwrap();
+        let err = compare(
+            &[NamedRun {
+                name: "old".into(),
+                dir: old,
+            }],
+            "milan-pmi",
+            0,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("trainer rescore"), "{err}");
 
         // Mismatched files and unknown systems are named.
         trial(&across.join("b-to-a/trial-1"), &[("a/x", 0.1)]);

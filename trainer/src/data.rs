@@ -26,10 +26,9 @@ pub struct Neuron {
     /// neuron to describe).
     pub descriptions: Vec<String>,
     pub tokens: Vec<Vec<String>>,
-    /// The top-IoU concept of the unit, where its folder has NetDissect-style labels
-    /// (`labels.csv`, written by `trainer grounded`); empty for a unit whose masks overlap no
-    /// concept (a dead unit).
-    pub label: Option<String>,
+    /// The unit's NetDissect and CompExp labels, where its folder has them (`labels.csv`,
+    /// written by `trainer grounded`).
+    pub label: Option<crate::grounded::UnitLabels>,
 }
 
 /// Where features come from.

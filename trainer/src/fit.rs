@@ -1,8 +1,13 @@
 //! `trainer fit`: every experiment of a generalization split (milan-reference.md section 4), each
-//! over several trials, scored with BLEU and BERTScore beside three baselines, summarised as the
-//! paper's Table 3.
+//! over several trials, scored with BLEU, ROUGE and BERTScore beside the baselines, summarised as
+//! the paper's Table 3.
 //!
 //! Layout of a run folder:
+//! - `<experiment>/test-units.csv`: the experiment's test units (model, layer, unit). Within a
+//!   network they are drawn once, from the run's seed, and kept for every trial and for
+//!   `--resume`, as the reference keeps `<key>-splits.pth`; `--splits-from RUN` takes another
+//!   run's, so that two runs score the same units. Across networks they are every unit of the
+//!   test keys.
 //! - `<experiment>/trial-<t>/`: the trained run (see [`crate::train`]), `predictions.csv` and
 //!   `metrics.json` of that trial;
 //! - `<experiment>/predictions.csv` (every trial) and `<experiment>/metrics.json` (per trial and
@@ -11,53 +16,60 @@
 //!
 //! The systems: `milan-pmi` (beam search + PMI reranking), `captioner-beam` (the same final beam
 //! without the reranking: its most likely description under p(d|E), which tells the beam's share
-//! of MILAN-PMI's difference from greedy from PMI's), `captioner-greedy` (p(d|E) alone, greedy), `nearest-neighbour` (the description of the training neuron whose mean exemplar feature
-//! is closest by cosine; of its three descriptions, the one with the highest sentence BLEU against
-//! the other two), `netdissect` (the unit's top-IoU concept, where the data has NetDissect-style
-//! labels: the grounded corpus) and `annotators` (each annotator's description against the other
-//! two). Every row is scored against the same references: one description of each neuron is held
-//! out in turn (it is the annotators' hypothesis), all rows are scored against the other two, and
-//! the three rounds are averaged.
-//! BLEU is corpus BLEU as sacrebleu; BERTScore F1 is the mean over test neurons of the best F1 over
-//! the references, idf weights from the test references, rescaled with the scoring model's
-//! baseline as bert_score's `rescale_with_baseline` does (all-MiniLM-L6-v2 by default, its
-//! baseline computed here, see [`crate::bertscore::baseline`]; the paper used roberta-large layer
-//! 17). Standard deviations are over trials (sample std; 0 for one trial); the difference between
-//! MILAN-PMI and each other system gets a paired bootstrap 95% interval over test neurons
-//! ([`paired_bootstrap`]).
+//! of MILAN-PMI's difference from greedy from PMI's), `captioner-greedy` (p(d|E) alone, greedy),
+//! `nearest-neighbour` (the description of the training neuron whose mean exemplar feature is
+//! closest by cosine; of its three descriptions, the one with the highest sentence BLEU against
+//! the other two), `netdissect` and `compexp` (the unit's NetDissect concept and CompExp formula,
+//! where the data has labels, as on the grounded corpus, or from `--baseline-labels` files),
+//! each rendered as the reference's baselines render them ([`crate::compexp`]); and
+//! `annotators`, each annotator's description against the others.
+//! Scoring is the reference's ([`crate::scoring`]): every system against all references of each
+//! test unit; the annotators leave-one-annotator-out, in a column of their own. Standard
+//! deviations are over trials (sample std; 0 for one trial); the difference between MILAN-PMI and
+//! each other system gets a paired bootstrap 95% interval over test units ([`paired_bootstrap`]).
 
 use crate::atomic;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::Device;
-use milan_metrics::bleu::{BleuConfig, corpus_bleu, sentence_bleu};
+use milan_metrics::bleu::sentence_bleu;
 use milan_metrics::normalize;
+use milan_shared::NeuronId;
 use milan_shared::roster::Roster;
 use milan_shared::split::{Evaluation, Experiment, Split};
 use serde::{Deserialize, Serialize};
 
-use crate::bertscore::{BertScorer, ScorerOptions};
+use crate::compexp::{render_compexp, render_netdissect};
 use crate::data::Corpus;
 use crate::decoding::{greedy, milan_pmi_lambdas};
+pub use crate::scoring::Scores;
+use crate::scoring::{ANNOTATORS, BertScoreChoice, Protocol, Scorer};
 use crate::train::{EarlyStopping, REFERENCE_WITHIN_NETWORK_PATIENCE, RunOptions, Trained, train};
 
-/// Every system, in table order; `netdissect` only where the test neurons have labels.
+/// Every system, in table order; `netdissect` and `compexp` only where every test unit has a
+/// label. The annotators ([`ANNOTATORS`]) are not a system: they are scored another way.
 pub const SYSTEMS: [&str; 6] = [
     "milan-pmi",
     "captioner-beam",
     "captioner-greedy",
     "nearest-neighbour",
     "netdissect",
-    "annotators",
+    "compexp",
 ];
+
+/// The systems whose labels `--baseline-labels` may bring in.
+pub const LABEL_SYSTEMS: [&str; 2] = ["netdissect", "compexp"];
 
 /// The system the paired differences are taken from.
 const MILAN: &str = "milan-pmi";
 
 /// Bootstrap resamples of the paired intervals.
 pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// The file of an experiment's test units.
+pub const TEST_UNITS: &str = "test-units.csv";
 
 /// Options of `trainer fit`.
 #[derive(Debug, Clone)]
@@ -67,21 +79,76 @@ pub struct FitOptions {
     pub trials: usize,
     pub out: PathBuf,
     pub run: RunOptions,
-    pub bertscore_model: Option<PathBuf>,
-    /// Layers of the BERTScore model to run (bert_score's `num_layers`); all when `None`.
-    pub bertscore_layers: Option<usize>,
+    pub bertscore: BertScoreChoice,
     /// The corpus's own networks and splits (`roster.json`), instead of the paper's.
     pub roster: Option<Roster>,
+    /// A run whose test units every experiment reuses (`--splits-from`).
+    pub splits_from: Option<PathBuf>,
+    /// Baseline labels computed elsewhere (`--baseline-labels`), by system.
+    pub baseline_labels: BaselineLabels,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Scores {
-    pub bleu: f64,
-    pub bertscore_f: f64,
-    /// Each test neuron's (rescaled) BERTScore F1, in test order: what the paired intervals
-    /// resample.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub per_neuron: Vec<f64>,
+/// Labels of units by system (`netdissect`, `compexp`), as `--baseline-labels NAME=FILE` reads
+/// them.
+pub type BaselineLabels = BTreeMap<String, HashMap<NeuronId, String>>;
+
+/// Reads a `--baseline-labels` file for `system`: a CSV whose header names `model`, `layer`,
+/// `unit` and `label` (in any order; other columns are ignored), one unit per row. Labels are
+/// kept as written; they are rendered as the reference renders its baselines when scored.
+pub fn read_baseline_labels(system: &str, path: &Path) -> Result<HashMap<NeuronId, String>> {
+    ensure!(
+        LABEL_SYSTEMS.contains(&system),
+        "--baseline-labels {system}=...: the systems with labels are {}",
+        LABEL_SYSTEMS.join(", ")
+    );
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let header = reader
+        .headers()
+        .with_context(|| format!("{}: no header", path.display()))?
+        .clone();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h.trim() == name)
+            .with_context(|| {
+                format!(
+                    "{}: no {name} column (the header must name model, layer, unit and label)",
+                    path.display()
+                )
+            })
+    };
+    let (m, l, u, t) = (
+        column("model")?,
+        column("layer")?,
+        column("unit")?,
+        column("label")?,
+    );
+    let mut out = HashMap::new();
+    for (i, row) in reader.records().enumerate() {
+        let line = i + 2;
+        let row = row.with_context(|| format!("{}:{line}", path.display()))?;
+        let field = |c: usize| row.get(c).unwrap_or("").trim();
+        let key = field(m).parse().with_context(|| {
+            format!(
+                "{}:{line}: field model: {:?} is not arch/dataset",
+                path.display(),
+                field(m)
+            )
+        })?;
+        let unit: u32 = field(u).parse().with_context(|| {
+            format!(
+                "{}:{line}: field unit: {:?} is not a unit number",
+                path.display(),
+                field(u)
+            )
+        })?;
+        let id = NeuronId::new(key, field(l), unit);
+        if out.insert(id.clone(), field(t).to_owned()).is_some() {
+            bail!("{}:{line}: a second label for {id}", path.display());
+        }
+    }
+    Ok(out)
 }
 
 /// MILAN-PMI minus another system in BERTScore F1: the mean over trials of the mean paired
@@ -165,6 +232,11 @@ impl MeanStd {
 pub struct SystemSummary {
     pub bleu: MeanStd,
     pub bertscore_f: MeanStd,
+    /// ROUGE-L F, where every trial scored it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rouge_l: Option<MeanStd>,
+    #[serde(default = "Protocol::legacy")]
+    pub protocol: Protocol,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,6 +244,9 @@ pub struct ExperimentSummary {
     pub name: String,
     pub train: Vec<String>,
     pub test: Vec<String>,
+    /// Where the test units came from.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub test_units: String,
     pub trials: Vec<BTreeMap<String, Scores>>,
     pub results: BTreeMap<String, SystemSummary>,
     #[serde(default)]
@@ -187,7 +262,79 @@ pub struct Summary {
     /// The BERTScore setting: model, layer, baseline (P, R, F).
     #[serde(default)]
     pub bertscore: String,
+    /// Whether that setting is the paper's (roberta-large layer 17, bert_score's baseline).
+    #[serde(default)]
+    pub bertscore_is_papers: bool,
+    /// The systems' protocol (the annotators' is [`Protocol::LeaveOneAnnotatorOut`]).
+    #[serde(default = "Protocol::legacy")]
+    pub protocol: Protocol,
     pub experiments: Vec<ExperimentSummary>,
+}
+
+impl ExperimentSummary {
+    /// The summary of an experiment's trials: mean and std of every system every trial scored,
+    /// and MILAN-PMI's paired difference with each other system (the annotators excluded: their
+    /// figures are of another protocol).
+    pub fn of_trials(
+        experiment: &Experiment,
+        test_units: String,
+        trials: Vec<BTreeMap<String, Scores>>,
+        seconds: f64,
+        seed: u64,
+    ) -> ExperimentSummary {
+        let systems: Vec<&str> = SYSTEMS
+            .iter()
+            .copied()
+            .chain([ANNOTATORS])
+            .filter(|s| trials.iter().all(|t| t.contains_key(*s)))
+            .collect();
+        let results = systems
+            .iter()
+            .map(|s| {
+                let of = |f: &dyn Fn(&Scores) -> f64| -> MeanStd {
+                    MeanStd::of(&trials.iter().map(|t| f(&t[*s])).collect::<Vec<_>>())
+                };
+                let rouge: Option<Vec<f64>> = trials.iter().map(|t| t[*s].rouge_l()).collect();
+                (
+                    (*s).to_owned(),
+                    SystemSummary {
+                        bleu: of(&|x| x.bleu),
+                        bertscore_f: of(&|x| x.bertscore_f),
+                        rouge_l: rouge.map(|r| MeanStd::of(&r)),
+                        protocol: trials[0][*s].protocol,
+                    },
+                )
+            })
+            .collect();
+        let differences = systems
+            .iter()
+            .filter(|s| **s != MILAN && **s != ANNOTATORS && systems.contains(&MILAN))
+            .map(|other| {
+                let pairs: Vec<(Vec<f64>, Vec<f64>)> = trials
+                    .iter()
+                    .map(|t| (t[MILAN].per_neuron.clone(), t[*other].per_neuron.clone()))
+                    .collect();
+                let (mean, low, high) = paired_bootstrap(&pairs, BOOTSTRAP_RESAMPLES, seed);
+                Difference {
+                    system: MILAN.to_owned(),
+                    against: (*other).to_owned(),
+                    mean,
+                    low,
+                    high,
+                }
+            })
+            .collect();
+        ExperimentSummary {
+            name: experiment.name.clone(),
+            train: experiment.train.iter().map(ToString::to_string).collect(),
+            test: experiment.test.iter().map(ToString::to_string).collect(),
+            test_units,
+            trials,
+            results,
+            differences,
+            seconds,
+        }
+    }
 }
 
 /// A folder name for an experiment: `alexnet->resnet152` -> `alexnet-to-resnet152`,
@@ -196,7 +343,7 @@ pub fn folder_name(experiment: &str) -> String {
     experiment.replace("->", "-to-").replace('/', "_")
 }
 
-/// One test neuron's predictions and references.
+/// One test unit's predictions.
 #[derive(Debug, Clone)]
 pub(crate) struct Row {
     pub(crate) position: usize,
@@ -204,38 +351,105 @@ pub(crate) struct Row {
     pub(crate) predictions: BTreeMap<String, String>,
 }
 
-/// The BERTScore model (`model`, or the fetched all-MiniLM-L6-v2), its rescale baseline (P, R,
-/// F; computed once and stored beside the model) and a line naming the setting.
-pub(crate) fn load_scorer(
-    model: Option<&Path>,
-    layers: Option<usize>,
-    device: &Device,
-) -> Result<(BertScorer, (f64, f64, f64), String)> {
-    let scorer_dir = match model {
-        Some(d) => d.to_owned(),
-        None => crate::assets::path("minilm")?,
+/// Reads a unit list (`model,layer,unit` header), as `test-units.csv` and a trial's
+/// `predictions.csv` hold them.
+pub fn read_units(path: &Path) -> Result<Vec<NeuronId>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let header = reader.headers()?.clone();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("{}: no {name} column", path.display()))
     };
-    let scorer = BertScorer::load(
-        &scorer_dir,
-        &ScorerOptions {
-            num_layers: layers,
-            ..ScorerOptions::default()
-        },
-        device,
-    )?;
-    let baseline = crate::bertscore::baseline::ensure(&scorer_dir, &scorer)?;
-    let setting = format!(
-        "{} layer {}, rescaled with baseline P {:.4} R {:.4} F {:.4}",
-        scorer_dir.file_name().map_or_else(
-            || scorer_dir.display().to_string(),
-            |n| n.to_string_lossy().into_owned()
-        ),
-        scorer.num_layers(),
-        baseline.0,
-        baseline.1,
-        baseline.2
-    );
-    Ok((scorer, baseline, setting))
+    let (m, l, u) = (column("model")?, column("layer")?, column("unit")?);
+    let mut out = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let line = i + 2;
+        let row = row.with_context(|| format!("{}:{line}", path.display()))?;
+        let key = row[m]
+            .parse()
+            .with_context(|| format!("{}:{line}: field model", path.display()))?;
+        let unit = row[u]
+            .parse()
+            .with_context(|| format!("{}:{line}: field unit", path.display()))?;
+        out.push(NeuronId::new(key, &row[l], unit));
+    }
+    Ok(out)
+}
+
+fn write_units(path: &Path, units: &[NeuronId]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["model", "layer", "unit"])?;
+    for n in units {
+        w.write_record([n.key.to_string(), n.layer.clone(), n.unit.to_string()])?;
+    }
+    atomic::write(path, &w.into_inner()?)
+}
+
+/// An experiment's test units, and where they came from: another run's (`--splits-from`), this
+/// run's own from before (`--resume`), or drawn now. Written to `<dir>/test-units.csv`.
+fn test_units(
+    experiment: &Experiment,
+    ids: &[NeuronId],
+    dir: &Path,
+    options: &FitOptions,
+) -> Result<(Vec<NeuronId>, String)> {
+    let folder = folder_name(&experiment.name);
+    let own = dir.join(TEST_UNITS);
+    let drawn = experiment.partition(ids, options.run.seed).test;
+    let (units, from) = if let Some(other) = &options.splits_from {
+        let path = other.join(&folder).join(TEST_UNITS);
+        ensure!(
+            path.is_file(),
+            "--splits-from {}: no {folder}/{TEST_UNITS} (a run of another split, or one from \
+             before test units were kept?)",
+            other.display()
+        );
+        (read_units(&path)?, format!("from {}", path.display()))
+    } else if options.run.resume && own.is_file() {
+        (
+            read_units(&own)?,
+            "kept from the interrupted run".to_owned(),
+        )
+    } else {
+        let from = match experiment.evaluation {
+            Evaluation::HeldOutNeurons => format!(
+                "{:.0}% of the network's units, drawn once with seed {} for every trial",
+                milan_shared::split::TEST_FRACTION * 100.0,
+                options.run.seed
+            ),
+            Evaluation::HeldOutNetworks => "every unit of the test keys".to_owned(),
+        };
+        (drawn.clone(), from)
+    };
+    let known: std::collections::HashSet<&NeuronId> = ids.iter().collect();
+    if let Some(missing) = units
+        .iter()
+        .find(|n| !known.contains(n) || !experiment.test.contains(&n.key))
+    {
+        bail!(
+            "{}: test unit {missing} is not an annotated unit of {} in this data",
+            from,
+            experiment.name
+        );
+    }
+    if experiment.evaluation == Evaluation::HeldOutNetworks {
+        // Across networks the test units are fixed by the keys; a different list means
+        // different data.
+        let mut given = units.clone();
+        given.sort();
+        ensure!(
+            given == drawn,
+            "{from}: {} test units, but this data has {} units of {}'s test keys: another corpus?",
+            given.len(),
+            drawn.len(),
+            experiment.name
+        );
+    }
+    write_units(&own, &units)?;
+    Ok((units, from))
 }
 
 /// Runs the split; writes everything under `options.out`.
@@ -249,17 +463,15 @@ pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Sum
     if options.trials == 0 {
         bail!("--trials must be at least 1");
     }
-    let (scorer, baseline, setting) = load_scorer(
-        options.bertscore_model.as_deref(),
-        options.bertscore_layers,
-        device,
-    )?;
+    let scorer = Scorer::load(&options.bertscore, device)?;
     let ids: Vec<_> = corpus.neurons.iter().map(|n| n.id.clone()).collect();
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("creating {}", options.out.display()))?;
     let mut summary = Summary {
         split: options.split.name().to_owned(),
-        bertscore: setting,
+        bertscore: scorer.setting.clone(),
+        bertscore_is_papers: scorer.paper,
+        protocol: Protocol::AllReferences,
         experiments: Vec::new(),
     };
     let mut skipped = Vec::new();
@@ -279,7 +491,14 @@ pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Sum
             continue;
         }
         let dir = options.out.join(folder_name(&experiment.name));
-        eprintln!("experiment {} ({} trials)", experiment.name, options.trials);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (test, test_from) = test_units(experiment, &ids, &dir, options)?;
+        eprintln!(
+            "experiment {} ({} trials; {} test units: {test_from})",
+            experiment.name,
+            options.trials,
+            test.len()
+        );
         let started = std::time::Instant::now();
         let mut run_options = options.run.clone();
         if run_options.config.early_stopping == EarlyStopping::Reference
@@ -291,7 +510,7 @@ pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Sum
         let mut rows_all = Vec::new();
         for trial in 0..options.trials {
             let seed = options.run.seed.wrapping_add(trial as u64 * 1000);
-            let partition = experiment.partition(&ids, seed);
+            let partition = experiment.partition_with_test(&ids, &test, seed);
             let train_pos = corpus.positions(&partition.train)?;
             let val_pos = corpus.positions(&partition.validation)?;
             let test_pos = corpus.positions(&partition.test)?;
@@ -302,81 +521,39 @@ pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Sum
             };
             let trained = train(corpus, &train_pos, &val_pos, &trial_dir, &run, device)?;
             let known: Vec<usize> = train_pos.iter().chain(&val_pos).copied().collect();
-            let (rows, scores) = evaluate_rows(
-                corpus, &trained, &known, &test_pos, &scorer, baseline, device,
+            let rows = predict(
+                corpus,
+                &trained,
+                &known,
+                &test_pos,
+                &options.baseline_labels,
+                device,
             )?;
+            let scores = score(corpus, &rows, &scorer)?;
             write_predictions(&trial_dir.join("predictions.csv"), corpus, &rows, None)?;
             atomic::write(
                 &trial_dir.join("metrics.json"),
-                &serde_json::to_vec_pretty(&serde_json::json!({
-                    "experiment": experiment.name,
-                    "trial": trial,
-                    "seed": seed,
-                    "train_neurons": train_pos.len(),
-                    "validation_neurons": val_pos.len(),
-                    "test_neurons": test_pos.len(),
-                    "results": scores,
-                }))?,
+                &serde_json::to_vec_pretty(&trial_metrics(
+                    &experiment.name,
+                    trial,
+                    seed,
+                    [train_pos.len(), val_pos.len(), test_pos.len()],
+                    &scorer.setting,
+                    &scores,
+                ))?,
             )?;
-            eprintln!(
-                "  trial {trial}: {}",
-                scores
-                    .iter()
-                    .map(|(s, v)| format!("{s} BLEU {:.1} BERTScore {:.3}", v.bleu, v.bertscore_f))
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            );
+            eprintln!("  trial {trial}: {}", one_line(&scores));
             rows_all.push((trial, rows));
             trials.push(scores);
         }
         write_all_predictions(&dir.join("predictions.csv"), corpus, &rows_all)?;
-        let systems: Vec<&str> = SYSTEMS
-            .iter()
-            .copied()
-            .filter(|s| trials.iter().all(|t| t.contains_key(*s)))
-            .collect();
-        let results = systems
-            .iter()
-            .map(|s| {
-                let bleu: Vec<f64> = trials.iter().map(|t| t[*s].bleu).collect();
-                let bs: Vec<f64> = trials.iter().map(|t| t[*s].bertscore_f).collect();
-                (
-                    (*s).to_owned(),
-                    SystemSummary {
-                        bleu: MeanStd::of(&bleu),
-                        bertscore_f: MeanStd::of(&bs),
-                    },
-                )
-            })
-            .collect();
-        let differences = systems
-            .iter()
-            .filter(|s| **s != MILAN)
-            .map(|other| {
-                let pairs: Vec<(Vec<f64>, Vec<f64>)> = trials
-                    .iter()
-                    .map(|t| (t[MILAN].per_neuron.clone(), t[*other].per_neuron.clone()))
-                    .collect();
-                let (mean, low, high) =
-                    paired_bootstrap(&pairs, BOOTSTRAP_RESAMPLES, options.run.seed);
-                Difference {
-                    system: MILAN.to_owned(),
-                    against: (*other).to_owned(),
-                    mean,
-                    low,
-                    high,
-                }
-            })
-            .collect();
-        let entry = ExperimentSummary {
-            name: experiment.name.clone(),
-            train: experiment.train.iter().map(ToString::to_string).collect(),
-            test: experiment.test.iter().map(ToString::to_string).collect(),
+        let entry = ExperimentSummary::of_trials(
+            experiment,
+            test_from,
             trials,
-            results,
-            differences,
-            seconds: started.elapsed().as_secs_f64(),
-        };
+            started.elapsed().as_secs_f64(),
+            options.run.seed,
+        );
         atomic::write(
             &dir.join("metrics.json"),
             &serde_json::to_vec_pretty(&entry)?,
@@ -390,57 +567,104 @@ pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Sum
             skipped.join(", ")
         );
     }
-    atomic::write(
-        &options.out.join("summary.json"),
-        &serde_json::to_vec_pretty(&summary)?,
-    )?;
-    atomic::write(
-        &options.out.join("summary.md"),
-        markdown(&summary, &skipped).as_bytes(),
-    )?;
+    write_summary(&options.out, &summary, &skipped)?;
     Ok(summary)
 }
 
-fn evaluate_rows(
-    corpus: &Corpus,
-    trained: &Trained,
-    known: &[usize],
-    test: &[usize],
-    scorer: &BertScorer,
-    baseline: (f64, f64, f64),
-    device: &Device,
-) -> Result<(Vec<Row>, BTreeMap<String, Scores>)> {
-    let rows = predict(corpus, trained, known, test, device);
-    let scores = score(corpus, &rows, scorer, baseline)?;
-    Ok((rows, scores))
+/// A trial's `metrics.json`: what was trained and tested, how it was scored, and the figures.
+pub fn trial_metrics(
+    experiment: &str,
+    trial: usize,
+    seed: u64,
+    [train, validation, test]: [usize; 3],
+    bertscore: &str,
+    scores: &BTreeMap<String, Scores>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "experiment": experiment,
+        "trial": trial,
+        "seed": seed,
+        "train_neurons": train,
+        "validation_neurons": validation,
+        "test_neurons": test,
+        "scoring": {
+            "systems": Protocol::AllReferences.describe(),
+            "annotators": Protocol::LeaveOneAnnotatorOut.describe(),
+            "bertscore": bertscore,
+        },
+        "results": scores,
+    })
+}
+
+/// `summary.json` and `summary.md` of a run.
+pub fn write_summary(out: &Path, summary: &Summary, skipped: &[String]) -> Result<()> {
+    atomic::write(
+        &out.join("summary.json"),
+        &serde_json::to_vec_pretty(summary)?,
+    )?;
+    atomic::write(
+        &out.join("summary.md"),
+        markdown(summary, skipped).as_bytes(),
+    )
+}
+
+/// Every system's figures of a trial on one line.
+fn one_line(scores: &BTreeMap<String, Scores>) -> String {
+    scores
+        .iter()
+        .map(|(s, v)| {
+            format!(
+                "{s} BLEU {:.1} ROUGE-L {} BERTScore {:.3}",
+                v.bleu,
+                v.rouge_l().map_or("-".to_owned(), |r| format!("{r:.3}")),
+                v.bertscore_f
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 /// Scores every system on the `test` positions (the nearest neighbour searches `known`) and
 /// writes their predictions to `predictions` (CSV, as a trial's).
-#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     corpus: &Corpus,
     trained: &Trained,
     known: &[usize],
     test: &[usize],
-    scorer: &BertScorer,
-    baseline: (f64, f64, f64),
+    scorer: &Scorer,
     predictions: &Path,
     device: &Device,
 ) -> Result<BTreeMap<String, Scores>> {
-    let (rows, scores) = evaluate_rows(corpus, trained, known, test, scorer, baseline, device)?;
+    let rows = predict(corpus, trained, known, test, &BTreeMap::new(), device)?;
+    let scores = score(corpus, &rows, scorer)?;
     write_predictions(predictions, corpus, &rows, None)?;
     Ok(scores)
 }
 
-/// Predictions of every system for the test neurons.
+/// A label as its baseline's system predicts it: rendered as the reference renders it, and
+/// "none" where the unit has no label (NetDissect names no concept for a unit that overlaps
+/// none).
+pub(crate) fn baseline_text(system: &str, label: &str) -> String {
+    let text = match system {
+        "compexp" => render_compexp(label),
+        _ => render_netdissect(label),
+    };
+    if text.trim().is_empty() {
+        "none".to_owned()
+    } else {
+        text
+    }
+}
+
+/// Predictions of every system for the test units.
 fn predict(
     corpus: &Corpus,
     trained: &Trained,
     known: &[usize],
     test: &[usize],
+    labels: &BaselineLabels,
     device: &Device,
-) -> Vec<Row> {
+) -> Result<Vec<Row>> {
     let config = &trained.info.config.decode;
     let mut pmi = Vec::with_capacity(test.len());
     let mut beam = Vec::with_capacity(test.len());
@@ -464,6 +688,7 @@ fn predict(
     test.iter()
         .enumerate()
         .map(|(i, &position)| {
+            let neuron = &corpus.neurons[position];
             let mut predictions = BTreeMap::new();
             predictions.insert("milan-pmi".to_owned(), trained.vocab.decode(&pmi[i]));
             predictions.insert("captioner-beam".to_owned(), trained.vocab.decode(&beam[i]));
@@ -475,15 +700,30 @@ fn predict(
                 "nearest-neighbour".to_owned(),
                 consensus(&corpus.neurons[neighbours[i]].descriptions),
             );
-            if let Some(label) = &corpus.neurons[position].label {
-                // NetDissect names no concept for a unit that overlaps none.
-                let text = if label.is_empty() { "none" } else { label };
-                predictions.insert("netdissect".to_owned(), text.to_owned());
+            if let Some(l) = &neuron.label {
+                predictions.insert(
+                    "netdissect".to_owned(),
+                    baseline_text("netdissect", &l.concept),
+                );
+                if let Some(formula) = &l.compexp {
+                    predictions.insert("compexp".to_owned(), baseline_text("compexp", formula));
+                }
             }
-            Row {
+            // Labels brought in by the user take the place of the corpus's own.
+            for (system, by_unit) in labels {
+                let label = by_unit.get(&neuron.id).with_context(|| {
+                    format!(
+                        "--baseline-labels {system}: no label for {} (model {}, layer {}, unit \
+                         {}), a test unit",
+                        neuron.id, neuron.id.key, neuron.id.layer, neuron.id.unit
+                    )
+                })?;
+                predictions.insert(system.clone(), baseline_text(system, label));
+            }
+            Ok(Row {
                 position,
                 predictions,
-            }
+            })
         })
         .collect()
 }
@@ -531,112 +771,54 @@ fn nearest_neighbours(corpus: &Corpus, known: &[usize], test: &[usize]) -> Vec<u
         .collect()
 }
 
-/// BLEU and BERTScore F1 of every system (netdissect when every row has a label), each against
-/// the same references: one of a neuron's three descriptions is held out in turn, every system
-/// and the held-out description (the annotators row) are scored against the other two, and the
-/// three rounds are averaged, per neuron for BERTScore and per round for corpus BLEU.
+/// Every system that predicted for every row, and the annotators, scored by the reference's
+/// protocol ([`crate::scoring::score`]).
 pub(crate) fn score(
     corpus: &Corpus,
     rows: &[Row],
-    scorer: &BertScorer,
-    baseline: (f64, f64, f64),
+    scorer: &Scorer,
 ) -> Result<BTreeMap<String, Scores>> {
     let refs: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| {
-            corpus.neurons[r.position]
-                .descriptions
-                .iter()
-                .map(|d| normalize(d))
-                .collect()
-        })
+        .map(|r| corpus.neurons[r.position].descriptions.clone())
         .collect();
-    // Every system that predicted for every row.
-    let mut hyps: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    crate::scoring::score(&predictions_by_system(rows), &refs, scorer)
+}
+
+/// Each system's predictions, for the systems that predicted for every row.
+pub(crate) fn predictions_by_system(rows: &[Row]) -> BTreeMap<String, Vec<String>> {
+    let mut hyps = BTreeMap::new();
     if let Some(first) = rows.first() {
         for system in first.predictions.keys() {
             if rows.iter().all(|r| r.predictions.contains_key(system)) {
                 hyps.insert(
-                    system,
-                    rows.iter()
-                        .map(|r| normalize(&r.predictions[system]))
-                        .collect(),
+                    system.clone(),
+                    rows.iter().map(|r| r.predictions[system].clone()).collect(),
                 );
             }
         }
     }
-    let rounds = refs.iter().map(Vec::len).min().unwrap_or(0);
-    anyhow::ensure!(rounds >= 2, "test neurons need two descriptions or more");
-    let mut out: BTreeMap<String, Scores> = BTreeMap::new();
-    let mut add = |name: &str, s: Scores| {
-        let acc = out.entry(name.to_owned()).or_insert_with(|| Scores {
-            bleu: 0.0,
-            bertscore_f: 0.0,
-            per_neuron: vec![0.0; s.per_neuron.len()],
-        });
-        acc.bleu += s.bleu / rounds as f64;
-        acc.bertscore_f += s.bertscore_f / rounds as f64;
-        for (a, f) in acc.per_neuron.iter_mut().zip(&s.per_neuron) {
-            *a += f / rounds as f64;
-        }
-    };
-    for held in 0..rounds {
-        let others: Vec<Vec<String>> = refs
-            .iter()
-            .map(|r| {
-                r.iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != held)
-                    .map(|(_, s)| s.clone())
-                    .collect()
-            })
-            .collect();
-        for (system, h) in &hyps {
-            add(system, score_pair(h, &others, scorer, baseline)?);
-        }
-        let annotator: Vec<String> = refs.iter().map(|r| r[held].clone()).collect();
-        add(
-            "annotators",
-            score_pair(&annotator, &others, scorer, baseline)?,
-        );
-    }
-    Ok(out)
+    hyps
 }
 
-fn score_pair(
-    hyps: &[String],
-    refs: &[Vec<String>],
-    scorer: &BertScorer,
-    baseline: (f64, f64, f64),
-) -> Result<Scores> {
-    let bleu = corpus_bleu(hyps, refs, &BleuConfig::default()).score;
-    let mut bs = scorer.score(hyps, refs, true)?;
-    bs.rescale(baseline);
-    Ok(Scores {
-        bleu,
-        bertscore_f: bs.means().2,
-        per_neuron: bs.f,
-    })
-}
+/// The columns of a predictions file after its unit, by system.
+pub const PREDICTION_COLUMNS: [(&str, &str); 6] = [
+    ("prediction", "milan-pmi"),
+    ("captioner_beam", "captioner-beam"),
+    ("captioner_greedy", "captioner-greedy"),
+    ("nearest_neighbour", "nearest-neighbour"),
+    ("netdissect", "netdissect"),
+    ("compexp", "compexp"),
+];
 
 fn predictions_header(with_trial: bool) -> Vec<&'static str> {
     let mut h = Vec::new();
     if with_trial {
         h.push("trial");
     }
-    h.extend([
-        "model",
-        "layer",
-        "unit",
-        "prediction",
-        "captioner_beam",
-        "captioner_greedy",
-        "nearest_neighbour",
-        "netdissect",
-        "reference_1",
-        "reference_2",
-        "reference_3",
-    ]);
+    h.extend(["model", "layer", "unit"]);
+    h.extend(PREDICTION_COLUMNS.iter().map(|(c, _)| *c));
+    h.extend(["reference_1", "reference_2", "reference_3"]);
     h
 }
 
@@ -656,12 +838,10 @@ fn write_rows(
             n.id.key.to_string(),
             n.id.layer.clone(),
             n.id.unit.to_string(),
-            r.predictions["milan-pmi"].clone(),
-            r.predictions["captioner-beam"].clone(),
-            r.predictions["captioner-greedy"].clone(),
-            r.predictions["nearest-neighbour"].clone(),
-            r.predictions.get("netdissect").cloned().unwrap_or_default(),
         ]);
+        for (_, system) in PREDICTION_COLUMNS {
+            record.push(r.predictions.get(system).cloned().unwrap_or_default());
+        }
         for i in 0..3 {
             record.push(n.descriptions.get(i).cloned().unwrap_or_default());
         }
@@ -691,8 +871,20 @@ fn write_all_predictions(path: &Path, corpus: &Corpus, trials: &[(usize, Vec<Row
     atomic::write(path, &w.into_inner()?)
 }
 
-/// The summary as a Markdown table shaped like the paper's Table 3, then the paired
-/// differences.
+/// `mean ± std / BLEU / ROUGE-L` of one system in one experiment.
+fn cell(r: &SystemSummary) -> String {
+    format!(
+        "{:.3} ± {:.3} / {:.1} / {}",
+        r.bertscore_f.mean,
+        r.bertscore_f.std,
+        r.bleu.mean,
+        r.rouge_l
+            .map_or("-".to_owned(), |x| format!("{:.3}", x.mean))
+    )
+}
+
+/// The summary as a Markdown table shaped like the paper's Table 3 (the annotators apart), then
+/// the paired differences.
 pub fn markdown(summary: &Summary, skipped: &[String]) -> String {
     let systems: Vec<&str> = SYSTEMS
         .iter()
@@ -704,28 +896,41 @@ pub fn markdown(summary: &Summary, skipped: &[String]) -> String {
                 .any(|e| e.results.contains_key(*s))
         })
         .collect();
-    let mut s = format!(
-        "# {}\n\nBERTScore F1 ({}) and BLEU, mean ± std over {} trial(s).\n\n| experiment |",
-        summary.split,
-        summary.bertscore,
-        summary.experiments.first().map_or(0, |e| e.trials.len())
-    );
-    for system in &systems {
-        s.push_str(&format!(" {system} BERTScore | {system} BLEU |"));
+    let mut s = format!("# {}\n\n", summary.split);
+    if !summary.bertscore_is_papers {
+        s.push_str(&format!(
+            "**BERTScore here is not the paper's** ({}); run `trainer assets fetch \
+             roberta-large` and `trainer rescore` for figures to set beside the paper's.\n\n",
+            summary.bertscore
+        ));
     }
-    s.push_str(" minutes |\n|---|");
-    s.push_str(&"---:|".repeat(2 * systems.len() + 1));
-    s.push('\n');
+    s.push_str(&format!(
+        "Each cell: BERTScore F1 mean ± std / BLEU / ROUGE-L F over {} trial(s). Systems are \
+         scored {}; the annotators {} (another protocol: not comparable with a system's cell). \
+         BERTScore: {}.\n\n| experiment |",
+        summary.experiments.first().map_or(0, |e| e.trials.len()),
+        summary.protocol.describe(),
+        Protocol::LeaveOneAnnotatorOut.describe(),
+        summary.bertscore,
+    ));
+    for system in &systems {
+        s.push_str(&format!(" {system} |"));
+    }
+    s.push_str(" | annotators (leave one out) | minutes |\n|---|");
+    s.push_str(&"---|".repeat(systems.len()));
+    s.push_str("---|---|---:|\n");
     for e in &summary.experiments {
         s.push_str(&format!("| {} |", e.name));
         for system in &systems {
             match e.results.get(*system) {
-                Some(r) => s.push_str(&format!(
-                    " {:.3} ± {:.3} | {:.1} ± {:.1} |",
-                    r.bertscore_f.mean, r.bertscore_f.std, r.bleu.mean, r.bleu.std
-                )),
-                None => s.push_str(" - | - |"),
+                Some(r) => s.push_str(&format!(" {} |", cell(r))),
+                None => s.push_str(" - |"),
             }
+        }
+        s.push_str(" |");
+        match e.results.get(ANNOTATORS) {
+            Some(r) => s.push_str(&format!(" {} |", cell(r))),
+            None => s.push_str(" - |"),
         }
         s.push_str(&format!(" {:.1} |\n", e.seconds / 60.0));
     }
@@ -736,7 +941,7 @@ pub fn markdown(summary: &Summary, skipped: &[String]) -> String {
     {
         s.push_str(
             "\nMILAN-PMI minus each system in BERTScore F1: mean over trials, paired bootstrap 95% \
-             interval over test neurons.\n\n| experiment | against | difference | 95% interval |\n|---|---|---:|---|\n",
+             interval over test units.\n\n| experiment | against | difference | 95% interval |\n|---|---|---:|---|\n",
         );
         for e in &summary.experiments {
             for d in &e.differences {
@@ -745,6 +950,12 @@ pub fn markdown(summary: &Summary, skipped: &[String]) -> String {
                     e.name, d.against, d.mean, d.low, d.high
                 ));
             }
+        }
+    }
+    if summary.experiments.iter().any(|e| !e.test_units.is_empty()) {
+        s.push_str("\nTest units:\n\n");
+        for e in &summary.experiments {
+            s.push_str(&format!("- {}: {}\n", e.name, e.test_units));
         }
     }
     if !skipped.is_empty() {

@@ -2,6 +2,7 @@
 //!
 //! - [`bertscore`]: BERTScore as bert_score 0.3.x computes it, with a BERT/RoBERTa encoder in burn;
 //! - [`assets`]: models and data fetched from the package registries into an assets dir;
+//!   [`hub`]: roberta-large from the Hugging Face Hub at a pinned revision;
 //! - [`encoders`]: image encoders (EfficientNet-Lite0) and the readers of their weights;
 //! - [`exemplars`]: exemplar sets (top images and masks per unit) for any network;
 //! - [`features`]: MILAN's masked pyramid features of exemplars, cached;
@@ -12,7 +13,12 @@
 //! - [`model`]: the MILAN captioner p(d|E) and language model p(d);
 //! - [`decoding`]: greedy, beam search and PMI reranking;
 //! - [`train`]: the training loop, checkpoints and the run configuration;
+//! - [`scoring`]: the reference's scoring protocol (BLEU, ROUGE, BERTScore against all
+//!   references; annotators leave-one-out) and the BERTScore setting;
 //! - [`fit`]: the generalization splits' experiments, baselines and summary;
+//! - [`rescore`]: a fit run's predictions scored again (`trainer rescore`);
+//! - [`report`]: fit runs as the paper's table (`trainer report`);
+//! - [`compexp`]: compositional explanations (Mu & Andreas 2020), a baseline;
 //! - [`by_network`]: one system's score per test network across runs of different splits;
 //! - [`pmi_sweep`]: MILAN-PMI re-decoded at several weights λ from a fit run's trials;
 //! - [`history`]: per-epoch records and the best epoch;
@@ -29,6 +35,7 @@ pub mod atomic;
 pub mod backend;
 pub mod bertscore;
 pub mod by_network;
+pub mod compexp;
 pub mod data;
 pub mod decoding;
 pub mod editing;
@@ -39,6 +46,7 @@ pub mod fit;
 pub mod follow;
 pub mod grounded;
 pub mod history;
+pub mod hub;
 pub mod lettering;
 pub mod model;
 pub mod onnx;
@@ -46,5 +54,8 @@ pub mod photos;
 pub mod plot;
 pub mod pmi_sweep;
 pub mod released;
+pub mod report;
+pub mod rescore;
+pub mod scoring;
 pub mod train;
 pub mod vocab;

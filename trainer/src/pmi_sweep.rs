@@ -5,9 +5,9 @@
 //! λ only reranks the final beam, so each trial needs one beam search and one language-model pass
 //! for every λ ([`crate::decoding::milan_pmi_lambdas`]); λ = 0 is plain beam search (the
 //! `captioner-beam` system of `fit`). Every λ and the greedy captioner are scored as `fit` scores
-//! its systems (the same references, the same rescaled BERTScore), on the same test neurons the
-//! trial was evaluated on: the partition is drawn again from the trial's seed and checked against
-//! the count its `metrics.json` recorded.
+//! its systems (the reference's protocol, [`crate::scoring`]), on the test units the trial was
+//! evaluated on: the rows of its `predictions.csv`, checked against the count its `metrics.json`
+//! recorded.
 //!
 //! Writes `sweep.json`, `sweep.md`, `predictions.csv` (one column per λ) and `lambda.png` (each λ
 //! minus greedy, paired 95% intervals) into the output folder.
@@ -25,8 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::Corpus;
 use crate::decoding::{greedy, milan_pmi_lambdas};
 use crate::fit::{
-    BOOTSTRAP_RESAMPLES, MeanStd, Row, Scores, folder_name, load_scorer, paired_bootstrap, score,
+    BOOTSTRAP_RESAMPLES, MeanStd, Row, Scores, folder_name, paired_bootstrap, read_units, score,
 };
+use crate::scoring::{ANNOTATORS, BertScoreChoice, Scorer};
 use crate::train::load;
 
 /// The system every λ is compared with, besides plain beam search (λ = 0).
@@ -43,8 +44,7 @@ pub struct SweepOptions {
     /// The weights to decode at; 0 is added when absent.
     pub lambdas: Vec<f32>,
     pub out: PathBuf,
-    pub bertscore_model: Option<PathBuf>,
-    pub bertscore_layers: Option<usize>,
+    pub bertscore: BertScoreChoice,
     /// Seed of the bootstrap resampling.
     pub seed: u64,
 }
@@ -55,6 +55,9 @@ pub struct LambdaPoint {
     pub lambda: f32,
     pub bertscore_f: MeanStd,
     pub bleu: MeanStd,
+    /// ROUGE-L F, where every trial scored it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rouge_l: Option<MeanStd>,
     /// This λ minus the greedy captioner in BERTScore F1: (mean, low, high), paired bootstrap
     /// 95% interval over test neurons.
     pub minus_greedy: (f64, f64, f64),
@@ -89,8 +92,8 @@ fn lambda_name(lambda: f32) -> String {
     format!("lambda={lambda}")
 }
 
-/// The trained trials of an experiment's folder, in trial order: (folder, seed, test neurons).
-fn trials_of(dir: &Path) -> Result<Vec<(PathBuf, u64, usize)>> {
+/// The trained trials of an experiment's folder, in trial order: (folder, test neurons).
+fn trials_of(dir: &Path) -> Result<Vec<(PathBuf, usize)>> {
     let mut found = Vec::new();
     for t in 0.. {
         let trial = dir.join(format!("trial-{t}"));
@@ -108,7 +111,7 @@ fn trials_of(dir: &Path) -> Result<Vec<(PathBuf, u64, usize)>> {
                 )
             })
         };
-        found.push((trial, field("seed")?, field("test_neurons")? as usize));
+        found.push((trial, field("test_neurons")? as usize));
     }
     Ok(found)
 }
@@ -133,15 +136,10 @@ pub fn sweep(corpus: &Corpus, options: &SweepOptions, device: &Device) -> Result
         Some(r) => r.experiments(options.split),
         None => options.split.experiments(),
     };
-    let (scorer, baseline, setting) = load_scorer(
-        options.bertscore_model.as_deref(),
-        options.bertscore_layers,
-        device,
-    )?;
-    let ids: Vec<_> = corpus.neurons.iter().map(|n| n.id.clone()).collect();
+    let scorer = Scorer::load(&options.bertscore, device)?;
     let mut out = Sweep {
         split: options.split.name().to_owned(),
-        bertscore: setting,
+        bertscore: scorer.setting.clone(),
         experiments: Vec::new(),
     };
     let mut predictions = csv::Writer::from_writer(Vec::new());
@@ -167,17 +165,21 @@ pub fn sweep(corpus: &Corpus, options: &SweepOptions, device: &Device) -> Result
         let mut words = vec![0.0; lambdas.len()];
         let mut changed = vec![0.0; lambdas.len()];
         let mut test_neurons = 0;
-        for (t, (trial_dir, seed, expected)) in trials.iter().enumerate() {
-            let partition = experiment.partition(&ids, *seed);
-            let test = corpus.positions(&partition.test)?;
-            if test.len() != *expected {
+        for (t, (trial_dir, expected)) in trials.iter().enumerate() {
+            let units = read_units(&trial_dir.join("predictions.csv"))?;
+            if units.len() != *expected {
                 bail!(
-                    "{}: {} test neurons now, {expected} when it was trained: is --data the corpus \
-                     and --split the split of that run?",
+                    "{}: {} rows in predictions.csv, {expected} test neurons in metrics.json",
                     trial_dir.display(),
-                    test.len()
+                    units.len()
                 );
             }
+            let test = corpus.positions(&units).with_context(|| {
+                format!(
+                    "{}: a test unit of the trial is not in --data: is it the corpus of that run?",
+                    trial_dir.display()
+                )
+            })?;
             test_neurons = test.len();
             let trained = load(trial_dir, device)?;
             if trained.info.encoder != corpus.encoder {
@@ -253,7 +255,7 @@ pub fn sweep(corpus: &Corpus, options: &SweepOptions, device: &Device) -> Result
                 );
                 predictions.write_record(&record)?;
             }
-            let scores = score(corpus, &rows, &scorer, baseline)?;
+            let scores = score(corpus, &rows, &scorer)?;
             eprintln!(
                 "  trial {t}: greedy {:.3} | {}",
                 scores[GREEDY].bertscore_f,
@@ -286,6 +288,11 @@ pub fn sweep(corpus: &Corpus, options: &SweepOptions, device: &Device) -> Result
                     lambda: l,
                     bertscore_f: MeanStd::of(&column(&name, |s| s.bertscore_f)),
                     bleu: MeanStd::of(&column(&name, |s| s.bleu)),
+                    rouge_l: scored
+                        .iter()
+                        .map(|s| s[&name].rouge_l())
+                        .collect::<Option<Vec<f64>>>()
+                        .map(|r| MeanStd::of(&r)),
                     minus_greedy: difference(&name, GREEDY),
                     minus_beam: difference(&name, &beam),
                     words: words[j] / n,
@@ -298,7 +305,7 @@ pub fn sweep(corpus: &Corpus, options: &SweepOptions, device: &Device) -> Result
             trials: scored.len(),
             test_neurons,
             greedy: MeanStd::of(&column(GREEDY, |s| s.bertscore_f)),
-            annotators: MeanStd::of(&column("annotators", |s| s.bertscore_f)),
+            annotators: MeanStd::of(&column(ANNOTATORS, |s| s.bertscore_f)),
             points,
             seconds: started.elapsed().as_secs_f64(),
         });
@@ -356,19 +363,21 @@ pub fn markdown(sweep: &Sweep) -> String {
     for e in &sweep.experiments {
         s.push_str(&format!(
             "\n## {} ({} trials, {} test neurons; greedy {:.3} ± {:.3}, annotators {:.3})\n\n\
-             | λ | BERTScore | BLEU | minus greedy | minus beam | words | changed from beam |\n\
-             |---:|---|---|---|---|---:|---:|\n",
+             | λ | BERTScore | BLEU | ROUGE-L | minus greedy | minus beam | words | changed from beam |\n\
+             |---:|---|---|---|---|---|---:|---:|\n",
             e.name, e.trials, e.test_neurons, e.greedy.mean, e.greedy.std, e.annotators.mean
         ));
         for p in &e.points {
             let d = |(m, lo, hi): (f64, f64, f64)| format!("{m:+.3} [{lo:+.3}, {hi:+.3}]");
             s.push_str(&format!(
-                "| {} | {:.3} ± {:.3} | {:.1} ± {:.1} | {} | {} | {:.2} | {:.0}% |\n",
+                "| {} | {:.3} ± {:.3} | {:.1} ± {:.1} | {} | {} | {} | {:.2} | {:.0}% |\n",
                 p.lambda,
                 p.bertscore_f.mean,
                 p.bertscore_f.std,
                 p.bleu.mean,
                 p.bleu.std,
+                p.rouge_l
+                    .map_or("-".to_owned(), |r| format!("{:.3} ± {:.3}", r.mean, r.std)),
                 d(p.minus_greedy),
                 d(p.minus_beam),
                 p.words,

@@ -1,12 +1,15 @@
 //! BERTScore against bert_score 0.3.13 with all-MiniLM-L6-v2 (values in
 //! metrics/tests/fixtures, computed with the reference tools): identical within 1e-4 per sentence
-//! and in the mean, with idf on and off. And a tiny random RoBERTa: loading, key mapping, shapes.
+//! and in the mean, with idf on and off. And a tiny random RoBERTa: loading, key mapping, shapes,
+//! and `trainer assets fetch roberta-large` against a local server standing in for the hub.
 
 use std::path::{Path, PathBuf};
 
 use milan_metrics::normalize;
 use milan_trainer::bertscore::{BertScorer, ScorerOptions, loader};
 use serde_json::Value;
+
+mod common;
 
 fn fixture(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -83,6 +86,80 @@ fn five_neurons_match_bert_score() {
         close(&s.f, &floats(&expected["F"]), &format!("{key} F"));
         assert!((s.means().2 - expected["mean_F"].as_f64().unwrap()).abs() < 1e-4);
     }
+}
+
+#[test]
+fn the_reference_protocol_scores_systems_against_all_references_and_annotators_apart() {
+    use milan_trainer::scoring::{BertScoreChoice, Protocol, Scorer};
+    let scorer = Scorer::load(
+        &BertScoreChoice::Custom {
+            dir: minilm(),
+            layers: None,
+        },
+        &burn::tensor::Device::flex(),
+    )
+    .unwrap();
+    assert!(!scorer.paper && scorer.setting.contains("NOT the paper's"));
+    let f = fixture("five-neurons.json");
+    let cands = strings(&f["preds"]);
+    let refs: Vec<Vec<String>> = f["refs"].as_array().unwrap().iter().map(strings).collect();
+    let mut hyps = std::collections::BTreeMap::new();
+    hyps.insert("milan-pmi".to_owned(), cands.clone());
+    let scores = milan_trainer::scoring::score(&hyps, &refs, &scorer).unwrap();
+    let system = &scores["milan-pmi"];
+    assert_eq!(system.protocol, Protocol::AllReferences);
+    // BLEU: sacrebleu with the three references as streams.
+    assert!(
+        (system.bleu - f["sacrebleu"]["score"].as_f64().unwrap()).abs() < 1e-9,
+        "{}",
+        system.bleu
+    );
+    // BERTScore: bert_score with idf on all references and the best F over them, rescaled.
+    let (b, unscaled): (f64, Vec<f64>) = (
+        scorer.baseline.2,
+        system
+            .per_neuron
+            .iter()
+            .map(|x| x * (1.0 - scorer.baseline.2) + scorer.baseline.2)
+            .collect(),
+    );
+    assert!(b > 0.0);
+    close(
+        &unscaled,
+        &floats(&f["bertscore_minilm_L6_idf"]["F"]),
+        "protocol F",
+    );
+    // ROUGE: each prediction with each reference.
+    let pairs = milan_metrics::rouge::milan(&cands, &refs).unwrap();
+    assert_eq!(system.rouge, Some(pairs));
+    // The annotators: each description against the other two, idf still from all three,
+    // the rounds averaged.
+    let annotators = &scores["annotators"];
+    assert_eq!(annotators.protocol, Protocol::LeaveOneAnnotatorOut);
+    let flat: Vec<&str> = refs.iter().flatten().map(String::as_str).collect();
+    let mut per_unit = vec![0.0; refs.len()];
+    let mut bleu = 0.0;
+    for held in 0..3 {
+        let h: Vec<String> = refs.iter().map(|r| r[held].clone()).collect();
+        let others: Vec<Vec<String>> = refs
+            .iter()
+            .map(|r| {
+                (0..3)
+                    .filter(|&j| j != held)
+                    .map(|j| r[j].clone())
+                    .collect()
+            })
+            .collect();
+        let mut s = scorer.bert.score_with_idf(&h, &others, &flat).unwrap();
+        s.rescale(scorer.baseline);
+        for (acc, x) in per_unit.iter_mut().zip(&s.f) {
+            *acc += x / 3.0;
+        }
+        bleu += milan_metrics::bleu::corpus_bleu(&h, &others, &Default::default()).score / 3.0;
+    }
+    close(&annotators.per_neuron, &per_unit, "annotators");
+    assert!((annotators.bleu - bleu).abs() < 1e-9);
+    assert_eq!(scores.len(), 2, "the system and the annotators");
 }
 
 #[test]
@@ -257,4 +334,176 @@ fn a_tiny_random_roberta_loads_and_encodes() {
         ),
         "{err}"
     );
+}
+
+/// A word-level tokenizer with RoBERTa's special tokens, for the tiny RoBERTa.
+fn tiny_tokenizer(dir: &Path) {
+    let words = [
+        "<s>", "<pad>", "</s>", "<unk>", "red", "blue", "dogs", "cars", "and", "the", "sky",
+    ];
+    let vocab: serde_json::Map<String, Value> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| ((*w).to_owned(), serde_json::json!(i)))
+        .collect();
+    let added: Vec<Value> = words[..4]
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            serde_json::json!({"id": i, "content": w, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null, "pre_tokenizer": {"type": "WhitespaceSplit"},
+        "post_processor": {"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0],
+            "trim_offsets": true, "add_prefix_space": false},
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
+    });
+    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Git's blob id: the SHA-1 of `blob <size>\0` and the bytes.
+fn git_blob(bytes: &[u8]) -> String {
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
+    h.update(format!("blob {}\0", bytes.len()).as_bytes());
+    h.update(bytes);
+    hex::encode(h.finalize())
+}
+
+#[test]
+fn roberta_large_is_fetched_from_a_hub_checked_and_resumed() {
+    let hub = milan_trainer::assets::ROBERTA_LARGE_HUB;
+    let model = tempfile::tempdir().unwrap();
+    tiny_roberta(model.path(), None, None);
+    tiny_tokenizer(model.path());
+    let read = |name: &str| std::fs::read(model.path().join(name)).unwrap();
+    let (config, tokenizer, weights) = (
+        read("config.json"),
+        read("tokenizer.json"),
+        read("model.safetensors"),
+    );
+    let listing = |weights_sha: &str| {
+        serde_json::json!({
+            "id": hub.repo, "sha": hub.revision,
+            "siblings": [
+                {"rfilename": "config.json", "blobId": git_blob(&config), "size": config.len()},
+                {"rfilename": "tokenizer.json", "blobId": git_blob(&tokenizer),
+                    "size": tokenizer.len()},
+                {"rfilename": "model.safetensors", "blobId": "0".repeat(40),
+                    "size": weights.len(),
+                    "lfs": {"sha256": weights_sha, "size": weights.len(), "pointerSize": 134}},
+                {"rfilename": "pytorch_model.bin", "blobId": "1".repeat(40), "size": 9}
+            ]
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let files = |listing: Vec<u8>| {
+        let mut f = std::collections::HashMap::new();
+        f.insert(
+            format!(
+                "/api/models/{}/revision/{}?blobs=true",
+                hub.repo, hub.revision
+            ),
+            listing,
+        );
+        for (name, bytes) in [
+            ("config.json", &config),
+            ("tokenizer.json", &tokenizer),
+            ("model.safetensors", &weights),
+        ] {
+            f.insert(
+                format!("/{}/resolve/{}/{name}", hub.repo, hub.revision),
+                bytes.clone(),
+            );
+        }
+        f
+    };
+    let assets = tempfile::tempdir().unwrap();
+    let fetch = |base: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .env("MILAN_ASSETS", assets.path())
+            .args(["assets", "fetch", "roberta-large", "--url-base", base])
+            .output()
+            .unwrap()
+    };
+    let target = assets.path().join("roberta-large");
+
+    // A server whose weights do not match the hash it lists: refused, nothing kept.
+    let (base, _) = common::site::serve(files(listing(&"ab".repeat(32))), None);
+    let out = fetch(&base);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("model.safetensors") && err.contains("refused"),
+        "{err}"
+    );
+    assert!(!target.exists(), "no half-made model");
+
+    // The real hashes, and the connection dropped halfway through the weights: resumed with a
+    // range request, every file checked, bert_score's baseline beside them (pip, from PyPI).
+    let cut = format!("/{}/resolve/{}/model.safetensors", hub.repo, hub.revision);
+    let (base, log) = common::site::serve(
+        files(listing(&sha256_hex(&weights))),
+        Some((cut.clone(), weights.len() / 2)),
+    );
+    let out = fetch(&base);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let asked = log.lock().unwrap().clone();
+    assert!(
+        asked.iter().any(|(p, range)| *p == cut
+            && range.as_deref() == Some(&format!("bytes={}-", weights.len() / 2)[..])),
+        "{asked:?}"
+    );
+    for name in ["config.json", "tokenizer.json", "model.safetensors"] {
+        assert_eq!(
+            std::fs::read(target.join(name)).unwrap(),
+            read(name),
+            "{name}"
+        );
+    }
+    let baseline =
+        milan_trainer::bertscore::score::read_baseline(&target.join("bertscore-baseline.csv"), 17)
+            .unwrap();
+    // bert_score 0.3.13's roberta-large row 17.
+    assert!((baseline.2 - 0.83122575).abs() < 1e-9, "{baseline:?}");
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(target.join(".complete")).unwrap()).unwrap();
+    assert_eq!(record["revision"], hub.revision);
+    assert_eq!(
+        record["files"]["model.safetensors"],
+        format!("sha256:{}", sha256_hex(&weights))
+    );
+    // What was fetched is a model the scorer loads and runs.
+    let scorer = BertScorer::load(
+        &target,
+        &ScorerOptions::default(),
+        &burn::tensor::Device::flex(),
+    )
+    .unwrap();
+    let s = scorer
+        .score(&["red dogs".into()], &[vec!["blue cars".into()]], true)
+        .unwrap();
+    assert!(s.f[0].is_finite());
+
+    // Fetched once: a second run asks nothing.
+    let before = log.lock().unwrap().len();
+    let out = fetch(&base);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already in"));
+    assert_eq!(log.lock().unwrap().len(), before);
 }

@@ -208,6 +208,34 @@ fn score_prints_sacrebleus_numbers() {
 }
 
 #[test]
+fn score_prints_rouge_as_milan_pairs_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = five_neurons(tmp.path());
+    let v = score_json(&["--metric", "rouge"], &files);
+    // PyPI rouge 1.0.1, `get_scores(avg=True, ignore_empty=True)` over each normalised
+    // hypothesis paired with each of its three normalised references (src/utils/metrics.py).
+    for (variant, r, p, f) in [
+        ("rouge-1", 0.2833333333333333, 0.25, 0.25714285456387004),
+        (
+            "rouge-2",
+            0.03333333333333333,
+            0.02222222222222222,
+            0.02666666634666667,
+        ),
+        ("rouge-l", 0.2833333333333333, 0.25, 0.25714285456387004),
+    ] {
+        for (stat, want) in [("r", r), ("p", p), ("f", f)] {
+            let got = v["rouge"][variant][stat].as_f64().unwrap();
+            assert!(
+                (got - want).abs() < 1e-12,
+                "{variant} {stat}: {got} vs {want}"
+            );
+        }
+    }
+    assert!(v.get("bleu").is_none() && v.get("bertscore").is_none());
+}
+
+#[test]
 fn score_all_prints_bleu_and_bertscore_as_the_reference_tools() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     assert!(
@@ -224,6 +252,7 @@ fn score_all_prints_bleu_and_bertscore_as_the_reference_tools() {
         "{v}"
     );
     assert_eq!(v["bertscore"]["F_each"].as_array().unwrap().len(), 5);
+    assert!((v["rouge"]["rouge-l"]["f"].as_f64().unwrap() - 0.25714285456387004).abs() < 1e-12);
     // A baseline rescales: (x - b) / (1 - b).
     let baseline = tmp.path().join("baseline.tsv");
     std::fs::write(&baseline, "LAYER,P,R,F\n5,0.1,0.1,0.1\n6,0.5,0.5,0.5\n").unwrap();

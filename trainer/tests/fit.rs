@@ -95,7 +95,8 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
         .arg("--config")
         .arg(&config)
         .arg("--cache")
-        .arg(&cache));
+        .arg(&cache)
+        .args(["--encoder", "efficientnet-lite0"]));
     let stdout = String::from_utf8_lossy(&fit.stdout);
     assert!(stdout.contains("| alexnet->resnet152 |"), "{stdout}");
 
@@ -143,7 +144,9 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
     );
     let md = std::fs::read_to_string(out.join("summary.md")).expect("summary.md");
     assert!(
-        md.contains("| alexnet->resnet152 |") && md.contains("milan-pmi BLEU"),
+        md.contains("| alexnet->resnet152 |")
+            && md.contains("| milan-pmi |")
+            && md.contains("annotators (leave one out)"),
         "{md}"
     );
 
@@ -161,6 +164,7 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
             "captioner_greedy",
             "nearest_neighbour",
             "netdissect",
+            "compexp",
             "reference_1",
             "reference_2",
             "reference_3"
@@ -172,10 +176,10 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
         2 * 20,
         "every resnet152/imagenet unit, both trials"
     );
-    assert!(
-        rows.iter()
-            .all(|r| &r[1] == "resnet152/imagenet" && r[8].is_empty() && !r[9].is_empty())
-    );
+    assert!(rows.iter().all(|r| &r[1] == "resnet152/imagenet"
+        && r[8].is_empty()
+        && r[9].is_empty()
+        && !r[10].is_empty()));
     for trial in ["trial-0", "trial-1"] {
         for file in [
             "config.json",
@@ -443,6 +447,7 @@ fn experiments_without_data_are_skipped_and_named() {
     let out = tmp.path().join("run");
     run(trainer()
         .args(["fit", "--split", "within-network", "--trials", "1"])
+        .args(["--encoder", "efficientnet-lite0"])
         .arg("--data")
         .arg(&data)
         .arg("--out")
@@ -460,6 +465,7 @@ fn experiments_without_data_are_skipped_and_named() {
     let err = fails(
         trainer()
             .args(["fit", "--split", "across-dataset", "--trials", "1"])
+            .args(["--encoder", "efficientnet-lite0"])
             .arg("--data")
             .arg(&data)
             .arg("--out")
@@ -473,4 +479,320 @@ fn experiments_without_data_are_skipped_and_named() {
         err.contains("no experiment of across-dataset has data here"),
         "{err}"
     );
+}
+
+/// Every `"protocol"` field removed: a run as the trainer wrote it before the reference's
+/// protocol.
+fn strip_protocol(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove("protocol");
+            map.values_mut().for_each(strip_protocol);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_protocol),
+        _ => {}
+    }
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+/// The (model, layer, unit) rows of a unit list or a trial's predictions, sorted.
+fn units(path: &Path) -> Vec<(String, String, String)> {
+    let mut u: Vec<_> = csv_rows(path)
+        .iter()
+        .map(|r| (r[0].to_owned(), r[1].to_owned(), r[2].to_owned()))
+        .collect();
+    u.sort();
+    u
+}
+
+/// Each experiment's BERTScore, BLEU and ROUGE-L per system, from a summary.
+fn figures(summary: &serde_json::Value) -> Vec<(String, String, f64, f64, f64)> {
+    let mut out = Vec::new();
+    for e in summary["experiments"].as_array().unwrap() {
+        for (system, r) in e["results"].as_object().unwrap() {
+            out.push((
+                e["name"].as_str().unwrap().to_owned(),
+                system.clone(),
+                r["bertscore_f"]["mean"].as_f64().unwrap(),
+                r["bleu"]["mean"].as_f64().unwrap(),
+                r["rouge_l"]["mean"].as_f64().unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn test_units_are_kept_runs_rescore_and_the_report_has_the_papers_shape() {
+    common::assets_present();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("synth");
+    run(trainer().args(["synth", "--out"]).arg(&data).args([
+        "--units-per-layer",
+        "4",
+        "--keys",
+        "alexnet/imagenet,resnet152/imagenet",
+    ]));
+    let config = tmp.path().join("small.json");
+    std::fs::write(
+        &config,
+        r#"{"hidden": 16, "lm_hidden": 16, "embedding": 8, "lm_embedding": 8, "max_epochs": 1,
+            "lm_max_epochs": 1, "decode": {"beam": 2, "lambda": 0.2, "neurons_per_batch": 8}}"#,
+    )
+    .expect("config");
+    let cache = tmp.path().join("cache");
+    let fit = |split: &str, out: &Path, extra: &[&str]| {
+        let mut c = trainer();
+        c.args(["fit", "--split", split])
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(out)
+            .arg("--config")
+            .arg(&config)
+            .arg("--cache")
+            .arg(&cache)
+            .args(extra);
+        c
+    };
+
+    // The paper's model keys get the reference's encoder (ResNet-50) unless told otherwise;
+    // without its weights that is an error saying what to do, before anything is computed.
+    let err = fails(&mut fit("within-network", &tmp.path().join("x"), &[]));
+    assert!(
+        err.contains("resnet50")
+            && err.contains("generalization.py")
+            && err.contains("--encoder efficientnet-lite0"),
+        "{err}"
+    );
+    assert!(!cache.exists(), "no features computed");
+
+    // Within a network the test units are drawn once and kept for every trial.
+    let within = tmp.path().join("within");
+    let lite0 = ["--encoder", "efficientnet-lite0"];
+    let out = run(&mut fit(
+        "within-network",
+        &within,
+        &[&lite0[..], &["--trials", "2"]].concat(),
+    ));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("WARNING: roberta-large is not fetched"),
+        "MiniLM is said loudly: {said}"
+    );
+    for exp in ["alexnet_imagenet", "resnet152_imagenet"] {
+        let kept = units(&within.join(exp).join("test-units.csv"));
+        assert_eq!(kept.len(), 2, "10% of 20 units");
+        for trial in ["trial-0", "trial-1"] {
+            let rows = csv_rows(&within.join(exp).join(trial).join("predictions.csv"));
+            let mut tested: Vec<_> = rows
+                .iter()
+                .map(|r| (r[0].to_owned(), r[1].to_owned(), r[2].to_owned()))
+                .collect();
+            tested.sort();
+            assert_eq!(tested, kept, "{exp} {trial}");
+        }
+    }
+    let summary = json(&within.join("summary.json"));
+    assert_eq!(summary["protocol"], "all-references");
+    assert_eq!(summary["bertscore_is_papers"], false);
+    let results = &summary["experiments"][0]["results"];
+    assert_eq!(results["milan-pmi"]["protocol"], "all-references");
+    assert_eq!(results["annotators"]["protocol"], "leave-one-annotator-out");
+    assert!(results["milan-pmi"]["rouge_l"]["mean"].as_f64().is_some());
+    let trial = json(&within.join("alexnet_imagenet/trial-0/metrics.json"));
+    assert!(
+        trial["results"]["milan-pmi"]["rouge"]["rouge-2"]["f"]
+            .as_f64()
+            .is_some(),
+        "{trial}"
+    );
+    let md = std::fs::read_to_string(within.join("summary.md")).unwrap();
+    assert!(
+        md.contains("not the paper's") && md.contains("drawn once with seed 0"),
+        "{md}"
+    );
+
+    // Another seed draws other units; --splits-from keeps the first run's.
+    let reseeded = tmp.path().join("reseeded");
+    let one = [
+        &lite0[..],
+        &[
+            "--trials",
+            "1",
+            "--seed",
+            "5",
+            "--direction",
+            "alexnet/imagenet",
+        ],
+    ]
+    .concat();
+    run(&mut fit("within-network", &reseeded, &one));
+    let kept = units(&within.join("alexnet_imagenet/test-units.csv"));
+    assert_ne!(
+        units(&reseeded.join("alexnet_imagenet/test-units.csv")),
+        kept
+    );
+    let paired = tmp.path().join("paired");
+    let from = [&one[..], &["--splits-from", within.to_str().unwrap()]].concat();
+    run(&mut fit("within-network", &paired, &from));
+    assert_eq!(units(&paired.join("alexnet_imagenet/test-units.csv")), kept);
+    let err = fails(&mut fit(
+        "across-arch",
+        &tmp.path().join("y"),
+        &[&lite0[..], &["--splits-from", within.to_str().unwrap()]].concat(),
+    ));
+    assert!(
+        err.contains("no alexnet-to-resnet152/test-units.csv"),
+        "{err}"
+    );
+
+    // Across architectures: every unit of the test network; compare-splits pairs the
+    // within-network test units with the same units tested across.
+    let across = tmp.path().join("across");
+    run(&mut fit(
+        "across-arch",
+        &across,
+        &[
+            &lite0[..],
+            &["--trials", "1", "--direction", "alexnet->resnet152"],
+        ]
+        .concat(),
+    ));
+    let compared = run(trainer()
+        .arg("compare-splits")
+        .arg("--run")
+        .arg(format!("within={}", within.display()))
+        .arg("--run")
+        .arg(format!("across={}", across.display())));
+    let stdout = String::from_utf8_lossy(&compared.stdout);
+    assert!(
+        stdout.contains("Paired on the units both columns tested")
+            && stdout.contains("| resnet152/imagenet | across minus within:"),
+        "{stdout}"
+    );
+
+    // The report: the paper's shape, its figure beside ours.
+    let report = tmp.path().join("report");
+    run(trainer()
+        .arg("report")
+        .arg(&within)
+        .arg(&across)
+        .arg("--out")
+        .arg(&report));
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(
+        md.contains("| within-network | alexnet/imagenet | 2 |")
+            && md.contains("| across-arch | alexnet->resnet152 | 1 |")
+            && md.contains(" 0.28 |")
+            && md.contains(" 0.39 |")
+            && md.contains("not the paper's"),
+        "{md}"
+    );
+    let rows = csv_rows(&report.join("report.csv"));
+    let pmi = rows
+        .iter()
+        .find(|r| &r[1] == "alexnet->resnet152" && &r[2] == "milan-pmi")
+        .expect("a milan-pmi row");
+    assert_eq!((&pmi[3], &pmi[14]), ("all-references", "0.280000"));
+    assert!(
+        rows.iter()
+            .any(|r| &r[2] == "annotators" && &r[3] == "leave-one-annotator-out")
+    );
+
+    // Rescoring a run from its predictions gives the figures fit gave.
+    let before = figures(&json(&across.join("summary.json")));
+    run(trainer().arg("rescore").arg(&across));
+    let again = figures(&json(&across.join("summary.json")));
+    assert_eq!(before.len(), again.len());
+    for (a, b) in before.iter().zip(&again) {
+        assert_eq!((&a.0, &a.1), (&b.0, &b.1));
+        for (x, y) in [(a.2, b.2), (a.3, b.3), (a.4, b.4)] {
+            assert!((x - y).abs() < 1e-9, "{a:?} vs {b:?}");
+        }
+    }
+
+    // A run of the old protocol is refused by the readers that compare runs, and rescored.
+    for file in [
+        across.join("summary.json"),
+        across.join("alexnet-to-resnet152/metrics.json"),
+        across.join("alexnet-to-resnet152/trial-0/metrics.json"),
+    ] {
+        let mut v = json(&file);
+        strip_protocol(&mut v);
+        std::fs::write(&file, v.to_string()).unwrap();
+    }
+    let err = fails(
+        trainer()
+            .arg("report")
+            .arg(&across)
+            .arg("--out")
+            .arg(&report),
+    );
+    assert!(
+        err.contains(&format!("trainer rescore {}", across.display())),
+        "{err}"
+    );
+    let err = fails(
+        trainer()
+            .arg("compare-splits")
+            .arg("--run")
+            .arg(format!("across={}", across.display())),
+    );
+    assert!(err.contains("trainer rescore"), "{err}");
+    run(trainer().arg("rescore").arg(&across));
+    assert!(across.join("summary.two-reference-rounds.json").is_file());
+    assert!(
+        across
+            .join("alexnet-to-resnet152/trial-0/metrics.two-reference-rounds.json")
+            .is_file()
+    );
+    run(trainer()
+        .arg("report")
+        .arg(&across)
+        .arg("--out")
+        .arg(&report));
+
+    // Labels of a baseline computed elsewhere: rendered as the reference renders CompExp's, in
+    // the predictions and the figures.
+    let labels = tmp.path().join("compexp.csv");
+    let test_units = units(&across.join("alexnet-to-resnet152/test-units.csv"));
+    let mut text = String::from("model,layer,unit,label\n");
+    for (m, l, u) in &test_units {
+        text.push_str(&format!(
+            "{m},{l},{u},\"(Dog-o OR cat-s) AND NOT blue-c\"\n"
+        ));
+    }
+    std::fs::write(&labels, &text).unwrap();
+    run(trainer()
+        .arg("rescore")
+        .arg(&across)
+        .arg("--baseline-labels")
+        .arg(format!("compexp={}", labels.display())));
+    let rows = csv_rows(&across.join("alexnet-to-resnet152/trial-0/predictions.csv"));
+    assert!(rows.iter().all(|r| &r[8] == "dog o or cat and not blue"));
+    let summary = json(&across.join("summary.json"));
+    assert!(summary["experiments"][0]["results"]["compexp"]["bertscore_f"]["mean"].is_f64());
+    // A unit without a label is named.
+    let short: String = text
+        .lines()
+        .take(text.lines().count() - 1)
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&labels, short + "\n").unwrap();
+    let err = fails(
+        trainer()
+            .arg("rescore")
+            .arg(&across)
+            .arg("--baseline-labels")
+            .arg(format!("compexp={}", labels.display())),
+    );
+    let (m, l, u) = test_units.last().unwrap();
+    assert!(err.contains(&format!("no label for {m}:{l}:{u}")), "{err}");
 }

@@ -211,8 +211,23 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
                 .top()
                 .map(|(c, _)| set.concepts.get(c).1.to_owned())
                 .unwrap_or_default(),
-            *stored
+            stored.concept
         );
+        // CompExp's formula, searched again from the same masks, is the stored one, and fits
+        // the masks at least as well as NetDissect's single concept.
+        let name = |c: usize| set.concepts.get(c).1.to_owned();
+        let cells = dissect::cells(&set.concepts, &set.truths, &masks, layer.ids(0));
+        let formula = milan_trainer::compexp::explain(&cells, set.concepts.len(), &name);
+        assert_eq!(
+            formula
+                .as_ref()
+                .map(|(f, _)| f.render(&name))
+                .unwrap_or_default(),
+            stored.compexp.clone().expect("a compexp column")
+        );
+        if let (Some((_, iou)), Some((_, top))) = (formula, again.top()) {
+            assert!(iou >= top - 1e-12, "{iou} < {top}");
+        }
     }
 
     // Fit across-task on it: every system, netdissect included, with paired intervals.
@@ -258,9 +273,13 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
                 quiet: true,
                 init: None,
             },
-            bertscore_model: Some(minilm.parent().unwrap().to_owned()),
-            bertscore_layers: None,
+            bertscore: milan_trainer::scoring::BertScoreChoice::Custom {
+                dir: minilm.parent().unwrap().to_owned(),
+                layers: None,
+            },
             roster: Some(roster),
+            splits_from: None,
+            baseline_labels: Default::default(),
         },
         &device,
     )
@@ -272,19 +291,35 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
         "captioner-greedy",
         "nearest-neighbour",
         "netdissect",
+        "compexp",
         "annotators",
     ] {
         let r = &e.results[system];
         assert!(r.bertscore_f.mean.is_finite(), "{system}");
+        assert!(r.rouge_l.is_some_and(|x| x.mean.is_finite()), "{system}");
     }
+    assert_eq!(
+        e.results["annotators"].protocol,
+        milan_trainer::scoring::Protocol::LeaveOneAnnotatorOut
+    );
+    assert_eq!(
+        e.results["compexp"].protocol,
+        milan_trainer::scoring::Protocol::AllReferences
+    );
+    // Against every system but itself and the annotators (another protocol).
     assert_eq!(e.differences.len(), 5);
+    assert!(e.differences.iter().all(|d| d.against != "annotators"));
     for d in &e.differences {
         assert!(d.low <= d.mean && d.mean <= d.high, "{d:?}");
     }
-    assert!(summary.bertscore.contains("rescaled with baseline"));
+    assert!(summary.bertscore.contains("rescaled with"));
+    assert!(!summary.bertscore_is_papers);
     let md = std::fs::read_to_string(tmp.path().join("run/summary.md")).unwrap();
     assert!(
-        md.contains("netdissect") && md.contains("95% interval"),
+        md.contains("netdissect")
+            && md.contains("compexp")
+            && md.contains("95% interval")
+            && md.contains("not the paper's"),
         "{md}"
     );
 

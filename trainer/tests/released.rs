@@ -396,89 +396,9 @@ fn fine_tuning_starts_from_the_released_weights_and_vocabulary() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Released MILANNOTATIONS: a local server stands in for the authors' site.
+// Released MILANNOTATIONS: a local server stands in for the authors' site (common::site).
 
-mod site {
-    use std::collections::HashMap;
-    use std::io::{BufRead, BufReader, Write};
-    use std::net::TcpListener;
-    use std::sync::{Arc, Mutex};
-
-    /// What the server was asked: (path, Range header).
-    pub type Log = Arc<Mutex<Vec<(String, Option<String>)>>>;
-
-    /// Serves `files` over HTTP/1.1 until the test ends; the first answer for `cut.0` stops
-    /// after `cut.1` bytes of its body (a dropped connection).
-    pub fn serve(files: HashMap<String, Vec<u8>>, cut: Option<(String, usize)>) -> (String, Log) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let log: Log = Arc::default();
-        let seen = log.clone();
-        std::thread::spawn(move || {
-            let mut cut = cut;
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut first = String::new();
-                if reader.read_line(&mut first).is_err() {
-                    continue;
-                }
-                let path = first.split_whitespace().nth(1).unwrap_or("").to_owned();
-                let mut range = None;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some((k, v)) = line.split_once(':')
-                        && k.eq_ignore_ascii_case("range")
-                    {
-                        range = Some(v.trim().to_owned());
-                    }
-                }
-                seen.lock().unwrap().push((path.clone(), range.clone()));
-                let Some(body) = files.get(&path) else {
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                    continue;
-                };
-                let from: usize = range
-                    .as_deref()
-                    .and_then(|r| r.strip_prefix("bytes="))
-                    .and_then(|r| r.strip_suffix('-'))
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(0);
-                let part = &body[from.min(body.len())..];
-                let status = if from > 0 {
-                    format!(
-                        "206 Partial Content\r\nContent-Range: bytes {from}-{}/{}",
-                        body.len() - 1,
-                        body.len()
-                    )
-                } else {
-                    "200 OK".to_owned()
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    part.len()
-                );
-                let _ = stream.write_all(head.as_bytes());
-                let send = match &cut {
-                    Some((p, n)) if *p == path => {
-                        let n = *n;
-                        cut = None;
-                        &part[..n]
-                    }
-                    _ => part,
-                };
-                let _ = stream.write_all(send);
-                let _ = stream.flush();
-            }
-        });
-        (base, log)
-    }
-}
+use common::site;
 
 const UNITS: usize = 2;
 const K: usize = 4;

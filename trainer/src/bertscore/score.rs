@@ -227,8 +227,33 @@ impl BertScorer {
         Ok(out)
     }
 
-    /// Scores each candidate against its references (`refs[i]` for `cands[i]`).
+    /// Scores each candidate against its references (`refs[i]` for `cands[i]`); with `idf`, the
+    /// idf weights come from these references (bert_score's `compute_idf` on them).
     pub fn score(&self, cands: &[String], refs: &[Vec<String>], idf: bool) -> Result<Scores> {
+        let flat: Vec<&str> = refs.iter().flatten().map(String::as_str).collect();
+        let weights = self.idf_weights(&flat, idf)?;
+        self.score_weighted(cands, refs, &weights)
+    }
+
+    /// Scores as [`BertScorer::score`] does, with idf weights computed on `idf_from` instead of
+    /// the references scored against (MILAN scores its annotators against two references with
+    /// the idf of all three).
+    pub fn score_with_idf(
+        &self,
+        cands: &[String],
+        refs: &[Vec<String>],
+        idf_from: &[&str],
+    ) -> Result<Scores> {
+        let weights = self.idf_weights(idf_from, true)?;
+        self.score_weighted(cands, refs, &weights)
+    }
+
+    fn score_weighted(
+        &self,
+        cands: &[String],
+        refs: &[Vec<String>],
+        weights: &IdfWeights,
+    ) -> Result<Scores> {
         if cands.len() != refs.len() {
             bail!(
                 "{} candidates but {} reference lists",
@@ -237,7 +262,6 @@ impl BertScorer {
             );
         }
         let flat: Vec<&str> = refs.iter().flatten().map(String::as_str).collect();
-        let weights = self.idf_weights(&flat, idf)?;
         let mut unique: Vec<&str> = cands
             .iter()
             .map(String::as_str)
@@ -277,7 +301,7 @@ impl BertScorer {
                     lengths[reference] < longest_ref,
                     lengths[cand] < longest_cand,
                 );
-                let (p, r, f) = self.pair(cand, reference, &embeddings, &weights, padding)?;
+                let (p, r, f) = self.pair(cand, reference, &embeddings, weights, padding)?;
                 let b = &mut best[i];
                 *b = (b.0.max(p), b.1.max(r), b.2.max(f));
             }

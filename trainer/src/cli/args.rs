@@ -4,15 +4,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use milan_trainer::data::FeatureSource;
+use milan_trainer::scoring::BertScoreChoice;
 use milan_trainer::train::MilanConfig;
 
 /// Feature options: the image encoder, its weights, the cache and the backend.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FeatureArgs {
     /// Image encoder for the exemplar features: efficientnet-lite0, or resnet18..152 with
-    /// --weights (MILAN used ResNet-152).
-    #[arg(long, default_value = "efficientnet-lite0")]
-    pub encoder: String,
+    /// torchvision's weights (--weights, or registered). Default for `fit`: the reference's
+    /// encoder on the paper's model keys (ResNet-50, as experiments/generalization.py takes
+    /// `milan.encoder()`), EfficientNet-Lite0 on a corpus with its own roster (grounded);
+    /// elsewhere EfficientNet-Lite0, or the run's own encoder.
+    #[arg(long)]
+    pub encoder: Option<String>,
     /// The encoder's weights (default: its fetched or registered asset).
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -24,10 +28,24 @@ pub struct FeatureArgs {
     pub backend: String,
 }
 
+/// The encoder the reference's generalization and baseline experiments use: `milan.encoder()`,
+/// a `PyramidConvEncoder` whose default config is torchvision's ImageNet ResNet-50 (conv1 and
+/// layer1..layer4, 3904 dims). The released checkpoints were trained on ResNet-101 instead.
+pub const REFERENCE_ENCODER: &str = "resnet50";
+
+/// The encoder when none is named.
+pub const DEFAULT_ENCODER: &str = "efficientnet-lite0";
+
 impl FeatureArgs {
-    pub fn source(&self) -> FeatureSource {
+    /// The named encoder, or `default`.
+    pub fn encoder_or(&self, default: &str) -> String {
+        self.encoder.clone().unwrap_or_else(|| default.to_owned())
+    }
+
+    /// Where features come from, with `default` as the encoder when none is named.
+    pub fn source_with(&self, default: &str) -> FeatureSource {
         FeatureSource {
-            encoder: self.encoder.clone(),
+            encoder: self.encoder_or(default),
             weights: self.weights.clone(),
             cache: self
                 .cache
@@ -35,6 +53,11 @@ impl FeatureArgs {
                 .unwrap_or_else(milan_trainer::features::default_cache),
             ..FeatureSource::default()
         }
+    }
+
+    /// Where features come from, EfficientNet-Lite0 unless an encoder is named.
+    pub fn source(&self) -> FeatureSource {
+        self.source_with(DEFAULT_ENCODER)
     }
 }
 
@@ -48,17 +71,57 @@ pub struct TrainingArgs {
     pub scorer: ScorerArgs,
 }
 
-/// The BERTScore model of `fit`, `follow`, `simulate-active` and `sweep-lambda`.
+/// Which BERTScore setting `--bertscore` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BertScoreArg {
+    /// The paper's when roberta-large is fetched, else all-MiniLM-L6-v2, said loudly.
+    Auto,
+    /// The paper's: roberta-large layer 17, idf, bert_score 0.3.13's baseline.
+    Paper,
+    /// all-MiniLM-L6-v2 (all six layers), idf, a baseline computed from crowd phrases.
+    Minilm,
+}
+
+/// The BERTScore model of `fit`, `rescore`, `follow`, `simulate-active` and `sweep-lambda`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScorerArgs {
-    /// BERTScore model folder (default: all-MiniLM-L6-v2 from `trainer assets fetch minilm`);
-    /// a Hugging Face roberta-large folder with `--num-layers 17` is the paper's setting (put
-    /// bert_score's roberta-large baseline there as bertscore-baseline.csv to rescale as it did).
-    #[arg(long)]
+    /// The BERTScore setting: auto (the paper's when `trainer assets fetch roberta-large` has
+    /// run, else MiniLM with a warning), paper or minilm.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub bertscore: BertScoreArg,
+    /// A BERTScore model folder of your own (Hugging Face BERT or RoBERTa) instead; rescaled with
+    /// its bertscore-baseline.csv, computed there when missing.
+    #[arg(long, conflicts_with = "bertscore")]
     pub bertscore_model: Option<PathBuf>,
-    /// Layers of the BERTScore model to run (bert_score's num_layers; default: all).
+    /// Layers of the BERTScore model to run (bert_score's num_layers; default: all); with the
+    /// default setting it means all-MiniLM-L6-v2 cut to that many layers.
     #[arg(long = "num-layers")]
     pub bertscore_layers: Option<usize>,
+}
+
+impl ScorerArgs {
+    /// The setting these arguments name.
+    pub fn choice(&self) -> Result<BertScoreChoice> {
+        if let Some(dir) = &self.bertscore_model {
+            return Ok(BertScoreChoice::Custom {
+                dir: dir.clone(),
+                layers: self.bertscore_layers,
+            });
+        }
+        Ok(match (self.bertscore, self.bertscore_layers) {
+            (BertScoreArg::Paper, Some(n)) if n != milan_trainer::scoring::PAPER_LAYERS => bail!(
+                "--bertscore paper is layer {}; --num-layers {n} is another setting (use                  --bertscore-model DIR --num-layers {n})",
+                milan_trainer::scoring::PAPER_LAYERS
+            ),
+            (BertScoreArg::Paper, _) => BertScoreChoice::Paper,
+            (BertScoreArg::Minilm, None) => BertScoreChoice::MiniLm,
+            (BertScoreArg::Auto, None) => BertScoreChoice::Auto,
+            (BertScoreArg::Minilm | BertScoreArg::Auto, Some(n)) => BertScoreChoice::Custom {
+                dir: milan_trainer::assets::path("minilm")?,
+                layers: Some(n),
+            },
+        })
+    }
 }
 
 impl TrainingArgs {

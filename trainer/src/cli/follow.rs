@@ -98,7 +98,7 @@ pub fn run_follow(args: &FollowArgs) -> Result<()> {
         max_rounds: args.rounds,
         until_idle: args.until_idle,
         give_up_after: args.give_up_after.map(Duration::from_secs_f64),
-        bertscore_model: args.training.scorer.bertscore_model.clone(),
+        bertscore: args.training.scorer.choice()?,
         describe: args.describe,
         priority: args.priority,
     };

@@ -17,5 +17,6 @@ pub mod follow;
 pub mod grounded;
 pub mod pretrained;
 pub mod preview;
+pub mod report;
 pub mod score;
 pub mod simulate;

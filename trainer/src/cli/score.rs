@@ -1,5 +1,5 @@
-//! `trainer score`: BLEU (as sacrebleu) and BERTScore (as bert_score) of hypothesis lines against
-//! reference streams.
+//! `trainer score`: BLEU (as sacrebleu), ROUGE (as the PyPI package rouge 1.0.1, paired as
+//! MILAN pairs it) and BERTScore (as bert_score) of hypothesis lines against reference streams.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +13,7 @@ use serde_json::json;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Metric {
     Bleu,
+    Rouge,
     Bertscore,
     All,
 }
@@ -119,6 +120,22 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
                 "line": bleu.line(),
             }),
         );
+    }
+    if matches!(args.metric, Metric::Rouge | Metric::All) {
+        // Each hypothesis with each of its references, averaged, empty sides skipped: MILAN's
+        // `rouge` (src/utils/metrics.py).
+        let rouge =
+            milan_metrics::rouge::milan(&hyps, &refs).map_err(|e| anyhow::anyhow!("ROUGE: {e}"))?;
+        if !args.json {
+            for (name, s) in [
+                ("ROUGE-1", rouge.rouge_1),
+                ("ROUGE-2", rouge.rouge_2),
+                ("ROUGE-L", rouge.rouge_l),
+            ] {
+                println!("{name} R = {:.4} P = {:.4} F = {:.4}", s.r, s.p, s.f);
+            }
+        }
+        out.insert("rouge".into(), serde_json::to_value(rouge)?);
     }
     if matches!(args.metric, Metric::Bertscore | Metric::All) {
         let dir = match &args.bertscore_model {

@@ -374,7 +374,7 @@ fn simulate(
                     max_rounds: Some(round),
                     until_idle: true,
                     give_up_after: Some(Duration::from_secs(60)),
-                    bertscore_model: args.training.scorer.bertscore_model.clone(),
+                    bertscore: args.training.scorer.choice()?,
                     describe: Describe::Greedy,
                     priority,
                 },
@@ -493,11 +493,16 @@ fn summarize(seeds: &[u64], runs: &[Conditions]) -> Summary {
                     .collect();
                 let bleu: Vec<f64> = scores.iter().map(|s| s.bleu).collect();
                 let bert: Vec<f64> = scores.iter().map(|s| s.bertscore_f).collect();
+                let rouge: Option<Vec<f64>> = scores.iter().map(|s| s.rouge_l()).collect();
                 (
                     name.clone(),
                     SystemSummary {
                         bleu: MeanStd::of(&bleu),
                         bertscore_f: MeanStd::of(&bert),
+                        rouge_l: rouge.map(|r| MeanStd::of(&r)),
+                        protocol: scores
+                            .first()
+                            .map_or(milan_trainer::scoring::Protocol::legacy(), |s| s.protocol),
                     },
                 )
             })
@@ -593,8 +598,10 @@ mod tests {
             "milan-pmi".to_owned(),
             Scores {
                 bleu: 10.0 * pmi,
+                rouge: None,
                 bertscore_f: pmi,
                 per_neuron: Vec::new(),
+                protocol: milan_trainer::scoring::Protocol::AllReferences,
             },
         );
         if let Some(nn) = nn {
@@ -602,8 +609,10 @@ mod tests {
                 "nearest-neighbour".to_owned(),
                 Scores {
                     bleu: 0.0,
+                    rouge: None,
                     bertscore_f: nn,
                     per_neuron: Vec::new(),
+                    protocol: milan_trainer::scoring::Protocol::AllReferences,
                 },
             );
         }

@@ -41,10 +41,10 @@ use milan_shared::wire::ModelDescription;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::bertscore::{BertScorer, ScorerOptions};
 use crate::data::{Corpus, FeatureSource};
 use crate::fit::{Scores, evaluate};
 use crate::plot::SystemScores;
+use crate::scoring::{BertScoreChoice, Scorer};
 use crate::train::{RunOptions, train};
 use client::Annotator;
 use state::{FollowState, RoundPlan};
@@ -102,7 +102,8 @@ pub struct FollowOptions {
     pub until_idle: bool,
     /// Give up when the annotator has not answered for this long (None: wait forever).
     pub give_up_after: Option<Duration>,
-    pub bertscore_model: Option<PathBuf>,
+    /// The BERTScore model its learning curve is scored with, as `fit` chooses it.
+    pub bertscore: BertScoreChoice,
     pub describe: Describe,
     pub priority: Priority,
 }
@@ -218,9 +219,7 @@ struct Follower {
     state_path: PathBuf,
     exemplars: PathBuf,
     corpus: Option<Corpus>,
-    scorer: BertScorer,
-    /// The scorer's rescale baseline (P, R, F), as `trainer fit` rescales.
-    baseline: (f64, f64, f64),
+    scorer: Scorer,
     holdout: Holdout,
 }
 
@@ -235,12 +234,7 @@ pub fn follow(options: FollowOptions, device: &Device) -> Result<Vec<RoundRecord
     let holdout = holdout(options.split.as_deref())?;
     let state_path = options.out.join("follow.json");
     let state = FollowState::load_or_new(&state_path, &options.annotator, &options.project)?;
-    let scorer_dir = match &options.bertscore_model {
-        Some(d) => d.clone(),
-        None => crate::assets::path("minilm")?,
-    };
-    let scorer = BertScorer::load(&scorer_dir, &ScorerOptions::default(), device)?;
-    let baseline = crate::bertscore::baseline::ensure(&scorer_dir, &scorer)?;
+    let scorer = Scorer::load(&options.bertscore, device)?;
     let mut annotator = Annotator::new(&options.annotator, &options.project, &options.token);
     annotator.give_up_after = options.give_up_after;
     let mut f = Follower {
@@ -251,7 +245,6 @@ pub fn follow(options: FollowOptions, device: &Device) -> Result<Vec<RoundRecord
         state_path,
         corpus: None,
         scorer,
-        baseline,
         holdout,
     };
     f.run(device)?;
@@ -577,7 +570,6 @@ impl Follower {
             &known,
             &test_pos,
             &self.scorer,
-            self.baseline,
             &dir.join("predictions.csv"),
             device,
         )?;

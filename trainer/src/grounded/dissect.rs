@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::scenes::{Concepts, SIZE, Truth};
+use crate::compexp::Cells;
 
 /// Where the masks sit in the image, when they sit in one part of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +116,39 @@ pub fn label(concepts: &Concepts, truths: &[Truth], masks: &[u8], ids: &[u64]) -
     }
 }
 
+/// The pixels of a unit's exemplars grouped by the two concepts each shows (its object or
+/// background pattern, and its colour), with how many lie in the unit's masks: what CompExp's
+/// formula search needs ([`crate::compexp`]).
+pub fn cells(concepts: &Concepts, truths: &[Truth], masks: &[u8], ids: &[u64]) -> Cells {
+    let n = (SIZE * SIZE) as usize;
+    let o = concepts.objects.len();
+    let colour0 = o + concepts.patterns.len();
+    let mut counts: std::collections::BTreeMap<(usize, usize), (u64, u64)> = Default::default();
+    for (k, &id) in ids.iter().enumerate() {
+        let truth = &truths[id as usize];
+        let mask = &masks[k * n..(k + 1) * n];
+        for (i, &m) in mask.iter().enumerate() {
+            let place = if truth.objects[i] > 0 {
+                usize::from(truth.objects[i]) - 1
+            } else {
+                o + usize::from(truth.pattern)
+            };
+            let colour = colour0 + usize::from(truth.colours[i]);
+            let cell = counts.entry((place, colour)).or_default();
+            cell.1 += 1;
+            if m != 0 {
+                cell.0 += 1;
+            }
+        }
+    }
+    Cells {
+        cells: counts
+            .into_iter()
+            .map(|((place, colour), (masked, total))| (vec![place, colour], masked, total))
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +214,32 @@ mod tests {
             Some(Place::Top),
             "the masks are the first rows"
         );
+    }
+
+    #[test]
+    fn cells_give_every_concept_the_iou_the_label_gives_it() {
+        let c = concepts();
+        let truths = [
+            scene(&(0..100).collect::<Vec<_>>(), &[]),
+            scene(&(0..100).collect::<Vec<_>>(), &(0..40).collect::<Vec<_>>()),
+        ];
+        let mut masks = vec![0u8; 2 * N];
+        masks[50..150].iter_mut().for_each(|m| *m = 1);
+        masks[N..N + 100].iter_mut().for_each(|m| *m = 1);
+        let label = label(&c, &truths, &masks, &[0, 1]);
+        let cells = cells(&c, &truths, &masks, &[0, 1]);
+        for concept in 0..c.len() {
+            let want = label
+                .ious
+                .iter()
+                .find(|(k, _)| *k == concept)
+                .map_or(0.0, |x| x.1);
+            let got = cells.iou(&crate::compexp::Formula::Leaf(concept));
+            assert!(
+                (got - want).abs() < 1e-12,
+                "concept {concept}: {got} vs {want}"
+            );
+        }
     }
 
     #[test]

@@ -194,6 +194,15 @@ impl UnitHook for Describer<'_> {
             *self.seen.entry(top_kind.clone()).or_default() += 1;
         }
         let (second, second_kind, second_iou) = name(label.ious.get(1).copied());
+        let concept_name = |c: usize| concepts.get(c).1.to_owned();
+        let (compexp, compexp_iou) = match crate::compexp::explain(
+            &dissect::cells(concepts, &self.scenes.truths, masks, ids),
+            concepts.len(),
+            &concept_name,
+        ) {
+            Some((formula, iou)) => (formula.render(&concept_name), format!("{iou:.4}")),
+            None => (String::new(), "0".into()),
+        };
         self.rows.write_record([
             layer,
             &unit.to_string(),
@@ -205,6 +214,8 @@ impl UnitHook for Describer<'_> {
             &second_iou,
             &format!("{:.4}", label.area),
             label.place.map_or("", |p| p.name()),
+            &compexp,
+            &compexp_iou,
         ])?;
         Ok(annotators::describe_unit(
             concepts,
@@ -223,17 +234,32 @@ impl UnitHook for Describer<'_> {
 /// The labels file beside each grounded folder's annotations.csv.
 pub const LABELS: &str = "labels.csv";
 
-/// The top-IoU concept of every labelled unit of a model folder (NetDissect's description), by
-/// (layer, unit); `None` when the folder has no labels.csv.
+/// A unit's labels from `labels.csv`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UnitLabels {
+    /// NetDissect's description: the top-IoU concept (empty for a unit that overlaps none).
+    pub concept: String,
+    /// CompExp's formula (`(animals OR red)`; empty for a unit that overlaps nothing), when the
+    /// file has the column (corpora built before it have not).
+    pub compexp: Option<String>,
+}
+
+/// The labels of every labelled unit of a model folder, by (layer, unit); `None` when the
+/// folder has no labels.csv.
 pub fn read_labels(
     folder: &Path,
-) -> Result<Option<std::collections::HashMap<(String, u32), String>>> {
+) -> Result<Option<std::collections::HashMap<(String, u32), UnitLabels>>> {
     let path = folder.join(LABELS);
     if !path.is_file() {
         return Ok(None);
     }
     let mut reader =
         csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
+    let compexp = reader
+        .headers()
+        .with_context(|| format!("{}: no header", path.display()))?
+        .iter()
+        .position(|h| h == "compexp");
     let mut out = std::collections::HashMap::new();
     for (i, row) in reader.records().enumerate() {
         let row = row.with_context(|| format!("{}: line {}", path.display(), i + 2))?;
@@ -241,8 +267,11 @@ pub fn read_labels(
             .get(1)
             .and_then(|u| u.parse().ok())
             .with_context(|| format!("{}: line {}: field unit", path.display(), i + 2))?;
-        let concept = row.get(2).unwrap_or("").to_owned();
-        out.insert((row.get(0).unwrap_or("").to_owned(), unit), concept);
+        let labels = UnitLabels {
+            concept: row.get(2).unwrap_or("").to_owned(),
+            compexp: compexp.map(|c| row.get(c).unwrap_or("").to_owned()),
+        };
+        out.insert((row.get(0).unwrap_or("").to_owned(), unit), labels);
     }
     Ok(Some(out))
 }
@@ -364,6 +393,8 @@ pub fn build(
             "second_iou",
             "area",
             "place",
+            "compexp",
+            "compexp_iou",
         ])?;
         if !options.quiet {
             eprintln!("grounded: {}", job.key);

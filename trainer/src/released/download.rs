@@ -97,7 +97,7 @@ pub fn fetch(url: &str, dir: &Path, name: &str, manifest: &Manifest) -> Result<(
 }
 
 /// Fills `part` from `url`, continuing from its current length.
-fn download(url: &str, part: &Path) -> Result<()> {
+pub(crate) fn download(url: &str, part: &Path) -> Result<()> {
     let agent = agent();
     let label = part
         .file_name()
