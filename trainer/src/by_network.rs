@@ -56,9 +56,36 @@ pub struct Paired {
     pub units: usize,
 }
 
+/// What `compare-splits` compares: a per-unit figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    /// Rescaled BERTScore F1 (`per_neuron`).
+    Bertscore,
+    /// ROUGE-L F, the mean over the unit's prediction-reference pairs (`per_neuron_rouge_l`).
+    RougeL,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Bertscore => "BERTScore F1",
+            Metric::RougeL => "ROUGE-L F",
+        }
+    }
+
+    fn field(self) -> &'static str {
+        match self {
+            Metric::Bertscore => "per_neuron",
+            Metric::RougeL => "per_neuron_rouge_l",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
     pub system: String,
+    pub metric: Metric,
     /// Column names, in the order first given.
     pub splits: Vec<String>,
     /// network -> split -> cell.
@@ -92,8 +119,13 @@ fn trial_dirs(run: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// network -> the per-unit scores of `system` of each trial that tested it.
-fn scores_by_network(run: &Path, system: &str) -> Result<BTreeMap<String, Vec<TrialScores>>> {
+/// network -> the per-unit scores of `system` of each trial that tested it (units without a
+/// score of `metric` left out).
+fn scores_by_network(
+    run: &Path,
+    system: &str,
+    metric: Metric,
+) -> Result<BTreeMap<String, Vec<TrialScores>>> {
     let mut out: BTreeMap<String, Vec<TrialScores>> = BTreeMap::new();
     let trials = trial_dirs(run)?;
     if trials.is_empty() {
@@ -106,18 +138,18 @@ fn scores_by_network(run: &Path, system: &str) -> Result<BTreeMap<String, Vec<Tr
     for trial in trials {
         let metrics_path = trial.join("metrics.json");
         let metrics = crate::scoring::read_current(&metrics_path)?;
-        let per_neuron: Vec<f64> = serde_json::from_value(
-            metrics["results"][system]["per_neuron"].clone(),
-        )
-        .ok()
-        .filter(|v: &Vec<f64>| !v.is_empty())
-        .with_context(|| {
-            format!(
-                "{}: no per-neuron BERTScore of {system} (another system name, or a run before \
-                 paired intervals?)",
-                metrics_path.display()
-            )
-        })?;
+        let per_neuron: Vec<Option<f64>> =
+            serde_json::from_value(metrics["results"][system][metric.field()].clone())
+                .ok()
+                .filter(|v: &Vec<Option<f64>>| !v.is_empty())
+                .with_context(|| {
+                    format!(
+                        "{}: no per-unit {} of {system} (another system name, or a run before \
+                 per-unit figures? `trainer rescore` adds them)",
+                        metrics_path.display(),
+                        metric.name()
+                    )
+                })?;
         let predictions = trial.join("predictions.csv");
         let units = crate::fit::read_units(&predictions)?;
         if units.len() != per_neuron.len() {
@@ -130,6 +162,9 @@ fn scores_by_network(run: &Path, system: &str) -> Result<BTreeMap<String, Vec<Tr
         }
         let mut grouped: BTreeMap<String, TrialScores> = BTreeMap::new();
         for (unit, score) in units.into_iter().zip(per_neuron) {
+            let Some(score) = score else {
+                continue;
+            };
             grouped
                 .entry(unit.key.to_string())
                 .or_default()
@@ -158,14 +193,14 @@ fn unit_means(trials: &[TrialScores]) -> BTreeMap<&NeuronId, f64> {
 }
 
 /// `system`'s score on every test network of every run.
-pub fn compare(runs: &[NamedRun], system: &str, seed: u64) -> Result<Comparison> {
+pub fn compare(runs: &[NamedRun], system: &str, metric: Metric, seed: u64) -> Result<Comparison> {
     let mut splits: Vec<String> = Vec::new();
     let mut gathered: BTreeMap<String, BTreeMap<String, Vec<TrialScores>>> = BTreeMap::new();
     for run in runs {
         if !splits.contains(&run.name) {
             splits.push(run.name.clone());
         }
-        for (network, trials) in scores_by_network(&run.dir, system)? {
+        for (network, trials) in scores_by_network(&run.dir, system, metric)? {
             gathered
                 .entry(network)
                 .or_default()
@@ -236,6 +271,7 @@ pub fn compare(runs: &[NamedRun], system: &str, seed: u64) -> Result<Comparison>
         .collect();
     Ok(Comparison {
         system: system.to_owned(),
+        metric,
         splits,
         networks,
         paired,
@@ -245,9 +281,10 @@ pub fn compare(runs: &[NamedRun], system: &str, seed: u64) -> Result<Comparison>
 /// The comparison as a Markdown table: a row per network, a column per split.
 pub fn markdown(c: &Comparison) -> String {
     let mut s = format!(
-        "{} BERTScore F1 on each test network: mean over trials, bootstrap 95% interval over its \
+        "{} {} on each test network: mean over trials, bootstrap 95% interval over its \
          test neurons (test neurons per trial x trials).\n\n| network |",
-        c.system
+        c.system,
+        c.metric.name()
     );
     for split in &c.splits {
         s.push_str(&format!(" {split} |"));
@@ -305,7 +342,7 @@ pub fn plot(c: &Comparison, path: &Path) -> Result<()> {
         path,
         &format!("{} on each test network, by split", c.system),
         &networks,
-        "BERTScore F1 (rescaled; 95% interval)",
+        &format!("{} (95% interval)", c.metric.name()),
         &series,
     )
 }
@@ -358,7 +395,7 @@ mod tests {
                 dir: across.clone(),
             },
         ];
-        let c = compare(&runs, "milan-pmi", 0).unwrap();
+        let c = compare(&runs, "milan-pmi", Metric::Bertscore, 0).unwrap();
         assert_eq!(c.splits, ["within", "across"]);
         let b = &c.networks["b/x"]["across"];
         // Trial means 0.3 and 0.6: their mean.
@@ -400,6 +437,7 @@ mod tests {
                 dir: old,
             }],
             "milan-pmi",
+            Metric::Bertscore,
             0,
         )
         .unwrap_err()
@@ -413,16 +451,21 @@ mod tests {
             "model,layer,unit,prediction\na/x,conv1,0,red\na/x,conv1,1,red\n",
         )
         .unwrap();
-        let err = compare(&runs, "milan-pmi", 0).unwrap_err().to_string();
+        let err = compare(&runs, "milan-pmi", Metric::Bertscore, 0)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("2 rows but 1 per-neuron scores"), "{err}");
-        let err = compare(&runs[..1], "greedy", 0).unwrap_err().to_string();
-        assert!(err.contains("no per-neuron BERTScore of greedy"), "{err}");
+        let err = compare(&runs[..1], "greedy", Metric::Bertscore, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no per-unit BERTScore F1 of greedy"), "{err}");
         let err = compare(
             &[NamedRun {
                 name: "x".into(),
                 dir: tmp.path().join("nothing"),
             }],
             "milan-pmi",
+            Metric::Bertscore,
             0,
         )
         .unwrap_err();

@@ -90,6 +90,11 @@ pub struct Scores {
     /// Each test unit's (rescaled) BERTScore F1, in test order: what paired intervals resample.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_neuron: Vec<f64>,
+    /// Each test unit's ROUGE-L F (the mean over its prediction-reference pairs; none where
+    /// every pair has an empty side), in test order: what `compare-splits --metric rouge-l`
+    /// groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_neuron_rouge_l: Vec<Option<f64>>,
     #[serde(default = "Protocol::legacy")]
     pub protocol: Protocol,
 }
@@ -140,7 +145,9 @@ impl Scorer {
                 BertScoreChoice::Paper
             }
             BertScoreChoice::Auto => {
-                eprintln!("{}", not_the_paper_warning());
+                // Once per process: `simulate-active` loads a scorer every round.
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| eprintln!("{}", not_the_paper_warning()));
                 BertScoreChoice::MiniLm
             }
             other => other.clone(),
@@ -264,6 +271,15 @@ fn against(
 ) -> Result<Scores> {
     let bleu = corpus_bleu(hyps, refs, &BleuConfig::default()).score;
     let rouge = rouge::milan(hyps, refs).ok();
+    let per_neuron_rouge_l = hyps
+        .iter()
+        .zip(refs)
+        .map(|(h, r)| {
+            rouge::milan(std::slice::from_ref(h), std::slice::from_ref(r))
+                .ok()
+                .map(|s| s.rouge_l.f)
+        })
+        .collect();
     let mut bs = scorer.bert.score_with_idf(hyps, refs, idf_from)?;
     bs.rescale(scorer.baseline);
     Ok(Scores {
@@ -271,6 +287,7 @@ fn against(
         rouge,
         bertscore_f: bs.means().2,
         per_neuron: bs.f,
+        per_neuron_rouge_l,
         protocol: Protocol::AllReferences,
     })
 }
@@ -288,6 +305,7 @@ fn annotators(
         rouge: Some(RougeScores::default()),
         bertscore_f: 0.0,
         per_neuron: vec![0.0; refs.len()],
+        per_neuron_rouge_l: vec![Some(0.0); refs.len()],
         protocol: Protocol::LeaveOneAnnotatorOut,
     };
     let share = 1.0 / rounds as f64;
@@ -308,6 +326,13 @@ fn annotators(
         total.bertscore_f += s.bertscore_f * share;
         for (t, x) in total.per_neuron.iter_mut().zip(&s.per_neuron) {
             *t += x * share;
+        }
+        for (t, x) in total
+            .per_neuron_rouge_l
+            .iter_mut()
+            .zip(&s.per_neuron_rouge_l)
+        {
+            *t = t.zip(*x).map(|(t, x)| t + x * share);
         }
         total.rouge = match (total.rouge, s.rouge) {
             (Some(mut t), Some(x)) => {

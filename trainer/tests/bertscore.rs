@@ -132,6 +132,13 @@ fn the_reference_protocol_scores_systems_against_all_references_and_annotators_a
     // ROUGE: each prediction with each reference.
     let pairs = milan_metrics::rouge::milan(&cands, &refs).unwrap();
     assert_eq!(system.rouge, Some(pairs));
+    // Per unit, the mean over its three pairs: their mean is the pooled average.
+    let units: Vec<f64> = system
+        .per_neuron_rouge_l
+        .iter()
+        .map(|x| x.unwrap())
+        .collect();
+    assert!((units.iter().sum::<f64>() / 5.0 - pairs.rouge_l.f).abs() < 1e-12);
     // The annotators: each description against the other two, idf still from all three,
     // the rounds averaged.
     let annotators = &scores["annotators"];

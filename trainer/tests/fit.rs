@@ -677,6 +677,17 @@ fn test_units_are_kept_runs_rescore_and_the_report_has_the_papers_shape() {
             && stdout.contains("| resnet152/imagenet | across minus within:"),
         "{stdout}"
     );
+    // ROUGE-L too, per unit: the mean over a unit's pairs.
+    let compared = run(trainer()
+        .args(["compare-splits", "--metric", "rouge-l", "--run"])
+        .arg(format!("within={}", within.display()))
+        .arg("--run")
+        .arg(format!("across={}", across.display())));
+    let stdout = String::from_utf8_lossy(&compared.stdout);
+    assert!(
+        stdout.contains("milan-pmi ROUGE-L F on each test network"),
+        "{stdout}"
+    );
 
     // The report: the paper's shape, its figure beside ours.
     let report = tmp.path().join("report");

@@ -447,12 +447,22 @@ pub struct CompareArgs {
     /// netdissect, compexp, annotators).
     #[arg(long, default_value = "milan-pmi")]
     system: String,
+    /// The per-unit figure compared: bertscore (rescaled F1) or rouge-l (F, the mean over a
+    /// unit's prediction-reference pairs).
+    #[arg(long, value_enum, default_value = "bertscore")]
+    metric: CompareMetric,
     /// A PNG of the table (networks down, a colour per split).
     #[arg(long)]
     plot: Option<PathBuf>,
     /// Seed of the bootstrap intervals.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompareMetric {
+    Bertscore,
+    RougeL,
 }
 
 /// `trainer compare-splits`.
@@ -471,7 +481,11 @@ pub fn run_compare(args: &CompareArgs) -> Result<()> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let comparison = compare(&runs, &args.system, args.seed)?;
+    let metric = match args.metric {
+        CompareMetric::Bertscore => milan_trainer::by_network::Metric::Bertscore,
+        CompareMetric::RougeL => milan_trainer::by_network::Metric::RougeL,
+    };
+    let comparison = compare(&runs, &args.system, metric, args.seed)?;
     print!("{}", markdown(&comparison));
     if let Some(path) = &args.plot {
         plot(&comparison, path)?;

@@ -601,6 +601,7 @@ mod tests {
                 rouge: None,
                 bertscore_f: pmi,
                 per_neuron: Vec::new(),
+                per_neuron_rouge_l: Vec::new(),
                 protocol: milan_trainer::scoring::Protocol::AllReferences,
             },
         );
@@ -612,6 +613,7 @@ mod tests {
                     rouge: None,
                     bertscore_f: nn,
                     per_neuron: Vec::new(),
+                    per_neuron_rouge_l: Vec::new(),
                     protocol: milan_trainer::scoring::Protocol::AllReferences,
                 },
             );
