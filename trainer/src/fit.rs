@@ -272,11 +272,12 @@ pub struct Summary {
 }
 
 impl ExperimentSummary {
-    /// The summary of an experiment's trials: mean and std of every system every trial scored,
+    /// The summary of an experiment's trials (its name, training and test groups): mean and std
+    /// of every system every trial scored,
     /// and MILAN-PMI's paired difference with each other system (the annotators excluded: their
     /// figures are of another protocol).
     pub fn of_trials(
-        experiment: &Experiment,
+        (name, train, test): (String, Vec<String>, Vec<String>),
         test_units: String,
         trials: Vec<BTreeMap<String, Scores>>,
         seconds: f64,
@@ -325,9 +326,9 @@ impl ExperimentSummary {
             })
             .collect();
         ExperimentSummary {
-            name: experiment.name.clone(),
-            train: experiment.train.iter().map(ToString::to_string).collect(),
-            test: experiment.test.iter().map(ToString::to_string).collect(),
+            name,
+            train,
+            test,
             test_units,
             trials,
             results,
@@ -548,7 +549,11 @@ pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Sum
         }
         write_all_predictions(&dir.join("predictions.csv"), corpus, &rows_all)?;
         let entry = ExperimentSummary::of_trials(
-            experiment,
+            (
+                experiment.name.clone(),
+                experiment.train.iter().map(ToString::to_string).collect(),
+                experiment.test.iter().map(ToString::to_string).collect(),
+            ),
             test_from,
             trials,
             started.elapsed().as_secs_f64(),

@@ -281,14 +281,8 @@ pub fn rescore(options: &RescoreOptions, device: &Device) -> Result<Summary> {
         {
             c.write(&dir.join("predictions.csv"))?;
         }
-        let experiment = milan_shared::split::Experiment {
-            name: e.name.clone(),
-            train: parse_keys(&e.train)?,
-            test: parse_keys(&e.test)?,
-            evaluation: milan_shared::split::Evaluation::HeldOutNetworks,
-        };
         let entry = ExperimentSummary::of_trials(
-            &experiment,
+            (e.name.clone(), e.train.clone(), e.test.clone()),
             e.test_units.clone(),
             trials,
             e.seconds,
@@ -307,10 +301,4 @@ pub fn rescore(options: &RescoreOptions, device: &Device) -> Result<Summary> {
     keep_legacy(&summary_path)?;
     write_summary(&options.run, &summary, &[])?;
     Ok(summary)
-}
-
-fn parse_keys(keys: &[String]) -> Result<Vec<milan_shared::ModelKey>> {
-    keys.iter()
-        .map(|k| k.parse().with_context(|| format!("{k}: not a model key")))
-        .collect()
 }
