@@ -273,9 +273,8 @@ pub struct Summary {
 
 impl ExperimentSummary {
     /// The summary of an experiment's trials (its name, training and test groups): mean and std
-    /// of every system every trial scored,
-    /// and MILAN-PMI's paired difference with each other system (the annotators excluded: their
-    /// figures are of another protocol).
+    /// of every system every trial scored, and MILAN-PMI's paired difference with each other
+    /// system (the annotators excluded: their figures are of another protocol).
     pub fn of_trials(
         (name, train, test): (String, Vec<String>, Vec<String>),
         test_units: String,

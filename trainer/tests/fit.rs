@@ -58,6 +58,29 @@ fn csv_header(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A synthetic corpus of `keys` with `units` units per layer in `dir/synth`, and a small
+/// configuration (`epochs` of training, a narrow model, beam 2) in `dir/small.json`.
+fn small_corpus(dir: &Path, units: &str, keys: &str, epochs: usize) -> (PathBuf, PathBuf) {
+    let data = dir.join("synth");
+    run(trainer().args(["synth", "--out"]).arg(&data).args([
+        "--units-per-layer",
+        units,
+        "--keys",
+        keys,
+    ]));
+    let config = dir.join("small.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"hidden": 16, "lm_hidden": 16, "embedding": 8, "lm_embedding": 8,
+                "max_epochs": {epochs}, "lm_max_epochs": {epochs},
+                "decode": {{"beam": 2, "lambda": 0.2, "neurons_per_batch": 8}}}}"#
+        ),
+    )
+    .expect("config");
+    (data, config)
+}
+
 #[test]
 fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
     common::assets_present();
@@ -430,20 +453,7 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
 fn experiments_without_data_are_skipped_and_named() {
     common::assets_present();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let data = tmp.path().join("synth");
-    run(trainer().args(["synth", "--out"]).arg(&data).args([
-        "--units-per-layer",
-        "3",
-        "--keys",
-        "alexnet/imagenet",
-    ]));
-    let config = tmp.path().join("small.json");
-    std::fs::write(
-        &config,
-        r#"{"hidden": 16, "lm_hidden": 16, "embedding": 8, "lm_embedding": 8, "max_epochs": 1,
-            "lm_max_epochs": 1, "decode": {"beam": 2, "lambda": 0.2, "neurons_per_batch": 8}}"#,
-    )
-    .expect("config");
+    let (data, config) = small_corpus(tmp.path(), "3", "alexnet/imagenet", 1);
     let out = tmp.path().join("run");
     run(trainer()
         .args(["fit", "--split", "within-network", "--trials", "1"])
@@ -532,20 +542,7 @@ fn figures(summary: &serde_json::Value) -> Vec<(String, String, f64, f64, f64)> 
 fn test_units_are_kept_runs_rescore_and_the_report_has_the_papers_shape() {
     common::assets_present();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let data = tmp.path().join("synth");
-    run(trainer().args(["synth", "--out"]).arg(&data).args([
-        "--units-per-layer",
-        "4",
-        "--keys",
-        "alexnet/imagenet,resnet152/imagenet",
-    ]));
-    let config = tmp.path().join("small.json");
-    std::fs::write(
-        &config,
-        r#"{"hidden": 16, "lm_hidden": 16, "embedding": 8, "lm_embedding": 8, "max_epochs": 1,
-            "lm_max_epochs": 1, "decode": {"beam": 2, "lambda": 0.2, "neurons_per_batch": 8}}"#,
-    )
-    .expect("config");
+    let (data, config) = small_corpus(tmp.path(), "4", "alexnet/imagenet,resnet152/imagenet", 1);
     let cache = tmp.path().join("cache");
     let fit = |split: &str, out: &Path, extra: &[&str]| {
         let mut c = trainer();

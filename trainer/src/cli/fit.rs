@@ -169,21 +169,28 @@ pub fn run_fit(args: &FitArgs) -> Result<()> {
         baseline_labels,
     };
     let summary = fit(&corpus, &options, &device)?;
+    print_summary(
+        &summary,
+        &format!(
+            "in {:.1} min; summary.json and summary.md in {}",
+            started.elapsed().as_secs_f64() / 60.0,
+            args.out.display()
+        ),
+    );
+    Ok(())
+}
+
+/// A run's table on standard output (its title left out), then a line saying what was done.
+pub fn print_summary(summary: &milan_trainer::fit::Summary, done: &str) {
     print!(
         "{}",
-        milan_trainer::fit::markdown(&summary, &[])
+        milan_trainer::fit::markdown(summary, &[])
             .lines()
             .skip(2)
             .collect::<Vec<_>>()
             .join("\n")
     );
-    println!(
-        "\n\n{} experiment(s) in {:.1} min; summary.json and summary.md in {}",
-        summary.experiments.len(),
-        started.elapsed().as_secs_f64() / 60.0,
-        args.out.display()
-    );
-    Ok(())
+    println!("\n\n{} experiment(s) {done}", summary.experiments.len());
 }
 
 #[derive(Debug, Clone, clap::Args)]

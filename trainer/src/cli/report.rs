@@ -29,18 +29,12 @@ pub fn run_rescore(args: &RescoreArgs) -> Result<()> {
         baseline_labels: crate::cli::fit::baseline_labels(&args.baseline_labels)?,
     };
     let summary = milan_trainer::rescore::rescore(&options, &device)?;
-    print!(
-        "{}",
-        milan_trainer::fit::markdown(&summary, &[])
-            .lines()
-            .skip(2)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    println!(
-        "\n\n{} experiment(s) rescored; summary.json and summary.md in {}",
-        summary.experiments.len(),
-        args.run.display()
+    crate::cli::fit::print_summary(
+        &summary,
+        &format!(
+            "rescored; summary.json and summary.md in {}",
+            args.run.display()
+        ),
     );
     Ok(())
 }
