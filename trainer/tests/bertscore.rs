@@ -289,6 +289,70 @@ fn tiny_roberta(dir: &Path, skip: Option<&str>, wrong_shape: Option<&str>) {
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
 }
 
+/// A tiny RoBERTa with a byte-level BPE tokenizer, and what bert_score 0.3.13 computes with it
+/// (scripts/fixtures/make_tiny_roberta_bertscore.py): the path `--bertscore paper` runs with
+/// roberta-large, held to bert_score as MILAN's reference calls it.
+#[test]
+fn a_tiny_roberta_scores_as_bert_score_does_as_the_reference_calls_it() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-roberta");
+    let f: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let cands: Vec<String> = f["cands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    let refs: Vec<Vec<String>> = f["refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            g.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect();
+    let device = burn::tensor::Device::flex();
+    let protocol = BertScorer::load(
+        &dir,
+        &ScorerOptions {
+            num_layers: Some(2),
+            pair_batch_size: 16,
+            ..ScorerOptions::default()
+        },
+        &device,
+    )
+    .unwrap();
+    // The fast tokenizer's ids, special tokens included (no prefix space, as bert_score's fast
+    // path encodes).
+    for (i, expected) in f["tokens"].as_array().unwrap().iter().enumerate() {
+        let want: Vec<u32> = expected
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(protocol.encode(&cands[i]).unwrap(), want, "{:?}", cands[i]);
+    }
+    let mut s = protocol.score(&cands, &refs, true).unwrap();
+    s.rescale(
+        milan_trainer::bertscore::score::read_baseline(&dir.join("bertscore-baseline.csv"), 2)
+            .unwrap(),
+    );
+    let expected = &f["idf_layer2_rescaled"];
+    close(&s.p, &floats(&expected["P"]), "idf, layer 2, rescaled: P");
+    close(&s.r, &floats(&expected["R"]), "idf, layer 2, rescaled: R");
+    close(&s.f, &floats(&expected["F"]), "idf, layer 2, rescaled: F");
+    let plain = BertScorer::load(&dir, &ScorerOptions::default(), &device).unwrap();
+    assert_eq!(plain.num_layers(), 3);
+    let s = plain.score(&cands, &refs, false).unwrap();
+    let expected = &f["noidf_layer3"];
+    close(&s.f, &floats(&expected["F"]), "no idf, every layer: F");
+}
+
 #[test]
 fn a_tiny_random_roberta_loads_and_encodes() {
     let tmp = tempfile::tempdir().unwrap();
