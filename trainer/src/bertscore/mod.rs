@@ -13,3 +13,6 @@ pub mod score;
 
 pub use model::{BertConfig, BertModel};
 pub use score::{BertScorer, ScorerOptions, Scores};
+
+/// The layer bert_score uses for roberta-large (its `model2layers`), the paper's BERTScore.
+pub const ROBERTA_LARGE_LAYER: usize = 17;
