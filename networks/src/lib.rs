@@ -1,21 +1,26 @@
-//! Image encoders in burn and the readers of their published weights.
+//! The networks whose units milan-rs describes, and the readers of their published weights: the
+//! only crate that runs tract or reads PyTorch's files.
 //!
-//! - [`pickle`]: pickles decoded as data, running nothing (both PyTorch formats use it);
-//! - [`torch_legacy`]: PyTorch state dicts in the pre-1.6 (non-zip) format;
-//! - [`torch_zip`]: PyTorch's zip format (`torch.save` since 1.6), storages read on demand;
-//! - [`efficientnet`]: EfficientNet-Lite0 with its ImageNet weights;
-//! - [`imagenet`]: the ImageNet class names;
+//! - [`network`]: the [`Network`] trait (layers by name, activations of a batch);
+//! - [`efficientnet`]: EfficientNet-Lite0 in burn with its ImageNet weights;
 //! - [`resnet`]: ResNet-18 to -152 in torchvision's layout, from safetensors or torchvision's
 //!   own `.pth`;
-//! - [`weights`]: checkpoints consumed key by key, batch norms folded.
+//! - [`onnx`]: any network exported to ONNX, run on tract;
+//! - [`imagenet`]: the ImageNet class names;
+//! - [`formats`]: the weight formats — `pickle` (decoded as data, running nothing),
+//!   `torch_legacy` (pre-1.6 state dicts), `torch_zip` (`torch.save` since 1.6, storages read on
+//!   demand), `weights` (checkpoints consumed key by key, batch norms folded).
+//!
+//! It knows nothing of MILAN, its data or its commands.
 
 pub mod efficientnet;
+pub mod formats;
 pub mod imagenet;
-pub mod pickle;
+pub mod network;
+pub mod onnx;
 pub mod resnet;
-pub mod torch_legacy;
-pub mod torch_zip;
-pub mod weights;
+
+pub use network::{Activation, Network, SIZE};
 
 use anyhow::{Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};

@@ -20,7 +20,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::internal::DimLike;
 
-use crate::exemplars::{Activation, Network};
+use crate::{Activation, Network};
 
 /// How images become the network's input.
 #[derive(Debug, Clone, PartialEq)]
@@ -234,7 +234,7 @@ impl OnnxNetwork {
             path.display()
         );
         let declared = declared_size(&model);
-        let size = input.size.or(declared).unwrap_or(crate::exemplars::SIZE);
+        let size = input.size.or(declared).unwrap_or(crate::SIZE);
         ensure!(size >= 1, "--input-size must be positive");
         for (what, values) in [("mean", input.mean), ("std", input.std)] {
             ensure!(

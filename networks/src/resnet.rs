@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use super::weights::StateDict;
+use crate::formats::weights::StateDict;
 use anyhow::{Result, bail};
 use burn::tensor::module::{adaptive_avg_pool2d, conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
@@ -267,7 +267,7 @@ impl ResNet {
         let mut layers = HashMap::new();
         let mut h = burn::tensor::activation::relu(self.stem.forward(x));
         if let Some(units) = off.get(&0) {
-            h = super::zero_channels(h, units);
+            h = crate::zero_channels(h, units);
         }
         if keep.contains(&"conv1") {
             layers.insert("conv1", h.clone());
@@ -283,7 +283,7 @@ impl ResNet {
                 h = block.forward(h);
             }
             if let Some(units) = off.get(&(s + 1)) {
-                h = super::zero_channels(h, units);
+                h = crate::zero_channels(h, units);
             }
             if keep.contains(&LAYERS[s + 1]) {
                 layers.insert(LAYERS[s + 1], h.clone());

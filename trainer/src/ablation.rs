@@ -13,10 +13,10 @@ use serde::Serialize;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::analysis::{Concept, Described};
-use crate::encoders::efficientnet::{EfficientNetLite0, block_channels};
-use crate::encoders::resnet::{Depth, LAYERS, ResNet};
-use crate::exemplars::Network;
-use crate::onnx::{InputSpec, OnnxNetwork};
+use milan_networks::Network;
+use milan_networks::efficientnet::{EfficientNetLite0, block_channels};
+use milan_networks::onnx::{InputSpec, OnnxNetwork};
+use milan_networks::resnet::{Depth, LAYERS, ResNet};
 
 /// The units of `described` to switch off: all of them, or those with a description that
 /// mentions `matching`; each unit once, in file order.
@@ -145,15 +145,15 @@ impl Classifier {
     pub fn input_size(&self) -> usize {
         match self {
             Classifier::Onnx(net) => net.size(),
-            _ => crate::exemplars::SIZE,
+            _ => milan_networks::SIZE,
         }
     }
 
     /// One image (input_size x input_size) as the network's input.
     pub fn preprocess(&self, img: &image::RgbImage) -> Vec<f32> {
         match self {
-            Classifier::EfficientNet(_) => crate::encoders::efficientnet::preprocess(img),
-            Classifier::ResNet(..) => crate::encoders::resnet::preprocess(img),
+            Classifier::EfficientNet(_) => milan_networks::efficientnet::preprocess(img),
+            Classifier::ResNet(..) => milan_networks::resnet::preprocess(img),
             Classifier::Onnx(net) => net.preprocess(img),
         }
     }
@@ -226,7 +226,7 @@ impl Classifier {
 }
 
 fn tensor(input: Vec<f32>, n: usize, device: &Device) -> Tensor<4> {
-    let side = crate::exemplars::SIZE;
+    let side = milan_networks::SIZE;
     Tensor::<4>::from_data(TensorData::new(input, [n, 3, side, side]), device)
 }
 

@@ -208,7 +208,7 @@ fn fetch_into(asset: &Asset, scratch: &Path, target: &Path) -> Result<()> {
 /// SHA-256 prefix torchvision puts in its file names (`resnet101-63fe2227.pth`), then copied
 /// into `<assets>/<name>/` with its SHA-256, atomically.
 pub fn register_weights(name: &str, file: &Path) -> Result<PathBuf> {
-    let depth = crate::encoders::resnet::Depth::parse(name)
+    let depth = milan_networks::resnet::Depth::parse(name)
         .with_context(|| format!("{name}: only ResNet weights (resnet18 .. resnet152) register"))?;
     let sha = sha256_file(file)?;
     let file_name = file
@@ -229,7 +229,7 @@ pub fn register_weights(name: &str, file: &Path) -> Result<PathBuf> {
             file.display()
         );
     }
-    crate::encoders::resnet::ResNet::load(file, depth, &burn::tensor::Device::flex())
+    milan_networks::resnet::ResNet::load(file, depth, &burn::tensor::Device::flex())
         .with_context(|| format!("{}: not {name}'s weights", file.display()))?;
     let root = assets_dir();
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;

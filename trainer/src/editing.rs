@@ -23,12 +23,13 @@ use serde::Serialize;
 use crate::ablation::chosen_units;
 use crate::analysis::{Concept, Described};
 use crate::data::{Corpus, FeatureSource};
-use crate::exemplars::{self, ExemplarConfig, SIZE};
+use crate::exemplars::{self, ExemplarConfig};
 use crate::grounded::nets::{self, CONVNET_LAYERS, ConvNet, SmallNet};
 use crate::grounded::scenes::{Stamp, place_stamp};
 use crate::lettering;
 use crate::photos::{background_with_kind, below, uniform};
 use crate::train::Trained;
+use milan_networks::SIZE;
 
 /// The words a unit's description must mention to count as a text unit (the reference's
 /// "word", "text", "letter", and "writing"; plurals match).

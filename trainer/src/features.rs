@@ -29,7 +29,7 @@ use milan_shared::milannotations::{Dataset, OMITTED_FILE, npy_header_for};
 use milan_shared::progress::Progress;
 use sha2::{Digest, Sha256};
 
-use crate::encoders::efficientnet::{EfficientNetLite0, INPUT_SIZE};
+use milan_networks::efficientnet::{EfficientNetLite0, INPUT_SIZE};
 
 /// An encoder that gives masked pyramid features.
 pub trait Featurizer {
@@ -91,7 +91,7 @@ impl Featurizer for EfficientNetLite0 {
     }
 }
 
-impl Featurizer for crate::encoders::resnet::ResNet {
+impl Featurizer for milan_networks::resnet::ResNet {
     fn name(&self) -> &str {
         self.depth.name()
     }
@@ -102,7 +102,7 @@ impl Featurizer for crate::encoders::resnet::ResNet {
     }
 
     fn features(&self, images: Tensor<4>, masks: Tensor<4>) -> Tensor<2> {
-        use crate::encoders::resnet::LAYERS;
+        use milan_networks::resnet::LAYERS;
         let mut out = self.forward(images, &LAYERS);
         let parts: Vec<Tensor<2>> = LAYERS
             .iter()
@@ -112,7 +112,7 @@ impl Featurizer for crate::encoders::resnet::ResNet {
     }
 
     fn normalise(&self, chw: &[u8]) -> Vec<f32> {
-        use crate::encoders::resnet::{MEAN, STD};
+        use milan_networks::resnet::{MEAN, STD};
         let plane = chw.len() / 3;
         chw.iter()
             .enumerate()
@@ -151,9 +151,9 @@ pub fn load_featurizer(
     };
     let encoder: Box<dyn Featurizer> = match name {
         "efficientnet-lite0" => Box::new(EfficientNetLite0::load(&weights, device)?),
-        name if name.starts_with("resnet") => Box::new(crate::encoders::resnet::ResNet::load(
+        name if name.starts_with("resnet") => Box::new(milan_networks::resnet::ResNet::load(
             &weights,
-            crate::encoders::resnet::Depth::parse(name)?,
+            milan_networks::resnet::Depth::parse(name)?,
             device,
         )?),
         other => anyhow::bail!(

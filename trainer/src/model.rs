@@ -491,7 +491,7 @@ pub mod torch_layout {
     use burn::tensor::{Device, Tensor, TensorData};
 
     use super::{Captioner, CaptionerConfig, LanguageModel, LanguageModelConfig, LstmCell};
-    use crate::encoders::weights::StateDict;
+    use milan_networks::formats::weights::StateDict;
 
     fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
         Tensor::from_data(TensorData::new(values, shape), device)

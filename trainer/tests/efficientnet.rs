@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
-use milan_trainer::encoders::efficientnet::{EfficientNetLite0, INPUT_SIZE, preprocess};
+use milan_networks::efficientnet::{EfficientNetLite0, INPUT_SIZE, preprocess};
 
 fn weights() -> PathBuf {
     common::efficientnet_weights()

@@ -8,9 +8,10 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
+use milan_networks::SIZE;
+use milan_networks::efficientnet::{EfficientNetLite0, INPUT_SIZE, preprocess};
 use milan_shared::milannotations::Dataset;
-use milan_trainer::encoders::efficientnet::{EfficientNetLite0, INPUT_SIZE, preprocess};
-use milan_trainer::exemplars::{self, ExemplarConfig, SIZE, upsample_align_corners};
+use milan_trainer::exemplars::{self, ExemplarConfig, upsample_align_corners};
 
 fn weights() -> PathBuf {
     common::efficientnet_weights()

@@ -7,9 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
+use milan_networks::efficientnet::{EfficientNetLite0, INPUT_SIZE, preprocess};
 use milan_shared::ModelKey;
 use milan_shared::milannotations::{DatasetWriter, LayerShape};
-use milan_trainer::encoders::efficientnet::{EfficientNetLite0, INPUT_SIZE, preprocess};
 use milan_trainer::features::{self, EFFICIENTNET_STAGES, Featurizer, LayerFeatures};
 
 fn weights() -> PathBuf {

@@ -11,10 +11,11 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
+use milan_networks::efficientnet::EfficientNetLite0;
+use milan_networks::onnx::{InputSpec, LayerKind, OnnxNetwork};
+use milan_networks::{Network, SIZE};
 use milan_shared::milannotations::Dataset;
-use milan_trainer::encoders::efficientnet::EfficientNetLite0;
-use milan_trainer::exemplars::{self, ExemplarConfig, Network, SIZE};
-use milan_trainer::onnx::{InputSpec, LayerKind, OnnxNetwork};
+use milan_trainer::exemplars::{self, ExemplarConfig};
 
 fn exports() -> PathBuf {
     common::onnx_exports()
@@ -507,7 +508,7 @@ fn units_switched_off_in_an_onnx_model_match_the_native_network() {
             .unwrap(),
         top1(&native_intact, classes)
     );
-    let width = milan_trainer::encoders::efficientnet::block_channels(5).unwrap();
+    let width = milan_networks::efficientnet::block_channels(5).unwrap();
     assert_eq!(a.units, width);
     let err = classifier
         .units(&[(layer.clone(), width as u32)])

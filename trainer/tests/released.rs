@@ -256,7 +256,7 @@ fn describe_writes_the_authors_descriptions_of_precomputed_features() {
 #[test]
 fn zip_format_state_dicts_are_read_with_their_layouts() {
     let tensors =
-        milan_trainer::encoders::torch_zip::read_state_dict(&fixture("layouts.pth")).unwrap();
+        milan_networks::formats::torch_zip::read_state_dict(&fixture("layouts.pth")).unwrap();
     let expected =
         serde_json::from_str::<Value>(&std::fs::read_to_string(fixture("layouts.json")).unwrap())
             .unwrap();

@@ -3,7 +3,7 @@
 //! logits and of conv1/layer1-4 are torchvision's, and the same input gives the same output.
 
 use burn::tensor::{Device, Tensor, TensorData};
-use milan_trainer::encoders::resnet::{Depth, LAYERS, ResNet};
+use milan_networks::resnet::{Depth, LAYERS, ResNet};
 
 mod common;
 use common::{torchvision_keys, write_random};
@@ -73,7 +73,7 @@ fn torchvisions_pth_format_loads_as_its_safetensors_twin() {
     let st = tmp.path().join("r18.safetensors");
     write_random(&st, &torchvision_keys(Depth::R18.blocks(), false), 11);
     let tensors: Vec<(String, Vec<usize>, Vec<f32>)> =
-        milan_trainer::encoders::weights::read_safetensors_floats(&st)
+        milan_networks::formats::weights::read_safetensors_floats(&st)
             .unwrap()
             .into_iter()
             .map(|(k, (v, s))| (k, s, v))

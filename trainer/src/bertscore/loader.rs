@@ -30,13 +30,13 @@ use super::model::{BertConfig, BertModel, Embeddings, EncoderLayer};
 
 /// Tensors of a checkpoint by key, as f32 with their shapes.
 struct Weights {
-    tensors: crate::encoders::weights::Tensors,
+    tensors: milan_networks::formats::weights::Tensors,
     file: String,
 }
 
 impl Weights {
     fn read(path: &Path) -> Result<Weights> {
-        let tensors = crate::encoders::weights::read_safetensors_floats(path)?
+        let tensors = milan_networks::formats::weights::read_safetensors_floats(path)?
             .into_iter()
             .map(|(name, tensor)| {
                 let key = name

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
-use milan_trainer::encoders::efficientnet::{EfficientNetLite0, INPUT_SIZE};
+use milan_networks::efficientnet::{EfficientNetLite0, INPUT_SIZE};
 use milan_trainer::exemplars::{self, ExemplarConfig};
 
 #[derive(Debug, clap::Args)]
@@ -170,8 +170,8 @@ fn bench_photos(tmp: &std::path::Path, count: usize) -> Result<std::path::PathBu
 /// thread count (ratios against batch 1 on one thread, measured in the same run), then whole
 /// exemplar runs over real photos at the fastest setting.
 fn onnx_bench(path: &std::path::Path, args: &BenchArgs) -> Result<()> {
-    use milan_trainer::exemplars::Network;
-    use milan_trainer::onnx::OnnxNetwork;
+    use milan_networks::Network;
+    use milan_networks::onnx::OnnxNetwork;
     let spec = args.input.spec()?;
     let probe = OnnxNetwork::load(path, &spec, 1)?;
     let layers = if args.layers.is_empty() {

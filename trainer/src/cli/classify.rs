@@ -6,10 +6,10 @@ use anyhow::Result;
 use burn::tensor::Device;
 use burn::tensor::activation::softmax;
 use indicatif::{ProgressBar, ProgressStyle};
+use milan_networks::efficientnet::{EfficientNetLite0, preprocess};
+use milan_networks::image_batch;
+use milan_networks::imagenet::Classes;
 use milan_trainer::assets;
-use milan_trainer::encoders::efficientnet::{EfficientNetLite0, preprocess};
-use milan_trainer::encoders::image_batch;
-use milan_trainer::encoders::imagenet::Classes;
 use serde_json::json;
 
 #[derive(Debug, clap::Args)]

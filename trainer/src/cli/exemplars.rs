@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
+use milan_networks::Network;
+use milan_networks::efficientnet::EfficientNetLite0;
+use milan_networks::onnx::{InputSpec, OnnxNetwork, shape_text};
 use milan_shared::ModelKey;
-use milan_trainer::encoders::efficientnet::EfficientNetLite0;
-use milan_trainer::exemplars::{self, ExemplarConfig, Network};
-use milan_trainer::onnx::{InputSpec, OnnxNetwork, shape_text};
+use milan_trainer::exemplars::{self, ExemplarConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct ExemplarsArgs {
@@ -118,11 +119,11 @@ pub fn open_network(
             device,
         )?),
         name if name.starts_with("resnet") => {
-            let depth = milan_trainer::encoders::resnet::Depth::parse(name)?;
+            let depth = milan_networks::resnet::Depth::parse(name)?;
             let weights = weights.with_context(|| {
                 format!("{name} needs --weights: a torchvision state dict saved as safetensors")
             })?;
-            Box::new(milan_trainer::encoders::resnet::ResNet::load(
+            Box::new(milan_networks::resnet::ResNet::load(
                 weights, depth, device,
             )?)
         }
@@ -222,10 +223,10 @@ pub struct LayersArgs {
 pub fn run_layers(args: &LayersArgs) -> Result<()> {
     if !is_onnx(&args.model) {
         let names: Vec<String> = match args.model.as_str() {
-            "efficientnet-lite0" => (0..milan_trainer::encoders::efficientnet::BLOCKS)
+            "efficientnet-lite0" => (0..milan_networks::efficientnet::BLOCKS)
                 .map(|i| format!("_blocks.{i}"))
                 .collect(),
-            m if m.starts_with("resnet") => milan_trainer::encoders::resnet::LAYERS
+            m if m.starts_with("resnet") => milan_networks::resnet::LAYERS
                 .iter()
                 .map(|l| (*l).to_owned())
                 .collect(),

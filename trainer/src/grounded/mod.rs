@@ -25,8 +25,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use milan_shared::roster::{self, Roster, RosterModel};
 use milan_shared::{ModelKey, Task};
 
-use crate::exemplars::{self, ExemplarConfig, Network, UnitHook};
+use crate::exemplars::{self, ExemplarConfig, UnitHook};
 use annotators::Habits;
+use milan_networks::Network;
 use scenes::{Concepts, SceneSet, Stamp, Truth};
 
 /// The networks `--networks` can name.
@@ -503,7 +504,7 @@ fn network(
     match arch {
         "efficientnet_lite0" => {
             let w = weights()?;
-            let net = crate::encoders::efficientnet::EfficientNetLite0::load(
+            let net = milan_networks::efficientnet::EfficientNetLite0::load(
                 &w.join("efficientnet-lite0-57934424.pth"),
                 device,
             )?;
@@ -515,7 +516,7 @@ fn network(
         }
         "random_lite0" => {
             let w = weights()?;
-            let net = crate::encoders::efficientnet::EfficientNetLite0::random(
+            let net = milan_networks::efficientnet::EfficientNetLite0::random(
                 &w.join("efficientnet-lite0-57934424.pth"),
                 options.seed,
                 device,
@@ -544,7 +545,7 @@ fn network(
                 return Ok((Box::new(net), layers, report));
             }
             let files = exemplars::list_images(&scene_dir.join("images"))?;
-            let mut images = Vec::with_capacity(files.len() * 3 * exemplars::SIZE.pow(2));
+            let mut images = Vec::with_capacity(files.len() * 3 * milan_networks::SIZE.pow(2));
             for f in &files {
                 images.extend(nets::preprocess(&exemplars::load_image(f)?));
             }

@@ -21,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde::Serialize;
 
-use crate::exemplars::{Network, SIZE};
+use milan_networks::{Network, SIZE};
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
     Conv2dConfig::new([cin, cout], [k, k])
@@ -78,7 +78,7 @@ impl ConvNet {
         off: &BTreeMap<usize, Vec<usize>>,
     ) -> (Vec<Tensor<4>>, Tensor<2>) {
         let cut = |i: usize, h: Tensor<4>| match off.get(&i) {
-            Some(units) if !units.is_empty() => crate::encoders::zero_channels(h, units),
+            Some(units) if !units.is_empty() => milan_networks::zero_channels(h, units),
             _ => h,
         };
         let a1 = cut(0, relu(self.conv1.forward(half(x))));

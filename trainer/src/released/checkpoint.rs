@@ -16,11 +16,11 @@ use std::path::Path;
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::Device;
 
-use crate::encoders::pickle::Value;
-use crate::encoders::torch_zip::TorchZip;
-use crate::encoders::weights::StateDict;
 use crate::model::{Captioner, CaptionerConfig, LanguageModel, LanguageModelConfig, torch_layout};
 use crate::vocab::{PAD, START, STOP, UNK, Vocabulary};
+use milan_networks::formats::pickle::Value;
+use milan_networks::formats::torch_zip::TorchZip;
+use milan_networks::formats::weights::StateDict;
 
 /// The decoding defaults a checkpoint carries.
 #[derive(Debug, Clone, PartialEq)]
