@@ -8,7 +8,9 @@
 //! - [`tokenize`]: word tokens for vocabularies, and back;
 //! - [`wire`]: the annotator's JSON API as types, for the server and its clients;
 //! - [`closed_pipe`]: both command lines end quietly when their reader closes the pipe;
-//! - [`progress`]: bars on a terminal, log lines without one, for both command lines.
+//! - [`progress`]: bars on a terminal, log lines without one, for both command lines;
+//! - [`atomic`]: files and folders that appear whole or not at all;
+//! - [`random`]: seeded shuffles and draws that replay on every machine and release.
 //!
 //! This crate knows nothing of web servers, databases or tensors, and builds in seconds.
 //!
@@ -20,12 +22,14 @@
 //! assert_eq!(across_arch[0].test[0].to_string(), "resnet152/imagenet");
 //! ```
 
+pub mod atomic;
 pub mod cleaning;
 pub mod closed_pipe;
 pub mod milannotations;
 pub mod model_key;
 pub mod neuron;
 pub mod progress;
+pub mod random;
 pub mod roster;
 pub mod split;
 pub mod tokenize;

@@ -10,7 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use rand_chacha::ChaCha8Rng;
-use rand_core::{Rng, SeedableRng};
+use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::model_key::{KeyError, ModelKey, Task, catalog};
@@ -326,20 +326,15 @@ pub fn hold_out_count(n: usize, fraction: f64) -> usize {
 
 /// Splits `neurons` into (kept, held out), holding out [`hold_out_count`] of them.
 ///
-/// Deterministic in `seed` and the *set* of neurons: they are sorted first, then shuffled by a
-/// ChaCha8 stream with a Fisher-Yates pass written here (not `rand`'s shuffle, whose output may
-/// change between `rand` releases; ours must stay stable so that published splits can be redone).
+/// Deterministic in `seed` and the *set* of neurons: they are sorted first, then shuffled by
+/// [`crate::random::shuffle`] over a ChaCha8 stream (stable across releases, so that published
+/// splits can be redone).
 /// Both halves come back sorted.
 pub fn hold_out(neurons: &[NeuronId], fraction: f64, seed: u64) -> (Vec<NeuronId>, Vec<NeuronId>) {
     let mut all = neurons.to_vec();
     all.sort();
     all.dedup();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    for i in (1..all.len()).rev() {
-        // Multiply-shift maps a u64 onto 0..=i; its bias (i / 2^64) is far below any effect.
-        let j = ((u128::from(rng.next_u64()) * (i as u128 + 1)) >> 64) as usize;
-        all.swap(i, j);
-    }
+    crate::random::shuffle(&mut all, &mut ChaCha8Rng::seed_from_u64(seed));
     let n_out = hold_out_count(all.len(), fraction);
     let mut held = all.split_off(all.len() - n_out);
     all.sort();

@@ -27,9 +27,10 @@ use crate::exemplars::{self, ExemplarConfig};
 use crate::grounded::nets::{self, CONVNET_LAYERS, ConvNet, SmallNet};
 use crate::grounded::scenes::{Stamp, place_stamp};
 use crate::lettering;
-use crate::photos::{background_with_kind, below, uniform};
+use crate::photos::background_with_kind;
 use crate::train::Trained;
 use milan_networks::SIZE;
+use milan_shared::random::{below_f32 as below, uniform_f32 as uniform};
 
 /// The words a unit's description must mention to count as a text unit (the reference's
 /// "word", "text", "letter", and "writing"; plurals match).
@@ -492,16 +493,6 @@ fn first(units: &[(usize, usize)], n: usize) -> BTreeMap<usize, Vec<usize>> {
     off
 }
 
-/// `units` in a random order (a uniform permutation).
-fn shuffled(units: &[(usize, usize)], rng: &mut ChaCha8Rng) -> Vec<(usize, usize)> {
-    let mut all = units.to_vec();
-    for i in 0..all.len() {
-        let j = i + below(rng, all.len() - i);
-        all.swap(i, j);
-    }
-    all
-}
-
 /// Runs the case: draws the images, trains the classifier, computes its exemplars, describes its
 /// units with `describer`, switches the text units off and measures; writes `descriptions.csv`
 /// and the report ([`write_report`]) into `options.out`.
@@ -625,7 +616,7 @@ pub fn run(
             description: d.clone(),
         });
     }
-    crate::atomic::write(&options.out.join("descriptions.csv"), &w.into_inner()?)?;
+    milan_shared::atomic::write(&options.out.join("descriptions.csv"), &w.into_inner()?)?;
     lap("describe", &mut clock);
 
     // 4. The text units, ranked by how clean validation accuracy fares with each alone off (as
@@ -703,7 +694,7 @@ pub fn run(
 
     let mut draws_rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xd4a3);
     let draws: Vec<Vec<(usize, usize)>> = (0..options.draws)
-        .map(|_| shuffled(&candidates, &mut draws_rng))
+        .map(|_| milan_shared::random::shuffled_forward(&candidates, &mut draws_rng))
         .collect();
     let points = steps(k);
     let bar = (!options.quiet).then(|| Progress::new(points.len(), "switch units off", "steps"));
@@ -779,11 +770,11 @@ pub fn run(
 /// off: text units in order, random draws as mean and range, the chosen number marked) and
 /// `edit-conditions.png` (the three test conditions at the chosen number).
 fn write_report(dir: &Path, report: &EditReport) -> Result<()> {
-    crate::atomic::write(
+    milan_shared::atomic::write(
         &dir.join("edit.json"),
         serde_json::to_string_pretty(report)?.as_bytes(),
     )?;
-    crate::atomic::write(&dir.join("edit.md"), report.markdown().as_bytes())?;
+    milan_shared::atomic::write(&dir.join("edit.md"), report.markdown().as_bytes())?;
     let pct = |x: f64| 100.0 * x;
     let draws = report.at_chosen.first().map_or(0, |c| c.random_off.len());
     let text_line = |images: &str, value: fn(&CurvePoint) -> f64| {
@@ -866,7 +857,7 @@ mod tests {
             .enumerate()
             .flat_map(|(l, &w)| (0..w).map(move |u| (l, u)))
             .collect();
-        let draw = shuffled(&candidates, &mut rng);
+        let draw = milan_shared::random::shuffled_forward(&candidates, &mut rng);
         let mut sorted = draw.clone();
         sorted.sort();
         assert_eq!(sorted, candidates, "a permutation");

@@ -293,7 +293,7 @@ pub fn compute(
         }))?,
     )?;
     std::fs::write(tmp.join(".complete"), &key)?;
-    crate::atomic::publish_dir(&tmp, &dir)?;
+    milan_shared::atomic::publish_dir(&tmp, &dir)?;
     Ok(FeatureSet {
         dir,
         layers,

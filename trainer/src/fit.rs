@@ -28,7 +28,7 @@
 //! deviations are over trials (sample std; 0 for one trial); the difference between MILAN-PMI and
 //! each other system gets a paired bootstrap 95% interval over test units ([`paired_bootstrap`]).
 
-use crate::atomic;
+use milan_shared::atomic;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 

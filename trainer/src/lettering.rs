@@ -5,7 +5,7 @@
 use image::{Rgb, RgbImage};
 use rand_chacha::ChaCha8Rng;
 
-use crate::photos::{below, uniform};
+use milan_shared::random::{below_f32 as below, uniform_f32 as uniform};
 
 /// Pixels of a glyph's side at scale 1.
 pub const GLYPH: u32 = 8;

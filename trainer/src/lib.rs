@@ -21,8 +21,7 @@
 //! - [`by_network`]: one system's score per test network across runs of different splits;
 //! - [`pmi_sweep`]: MILAN-PMI re-decoded at several weights λ from a fit run's trials;
 //! - [`history`]: per-epoch records and the best epoch;
-//! - [`atomic`]: files and folders that appear whole or not at all; [`checksum`]: SHA-256 of
-//!   files;
+//! - [`checksum`]: SHA-256 of files;
 //! - [`plot`]: learning-curve PNGs;
 //! - [`analysis`]: what descriptions name (a lexicon of feature classes), for `trainer analyze`
 //!   and `trainer audit`; [`ablation`]: units switched off, intact against ablated;
@@ -31,7 +30,6 @@
 pub mod ablation;
 pub mod analysis;
 pub mod assets;
-pub mod atomic;
 pub mod backend;
 pub mod bertscore;
 pub mod by_network;

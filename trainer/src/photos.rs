@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail, ensure};
 use image::{Rgb, RgbImage, RgbaImage};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand_chacha::ChaCha8Rng;
-use rand_core::{Rng, SeedableRng};
+use rand_core::SeedableRng;
 
 use crate::assets::{assets_dir, download_wheel, sha256_file};
 
@@ -37,13 +37,7 @@ pub fn is_fetched() -> bool {
     dir().join(COMPLETE).is_file()
 }
 
-pub(crate) fn uniform(rng: &mut ChaCha8Rng) -> f32 {
-    (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32
-}
-
-pub(crate) fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
-    ((uniform(rng) * n as f32) as usize).min(n - 1)
-}
+use milan_shared::random::{below_f32 as below, uniform_f32 as uniform};
 
 /// The kinds of background [`background_with_kind`] draws, by index.
 pub const PATTERNS: [&str; 5] = ["plain", "gradient", "stripes", "checkerboard", "noise"];

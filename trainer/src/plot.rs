@@ -146,7 +146,7 @@ pub fn rounds_curve(path: &Path, rounds: &[(f64, SystemScores)]) -> Result<()> {
             })
             .collect()
     };
-    let out = crate::atomic::Pending::new(path)?;
+    let out = milan_shared::atomic::Pending::new(path)?;
     let tmp = out.path().to_owned();
     {
         let root = BitMapBackend::new(&tmp, (1100, 450)).into_drawing_area();
@@ -186,7 +186,7 @@ pub fn learning_curve(path: &Path, history: &History) -> Result<()> {
     if !font_or_warn(path) {
         return Ok(());
     }
-    let out = crate::atomic::Pending::new(path)?;
+    let out = milan_shared::atomic::Pending::new(path)?;
     let tmp = out.path().to_owned();
     {
         let root = BitMapBackend::new(&tmp, (1500, 450)).into_drawing_area();
@@ -376,7 +376,7 @@ pub fn category_interval_plot(
         .copied()
         .collect();
     let (low, high) = padded_range(values.iter().flat_map(|v| [v.1, v.2]));
-    let out = crate::atomic::Pending::new(path)?;
+    let out = milan_shared::atomic::Pending::new(path)?;
     let tmp = out.path().to_owned();
     {
         let height = 120 + 70 * k as u32;
@@ -476,7 +476,7 @@ pub fn curves(
     }
     let x_max = xs.iter().copied().fold(1.0, f64::max);
     let (y_low, y_high) = padded_range(ys);
-    let out = crate::atomic::Pending::new(path)?;
+    let out = milan_shared::atomic::Pending::new(path)?;
     let tmp = out.path().to_owned();
     {
         let root = BitMapBackend::new(&tmp, (900, 560)).into_drawing_area();

@@ -12,7 +12,7 @@
 //! Writes `sweep.json`, `sweep.md`, `predictions.csv` (one column per λ) and `lambda.png` (each λ
 //! minus greedy, paired 95% intervals) into the output folder.
 
-use crate::atomic;
+use milan_shared::atomic;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, ensure};
 use serde::Serialize;
 
-use crate::atomic;
 use crate::fit::{SYSTEMS, Summary};
 use crate::scoring::{ANNOTATORS, Protocol};
+use milan_shared::atomic;
 
 /// MILAN-PMI's BERTScore F1 in the paper, by (split, experiment), and where it is from.
 pub const PAPER: [(&str, &str, f64); 13] = [

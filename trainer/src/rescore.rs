@@ -16,12 +16,12 @@ use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::Device;
 use milan_shared::NeuronId;
 
-use crate::atomic;
 use crate::fit::{
     BaselineLabels, ExperimentSummary, PREDICTION_COLUMNS, Summary, folder_name, trial_metrics,
     write_summary,
 };
 use crate::scoring::{BertScoreChoice, Protocol, Scorer};
+use milan_shared::atomic;
 
 /// Options of `trainer rescore`.
 #[derive(Debug, Clone)]

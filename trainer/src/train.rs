@@ -284,7 +284,7 @@ impl Trained {
 }
 
 pub(crate) fn save_module<M: Module>(module: M, path: &Path) -> Result<()> {
-    let out = crate::atomic::Pending::new(path)?;
+    let out = milan_shared::atomic::Pending::new(path)?;
     module
         .into_record()
         .save(out.path())
@@ -523,7 +523,7 @@ impl Phase<'_> {
             let seed = phase_seed(self.seed, self.name, epoch);
             train_device.seed(seed);
             let mut order: Vec<usize> = (0..items).collect();
-            shuffle(&mut order, &mut ChaCha8Rng::seed_from_u64(seed));
+            milan_shared::random::shuffle_modulo(&mut order, &mut ChaCha8Rng::seed_from_u64(seed));
             let mut total = 0.0;
             let mut seen = 0usize;
             for chunk in order.chunks(self.batch.max(1)) {
@@ -587,7 +587,7 @@ impl Phase<'_> {
             serde_json::to_vec(progress)?,
         )?;
         let path = states.join(format!("{}-{}", self.name, progress.epoch));
-        crate::atomic::publish_dir(&tmp.keep(), &path)?;
+        milan_shared::atomic::publish_dir(&tmp.keep(), &path)?;
         // Older states of this phase are no longer needed.
         for entry in std::fs::read_dir(&states)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -607,15 +607,6 @@ fn last_validation(history: &[Epoch]) -> String {
     history
         .last()
         .map_or_else(|| "-".to_owned(), |e| format!("{:.3}", e.validation))
-}
-
-/// Fisher-Yates with the given stream (rand_core only, as the rest of the workspace).
-pub(crate) fn shuffle(items: &mut [usize], rng: &mut ChaCha8Rng) {
-    use rand_core::Rng;
-    for i in (1..items.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        items.swap(i, j);
-    }
 }
 
 /// Options of one training run.
@@ -699,9 +690,9 @@ pub fn train(
     } else {
         let _ = std::fs::remove_dir_all(dir.join("state"));
     }
-    crate::atomic::write(&dir.join("config.json"), &serde_json::to_vec_pretty(&info)?)?;
+    milan_shared::atomic::write(&dir.join("config.json"), &serde_json::to_vec_pretty(&info)?)?;
     let tokens: Vec<&str> = (0..vocab.len()).map(|i| vocab.token(i)).collect();
-    crate::atomic::write(&dir.join("vocab.json"), &serde_json::to_vec(&tokens)?)?;
+    milan_shared::atomic::write(&dir.join("vocab.json"), &serde_json::to_vec(&tokens)?)?;
 
     let autodiff = device.clone().autodiff();
     let encoded: Vec<Vec<Vec<usize>>> = corpus
@@ -833,7 +824,7 @@ pub fn train(
         language_model: lm_history,
         captioner_by_loss: config.early_stopping == EarlyStopping::Loss,
     };
-    crate::atomic::write(
+    milan_shared::atomic::write(
         &dir.join("history.json"),
         &serde_json::to_vec_pretty(&history)?,
     )?;

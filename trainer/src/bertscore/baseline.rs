@@ -10,7 +10,7 @@
 //! `LAYER,P,R,F` layout; a file the user puts there (bert_score's own, for roberta-large) is
 //! used as it is.
 
-use crate::atomic;
+use milan_shared::atomic;
 use std::path::Path;
 
 use anyhow::{Context, Result};

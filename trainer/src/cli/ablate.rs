@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::Device;
+use milan_shared::atomic;
 use milan_shared::progress::Progress;
 use milan_trainer::ablation::{self, Classifier, Off, Outcome};
 use milan_trainer::analysis::{self, Concept};
-use milan_trainer::atomic;
 
 #[derive(Debug, clap::Args)]
 pub struct AblateArgs {

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use milan_shared::atomic;
 use milan_trainer::analysis::{self, Class, Lexicon, ModelProfile, Profile};
-use milan_trainer::atomic;
 use milan_trainer::plot::{self, CategorySeries, IntervalSeries};
 
 #[derive(Debug, clap::Args)]

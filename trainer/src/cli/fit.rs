@@ -1,7 +1,7 @@
 //! `trainer fit` and `trainer describe`.
 
 use crate::cli::args::{FeatureArgs, ScorerArgs, TrainingArgs};
-use milan_trainer::atomic;
+use milan_shared::atomic;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

@@ -10,7 +10,7 @@
 //! uncertainty (active) or a fresh random order (random). The workers then complete `--batch`
 //! more sets, and so on.
 
-use milan_trainer::atomic;
+use milan_shared::atomic;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;

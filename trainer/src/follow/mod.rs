@@ -25,7 +25,7 @@
 pub mod client;
 pub mod state;
 
-use crate::atomic;
+use milan_shared::atomic;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};

@@ -6,7 +6,7 @@
 //! work), so a page read twice, events repeated in the feed, or a re-read overlap after a restart
 //! change nothing.
 
-use crate::atomic;
+use milan_shared::atomic;
 use std::collections::BTreeMap;
 use std::path::Path;
 

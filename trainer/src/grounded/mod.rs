@@ -16,7 +16,7 @@ pub mod dissect;
 pub mod nets;
 pub mod scenes;
 
-use crate::atomic;
+use milan_shared::atomic;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};

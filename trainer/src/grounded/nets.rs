@@ -254,7 +254,7 @@ pub fn train(
         "convnet" => {
             let mut model = ConvNet::new(classes, &autodiff);
             for _ in 0..epochs {
-                crate::train::shuffle(&mut order, &mut rng);
+                milan_shared::random::shuffle_modulo(&mut order, &mut rng);
                 let mut total = 0.0;
                 for chunk in order.chunks(batch) {
                     let (_, logp) = model.forward(batch_of(chunk, &autodiff));
@@ -293,7 +293,7 @@ pub fn train(
         "autoencoder" => {
             let mut model = AutoEncoder::new(&autodiff);
             for _ in 0..epochs {
-                crate::train::shuffle(&mut order, &mut rng);
+                milan_shared::random::shuffle_modulo(&mut order, &mut rng);
                 let mut total = 0.0;
                 for chunk in order.chunks(batch) {
                     let (_, out, target) = model.forward(batch_of(chunk, &autodiff));

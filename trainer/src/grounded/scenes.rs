@@ -17,7 +17,8 @@ use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::lettering;
-use crate::photos::{PATTERNS, background_with_kind, below, paste_with, uniform};
+use crate::photos::{PATTERNS, background_with_kind, paste_with};
+use milan_shared::random::{below_f32 as below, uniform_f32 as uniform};
 
 /// Side of every scene (MILANNOTATIONS' exemplar size).
 pub const SIZE: u32 = 224;
@@ -324,7 +325,7 @@ pub fn write_set(
         tmp.path().join("concepts.json"),
         serde_json::to_vec_pretty(concepts)?,
     )?;
-    crate::atomic::publish_dir(&tmp.keep(), dir)?;
+    milan_shared::atomic::publish_dir(&tmp.keep(), dir)?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! one), shown with a progress bar, and checked against a SHA-256 manifest that records each
 //! file's hash once its first download has proved usable and holds every later download to it.
 
-use crate::atomic;
+use milan_shared::atomic;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
