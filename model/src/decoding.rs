@@ -64,14 +64,14 @@ impl Default for DecodeConfig {
 }
 
 /// A 2-D tensor's values, row-major.
-pub(crate) fn to_vec(t: Tensor<2>) -> Vec<f32> {
+pub fn to_vec(t: Tensor<2>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
         .expect("float data")
 }
 
-pub(crate) fn ints(values: Vec<i64>, device: &Device) -> Tensor<1, Int> {
+pub fn ints(values: Vec<i64>, device: &Device) -> Tensor<1, Int> {
     let n = values.len();
     Tensor::from_data(TensorData::new(values, [n]), device)
 }

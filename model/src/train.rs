@@ -1,9 +1,9 @@
 //! Training the captioner and the language model (milan-reference.md section 3): AdamW, early
-//! stopping with the best weights restored, atomic checkpoints that `--resume` continues from, and
-//! a learning-curve plot per run.
+//! stopping with the best weights restored, atomic checkpoints that `--resume` continues from.
 //!
 //! A run's folder holds `config.json`, `vocab.json`, `captioner.bpk` and `lm.bpk` (the best
-//! weights), `history.json`, `learning-curve.png`, and `state/<phase>-<epoch>/` (the last epoch's
+//! weights), `history.json` (which the trainer plots as `learning-curve.png`), and
+//! `state/<phase>-<epoch>/` (the last epoch's
 //! weights, optimizer state and progress; written in a temporary folder and renamed, so a killed
 //! run resumes from the last whole epoch).
 //!
@@ -26,9 +26,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::data::Corpus;
 use crate::decoding::{DecodeConfig, greedy};
 use crate::model::{Captioner, CaptionerConfig, LanguageModel, LanguageModelConfig};
+use crate::units::Units;
 use crate::vocab::{Vocabulary, pad};
 
 /// Every number of a MILAN run; the defaults are the reference's.
@@ -209,41 +209,6 @@ pub struct InitFrom {
     pub config: MilanConfig,
 }
 
-impl InitFrom {
-    /// Saves a released MILAN's models into `dir` for runs to start from; `base` gives the
-    /// training numbers, the checkpoint its models' sizes.
-    pub fn prepare(
-        pretrained: crate::released::checkpoint::Pretrained,
-        name: &str,
-        base: &MilanConfig,
-        dir: &Path,
-    ) -> Result<InitFrom> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let (c, l) = (&pretrained.captioner_config, &pretrained.lm_config);
-        let config = MilanConfig {
-            embedding: c.embedding,
-            hidden: c.hidden,
-            attention: c.attention,
-            dropout: c.dropout,
-            max_tokens: c.max_tokens,
-            lm_embedding: l.embedding,
-            lm_hidden: l.hidden,
-            lm_layers: l.layers,
-            lm_dropout: l.dropout,
-            ..base.clone()
-        };
-        save_module(pretrained.captioner, &dir.join("captioner.bpk"))?;
-        save_module(pretrained.lm, &dir.join("lm.bpk"))?;
-        Ok(InitFrom {
-            name: name.to_owned(),
-            dir: dir.to_owned(),
-            vocab: pretrained.vocab,
-            feature_dim: pretrained.feature_dim,
-            config,
-        })
-    }
-}
-
 pub use crate::history::{Epoch, History, better, rank};
 
 /// A trained model: what decoding needs.
@@ -261,13 +226,13 @@ impl Trained {
     /// greedily; `progress` is told the neurons done after each batch.
     pub fn describe(
         &self,
-        corpus: &crate::data::Corpus,
+        corpus: &dyn Units,
         decode: &crate::decoding::DecodeConfig,
         greedy: bool,
         device: &Device,
         mut progress: impl FnMut(usize),
     ) -> Vec<String> {
-        let positions: Vec<usize> = (0..corpus.neurons.len()).collect();
+        let positions: Vec<usize> = (0..corpus.count()).collect();
         let mut out = Vec::with_capacity(positions.len());
         for chunk in positions.chunks(decode.neurons_per_batch.max(1)) {
             let features = corpus.features(chunk, device);
@@ -283,7 +248,7 @@ impl Trained {
     }
 }
 
-pub(crate) fn save_module<M: Module>(module: M, path: &Path) -> Result<()> {
+pub fn save_module<M: Module>(module: M, path: &Path) -> Result<()> {
     let out = milan_shared::atomic::Pending::new(path)?;
     module
         .into_record()
@@ -292,7 +257,7 @@ pub(crate) fn save_module<M: Module>(module: M, path: &Path) -> Result<()> {
     out.commit()
 }
 
-pub(crate) fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
+pub fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
     let record = ModuleRecord::load(path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e:?}", path.display()))?;
     module
@@ -366,17 +331,17 @@ pub fn load(dir: &Path, device: &Device) -> Result<Trained> {
 }
 
 /// The (neuron, description) pairs of `positions`, three per annotated neuron.
-fn samples(corpus: &Corpus, positions: &[usize]) -> Vec<(usize, usize)> {
+fn samples(corpus: &dyn Units, positions: &[usize]) -> Vec<(usize, usize)> {
     positions
         .iter()
-        .flat_map(|&p| (0..corpus.neurons[p].tokens.len()).map(move |d| (p, d)))
+        .flat_map(|&p| (0..corpus.tokens(p).len()).map(move |d| (p, d)))
         .collect()
 }
 
 /// Greedy-decoded BLEU of the captioner on `positions` against their descriptions.
 pub fn validation_bleu(
     captioner: &Captioner,
-    corpus: &Corpus,
+    corpus: &dyn Units,
     vocab: &Vocabulary,
     positions: &[usize],
     device: &Device,
@@ -393,8 +358,8 @@ pub fn validation_bleu(
     let refs: Vec<Vec<String>> = positions
         .iter()
         .map(|&p| {
-            corpus.neurons[p]
-                .descriptions
+            corpus
+                .descriptions(p)
                 .iter()
                 .map(|d| normalize(d))
                 .collect()
@@ -625,7 +590,7 @@ pub struct RunOptions {
 /// Trains the captioner and the language model on `train` (corpus positions), early-stopping on
 /// `validation`, into `dir`; returns the best weights (on `device`, without autodiff).
 pub fn train(
-    corpus: &Corpus,
+    corpus: &dyn Units,
     train: &[usize],
     validation: &[usize],
     dir: &Path,
@@ -638,16 +603,16 @@ pub fn train(
         // The released weights index their own vocabulary; words it lacks are <unk>.
         Some(init) => {
             ensure!(
-                init.feature_dim == corpus.dims,
+                init.feature_dim == corpus.dims(),
                 "--init-from {} reads {}-wide features, but these ({}) are {}-wide: compute them \
                  with the checkpoint's encoder",
                 init.name,
                 init.feature_dim,
-                corpus.encoder,
-                corpus.dims
+                corpus.encoder(),
+                corpus.dims()
             );
             ensure!(
-                init.config.captioner(corpus.dims, 0) == config.captioner(corpus.dims, 0)
+                init.config.captioner(corpus.dims(), 0) == config.captioner(corpus.dims(), 0)
                     && init.config.language_model(0) == config.language_model(0),
                 "--init-from {}: the configuration's model sizes differ from the checkpoint's",
                 init.name
@@ -657,13 +622,13 @@ pub fn train(
         None => Vocabulary::build(
             train
                 .iter()
-                .flat_map(|&p| corpus.neurons[p].tokens.iter().map(Vec::as_slice)),
+                .flat_map(|&p| corpus.tokens(p).iter().map(Vec::as_slice)),
         ),
     };
     let info = RunInfo {
         config: config.clone(),
-        encoder: corpus.encoder.clone(),
-        feature_dim: corpus.dims,
+        encoder: corpus.encoder().to_owned(),
+        feature_dim: corpus.dims(),
         seed: options.seed,
         backend: options.backend.clone(),
         init_from: options.init.as_ref().map(|i| i.name.clone()),
@@ -695,11 +660,10 @@ pub fn train(
     milan_shared::atomic::write(&dir.join("vocab.json"), &serde_json::to_vec(&tokens)?)?;
 
     let autodiff = device.clone().autodiff();
-    let encoded: Vec<Vec<Vec<usize>>> = corpus
-        .neurons
-        .iter()
-        .map(|n| {
-            n.tokens
+    let encoded: Vec<Vec<Vec<usize>>> = (0..corpus.count())
+        .map(|p| {
+            corpus
+                .tokens(p)
                 .iter()
                 .map(|t| vocab.encode(t, config.max_tokens))
                 .collect()
@@ -707,7 +671,7 @@ pub fn train(
         .collect();
     let train_samples = samples(corpus, train);
     let validation_samples = samples(corpus, validation);
-    let captioner_config = config.captioner(corpus.dims, vocab.len());
+    let captioner_config = config.captioner(corpus.dims(), vocab.len());
     let phase = |name, batch, max_epochs, patience, by_loss, rule| Phase {
         name,
         dir,
@@ -828,7 +792,6 @@ pub fn train(
         &dir.join("history.json"),
         &serde_json::to_vec_pretty(&history)?,
     )?;
-    crate::plot::learning_curve(&dir.join("learning-curve.png"), &history)?;
     Ok(Trained {
         captioner,
         lm,

@@ -218,3 +218,29 @@ impl Corpus {
         mean
     }
 }
+
+impl milan_model::Units for Corpus {
+    fn count(&self) -> usize {
+        self.neurons.len()
+    }
+
+    fn dims(&self) -> usize {
+        self.dims
+    }
+
+    fn encoder(&self) -> &str {
+        &self.encoder
+    }
+
+    fn features(&self, positions: &[usize], device: &Device) -> Tensor<3> {
+        Corpus::features(self, positions, device)
+    }
+
+    fn descriptions(&self, position: usize) -> &[String] {
+        &self.neurons[position].descriptions
+    }
+
+    fn tokens(&self, position: usize) -> &[Vec<String>] {
+        &self.neurons[position].tokens
+    }
+}

@@ -28,7 +28,7 @@ use crate::grounded::nets::{self, CONVNET_LAYERS, ConvNet, SmallNet};
 use crate::grounded::scenes::{Stamp, place_stamp};
 use crate::lettering;
 use crate::photos::background_with_kind;
-use crate::train::Trained;
+use milan_model::train::Trained;
 use milan_networks::SIZE;
 use milan_shared::random::{below_f32 as below, uniform_f32 as uniform};
 

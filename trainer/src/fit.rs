@@ -8,7 +8,7 @@
 //!   `--resume`, as the reference keeps `<key>-splits.pth`; `--splits-from RUN` takes another
 //!   run's, so that two runs score the same units. Across networks they are every unit of the
 //!   test keys.
-//! - `<experiment>/trial-<t>/`: the trained run (see [`crate::train`]), `predictions.csv` and
+//! - `<experiment>/trial-<t>/`: the trained run (see [`milan_model::train`]), `predictions.csv` and
 //!   `metrics.json` of that trial;
 //! - `<experiment>/predictions.csv` (every trial) and `<experiment>/metrics.json` (per trial and
 //!   mean/std);
@@ -43,10 +43,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::compexp::{render_compexp, render_netdissect};
 use crate::data::Corpus;
-use crate::decoding::{greedy, milan_pmi_lambdas};
 pub use crate::scoring::Scores;
 use crate::scoring::{ANNOTATORS, BertScoreChoice, Protocol, Scorer};
-use crate::train::{EarlyStopping, REFERENCE_WITHIN_NETWORK_PATIENCE, RunOptions, Trained, train};
+use milan_model::decoding::{greedy, milan_pmi_lambdas};
+use milan_model::train::{
+    EarlyStopping, REFERENCE_WITHIN_NETWORK_PATIENCE, RunOptions, Trained, train,
+};
 
 /// Every system, in table order; `netdissect` and `compexp` only where every test unit has a
 /// label. The annotators ([`ANNOTATORS`]) are not a system: they are scored another way.
@@ -520,6 +522,7 @@ pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Sum
                 ..run_options.clone()
             };
             let trained = train(corpus, &train_pos, &val_pos, &trial_dir, &run, device)?;
+            crate::plot::learning_curve(&trial_dir.join("learning-curve.png"), &trained.history)?;
             let known: Vec<usize> = train_pos.iter().chain(&val_pos).copied().collect();
             let rows = predict(
                 corpus,

@@ -178,7 +178,7 @@ fn main() -> ExitCode {
         Command::Follow(args) => cli::follow::run_follow(&args),
         Command::SimulateActive(args) => cli::simulate::run_simulation(&args),
         Command::Config => {
-            serde_json::to_string_pretty(&milan_trainer::train::MilanConfig::default())
+            serde_json::to_string_pretty(&milan_model::train::MilanConfig::default())
                 .map(|s| println!("{s}"))
                 .map_err(Into::into)
         }

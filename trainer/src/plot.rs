@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use anyhow::Result;
 use plotters::prelude::*;
 
-use crate::history::{Epoch, History};
+use milan_model::history::{Epoch, History};
 
 const FONT_FILES: [&str; 3] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",

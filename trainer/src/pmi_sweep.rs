@@ -3,7 +3,7 @@
 //! greedy captioner can be told from the reranking's.
 //!
 //! λ only reranks the final beam, so each trial needs one beam search and one language-model pass
-//! for every λ ([`crate::decoding::milan_pmi_lambdas`]); λ = 0 is plain beam search (the
+//! for every λ ([`milan_model::decoding::milan_pmi_lambdas`]); λ = 0 is plain beam search (the
 //! `captioner-beam` system of `fit`). Every λ and the greedy captioner are scored as `fit` scores
 //! its systems (the reference's protocol, [`crate::scoring`]), on the test units the trial was
 //! evaluated on: the rows of its `predictions.csv`, checked against the count its `metrics.json`
@@ -23,12 +23,12 @@ use milan_shared::split::{Experiment, Split};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Corpus;
-use crate::decoding::{greedy, milan_pmi_lambdas};
 use crate::fit::{
     BOOTSTRAP_RESAMPLES, MeanStd, Row, Scores, folder_name, paired_bootstrap, read_units, score,
 };
 use crate::scoring::{ANNOTATORS, BertScoreChoice, Scorer};
-use crate::train::load;
+use milan_model::decoding::{greedy, milan_pmi_lambdas};
+use milan_model::train::load;
 
 /// The system every λ is compared with, besides plain beam search (λ = 0).
 const GREEDY: &str = "captioner-greedy";

@@ -5,8 +5,8 @@
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
-use milan_trainer::model::{Captioner, CaptionerConfig, LanguageModel, LanguageModelConfig};
-use milan_trainer::vocab::{Padded, pad};
+use milan_model::model::{Captioner, CaptionerConfig, LanguageModel, LanguageModelConfig};
+use milan_model::vocab::{Padded, pad};
 
 const STEPS: usize = 8;
 

@@ -2,11 +2,11 @@
 //! enumerating every possible token sequence.
 
 use burn::tensor::{Device, Distribution, Tensor};
-use milan_trainer::decoding::{
+use milan_model::decoding::{
     self, DecodeConfig, Hypothesis, beam_search, captioner_log_probs, greedy, lm_log_probs, rerank,
 };
-use milan_trainer::model::{Captioner, CaptionerConfig, LanguageModel, LanguageModelConfig};
-use milan_trainer::vocab::{PAD_ID, START_ID, STOP_ID};
+use milan_model::model::{Captioner, CaptionerConfig, LanguageModel, LanguageModelConfig};
+use milan_model::vocab::{PAD_ID, START_ID, STOP_ID};
 
 const VOCAB: usize = 7; // 4 specials + 3 words
 const MAX_TOKENS: usize = 3;

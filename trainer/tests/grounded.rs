@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use image::{Rgba, RgbaImage};
+use milan_model::train::{EarlyStopping, MilanConfig, RunOptions};
 use milan_shared::milannotations::Dataset;
 use milan_shared::roster::Roster;
 use milan_shared::split::Split;
@@ -13,7 +14,6 @@ use milan_trainer::data::{Corpus, FeatureSource};
 use milan_trainer::fit::{FitOptions, fit};
 use milan_trainer::grounded::scenes::{self, Concepts, SIZE, Stamp};
 use milan_trainer::grounded::{self, GroundedOptions, StampSource, dissect};
-use milan_trainer::train::{EarlyStopping, MilanConfig, RunOptions};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -252,7 +252,7 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
         max_epochs: 2,
         lm_max_epochs: 2,
         early_stopping: EarlyStopping::Reference,
-        decode: milan_trainer::decoding::DecodeConfig {
+        decode: milan_model::decoding::DecodeConfig {
             beam: 4,
             ..Default::default()
         },
@@ -324,20 +324,20 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
     );
 
     // The editing case at a tiny size, with this run as the describer (issue 20, item 5).
-    let describer_dir = milan_trainer::train::resolve_trial(
+    let describer_dir = milan_model::train::resolve_trial(
         &tmp.path()
             .join("run")
             .join(milan_trainer::fit::folder_name(&e.name)),
     )
     .unwrap();
-    let describer = milan_trainer::train::load(&describer_dir, &device).unwrap();
+    let describer = milan_model::train::load(&describer_dir, &device).unwrap();
     editing_case_runs_at_a_tiny_size(&describer, &lite0, tmp.path(), &device);
 }
 
 /// `trainer edit`'s pipeline on the drawn stamps: every figure it reports is recomputed or
 /// checked against what it wrote.
 fn editing_case_runs_at_a_tiny_size(
-    describer: &milan_trainer::train::Trained,
+    describer: &milan_model::train::Trained,
     lite0: &Path,
     tmp: &Path,
     device: &Device,

@@ -3,8 +3,8 @@
 //! (One test in its own process: burn's random stream is shared by the whole process.)
 
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use milan_trainer::model::CaptionerConfig;
-use milan_trainer::vocab::{START_ID, STOP_ID, pad};
+use milan_model::model::CaptionerConfig;
+use milan_model::vocab::{START_ID, STOP_ID, pad};
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()

@@ -314,10 +314,10 @@ fn fixture_corpus() -> milan_trainer::data::Corpus {
 
 /// A quiet seeded run on flex that starts from `init`.
 fn starting_from(
-    init: milan_trainer::train::InitFrom,
-    config: milan_trainer::train::MilanConfig,
-) -> milan_trainer::train::RunOptions {
-    milan_trainer::train::RunOptions {
+    init: milan_model::train::InitFrom,
+    config: milan_model::train::MilanConfig,
+) -> milan_model::train::RunOptions {
+    milan_model::train::RunOptions {
         config,
         seed: 1,
         resume: false,
@@ -329,7 +329,7 @@ fn starting_from(
 
 #[test]
 fn fine_tuning_starts_from_the_released_weights_and_vocabulary() {
-    use milan_trainer::train::{InitFrom, MilanConfig, train};
+    use milan_model::train::{MilanConfig, train};
     let device = Device::flex();
     let tmp = tempfile::tempdir().unwrap();
     let pretrained = Pretrained::load(&fixture("milan-tiny.pth"), &device).unwrap();
@@ -342,7 +342,9 @@ fn fine_tuning_starts_from_the_released_weights_and_vocabulary() {
         lm_batch: 8,
         ..MilanConfig::default()
     };
-    let init = InitFrom::prepare(pretrained, "tiny", &base, &tmp.path().join("init")).unwrap();
+    let init = pretrained
+        .into_init("tiny", &base, &tmp.path().join("init"))
+        .unwrap();
     assert_eq!(init.config.hidden, 32);
     assert_eq!(init.config.lm_hidden, 32);
     let config = init.config.clone();
@@ -372,12 +374,14 @@ fn fine_tuning_starts_from_the_released_weights_and_vocabulary() {
         );
     }
     // The run is a checkpoint like any other: describe --checkpoint loads it.
-    let loaded = milan_trainer::train::load(&tmp.path().join("run"), &device).unwrap();
+    let loaded = milan_model::train::load(&tmp.path().join("run"), &device).unwrap();
     assert_eq!(loaded.info.init_from.as_deref(), Some("tiny"));
 
     // Features of another width are refused by name.
     let pretrained = Pretrained::load(&fixture("milan-tiny.pth"), &device).unwrap();
-    let init = InitFrom::prepare(pretrained, "tiny", &base, &tmp.path().join("init2")).unwrap();
+    let init = pretrained
+        .into_init("tiny", &base, &tmp.path().join("init2"))
+        .unwrap();
     let mut narrow = fixture_corpus();
     narrow.dims = 12;
     for n in &mut narrow.neurons {

@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use burn::tensor::Device;
+use milan_model::decoding::{DecodeConfig, greedy, milan_pmi};
+use milan_model::train::{MilanConfig, RunOptions, load, train};
 use milan_shared::{ModelKey, NeuronId};
 use milan_trainer::data::{Corpus, Neuron};
-use milan_trainer::decoding::{DecodeConfig, greedy, milan_pmi};
-use milan_trainer::train::{MilanConfig, RunOptions, load, train};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -139,7 +139,7 @@ fn learns_the_toy_task_and_writes_a_loadable_checkpoint() {
         history.last().expect("epochs").train_loss < history[0].train_loss * 0.5,
         "the loss falls: {history:?}"
     );
-    let best = milan_trainer::train::History::best(history, false).expect("best");
+    let best = milan_model::train::History::best(history, false).expect("best");
     assert!(
         best.validation > 50.0,
         "validation BLEU {}",
@@ -151,7 +151,6 @@ fn learns_the_toy_task_and_writes_a_loadable_checkpoint() {
         "captioner.bpk",
         "lm.bpk",
         "history.json",
-        "learning-curve.png",
     ] {
         assert!(dir.path().join(file).is_file(), "{file} written");
     }
@@ -177,7 +176,7 @@ fn learns_the_toy_task_and_writes_a_loadable_checkpoint() {
 
 #[test]
 fn early_stopping_restores_the_best_epoch() {
-    use milan_trainer::train::EarlyStopping;
+    use milan_model::train::EarlyStopping;
     let _serial = serial();
     let corpus = toy_corpus_with(true);
     let (train_pos, val_pos) = split();
@@ -216,7 +215,7 @@ fn early_stopping_restores_the_best_epoch() {
                 .fold(f64::INFINITY, f64::min);
             assert_eq!(best.validation_loss, lowest, "the lowest validation loss");
         }
-        let bleu = milan_trainer::train::validation_bleu(
+        let bleu = milan_model::train::validation_bleu(
             &trained.captioner,
             &corpus,
             &trained.vocab,
@@ -256,7 +255,7 @@ fn a_seed_reproduces_a_run_and_resume_continues_it_exactly() {
         &device,
     )
     .expect("training");
-    let numbers = |h: &milan_trainer::train::History| -> Vec<(usize, f64, f64, f64)> {
+    let numbers = |h: &milan_model::train::History| -> Vec<(usize, f64, f64, f64)> {
         h.captioner
             .iter()
             .chain(&h.language_model)

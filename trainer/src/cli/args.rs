@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use milan_model::train::MilanConfig;
 use milan_trainer::data::FeatureSource;
 use milan_trainer::scoring::BertScoreChoice;
-use milan_trainer::train::MilanConfig;
 
 /// Feature options: the image encoder, its weights, the cache and the backend.
 #[derive(Debug, Clone, clap::Args)]

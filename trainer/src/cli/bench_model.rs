@@ -15,9 +15,9 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
-use milan_trainer::decoding::{DecodeConfig, greedy, milan_pmi};
-use milan_trainer::train::MilanConfig;
-use milan_trainer::vocab::{Padded, pad};
+use milan_model::decoding::{DecodeConfig, greedy, milan_pmi};
+use milan_model::train::MilanConfig;
+use milan_model::vocab::{Padded, pad};
 
 const FEATURES: usize = 3904;
 const K: usize = 15;

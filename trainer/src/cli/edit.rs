@@ -55,8 +55,8 @@ pub struct EditArgs {
 
 pub fn run(args: &EditArgs) -> Result<()> {
     let device = milan_trainer::backend::device(&args.features.backend)?;
-    let trial = milan_trainer::train::resolve_trial(&args.describer)?;
-    let describer = milan_trainer::train::load(&trial, &device)?;
+    let trial = milan_model::train::resolve_trial(&args.describer)?;
+    let describer = milan_model::train::load(&trial, &device)?;
     let stamps_root = milan_trainer::photos::fetch_stamps()?;
     let (names, stamps) =
         editing::classes_from(grounded::tuxpaint_stamps(&stamps_root)?, args.classes)?;

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use milan_model::decoding::DecodeConfig;
+use milan_model::train::{RunOptions, load};
 use milan_shared::split::Split;
 use milan_trainer::data::Corpus;
-use milan_trainer::decoding::DecodeConfig;
 use milan_trainer::fit::{FitOptions, fit};
-use milan_trainer::train::{InitFrom, RunOptions, load};
 
 #[derive(Debug, clap::Args)]
 pub struct FitArgs {
@@ -136,7 +136,7 @@ pub fn run_fit(args: &FitArgs) -> Result<()> {
                 );
                 source.encoder = encoder.to_owned();
             }
-            let init = InitFrom::prepare(pretrained, name, &config, &args.out.join("init-from"))?;
+            let init = pretrained.into_init(name, &config, &args.out.join("init-from"))?;
             config = init.config.clone();
             Some(init)
         }
@@ -280,7 +280,7 @@ pub fn run_describe(args: &DescribeArgs) -> Result<()> {
         .as_deref()
         .context("--checkpoint or --pretrained")?;
     let data = args.data.as_deref().context("--data")?;
-    let dir = milan_trainer::train::resolve_trial(checkpoint)?;
+    let dir = milan_model::train::resolve_trial(checkpoint)?;
     let trained = load(&dir, &device)?;
     let mut source = args.features.source_with(&trained.info.encoder);
     if source.encoder != trained.info.encoder {

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use milan_model::train::RunOptions;
 use milan_trainer::follow::{Describe, FollowOptions, Priority, follow};
-use milan_trainer::train::RunOptions;
 
 use crate::cli::args::{FeatureArgs, TrainingArgs};
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::Device;
 use milan_client::{Api, Serve};
+use milan_model::train::{MilanConfig, RunOptions};
 use milan_shared::milannotations::{Dataset, discover};
 use milan_shared::wire::{self, ModelDescription};
 use milan_shared::{ModelKey, NeuronId};
@@ -28,7 +29,6 @@ use milan_trainer::follow::{
     Describe, FollowOptions, Priority, RoundRecord, follow, is_test_neuron, unit_interval,
 };
 use milan_trainer::plot::SystemScores;
-use milan_trainer::train::{MilanConfig, RunOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 

@@ -45,8 +45,8 @@ use crate::data::{Corpus, FeatureSource};
 use crate::fit::{Scores, evaluate};
 use crate::plot::SystemScores;
 use crate::scoring::{BertScoreChoice, Scorer};
-use crate::train::{RunOptions, train};
 use client::Annotator;
+use milan_model::train::{RunOptions, train};
 use state::{FollowState, RoundPlan};
 
 /// Feed events re-read before the cursor on every poll. On PostgreSQL, event ids come from a
@@ -419,7 +419,7 @@ impl Follower {
     fn post(
         &self,
         corpus: &Corpus,
-        trained: &crate::train::Trained,
+        trained: &milan_model::train::Trained,
         annotated: &[NeuronId],
         round: usize,
         device: &Device,
@@ -449,9 +449,9 @@ impl Follower {
         let mut items = Vec::with_capacity(open.len());
         for chunk in open.chunks(64) {
             let features = corpus.features(chunk, device);
-            let greedy = crate::decoding::greedy(&trained.captioner, features.clone());
+            let greedy = milan_model::decoding::greedy(&trained.captioner, features.clone());
             let texts: Vec<Vec<usize>> = match describe {
-                Describe::Pmi => crate::decoding::milan_pmi(
+                Describe::Pmi => milan_model::decoding::milan_pmi(
                     &trained.captioner,
                     &trained.lm,
                     features.clone(),
@@ -461,8 +461,11 @@ impl Follower {
             };
             let uncertainty = match priority {
                 Priority::Uncertainty => {
-                    let lp =
-                        crate::decoding::captioner_log_probs(&trained.captioner, features, &greedy);
+                    let lp = milan_model::decoding::captioner_log_probs(
+                        &trained.captioner,
+                        features,
+                        &greedy,
+                    );
                     lp.iter()
                         .zip(&greedy)
                         .map(|(l, g)| Some(f64::from(-l) / g.len().max(1) as f64))
@@ -563,6 +566,7 @@ impl Follower {
             ..self.options.run.clone()
         };
         let trained = train(corpus, &train_pos, &val_pos, &dir, &run, device)?;
+        crate::plot::learning_curve(&dir.join("learning-curve.png"), &trained.history)?;
         let known: Vec<usize> = train_pos.iter().chain(&val_pos).copied().collect();
         let results = evaluate(
             corpus,

@@ -338,19 +338,19 @@ pub fn train(
 /// Saves a trained network's weights (burn's record format, written atomically).
 pub fn save(net: &SmallNet, path: &Path) -> Result<()> {
     match net {
-        SmallNet::ConvNet(m) => crate::train::save_module((**m).clone(), path),
-        SmallNet::AutoEncoder(m) => crate::train::save_module((**m).clone(), path),
+        SmallNet::ConvNet(m) => milan_model::train::save_module((**m).clone(), path),
+        SmallNet::AutoEncoder(m) => milan_model::train::save_module((**m).clone(), path),
     }
 }
 
 /// Loads weights [`save`] wrote.
 pub fn load(arch: &str, classes: usize, path: &Path, device: &Device) -> Result<SmallNet> {
     Ok(match arch {
-        "convnet" => SmallNet::ConvNet(Box::new(crate::train::load_module(
+        "convnet" => SmallNet::ConvNet(Box::new(milan_model::train::load_module(
             ConvNet::new(classes, device),
             path,
         )?)),
-        "autoencoder" => SmallNet::AutoEncoder(Box::new(crate::train::load_module(
+        "autoencoder" => SmallNet::AutoEncoder(Box::new(milan_model::train::load_module(
             AutoEncoder::new(device),
             path,
         )?)),

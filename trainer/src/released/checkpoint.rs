@@ -16,8 +16,11 @@ use std::path::Path;
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::Device;
 
-use crate::model::{Captioner, CaptionerConfig, LanguageModel, LanguageModelConfig, torch_layout};
-use crate::vocab::{PAD, START, STOP, UNK, Vocabulary};
+use milan_model::model::{
+    Captioner, CaptionerConfig, LanguageModel, LanguageModelConfig, torch_layout,
+};
+use milan_model::train::{InitFrom, MilanConfig};
+use milan_model::vocab::{PAD, START, STOP, UNK, Vocabulary};
 use milan_networks::formats::pickle::Value;
 use milan_networks::formats::torch_zip::TorchZip;
 use milan_networks::formats::weights::StateDict;
@@ -127,6 +130,34 @@ fn words_of(indexer: &Value, what: &str) -> Result<Vec<String>> {
 }
 
 impl Pretrained {
+    /// Saves the checkpoint's models into `dir` for runs to start from (`fit --init-from`);
+    /// `base` gives the training numbers, the checkpoint its models' sizes.
+    pub fn into_init(self, name: &str, base: &MilanConfig, dir: &Path) -> Result<InitFrom> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (c, l) = (&self.captioner_config, &self.lm_config);
+        let config = MilanConfig {
+            embedding: c.embedding,
+            hidden: c.hidden,
+            attention: c.attention,
+            dropout: c.dropout,
+            max_tokens: c.max_tokens,
+            lm_embedding: l.embedding,
+            lm_hidden: l.hidden,
+            lm_layers: l.layers,
+            lm_dropout: l.dropout,
+            ..base.clone()
+        };
+        milan_model::train::save_module(self.captioner, &dir.join("captioner.bpk"))?;
+        milan_model::train::save_module(self.lm, &dir.join("lm.bpk"))?;
+        Ok(InitFrom {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            vocab: self.vocab,
+            feature_dim: self.feature_dim,
+            config,
+        })
+    }
+
     /// Reads `path` (the authors' format) onto `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Pretrained> {
         let mut file = TorchZip::open(path)?;

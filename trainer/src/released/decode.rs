@@ -1,7 +1,7 @@
 //! Decoding exactly as the MILAN authors' `Decoder.forward` does, so that a released checkpoint
 //! describes a neuron here with the same words as in their library.
 //!
-//! Where their decoding differs from ours (`crate::decoding`), theirs is kept:
+//! Where their decoding differs from ours (`milan_model::decoding`), theirs is kept:
 //! - no token is ever masked: `<start>`, `<pad>` and `<unk>` may be chosen (the text drops them);
 //! - greedy runs all `length` steps and its score sums every step's chosen log-probability,
 //!   after the stop token too (the text ends at the first stop);
@@ -16,9 +16,9 @@
 
 use burn::tensor::{Device, Tensor};
 
-use crate::decoding::{ints, to_vec};
-use crate::model::{Captioner, LanguageModel};
-use crate::vocab::{Padded, START_ID, STOP_ID, Vocabulary};
+use milan_model::decoding::{ints, to_vec};
+use milan_model::model::{Captioner, LanguageModel};
+use milan_model::vocab::{Padded, START_ID, STOP_ID, Vocabulary};
 
 /// One decoded description: tokens in our ids (the batch's full length for beam search), the
 /// captioner's log-probability, and the score that chose it (the same, or the PMI score).
@@ -261,7 +261,7 @@ pub fn reconstruct(vocab: &Vocabulary, tokens: &[usize]) -> String {
     let words: Vec<&str> = tokens
         .iter()
         .take_while(|&&t| t != STOP_ID)
-        .filter(|&&t| t > crate::vocab::UNK_ID)
+        .filter(|&&t| t > milan_model::vocab::UNK_ID)
         .map(|&t| vocab.token(t))
         .collect();
     let mut text = words.join(" ");
