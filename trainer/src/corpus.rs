@@ -14,7 +14,7 @@ use milan_shared::cleaning::clean;
 use milan_shared::milannotations::{Dataset, discover};
 use milan_shared::tokenize::tokenize;
 
-use crate::features::{self, Featurizer, LayerFeatures};
+use crate::probing::features::{self, Featurizer, LayerFeatures};
 
 /// One neuron: its exemplars' features and (when annotated) its descriptions.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ pub struct Neuron {
     pub tokens: Vec<Vec<String>>,
     /// The unit's NetDissect and CompExp labels, where its folder has them (`labels.csv`,
     /// written by `trainer grounded`).
-    pub label: Option<crate::grounded::UnitLabels>,
+    pub label: Option<crate::corpora::grounded::UnitLabels>,
 }
 
 /// Where features come from.
@@ -118,7 +118,7 @@ impl Corpus {
             device,
         )?;
         let key = dataset.key().clone();
-        let labels = crate::grounded::read_labels(folder)?;
+        let labels = crate::corpora::grounded::read_labels(folder)?;
         let mut described: HashMap<(String, u32), &[String]> = HashMap::new();
         for a in dataset.annotated() {
             described.insert((a.layer.clone(), a.unit), &a.descriptions[..]);

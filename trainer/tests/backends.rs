@@ -99,7 +99,7 @@ fn flex_trains_the_tiny_run() {
 #[test]
 fn libtorch_gives_the_same_losses_as_flex() {
     let flex = losses(&Device::flex());
-    let tch = losses(&milan_trainer::backend::device("tch").expect("libtorch"));
+    let tch = losses(&milan_trainer::util::backend::device("tch").expect("libtorch"));
     let worst = flex
         .iter()
         .zip(&tch)
@@ -121,6 +121,6 @@ fn libtorch_gives_the_same_losses_as_flex() {
 #[test]
 fn libtorch_comparison_needs_the_tch_feature() {
     // Not a skip: this build has one backend, and says so.
-    let err = milan_trainer::backend::device("tch").expect_err("no libtorch in this build");
+    let err = milan_trainer::util::backend::device("tch").expect_err("no libtorch in this build");
     assert!(err.to_string().contains("--features tch"), "{err}");
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use milan_metrics::normalize;
-use milan_trainer::bertscore::{BertScorer, ScorerOptions, loader};
+use milan_trainer::evaluation::bertscore::{BertScorer, ScorerOptions, loader};
 use serde_json::Value;
 
 mod common;
@@ -90,7 +90,7 @@ fn five_neurons_match_bert_score() {
 
 #[test]
 fn the_reference_protocol_scores_systems_against_all_references_and_annotators_apart() {
-    use milan_trainer::scoring::{BertScoreChoice, Protocol, Scorer};
+    use milan_trainer::evaluation::scoring::{BertScoreChoice, Protocol, Scorer};
     let scorer = Scorer::load(
         &BertScoreChoice::Custom {
             dir: minilm(),
@@ -105,7 +105,7 @@ fn the_reference_protocol_scores_systems_against_all_references_and_annotators_a
     let refs: Vec<Vec<String>> = f["refs"].as_array().unwrap().iter().map(strings).collect();
     let mut hyps = std::collections::BTreeMap::new();
     hyps.insert("milan-pmi".to_owned(), cands.clone());
-    let scores = milan_trainer::scoring::score(&hyps, &refs, &scorer).unwrap();
+    let scores = milan_trainer::evaluation::scoring::score(&hyps, &refs, &scorer).unwrap();
     let system = &scores["milan-pmi"];
     assert_eq!(system.protocol, Protocol::AllReferences);
     // BLEU: sacrebleu with the three references as streams.
@@ -339,8 +339,11 @@ fn a_tiny_roberta_scores_as_bert_score_does_as_the_reference_calls_it() {
     }
     let mut s = protocol.score(&cands, &refs, true).unwrap();
     s.rescale(
-        milan_trainer::bertscore::score::read_baseline(&dir.join("bertscore-baseline.csv"), 2)
-            .unwrap(),
+        milan_trainer::evaluation::bertscore::score::read_baseline(
+            &dir.join("bertscore-baseline.csv"),
+            2,
+        )
+        .unwrap(),
     );
     let expected = &f["idf_layer2_rescaled"];
     close(&s.p, &floats(&expected["P"]), "idf, layer 2, rescaled: P");
@@ -547,9 +550,11 @@ fn roberta_large_is_fetched_from_a_hub_checked_and_resumed() {
             "{name}"
         );
     }
-    let baseline =
-        milan_trainer::bertscore::score::read_baseline(&target.join("bertscore-baseline.csv"), 17)
-            .unwrap();
+    let baseline = milan_trainer::evaluation::bertscore::score::read_baseline(
+        &target.join("bertscore-baseline.csv"),
+        17,
+    )
+    .unwrap();
     // bert_score 0.3.13's roberta-large row 17.
     assert!((baseline.2 - 0.83122575).abs() < 1e-9, "{baseline:?}");
     let record: Value =

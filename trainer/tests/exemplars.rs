@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use milan_networks::SIZE;
 use milan_networks::efficientnet::{EfficientNetLite0, INPUT_SIZE, preprocess};
 use milan_shared::milannotations::Dataset;
-use milan_trainer::exemplars::{self, ExemplarConfig, upsample_align_corners};
+use milan_trainer::probing::exemplars::{self, ExemplarConfig, upsample_align_corners};
 
 fn weights() -> PathBuf {
     common::efficientnet_weights()

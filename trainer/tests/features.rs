@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use milan_networks::efficientnet::{EfficientNetLite0, INPUT_SIZE, preprocess};
 use milan_shared::ModelKey;
 use milan_shared::milannotations::{DatasetWriter, LayerShape};
-use milan_trainer::features::{self, EFFICIENTNET_STAGES, Featurizer, LayerFeatures};
+use milan_trainer::probing::features::{self, EFFICIENTNET_STAGES, Featurizer, LayerFeatures};
 
 fn weights() -> PathBuf {
     common::efficientnet_weights()

@@ -292,7 +292,7 @@ fn follows_rounds_through_rejections_outages_and_a_kill() {
         assert!((0.0..=100.0).contains(&bleu), "{system}: {bleu}");
     }
     assert!(
-        milan_trainer::plot::font_available(),
+        milan_trainer::util::plot::font_available(),
         "the plots need a TrueType font: apt-get install fonts-dejavu-core (scripts/test does)"
     );
     assert!(out.join("history.png").is_file());

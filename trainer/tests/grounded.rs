@@ -10,10 +10,10 @@ use milan_model::train::{EarlyStopping, MilanConfig, RunOptions};
 use milan_shared::milannotations::Dataset;
 use milan_shared::roster::Roster;
 use milan_shared::split::Split;
-use milan_trainer::data::{Corpus, FeatureSource};
-use milan_trainer::fit::{FitOptions, fit};
-use milan_trainer::grounded::scenes::{self, Concepts, SIZE, Stamp};
-use milan_trainer::grounded::{self, GroundedOptions, StampSource, dissect};
+use milan_trainer::corpora::grounded::scenes::{self, Concepts, SIZE, Stamp};
+use milan_trainer::corpora::grounded::{self, GroundedOptions, StampSource, dissect};
+use milan_trainer::corpus::{Corpus, FeatureSource};
+use milan_trainer::experiments::fit::{FitOptions, fit};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -217,7 +217,8 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
         // the masks at least as well as NetDissect's single concept.
         let name = |c: usize| set.concepts.get(c).1.to_owned();
         let cells = dissect::cells(&set.concepts, &set.truths, &masks, layer.ids(0));
-        let formula = milan_trainer::compexp::explain(&cells, set.concepts.len(), &name);
+        let formula =
+            milan_trainer::corpora::grounded::compexp::explain(&cells, set.concepts.len(), &name);
         assert_eq!(
             formula
                 .as_ref()
@@ -273,7 +274,7 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
                 quiet: true,
                 init: None,
             },
-            bertscore: milan_trainer::scoring::BertScoreChoice::Custom {
+            bertscore: milan_trainer::evaluation::scoring::BertScoreChoice::Custom {
                 dir: minilm.parent().unwrap().to_owned(),
                 layers: None,
             },
@@ -300,11 +301,11 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
     }
     assert_eq!(
         e.results["annotators"].protocol,
-        milan_trainer::scoring::Protocol::LeaveOneAnnotatorOut
+        milan_trainer::evaluation::scoring::Protocol::LeaveOneAnnotatorOut
     );
     assert_eq!(
         e.results["compexp"].protocol,
-        milan_trainer::scoring::Protocol::AllReferences
+        milan_trainer::evaluation::scoring::Protocol::AllReferences
     );
     // Against every system but itself and the annotators (another protocol).
     assert_eq!(e.differences.len(), 5);
@@ -327,7 +328,7 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
     let describer_dir = milan_model::train::resolve_trial(
         &tmp.path()
             .join("run")
-            .join(milan_trainer::fit::folder_name(&e.name)),
+            .join(milan_trainer::experiments::summary::folder_name(&e.name)),
     )
     .unwrap();
     let describer = milan_model::train::load(&describer_dir, &device).unwrap();
@@ -342,8 +343,8 @@ fn editing_case_runs_at_a_tiny_size(
     tmp: &Path,
     device: &Device,
 ) {
-    use milan_trainer::analysis::{Concept, read_descriptions};
-    use milan_trainer::editing::{self, CONDITIONS, EditOptions, TEXT_WORDS};
+    use milan_trainer::applications::analysis::{Concept, read_descriptions};
+    use milan_trainer::applications::editing::{self, CONDITIONS, EditOptions, TEXT_WORDS};
     let (names, stamps) = editing::classes_from(stamp_sets(), 3).unwrap();
     assert_eq!(names, ["discs", "crosses", "bars"]);
     let out = tmp.join("edit");
@@ -460,7 +461,7 @@ fn editing_case_runs_at_a_tiny_size(
     let md = std::fs::read_to_string(out.join("edit.md")).unwrap();
     assert!(md.contains("| without the cue |"), "{md}");
     assert!(
-        milan_trainer::plot::font_available(),
+        milan_trainer::util::plot::font_available(),
         "the plots need a TrueType font: apt-get install fonts-dejavu-core (scripts/test does)"
     );
     assert!(out.join("edit.png").is_file());

@@ -15,7 +15,7 @@ use milan_networks::efficientnet::EfficientNetLite0;
 use milan_networks::onnx::{InputSpec, LayerKind, OnnxNetwork};
 use milan_networks::{Network, SIZE};
 use milan_shared::milannotations::Dataset;
-use milan_trainer::exemplars::{self, ExemplarConfig};
+use milan_trainer::probing::exemplars::{self, ExemplarConfig};
 
 fn exports() -> PathBuf {
     common::onnx_exports()
@@ -427,7 +427,7 @@ fn the_command_line_lists_layers_and_writes_exemplars_of_an_onnx_model() {
 #[test]
 fn units_switched_off_in_an_onnx_model_match_the_native_network() {
     use burn::tensor::{Tensor, TensorData};
-    use milan_trainer::ablation::{Classifier, Off, top1};
+    use milan_trainer::applications::ablation::{Classifier, Off, top1};
     use std::collections::BTreeMap;
     let device = Device::flex();
     let tmp = tempfile::tempdir().unwrap();

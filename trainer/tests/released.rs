@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use milan_trainer::released::checkpoint::Pretrained;
-use milan_trainer::released::decode;
+use milan_trainer::corpora::released::checkpoint::Pretrained;
+use milan_trainer::corpora::released::decode;
 use serde_json::Value;
 
 mod common;
@@ -282,7 +282,7 @@ fn zip_format_state_dicts_are_read_with_their_layouts() {
 }
 
 /// The fixture's features as a corpus of 7 neurons described with the checkpoint's words.
-fn fixture_corpus() -> milan_trainer::data::Corpus {
+fn fixture_corpus() -> milan_trainer::corpus::Corpus {
     use milan_shared::{ModelKey, NeuronId};
     let key: ModelKey = "resnet152/imagenet".parse().unwrap();
     let mut neurons = Vec::new();
@@ -291,7 +291,7 @@ fn fixture_corpus() -> milan_trainer::data::Corpus {
             ndarray_npy::read_npy(fixture(&format!("features/{layer}.npy"))).unwrap();
         for unit in 0..units {
             let text = ["red dogs", "blue text", "green grass and sky"][unit % 3];
-            neurons.push(milan_trainer::data::Neuron {
+            neurons.push(milan_trainer::corpus::Neuron {
                 id: NeuronId::new(key.clone(), layer, unit as u32),
                 features: a
                     .index_axis(ndarray::Axis(0), unit)
@@ -304,7 +304,7 @@ fn fixture_corpus() -> milan_trainer::data::Corpus {
             });
         }
     }
-    milan_trainer::data::Corpus {
+    milan_trainer::corpus::Corpus {
         neurons,
         k: 15,
         dims: 24,

@@ -137,8 +137,8 @@ fn a_missing_or_extra_key_is_named() {
 /// Exemplars and features work for a ResNet as for EfficientNet (random weights: shapes only).
 #[test]
 fn exemplars_and_features_work_for_a_resnet() {
-    use milan_trainer::exemplars::{self, ExemplarConfig};
-    use milan_trainer::features::{self, LayerFeatures};
+    use milan_trainer::probing::exemplars::{self, ExemplarConfig};
+    use milan_trainer::probing::features::{self, LayerFeatures};
     let device = Device::flex();
     let tmp = tempfile::tempdir().unwrap();
     let weights = tmp.path().join("r18.safetensors");
@@ -203,7 +203,7 @@ fn exemplars_and_features_work_for_a_resnet() {
 /// network sees the change, and a unit is named against its layer's width.
 #[test]
 fn ablating_a_resnet_unit_zeroes_exactly_its_channel() {
-    use milan_trainer::ablation::Classifier;
+    use milan_trainer::applications::ablation::Classifier;
     use std::collections::BTreeMap;
     let device = Device::flex();
     let tmp = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@ use burn::tensor::Device;
 use milan_model::decoding::{DecodeConfig, greedy, milan_pmi};
 use milan_model::train::{MilanConfig, RunOptions, load, train};
 use milan_shared::{ModelKey, NeuronId};
-use milan_trainer::data::{Corpus, Neuron};
+use milan_trainer::corpus::{Corpus, Neuron};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 

@@ -2,7 +2,7 @@
 //! intact and with chosen units zeroed after their layer; accuracy and each class's change are
 //! compared. Units come from the CSV `trainer describe` writes, optionally only those whose
 //! descriptions mention some words (`--matching text,letters`), matched as
-//! [`crate::analysis::Concept`] does.
+//! [`crate::applications::analysis::Concept`] does.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::analysis::{Concept, Described};
+use crate::applications::analysis::{Concept, Described};
 use milan_networks::Network;
 use milan_networks::efficientnet::{EfficientNetLite0, block_channels};
 use milan_networks::onnx::{InputSpec, OnnxNetwork};
@@ -163,9 +163,10 @@ impl Classifier {
     pub fn batch(&self, paths: &[PathBuf]) -> Result<Vec<f32>> {
         let mut input = Vec::new();
         for path in paths {
-            input.extend(
-                self.preprocess(&crate::exemplars::load_image_at(path, self.input_size())?),
-            );
+            input.extend(self.preprocess(&crate::probing::exemplars::load_image_at(
+                path,
+                self.input_size(),
+            )?));
         }
         Ok(input)
     }

@@ -20,14 +20,14 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde::Serialize;
 
-use crate::ablation::chosen_units;
-use crate::analysis::{Concept, Described};
-use crate::data::{Corpus, FeatureSource};
-use crate::exemplars::{self, ExemplarConfig};
-use crate::grounded::nets::{self, CONVNET_LAYERS, ConvNet, SmallNet};
-use crate::grounded::scenes::{Stamp, place_stamp};
-use crate::lettering;
-use crate::photos::background_with_kind;
+use crate::applications::ablation::chosen_units;
+use crate::applications::analysis::{Concept, Described};
+use crate::corpora::grounded::nets::{self, CONVNET_LAYERS, ConvNet, SmallNet};
+use crate::corpora::grounded::scenes::{Stamp, place_stamp};
+use crate::corpora::lettering;
+use crate::corpora::photos::background_with_kind;
+use crate::corpus::{Corpus, FeatureSource};
+use crate::probing::exemplars::{self, ExemplarConfig};
 use milan_model::train::Trained;
 use milan_networks::SIZE;
 use milan_shared::random::{below_f32 as below, uniform_f32 as uniform};
@@ -84,7 +84,7 @@ struct ImageSet {
 }
 
 /// The stamp categories as classes: the two grounded sets' categories interleaved back into
-/// [`crate::grounded::CATEGORIES`] order, the first `n` kept, re-indexed from 0.
+/// [`crate::corpora::grounded::CATEGORIES`] order, the first `n` kept, re-indexed from 0.
 pub fn classes_from(
     sets: [(Vec<String>, Vec<Stamp>); 2],
     n: usize,
@@ -474,7 +474,7 @@ fn accuracy(
         );
         let (_, logp) = net.forward_ablated(x, off);
         let values = logp.into_data().try_to_vec::<f32>().expect("floats");
-        let top = crate::ablation::top1(&values, classes);
+        let top = crate::applications::ablation::top1(&values, classes);
         right += top
             .iter()
             .zip(&set.labels[start..end])
@@ -778,7 +778,7 @@ fn write_report(dir: &Path, report: &EditReport) -> Result<()> {
     let pct = |x: f64| 100.0 * x;
     let draws = report.at_chosen.first().map_or(0, |c| c.random_off.len());
     let text_line = |images: &str, value: fn(&CurvePoint) -> f64| {
-        crate::plot::Curve::Line(
+        crate::util::plot::Curve::Line(
             format!("text units, in order ({images})"),
             report
                 .curve
@@ -787,7 +787,7 @@ fn write_report(dir: &Path, report: &EditReport) -> Result<()> {
                 .collect(),
         )
     };
-    crate::plot::curves(
+    crate::util::plot::curves(
         &dir.join("edit.png"),
         "Switching off the units described as text",
         "units switched off",
@@ -795,7 +795,7 @@ fn write_report(dir: &Path, report: &EditReport) -> Result<()> {
         &[
             text_line("validation", |p| p.text_validation),
             text_line("test", |p| p.text_test),
-            crate::plot::Curve::Band(
+            crate::util::plot::Curve::Band(
                 format!("random units (test): mean, min-max of {draws} draws"),
                 report
                     .curve
@@ -810,7 +810,7 @@ fn write_report(dir: &Path, report: &EditReport) -> Result<()> {
         Some((report.chosen as f64, "chosen on validation")),
     )?;
     let cell = |v: f64| Some((pct(v), pct(v), pct(v)));
-    let series: Vec<crate::plot::CategorySeries> = vec![
+    let series: Vec<crate::util::plot::CategorySeries> = vec![
         (
             "intact".to_owned(),
             report.at_chosen.iter().map(|c| cell(c.intact)).collect(),
@@ -836,7 +836,7 @@ fn write_report(dir: &Path, report: &EditReport) -> Result<()> {
         .iter()
         .map(|c| format!("test images {}", c.name))
         .collect();
-    crate::plot::category_interval_plot(
+    crate::util::plot::category_interval_plot(
         &dir.join("edit-conditions.png"),
         "The chosen text units switched off",
         &categories,

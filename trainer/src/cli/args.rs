@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use milan_model::train::MilanConfig;
-use milan_trainer::data::FeatureSource;
-use milan_trainer::scoring::BertScoreChoice;
+use milan_trainer::corpus::FeatureSource;
+use milan_trainer::evaluation::scoring::BertScoreChoice;
 
 /// Feature options: the image encoder, its weights, the cache and the backend.
 #[derive(Debug, Clone, clap::Args)]
@@ -50,7 +50,7 @@ impl FeatureArgs {
             cache: self
                 .cache
                 .clone()
-                .unwrap_or_else(milan_trainer::features::default_cache),
+                .unwrap_or_else(milan_trainer::probing::features::default_cache),
             ..FeatureSource::default()
         }
     }
@@ -109,10 +109,14 @@ impl ScorerArgs {
             });
         }
         Ok(match (self.bertscore, self.bertscore_layers) {
-            (BertScoreArg::Paper, Some(n)) if n != milan_trainer::scoring::PAPER_LAYERS => bail!(
-                "--bertscore paper is layer {}; --num-layers {n} is another setting (use                  --bertscore-model DIR --num-layers {n})",
-                milan_trainer::scoring::PAPER_LAYERS
-            ),
+            (BertScoreArg::Paper, Some(n))
+                if n != milan_trainer::evaluation::scoring::PAPER_LAYERS =>
+            {
+                bail!(
+                    "--bertscore paper is layer {}; --num-layers {n} is another setting (use                  --bertscore-model DIR --num-layers {n})",
+                    milan_trainer::evaluation::scoring::PAPER_LAYERS
+                )
+            }
             (BertScoreArg::Paper, _) => BertScoreChoice::Paper,
             (BertScoreArg::Minilm, None) => BertScoreChoice::MiniLm,
             (BertScoreArg::Auto, None) => BertScoreChoice::Auto,

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use milan_shared::atomic;
 use milan_shared::milannotations::{Dataset, discover};
 use milan_shared::tokenize::tokenize;
-use milan_trainer::analysis::{self, Concept, Described};
+use milan_trainer::applications::analysis::{self, Concept, Described};
 
 use super::preview;
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use milan_networks::efficientnet::{EfficientNetLite0, INPUT_SIZE};
-use milan_trainer::exemplars::{self, ExemplarConfig};
+use milan_trainer::probing::exemplars::{self, ExemplarConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {

@@ -144,7 +144,10 @@ pub fn run(steps: usize, python: Option<&Path>) -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut backends: Vec<(&str, Device)> = vec![("flex (CPU)", Device::flex())];
     if cfg!(feature = "tch") {
-        backends.push(("libtorch (CPU)", milan_trainer::backend::device("tch")?));
+        backends.push((
+            "libtorch (CPU)",
+            milan_trainer::util::backend::device("tch")?,
+        ));
     }
     println!(
         "MILAN at the reference dims: {FEATURES}-dim features x {K}, hidden 512, vocabulary {VOCAB}; \

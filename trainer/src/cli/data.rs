@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
-use milan_trainer::released::data::{self, Fetched};
-use milan_trainer::released::download::DEFAULT_URL_BASE;
+use milan_trainer::assets::download::DEFAULT_URL_BASE;
+use milan_trainer::corpora::released::milannotations::{self, Fetched};
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
@@ -42,10 +42,10 @@ pub struct FetchArgs {
 pub fn run(command: &DataCommand) -> Result<()> {
     match command {
         DataCommand::Fetch(args) => {
-            let keys = data::keys(&args.name)?;
+            let keys = milannotations::keys(&args.name)?;
             for key in &keys {
                 let fetched =
-                    data::fetch(key, &args.root, &args.url_base, args.imagenet.as_deref())?;
+                    milannotations::fetch(key, &args.root, &args.url_base, args.imagenet.as_deref())?;
                 let dir = args.root.join(key.arch()).join(key.dataset());
                 match fetched {
                     Fetched::New => println!("{key}: fetched into {}", dir.display()),
@@ -55,7 +55,7 @@ pub fn run(command: &DataCommand) -> Result<()> {
             // Only the keys just fetched: listing the whole root would walk every file in it.
             let mut pending = Vec::new();
             for key in &keys {
-                if data::has_pointers(&args.root.join(key.arch()).join(key.dataset()))? {
+                if milannotations::has_pointers(&args.root.join(key.arch()).join(key.dataset()))? {
                     pending.push(key.to_string());
                 }
             }
@@ -68,7 +68,7 @@ pub fn run(command: &DataCommand) -> Result<()> {
             }
         }
         DataCommand::List { root } => {
-            let present = data::list(root)?;
+            let present = milannotations::list(root)?;
             if present.is_empty() {
                 println!("no MILANNOTATIONS keys under {}", root.display());
             }

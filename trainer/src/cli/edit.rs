@@ -1,10 +1,10 @@
-//! `trainer edit`: the paper's editing case, end to end ([`milan_trainer::editing`]).
+//! `trainer edit`: the paper's editing case, end to end ([`milan_trainer::applications::editing`]).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
-use milan_trainer::editing::{self, EditOptions, TEXT_WORDS};
-use milan_trainer::grounded;
+use milan_trainer::applications::editing::{self, EditOptions, TEXT_WORDS};
+use milan_trainer::corpora::grounded;
 
 #[derive(Debug, clap::Args)]
 pub struct EditArgs {
@@ -54,10 +54,10 @@ pub struct EditArgs {
 }
 
 pub fn run(args: &EditArgs) -> Result<()> {
-    let device = milan_trainer::backend::device(&args.features.backend)?;
+    let device = milan_trainer::util::backend::device(&args.features.backend)?;
     let trial = milan_model::train::resolve_trial(&args.describer)?;
     let describer = milan_model::train::load(&trial, &device)?;
-    let stamps_root = milan_trainer::photos::fetch_stamps()?;
+    let stamps_root = milan_trainer::corpora::photos::fetch_stamps()?;
     let (names, stamps) =
         editing::classes_from(grounded::tuxpaint_stamps(&stamps_root)?, args.classes)?;
     let options = EditOptions {

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use burn::tensor::Device;
-use milan_trainer::features;
+use milan_trainer::probing::features;
 
 #[derive(Debug, clap::Args)]
 pub struct FeaturesArgs {

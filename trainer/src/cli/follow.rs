@@ -65,7 +65,7 @@ pub struct FollowArgs {
     features: FeatureArgs,
 }
 
-pub fn run_follow(args: &FollowArgs) -> Result<()> {
+pub fn run(args: &FollowArgs) -> Result<()> {
     let token = match (&args.token, &args.token_file) {
         (Some(t), _) => t.clone(),
         (None, Some(path)) => std::fs::read_to_string(path)
@@ -77,7 +77,7 @@ pub fn run_follow(args: &FollowArgs) -> Result<()> {
             .with_context(|| format!("{}: no token on its first line", path.display()))?,
         (None, None) => unreachable!("clap requires --token or --token-file"),
     };
-    let device = milan_trainer::backend::device(&args.features.backend)?;
+    let device = milan_trainer::util::backend::device(&args.features.backend)?;
     let options = FollowOptions {
         annotator: args.annotator.clone(),
         project: args.project.clone(),

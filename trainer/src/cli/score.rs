@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use milan_metrics::bleu::{BleuConfig, corpus_bleu, signature};
 use milan_metrics::normalize;
-use milan_trainer::bertscore::score::read_baseline;
-use milan_trainer::bertscore::{BertScorer, ScorerOptions};
+use milan_trainer::evaluation::bertscore::score::read_baseline;
+use milan_trainer::evaluation::bertscore::{BertScorer, ScorerOptions};
 use serde_json::json;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -28,7 +28,7 @@ use milan_metrics::normalize;
 use milan_metrics::rouge::{self, RougeScores};
 use serde::{Deserialize, Serialize};
 
-use crate::bertscore::{BertScorer, ScorerOptions};
+use crate::evaluation::bertscore::{BertScorer, ScorerOptions};
 
 /// The system whose figures are leave-one-annotator-out.
 pub const ANNOTATORS: &str = "annotators";
@@ -120,7 +120,7 @@ pub enum BertScoreChoice {
 }
 
 /// The layer bert_score uses for roberta-large (its `model2layers`).
-pub const PAPER_LAYERS: usize = crate::bertscore::ROBERTA_LARGE_LAYER;
+pub const PAPER_LAYERS: usize = crate::evaluation::bertscore::ROBERTA_LARGE_LAYER;
 
 /// The BERTScore model, its rescale baseline and what the setting is, loaded once per command.
 #[derive(Debug)]
@@ -177,12 +177,12 @@ impl Scorer {
         )?;
         let baseline = if paper {
             // bert_score's own file, never a computed one.
-            crate::bertscore::score::read_baseline(
-                &dir.join(crate::bertscore::baseline::FILE),
+            crate::evaluation::bertscore::score::read_baseline(
+                &dir.join(crate::evaluation::bertscore::baseline::FILE),
                 bert.num_layers(),
             )?
         } else {
-            crate::bertscore::baseline::ensure(&dir, &bert)?
+            crate::evaluation::bertscore::baseline::ensure(&dir, &bert)?
         };
         let name = dir.file_name().map_or_else(
             || dir.display().to_string(),

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::fit::{BOOTSTRAP_RESAMPLES, paired_bootstrap};
+use crate::evaluation::bootstrap::{BOOTSTRAP_RESAMPLES, paired_bootstrap};
 use milan_shared::NeuronId;
 
 /// One network's score in one split.
@@ -137,7 +137,7 @@ fn scores_by_network(
     }
     for trial in trials {
         let metrics_path = trial.join("metrics.json");
-        let metrics = crate::scoring::read_current(&metrics_path)?;
+        let metrics = crate::evaluation::scoring::read_current(&metrics_path)?;
         let per_neuron: Vec<Option<f64>> =
             serde_json::from_value(metrics["results"][system][metric.field()].clone())
                 .ok()
@@ -151,7 +151,7 @@ fn scores_by_network(
                     )
                 })?;
         let predictions = trial.join("predictions.csv");
-        let units = crate::fit::read_units(&predictions)?;
+        let units = crate::experiments::predictions::read_units(&predictions)?;
         if units.len() != per_neuron.len() {
             bail!(
                 "{}: {} rows but {} per-neuron scores in metrics.json",
@@ -325,7 +325,7 @@ pub fn markdown(c: &Comparison) -> String {
 /// The comparison as a PNG: networks along x, a colour per split, 95% intervals as bars.
 pub fn plot(c: &Comparison, path: &Path) -> Result<()> {
     let networks: Vec<String> = c.networks.keys().cloned().collect();
-    let series: Vec<crate::plot::CategorySeries> = c
+    let series: Vec<crate::util::plot::CategorySeries> = c
         .splits
         .iter()
         .map(|split| {
@@ -338,7 +338,7 @@ pub fn plot(c: &Comparison, path: &Path) -> Result<()> {
             )
         })
         .collect();
-    crate::plot::category_interval_plot(
+    crate::util::plot::category_interval_plot(
         path,
         &format!("{} on each test network, by split", c.system),
         &networks,

@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, ensure};
 use serde::Serialize;
 
-use crate::fit::{SYSTEMS, Summary};
-use crate::scoring::{ANNOTATORS, Protocol};
+use crate::evaluation::scoring::{ANNOTATORS, Protocol};
+use crate::experiments::summary::Summary;
+use crate::experiments::systems::SYSTEMS;
 use milan_shared::atomic;
 
 /// MILAN-PMI's BERTScore F1 in the paper, by (split, experiment), and where it is from.
@@ -159,7 +160,7 @@ pub fn rows(runs: &[PathBuf]) -> Result<Vec<Row>> {
     let mut out = Vec::new();
     for run in runs {
         let path = run.join("summary.json");
-        let value = crate::scoring::read_current(&path)?;
+        let value = crate::evaluation::scoring::read_current(&path)?;
         let summary: Summary = serde_json::from_value(value)
             .with_context(|| format!("{}: not a fit summary", path.display()))?;
         for e in &summary.experiments {
@@ -169,9 +170,10 @@ pub fn rows(runs: &[PathBuf]) -> Result<Vec<Row>> {
                 .chain([ANNOTATORS])
                 .filter(|s| !e.trials.is_empty() && e.trials.iter().all(|t| t.contains_key(*s)))
                 .map(|s| {
-                    let column = |f: &dyn Fn(&crate::scoring::Scores) -> f64| -> Vec<f64> {
-                        e.trials.iter().map(|t| f(&t[s])).collect()
-                    };
+                    let column =
+                        |f: &dyn Fn(&crate::evaluation::scoring::Scores) -> f64| -> Vec<f64> {
+                            e.trials.iter().map(|t| f(&t[s])).collect()
+                        };
                     let rouge: Option<Vec<f64>> = e.trials.iter().map(|t| t[s].rouge_l()).collect();
                     (
                         s.to_owned(),

@@ -1,5 +1,5 @@
 //! `trainer rescore RUN`: a `trainer fit` run's figures computed again from its predictions, by
-//! the current protocol ([`crate::scoring`]) and BERTScore setting, with nothing retrained.
+//! the current protocol ([`crate::evaluation::scoring`]) and BERTScore setting, with nothing retrained.
 //!
 //! Every trial's `predictions.csv` holds each system's prediction and the unit's references, so
 //! scoring needs no data: a run scored before the reference's protocol (every system against
@@ -16,11 +16,12 @@ use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::Device;
 use milan_shared::NeuronId;
 
-use crate::fit::{
-    BaselineLabels, ExperimentSummary, PREDICTION_COLUMNS, Summary, folder_name, trial_metrics,
-    write_summary,
+use crate::evaluation::labels::BaselineLabels;
+use crate::evaluation::scoring::{BertScoreChoice, Protocol, Scorer};
+use crate::experiments::predictions::PREDICTION_COLUMNS;
+use crate::experiments::summary::{
+    ExperimentSummary, Summary, folder_name, trial_metrics, write_summary,
 };
-use crate::scoring::{BertScoreChoice, Protocol, Scorer};
 use milan_shared::atomic;
 
 /// Options of `trainer rescore`.
@@ -46,7 +47,7 @@ fn read_predictions(path: &Path) -> Result<TrialPredictions> {
     for (i, row) in reader.records().enumerate() {
         rows.push(row.with_context(|| format!("{}:{}", path.display(), i + 2))?);
     }
-    let units = crate::fit::read_units(path)?;
+    let units = crate::experiments::predictions::read_units(path)?;
     Ok(TrialPredictions {
         header,
         rows,
@@ -68,7 +69,7 @@ impl TrialPredictions {
                 continue;
             };
             let values: Vec<String> = self.rows.iter().map(|r| r[c].to_owned()).collect();
-            let labelled = crate::fit::LABEL_SYSTEMS.contains(&system);
+            let labelled = crate::evaluation::labels::LABEL_SYSTEMS.contains(&system);
             if labelled && values.iter().any(String::is_empty) {
                 continue;
             }
@@ -141,7 +142,7 @@ fn keep_legacy(path: &Path) -> Result<()> {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return Ok(());
     };
-    if crate::scoring::require_current(&value, path).is_ok() {
+    if crate::evaluation::scoring::require_current(&value, path).is_ok() {
         return Ok(());
     }
     let stem = path
@@ -194,7 +195,7 @@ pub fn rescore(options: &RescoreOptions, device: &Device) -> Result<Summary> {
                     .map(|u| {
                         labels
                             .get(u)
-                            .map(|l| crate::fit::baseline_text(system, l))
+                            .map(|l| crate::evaluation::labels::baseline_text(system, l))
                             .with_context(|| {
                                 format!("--baseline-labels {system}: no label for {u}, a test unit")
                             })
@@ -205,8 +206,11 @@ pub fn rescore(options: &RescoreOptions, device: &Device) -> Result<Summary> {
             if !options.baseline_labels.is_empty() {
                 predictions.write(&predictions_path)?;
             }
-            let scores =
-                crate::scoring::score(&predictions.systems(), &predictions.references(), &scorer)?;
+            let scores = crate::evaluation::scoring::score(
+                &predictions.systems(),
+                &predictions.references(),
+                &scorer,
+            )?;
             let metrics_path = trial_dir.join("metrics.json");
             keep_legacy(&metrics_path)?;
             let before: serde_json::Value = std::fs::read(&metrics_path)

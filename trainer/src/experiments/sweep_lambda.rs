@@ -5,7 +5,7 @@
 //! λ only reranks the final beam, so each trial needs one beam search and one language-model pass
 //! for every λ ([`milan_model::decoding::milan_pmi_lambdas`]); λ = 0 is plain beam search (the
 //! `captioner-beam` system of `fit`). Every λ and the greedy captioner are scored as `fit` scores
-//! its systems (the reference's protocol, [`crate::scoring`]), on the test units the trial was
+//! its systems (the reference's protocol, [`crate::evaluation::scoring`]), on the test units the trial was
 //! evaluated on: the rows of its `predictions.csv`, checked against the count its `metrics.json`
 //! recorded.
 //!
@@ -22,11 +22,13 @@ use milan_shared::roster::Roster;
 use milan_shared::split::{Experiment, Split};
 use serde::{Deserialize, Serialize};
 
-use crate::data::Corpus;
-use crate::fit::{
-    BOOTSTRAP_RESAMPLES, MeanStd, Row, Scores, folder_name, paired_bootstrap, read_units, score,
-};
-use crate::scoring::{ANNOTATORS, BertScoreChoice, Scorer};
+use crate::corpus::Corpus;
+use crate::evaluation::bootstrap::{BOOTSTRAP_RESAMPLES, MeanStd, paired_bootstrap};
+use crate::evaluation::scoring::Scores;
+use crate::evaluation::scoring::{ANNOTATORS, BertScoreChoice, Scorer};
+use crate::experiments::predictions::{Row, read_units};
+use crate::experiments::summary::folder_name;
+use crate::experiments::systems::score;
 use milan_model::decoding::{greedy, milan_pmi_lambdas};
 use milan_model::train::load;
 
@@ -327,7 +329,7 @@ pub fn sweep(corpus: &Corpus, options: &SweepOptions, device: &Device) -> Result
         &options.out.join("predictions.csv"),
         &predictions.into_inner()?,
     )?;
-    let series: Vec<crate::plot::IntervalSeries> = out
+    let series: Vec<crate::util::plot::IntervalSeries> = out
         .experiments
         .iter()
         .map(|e| {
@@ -343,7 +345,7 @@ pub fn sweep(corpus: &Corpus, options: &SweepOptions, device: &Device) -> Result
             )
         })
         .collect();
-    crate::plot::interval_plot(
+    crate::util::plot::interval_plot(
         &options.out.join("lambda.png"),
         "Beam search + PMI reranking minus the greedy captioner (λ = 0: plain beam)",
         "λ, the weight of log p(d)",

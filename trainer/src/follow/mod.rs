@@ -41,10 +41,11 @@ use milan_shared::wire::ModelDescription;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::data::{Corpus, FeatureSource};
-use crate::fit::{Scores, evaluate};
-use crate::plot::SystemScores;
-use crate::scoring::{BertScoreChoice, Scorer};
+use crate::corpus::{Corpus, FeatureSource};
+use crate::evaluation::scoring::Scores;
+use crate::evaluation::scoring::{BertScoreChoice, Scorer};
+use crate::experiments::fit::evaluate;
+use crate::util::plot::SystemScores;
 use client::Annotator;
 use milan_model::train::{RunOptions, train};
 use state::{FollowState, RoundPlan};
@@ -566,7 +567,7 @@ impl Follower {
             ..self.options.run.clone()
         };
         let trained = train(corpus, &train_pos, &val_pos, &dir, &run, device)?;
-        crate::plot::learning_curve(&dir.join("learning-curve.png"), &trained.history)?;
+        crate::util::plot::learning_curve(&dir.join("learning-curve.png"), &trained.history)?;
         let known: Vec<usize> = train_pos.iter().chain(&val_pos).copied().collect();
         let results = evaluate(
             corpus,
@@ -611,7 +612,7 @@ impl Follower {
                 )
             })
             .collect();
-        crate::plot::rounds_curve(&self.options.out.join("history.png"), &curve)?;
+        crate::util::plot::rounds_curve(&self.options.out.join("history.png"), &curve)?;
         eprintln!(
             "round {} done in {:.0} s: {}",
             plan.index,

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
-use milan_trainer::data::Corpus;
-use milan_trainer::released::checkpoint::{Pretrained, resolve};
-use milan_trainer::released::decode::{self, Decoded};
+use milan_trainer::corpora::released::checkpoint::{Pretrained, resolve};
+use milan_trainer::corpora::released::decode::{self, Decoded};
+use milan_trainer::corpus::Corpus;
 
-use crate::cli::fit::DescribeArgs;
+use super::DescribeArgs;
 
 /// Neurons decoded together (beam x neurons rows per step; bounds memory).
 const NEURONS_PER_BATCH: usize = 16;
@@ -76,7 +76,7 @@ fn read_feature_dir(dir: &Path, feature_dim: usize) -> Result<Vec<LayerFeatures>
 }
 
 pub fn run(args: &DescribeArgs) -> Result<()> {
-    let device = milan_trainer::backend::device(&args.features.backend)?;
+    let device = milan_trainer::util::backend::device(&args.features.backend)?;
     let name = args.pretrained.as_deref().context("--pretrained")?;
     let path = resolve(name, &args.url_base)?;
     let model = Pretrained::load(&path, &device)?;
@@ -147,7 +147,7 @@ pub fn run(args: &DescribeArgs) -> Result<()> {
     }
     let units: usize = batches.iter().map(|b| b.rows.len()).sum();
 
-    let bar = crate::cli::fit::describe_bar(units);
+    let bar = super::describe_bar(units);
     let started = std::time::Instant::now();
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["layer", "unit", "description"])?;
@@ -195,8 +195,8 @@ pub fn run(args: &DescribeArgs) -> Result<()> {
         bar.inc(batch.rows.len() as u64);
     }
     bar.finish_and_clear();
-    crate::cli::fit::report_rate(units, started, strategy);
-    crate::cli::fit::write_descriptions(
+    super::report_rate(units, started, strategy);
+    super::write_descriptions(
         args.out.as_deref(),
         &w.into_inner()?,
         units,

@@ -9,15 +9,13 @@
 //! depends only on which concepts each pixel shows, so the search runs over [`Cells`]: the
 //! pixels grouped by the concepts they show, with how many of them lie in the unit's masks.
 //!
-//! The label as a table shows it: the reference (`experiments/baselines.py`) reads CompExp's
-//! formula strings and renders them as text ([`render_compexp`]); NetDissect's labels it cuts at
-//! the first `-` ([`render_netdissect`]).
+//! How the labels are rendered as text for scoring: `crate::evaluation::labels`.
 
 use std::collections::BTreeSet;
-use std::sync::LazyLock;
 
 /// Formulas kept at each length.
 pub const BEAM: usize = 5;
+
 /// Concepts in a formula at most.
 pub const MAX_LENGTH: usize = 3;
 
@@ -144,26 +142,6 @@ pub fn explain(
     beam.into_iter().next().filter(|(_, iou)| *iou > 0.0)
 }
 
-static SUFFIX: LazyLock<regex::Regex> =
-    LazyLock::new(|| regex::Regex::new(r"\W+(s|t|c)($|\W+)").expect("a valid pattern"));
-
-/// A CompExp label as the reference's baselines render it: lowercase, no parentheses, `-` and
-/// `_` as spaces, Broden's category suffixes (`-s`, `-t`, `-c`) dropped, trimmed:
-/// `(water-s OR river-s) AND NOT blue-c` -> `water or river and not blue`.
-pub fn render_compexp(label: &str) -> String {
-    let text = label
-        .to_lowercase()
-        .replace(['(', ')'], "")
-        .replace(['-', '_'], " ");
-    SUFFIX.replace_all(&text, " ").trim().to_owned()
-}
-
-/// A NetDissect label as the reference's baselines render it: the text before the first `-`
-/// (`sky-s` -> `sky`).
-pub fn render_netdissect(label: &str) -> String {
-    label.split('-').next().unwrap_or("").to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,19 +189,5 @@ mod tests {
             cells: vec![(vec![0], 0, 10)],
         };
         assert!(explain(&dead, 4, &names).is_none());
-    }
-
-    #[test]
-    fn labels_render_as_the_reference_renders_them() {
-        assert_eq!(
-            render_compexp("((water-s OR river-s) AND NOT blue-c)"),
-            "water or river and not blue"
-        );
-        assert_eq!(
-            render_compexp("(Street_Sign-o OR grass-t)"),
-            "street sign o or grass"
-        );
-        assert_eq!(render_netdissect("sky-s"), "sky");
-        assert_eq!(render_netdissect("none"), "none");
     }
 }

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::scenes::{Concepts, SIZE, Truth};
-use crate::compexp::Cells;
+use crate::corpora::grounded::compexp::Cells;
 
 /// Where the masks sit in the image, when they sit in one part of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,7 +131,7 @@ pub fn label(concepts: &Concepts, truths: &[Truth], masks: &[u8], ids: &[u64]) -
 
 /// The pixels of a unit's exemplars grouped by the two concepts each shows (its object or
 /// background pattern, and its colour), with how many lie in the unit's masks: what CompExp's
-/// formula search needs ([`crate::compexp`]).
+/// formula search needs ([`crate::corpora::grounded::compexp`]).
 pub fn cells(concepts: &Concepts, truths: &[Truth], masks: &[u8], ids: &[u64]) -> Cells {
     let mut counts: std::collections::BTreeMap<(usize, usize), (u64, u64)> = Default::default();
     for_each_pixel(concepts, truths, masks, ids, |_, place, colour, masked| {
@@ -217,7 +217,7 @@ mod tests {
         // CompExp's cells give every concept alone the IoU the label gives it.
         let cells = cells(&c, &truths, &masks, &[0, 1]);
         for concept in 0..c.len() {
-            let got = cells.iou(&crate::compexp::Formula::Leaf(concept));
+            let got = cells.iou(&crate::corpora::grounded::compexp::Formula::Leaf(concept));
             assert!((got - iou(concept)).abs() < 1e-12, "concept {concept}");
         }
     }

@@ -6,12 +6,13 @@
 //! Networks: EfficientNet-Lite0 with its ImageNet weights, the same architecture randomly
 //! initialised (a control, only ever tested on), and two small networks trained here on each set
 //! ([`nets`]: a classifier and an autoencoder, two architectures and two tasks). Each unit's
-//! exemplars come from [`crate::exemplars`] over its set's scenes; [`dissect`] labels the unit
+//! exemplars come from [`crate::probing::exemplars`] over its set's scenes; [`dissect`] labels the unit
 //! by the IoU of its masks with every concept; [`annotators`] turn labels into three
 //! descriptions by simulated workers. Everything is written as MILANNOTATIONS through `shared`,
 //! with `labels.csv` beside each folder's annotations and `roster.json` (the splits) at the root.
 
 pub mod annotators;
+pub mod compexp;
 pub mod dissect;
 pub mod nets;
 pub mod scenes;
@@ -25,7 +26,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use milan_shared::roster::{self, Roster, RosterModel};
 use milan_shared::{ModelKey, Task};
 
-use crate::exemplars::{self, ExemplarConfig, UnitHook};
+use crate::probing::exemplars::{self, ExemplarConfig, UnitHook};
 use annotators::Habits;
 use milan_networks::Network;
 use scenes::{Concepts, SceneSet, Stamp, Truth};
@@ -106,7 +107,7 @@ pub struct StampSource {
 
 /// Loads Tux Paint's stamps from the unpacked package, each scaled to at most 224 pixels.
 pub fn tuxpaint_stamps(root: &Path) -> Result<[(Vec<String>, Vec<Stamp>); 2]> {
-    let all = crate::photos::stamps(root)?;
+    let all = crate::corpora::photos::stamps(root)?;
     let mut sets: [(Vec<String>, Vec<Stamp>); 2] = Default::default();
     for (i, category) in CATEGORIES.iter().enumerate() {
         let set = &mut sets[i % 2];
@@ -196,7 +197,7 @@ impl UnitHook for Describer<'_> {
         }
         let (second, second_kind, second_iou) = name(label.ious.get(1).copied());
         let concept_name = |c: usize| concepts.get(c).1.to_owned();
-        let (compexp, compexp_iou) = match crate::compexp::explain(
+        let (compexp, compexp_iou) = match crate::corpora::grounded::compexp::explain(
             &dissect::cells(concepts, &self.scenes.truths, masks, ids),
             concepts.len(),
             &concept_name,

@@ -1,5 +1,5 @@
 //! Scenes with per-pixel ground truth: stamp photographs (or any cut-outs) pasted on drawn
-//! backgrounds, and in some scenes a made-up word written over them ([`crate::lettering`]); each
+//! backgrounds, and in some scenes a made-up word written over them ([`crate::corpora::lettering`]); each
 //! pixel labelled with the object category under it (the word's box counts as the object
 //! category [`TEXT`]), the background pattern where no object covers it, and its colour name.
 //!
@@ -16,8 +16,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::lettering;
-use crate::photos::{PATTERNS, background_with_kind, paste_with};
+use crate::corpora::lettering;
+use crate::corpora::photos::{PATTERNS, background_with_kind, paste_with};
 use milan_shared::random::{below_f32 as below, uniform_f32 as uniform};
 
 /// Side of every scene (MILANNOTATIONS' exemplar size).

@@ -309,13 +309,13 @@ pub fn resolve(name_or_path: &str, url_base: &str) -> Result<std::path::PathBuf>
         NAMES.join(", ")
     );
     let dir = crate::assets::assets_dir().join("milan");
-    let mut manifest = super::download::Manifest::load(&dir.join("milan-sha256.json"))?;
+    let mut manifest = crate::assets::download::Manifest::load(&dir.join("milan-sha256.json"))?;
     let file = format!("milan-{name}.pth");
     let url = format!("{}/models/{file}", url_base.trim_end_matches('/'));
     if !dir.join(&file).is_file() {
         eprintln!("{file}: downloading from {url}");
     }
-    let (path, sha) = super::download::fetch(&url, &dir, &file, &manifest)?;
+    let (path, sha) = crate::assets::download::fetch(&url, &dir, &file, &manifest)?;
     // Recorded once it opens as a checkpoint; a file that does not is deleted, to be fetched
     // again.
     if let Err(e) = TorchZip::open(&path) {

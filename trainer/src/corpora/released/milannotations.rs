@@ -21,7 +21,7 @@ use milan_shared::ModelKey;
 use milan_shared::milannotations::{Dataset, IMAGES_FILE, npy_header_for};
 use milan_shared::progress::Progress;
 
-use super::download::{self, Manifest};
+use crate::assets::download::{self, Manifest};
 
 /// The hidden folder of a root that holds downloads, unpacking and the manifest.
 pub const DOWNLOADS: &str = ".downloads";

@@ -1,8 +1,7 @@
 //! The MILAN authors' released material, usable as it is: their MILANNOTATIONS zips
-//! ([`data`]), their pretrained decoders ([`checkpoint`]) decoded exactly as their library
-//! decodes ([`decode`]), and the downloads both need ([`download`]).
+//! ([`milannotations`]) and their pretrained decoders ([`checkpoint`]) decoded exactly as their
+//! library decodes ([`decode`]). Downloads go through [`crate::assets::download`].
 
 pub mod checkpoint;
-pub mod data;
 pub mod decode;
-pub mod download;
+pub mod milannotations;

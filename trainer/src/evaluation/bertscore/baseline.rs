@@ -29,7 +29,7 @@ pub const PAIRS: usize = 2000;
 const SEED: u64 = 2020;
 
 const PHRASES: &str = include_str!(
-    "../../../shared/tests/fixtures/zhou2015-alexnet-units/imagenet-alexnet_unit_annotations.csv"
+    "../../../../shared/tests/fixtures/zhou2015-alexnet-units/imagenet-alexnet_unit_annotations.csv"
 );
 
 /// The distinct crowd phrases the baseline pairs, normalised as `trainer fit` normalises.

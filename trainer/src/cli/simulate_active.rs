@@ -23,12 +23,13 @@ use milan_model::train::{MilanConfig, RunOptions};
 use milan_shared::milannotations::{Dataset, discover};
 use milan_shared::wire::{self, ModelDescription};
 use milan_shared::{ModelKey, NeuronId};
-use milan_trainer::fit::{MeanStd, SystemSummary};
+use milan_trainer::evaluation::bootstrap::MeanStd;
+use milan_trainer::experiments::summary::SystemSummary;
 use milan_trainer::follow::client::Annotator;
 use milan_trainer::follow::{
     Describe, FollowOptions, Priority, RoundRecord, follow, is_test_neuron, unit_interval,
 };
-use milan_trainer::plot::SystemScores;
+use milan_trainer::util::plot::SystemScores;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -73,7 +74,7 @@ pub struct SimulateArgs {
 /// What the synthetic annotators wrote, by neuron.
 type Truth = HashMap<(String, String, u32), [String; 3]>;
 
-fn run(cmd: &mut Command) -> Result<String> {
+fn output_of(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(
@@ -176,7 +177,7 @@ fn corpus_truth(corpus: &Path) -> Result<Truth> {
     Ok(truth)
 }
 
-pub fn run_simulation(args: &SimulateArgs) -> Result<()> {
+pub fn run(args: &SimulateArgs) -> Result<()> {
     let exe = match &args.annotator_bin {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("annotator"),
@@ -186,7 +187,7 @@ pub fn run_simulation(args: &SimulateArgs) -> Result<()> {
         "{} not found: build it (cargo build -p milan-annotator) or pass --annotator-bin",
         exe.display()
     );
-    let device = milan_trainer::backend::device(&args.features.backend)?;
+    let device = milan_trainer::util::backend::device(&args.features.backend)?;
     let config = args.training.config()?;
     ensure!(!args.seed.is_empty(), "--seed names no seed");
     std::fs::create_dir_all(&args.out)?;
@@ -322,11 +323,11 @@ fn simulate(
             std::fs::remove_dir_all(&dir)?;
         }
         let data = dir.join("annotator");
-        run(Command::new(exe)
+        output_of(Command::new(exe)
             .args(["import", "--project", "p", "--data-dir"])
             .arg(&data)
             .arg(&corpus))?;
-        let requester = run(Command::new(exe)
+        let requester = output_of(Command::new(exe)
             .args(["requester-token", "--data-dir"])
             .arg(&data))?;
         let server = Serve::new(exe, &data)
@@ -447,7 +448,7 @@ fn write_files(
 ) -> Result<String> {
     atomic::write(&out.join("simulation.json"), json)?;
     atomic::write(&out.join("simulation.md"), md.as_bytes())?;
-    milan_trainer::plot::rounds_curve(&out.join("simulation.png"), curve)?;
+    milan_trainer::util::plot::rounds_curve(&out.join("simulation.png"), curve)?;
     Ok(md)
 }
 
@@ -500,9 +501,10 @@ fn summarize(seeds: &[u64], runs: &[Conditions]) -> Summary {
                         bleu: MeanStd::of(&bleu),
                         bertscore_f: MeanStd::of(&bert),
                         rouge_l: rouge.map(|r| MeanStd::of(&r)),
-                        protocol: scores
-                            .first()
-                            .map_or(milan_trainer::scoring::Protocol::legacy(), |s| s.protocol),
+                        protocol: scores.first().map_or(
+                            milan_trainer::evaluation::scoring::Protocol::legacy(),
+                            |s| s.protocol,
+                        ),
                     },
                 )
             })
@@ -590,7 +592,7 @@ fn write_summary(out: &Path, summary: &Summary) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use milan_trainer::fit::Scores;
+    use milan_trainer::evaluation::scoring::Scores;
 
     fn record(round: usize, pmi: f64, nn: Option<f64>) -> RoundRecord {
         let mut results = BTreeMap::new();
@@ -602,7 +604,7 @@ mod tests {
                 bertscore_f: pmi,
                 per_neuron: Vec::new(),
                 per_neuron_rouge_l: Vec::new(),
-                protocol: milan_trainer::scoring::Protocol::AllReferences,
+                protocol: milan_trainer::evaluation::scoring::Protocol::AllReferences,
             },
         );
         if let Some(nn) = nn {
@@ -614,7 +616,7 @@ mod tests {
                     bertscore_f: nn,
                     per_neuron: Vec::new(),
                     per_neuron_rouge_l: Vec::new(),
-                    protocol: milan_trainer::scoring::Protocol::AllReferences,
+                    protocol: milan_trainer::evaluation::scoring::Protocol::AllReferences,
                 },
             );
         }

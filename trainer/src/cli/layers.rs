@@ -1,0 +1,99 @@
+//! `trainer layers`: the modules and nodes of a network whose units can be described.
+
+use crate::cli::exemplars::{OnnxArgs, is_onnx};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use milan_networks::Network;
+use milan_networks::efficientnet::EfficientNetLite0;
+use milan_networks::onnx::{InputSpec, OnnxNetwork, shape_text};
+use milan_shared::ModelKey;
+use milan_trainer::probing::exemplars::{self, ExemplarConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct LayersArgs {
+    /// A model.onnx file (or efficientnet-lite0, resnet18..152 for their layer names).
+    #[arg(long)]
+    model: String,
+    #[command(flatten)]
+    onnx: OnnxArgs,
+    /// List every node with a float output (those that cannot be described too, with why)
+    /// instead of the modules.
+    #[arg(long)]
+    nodes: bool,
+}
+
+/// `trainer layers`: the names to pass to `--layers`, with what each outputs for one image.
+pub fn run(args: &LayersArgs) -> Result<()> {
+    if !is_onnx(&args.model) {
+        let names: Vec<String> = match args.model.as_str() {
+            "efficientnet-lite0" => (0..milan_networks::efficientnet::BLOCKS)
+                .map(|i| format!("_blocks.{i}"))
+                .collect(),
+            m if m.starts_with("resnet") => milan_networks::resnet::LAYERS
+                .iter()
+                .map(|l| (*l).to_owned())
+                .collect(),
+            other => bail!("unknown model {other:?}: give a .onnx file"),
+        };
+        for n in names {
+            println!("{n}");
+        }
+        return Ok(());
+    }
+    let net = OnnxNetwork::load(Path::new(&args.model), &args.onnx.spec()?, 1)?;
+    let s = net.size();
+    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+    use std::io::Write;
+    let modules = net.modules();
+    if !args.nodes && !modules.is_empty() {
+        writeln!(
+            w,
+            "# {}: the PyTorch modules with a describable output, for a 1x3x{s}x{s} input. Pass \
+             module paths or node names to --layers; --nodes lists every node.",
+            args.model
+        )?;
+        writeln!(
+            w,
+            "{:<32} {:<44} {:<20} kind",
+            "module", "output node", "shape"
+        )?;
+        for (path, n) in &modules {
+            let kind = n.kind.as_ref().expect("describable").describe();
+            writeln!(
+                w,
+                "{path:<32} {:<44} {:<20} {kind}",
+                n.name,
+                shape_text(&n.shape)
+            )?;
+        }
+        w.flush()?;
+        return Ok(());
+    }
+    writeln!(
+        w,
+        "# {}: every node with a float output, for a 1x3x{s}x{s} input; pass names to --layers",
+        args.model
+    )?;
+    writeln!(w, "{:<48} {:<20} {:<20} kind", "node", "op", "shape")?;
+    let mut shown = 0;
+    for n in net.nodes() {
+        let kind = match &n.kind {
+            Ok(k) => k.describe(),
+            Err(why) => format!("not describable: {why}"),
+        };
+        shown += 1;
+        writeln!(
+            w,
+            "{:<48} {:<20} {:<20} {kind}",
+            n.name,
+            n.op,
+            shape_text(&n.shape)
+        )?;
+    }
+    w.flush()?;
+    anyhow::ensure!(shown > 0, "{}: no node outputs float values", args.model);
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! What a network's units look like, measured on images: exemplar sets (the top-k images and
+//! masks of every unit, [`exemplars`]) and MILAN's masked pyramid features of exemplars, cached
+//! ([`features`]). Depends on `assets` (weights) and the `milan-networks` crate.
+
+pub mod exemplars;
+pub mod features;
