@@ -455,7 +455,7 @@ fn git_blob(bytes: &[u8]) -> String {
 
 #[test]
 fn roberta_large_is_fetched_from_a_hub_checked_and_resumed() {
-    let hub = milan_trainer::assets::ROBERTA_LARGE_HUB;
+    let hub = milan_trainer::evaluation::bertscore::paper::ROBERTA_LARGE_HUB;
     let model = tempfile::tempdir().unwrap();
     tiny_roberta(model.path(), None, None);
     tiny_tokenizer(model.path());

@@ -54,9 +54,9 @@ pub fn run(command: AssetsCommand) -> Result<()> {
             milan_trainer::corpora::photos::fetch_stamps()?;
         }
         AssetsCommand::Fetch { name, url_base, .. }
-            if name == milan_trainer::assets::ROBERTA_LARGE =>
+            if name == milan_trainer::evaluation::bertscore::paper::ROBERTA_LARGE =>
         {
-            milan_trainer::assets::fetch_roberta_large(&url_base)?;
+            milan_trainer::evaluation::bertscore::paper::fetch(&url_base)?;
         }
         AssetsCommand::Fetch { name, .. } => {
             fetch(find(&name)?)?;
@@ -97,8 +97,8 @@ pub fn run(command: AssetsCommand) -> Result<()> {
                 "{:<18} {state:<12} Tux Paint's stamp photographs, unpacked (the grounded corpus)",
                 "stamps"
             );
-            let roberta = milan_trainer::assets::ROBERTA_LARGE;
-            let state = if milan_trainer::assets::is_fetched_named(roberta) {
+            let roberta = milan_trainer::evaluation::bertscore::paper::ROBERTA_LARGE;
+            let state = if milan_trainer::evaluation::bertscore::paper::is_fetched() {
                 "fetched"
             } else {
                 "not fetched"

@@ -44,8 +44,12 @@ pub fn run(command: &DataCommand) -> Result<()> {
         DataCommand::Fetch(args) => {
             let keys = milannotations::keys(&args.name)?;
             for key in &keys {
-                let fetched =
-                    milannotations::fetch(key, &args.root, &args.url_base, args.imagenet.as_deref())?;
+                let fetched = milannotations::fetch(
+                    key,
+                    &args.root,
+                    &args.url_base,
+                    args.imagenet.as_deref(),
+                )?;
                 let dir = args.root.join(key.arch()).join(key.dataset());
                 match fetched {
                     Fetched::New => println!("{key}: fetched into {}", dir.display()),

@@ -3,17 +3,14 @@
 
 mod pretrained;
 
-use crate::cli::args::{FeatureArgs, ScorerArgs, TrainingArgs};
+use crate::cli::args::FeatureArgs;
 use milan_shared::atomic;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use milan_model::decoding::DecodeConfig;
-use milan_model::train::{RunOptions, load};
-use milan_shared::split::Split;
+use milan_model::train::load;
 use milan_trainer::corpus::Corpus;
-use milan_trainer::experiments::fit::{FitOptions, fit};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DescribeArgs {

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use milan_networks::Network;
 use milan_networks::efficientnet::EfficientNetLite0;
-use milan_networks::onnx::{InputSpec, OnnxNetwork, shape_text};
+use milan_networks::onnx::{InputSpec, OnnxNetwork};
 use milan_shared::ModelKey;
 use milan_trainer::probing::exemplars::{self, ExemplarConfig};
 

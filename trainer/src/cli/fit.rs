@@ -1,13 +1,11 @@
 //! `trainer fit`.
 
-use crate::cli::args::{FeatureArgs, ScorerArgs, TrainingArgs};
-use milan_shared::atomic;
+use crate::cli::args::{FeatureArgs, TrainingArgs};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use milan_model::decoding::DecodeConfig;
-use milan_model::train::{RunOptions, load};
+use milan_model::train::RunOptions;
 use milan_shared::split::Split;
 use milan_trainer::corpus::Corpus;
 use milan_trainer::experiments::fit::{FitOptions, fit};

@@ -1,16 +1,10 @@
 //! `trainer layers`: the modules and nodes of a network whose units can be described.
 
 use crate::cli::exemplars::{OnnxArgs, is_onnx};
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-use burn::tensor::Device;
-use milan_networks::Network;
-use milan_networks::efficientnet::EfficientNetLite0;
-use milan_networks::onnx::{InputSpec, OnnxNetwork, shape_text};
-use milan_shared::ModelKey;
-use milan_trainer::probing::exemplars::{self, ExemplarConfig};
+use anyhow::{Result, bail};
+use milan_networks::onnx::{OnnxNetwork, shape_text};
 
 #[derive(Debug, clap::Args)]
 pub struct LayersArgs {

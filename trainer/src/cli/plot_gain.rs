@@ -2,10 +2,8 @@
 //! interval) against a setting, one line per experiment, from several `trainer fit` runs.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
-use milan_trainer::corpora::grounded::{self, GroundedOptions, NETWORKS, StampSource};
 
 #[derive(clap::Args, Debug)]
 pub struct PlotGainArgs {

@@ -4,8 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::cli::args::ScorerArgs;
-
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// `trainer fit` run folders, one per split (or several), in the order of the table.

@@ -323,13 +323,17 @@ fn simulate(
             std::fs::remove_dir_all(&dir)?;
         }
         let data = dir.join("annotator");
-        output_of(Command::new(exe)
-            .args(["import", "--project", "p", "--data-dir"])
-            .arg(&data)
-            .arg(&corpus))?;
-        let requester = output_of(Command::new(exe)
-            .args(["requester-token", "--data-dir"])
-            .arg(&data))?;
+        output_of(
+            Command::new(exe)
+                .args(["import", "--project", "p", "--data-dir"])
+                .arg(&data)
+                .arg(&corpus),
+        )?;
+        let requester = output_of(
+            Command::new(exe)
+                .args(["requester-token", "--data-dir"])
+                .arg(&data),
+        )?;
         let server = Serve::new(exe, &data)
             .args(Serve::NO_RATE_LIMITS)
             .quiet()

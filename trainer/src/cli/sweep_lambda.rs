@@ -1,16 +1,12 @@
 //! `trainer sweep-lambda`.
 
-use crate::cli::args::{FeatureArgs, ScorerArgs, TrainingArgs};
-use milan_shared::atomic;
+use crate::cli::args::{FeatureArgs, ScorerArgs};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use milan_model::decoding::DecodeConfig;
-use milan_model::train::{RunOptions, load};
+use anyhow::Result;
 use milan_shared::split::Split;
 use milan_trainer::corpus::Corpus;
-use milan_trainer::experiments::fit::{FitOptions, fit};
 
 #[derive(Debug, clap::Args)]
 pub struct SweepArgs {

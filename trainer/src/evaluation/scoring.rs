@@ -137,11 +137,9 @@ pub struct Scorer {
 impl Scorer {
     /// Loads the chosen model; `Auto` falls back to all-MiniLM-L6-v2 with a warning on stderr.
     pub fn load(choice: &BertScoreChoice, device: &Device) -> Result<Scorer> {
-        let roberta = crate::assets::path(crate::assets::ROBERTA_LARGE)?;
+        let roberta = crate::evaluation::bertscore::paper::dir();
         let resolved = match choice {
-            BertScoreChoice::Auto
-                if crate::assets::is_fetched_named(crate::assets::ROBERTA_LARGE) =>
-            {
+            BertScoreChoice::Auto if crate::evaluation::bertscore::paper::is_fetched() => {
                 BertScoreChoice::Paper
             }
             BertScoreChoice::Auto => {
@@ -155,7 +153,7 @@ impl Scorer {
         let (dir, layers, paper) = match &resolved {
             BertScoreChoice::Paper => {
                 ensure!(
-                    crate::assets::is_fetched_named(crate::assets::ROBERTA_LARGE),
+                    crate::evaluation::bertscore::paper::is_fetched(),
                     "--bertscore paper needs roberta-large and bert_score's baseline for it: run \
                      `trainer assets fetch roberta-large` (1.4 GB from Hugging Face, once)"
                 );

@@ -4,11 +4,13 @@
 //!   (config.json + model.safetensors; key mapping in [`loader`]).
 //! - [`score`]: tokenisation with `tokenizers`, idf weights from the references, greedy cosine
 //!   matching, several references per candidate, baseline rescaling;
-//! - [`baseline`]: the rescale baseline of a model, computed from random pairs of crowd phrases.
+//! - [`baseline`]: the rescale baseline of a model, computed from random pairs of crowd phrases;
+//! - [`paper`]: roberta-large, the paper's model, fetched from the hub with bert_score's baseline.
 
 pub mod baseline;
 pub mod loader;
 pub mod model;
+pub mod paper;
 pub mod score;
 
 pub use model::{BertConfig, BertModel};
