@@ -241,7 +241,7 @@ pub fn mturk_time(ms: i64) -> String {
 }
 
 /// A small export (MTurk CSV or JSON lines) in memory, as a download: (bytes, content type, file
-/// extension). MILANNOTATIONS is streamed instead ([`crate::download`]).
+/// extension). MILANNOTATIONS is streamed instead ([`crate::http::downloads`]).
 pub fn whole(
     engine: &Engine,
     project: &str,

@@ -25,67 +25,18 @@ use crate::accounts::{Accounts, validate_local_worker_id};
 use crate::auth::{Auth, AuthError};
 use crate::db::queries as q;
 use crate::domain::{ProjectSettings, now_ms};
-use crate::download::{self, ExportQuery};
 use crate::engine::{Bonus, Engine, EngineError, Paid};
 use crate::export::ExportError;
+use crate::http::downloads::{self, ExportQuery};
+use crate::http::errors::{engine_status, public_message};
+use crate::http::extract::{Requester, Worker, bearer, limit, requester_token, worker_session};
+use crate::http::state::AppState;
 use crate::images::ImageStore;
-use crate::limits::{self, ApiLimits, Limit, RateLimiter};
+use crate::limits;
 use crate::origin::Network;
 use crate::reports::Reports;
 use crate::sessions::{Entry, Session, Sessions, Via};
 use milan_shared::wire;
-
-/// What every handler can reach.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub engine: Engine,
-    /// The read side: progress, dashboards, worker tables, the review queue.
-    pub reports: Reports,
-    pub auth: Auth,
-    pub sessions: Sessions,
-    pub images: ImageStore,
-    pub data_dir: PathBuf,
-    pub net: Arc<Network>,
-    pub limiter: Arc<RateLimiter>,
-    pub limits: ApiLimits,
-}
-
-impl AppState {
-    /// The state over a database, with no public URL, no trusted proxy and the default limits.
-    pub fn new(engine: Engine, auth: Auth, images: ImageStore, data_dir: PathBuf) -> Self {
-        AppState {
-            sessions: Sessions::new(engine.db().clone()),
-            reports: Reports::new(engine.db().clone()),
-            engine,
-            auth,
-            images,
-            data_dir,
-            net: Arc::new(Network::default()),
-            limiter: Arc::new(RateLimiter::default()),
-            limits: ApiLimits::default(),
-        }
-    }
-
-    /// Passwords and one-time codes, over the same database.
-    pub fn accounts(&self) -> Accounts {
-        Accounts::new(self.engine.db().clone())
-    }
-
-    /// Qualification tests, over the same database.
-    pub fn qualifications(&self) -> crate::qualification::Qualifications {
-        crate::qualification::Qualifications::new(self.engine.db().clone())
-    }
-
-    pub fn with_network(mut self, net: Network) -> Self {
-        self.net = Arc::new(net);
-        self
-    }
-
-    pub fn with_limits(mut self, limits: ApiLimits) -> Self {
-        self.limits = limits;
-        self
-    }
-}
 
 /// Every route: (method, path, summary). `openapi.json` is generated from this table and a test
 /// holds the router to it.
@@ -235,31 +186,6 @@ impl From<actix_web::error::BlockingError> for ApiError {
     }
 }
 
-/// What a client is told of an error: its message, or for a 500 only "internal error" (the
-/// error itself goes to the log, never to the client). Shared by the API and the pages.
-pub fn public_message(
-    status: StatusCode,
-    error: &(impl std::fmt::Display + std::fmt::Debug),
-) -> String {
-    if status == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!("internal error: {error:?}");
-        "internal error".to_owned()
-    } else {
-        error.to_string()
-    }
-}
-
-/// The HTTP status of an engine error: the one mapping the API and the pages share.
-pub fn engine_status(e: &EngineError) -> StatusCode {
-    match e {
-        EngineError::NotFound(_) => StatusCode::NOT_FOUND,
-        EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
-        EngineError::Conflict(_) => StatusCode::CONFLICT,
-        EngineError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        EngineError::Corrupt(_) | EngineError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -335,66 +261,6 @@ async fn read_json<T: DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
 }
 
-fn bearer(req: &HttpRequest) -> Result<&str> {
-    req.headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer token".into()))
-}
-
-/// Counts a request against a limit; 429 with the seconds to wait when over it.
-fn limit(state: &AppState, key: &str, limit: Option<Limit>) -> Result<()> {
-    match limit {
-        Some(l) => state
-            .limiter
-            .hit(key, l, now_ms())
-            .map_err(ApiError::TooMany),
-        None => Ok(()),
-    }
-}
-
-/// The signed-in worker's session, from its bearer token.
-async fn worker_session(state: &AppState, req: &HttpRequest) -> Result<Session> {
-    let token = bearer(req)?.to_owned();
-    let sessions = state.sessions.clone();
-    let session = web::block(move || sessions.check(&token, now_ms()))
-        .await??
-        .filter(|s| s.worker().is_some())
-        .ok_or_else(|| {
-            ApiError::Unauthorized(
-                "invalid, expired or revoked session token; start a new session".into(),
-            )
-        })?;
-    Ok(session)
-}
-
-/// A worker's request to accept, submit or return: signed in and within the API's limits.
-async fn worker_call(state: &AppState, req: &HttpRequest) -> Result<String> {
-    // The address first: a flood from one address is refused before any database read.
-    limit(
-        state,
-        &format!("api-ip:{}", state.net.client_key(req)),
-        state.limits.per_address,
-    )?;
-    let session = worker_session(state, req).await?;
-    let worker = session.worker().unwrap_or_default().to_owned();
-    limit(
-        state,
-        &format!("api-worker:{worker}"),
-        state.limits.per_credential,
-    )?;
-    Ok(worker)
-}
-
-/// Checks the requester's API token; returns its id.
-async fn requester(state: &AppState, req: &HttpRequest) -> Result<i64> {
-    let token = bearer(req)?.to_owned();
-    let auth = state.auth.clone();
-    Ok(web::block(move || auth.check_requester_token(&token)).await??)
-}
-
 /// Runs blocking engine work off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::result::Result<T, ApiError> + Send + 'static,
@@ -412,7 +278,7 @@ async fn session(
     let now = now_ms();
     let address = state.net.client_key(&req);
     let minted_by = match req.headers().get(header::AUTHORIZATION) {
-        Some(_) => Some(requester(&state, &req).await?),
+        Some(_) => Some(requester_token(&state, &req).await?),
         None => None,
     };
     match minted_by {
@@ -566,10 +432,10 @@ async fn my_assignments(state: web::Data<AppState>, req: HttpRequest) -> Result<
 
 async fn accept(
     state: web::Data<AppState>,
+    Worker(worker): Worker,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let worker = worker_call(&state, &req).await?;
     let project = path.into_inner();
     let st = state.clone();
     let accepted =
@@ -613,11 +479,11 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>> {
 
 async fn submit(
     state: web::Data<AppState>,
+    Worker(worker): Worker,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let worker = worker_call(&state, &req).await?;
     let key = idempotency_key(&req)?;
     let body: wire::SubmitRequest = read_json(&req, payload, BODY_LIMIT).await?;
     let id = path.into_inner();
@@ -633,10 +499,10 @@ async fn submit(
 
 async fn return_assignment(
     state: web::Data<AppState>,
+    Worker(worker): Worker,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let worker = worker_call(&state, &req).await?;
     let id = path.into_inner();
     let st = state.clone();
     blocking(move || Ok(st.engine.return_assignment(&id, &worker, now_ms())?)).await?;
@@ -645,10 +511,10 @@ async fn return_assignment(
 
 async fn approve(
     state: web::Data<AppState>,
+    _: Requester,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
     let id = path.into_inner();
     let st = state.clone();
     blocking(move || Ok(st.engine.approve(&id, now_ms())?)).await?;
@@ -662,11 +528,11 @@ struct RejectBody {
 
 async fn reject(
     state: web::Data<AppState>,
+    _: Requester,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
     let body: RejectBody = read_json(&req, payload, BODY_LIMIT).await?;
     let id = path.into_inner();
     let st = state.clone();
@@ -685,11 +551,11 @@ struct BonusBody {
 
 async fn bonus(
     state: web::Data<AppState>,
+    _: Requester,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
     let key = idempotency_key(&req)?.ok_or_else(|| {
         ApiError::BadRequest(
             "a bonus needs an Idempotency-Key header (any string unique to this payment), so \
@@ -726,11 +592,11 @@ struct BlockBody {
 
 async fn block(
     state: web::Data<AppState>,
+    _: Requester,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
     let body: BlockBody = read_json(&req, payload, BODY_LIMIT).await?;
     let worker = path.into_inner();
     let st = state.clone();
@@ -740,10 +606,10 @@ async fn block(
 
 async fn unblock(
     state: web::Data<AppState>,
+    _: Requester,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
     let worker = path.into_inner();
     let st = state.clone();
     blocking(move || Ok(st.engine.unblock(&worker, now_ms())?)).await?;
@@ -762,10 +628,10 @@ fn session_json(s: &Session) -> serde_json::Value {
 
 async fn worker_sessions(
     state: web::Data<AppState>,
+    _: Requester,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
     let worker = path.into_inner();
     let st = state.clone();
     let list = blocking(move || Ok(st.sessions.list(Some(&worker), now_ms())?)).await?;
@@ -774,10 +640,10 @@ async fn worker_sessions(
 
 async fn end_worker_sessions(
     state: web::Data<AppState>,
+    _: Requester,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
     let worker = path.into_inner();
     let st = state.clone();
     let ended = blocking(move || Ok(st.sessions.revoke_worker(&worker, now_ms())?)).await?;
@@ -786,10 +652,10 @@ async fn end_worker_sessions(
 
 async fn end_one_session(
     state: web::Data<AppState>,
+    _: Requester,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
     let id = path.into_inner();
     let st = state.clone();
     let ended = blocking(move || Ok(st.sessions.revoke(&id, now_ms())?)).await?;
@@ -816,8 +682,11 @@ fn project_json(p: &q::ProjectRow) -> serde_json::Value {
     })
 }
 
-async fn list_projects(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
+async fn list_projects(
+    state: web::Data<AppState>,
+    _: Requester,
+    req: HttpRequest,
+) -> Result<HttpResponse> {
     let st = state.clone();
     let projects = blocking(move || Ok(st.engine.projects()?)).await?;
     Ok(HttpResponse::Ok().json(projects.iter().map(project_json).collect::<Vec<_>>()))
@@ -825,10 +694,10 @@ async fn list_projects(state: web::Data<AppState>, req: HttpRequest) -> Result<H
 
 async fn create_project(
     state: web::Data<AppState>,
+    _: Requester,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
     let settings: ProjectSettings = read_json(&req, payload, BODY_LIMIT).await?;
     let st = state.clone();
     let project = blocking(move || Ok(st.engine.create_project(&settings, now_ms())?)).await?;
@@ -837,10 +706,10 @@ async fn create_project(
 
 async fn progress(
     state: web::Data<AppState>,
+    _: Requester,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
     let project = path.into_inner();
     let st = state.clone();
     let rows = blocking(move || Ok(st.reports.progress(&project)?)).await?;
@@ -856,11 +725,11 @@ struct FeedQuery {
 
 async fn descriptions(
     state: web::Data<AppState>,
+    _: Requester,
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<FeedQuery>,
 ) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
     let project = path.into_inner();
     let query = query.into_inner();
     let after = query.after.unwrap_or(0);
@@ -898,11 +767,11 @@ async fn descriptions(
 
 async fn post_model_descriptions(
     state: web::Data<AppState>,
+    _: Requester,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
     let body: wire::ModelDescriptions = read_json(&req, payload, MODEL_DESCRIPTIONS_LIMIT).await?;
     let project = path.into_inner();
     let st = state.clone();
@@ -921,10 +790,10 @@ async fn post_model_descriptions(
 
 async fn model_agreement(
     state: web::Data<AppState>,
+    _: Requester,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
     let project = path.into_inner();
     let st = state.clone();
     let rows = blocking(move || Ok(st.engine.model_agreement(&project)?)).await?;
@@ -933,11 +802,11 @@ async fn model_agreement(
 
 async fn ordering(
     state: web::Data<AppState>,
+    _: Requester,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
     let body: wire::Ordering = read_json(&req, payload, BODY_LIMIT).await?;
     let project = path.into_inner();
     let by_priority = body.by_priority;
@@ -948,13 +817,13 @@ async fn ordering(
 
 async fn export_project(
     state: web::Data<AppState>,
+    _: Requester,
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse> {
-    requester(&state, &req).await?;
     let request = query.parse().map_err(ApiError::BadRequest)?;
-    Ok(download::respond(&state, &path, request).await?)
+    Ok(downloads::respond(&state, &path, request).await?)
 }
 
 async fn openapi() -> HttpResponse {
@@ -1025,8 +894,8 @@ fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> 
 
 /// No route: a browser gets a page that says so, an API client JSON.
 async fn not_found(req: HttpRequest) -> HttpResponse {
-    if crate::web::wants_html(&req) {
-        return crate::web::error_page(
+    if crate::http::errors::wants_html(&req) {
+        return crate::http::errors::error_page(
             StatusCode::NOT_FOUND,
             "There is no page at this address. It may have moved, or the link was mistyped.",
         );

@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 
 use milan_shared::milannotations::FormatError;
 
-use crate::api::AppState;
 use crate::export::{self, ExportError, Format, Plan, Units};
+use crate::http::state::AppState;
 
 /// How a MILANNOTATIONS tar travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

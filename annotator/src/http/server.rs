@@ -11,11 +11,11 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, Result};
 
-use crate::api::{self, AppState};
 use crate::auth::Auth;
 use crate::db::{Database, DatabaseUrl};
 use crate::domain::{ProjectSettings, now_ms};
 use crate::engine::Engine;
+use crate::http::{api, state::AppState};
 use crate::images::ImageStore;
 use crate::import;
 
@@ -31,7 +31,7 @@ pub struct ServeConfig {
     pub demo: bool,
     pub sweep_interval: Duration,
     pub workers: usize,
-    pub web: crate::web::WebConfig,
+    pub web: crate::http::pages::WebConfig,
     /// `--public-url`; when absent, the bind address when it names one host.
     pub public_url: Option<crate::origin::PublicUrl>,
     /// `--trusted-proxy`: peers whose X-Forwarded-* headers are believed.
@@ -48,7 +48,7 @@ impl Default for ServeConfig {
             demo: true,
             sweep_interval: Duration::from_secs(1),
             workers: 4,
-            web: crate::web::WebConfig::default(),
+            web: crate::http::pages::WebConfig::default(),
             public_url: None,
             trusted_proxies: Vec::new(),
             api_limits: crate::limits::ApiLimits::default(),
@@ -152,7 +152,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         })
     };
     let data = web::Data::new(state.clone());
-    let site = web::Data::new(crate::web::Site::new(&state, config.web.clone()));
+    let site = web::Data::new(crate::http::pages::Site::new(&state, config.web.clone()));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -161,7 +161,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
                 actix_web::middleware::DefaultHeaders::new()
                     .add(("X-Content-Type-Options", "nosniff")),
             )
-            .configure(crate::web::configure)
+            .configure(crate::http::pages::configure)
             .configure(api::configure)
     })
     .workers(config.workers)

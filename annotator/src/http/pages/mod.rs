@@ -10,7 +10,6 @@
 //! ("flash"), never in the URL, so no link can make a page say anything.
 
 pub mod requester;
-pub mod session;
 pub mod worker;
 
 use actix_web::http::StatusCode;
@@ -20,12 +19,12 @@ use serde::Serialize;
 use tera::{Context, Tera};
 
 use crate::accounts::Accounts;
-use crate::api::AppState;
 use crate::engine::EngineError;
+use crate::http::cookies as session;
+use crate::http::errors::error_page;
+use crate::http::state::AppState;
+use crate::http::views::{Frame, MTURK_ORIGINS, csp, templates};
 use crate::qualification::Qualifications;
-
-/// MTurk's two sites: where ExternalQuestion pages are framed and answers are posted.
-pub const MTURK_ORIGINS: &[&str] = &["https://www.mturk.com", "https://workersandbox.mturk.com"];
 
 /// Settings of the web pages.
 #[derive(Debug, Clone, Default)]
@@ -43,82 +42,6 @@ pub struct Site {
     pub config: WebConfig,
 }
 
-macro_rules! templates {
-    ($($name:literal),* $(,)?) => {
-        &[$(($name, include_str!(concat!("../../../frontend/templates/", $name)))),*]
-    };
-}
-
-const TEMPLATES: &[(&str, &str)] = templates!(
-    "base.html",
-    "worker_stats.html",
-    "instructions_body.html",
-    "requester/nav.html",
-    "error.html",
-    "signin.html",
-    "home.html",
-    "project.html",
-    "instructions.html",
-    "task.html",
-    "mturk_finish.html",
-    "external_start.html",
-    "qualification.html",
-    "requester/signin.html",
-    "requester/projects.html",
-    "requester/dashboard.html",
-    "requester/review.html",
-    "requester/workers.html",
-    "requester/qualification.html",
-    "requester/sets.html",
-);
-
-const STATIC: &[(&str, &str, &[u8])] = &[
-    (
-        "app.css",
-        "text/css; charset=utf-8",
-        include_bytes!("../../../frontend/static/app.css"),
-    ),
-    (
-        "task.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../../../frontend/static/task.js"),
-    ),
-    (
-        "review.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../../../frontend/static/review.js"),
-    ),
-    (
-        "example-set.svg",
-        "image/svg+xml",
-        include_bytes!("../../../frontend/static/example-set.svg"),
-    ),
-    (
-        "favicon.svg",
-        "image/svg+xml",
-        include_bytes!("../../../frontend/static/favicon.svg"),
-    ),
-    (
-        "workers.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../../../frontend/static/workers.js"),
-    ),
-    (
-        "finish.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../../../frontend/static/finish.js"),
-    ),
-];
-
-/// The templates, parsed once; a broken template fails here, at start, not on a page view.
-pub fn templates() -> Tera {
-    let mut tera = Tera::default();
-    tera.add_raw_templates(TEMPLATES.iter().copied())
-        .expect("frontend templates parse");
-    tera.autoescape_on(vec![".html"]);
-    tera
-}
-
 impl Site {
     pub fn new(state: &AppState, config: WebConfig) -> Self {
         Site {
@@ -134,34 +57,6 @@ impl Site {
         MTURK_ORIGINS.contains(&origin)
             || self.config.extra_mturk_origins.iter().any(|o| o == origin)
     }
-}
-
-/// Who may frame a page and where its forms may post.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
-    /// No framing; forms post here only.
-    Deny,
-    /// MTurk may frame it, and forms may post to `submit_to` (MTurk's externalSubmit).
-    Mturk { submit_to: String },
-}
-
-/// Prolific's site: where a participant's finish form is redirected.
-pub const PROLIFIC_ORIGIN: &str = "https://app.prolific.com";
-
-fn csp(frame: &Frame, form_targets: &[&str]) -> String {
-    let (ancestors, mut form) = match frame {
-        Frame::Deny => ("'none'".to_owned(), "'self'".to_owned()),
-        Frame::Mturk { submit_to } => (MTURK_ORIGINS.join(" "), format!("'self' {submit_to}")),
-    };
-    // form-action also governs where a form's redirect may lead.
-    for target in form_targets {
-        form.push(' ');
-        form.push_str(target);
-    }
-    format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-         connect-src 'self'; form-action {form}; frame-ancestors {ancestors}; base-uri 'none'"
-    )
 }
 
 /// A page to send: template, context and status.
@@ -360,7 +255,7 @@ impl ResponseError for WebError {
             WebError::Csrf | WebError::CrossSite => StatusCode::FORBIDDEN,
             WebError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::SignIn(_) => StatusCode::SEE_OTHER,
-            WebError::Engine(e) => crate::api::engine_status(e),
+            WebError::Engine(e) => crate::http::errors::engine_status(e),
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -370,7 +265,7 @@ impl ResponseError for WebError {
             return see_other(to);
         }
         let status = self.status_code();
-        let message = crate::api::public_message(status, self);
+        let message = crate::http::errors::public_message(status, self);
         let mut resp = error_page(status, &message);
         if let WebError::RateLimited(s) = self {
             resp.headers_mut().insert(
@@ -381,37 +276,6 @@ impl ResponseError for WebError {
         resp
     }
 }
-
-/// An HTML error page: status, message and the way back. Rendered without the app state, so it
-/// carries no form and sets no cookie.
-pub fn error_page(status: StatusCode, message: &str) -> HttpResponse {
-    let mut ctx = Context::new();
-    ctx.insert("status", &status.as_u16());
-    ctx.insert("reason", status.canonical_reason().unwrap_or("Error"));
-    ctx.insert("message", message);
-    ctx.insert("csrf", "");
-    let html = ERROR_TEMPLATES
-        .render("error.html", &ctx)
-        .unwrap_or_else(|_| "error".to_owned());
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .insert_header(("Content-Security-Policy", csp(&Frame::Deny, &[])))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header(("X-Frame-Options", "DENY"))
-        .body(html)
-}
-
-/// Whether a request came from a browser navigating (it asks for HTML) rather than an API client.
-pub fn wants_html(req: &HttpRequest) -> bool {
-    !req.path().starts_with("/api/")
-        && req
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|accept| accept.contains("text/html"))
-}
-
-static ERROR_TEMPLATES: std::sync::LazyLock<Tera> = std::sync::LazyLock::new(templates);
 
 pub type WebResult = Result<HttpResponse, WebError>;
 
@@ -459,32 +323,8 @@ pub fn ctx_with<T: Serialize>(pairs: &[(&str, &T)]) -> Context {
     ctx
 }
 
-async fn static_file(path: web::Path<String>) -> HttpResponse {
-    static_named(&path.into_inner())
-}
-
-/// Browsers ask for `/favicon.ico` whatever the page says; they get the SVG icon.
-async fn favicon() -> HttpResponse {
-    static_named("favicon.svg")
-}
-
-fn static_named(name: &str) -> HttpResponse {
-    match STATIC.iter().find(|(n, _, _)| *n == name) {
-        Some((_, content_type, bytes)) => HttpResponse::Ok()
-            .content_type(*content_type)
-            .insert_header((
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=3600"),
-            ))
-            .body(*bytes),
-        None => HttpResponse::NotFound().finish(),
-    }
-}
-
 /// Registers the pages (before the API's routes and its JSON 404).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/static/{name}", web::get().to(static_file))
-        .route("/favicon.ico", web::get().to(favicon));
     worker::configure(cfg);
     requester::configure(cfg);
 }

@@ -7,15 +7,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tera::Context;
 
-use super::session;
+use crate::http::cookies as session;
 use super::{
     CsrfForm, Page, Site, WebError, WebResult, blocking, dollars, render, see_other_notice,
 };
-use crate::api::AppState;
 use crate::domain::now_ms;
-use crate::download::{self, ExportQuery};
 use crate::engine::{Bonus, EngineError, Paid};
 use crate::export;
+use crate::http::downloads::{self, ExportQuery};
+use crate::http::extract::RequesterPage;
+use crate::http::state::AppState;
 use crate::qualification::{self, QuestionForm, TestForm};
 use crate::reports::{SetQuery, Totals, WorkerQuery, WorkerShow, WorkerSort};
 use crate::sessions::Session;
@@ -23,22 +24,7 @@ use crate::sessions::Session;
 type State = web::Data<AppState>;
 type SiteData = web::Data<Site>;
 
-const SIGNIN: &str = "/r/signin";
-
-/// The signed-in requester: a live requester session from the cookie.
-async fn requester_of(state: &AppState, req: &HttpRequest) -> Result<Session, WebError> {
-    let Some(token) = req
-        .cookie(session::REQUESTER_COOKIE)
-        .map(|c| c.value().to_owned())
-    else {
-        return Err(WebError::SignIn(SIGNIN.to_owned()));
-    };
-    let sessions = state.sessions.clone();
-    blocking(move || Ok(sessions.check(&token, now_ms())?))
-        .await?
-        .filter(|s| s.worker().is_none())
-        .ok_or_else(|| WebError::SignIn(SIGNIN.to_owned()))
-}
+const SIGNIN: &str = crate::http::extract::REQUESTER_SIGNIN;
 
 /// A requester's POST from a page of this site: signed in, with a matching CSRF token.
 async fn requester_post(
@@ -47,7 +33,7 @@ async fn requester_post(
     csrf: Option<&str>,
 ) -> Result<Session, WebError> {
     super::check_origin(state, req)?;
-    let s = requester_of(state, req).await?;
+    let s = crate::http::extract::signed_in_requester(state, req).await?;
     super::check_form(state, req, csrf)?;
     Ok(s)
 }
@@ -144,8 +130,12 @@ async fn signout(state: State, req: HttpRequest, form: web::Form<CsrfForm>) -> W
 
 // ------------------------------------------------------------------ projects and dashboard
 
-async fn projects(state: State, site: SiteData, req: HttpRequest) -> WebResult {
-    let s = requester_of(&state, &req).await?;
+async fn projects(
+    state: State,
+    RequesterPage(s): RequesterPage,
+    site: SiteData,
+    req: HttpRequest,
+) -> WebResult {
     let st = state.clone();
     let rows = blocking(move || {
         let mut rows = Vec::new();
@@ -168,11 +158,11 @@ async fn projects(state: State, site: SiteData, req: HttpRequest) -> WebResult {
 
 async fn dashboard(
     state: State,
+    RequesterPage(s): RequesterPage,
     site: SiteData,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> WebResult {
-    let s = requester_of(&state, &req).await?;
     let name = path.into_inner();
     let (st, s2, n) = (state.clone(), site.clone(), name.clone());
     let now = now_ms();
@@ -232,13 +222,13 @@ async fn dashboard(
 
 async fn export_download(
     state: State,
+    _: RequesterPage,
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<ExportQuery>,
 ) -> WebResult {
-    requester_of(&state, &req).await?;
     let request = query.parse().map_err(WebError::BadRequest)?;
-    Ok(download::respond(&state, &path, request).await?)
+    Ok(downloads::respond(&state, &path, request).await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,11 +263,11 @@ enum Typed {
 
 async fn qualification_page(
     state: State,
+    RequesterPage(s): RequesterPage,
     site: SiteData,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> WebResult {
-    let s = requester_of(&state, &req).await?;
     qualification_view(&state, &site, &req, &s, &path.into_inner(), Typed::Nothing).await
 }
 
@@ -586,12 +576,12 @@ struct ReviewQuery {
 
 async fn review(
     state: State,
+    RequesterPage(s): RequesterPage,
     site: SiteData,
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<ReviewQuery>,
 ) -> WebResult {
-    let s = requester_of(&state, &req).await?;
     let name = path.into_inner();
     let (st, n) = (state.clone(), name.clone());
     let by_agreement = query.sort.as_deref() == Some("agreement");
@@ -722,12 +712,12 @@ const SETS_LISTED: i64 = 200;
 /// Find sets by model, layer and unit; with all three given, the set's assignments and history.
 async fn sets(
     state: State,
+    RequesterPage(s): RequesterPage,
     site: SiteData,
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<SetsQuery>,
 ) -> WebResult {
-    let s = requester_of(&state, &req).await?;
     let name = path.into_inner();
     let query = query.into_inner();
     let given = |v: &Option<String>| {
@@ -852,12 +842,12 @@ impl WorkersQuery {
 
 async fn workers(
     state: State,
+    RequesterPage(s): RequesterPage,
     site: SiteData,
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<WorkersQuery>,
 ) -> WebResult {
-    let s = requester_of(&state, &req).await?;
     let query = query.into_inner();
     workers_page(&state, &site, &req, &s, &path.into_inner(), &query, None).await
 }

@@ -12,15 +12,16 @@ use serde::Deserialize;
 use serde_json::json;
 use tera::Context;
 
-use super::session;
+use crate::http::cookies as session;
+use crate::http::views::Frame;
 use super::{
-    CsrfForm, Frame, Page, Site, WebError, WebResult, blocking, dollars, render, see_other,
+    CsrfForm, Page, Site, WebError, WebResult, blocking, dollars, render, see_other,
     see_other_notice, urlencode,
 };
-use crate::api::AppState;
 use crate::domain::{DESCRIPTION_MAX_CHARS, DESCRIPTION_MIN_CHARS, Description, Millis, now_ms};
 use crate::engine::external::{MturkEntry, platform_id_ok};
 use crate::engine::{Accepted, EngineError};
+use crate::http::state::AppState;
 use crate::import::StoredExemplar;
 use crate::limits;
 use crate::qualification::{ChoiceKey, Standing};
@@ -420,7 +421,7 @@ async fn project_page(
         && project.prolific_completion_code.is_some()
     {
         page.context.insert("prolific_finish", &true);
-        page = page.form_target(super::PROLIFIC_ORIGIN);
+        page = page.form_target(crate::http::views::PROLIFIC_ORIGIN);
     }
     render(&state, &site, &req, page)
 }
@@ -1109,7 +1110,7 @@ async fn prolific_complete(
     Ok(super::see_other_with(
         &format!(
             "{}/submissions/complete?cc={}",
-            super::PROLIFIC_ORIGIN,
+            crate::http::views::PROLIFIC_ORIGIN,
             urlencode(&code)
         ),
         session::removal(session::WORKER_COOKIE),

@@ -1,0 +1,89 @@
+//! `annotator serve`.
+
+use super::*;
+
+/// Serve the JSON API (and, when the database is empty, a demo project).
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    #[command(flatten)]
+    pub storage: Storage,
+    /// Do not create the demo project in an empty database.
+    #[arg(long)]
+    pub no_demo: bool,
+    /// How often leases are ended and submitted work auto-approved, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub sweep_interval_ms: u64,
+    /// HTTP worker threads.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Another origin that MTurk's `turkSubmitTo` may name besides www.mturk.com and
+    /// workersandbox.mturk.com (a stand-in for tests); repeatable.
+    #[arg(long = "mturk-origin")]
+    pub mturk_origins: Vec<String>,
+    /// Where workers and requesters reach the server, e.g. https://annotator.example.org:
+    /// entry URLs on the dashboard, image URLs in the MTurk CSV, Secure cookies over https.
+    /// Never taken from the Host header. Default: http://<bind> when --bind names one host.
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// A reverse proxy (address or CIDR) whose X-Forwarded-For and X-Forwarded-Proto are
+    /// believed; from anyone else they are ignored. Repeatable.
+    #[arg(long = "trusted-proxy")]
+    pub trusted_proxies: Vec<String>,
+    /// API accepts, submits and returns per minute per worker session (0: no limit).
+    #[arg(long, default_value_t = 60)]
+    pub api_limit_per_credential: u32,
+    /// API accepts, submits and returns per minute per client address (0: no limit).
+    #[arg(long, default_value_t = 600)]
+    pub api_limit_per_address: u32,
+    /// Turn the API's rate limits off (both of the above), for benchmarks and load tests
+    /// whose whole crowd comes from one address. Sign-in throttles, which count only
+    /// failures, stay on.
+    #[arg(long, conflicts_with_all = ["api_limit_per_credential", "api_limit_per_address"])]
+    pub no_rate_limits: bool,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let ServeArgs {
+        bind,
+        storage,
+        no_demo,
+        sweep_interval_ms,
+        workers,
+        mturk_origins,
+        public_url,
+        trusted_proxies,
+        api_limit_per_credential,
+        api_limit_per_address,
+        no_rate_limits,
+    } = args;
+    let public_url = parse_public_url(public_url.as_deref())?;
+    let trusted_proxies = trusted_proxies
+        .iter()
+        .map(|p| milan_annotator::origin::parse_proxy(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let config = ServeConfig {
+        bind,
+        data_dir: storage.data_dir,
+        database_url: storage.database_url,
+        demo: !no_demo,
+        sweep_interval: std::time::Duration::from_millis(sweep_interval_ms.max(10)),
+        workers: workers.max(1),
+        web: milan_annotator::web::WebConfig {
+            extra_mturk_origins: mturk_origins,
+        },
+        public_url,
+        trusted_proxies,
+        api_limits: if no_rate_limits {
+            milan_annotator::limits::ApiLimits::off()
+        } else {
+            milan_annotator::limits::ApiLimits::per_minute(
+                api_limit_per_credential,
+                api_limit_per_address,
+            )
+        },
+    };
+    actix_web::rt::System::new().block_on(server::serve(config))
+}

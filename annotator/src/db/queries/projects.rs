@@ -1,0 +1,105 @@
+//! Projects: their settings and layers.
+
+use diesel::dsl::{count_star, exists, not};
+use diesel::prelude::*;
+
+use crate::db::Db;
+use crate::db::schema::{
+    assignments, descriptions, events, exemplar_sets, ledger, model_descriptions,
+    mturk_assignments, projects, prolific_sessions, qualification_attempts, qualifications,
+    requester_tokens, requesters, sessions, settings, slots, worker_codes, workers,
+};
+
+use super::*;
+use super::QueryResult;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = projects)]
+pub struct ProjectRow {
+    pub id: i64,
+    pub name: String,
+    pub title: String,
+    pub instructions: String,
+    pub reward_cents: i64,
+    pub assignments_per_set: i32,
+    pub lease_ms: i64,
+    pub auto_approve_ms: i64,
+    pub qualification_required: bool,
+    pub created_at: i64,
+    pub prolific_completion_code: Option<String>,
+    /// Accept-next hands out the sets of highest priority first (the trainer sets priorities).
+    pub order_by_priority: bool,
+    pub max_live_per_worker: i32,
+    pub max_bonus_cents: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = projects)]
+pub struct NewProject<'a> {
+    pub name: &'a str,
+    pub title: &'a str,
+    pub instructions: &'a str,
+    pub reward_cents: i64,
+    pub assignments_per_set: i32,
+    pub lease_ms: i64,
+    pub auto_approve_ms: i64,
+    pub qualification_required: bool,
+    pub created_at: i64,
+    pub prolific_completion_code: Option<&'a str>,
+    pub max_live_per_worker: i32,
+    pub max_bonus_cents: i64,
+}
+
+pub fn insert_project(conn: &mut Db, project: &NewProject) -> QueryResult<ProjectRow> {
+    diesel::insert_into(projects::table)
+        .values(project)
+        .get_result::<ProjectRow>(conn)
+}
+
+pub fn project_by_name(conn: &mut Db, name: &str) -> QueryResult<Option<ProjectRow>> {
+    projects::table
+        .filter(projects::name.eq(name))
+        .select(ProjectRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn project_by_id(conn: &mut Db, id: i64) -> QueryResult<ProjectRow> {
+    projects::table
+        .find(id)
+        .select(ProjectRow::as_select())
+        .first(conn)
+}
+
+pub fn set_qualification_required(conn: &mut Db, id: i64, required: bool) -> QueryResult<()> {
+    diesel::update(projects::table.find(id))
+        .set(projects::qualification_required.eq(required))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn all_projects(conn: &mut Db) -> QueryResult<Vec<ProjectRow>> {
+    projects::table
+        .order(projects::id)
+        .select(ProjectRow::as_select())
+        .load(conn)
+}
+
+pub fn count_projects(conn: &mut Db) -> QueryResult<i64> {
+    projects::table.select(count_star()).first(conn)
+}
+
+/// The project's (model, layer) pairs, in import order.
+pub fn layers_of_project(conn: &mut Db, project_id: i64) -> QueryResult<Vec<(String, String)>> {
+    let rows: Vec<(String, String, Option<i64>)> = exemplar_sets::table
+        .filter(exemplar_sets::project_id.eq(project_id))
+        .group_by((exemplar_sets::model, exemplar_sets::layer))
+        .select((
+            exemplar_sets::model,
+            exemplar_sets::layer,
+            diesel::dsl::min(exemplar_sets::id),
+        ))
+        .order(diesel::dsl::min(exemplar_sets::id))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(m, l, _)| (m, l)).collect())
+}

@@ -1,0 +1,98 @@
+//! Qualification tests and workers' attempts.
+
+use diesel::dsl::{count_star, exists, not};
+use diesel::prelude::*;
+
+use crate::db::Db;
+use crate::db::schema::{
+    assignments, descriptions, events, exemplar_sets, ledger, model_descriptions,
+    mturk_assignments, projects, prolific_sessions, qualification_attempts, qualifications,
+    requester_tokens, requesters, sessions, settings, slots, worker_codes, workers,
+};
+
+use super::*;
+use super::QueryResult;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = qualifications)]
+pub struct QualificationRow {
+    pub project_id: i64,
+    pub source: String,
+    pub questions: String,
+    pub pass_mark: i32,
+    pub retry_delay_ms: i64,
+    pub time_limit_ms: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = qualification_attempts)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub project_id: i64,
+    pub worker_id: i64,
+    pub correct: i32,
+    pub total: i32,
+    pub passed: bool,
+    pub answers: String,
+    pub created_at: i64,
+}
+
+/// Sets the project's test, replacing the one it had.
+pub fn replace_qualification(conn: &mut Db, row: &QualificationRow) -> QueryResult<()> {
+    diesel::delete(qualifications::table.find(row.project_id)).execute(conn)?;
+    diesel::insert_into(qualifications::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn qualification_of(conn: &mut Db, project_id: i64) -> QueryResult<Option<QualificationRow>> {
+    qualifications::table
+        .find(project_id)
+        .select(QualificationRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn insert_attempt(
+    conn: &mut Db,
+    project_id: i64,
+    worker_id: i64,
+    (correct, total): (i32, i32),
+    passed: bool,
+    answers: &str,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::insert_into(qualification_attempts::table)
+        .values((
+            qualification_attempts::project_id.eq(project_id),
+            qualification_attempts::worker_id.eq(worker_id),
+            qualification_attempts::correct.eq(correct),
+            qualification_attempts::total.eq(total),
+            qualification_attempts::passed.eq(passed),
+            qualification_attempts::answers.eq(answers),
+            qualification_attempts::created_at.eq(now),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn attempts_of(conn: &mut Db, project_id: i64, worker_id: i64) -> QueryResult<Vec<AttemptRow>> {
+    qualification_attempts::table
+        .filter(qualification_attempts::project_id.eq(project_id))
+        .filter(qualification_attempts::worker_id.eq(worker_id))
+        .order(qualification_attempts::id)
+        .select(AttemptRow::as_select())
+        .load(conn)
+}
+
+pub fn has_passed(conn: &mut Db, project_id: i64, worker_id: i64) -> QueryResult<bool> {
+    diesel::select(exists(
+        qualification_attempts::table
+            .filter(qualification_attempts::project_id.eq(project_id))
+            .filter(qualification_attempts::worker_id.eq(worker_id))
+            .filter(qualification_attempts::passed.eq(true)),
+    ))
+    .get_result(conn)
+}
