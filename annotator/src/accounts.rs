@@ -164,19 +164,10 @@ impl Accounts {
     }
 }
 
-/// Worker ids that MTurk and Prolific entry make (`mturk:<WorkerId>`, `prolific:<PID>`): they come
-/// from URL parameters, so no password, code or requester-minted session may claim them.
-pub const URL_NAMESPACES: [&str; 2] = ["mturk:", "prolific:"];
-
-/// Whether a worker id belongs to MTurk's or Prolific's namespace.
-pub fn is_url_identity(worker: &str) -> bool {
-    URL_NAMESPACES.iter().any(|ns| worker.starts_with(ns))
-}
-
 /// A worker id a requester may give a local account or an integration's session.
 pub fn validate_local_worker_id(worker: &str) -> Result<()> {
     crate::engine::validate_worker_id(worker)?;
-    if is_url_identity(worker) {
+    if crate::domain::is_url_identity(worker) {
         return Err(EngineError::Invalid(format!(
             "worker id {worker:?}: ids starting with mturk: or prolific: belong to those \
              platforms' entry pages"

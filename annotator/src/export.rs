@@ -132,7 +132,7 @@ pub fn mturk_csv(
             "rejected" => "Rejected",
             _ => "Submitted",
         };
-        let time = |t: Option<i64>| t.map(mturk_time).unwrap_or_default();
+        let time = |t: Option<i64>| t.map(crate::domain::mturk_time).unwrap_or_default();
         let (approval, rejection) = match a.state.as_str() {
             "approved" => (time(a.reviewed_at), String::new()),
             "rejected" => (String::new(), time(a.reviewed_at)),
@@ -150,7 +150,7 @@ pub fn mturk_csv(
             a.public_id.clone(),
             worker.clone(),
             status.to_owned(),
-            mturk_time(a.accepted_at),
+            crate::domain::mturk_time(a.accepted_at),
             time(a.submitted_at),
             approval,
             rejection,
@@ -206,40 +206,6 @@ pub fn jsonl(engine: &Engine, project: &str, mut out: impl Write) -> Result<(), 
     Ok(())
 }
 
-/// A time as MTurk's CSV writes it: `Thu Nov 26 00:58:16 UTC 2026`. Hand-written (civil-from-days)
-/// to avoid a date crate for one format.
-pub fn mturk_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = (days + 4).rem_euclid(7); // 1970-01-01 was a Thursday
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{} {} {:02} {:02}:{:02}:{:02} UTC {}",
-        DAYS[weekday as usize],
-        MONTHS[(month - 1) as usize],
-        day,
-        h,
-        m,
-        s,
-        year
-    )
-}
-
 /// A small export (MTurk CSV or JSON lines) in memory, as a download: (bytes, content type, file
 /// extension). MILANNOTATIONS is streamed instead ([`crate::http::downloads`]).
 pub fn whole(
@@ -268,7 +234,6 @@ pub fn whole(
 
 #[cfg(test)]
 mod tests {
-    use super::mturk_time;
 
     #[test]
     fn spreadsheet_formulas_are_neutralised() {
@@ -282,15 +247,5 @@ mod tests {
         }
         assert_eq!(safe("red circles"), "red circles");
         assert_eq!(safe(""), "");
-    }
-
-    #[test]
-    fn mturk_times() {
-        assert_eq!(mturk_time(0), "Thu Jan 01 00:00:00 UTC 1970");
-        assert_eq!(
-            mturk_time(1_795_654_696_000),
-            "Thu Nov 26 00:58:16 UTC 2026"
-        );
-        assert_eq!(mturk_time(951_782_400_000), "Tue Feb 29 00:00:00 UTC 2000");
     }
 }

@@ -11,10 +11,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use milan_annotator::api::AppState;
 use milan_annotator::domain::{ProjectSettings, now_ms};
+use milan_annotator::http::server::open_state;
+use milan_annotator::http::state::AppState;
 use milan_annotator::import::import;
-use milan_annotator::server::open_state;
 
 const WORKER_PASSWORD: &str = "alice-password-1";
 const REQUESTER_PASSWORD: &str = "requester-password-1";
@@ -161,7 +161,7 @@ fn pages_in_a_browser(database: Option<milan_annotator::db::DatabaseUrl>, shots_
     let quinn_code = accounts.issue_worker_code("quinn", now_ms()).unwrap();
     drop(state);
 
-    let url = milan_annotator::server::database_url(&data, database_url.as_deref());
+    let url = milan_annotator::http::server::database_url(&data, database_url.as_deref());
     let server = common::start_server(&data, &url);
 
     let shots = std::env::var("CARGO_TARGET_DIR")

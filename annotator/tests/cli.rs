@@ -300,7 +300,7 @@ fn tokens_sessions_and_reconciliation_from_the_command_line() {
     assert!(!again.status.success() && stderr(&again).contains("no live requester token"));
 
     // Work from MTurk and Prolific, and a local worker's session.
-    let state = milan_annotator::server::open_state(&data, None).unwrap();
+    let state = milan_annotator::http::server::open_state(&data, None).unwrap();
     let a = state
         .engine
         .mturk_start(

@@ -9,14 +9,14 @@ use actix_web::http::StatusCode;
 use actix_web::{App, test as at, web};
 use common::TestDb;
 use milan_annotator::accounts::{Accounts, CODE_VALID_MS};
-use milan_annotator::api::{self, AppState};
 use milan_annotator::domain::{ProjectSettings, now_ms};
 use milan_annotator::engine::{Engine, EngineError};
+use milan_annotator::http::pages::{self, Site, WebConfig};
+use milan_annotator::http::state::AppState;
 use milan_annotator::images::ImageStore;
 use milan_annotator::import::import;
 use milan_annotator::qualification::{Qualifications, Standing};
 use milan_annotator::sessions::{Entry, Via};
-use milan_annotator::web::{self as pages, Site, WebConfig};
 
 struct Fixture {
     state: AppState,
@@ -268,8 +268,7 @@ macro_rules! site {
             App::new()
                 .app_data(web::Data::new($f.state.clone()))
                 .app_data(web::Data::new(Site::new(&$f.state, WebConfig::default())))
-                .configure(pages::configure)
-                .configure(api::configure),
+                .configure(milan_annotator::http::configure),
         )
         .await
     };
@@ -364,7 +363,7 @@ async fn forms_need_the_csrf_token_sign_in_is_rate_limited_and_pages_carry_the_p
 
 #[actix_web::test]
 async fn submits_are_rate_limited_per_worker() {
-    use milan_annotator::web::session;
+    use milan_annotator::http::cookies as session;
     let db = common::sqlite();
     let f = fixture(&db);
     let app = site!(f);

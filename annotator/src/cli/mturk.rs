@@ -2,7 +2,7 @@
 
 use super::*;
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, clap::Subcommand)]
 pub enum MturkCommand {
     /// Match every MTurk assignment started here with MTurk's batch results CSV (AssignmentId,
     /// WorkerId, HITId, Answer.description): matches become verified, the rest are flagged and

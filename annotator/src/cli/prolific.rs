@@ -2,7 +2,7 @@
 
 use super::*;
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, clap::Subcommand)]
 pub enum ProlificCommand {
     /// Match a study's participants with Prolific's export of its submissions (or a list of
     /// participant ids, one per line): matches become verified, the rest are flagged.

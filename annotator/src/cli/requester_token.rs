@@ -1,7 +1,6 @@
 //! `annotator requester-token`.
 
 use super::*;
-use milan_annotator::export;
 
 /// Requester API tokens: create one and print it (stored hashed, shown only this once), or
 /// list them, or revoke one.
@@ -33,8 +32,8 @@ pub fn run(args: RequesterTokenArgs) -> Result<()> {
         for (id, label, created, revoked) in state.auth.requester_tokens()? {
             println!(
                 "{id:>4}  {label:<30}  {:<31}  {}",
-                export::mturk_time(created),
-                revoked.map_or_else(|| "-".to_owned(), export::mturk_time)
+                milan_annotator::domain::mturk_time(created),
+                revoked.map_or_else(|| "-".to_owned(), milan_annotator::domain::mturk_time)
             );
         }
     } else if let Some(id) = revoke {

@@ -71,7 +71,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         demo: !no_demo,
         sweep_interval: std::time::Duration::from_millis(sweep_interval_ms.max(10)),
         workers: workers.max(1),
-        web: milan_annotator::web::WebConfig {
+        web: milan_annotator::http::pages::WebConfig {
             extra_mturk_origins: mturk_origins,
         },
         public_url,

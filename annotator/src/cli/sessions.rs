@@ -1,7 +1,6 @@
 //! `annotator sessions`.
 
 use super::*;
-use milan_annotator::export;
 
 /// Live sessions of workers and requesters: list them, or end one or all of a worker's.
 #[derive(Debug, clap::Args)]
@@ -53,8 +52,8 @@ pub fn run(args: SessionsArgs) -> Result<()> {
                 "{:<36}  {who:<24}  {:<9}  {:<31}  {}",
                 s.public_id,
                 s.via.as_str(),
-                export::mturk_time(s.created_at),
-                export::mturk_time(s.expires_at)
+                milan_annotator::domain::mturk_time(s.created_at),
+                milan_annotator::domain::mturk_time(s.expires_at)
             );
         }
     }

@@ -372,7 +372,7 @@ pub(super) fn take_next(
             expires_at,
             // An identity from MTurk's or Prolific's URL parameters is a claim until the
             // requester reconciles it with the platform's records.
-            verified: !crate::accounts::is_url_identity(&worker.external_id),
+            verified: !crate::domain::is_url_identity(&worker.external_id),
         },
     )?;
     q::add_counts(c, set.id, 1, 0)?;

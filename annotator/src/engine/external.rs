@@ -199,7 +199,7 @@ impl Engine {
                 return Err(EngineError::Conflict(format!(
                     "you still hold a task of this project from another HIT: submit that HIT, or \
                      start this one after its time here ends ({})",
-                    crate::export::mturk_time(live[0].0.expires_at)
+                    crate::domain::mturk_time(live[0].0.expires_at)
                 )));
             }
             let Some(accepted) = take_next(c, &project, &worker, self.order, now)? else {

@@ -11,31 +11,23 @@
 //! lease over, 413 too large, 415 not JSON, 422 a rule refused the content, 429 too many requests
 //! (with `Retry-After`), 500 anything else (logged, opaque).
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::accounts::{Accounts, validate_local_worker_id};
-use crate::auth::{Auth, AuthError};
 use crate::db::queries as q;
 use crate::domain::{ProjectSettings, now_ms};
-use crate::engine::{Bonus, Engine, EngineError, Paid};
-use crate::export::ExportError;
+use crate::engine::{Bonus, EngineError, Paid};
 use crate::http::downloads::{self, ExportQuery};
-use crate::http::errors::{engine_status, public_message};
+use crate::http::errors::ApiError;
 use crate::http::extract::{Requester, Worker, bearer, limit, requester_token, worker_session};
 use crate::http::state::AppState;
-use crate::images::ImageStore;
 use crate::limits;
-use crate::origin::Network;
-use crate::reports::Reports;
-use crate::sessions::{Entry, Session, Sessions, Via};
+use crate::sessions::{Entry, Session, Via};
 use milan_shared::wire;
 
 /// Every route: (method, path, summary). `openapi.json` is generated from this table and a test
@@ -150,66 +142,6 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "An exemplar image by content hash",
     ),
 ];
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    Unauthorized(String),
-    #[error("request body too large: the limit of this route is {0}")]
-    TooLarge(String),
-    #[error("send Content-Type: application/json")]
-    NotJson,
-    #[error("too many requests; try again in {0} s")]
-    TooMany(i64),
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error(transparent)]
-    Export(#[from] ExportError),
-    #[error("internal error")]
-    Internal(String),
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Db(e) => ApiError::Engine(EngineError::Db(e)),
-            other => ApiError::Unauthorized(other.to_string()),
-        }
-    }
-}
-
-impl From<actix_web::error::BlockingError> for ApiError {
-    fn from(e: actix_web::error::BlockingError) -> Self {
-        ApiError::Internal(e.to_string())
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Engine(e) | ApiError::Export(ExportError::Engine(e)) => engine_status(e),
-            ApiError::Export(ExportError::Incomplete(_)) => StatusCode::CONFLICT,
-            ApiError::Export(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        let message = public_message(status, self);
-        let mut resp = HttpResponse::build(status);
-        if let ApiError::TooMany(s) = self {
-            resp.insert_header((header::RETRY_AFTER, s.to_string()));
-        }
-        resp.json(wire::ErrorBody { error: message })
-    }
-}
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -433,7 +365,7 @@ async fn my_assignments(state: web::Data<AppState>, req: HttpRequest) -> Result<
 async fn accept(
     state: web::Data<AppState>,
     Worker(worker): Worker,
-    req: HttpRequest,
+    _req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let project = path.into_inner();
@@ -500,7 +432,7 @@ async fn submit(
 async fn return_assignment(
     state: web::Data<AppState>,
     Worker(worker): Worker,
-    req: HttpRequest,
+    _req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let id = path.into_inner();
@@ -512,7 +444,7 @@ async fn return_assignment(
 async fn approve(
     state: web::Data<AppState>,
     _: Requester,
-    req: HttpRequest,
+    _req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let id = path.into_inner();
@@ -607,7 +539,7 @@ async fn block(
 async fn unblock(
     state: web::Data<AppState>,
     _: Requester,
-    req: HttpRequest,
+    _req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let worker = path.into_inner();
@@ -629,7 +561,7 @@ fn session_json(s: &Session) -> serde_json::Value {
 async fn worker_sessions(
     state: web::Data<AppState>,
     _: Requester,
-    req: HttpRequest,
+    _req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let worker = path.into_inner();
@@ -641,7 +573,7 @@ async fn worker_sessions(
 async fn end_worker_sessions(
     state: web::Data<AppState>,
     _: Requester,
-    req: HttpRequest,
+    _req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let worker = path.into_inner();
@@ -653,7 +585,7 @@ async fn end_worker_sessions(
 async fn end_one_session(
     state: web::Data<AppState>,
     _: Requester,
-    req: HttpRequest,
+    _req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let id = path.into_inner();
@@ -685,7 +617,7 @@ fn project_json(p: &q::ProjectRow) -> serde_json::Value {
 async fn list_projects(
     state: web::Data<AppState>,
     _: Requester,
-    req: HttpRequest,
+    _req: HttpRequest,
 ) -> Result<HttpResponse> {
     let st = state.clone();
     let projects = blocking(move || Ok(st.engine.projects()?)).await?;
@@ -707,7 +639,7 @@ async fn create_project(
 async fn progress(
     state: web::Data<AppState>,
     _: Requester,
-    req: HttpRequest,
+    _req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let project = path.into_inner();
@@ -726,7 +658,7 @@ struct FeedQuery {
 async fn descriptions(
     state: web::Data<AppState>,
     _: Requester,
-    req: HttpRequest,
+    _req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<FeedQuery>,
 ) -> Result<HttpResponse> {
@@ -791,7 +723,7 @@ async fn post_model_descriptions(
 async fn model_agreement(
     state: web::Data<AppState>,
     _: Requester,
-    req: HttpRequest,
+    _req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let project = path.into_inner();
@@ -818,7 +750,7 @@ async fn ordering(
 async fn export_project(
     state: web::Data<AppState>,
     _: Requester,
-    req: HttpRequest,
+    _req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse> {

@@ -16,9 +16,8 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 
 use crate::domain::now_ms;
-use crate::http::api::ApiError;
 use crate::http::cookies;
-use crate::http::pages::WebError;
+use crate::http::errors::{ApiError, WebError};
 use crate::http::state::AppState;
 use crate::limits::Limit;
 use crate::sessions::Session;

@@ -15,7 +15,7 @@ use crate::auth::Auth;
 use crate::db::{Database, DatabaseUrl};
 use crate::domain::{ProjectSettings, now_ms};
 use crate::engine::Engine;
-use crate::http::{api, state::AppState};
+use crate::http::state::AppState;
 use crate::images::ImageStore;
 use crate::import;
 
@@ -161,8 +161,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
                 actix_web::middleware::DefaultHeaders::new()
                     .add(("X-Content-Type-Options", "nosniff")),
             )
-            .configure(crate::http::pages::configure)
-            .configure(api::configure)
+            .configure(crate::http::configure)
     })
     .workers(config.workers)
     .shutdown_timeout(30)

@@ -1,16 +1,10 @@
 //! Credentials: workers' passwords and one-time codes, requesters' accounts and API tokens.
 
-use diesel::dsl::{count_star, exists, not};
 use diesel::prelude::*;
 
 use crate::db::Db;
-use crate::db::schema::{
-    assignments, descriptions, events, exemplar_sets, ledger, model_descriptions,
-    mturk_assignments, projects, prolific_sessions, qualification_attempts, qualifications,
-    requester_tokens, requesters, sessions, settings, slots, worker_codes, workers,
-};
+use crate::db::schema::{requester_tokens, requesters, worker_codes, workers};
 
-use super::*;
 use super::QueryResult;
 
 pub fn set_worker_password(conn: &mut Db, worker_id: i64, hash: &str) -> QueryResult<()> {

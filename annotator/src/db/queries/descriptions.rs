@@ -1,17 +1,12 @@
 //! Descriptions: what workers submitted, and the feed of their events.
 
-use diesel::dsl::{count_star, exists, not};
 use diesel::prelude::*;
 
 use crate::db::Db;
-use crate::db::schema::{
-    assignments, descriptions, events, exemplar_sets, ledger, model_descriptions,
-    mturk_assignments, projects, prolific_sessions, qualification_attempts, qualifications,
-    requester_tokens, requesters, sessions, settings, slots, worker_codes, workers,
-};
+use crate::db::schema::{assignments, descriptions, events, exemplar_sets, workers};
 
-use super::*;
 use super::QueryResult;
+use super::*;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = descriptions)]

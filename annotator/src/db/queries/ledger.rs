@@ -1,16 +1,10 @@
 //! Payments: rewards and bonuses, each once.
 
-use diesel::dsl::{count_star, exists, not};
 use diesel::prelude::*;
 
 use crate::db::Db;
-use crate::db::schema::{
-    assignments, descriptions, events, exemplar_sets, ledger, model_descriptions,
-    mturk_assignments, projects, prolific_sessions, qualification_attempts, qualifications,
-    requester_tokens, requesters, sessions, settings, slots, worker_codes, workers,
-};
+use crate::db::schema::ledger;
 
-use super::*;
 use super::QueryResult;
 
 /// One payment: a reward (one per assignment) or a bonus (with the requester's idempotency key).

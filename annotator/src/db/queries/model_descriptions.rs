@@ -1,16 +1,10 @@
 //! Descriptions a model posted for a project's sets (`trainer follow`).
 
-use diesel::dsl::{count_star, exists, not};
 use diesel::prelude::*;
 
 use crate::db::Db;
-use crate::db::schema::{
-    assignments, descriptions, events, exemplar_sets, ledger, model_descriptions,
-    mturk_assignments, projects, prolific_sessions, qualification_attempts, qualifications,
-    requester_tokens, requesters, sessions, settings, slots, worker_codes, workers,
-};
+use crate::db::schema::{exemplar_sets, model_descriptions};
 
-use super::*;
 use super::QueryResult;
 
 /// Stores (or replaces) what `system` wrote for a set in `round`.

@@ -1,16 +1,11 @@
 //! Server-side sessions of workers and requesters.
 
-use diesel::dsl::{count_star, exists, not};
+use diesel::dsl::count_star;
 use diesel::prelude::*;
 
 use crate::db::Db;
-use crate::db::schema::{
-    assignments, descriptions, events, exemplar_sets, ledger, model_descriptions,
-    mturk_assignments, projects, prolific_sessions, qualification_attempts, qualifications,
-    requester_tokens, requesters, sessions, settings, slots, worker_codes, workers,
-};
+use crate::db::schema::{requesters, sessions, workers};
 
-use super::*;
 use super::QueryResult;
 
 #[derive(Debug, Insertable)]

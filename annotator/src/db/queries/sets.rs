@@ -4,13 +4,8 @@ use diesel::dsl::{count_star, exists, not};
 use diesel::prelude::*;
 
 use crate::db::Db;
-use crate::db::schema::{
-    assignments, descriptions, events, exemplar_sets, ledger, model_descriptions,
-    mturk_assignments, projects, prolific_sessions, qualification_attempts, qualifications,
-    requester_tokens, requesters, sessions, settings, slots, worker_codes, workers,
-};
+use crate::db::schema::{assignments, exemplar_sets, projects, slots};
 
-use super::*;
 use super::QueryResult;
 
 #[derive(Debug, Clone, Queryable, Selectable)]

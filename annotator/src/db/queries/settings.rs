@@ -1,16 +1,10 @@
 //! Server settings kept in the database (the secret's seal, schema facts).
 
-use diesel::dsl::{count_star, exists, not};
 use diesel::prelude::*;
 
 use crate::db::Db;
-use crate::db::schema::{
-    assignments, descriptions, events, exemplar_sets, ledger, model_descriptions,
-    mturk_assignments, projects, prolific_sessions, qualification_attempts, qualifications,
-    requester_tokens, requesters, sessions, settings, slots, worker_codes, workers,
-};
+use crate::db::schema::settings;
 
-use super::*;
 use super::QueryResult;
 
 pub fn setting(conn: &mut Db, name: &str) -> QueryResult<Option<String>> {

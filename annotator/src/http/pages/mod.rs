@@ -13,15 +13,14 @@ pub mod requester;
 pub mod worker;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::http::header::{self};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use tera::{Context, Tera};
 
 use crate::accounts::Accounts;
-use crate::engine::EngineError;
 use crate::http::cookies as session;
-use crate::http::errors::error_page;
+pub use crate::http::errors::WebError;
 use crate::http::state::AppState;
 use crate::http::views::{Frame, MTURK_ORIGINS, csp, templates};
 use crate::qualification::Qualifications;
@@ -209,72 +208,6 @@ pub fn check_form(state: &AppState, req: &HttpRequest, csrf: Option<&str>) -> Re
 #[derive(Debug, serde::Deserialize)]
 pub struct CsrfForm {
     pub csrf: Option<String>,
-}
-
-/// A failed page request, shown as an HTML page with the status that says what went wrong.
-#[derive(Debug, thiserror::Error)]
-pub enum WebError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("the form expired or came from another site; go back, reload the page and try again")]
-    Csrf,
-    #[error("too many attempts; wait {0} s and try again")]
-    RateLimited(i64),
-    #[error("that form came from another site; open this site's page and try again")]
-    CrossSite,
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error("internal error")]
-    Internal(String),
-    /// Not signed in: go to this sign-in page.
-    #[error("sign in first")]
-    SignIn(String),
-}
-
-impl From<crate::export::ExportError> for WebError {
-    fn from(e: crate::export::ExportError) -> Self {
-        use crate::export::ExportError;
-        match e {
-            ExportError::Engine(e) => WebError::Engine(e),
-            ExportError::Incomplete(m) => WebError::Engine(EngineError::Conflict(m)),
-            other => WebError::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<actix_web::error::BlockingError> for WebError {
-    fn from(e: actix_web::error::BlockingError) -> Self {
-        WebError::Internal(e.to_string())
-    }
-}
-
-impl ResponseError for WebError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            WebError::Csrf | WebError::CrossSite => StatusCode::FORBIDDEN,
-            WebError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            WebError::SignIn(_) => StatusCode::SEE_OTHER,
-            WebError::Engine(e) => crate::http::errors::engine_status(e),
-            WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        if let WebError::SignIn(to) = self {
-            return see_other(to);
-        }
-        let status = self.status_code();
-        let message = crate::http::errors::public_message(status, self);
-        let mut resp = error_page(status, &message);
-        if let WebError::RateLimited(s) = self {
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_str(&s.to_string()).expect("digits are a header value"),
-            );
-        }
-        resp
-    }
 }
 
 pub type WebResult = Result<HttpResponse, WebError>;

@@ -7,13 +7,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tera::Context;
 
-use crate::http::cookies as session;
 use super::{
     CsrfForm, Page, Site, WebError, WebResult, blocking, dollars, render, see_other_notice,
 };
 use crate::domain::now_ms;
 use crate::engine::{Bonus, EngineError, Paid};
-use crate::export;
+use crate::http::cookies as session;
 use crate::http::downloads::{self, ExportQuery};
 use crate::http::extract::RequesterPage;
 use crate::http::state::AppState;
@@ -223,7 +222,7 @@ async fn dashboard(
 async fn export_download(
     state: State,
     _: RequesterPage,
-    req: HttpRequest,
+    _req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<ExportQuery>,
 ) -> WebResult {
@@ -795,16 +794,16 @@ async fn sets(
     ctx.insert("more", &(found.len() as i64 == SETS_LISTED));
     if let Some(h) = &history {
         ctx.insert("history", h);
-        let when = |t: Option<i64>| t.map(export::mturk_time);
+        let when = |t: Option<i64>| t.map(crate::domain::mturk_time);
         ctx.insert(
             "times",
             &json!({
                 "assignments": h.assignments.iter().map(|a| json!({
-                    "accepted": export::mturk_time(a.accepted_at),
+                    "accepted": crate::domain::mturk_time(a.accepted_at),
                     "submitted": when(a.submitted_at),
                     "reviewed": when(a.reviewed_at),
                 })).collect::<Vec<_>>(),
-                "events": h.events.iter().map(|e| export::mturk_time(e.at)).collect::<Vec<_>>(),
+                "events": h.events.iter().map(|e| crate::domain::mturk_time(e.at)).collect::<Vec<_>>(),
             }),
         );
     }

@@ -12,8 +12,6 @@ use serde::Deserialize;
 use serde_json::json;
 use tera::Context;
 
-use crate::http::cookies as session;
-use crate::http::views::Frame;
 use super::{
     CsrfForm, Page, Site, WebError, WebResult, blocking, dollars, render, see_other,
     see_other_notice, urlencode,
@@ -21,7 +19,9 @@ use super::{
 use crate::domain::{DESCRIPTION_MAX_CHARS, DESCRIPTION_MIN_CHARS, Description, Millis, now_ms};
 use crate::engine::external::{MturkEntry, platform_id_ok};
 use crate::engine::{Accepted, EngineError};
+use crate::http::cookies as session;
 use crate::http::state::AppState;
+use crate::http::views::Frame;
 use crate::import::StoredExemplar;
 use crate::limits;
 use crate::qualification::{ChoiceKey, Standing};
