@@ -4,9 +4,12 @@
 //!
 //! - [`Serve`] starts an `annotator serve` process and waits until it listens; the
 //!   [`ServerProcess`] is killed when dropped.
-//! - [`Api`] makes JSON calls with a bearer token and hands back every status (a 4xx is an
-//!   answer to look at, not an error); [`Api::sign_in`] mints a worker's session with the
-//!   requester's token, as an integration that signs its own crowd in does.
+//! - [`Api`] makes JSON calls with a bearer token, one try each, and hands back every status (a
+//!   4xx is an answer to look at, not an error): what load generators and tests need;
+//!   [`Api::sign_in`] mints a worker's session with the requester's token, as an integration that
+//!   signs its own crowd in does.
+//! - [`Project`] is one project as a requester drives it, typed (the feed, the export, model
+//!   descriptions, the ordering), every call under the one retry policy, [`Retry`].
 //!
 //! It knows the wire types (`milan_shared::wire`) and nothing of the server's insides: the
 //! trainer depends on it without pulling in actix or diesel.
@@ -15,9 +18,12 @@ use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use milan_shared::wire;
+
+mod project;
+pub use project::{PAGE, Project};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -146,11 +152,7 @@ impl Api {
     /// after a minute.
     pub fn new(base: &str) -> Api {
         Api {
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(60)))
-                .build()
-                .into(),
+            agent: agent(Duration::from_secs(60)),
             base: base.trim_end_matches('/').to_owned(),
         }
     }
@@ -226,4 +228,69 @@ fn answer(
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
     Ok((status, value))
+}
+
+/// An HTTP agent that hands every status back (none is an error) and gives up on a call after
+/// `timeout`.
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+/// How a failed call is tried again: waits doubling from `first_wait` to `max_wait`, a warning
+/// each time, until it succeeds, the call refuses to go on, or `give_up_after` has passed.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub first_wait: Duration,
+    /// The longest pause between two tries.
+    pub max_wait: Duration,
+    /// Give up after this long without an answer (None: never).
+    pub give_up_after: Option<Duration>,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            first_wait: Duration::from_millis(250),
+            max_wait: Duration::from_secs(30),
+            give_up_after: None,
+        }
+    }
+}
+
+impl Retry {
+    /// Runs `attempt` until it gives an answer: `Ok(Ok(t))` is the answer, `Ok(Err(why))` a
+    /// failure worth another try (the server absent, a 5xx, a body that broke off), `Err(e)` a
+    /// failure that trying again will not mend (a 4xx), returned at once.
+    pub fn run<T>(
+        &self,
+        what: &str,
+        mut attempt: impl FnMut() -> anyhow::Result<Result<T, String>>,
+    ) -> anyhow::Result<T> {
+        let started = Instant::now();
+        let mut wait = self.first_wait;
+        loop {
+            let failure = match attempt()? {
+                Ok(t) => return Ok(t),
+                Err(why) => why,
+            };
+            if let Some(limit) = self.give_up_after
+                && started.elapsed() >= limit
+            {
+                anyhow::bail!(
+                    "{what}: no answer for {:.0} s ({failure}); giving up",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            tracing::warn!(
+                "{what}: {failure}; trying again in {:.1} s",
+                wait.as_secs_f64()
+            );
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(self.max_wait);
+        }
+    }
 }

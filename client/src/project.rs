@@ -1,48 +1,46 @@
-//! The annotator's requester API as the follower uses it: pages of the descriptions feed and the
-//! project's MILANNOTATIONS export (the exemplar arrays).
+//! One project of the annotator as a requester reaches it through the API, typed: pages of the
+//! descriptions feed, the project's MILANNOTATIONS export (streamed and unpacked as it arrives),
+//! model descriptions and priorities, the active ordering. `trainer follow` and `trainer
+//! simulate-active` drive a project this way.
 //!
-//! A server that cannot be reached or answers 5xx is waited for (exponential backoff up to
-//! `max_wait`, a warning each time), so the follower survives the annotator going away and
-//! coming back; a 4xx (wrong token, unknown project) is an error at once.
+//! Every call follows the client's one retry policy ([`Retry`]): a server that cannot be reached
+//! or answers 5xx is waited for (exponential backoff up to `max_wait`, a warning each time), so a
+//! follower survives the annotator going away and coming back; a 4xx (wrong token, unknown
+//! project) is an error at once. Posts are repeated only because every post here is all or
+//! nothing and idempotent.
 
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use milan_shared::wire::{FeedEvent, ModelDescription, ModelDescriptions, Ordering};
 
-use milan_shared::wire::{ModelDescription, ModelDescriptions, Ordering};
-
-use super::state::FeedEvent;
+use crate::Retry;
 
 /// Events per feed request.
 pub const PAGE: usize = 1000;
 
+/// A project of the server at `base`, reached with a requester's API token.
 #[derive(Debug)]
-pub struct Annotator {
+pub struct Project {
     agent: ureq::Agent,
     base: String,
     project: String,
     token: String,
-    /// The longest pause between two tries.
-    pub max_wait: Duration,
-    /// Give up after this long without an answer (None: never).
-    pub give_up_after: Option<Duration>,
+    /// How failed calls are tried again.
+    pub retry: Retry,
 }
 
-impl Annotator {
+impl Project {
     pub fn new(base: &str, project: &str, token: &str) -> Self {
-        Annotator {
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(600)))
-                .build()
-                .into(),
+        Project {
+            // A call may carry a whole export: no overall deadline short of ten minutes.
+            agent: crate::agent(Duration::from_secs(600)),
             base: base.trim_end_matches('/').to_owned(),
             project: project.to_owned(),
             token: token.to_owned(),
-            max_wait: Duration::from_secs(30),
-            give_up_after: None,
+            retry: Retry::default(),
         }
     }
 
@@ -66,7 +64,7 @@ impl Annotator {
         })
     }
 
-    /// [`Annotator::call`] with the body of a successful answer handed to `read` as it arrives
+    /// [`Project::call`] with the body of a successful answer handed to `read` as it arrives
     /// (a large download never sits in memory); a body that breaks off counts as a failed try.
     fn exchange<T>(
         &self,
@@ -75,10 +73,8 @@ impl Annotator {
         read: impl Fn(&mut dyn Read) -> std::io::Result<T>,
     ) -> Result<(T, Option<String>)> {
         let url = format!("{}/api/v1/projects/{}{path}", self.base, self.project);
-        let started = std::time::Instant::now();
-        let mut wait = Duration::from_millis(250);
         let auth = format!("Bearer {}", self.token);
-        loop {
+        self.retry.run(&url, || {
             let sent = match body {
                 None => self.agent.get(&url).header("Authorization", &auth).call(),
                 Some(b) => self
@@ -87,7 +83,7 @@ impl Annotator {
                     .header("Authorization", &auth)
                     .send_json(b),
             };
-            let failure = match sent {
+            match sent {
                 Ok(mut resp) => {
                     let status = resp.status().as_u16();
                     let cursor = resp
@@ -97,33 +93,19 @@ impl Annotator {
                         .map(str::to_owned);
                     match status {
                         200..=299 => match read(&mut resp.body_mut().as_reader()) {
-                            Ok(body) => return Ok((body, cursor)),
-                            Err(e) => format!("reading the answer: {e}"),
+                            Ok(body) => Ok(Ok((body, cursor))),
+                            Err(e) => Ok(Err(format!("reading the answer: {e}"))),
                         },
                         400..=499 => {
                             let text = resp.body_mut().read_to_string().unwrap_or_default();
                             bail!("{url}: the annotator answered {status}: {text}");
                         }
-                        status => format!("status {status}"),
+                        status => Ok(Err(format!("status {status}"))),
                     }
                 }
-                Err(e) => e.to_string(),
-            };
-            if let Some(limit) = self.give_up_after
-                && started.elapsed() >= limit
-            {
-                bail!(
-                    "{url}: no answer for {:.0} s ({failure}); giving up",
-                    started.elapsed().as_secs_f64()
-                );
+                Err(e) => Ok(Err(e.to_string())),
             }
-            tracing::warn!(
-                "{url}: {failure}; trying again in {:.1} s",
-                wait.as_secs_f64()
-            );
-            std::thread::sleep(wait);
-            wait = (wait * 2).min(self.max_wait);
-        }
+        })
     }
 
     /// One page of description events after `after` (`status=all`: submissions, approvals and

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::Device;
+use milan_client::Project;
 use milan_client::{Api, Serve};
 use milan_model::train::{MilanConfig, RunOptions};
 use milan_shared::milannotations::{Dataset, discover};
@@ -25,7 +26,6 @@ use milan_shared::wire::{self, ModelDescription};
 use milan_shared::{ModelKey, NeuronId};
 use milan_trainer::evaluation::bootstrap::MeanStd;
 use milan_trainer::experiments::summary::SystemSummary;
-use milan_trainer::follow::client::Annotator;
 use milan_trainer::follow::{
     Describe, FollowOptions, Priority, RoundRecord, follow, is_test_neuron, unit_interval,
 };
@@ -339,7 +339,7 @@ fn simulate(
             .quiet()
             .start()?;
         let base = server.base.clone();
-        let client = Annotator::new(&base, "p", &requester);
+        let client = Project::new(&base, "p", &requester);
         client.set_ordering(true)?;
         client.post_model_descriptions(0, "initial-order", &initial)?;
         let mut crowd = Crowd {

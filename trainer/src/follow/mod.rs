@@ -22,7 +22,6 @@
 //! Killed at any point, a restart resumes: the cursor and descriptions from `follow.json`, the
 //! round in progress from its plan there and its training from its last epoch checkpoint.
 
-pub mod client;
 pub mod state;
 
 use milan_shared::atomic;
@@ -46,7 +45,7 @@ use crate::evaluation::scoring::Scores;
 use crate::evaluation::scoring::{BertScoreChoice, Scorer};
 use crate::experiments::fit::evaluate;
 use crate::util::plot::SystemScores;
-use client::Annotator;
+use milan_client::Project;
 use milan_model::train::{RunOptions, train};
 use state::{FollowState, RoundPlan};
 
@@ -215,7 +214,7 @@ fn partition(
 
 struct Follower {
     options: FollowOptions,
-    annotator: Annotator,
+    annotator: Project,
     state: FollowState,
     state_path: PathBuf,
     exemplars: PathBuf,
@@ -236,8 +235,8 @@ pub fn follow(options: FollowOptions, device: &Device) -> Result<Vec<RoundRecord
     let state_path = options.out.join("follow.json");
     let state = FollowState::load_or_new(&state_path, &options.annotator, &options.project)?;
     let scorer = Scorer::load(&options.bertscore, device)?;
-    let mut annotator = Annotator::new(&options.annotator, &options.project, &options.token);
-    annotator.give_up_after = options.give_up_after;
+    let mut annotator = Project::new(&options.annotator, &options.project, &options.token);
+    annotator.retry.give_up_after = options.give_up_after;
     let mut f = Follower {
         exemplars: options.out.join("exemplars"),
         options,
@@ -368,7 +367,7 @@ impl Follower {
                 changed |= self.state.apply(e);
             }
             after = next;
-            if events.len() < client::PAGE {
+            if events.len() < milan_client::PAGE {
                 break;
             }
         }
