@@ -3,7 +3,7 @@
 //! error and nothing half-written, and the attacks of issue 14 (identities without credentials,
 //! replayed bonuses, unread large bodies, rate limits, revoked sessions), each refused.
 
-mod common;
+use crate::common;
 
 use actix_web::http::StatusCode;
 use actix_web::{App, test, web};

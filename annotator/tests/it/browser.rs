@@ -6,7 +6,7 @@
 //! Needs `/usr/bin/chromium` and `e2e/node_modules` (scripts/test installs both: `apt-get install
 //! chromium` and `npm ci --prefix e2e`). Screenshots go to `target/browser-screenshots/`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! kill -9 under load, restart: every submission that got a 200 is stored. And SIGTERM stops the
 //! server gracefully, also once its stdout is a closed pipe. On SQLite and on PostgreSQL.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

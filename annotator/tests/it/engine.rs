@@ -1,7 +1,7 @@
 //! The assignment engine's guarantees (docs: ../shared crowd-semantics, ARCHITECTURE.md), each on
 //! SQLite and on PostgreSQL.
 
-mod common;
+use crate::common;
 
 use common::{TestDb, on_both};
 use diesel::RunQueryDsl;

@@ -1,7 +1,7 @@
 //! SQLite's group commit (annotator/src/db/group_commit.rs): requests sharing one commit are
 //! isolated from each other's failures, and none is answered before its batch is durable.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};

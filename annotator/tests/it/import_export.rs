@@ -1,7 +1,7 @@
 //! MILANNOTATIONS in and out, on both databases: import is whole-or-nothing and idempotent;
 //! export gives back the exact arrays with the approved descriptions, and MTurk's CSV columns.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

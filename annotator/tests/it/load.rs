@@ -2,7 +2,7 @@
 //! lease expiries and replays. Every set ends with exactly three descriptions from three distinct
 //! workers, none lost or duplicated; on SQLite and on PostgreSQL.
 
-mod common;
+use crate::common;
 
 use milan_annotator::loadgen::{CrowdConfig, percentile, run};
 

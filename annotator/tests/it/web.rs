@@ -3,7 +3,7 @@
 //! databases; and, through actix's test service, CSRF, rate limits, security headers and MTurk's
 //! submit origin. The pages themselves are driven in Chromium by tests/browser.rs.
 
-mod common;
+use crate::common;
 
 use actix_web::http::StatusCode;
 use actix_web::{App, test as at, web};

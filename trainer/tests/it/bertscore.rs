@@ -9,7 +9,7 @@ use milan_metrics::normalize;
 use milan_trainer::evaluation::bertscore::{BertScorer, ScorerOptions, loader};
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 fn fixture(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -2,7 +2,7 @@
 //! for ten ImageNet photos (fixtures computed with the reference implementation; see
 //! tests/fixtures/efficientnet-lite0). Needs the weights: `trainer assets fetch efficientnet-lite0`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

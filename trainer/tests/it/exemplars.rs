@@ -3,7 +3,7 @@
 //! 0.99 quantile, and the stored images. Ten real photos through EfficientNet-Lite0 (needs the
 //! weights: `trainer assets fetch efficientnet-lite0`).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

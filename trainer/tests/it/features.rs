@@ -2,7 +2,7 @@
 //! bilinear interpolation, normalised, a weighted sum per stage), and the cache: reused with the
 //! same inputs, recomputed when any input changes. Needs `trainer assets fetch efficientnet-lite0`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

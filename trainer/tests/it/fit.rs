@@ -1,7 +1,7 @@
 //! `trainer fit` and `trainer describe` end to end on a small synthetic corpus, with real
 //! EfficientNet-Lite0 features and BERTScore (assets fetched by scripts/test).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -6,7 +6,7 @@
 //! Needs the `annotator` binary beside `trainer` (any `cargo test --workspace` or `cargo build`
 //! builds it) and the EfficientNet-Lite0 and MiniLM assets (scripts/test fetches them).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //! Needs the exports: `scripts/export-onnx` (PyTorch 2.9.0 and onnx from PyPI, the
 //! EfficientNet-Lite0 asset); scripts/test runs it before the tests.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -10,7 +10,7 @@ use milan_trainer::corpora::released::checkpoint::Pretrained;
 use milan_trainer::corpora::released::decode;
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -5,7 +5,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use milan_networks::resnet::{Depth, LAYERS, ResNet};
 
-mod common;
+use crate::common;
 use common::{torchvision_keys, write_random};
 
 fn input(device: &Device) -> Tensor<4> {

@@ -1,0 +1,13 @@
+//! The integration tests of the annotator, one binary (`cargo test -p milan-annotator --test it`),
+//! a module per area; `common` starts servers and databases for them.
+
+mod api;
+mod browser;
+mod cli;
+mod common;
+mod crash;
+mod engine;
+mod group_commit;
+mod import_export;
+mod load;
+mod web;

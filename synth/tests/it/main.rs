@@ -1,0 +1,3 @@
+//! The integration tests of milan-synth, one binary, a module per area.
+
+mod corpus;
