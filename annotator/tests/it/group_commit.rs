@@ -205,7 +205,8 @@ fn kill_9_during_batches_loses_no_acknowledged_write_and_acknowledges_none_lost(
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "kill_9_during_batches_loses_no_acknowledged_write_and_acknowledges_none_lost",
+            // Its full name in the crate's one test binary (tests/it/main.rs).
+            "group_commit::kill_9_during_batches_loses_no_acknowledged_write_and_acknowledges_none_lost",
             "--nocapture",
             "--test-threads",
             "1",
