@@ -587,19 +587,11 @@ pub struct RunOptions {
     pub init: Option<InitFrom>,
 }
 
-/// Trains the captioner and the language model on `train` (corpus positions), early-stopping on
-/// `validation`, into `dir`; returns the best weights (on `device`, without autodiff).
-pub fn train(
-    corpus: &dyn Units,
-    train: &[usize],
-    validation: &[usize],
-    dir: &Path,
-    options: &RunOptions,
-    device: &Device,
-) -> Result<Trained> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+/// The vocabulary of a run: the checkpoint's when fine-tuning (after checking that its sizes fit
+/// these features), else built from the training units' descriptions.
+fn vocabulary(corpus: &dyn Units, train: &[usize], options: &RunOptions) -> Result<Vocabulary> {
     let config = &options.config;
-    let vocab = match &options.init {
+    Ok(match &options.init {
         // The released weights index their own vocabulary; words it lacks are <unk>.
         Some(init) => {
             ensure!(
@@ -624,18 +616,13 @@ pub fn train(
                 .iter()
                 .flat_map(|&p| corpus.tokens(p).iter().map(Vec::as_slice)),
         ),
-    };
-    let info = RunInfo {
-        config: config.clone(),
-        encoder: corpus.encoder().to_owned(),
-        feature_dim: corpus.dims(),
-        seed: options.seed,
-        backend: options.backend.clone(),
-        init_from: options.init.as_ref().map(|i| i.name.clone()),
-    };
-    if options.resume
-        && let Ok(old) = std::fs::read_to_string(dir.join("config.json"))
-    {
+    })
+}
+
+/// Checks that a resumed run continues the run in `dir` (or clears a stale run's state), then
+/// writes `config.json` and `vocab.json`.
+fn start_run(dir: &Path, info: &RunInfo, vocab: &Vocabulary, resume: bool) -> Result<()> {
+    if resume && let Ok(old) = std::fs::read_to_string(dir.join("config.json")) {
         let old: RunInfo = serde_json::from_str(&old)?;
         // Resuming may train longer than the run first meant to; nothing else may change.
         let comparable = |c: &MilanConfig| MilanConfig {
@@ -655,102 +642,164 @@ pub fn train(
     } else {
         let _ = std::fs::remove_dir_all(dir.join("state"));
     }
-    milan_shared::atomic::write(&dir.join("config.json"), &serde_json::to_vec_pretty(&info)?)?;
+    milan_shared::atomic::write(&dir.join("config.json"), &serde_json::to_vec_pretty(info)?)?;
     let tokens: Vec<&str> = (0..vocab.len()).map(|i| vocab.token(i)).collect();
     milan_shared::atomic::write(&dir.join("vocab.json"), &serde_json::to_vec(&tokens)?)?;
+    Ok(())
+}
 
-    let autodiff = device.clone().autodiff();
-    let encoded: Vec<Vec<Vec<usize>>> = (0..corpus.count())
-        .map(|p| {
-            corpus
-                .tokens(p)
-                .iter()
-                .map(|t| vocab.encode(t, config.max_tokens))
-                .collect()
-        })
-        .collect();
-    let train_samples = samples(corpus, train);
-    let validation_samples = samples(corpus, validation);
+/// What both training phases read: every unit's descriptions encoded, and the (unit,
+/// description) samples of the training and validation units.
+struct Samples<'a> {
+    corpus: &'a dyn Units,
+    encoded: Vec<Vec<Vec<usize>>>,
+    train: Vec<(usize, usize)>,
+    validation: Vec<(usize, usize)>,
+}
+
+impl<'a> Samples<'a> {
+    fn new(
+        corpus: &'a dyn Units,
+        vocab: &Vocabulary,
+        max_tokens: usize,
+        train: &[usize],
+        validation: &[usize],
+    ) -> Samples<'a> {
+        let encoded = (0..corpus.count())
+            .map(|p| {
+                corpus
+                    .tokens(p)
+                    .iter()
+                    .map(|t| vocab.encode(t, max_tokens))
+                    .collect()
+            })
+            .collect();
+        Samples {
+            corpus,
+            encoded,
+            train: samples(corpus, train),
+            validation: samples(corpus, validation),
+        }
+    }
+
+    fn sequences(&self, picked: &[(usize, usize)]) -> Vec<&[usize]> {
+        picked
+            .iter()
+            .map(|&(p, d)| self.encoded[p][d].as_slice())
+            .collect()
+    }
+}
+
+impl<'a> Phase<'a> {
+    /// A phase of `options`' run in `dir`, with the optimiser settings of its configuration.
+    fn of(
+        name: &'static str,
+        dir: &'a Path,
+        options: &RunOptions,
+        (batch, max_epochs, patience): (usize, usize, usize),
+        by_loss: bool,
+        rule: EarlyStopping,
+    ) -> Phase<'a> {
+        let config = &options.config;
+        Phase {
+            name,
+            dir,
+            seed: options.seed,
+            batch,
+            max_epochs,
+            patience,
+            learning_rate: config.learning_rate,
+            weight_decay: config.weight_decay,
+            epsilon: config.epsilon,
+            resume: options.resume,
+            quiet: options.quiet,
+            by_loss,
+            rule,
+        }
+    }
+}
+
+/// The captioner's phase: teacher-forced loss with the attention penalty, early-stopped on
+/// validation BLEU (or loss, as configured).
+fn train_captioner(
+    data: &Samples,
+    vocab: &Vocabulary,
+    validation: &[usize],
+    dir: &Path,
+    options: &RunOptions,
+    autodiff: &Device,
+    device: &Device,
+) -> Result<(Captioner, Vec<Epoch>)> {
+    let config = &options.config;
+    let corpus = data.corpus;
     let captioner_config = config.captioner(corpus.dims(), vocab.len());
-    let phase = |name, batch, max_epochs, patience, by_loss, rule| Phase {
-        name,
-        dir,
-        seed: options.seed,
-        batch,
-        max_epochs,
-        patience,
-        learning_rate: config.learning_rate,
-        weight_decay: config.weight_decay,
-        epsilon: config.epsilon,
-        resume: options.resume,
-        quiet: options.quiet,
-        by_loss,
-        rule,
-    };
-
     autodiff.seed(options.seed);
     let captioner = match &options.init {
         Some(init) => load_module(
-            captioner_config.init(&autodiff),
+            captioner_config.init(autodiff),
             &init.dir.join("captioner.bpk"),
         )?,
-        None => captioner_config.init(&autodiff),
+        None => captioner_config.init(autodiff),
     };
-    let (captioner, captioner_history) = phase(
+    Phase::of(
         "captioner",
-        config.batch,
-        config.max_epochs,
-        config.patience,
+        dir,
+        options,
+        (config.batch, config.max_epochs, config.patience),
         config.early_stopping == EarlyStopping::Loss,
         config.early_stopping,
     )
     .run(
         captioner,
-        train_samples.len(),
+        data.train.len(),
         |model: &Captioner, batch: &[usize]| {
-            let picked: Vec<(usize, usize)> = batch.iter().map(|&i| train_samples[i]).collect();
+            let picked: Vec<(usize, usize)> = batch.iter().map(|&i| data.train[i]).collect();
             let positions: Vec<usize> = picked.iter().map(|s| s.0).collect();
-            let seqs: Vec<&[usize]> = picked
-                .iter()
-                .map(|&(p, d)| encoded[p][d].as_slice())
-                .collect();
             model.loss(
-                corpus.features(&positions, &autodiff),
-                &pad(&seqs),
+                corpus.features(&positions, autodiff),
+                &pad(&data.sequences(&picked)),
                 config.attention_weight,
             )
         },
         |model: &Captioner| {
-            let bleu = validation_bleu(model, corpus, &vocab, validation, device);
-            let loss = mean_loss(&validation_samples, |chunk| {
+            let bleu = validation_bleu(model, corpus, vocab, validation, device);
+            let loss = mean_loss(&data.validation, |chunk| {
                 let positions: Vec<usize> = chunk.iter().map(|s| s.0).collect();
-                let seqs: Vec<&[usize]> = chunk
-                    .iter()
-                    .map(|&(p, d)| encoded[p][d].as_slice())
-                    .collect();
                 model.loss(
                     corpus.features(&positions, device),
-                    &pad(&seqs),
+                    &pad(&data.sequences(chunk)),
                     config.attention_weight,
                 )
             });
             (bleu, loss)
         },
         || captioner_config.init(device),
-        &autodiff,
-    )?;
+        autodiff,
+    )
+}
 
+/// The language model's phase: next-token loss, early-stopped on validation loss (or the
+/// reference's rule).
+fn train_language_model(
+    data: &Samples,
+    vocab: &Vocabulary,
+    dir: &Path,
+    options: &RunOptions,
+    autodiff: &Device,
+    device: &Device,
+) -> Result<(LanguageModel, Vec<Epoch>)> {
+    let config = &options.config;
     let lm_config = config.language_model(vocab.len());
     autodiff.seed(options.seed.wrapping_add(1));
     let lm = match &options.init {
-        Some(init) => load_module(lm_config.init(&autodiff), &init.dir.join("lm.bpk"))?,
-        None => lm_config.init(&autodiff),
+        Some(init) => load_module(lm_config.init(autodiff), &init.dir.join("lm.bpk"))?,
+        None => lm_config.init(autodiff),
     };
-    let (lm, lm_history) = phase(
+    Phase::of(
         "lm",
-        config.lm_batch,
-        config.lm_max_epochs,
-        config.lm_patience,
+        dir,
+        options,
+        (config.lm_batch, config.lm_max_epochs, config.lm_patience),
         true,
         match config.early_stopping {
             EarlyStopping::Reference => EarlyStopping::Reference,
@@ -759,30 +808,50 @@ pub fn train(
     )
     .run(
         lm,
-        train_samples.len(),
+        data.train.len(),
         |model: &LanguageModel, batch: &[usize]| {
-            let seqs: Vec<&[usize]> = batch
-                .iter()
-                .map(|&i| {
-                    let (p, d) = train_samples[i];
-                    encoded[p][d].as_slice()
-                })
-                .collect();
-            model.loss(&pad(&seqs), &autodiff)
+            let picked: Vec<(usize, usize)> = batch.iter().map(|&i| data.train[i]).collect();
+            model.loss(&pad(&data.sequences(&picked)), autodiff)
         },
         |model: &LanguageModel| {
-            let loss = mean_loss(&validation_samples, |chunk| {
-                let seqs: Vec<&[usize]> = chunk
-                    .iter()
-                    .map(|&(p, d)| encoded[p][d].as_slice())
-                    .collect();
-                model.loss(&pad(&seqs), device)
+            let loss = mean_loss(&data.validation, |chunk| {
+                model.loss(&pad(&data.sequences(chunk)), device)
             });
             (-loss, loss)
         },
         || lm_config.init(device),
-        &autodiff,
-    )?;
+        autodiff,
+    )
+}
+
+/// Trains the captioner and the language model on `train` (corpus positions), early-stopping on
+/// `validation`, into `dir`; returns the best weights (on `device`, without autodiff).
+pub fn train(
+    corpus: &dyn Units,
+    train: &[usize],
+    validation: &[usize],
+    dir: &Path,
+    options: &RunOptions,
+    device: &Device,
+) -> Result<Trained> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let config = &options.config;
+    let vocab = vocabulary(corpus, train, options)?;
+    let info = RunInfo {
+        config: config.clone(),
+        encoder: corpus.encoder().to_owned(),
+        feature_dim: corpus.dims(),
+        seed: options.seed,
+        backend: options.backend.clone(),
+        init_from: options.init.as_ref().map(|i| i.name.clone()),
+    };
+    start_run(dir, &info, &vocab, options.resume)?;
+
+    let autodiff = device.clone().autodiff();
+    let data = Samples::new(corpus, &vocab, config.max_tokens, train, validation);
+    let (captioner, captioner_history) =
+        train_captioner(&data, &vocab, validation, dir, options, &autodiff, device)?;
+    let (lm, lm_history) = train_language_model(&data, &vocab, dir, options, &autodiff, device)?;
     let history = History {
         captioner: captioner_history,
         language_model: lm_history,
