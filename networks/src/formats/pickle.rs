@@ -351,182 +351,235 @@ impl<'a> Machine<'a> {
         node.freeze(&mut budget, 0)
     }
 
+    /// Runs opcodes to STOP and returns what it pops. Each group of opcodes below answers
+    /// whether it knew `op`; none may run code.
     fn run_nodes(&mut self) -> Result<Node> {
         loop {
             let op = self.byte()?;
-            match op {
-                0x80 => {
-                    self.byte()?; // PROTO n
-                }
-                0x95 => {
-                    self.bytes(8)?; // FRAME: a length hint
-                }
-                b'.' => return self.pop(),
-                b'N' => self.stack.push(Node::None),
-                0x88 => self.stack.push(Node::Bool(true)),
-                0x89 => self.stack.push(Node::Bool(false)),
-                b'K' => {
-                    let v = self.byte()?;
-                    self.stack.push(Node::Int(i64::from(v)));
-                }
-                b'M' => {
-                    let b = self.bytes(2)?;
-                    self.stack
-                        .push(Node::Int(i64::from(u16::from_le_bytes([b[0], b[1]]))));
-                }
-                b'J' => {
-                    let v = self.u32()? as i32;
-                    self.stack.push(Node::Int(i64::from(v)));
-                }
-                0x8a => {
-                    let n = usize::from(self.byte()?);
-                    ensure!(n <= 16, "pickle: integer of {n} bytes");
-                    let b = self.bytes(n)?;
-                    let mut v: i128 = 0;
-                    for (i, byte) in b.iter().enumerate() {
-                        v |= i128::from(*byte) << (8 * i);
-                    }
-                    if n > 0 && b[n - 1] & 0x80 != 0 {
-                        v -= 1i128 << (8 * n);
-                    }
-                    // Larger than i64 only for the legacy magic number, compared by its low bits.
-                    self.stack.push(Node::Int(v as i64));
-                }
-                b'G' => {
-                    let b = self.bytes(8)?;
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(&b);
-                    self.stack.push(Node::Float(f64::from_be_bytes(a)));
-                }
-                b'X' => {
-                    let n = self.u32()? as usize;
-                    let s = self.string(n)?;
-                    self.stack.push(s);
-                }
-                0x8c => {
-                    let n = usize::from(self.byte()?);
-                    let s = self.string(n)?;
-                    self.stack.push(s);
-                }
-                b'U' => {
-                    let n = usize::from(self.byte()?);
-                    let b = self.bytes(n)?;
-                    self.stack
-                        .push(Node::Str(String::from_utf8_lossy(&b).as_ref().into()));
-                }
-                b'T' => {
-                    let n = self.u32()? as usize;
-                    let b = self.bytes(n)?;
-                    self.stack
-                        .push(Node::Str(String::from_utf8_lossy(&b).as_ref().into()));
-                }
-                b'C' => {
-                    let n = usize::from(self.byte()?);
-                    let b = self.bytes(n)?;
-                    self.stack.push(Node::Bytes(b.into()));
-                }
-                b'B' => {
-                    let n = self.u32()? as usize;
-                    let b = self.bytes(n)?;
-                    self.stack.push(Node::Bytes(b.into()));
-                }
-                b'c' => {
-                    let module = self.line()?;
-                    let name = self.line()?;
-                    self.global(module, name)?;
-                }
-                0x93 => {
-                    let name = self.pop()?;
-                    let module = self.pop()?;
-                    let (Node::Str(module), Node::Str(name)) = (module, name) else {
-                        bail!("pickle: STACK_GLOBAL of something that is not a name")
-                    };
-                    self.global(module.to_string(), name.to_string())?;
-                }
-                b'(' => self.stack.push(Node::Mark),
-                b')' => self.stack.push(Node::Tuple(Rc::new(Vec::new()))),
-                b']' | 0x8f => self.stack.push(Node::List(Rc::default())), // list, set
-                b'}' => self.stack.push(Node::Dict(Rc::default())),
-                0x90 => {
-                    let items = self.pop_mark()?;
-                    self.append(items)?; // ADDITEMS to a set
-                }
-                0x91 => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Node::List(Rc::new(RefCell::new(items))));
-                }
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Node::Tuple(Rc::new(items)));
-                }
-                b'l' => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Node::List(Rc::new(RefCell::new(items))));
-                }
-                0x85..=0x87 => {
-                    let n = usize::from(op - 0x84);
-                    ensure!(self.stack.len() >= n, "pickle: stack underflow");
-                    let items = self.stack.split_off(self.stack.len() - n);
-                    self.stack.push(Node::Tuple(Rc::new(items)));
-                }
-                b'q' => {
-                    let k = u32::from(self.byte()?);
-                    self.memo_put(k)?;
-                }
-                b'r' => {
-                    let k = self.u32()?;
-                    self.memo_put(k)?;
-                }
-                0x94 => {
-                    let k = self.memo.len() as u32;
-                    self.memo_put(k)?;
-                }
-                b'h' => {
-                    let k = u32::from(self.byte()?);
-                    self.memo_get(k)?;
-                }
-                b'j' => {
-                    let k = self.u32()?;
-                    self.memo_get(k)?;
-                }
-                b'R' | 0x81 => {
-                    let args = self.pop()?;
-                    let callable = self.pop()?;
-                    self.stack.push(Node::Call(Rc::new(CallNode {
-                        callable,
-                        args,
-                        items: RefCell::default(),
-                    })));
-                }
-                b'Q' => {
-                    let pid = self.pop()?;
-                    self.stack.push(Node::Persistent(Rc::new(pid)));
-                }
-                b'b' => {
-                    // BUILD sets an object's state (OrderedDict's `_metadata`, a Config's
-                    // section order): not needed.
-                    self.pop()?;
-                }
-                b's' => {
-                    let v = self.pop()?;
-                    let k = self.pop()?;
-                    self.set_items(vec![k, v])?;
-                }
-                b'u' => {
-                    let items = self.pop_mark()?;
-                    self.set_items(items)?;
-                }
-                b'a' => {
-                    let v = self.pop()?;
-                    self.append(vec![v])?;
-                }
-                b'e' => {
-                    let items = self.pop_mark()?;
-                    self.append(items)?;
-                }
-                other => bail!("pickle: opcode 0x{other:02x} is not supported"),
+            if op == b'.' {
+                return self.pop();
             }
+            let known = self.framing(op)?
+                || self.number(op)?
+                || self.text(op)?
+                || self.collection(op)?
+                || self.memo_op(op)?
+                || self.object(op)?;
+            ensure!(known, "pickle: opcode 0x{op:02x} is not supported");
         }
+    }
+
+    /// PROTO and FRAME: nothing to build.
+    fn framing(&mut self, op: u8) -> Result<bool> {
+        match op {
+            0x80 => {
+                self.byte()?; // PROTO n
+            }
+            0x95 => {
+                self.bytes(8)?; // FRAME: a length hint
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// None, booleans, integers and floats.
+    fn number(&mut self, op: u8) -> Result<bool> {
+        match op {
+            b'N' => self.stack.push(Node::None),
+            0x88 => self.stack.push(Node::Bool(true)),
+            0x89 => self.stack.push(Node::Bool(false)),
+            b'K' => {
+                let v = self.byte()?;
+                self.stack.push(Node::Int(i64::from(v)));
+            }
+            b'M' => {
+                let b = self.bytes(2)?;
+                self.stack
+                    .push(Node::Int(i64::from(u16::from_le_bytes([b[0], b[1]]))));
+            }
+            b'J' => {
+                let v = self.u32()? as i32;
+                self.stack.push(Node::Int(i64::from(v)));
+            }
+            0x8a => {
+                let n = usize::from(self.byte()?);
+                ensure!(n <= 16, "pickle: integer of {n} bytes");
+                let b = self.bytes(n)?;
+                let mut v: i128 = 0;
+                for (i, byte) in b.iter().enumerate() {
+                    v |= i128::from(*byte) << (8 * i);
+                }
+                if n > 0 && b[n - 1] & 0x80 != 0 {
+                    v -= 1i128 << (8 * n);
+                }
+                // Larger than i64 only for the legacy magic number, compared by its low bits.
+                self.stack.push(Node::Int(v as i64));
+            }
+            b'G' => {
+                let b = self.bytes(8)?;
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&b);
+                self.stack.push(Node::Float(f64::from_be_bytes(a)));
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Strings and bytes.
+    fn text(&mut self, op: u8) -> Result<bool> {
+        match op {
+            b'X' => {
+                let n = self.u32()? as usize;
+                let s = self.string(n)?;
+                self.stack.push(s);
+            }
+            0x8c => {
+                let n = usize::from(self.byte()?);
+                let s = self.string(n)?;
+                self.stack.push(s);
+            }
+            b'U' => {
+                let n = usize::from(self.byte()?);
+                let b = self.bytes(n)?;
+                self.stack
+                    .push(Node::Str(String::from_utf8_lossy(&b).as_ref().into()));
+            }
+            b'T' => {
+                let n = self.u32()? as usize;
+                let b = self.bytes(n)?;
+                self.stack
+                    .push(Node::Str(String::from_utf8_lossy(&b).as_ref().into()));
+            }
+            b'C' => {
+                let n = usize::from(self.byte()?);
+                let b = self.bytes(n)?;
+                self.stack.push(Node::Bytes(b.into()));
+            }
+            b'B' => {
+                let n = self.u32()? as usize;
+                let b = self.bytes(n)?;
+                self.stack.push(Node::Bytes(b.into()));
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Marks, tuples, lists, sets and dicts, and the opcodes that fill them.
+    fn collection(&mut self, op: u8) -> Result<bool> {
+        match op {
+            b'(' => self.stack.push(Node::Mark),
+            b')' => self.stack.push(Node::Tuple(Rc::new(Vec::new()))),
+            b']' | 0x8f => self.stack.push(Node::List(Rc::default())), // list, set
+            b'}' => self.stack.push(Node::Dict(Rc::default())),
+            0x90 => {
+                let items = self.pop_mark()?;
+                self.append(items)?; // ADDITEMS to a set
+            }
+            0x91 | b'l' => {
+                let items = self.pop_mark()?;
+                self.stack.push(Node::List(Rc::new(RefCell::new(items))));
+            }
+            b't' => {
+                let items = self.pop_mark()?;
+                self.stack.push(Node::Tuple(Rc::new(items)));
+            }
+            0x85..=0x87 => {
+                let n = usize::from(op - 0x84);
+                ensure!(self.stack.len() >= n, "pickle: stack underflow");
+                let items = self.stack.split_off(self.stack.len() - n);
+                self.stack.push(Node::Tuple(Rc::new(items)));
+            }
+            b's' => {
+                let v = self.pop()?;
+                let k = self.pop()?;
+                self.set_items(vec![k, v])?;
+            }
+            b'u' => {
+                let items = self.pop_mark()?;
+                self.set_items(items)?;
+            }
+            b'a' => {
+                let v = self.pop()?;
+                self.append(vec![v])?;
+            }
+            b'e' => {
+                let items = self.pop_mark()?;
+                self.append(items)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The memo: PUT, MEMOIZE and GET.
+    fn memo_op(&mut self, op: u8) -> Result<bool> {
+        match op {
+            b'q' => {
+                let k = u32::from(self.byte()?);
+                self.memo_put(k)?;
+            }
+            b'r' => {
+                let k = self.u32()?;
+                self.memo_put(k)?;
+            }
+            0x94 => {
+                let k = self.memo.len() as u32;
+                self.memo_put(k)?;
+            }
+            b'h' => {
+                let k = u32::from(self.byte()?);
+                self.memo_get(k)?;
+            }
+            b'j' => {
+                let k = self.u32()?;
+                self.memo_get(k)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Globals (checked against the allow-list), calls, persistent ids and BUILD: recorded as
+    /// nodes, never run.
+    fn object(&mut self, op: u8) -> Result<bool> {
+        match op {
+            b'c' => {
+                let module = self.line()?;
+                let name = self.line()?;
+                self.global(module, name)?;
+            }
+            0x93 => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                let (Node::Str(module), Node::Str(name)) = (module, name) else {
+                    bail!("pickle: STACK_GLOBAL of something that is not a name")
+                };
+                self.global(module.to_string(), name.to_string())?;
+            }
+            b'R' | 0x81 => {
+                let args = self.pop()?;
+                let callable = self.pop()?;
+                self.stack.push(Node::Call(Rc::new(CallNode {
+                    callable,
+                    args,
+                    items: RefCell::default(),
+                })));
+            }
+            b'Q' => {
+                let pid = self.pop()?;
+                self.stack.push(Node::Persistent(Rc::new(pid)));
+            }
+            b'b' => {
+                // BUILD sets an object's state (OrderedDict's `_metadata`, a Config's
+                // section order): not needed.
+                self.pop()?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 }
 
