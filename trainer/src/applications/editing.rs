@@ -493,16 +493,29 @@ fn first(units: &[(usize, usize)], n: usize) -> BTreeMap<usize, Vec<usize>> {
     off
 }
 
-/// Runs the case: draws the images, trains the classifier, computes its exemplars, describes its
-/// units with `describer`, switches the text units off and measures; writes `descriptions.csv`
-/// and the report ([`write_report`]) into `options.out`.
-pub fn run(
-    options: &EditOptions,
-    names: &[String],
-    stamps: &[Stamp],
-    describer: &Trained,
-    device: &Device,
-) -> Result<EditReport> {
+/// Seconds spent in each phase of the case, for the report.
+struct Laps {
+    seconds: BTreeMap<String, f64>,
+    clock: Instant,
+}
+
+impl Laps {
+    fn start() -> Laps {
+        Laps {
+            seconds: BTreeMap::new(),
+            clock: Instant::now(),
+        }
+    }
+
+    fn lap(&mut self, what: &str) {
+        self.seconds
+            .insert(what.to_owned(), self.clock.elapsed().as_secs_f64());
+        self.clock = Instant::now();
+    }
+}
+
+/// The option checks of [`run`]; returns the number of classes.
+fn check(options: &EditOptions, names: &[String]) -> Result<usize> {
     ensure!(options.train >= 20, "--train must be at least 20 images");
     ensure!(
         options.probe >= 15,
@@ -520,33 +533,40 @@ pub fn run(
     ensure!(!options.words.is_empty(), "--words needs at least one word");
     let classes = names.len();
     ensure!(classes >= 2, "the case needs at least 2 classes");
-    std::fs::create_dir_all(&options.out)
-        .with_context(|| format!("creating {}", options.out.display()))?;
-    let mut seconds = BTreeMap::new();
-    let mut clock = Instant::now();
-    let mut lap = |what: &str, clock: &mut Instant| {
-        seconds.insert(what.to_owned(), clock.elapsed().as_secs_f64());
-        *clock = Instant::now();
-    };
-    let say = |line: String| {
-        if !options.quiet {
-            eprintln!("edit: {line}");
-        }
-    };
+    Ok(classes)
+}
 
-    // 1. The classifier, trained where the class name is written on a share of the images.
-    let train = ImageSet::cued(options.train, classes, options.cue_share, options.seed);
-    say(format!(
-        "training convnet on {} images, {:.0}% with their class name",
-        options.train,
-        100.0 * train.cued_share()
-    ));
+/// The case's key: where its exemplars are written and what its descriptions name.
+const EDIT_KEY: &str = "convnet/spurious_text";
+
+/// Top-1 accuracy of the trained classifier with some units switched off.
+struct Ablation<'a> {
+    net: &'a ConvNet,
+    classes: usize,
+    device: &'a Device,
+}
+
+impl Ablation<'_> {
+    fn accuracy(&self, set: &Rendered, off: &BTreeMap<usize, Vec<usize>>) -> f64 {
+        accuracy(self.net, set, self.classes, off, self.device)
+    }
+}
+
+/// Phase 1: the classifier, trained where the class name is written on a share of the images;
+/// saved as `classifier.bpk`. Returns it and its held-out accuracy.
+fn train_classifier(
+    options: &EditOptions,
+    train: &ImageSet,
+    names: &[String],
+    stamps: &[Stamp],
+    device: &Device,
+) -> Result<(SmallNet, f64)> {
     let images = train.batch(stamps, names, 0..options.train);
     let (net, report) = nets::train(
         "convnet",
         &images,
         &train.labels(),
-        classes,
+        names.len(),
         options.epochs,
         options.seed,
         options.quiet,
@@ -554,13 +574,25 @@ pub fn run(
     )?;
     drop(images);
     nets::save(&net, &options.out.join("classifier.bpk"))?;
-    let SmallNet::ConvNet(convnet) = &net else {
-        unreachable!("trained a convnet")
-    };
-    lap("train", &mut clock);
+    Ok((net, report.held_out))
+}
 
-    // 2. Its exemplars, over probe images drawn as the training images were.
-    let probe = ImageSet::cued(options.probe, classes, options.cue_share, options.seed + 1);
+/// Phase 2: the classifier's exemplars, over probe images drawn as the training images were
+/// (written to `probe/`). Returns the exemplar root.
+fn probe_exemplars(
+    options: &EditOptions,
+    net: &SmallNet,
+    names: &[String],
+    stamps: &[Stamp],
+    say: &dyn Fn(String),
+    device: &Device,
+) -> Result<PathBuf> {
+    let probe = ImageSet::cued(
+        options.probe,
+        names.len(),
+        options.cue_share,
+        options.seed + 1,
+    );
     let probe_dir = options.out.join("probe");
     let _ = std::fs::remove_dir_all(&probe_dir);
     std::fs::create_dir_all(&probe_dir)?;
@@ -570,7 +602,7 @@ pub fn run(
             .save(probe_dir.join(format!("{i:05}.png")))
             .with_context(|| format!("writing {}", probe_dir.display()))?;
     }
-    let key = "convnet/spurious_text".parse()?;
+    let key = EDIT_KEY.parse()?;
     let exemplar_root = options.out.join("exemplars");
     let config = ExemplarConfig {
         layers: CONVNET_LAYERS.iter().map(|s| (*s).to_owned()).collect(),
@@ -581,18 +613,22 @@ pub fn run(
         "exemplars of its units over {} probe images",
         options.probe
     ));
-    exemplars::compute(&net, &key, &probe_dir, &exemplar_root, &config, device)?;
-    lap("exemplars", &mut clock);
+    exemplars::compute(net, &key, &probe_dir, &exemplar_root, &config, device)?;
+    Ok(exemplar_root)
+}
 
-    // 3. Its units described by a MILAN that never saw it.
+/// Phase 3: the classifier's units described by a MILAN that never saw it; written to
+/// `descriptions.csv`. Returns the corpus of its exemplars and the descriptions.
+fn describe_units(
+    options: &EditOptions,
+    describer: &Trained,
+    exemplar_root: &Path,
+    say: &dyn Fn(String),
+    device: &Device,
+) -> Result<(Corpus, Vec<Described>)> {
     let mut source = options.features.clone();
     source.encoder = describer.info.encoder.clone();
-    let corpus = Corpus::load(
-        &exemplar_root.join("convnet/spurious_text"),
-        &source,
-        true,
-        device,
-    )?;
+    let corpus = Corpus::load(&exemplar_root.join(EDIT_KEY), &source, true, device)?;
     say(format!("describing its {} units", corpus.neurons.len()));
     let bar = (!options.quiet).then(|| Progress::new(corpus.neurons.len(), "describe", "units"));
     let descriptions =
@@ -610,31 +646,24 @@ pub fn run(
     for (n, d) in corpus.neurons.iter().zip(&descriptions) {
         w.write_record([n.id.layer.as_str(), &n.id.unit.to_string(), d])?;
         described.push(Described {
-            model: key.to_string(),
+            model: EDIT_KEY.to_owned(),
             layer: n.id.layer.clone(),
             unit: n.id.unit,
             description: d.clone(),
         });
     }
     milan_shared::atomic::write(&options.out.join("descriptions.csv"), &w.into_inner()?)?;
-    lap("describe", &mut clock);
+    Ok((corpus, described))
+}
 
-    // 4. The text units, ranked by how clean validation accuracy fares with each alone off (as
-    // the reference ranks its candidates on its validation split), switched off one after
-    // another; as many random units against them.
-    let concept = Concept::exactly(&options.words);
-    let chosen_units = chosen_units(&described, Some(&concept));
-    let index = |layer: &str| CONVNET_LAYERS.iter().position(|n| *n == layer);
-    let candidates: Vec<(usize, usize)> = corpus
-        .neurons
-        .iter()
-        .filter_map(|n| Some((index(&n.id.layer)?, n.id.unit as usize)))
-        .collect();
-    say(format!(
-        "{} of {} units described as text",
-        chosen_units.len(),
-        corpus.neurons.len()
-    ));
+/// The clean validation images and the three test sets of [`CONDITIONS`], all without the
+/// cue the classifier was trained with (or with the right or a wrong name written on them).
+fn probe_sets(
+    options: &EditOptions,
+    names: &[String],
+    stamps: &[Stamp],
+) -> (Rendered, Vec<Rendered>) {
+    let classes = names.len();
     let validation = Rendered::of(
         &ImageSet::cued(options.validation, classes, 0.0, options.seed + 3),
         stamps,
@@ -652,16 +681,28 @@ pub fn run(
     .iter()
     .map(|set| Rendered::of(set, stamps, names))
     .collect();
-    let acc = |set: &Rendered, off: &BTreeMap<usize, Vec<usize>>| {
-        accuracy(convnet, set, classes, off, device)
-    };
+    (validation, tests)
+}
 
+/// A text unit with its (layer index, unit) in the convnet.
+type Located = (TextUnit, (usize, usize));
+
+/// Phase 4a: the text units, ranked by how clean validation accuracy fares with each alone off
+/// (as the reference ranks its candidates on its validation split), highest first; with each
+/// its (layer index, unit), and the count per layer.
+fn rank_text_units(
+    options: &EditOptions,
+    chosen_units: &[(String, u32)],
+    described: &[Described],
+    ablation: &Ablation,
+    validation: &Rendered,
+) -> Result<(Vec<Located>, BTreeMap<String, usize>)> {
     let bar =
         (!options.quiet).then(|| Progress::new(chosen_units.len(), "rank text units", "units"));
-    let mut ranked: Vec<(TextUnit, (usize, usize))> = Vec::new();
+    let mut ranked: Vec<Located> = Vec::new();
     let mut by_layer: BTreeMap<String, usize> = BTreeMap::new();
-    for (layer, unit) in &chosen_units {
-        let l = index(layer).context("a described layer of the convnet")?;
+    for (layer, unit) in chosen_units {
+        let l = layer_index(layer).context("a described layer of the convnet")?;
         let off = BTreeMap::from([(l, vec![*unit as usize])]);
         let description = described
             .iter()
@@ -673,7 +714,7 @@ pub fn run(
                 layer: layer.clone(),
                 unit: *unit,
                 description,
-                validation_without: acc(&validation, &off),
+                validation_without: ablation.accuracy(validation, &off),
             },
             (l, *unit as usize),
         ));
@@ -688,23 +729,36 @@ pub fn run(
     // Highest first; the describe order breaks ties (a stable sort), so the ranking is
     // deterministic.
     ranked.sort_by(|a, b| b.0.validation_without.total_cmp(&a.0.validation_without));
-    let order: Vec<(usize, usize)> = ranked.iter().map(|r| r.1).collect();
-    let text_units: Vec<TextUnit> = ranked.into_iter().map(|r| r.0).collect();
-    let k = order.len();
+    Ok((ranked, by_layer))
+}
 
-    let mut draws_rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xd4a3);
-    let draws: Vec<Vec<(usize, usize)>> = (0..options.draws)
-        .map(|_| milan_shared::random::shuffled_forward(&candidates, &mut draws_rng))
-        .collect();
-    let points = steps(k);
+/// The index of a convnet layer by name.
+fn layer_index(layer: &str) -> Option<usize> {
+    CONVNET_LAYERS.iter().position(|n| *n == layer)
+}
+
+/// Phase 4b: accuracy as the text units are switched off one after another (at [`steps`]),
+/// against as many units of each random draw.
+fn ablation_curve(
+    options: &EditOptions,
+    order: &[(usize, usize)],
+    draws: &[Vec<(usize, usize)>],
+    ablation: &Ablation,
+    validation: &Rendered,
+    test: &Rendered,
+) -> Vec<CurvePoint> {
+    let points = steps(order.len());
     let bar = (!options.quiet).then(|| Progress::new(points.len(), "switch units off", "steps"));
     let mut curve = Vec::new();
     for &n in &points {
         curve.push(CurvePoint {
             n,
-            text_validation: acc(&validation, &first(&order, n)),
-            text_test: acc(&tests[0], &first(&order, n)),
-            random_test: draws.iter().map(|d| acc(&tests[0], &first(d, n))).collect(),
+            text_validation: ablation.accuracy(validation, &first(order, n)),
+            text_test: ablation.accuracy(test, &first(order, n)),
+            random_test: draws
+                .iter()
+                .map(|d| ablation.accuracy(test, &first(d, n)))
+                .collect(),
         });
         if let Some(b) = &bar {
             b.inc(1);
@@ -713,32 +767,117 @@ pub fn run(
     if let Some(b) = &bar {
         b.finish();
     }
-    // The best validation accuracy; the fewest units of equals.
-    let chosen = curve
+    curve
+}
+
+/// The number of text units with the best validation accuracy; the fewest of equals.
+fn best_count(curve: &[CurvePoint]) -> usize {
+    curve
         .iter()
         .fold(None::<&CurvePoint>, |best, p| match best {
             Some(b) if b.text_validation >= p.text_validation => Some(b),
             _ => Some(p),
         })
-        .map_or(0, |p| p.n);
-    let conditions_at = |n: usize| -> Vec<Condition> {
-        CONDITIONS
-            .iter()
-            .zip(&tests)
-            .map(|(name, set)| Condition {
-                name: (*name).to_owned(),
-                intact: acc(set, &BTreeMap::new()),
-                text_off: acc(set, &first(&order, n)),
-                random_off: draws.iter().map(|d| acc(set, &first(d, n))).collect(),
-            })
-            .collect()
+        .map_or(0, |p| p.n)
+}
+
+/// Every test condition, intact and with the first `n` text units (and of each random draw) off.
+fn conditions_at(
+    n: usize,
+    order: &[(usize, usize)],
+    draws: &[Vec<(usize, usize)>],
+    ablation: &Ablation,
+    tests: &[Rendered],
+) -> Vec<Condition> {
+    CONDITIONS
+        .iter()
+        .zip(tests)
+        .map(|(name, set)| Condition {
+            name: (*name).to_owned(),
+            intact: ablation.accuracy(set, &BTreeMap::new()),
+            text_off: ablation.accuracy(set, &first(order, n)),
+            random_off: draws
+                .iter()
+                .map(|d| ablation.accuracy(set, &first(d, n)))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Runs the case: draws the images, trains the classifier, computes its exemplars, describes its
+/// units with `describer`, switches the text units off and measures; writes `descriptions.csv`
+/// and the report ([`write_report`]) into `options.out`.
+pub fn run(
+    options: &EditOptions,
+    names: &[String],
+    stamps: &[Stamp],
+    describer: &Trained,
+    device: &Device,
+) -> Result<EditReport> {
+    let classes = check(options, names)?;
+    std::fs::create_dir_all(&options.out)
+        .with_context(|| format!("creating {}", options.out.display()))?;
+    let mut laps = Laps::start();
+    let say = |line: String| {
+        if !options.quiet {
+            eprintln!("edit: {line}");
+        }
     };
+
+    let train = ImageSet::cued(options.train, classes, options.cue_share, options.seed);
+    say(format!(
+        "training convnet on {} images, {:.0}% with their class name",
+        options.train,
+        100.0 * train.cued_share()
+    ));
+    let (net, held_out_accuracy) = train_classifier(options, &train, names, stamps, device)?;
+    let SmallNet::ConvNet(convnet) = &net else {
+        unreachable!("trained a convnet")
+    };
+    laps.lap("train");
+
+    let exemplar_root = probe_exemplars(options, &net, names, stamps, &say, device)?;
+    laps.lap("exemplars");
+
+    let (corpus, described) = describe_units(options, describer, &exemplar_root, &say, device)?;
+    laps.lap("describe");
+
+    // Phase 4: the text units switched off one after another; as many random units against them.
+    let concept = Concept::exactly(&options.words);
+    let chosen_units = chosen_units(&described, Some(&concept));
+    let candidates: Vec<(usize, usize)> = corpus
+        .neurons
+        .iter()
+        .filter_map(|n| Some((layer_index(&n.id.layer)?, n.id.unit as usize)))
+        .collect();
+    say(format!(
+        "{} of {} units described as text",
+        chosen_units.len(),
+        corpus.neurons.len()
+    ));
+    let (validation, tests) = probe_sets(options, names, stamps);
+    let ablation = Ablation {
+        net: convnet,
+        classes,
+        device,
+    };
+    let (ranked, by_layer) =
+        rank_text_units(options, &chosen_units, &described, &ablation, &validation)?;
+    let order: Vec<(usize, usize)> = ranked.iter().map(|r| r.1).collect();
+    let text_units: Vec<TextUnit> = ranked.into_iter().map(|r| r.0).collect();
+    let k = order.len();
+    let mut draws_rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xd4a3);
+    let draws: Vec<Vec<(usize, usize)>> = (0..options.draws)
+        .map(|_| milan_shared::random::shuffled_forward(&candidates, &mut draws_rng))
+        .collect();
+    let curve = ablation_curve(options, &order, &draws, &ablation, &validation, &tests[0]);
+    let chosen = best_count(&curve);
     say(format!(
         "testing with {chosen} and with all {k} text units off"
     ));
-    let at_chosen = conditions_at(chosen);
-    let at_all = conditions_at(k);
-    lap("ablate", &mut clock);
+    let at_chosen = conditions_at(chosen, &order, &draws, &ablation, &tests);
+    let at_all = conditions_at(k, &order, &draws, &ablation, &tests);
+    laps.lap("ablate");
 
     let mut out = EditReport {
         classes: names.to_vec(),
@@ -749,7 +888,7 @@ pub fn run(
         cue_share: options.cue_share,
         train_cued: train.cued_share(),
         epochs: options.epochs,
-        held_out_accuracy: report.held_out,
+        held_out_accuracy,
         units: corpus.neurons.len(),
         words: options.words.clone(),
         text_units,
@@ -759,7 +898,7 @@ pub fn run(
         at_chosen,
         at_all,
         effect_appears: false,
-        seconds,
+        seconds: laps.seconds,
     };
     out.effect_appears = out.effect();
     write_report(&options.out, &out)?;

@@ -45,7 +45,7 @@ use crate::corpus::Corpus;
 use crate::evaluation::labels::BaselineLabels;
 use crate::evaluation::scoring::{BertScoreChoice, Protocol, Scorer, Scores};
 use crate::experiments::predictions::{
-    read_units, write_all_predictions, write_predictions, write_units,
+    Row, read_units, write_all_predictions, write_predictions, write_units,
 };
 use crate::experiments::summary::{
     ExperimentSummary, Summary, folder_name, one_line, trial_metrics, write_summary,
@@ -136,14 +136,148 @@ fn test_units(
     Ok((units, from))
 }
 
-/// Runs the split; writes everything under `options.out`.
-pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Summary> {
-    let experiments: Vec<Experiment> = match (&options.roster, &options.direction) {
+/// The experiments `fit` runs: of the data's roster when it has one, else the paper's; one of
+/// them with `--direction`.
+fn experiments_of(options: &FitOptions) -> Result<Vec<Experiment>> {
+    Ok(match (&options.roster, &options.direction) {
         (Some(r), Some(name)) => vec![r.experiment(options.split, name)?],
         (Some(r), None) => r.experiments(options.split),
         (None, Some(name)) => vec![options.split.experiment(name)?],
         (None, None) => options.split.experiments(),
+    })
+}
+
+/// One trial of an experiment: trained on its partition (test units fixed), every system
+/// predicted and scored on the test units; writes the trial's folder (weights, learning curve,
+/// `predictions.csv`, `metrics.json`). Returns its rows and scores.
+#[allow(clippy::too_many_arguments)]
+fn run_trial(
+    corpus: &Corpus,
+    experiment: &Experiment,
+    ids: &[NeuronId],
+    test: &[NeuronId],
+    trial: usize,
+    (run_options, scorer): (&RunOptions, &Scorer),
+    options: &FitOptions,
+    dir: &Path,
+    device: &Device,
+) -> Result<(Vec<Row>, BTreeMap<String, Scores>)> {
+    let seed = options.run.seed.wrapping_add(trial as u64 * 1000);
+    let partition = experiment.partition_with_test(ids, test, seed);
+    let train_pos = corpus.positions(&partition.train)?;
+    let val_pos = corpus.positions(&partition.validation)?;
+    let test_pos = corpus.positions(&partition.test)?;
+    let trial_dir = dir.join(format!("trial-{trial}"));
+    let run = RunOptions {
+        seed,
+        ..run_options.clone()
     };
+    let trained = train(corpus, &train_pos, &val_pos, &trial_dir, &run, device)?;
+    crate::util::plot::learning_curve(&trial_dir.join("learning-curve.png"), &trained.history)?;
+    let known: Vec<usize> = train_pos.iter().chain(&val_pos).copied().collect();
+    let rows = predict(
+        corpus,
+        &trained,
+        &known,
+        &test_pos,
+        &options.baseline_labels,
+        device,
+    )?;
+    let scores = score(corpus, &rows, scorer)?;
+    write_predictions(&trial_dir.join("predictions.csv"), corpus, &rows, None)?;
+    atomic::write(
+        &trial_dir.join("metrics.json"),
+        &serde_json::to_vec_pretty(&trial_metrics(
+            &experiment.name,
+            trial,
+            seed,
+            [train_pos.len(), val_pos.len(), test_pos.len()],
+            &scorer.setting,
+            &scores,
+        ))?,
+    )?;
+    eprintln!("  trial {trial}: {}", one_line(&scores));
+    Ok((rows, scores))
+}
+
+/// One experiment over its trials, into `<out>/<experiment>/`; `None` (and a line saying why)
+/// when the data has no training or no test units for it.
+fn run_experiment(
+    corpus: &Corpus,
+    experiment: &Experiment,
+    ids: &[NeuronId],
+    scorer: &Scorer,
+    options: &FitOptions,
+    device: &Device,
+) -> Result<Option<ExperimentSummary>> {
+    let probe = experiment.partition(ids, options.run.seed);
+    if probe.train.is_empty() || probe.test.is_empty() {
+        eprintln!(
+            "skipping {}: the data has no {} neurons",
+            experiment.name,
+            if probe.train.is_empty() {
+                "training"
+            } else {
+                "test"
+            }
+        );
+        return Ok(None);
+    }
+    let dir = options.out.join(folder_name(&experiment.name));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (test, test_from) = test_units(experiment, ids, &dir, options)?;
+    eprintln!(
+        "experiment {} ({} trials; {} test units: {test_from})",
+        experiment.name,
+        options.trials,
+        test.len()
+    );
+    let started = std::time::Instant::now();
+    let mut run_options = options.run.clone();
+    if run_options.config.early_stopping == EarlyStopping::Reference
+        && experiment.evaluation == Evaluation::HeldOutNeurons
+    {
+        run_options.config.patience = REFERENCE_WITHIN_NETWORK_PATIENCE;
+    }
+    let mut trials = Vec::new();
+    let mut rows_all = Vec::new();
+    for trial in 0..options.trials {
+        let (rows, scores) = run_trial(
+            corpus,
+            experiment,
+            ids,
+            &test,
+            trial,
+            (&run_options, scorer),
+            options,
+            &dir,
+            device,
+        )?;
+        rows_all.push((trial, rows));
+        trials.push(scores);
+    }
+    write_all_predictions(&dir.join("predictions.csv"), corpus, &rows_all)?;
+    let entry = ExperimentSummary::of_trials(
+        (
+            experiment.name.clone(),
+            experiment.train.iter().map(ToString::to_string).collect(),
+            experiment.test.iter().map(ToString::to_string).collect(),
+        ),
+        test_from,
+        trials,
+        started.elapsed().as_secs_f64(),
+        options.run.seed,
+    );
+    atomic::write(
+        &dir.join("metrics.json"),
+        &serde_json::to_vec_pretty(&entry)?,
+    )?;
+    Ok(Some(entry))
+}
+
+/// Runs the split; writes everything under `options.out`.
+pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Summary> {
+    let experiments = experiments_of(options)?;
     if options.trials == 0 {
         bail!("--trials must be at least 1");
     }
@@ -160,97 +294,10 @@ pub fn fit(corpus: &Corpus, options: &FitOptions, device: &Device) -> Result<Sum
     };
     let mut skipped = Vec::new();
     for experiment in &experiments {
-        let probe = experiment.partition(&ids, options.run.seed);
-        if probe.train.is_empty() || probe.test.is_empty() {
-            skipped.push(experiment.name.clone());
-            eprintln!(
-                "skipping {}: the data has no {} neurons",
-                experiment.name,
-                if probe.train.is_empty() {
-                    "training"
-                } else {
-                    "test"
-                }
-            );
-            continue;
+        match run_experiment(corpus, experiment, &ids, &scorer, options, device)? {
+            Some(entry) => summary.experiments.push(entry),
+            None => skipped.push(experiment.name.clone()),
         }
-        let dir = options.out.join(folder_name(&experiment.name));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let (test, test_from) = test_units(experiment, &ids, &dir, options)?;
-        eprintln!(
-            "experiment {} ({} trials; {} test units: {test_from})",
-            experiment.name,
-            options.trials,
-            test.len()
-        );
-        let started = std::time::Instant::now();
-        let mut run_options = options.run.clone();
-        if run_options.config.early_stopping == EarlyStopping::Reference
-            && experiment.evaluation == Evaluation::HeldOutNeurons
-        {
-            run_options.config.patience = REFERENCE_WITHIN_NETWORK_PATIENCE;
-        }
-        let mut trials = Vec::new();
-        let mut rows_all = Vec::new();
-        for trial in 0..options.trials {
-            let seed = options.run.seed.wrapping_add(trial as u64 * 1000);
-            let partition = experiment.partition_with_test(&ids, &test, seed);
-            let train_pos = corpus.positions(&partition.train)?;
-            let val_pos = corpus.positions(&partition.validation)?;
-            let test_pos = corpus.positions(&partition.test)?;
-            let trial_dir = dir.join(format!("trial-{trial}"));
-            let run = RunOptions {
-                seed,
-                ..run_options.clone()
-            };
-            let trained = train(corpus, &train_pos, &val_pos, &trial_dir, &run, device)?;
-            crate::util::plot::learning_curve(
-                &trial_dir.join("learning-curve.png"),
-                &trained.history,
-            )?;
-            let known: Vec<usize> = train_pos.iter().chain(&val_pos).copied().collect();
-            let rows = predict(
-                corpus,
-                &trained,
-                &known,
-                &test_pos,
-                &options.baseline_labels,
-                device,
-            )?;
-            let scores = score(corpus, &rows, &scorer)?;
-            write_predictions(&trial_dir.join("predictions.csv"), corpus, &rows, None)?;
-            atomic::write(
-                &trial_dir.join("metrics.json"),
-                &serde_json::to_vec_pretty(&trial_metrics(
-                    &experiment.name,
-                    trial,
-                    seed,
-                    [train_pos.len(), val_pos.len(), test_pos.len()],
-                    &scorer.setting,
-                    &scores,
-                ))?,
-            )?;
-            eprintln!("  trial {trial}: {}", one_line(&scores));
-            rows_all.push((trial, rows));
-            trials.push(scores);
-        }
-        write_all_predictions(&dir.join("predictions.csv"), corpus, &rows_all)?;
-        let entry = ExperimentSummary::of_trials(
-            (
-                experiment.name.clone(),
-                experiment.train.iter().map(ToString::to_string).collect(),
-                experiment.test.iter().map(ToString::to_string).collect(),
-            ),
-            test_from,
-            trials,
-            started.elapsed().as_secs_f64(),
-            options.run.seed,
-        );
-        atomic::write(
-            &dir.join("metrics.json"),
-            &serde_json::to_vec_pretty(&entry)?,
-        )?;
-        summary.experiments.push(entry);
     }
     if summary.experiments.is_empty() {
         bail!(

@@ -118,8 +118,8 @@ fn trials_of(dir: &Path) -> Result<Vec<(PathBuf, usize)>> {
     Ok(found)
 }
 
-/// Re-decodes every trained trial of `options.run` at every λ and scores them.
-pub fn sweep(corpus: &Corpus, options: &SweepOptions, device: &Device) -> Result<Sweep> {
+/// The weights to decode at: finite, with 0 (plain beam search), sorted, each once.
+fn lambdas_of(options: &SweepOptions) -> Result<Vec<f32>> {
     // -0 is 0: one name, one column.
     let mut lambdas: Vec<f32> = options
         .lambdas
@@ -134,201 +134,243 @@ pub fn sweep(corpus: &Corpus, options: &SweepOptions, device: &Device) -> Result
     }
     lambdas.sort_by(f32::total_cmp);
     lambdas.dedup();
-    let experiments: Vec<Experiment> = match &options.roster {
-        Some(r) => r.experiments(options.split),
-        None => options.split.experiments(),
-    };
-    let scorer = Scorer::load(&options.bertscore, device)?;
-    let mut out = Sweep {
-        split: options.split.name().to_owned(),
-        bertscore: scorer.setting.clone(),
-        experiments: Vec::new(),
-    };
-    let mut predictions = csv::Writer::from_writer(Vec::new());
-    let mut header = vec!["experiment", "trial", "model", "layer", "unit", "greedy"]
-        .into_iter()
-        .map(str::to_owned)
-        .collect::<Vec<_>>();
-    header.extend(lambdas.iter().map(|&l| lambda_name(l)));
-    predictions.write_record(&header)?;
-    for experiment in &experiments {
-        let dir = options.run.join(folder_name(&experiment.name));
-        let trials = trials_of(&dir)?;
-        if trials.is_empty() {
-            continue;
-        }
-        eprintln!(
-            "experiment {} ({} trained trials)",
-            experiment.name,
-            trials.len()
-        );
-        let started = std::time::Instant::now();
-        let mut scored: Vec<BTreeMap<String, Scores>> = Vec::new();
-        let mut words = vec![0.0; lambdas.len()];
-        let mut changed = vec![0.0; lambdas.len()];
-        let mut test_neurons = 0;
-        for (t, (trial_dir, expected)) in trials.iter().enumerate() {
-            let units = read_units(&trial_dir.join("predictions.csv"))?;
-            if units.len() != *expected {
-                bail!(
-                    "{}: {} rows in predictions.csv, {expected} test neurons in metrics.json",
-                    trial_dir.display(),
-                    units.len()
-                );
-            }
-            let test = corpus.positions(&units).with_context(|| {
-                format!(
-                    "{}: a test unit of the trial is not in --data: is it the corpus of that run?",
-                    trial_dir.display()
-                )
-            })?;
-            test_neurons = test.len();
-            let trained = load(trial_dir, device)?;
-            if trained.info.encoder != corpus.encoder {
-                bail!(
-                    "{}: trained on {} features, these are {} (pass --encoder {})",
-                    trial_dir.display(),
-                    trained.info.encoder,
-                    corpus.encoder,
-                    trained.info.encoder
-                );
-            }
-            let config = &trained.info.config.decode;
-            let mut by_lambda: Vec<Vec<Vec<usize>>> = vec![Vec::new(); lambdas.len()];
-            let mut greedy_out = Vec::new();
-            for chunk in test.chunks(64) {
-                let features = corpus.features(chunk, device);
-                let picked = milan_pmi_lambdas(
-                    &trained.captioner,
-                    &trained.lm,
-                    features.clone(),
-                    config,
-                    &lambdas,
-                );
-                for (all, some) in by_lambda.iter_mut().zip(picked) {
-                    all.extend(some);
-                }
-                greedy_out.extend(greedy(&trained.captioner, features));
-            }
-            let rows: Vec<Row> = test
-                .iter()
-                .enumerate()
-                .map(|(i, &position)| {
-                    let mut p = BTreeMap::new();
-                    p.insert(GREEDY.to_owned(), trained.vocab.decode(&greedy_out[i]));
-                    for (j, &l) in lambdas.iter().enumerate() {
-                        p.insert(lambda_name(l), trained.vocab.decode(&by_lambda[j][i]));
-                    }
-                    Row {
-                        position,
-                        predictions: p,
-                    }
-                })
-                .collect();
-            let n = rows.len().max(1) as f64;
-            for (j, &l) in lambdas.iter().enumerate() {
-                let name = lambda_name(l);
-                let beam = lambda_name(0.0);
-                words[j] += rows
-                    .iter()
-                    .map(|r| r.predictions[&name].split_whitespace().count())
-                    .sum::<usize>() as f64
-                    / n;
-                changed[j] += rows
-                    .iter()
-                    .filter(|r| r.predictions[&name] != r.predictions[&beam])
-                    .count() as f64
-                    / n;
-            }
-            for r in &rows {
-                let id = &corpus.neurons[r.position].id;
-                let mut record = vec![
-                    experiment.name.clone(),
-                    t.to_string(),
-                    id.key.to_string(),
-                    id.layer.clone(),
-                    id.unit.to_string(),
-                    r.predictions[GREEDY].clone(),
-                ];
-                record.extend(
-                    lambdas
-                        .iter()
-                        .map(|&l| r.predictions[&lambda_name(l)].clone()),
-                );
-                predictions.write_record(&record)?;
-            }
-            let scores = score(corpus, &rows, &scorer)?;
-            eprintln!(
-                "  trial {t}: greedy {:.3} | {}",
-                scores[GREEDY].bertscore_f,
-                lambdas
-                    .iter()
-                    .map(|&l| format!("λ {l} {:.3}", scores[&lambda_name(l)].bertscore_f))
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            );
-            scored.push(scores);
-        }
-        let n = scored.len() as f64;
-        let column = |system: &str, f: fn(&Scores) -> f64| -> Vec<f64> {
-            scored.iter().map(|s| f(&s[system])).collect()
-        };
-        let difference = |a: &str, b: &str| -> (f64, f64, f64) {
-            let pairs: Vec<(Vec<f64>, Vec<f64>)> = scored
-                .iter()
-                .map(|s| (s[a].per_neuron.clone(), s[b].per_neuron.clone()))
-                .collect();
-            paired_bootstrap(&pairs, BOOTSTRAP_RESAMPLES, options.seed)
-        };
-        let beam = lambda_name(0.0);
-        let points = lambdas
-            .iter()
-            .enumerate()
-            .map(|(j, &l)| {
-                let name = lambda_name(l);
-                LambdaPoint {
-                    lambda: l,
-                    bertscore_f: MeanStd::of(&column(&name, |s| s.bertscore_f)),
-                    bleu: MeanStd::of(&column(&name, |s| s.bleu)),
-                    rouge_l: scored
-                        .iter()
-                        .map(|s| s[&name].rouge_l())
-                        .collect::<Option<Vec<f64>>>()
-                        .map(|r| MeanStd::of(&r)),
-                    minus_greedy: difference(&name, GREEDY),
-                    minus_beam: difference(&name, &beam),
-                    words: words[j] / n,
-                    changed: changed[j] / n,
-                }
-            })
-            .collect();
-        out.experiments.push(ExperimentSweep {
-            name: experiment.name.clone(),
-            trials: scored.len(),
-            test_neurons,
-            greedy: MeanStd::of(&column(GREEDY, |s| s.bertscore_f)),
-            annotators: MeanStd::of(&column(ANNOTATORS, |s| s.bertscore_f)),
-            points,
-            seconds: started.elapsed().as_secs_f64(),
-        });
-    }
-    if out.experiments.is_empty() {
+    Ok(lambdas)
+}
+
+/// One trial re-decoded on the test units it was evaluated on: greedy and every λ per unit.
+fn decode_trial(
+    corpus: &Corpus,
+    trial_dir: &Path,
+    expected: usize,
+    lambdas: &[f32],
+    device: &Device,
+) -> Result<Vec<Row>> {
+    let units = read_units(&trial_dir.join("predictions.csv"))?;
+    if units.len() != expected {
         bail!(
-            "{}: no trained trial of any {} experiment (trial-<t>/metrics.json); is --run a `trainer \
-             fit` run of that split?",
-            options.run.display(),
-            options.split.name()
+            "{}: {} rows in predictions.csv, {expected} test neurons in metrics.json",
+            trial_dir.display(),
+            units.len()
         );
     }
+    let test = corpus.positions(&units).with_context(|| {
+        format!(
+            "{}: a test unit of the trial is not in --data: is it the corpus of that run?",
+            trial_dir.display()
+        )
+    })?;
+    let trained = load(trial_dir, device)?;
+    if trained.info.encoder != corpus.encoder {
+        bail!(
+            "{}: trained on {} features, these are {} (pass --encoder {})",
+            trial_dir.display(),
+            trained.info.encoder,
+            corpus.encoder,
+            trained.info.encoder
+        );
+    }
+    let config = &trained.info.config.decode;
+    let mut by_lambda: Vec<Vec<Vec<usize>>> = vec![Vec::new(); lambdas.len()];
+    let mut greedy_out = Vec::new();
+    for chunk in test.chunks(64) {
+        let features = corpus.features(chunk, device);
+        let picked = milan_pmi_lambdas(
+            &trained.captioner,
+            &trained.lm,
+            features.clone(),
+            config,
+            lambdas,
+        );
+        for (all, some) in by_lambda.iter_mut().zip(picked) {
+            all.extend(some);
+        }
+        greedy_out.extend(greedy(&trained.captioner, features));
+    }
+    Ok(test
+        .iter()
+        .enumerate()
+        .map(|(i, &position)| {
+            let mut p = BTreeMap::new();
+            p.insert(GREEDY.to_owned(), trained.vocab.decode(&greedy_out[i]));
+            for (j, &l) in lambdas.iter().enumerate() {
+                p.insert(lambda_name(l), trained.vocab.decode(&by_lambda[j][i]));
+            }
+            Row {
+                position,
+                predictions: p,
+            }
+        })
+        .collect())
+}
+
+/// Per λ, summed over trials: mean words per description and the share of units whose
+/// description differs from plain beam search's.
+struct Shape {
+    words: Vec<f64>,
+    changed: Vec<f64>,
+}
+
+impl Shape {
+    fn new(lambdas: usize) -> Shape {
+        Shape {
+            words: vec![0.0; lambdas],
+            changed: vec![0.0; lambdas],
+        }
+    }
+
+    fn add(&mut self, rows: &[Row], lambdas: &[f32]) {
+        let n = rows.len().max(1) as f64;
+        let beam = lambda_name(0.0);
+        for (j, &l) in lambdas.iter().enumerate() {
+            let name = lambda_name(l);
+            self.words[j] += rows
+                .iter()
+                .map(|r| r.predictions[&name].split_whitespace().count())
+                .sum::<usize>() as f64
+                / n;
+            self.changed[j] += rows
+                .iter()
+                .filter(|r| r.predictions[&name] != r.predictions[&beam])
+                .count() as f64
+                / n;
+        }
+    }
+}
+
+/// A trial's rows of the sweep's `predictions.csv`.
+fn write_rows(
+    predictions: &mut csv::Writer<Vec<u8>>,
+    corpus: &Corpus,
+    experiment: &str,
+    trial: usize,
+    rows: &[Row],
+    lambdas: &[f32],
+) -> Result<()> {
+    for r in rows {
+        let id = &corpus.neurons[r.position].id;
+        let mut record = vec![
+            experiment.to_owned(),
+            trial.to_string(),
+            id.key.to_string(),
+            id.layer.clone(),
+            id.unit.to_string(),
+            r.predictions[GREEDY].clone(),
+        ];
+        record.extend(
+            lambdas
+                .iter()
+                .map(|&l| r.predictions[&lambda_name(l)].clone()),
+        );
+        predictions.write_record(&record)?;
+    }
+    Ok(())
+}
+
+/// Every λ of one experiment over its scored trials.
+fn points_of(
+    scored: &[BTreeMap<String, Scores>],
+    lambdas: &[f32],
+    shape: &Shape,
+    seed: u64,
+) -> Vec<LambdaPoint> {
+    let n = scored.len() as f64;
+    let column = |system: &str, f: fn(&Scores) -> f64| -> Vec<f64> {
+        scored.iter().map(|s| f(&s[system])).collect()
+    };
+    let difference = |a: &str, b: &str| -> (f64, f64, f64) {
+        let pairs: Vec<(Vec<f64>, Vec<f64>)> = scored
+            .iter()
+            .map(|s| (s[a].per_neuron.clone(), s[b].per_neuron.clone()))
+            .collect();
+        paired_bootstrap(&pairs, BOOTSTRAP_RESAMPLES, seed)
+    };
+    let beam = lambda_name(0.0);
+    lambdas
+        .iter()
+        .enumerate()
+        .map(|(j, &l)| {
+            let name = lambda_name(l);
+            LambdaPoint {
+                lambda: l,
+                bertscore_f: MeanStd::of(&column(&name, |s| s.bertscore_f)),
+                bleu: MeanStd::of(&column(&name, |s| s.bleu)),
+                rouge_l: scored
+                    .iter()
+                    .map(|s| s[&name].rouge_l())
+                    .collect::<Option<Vec<f64>>>()
+                    .map(|r| MeanStd::of(&r)),
+                minus_greedy: difference(&name, GREEDY),
+                minus_beam: difference(&name, &beam),
+                words: shape.words[j] / n,
+                changed: shape.changed[j] / n,
+            }
+        })
+        .collect()
+}
+
+/// One experiment of the sweep: every trained trial re-decoded, scored, and its rows added to
+/// `predictions`. `None` when the experiment has no trained trial.
+fn sweep_experiment(
+    corpus: &Corpus,
+    options: &SweepOptions,
+    experiment: &Experiment,
+    lambdas: &[f32],
+    scorer: &Scorer,
+    predictions: &mut csv::Writer<Vec<u8>>,
+    device: &Device,
+) -> Result<Option<ExperimentSweep>> {
+    let dir = options.run.join(folder_name(&experiment.name));
+    let trials = trials_of(&dir)?;
+    if trials.is_empty() {
+        return Ok(None);
+    }
+    eprintln!(
+        "experiment {} ({} trained trials)",
+        experiment.name,
+        trials.len()
+    );
+    let started = std::time::Instant::now();
+    let mut scored: Vec<BTreeMap<String, Scores>> = Vec::new();
+    let mut shape = Shape::new(lambdas.len());
+    let mut test_neurons = 0;
+    for (t, (trial_dir, expected)) in trials.iter().enumerate() {
+        let rows = decode_trial(corpus, trial_dir, *expected, lambdas, device)?;
+        test_neurons = rows.len();
+        shape.add(&rows, lambdas);
+        write_rows(predictions, corpus, &experiment.name, t, &rows, lambdas)?;
+        let scores = score(corpus, &rows, scorer)?;
+        eprintln!(
+            "  trial {t}: greedy {:.3} | {}",
+            scores[GREEDY].bertscore_f,
+            lambdas
+                .iter()
+                .map(|&l| format!("λ {l} {:.3}", scores[&lambda_name(l)].bertscore_f))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        scored.push(scores);
+    }
+    let column =
+        |system: &str| -> Vec<f64> { scored.iter().map(|s| s[system].bertscore_f).collect() };
+    Ok(Some(ExperimentSweep {
+        name: experiment.name.clone(),
+        trials: scored.len(),
+        test_neurons,
+        greedy: MeanStd::of(&column(GREEDY)),
+        annotators: MeanStd::of(&column(ANNOTATORS)),
+        points: points_of(&scored, lambdas, &shape, options.seed),
+        seconds: started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// `sweep.json`, `sweep.md`, `predictions.csv` and `lambda.png` into `options.out`.
+fn write_sweep(options: &SweepOptions, out: &Sweep, predictions: Vec<u8>) -> Result<()> {
     atomic::write(
         &options.out.join("sweep.json"),
-        &serde_json::to_vec_pretty(&out)?,
+        &serde_json::to_vec_pretty(out)?,
     )?;
-    atomic::write(&options.out.join("sweep.md"), markdown(&out).as_bytes())?;
-    atomic::write(
-        &options.out.join("predictions.csv"),
-        &predictions.into_inner()?,
-    )?;
+    atomic::write(&options.out.join("sweep.md"), markdown(out).as_bytes())?;
+    atomic::write(&options.out.join("predictions.csv"), &predictions)?;
     let series: Vec<crate::util::plot::IntervalSeries> = out
         .experiments
         .iter()
@@ -351,7 +393,51 @@ pub fn sweep(corpus: &Corpus, options: &SweepOptions, device: &Device) -> Result
         "λ, the weight of log p(d)",
         "BERTScore F1 difference (95% interval)",
         &series,
-    )?;
+    )
+}
+
+/// Re-decodes every trained trial of `options.run` at every λ and scores them.
+pub fn sweep(corpus: &Corpus, options: &SweepOptions, device: &Device) -> Result<Sweep> {
+    let lambdas = lambdas_of(options)?;
+    let experiments: Vec<Experiment> = match &options.roster {
+        Some(r) => r.experiments(options.split),
+        None => options.split.experiments(),
+    };
+    let scorer = Scorer::load(&options.bertscore, device)?;
+    let mut out = Sweep {
+        split: options.split.name().to_owned(),
+        bertscore: scorer.setting.clone(),
+        experiments: Vec::new(),
+    };
+    let mut predictions = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["experiment", "trial", "model", "layer", "unit", "greedy"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    header.extend(lambdas.iter().map(|&l| lambda_name(l)));
+    predictions.write_record(&header)?;
+    for experiment in &experiments {
+        if let Some(e) = sweep_experiment(
+            corpus,
+            options,
+            experiment,
+            &lambdas,
+            &scorer,
+            &mut predictions,
+            device,
+        )? {
+            out.experiments.push(e);
+        }
+    }
+    if out.experiments.is_empty() {
+        bail!(
+            "{}: no trained trial of any {} experiment (trial-<t>/metrics.json); is --run a `trainer \
+             fit` run of that split?",
+            options.run.display(),
+            options.split.name()
+        );
+    }
+    write_sweep(options, &out, predictions.into_inner()?)?;
     Ok(out)
 }
 

@@ -488,16 +488,8 @@ pub fn compute(
     compute_with(net, key, images_dir, out, config, device, None)
 }
 
-/// [`compute`], with a hook that describes each unit as it is written.
-pub fn compute_with(
-    net: &dyn Network,
-    key: &ModelKey,
-    images_dir: &Path,
-    out: &Path,
-    config: &ExemplarConfig,
-    device: &Device,
-    mut hook: Option<&mut dyn UnitHook>,
-) -> Result<Report> {
+/// The configuration checks of [`compute_with`]; returns each layer's folder name.
+fn check_config(net: &dyn Network, config: &ExemplarConfig) -> Result<Vec<String>> {
     ensure!(
         !config.layers.is_empty(),
         "give at least one layer (--layers)"
@@ -519,6 +511,11 @@ pub fn compute_with(
             );
         }
     }
+    Ok(folders)
+}
+
+/// The probe images under `images_dir`, at least `k` of them (of one size when asked).
+fn probe_images(images_dir: &Path, config: &ExemplarConfig) -> Result<Vec<PathBuf>> {
     let files = list_images(images_dir)?;
     if config.uniform_size {
         check_uniform_size(&files)?;
@@ -530,13 +527,24 @@ pub fn compute_with(
         files.len(),
         config.k
     );
+    Ok(files)
+}
 
-    // Pass 1: extremes, the k best images per unit, and the exact tails when they fit.
+/// The passes over the images: pass 1 keeps the extremes, the k best images per unit and the
+/// exact tails when they fit; pass 2, only for layers too large for exact tails, the quantile
+/// histograms. Returns every layer's statistics and the number of passes.
+fn layer_stats(
+    net: &dyn Network,
+    files: &[PathBuf],
+    folders: &[String],
+    config: &ExemplarConfig,
+    device: &Device,
+) -> Result<(Vec<LayerStats>, usize)> {
     let mut stats: Vec<LayerStats> = Vec::new();
     let budget = config.exact_budget_bytes / config.layers.len();
     stream(
         net,
-        &files,
+        files,
         &config.layers,
         config.batch,
         device,
@@ -556,7 +564,6 @@ pub fn compute_with(
             }
         },
     )?;
-    // Pass 2, for layers too large for exact tails: the histograms.
     let passes = if stats.iter().any(LayerStats::needs_histograms) {
         2
     } else {
@@ -565,7 +572,7 @@ pub fn compute_with(
     if passes == 2 {
         stream(
             net,
-            &files,
+            files,
             &config.layers,
             config.batch,
             device,
@@ -579,6 +586,94 @@ pub fn compute_with(
             },
         )?;
     }
+    Ok((stats, passes))
+}
+
+/// One layer's units into the folder: each unit's masks (its map upsampled and thresholded at
+/// its quantile), exemplar images and ids, described by the hook when there is one; each unit's
+/// threshold appended to `quantile_rows`. Returns the units written.
+#[allow(clippy::too_many_arguments)]
+fn write_layer(
+    writer: &mut DatasetWriter,
+    layer: &LayerStats,
+    files: &[PathBuf],
+    config: &ExemplarConfig,
+    cache: &mut ImageCache,
+    hook: &mut Option<&mut dyn UnitHook>,
+    quantile_rows: &mut String,
+) -> Result<usize> {
+    let quantiles = layer.quantiles(config.quantile);
+    let units = config
+        .max_units
+        .map_or(layer.units.len(), |m| m.min(layer.units.len()));
+    let shape = LayerShape {
+        units,
+        k: config.k,
+        height: SIZE,
+        width: SIZE,
+    };
+    let mut lw = writer.layer(&layer.name, shape, true)?;
+    let bar = Progress::new(units, &format!("writing {}", layer.name), "units");
+    for (u, unit) in layer.units.iter().take(units).enumerate() {
+        let mut best = unit.best.clone().into_sorted_vec();
+        // into_sorted_vec is ascending by the reversed order: best first.
+        best.truncate(config.k);
+        let mut masks = Vec::with_capacity(config.k * SIZE * SIZE);
+        let mut pixels = Vec::with_capacity(config.k * 3 * SIZE * SIZE);
+        let mut ids = Vec::with_capacity(config.k);
+        for c in &best {
+            if layer.height * layer.width == 1 {
+                // A feature vector has no map: the whole image is its region.
+                masks.extend(std::iter::repeat_n(1u8, SIZE * SIZE));
+            } else {
+                let up = upsample_align_corners(&c.map, layer.height, layer.width, SIZE);
+                masks.extend(up.iter().map(|&v| u8::from(v > quantiles[u])));
+            }
+            pixels.extend_from_slice(cache.get(c.image, &files[c.image])?);
+            ids.push(c.image as u64);
+        }
+        if let Some(hook) = hook.as_deref_mut() {
+            for d in hook.describe(&layer.name, u, &masks, &ids)? {
+                writer.describe(&layer.name, u as u32, &d);
+            }
+        }
+        lw.write_unit(u, &masks, Some(&pixels), &ids)?;
+        quantile_rows.push_str(&format!("{},{u},{}\n", layer.name, quantiles[u]));
+        bar.inc(1);
+    }
+    bar.finish();
+    lw.finish()?;
+    Ok(units)
+}
+
+/// `images.txt`: the probe images, relative to `images_dir`, one per line in id order.
+fn image_list(files: &[PathBuf], images_dir: &Path) -> String {
+    let mut list = String::new();
+    for f in files {
+        list.push_str(
+            &f.strip_prefix(images_dir)
+                .unwrap_or(f)
+                .display()
+                .to_string(),
+        );
+        list.push('\n');
+    }
+    list
+}
+
+/// [`compute`], with a hook that describes each unit as it is written.
+pub fn compute_with(
+    net: &dyn Network,
+    key: &ModelKey,
+    images_dir: &Path,
+    out: &Path,
+    config: &ExemplarConfig,
+    device: &Device,
+    mut hook: Option<&mut dyn UnitHook>,
+) -> Result<Report> {
+    let folders = check_config(net, config)?;
+    let files = probe_images(images_dir, config)?;
+    let (stats, passes) = layer_stats(net, &files, &folders, config, device)?;
 
     let mut writer = DatasetWriter::create(out, key)?;
     let mut quantile_rows = String::from("layer,unit,quantile\n");
@@ -590,47 +685,15 @@ pub fn compute_with(
     };
     let mut cache = ImageCache::new(256);
     for layer in &stats {
-        let quantiles = layer.quantiles(config.quantile);
-        let units = config
-            .max_units
-            .map_or(layer.units.len(), |m| m.min(layer.units.len()));
-        let shape = LayerShape {
-            units,
-            k: config.k,
-            height: SIZE,
-            width: SIZE,
-        };
-        let mut lw = writer.layer(&layer.name, shape, true)?;
-        let bar = Progress::new(units, &format!("writing {}", layer.name), "units");
-        for (u, unit) in layer.units.iter().take(units).enumerate() {
-            let mut best = unit.best.clone().into_sorted_vec();
-            // into_sorted_vec is ascending by the reversed order: best first.
-            best.truncate(config.k);
-            let mut masks = Vec::with_capacity(config.k * SIZE * SIZE);
-            let mut pixels = Vec::with_capacity(config.k * 3 * SIZE * SIZE);
-            let mut ids = Vec::with_capacity(config.k);
-            for c in &best {
-                if layer.height * layer.width == 1 {
-                    // A feature vector has no map: the whole image is its region.
-                    masks.extend(std::iter::repeat_n(1u8, SIZE * SIZE));
-                } else {
-                    let up = upsample_align_corners(&c.map, layer.height, layer.width, SIZE);
-                    masks.extend(up.iter().map(|&v| u8::from(v > quantiles[u])));
-                }
-                pixels.extend_from_slice(cache.get(c.image, &files[c.image])?);
-                ids.push(c.image as u64);
-            }
-            if let Some(hook) = hook.as_deref_mut() {
-                for d in hook.describe(&layer.name, u, &masks, &ids)? {
-                    writer.describe(&layer.name, u as u32, &d);
-                }
-            }
-            lw.write_unit(u, &masks, Some(&pixels), &ids)?;
-            quantile_rows.push_str(&format!("{},{u},{}\n", layer.name, quantiles[u]));
-            bar.inc(1);
-        }
-        bar.finish();
-        lw.finish()?;
+        let units = write_layer(
+            &mut writer,
+            layer,
+            &files,
+            config,
+            &mut cache,
+            &mut hook,
+            &mut quantile_rows,
+        )?;
         report.layers.push((layer.name.clone(), units));
     }
     writer.write_extra("quantiles.csv", quantile_rows.as_bytes())?;
@@ -639,17 +702,7 @@ pub fn compute_with(
             writer.write_extra(&name, &contents)?;
         }
     }
-    let mut list = String::new();
-    for f in &files {
-        list.push_str(
-            &f.strip_prefix(images_dir)
-                .unwrap_or(f)
-                .display()
-                .to_string(),
-        );
-        list.push('\n');
-    }
-    writer.write_extra("images.txt", list.as_bytes())?;
+    writer.write_extra("images.txt", image_list(&files, images_dir).as_bytes())?;
     writer.finish()?;
     Ok(report)
 }

@@ -282,12 +282,8 @@ pub fn read_labels(
 /// (2: words written in some scenes), so a build never reuses scenes of another drawing.
 pub const SCENES_VERSION: u32 = 2;
 
-/// Builds the corpus; returns the keys written.
-pub fn build(
-    options: &GroundedOptions,
-    stamps: &StampSource,
-    device: &Device,
-) -> Result<Vec<ModelKey>> {
+/// The option checks of [`build`].
+fn check(options: &GroundedOptions) -> Result<()> {
     for n in &options.networks {
         ensure!(
             NETWORKS.contains(&n.as_str()),
@@ -301,10 +297,12 @@ pub fn build(
     );
     ensure!(options.pool >= 3, "--pool needs at least 3 workers");
     ensure!(options.scenes >= 20, "--scenes must be at least 20");
-    std::fs::create_dir_all(&options.out)
-        .with_context(|| format!("creating {}", options.out.display()))?;
+    Ok(())
+}
 
-    // Scenes: drawn once per (set, count, seed) and reused by later builds.
+/// Phase 1, the scenes of both sets: drawn once per (set, count, seed) into `options.work` and
+/// reused by later builds.
+fn scene_sets(options: &GroundedOptions, stamps: &StampSource) -> Result<Vec<(PathBuf, SceneSet)>> {
     let mut sets = Vec::new();
     for (s, name) in SETS.iter().enumerate() {
         let (categories, set_stamps) = &stamps.sets[s];
@@ -334,12 +332,17 @@ pub fn build(
         );
         sets.push((dir, set));
     }
+    Ok(sets)
+}
 
-    let mut jobs = Vec::new();
+/// The networks to dissect: each base network on both scene sets, the random-weights control on
+/// the first.
+fn jobs_of(networks: &[String]) -> Vec<Job> {
     let key = |arch: &str, set: usize| -> ModelKey {
         ModelKey::new(arch, SETS[set]).expect("valid key parts")
     };
-    for n in &options.networks {
+    let mut jobs = Vec::new();
+    for n in networks {
         match n.as_str() {
             "random_lite0" => jobs.push(Job {
                 key: key(n, 0),
@@ -363,74 +366,107 @@ pub fn build(
             }
         }
     }
+    jobs
+}
+
+/// Phase 2, one network: trained (or loaded), its exemplars computed over its scene set and
+/// every unit labelled and described on the way. Returns its entry of `grounded.json`.
+fn dissect_job(
+    job: &Job,
+    (scene_dir, set): &(PathBuf, SceneSet),
+    stamps: &StampSource,
+    pool: &[Habits],
+    options: &GroundedOptions,
+    device: &Device,
+) -> Result<serde_json::Value> {
+    let (net, layers, report): (Box<dyn Network>, Vec<String>, serde_json::Value) =
+        network(job, scene_dir, set, stamps, options, device)?;
+    let config = ExemplarConfig {
+        layers,
+        max_units: options.max_units,
+        ..ExemplarConfig::default()
+    };
+    let mut describer = Describer {
+        key: job.key.clone(),
+        scenes: set,
+        pool,
+        seed: options.seed,
+        rows: csv::Writer::from_writer(Vec::new()),
+        units: 0,
+        seen: Default::default(),
+    };
+    describer.rows.write_record([
+        "layer",
+        "unit",
+        "concept",
+        "kind",
+        "iou",
+        "second",
+        "second_kind",
+        "second_iou",
+        "area",
+        "place",
+        "compexp",
+        "compexp_iou",
+    ])?;
+    if !options.quiet {
+        eprintln!("grounded: {}", job.key);
+    }
+    exemplars::compute_with(
+        net.as_ref(),
+        &job.key,
+        &scene_dir.join("images"),
+        &options.out,
+        &config,
+        device,
+        Some(&mut describer),
+    )?;
+    let labelled: usize = describer.seen.values().sum();
+    if !options.quiet {
+        eprintln!(
+            "  {} units; {:.0}% with a concept at IoU >= {} ({})",
+            describer.units,
+            100.0 * labelled as f64 / describer.units.max(1) as f64,
+            annotators::SEEN_IOU,
+            describer
+                .seen
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(serde_json::json!({
+        "key": job.key.to_string(),
+        "network": report,
+        "units": describer.units,
+        "top_concept_seen_by_kind": describer.seen,
+    }))
+}
+
+/// Builds the corpus; returns the keys written.
+pub fn build(
+    options: &GroundedOptions,
+    stamps: &StampSource,
+    device: &Device,
+) -> Result<Vec<ModelKey>> {
+    check(options)?;
+    std::fs::create_dir_all(&options.out)
+        .with_context(|| format!("creating {}", options.out.display()))?;
+    let sets = scene_sets(options, stamps)?;
+    let jobs = jobs_of(&options.networks);
     ensure!(!jobs.is_empty(), "no networks to dissect");
     let pool = annotators::pool(options.pool, options.generic_share, options.seed);
     let mut reports = Vec::new();
     for job in &jobs {
-        let (scene_dir, set) = &sets[job.set];
-        let (net, layers, report): (Box<dyn Network>, Vec<String>, serde_json::Value) =
-            network(job, scene_dir, set, stamps, options, device)?;
-        let config = ExemplarConfig {
-            layers,
-            max_units: options.max_units,
-            ..ExemplarConfig::default()
-        };
-        let mut describer = Describer {
-            key: job.key.clone(),
-            scenes: set,
-            pool: &pool,
-            seed: options.seed,
-            rows: csv::Writer::from_writer(Vec::new()),
-            units: 0,
-            seen: Default::default(),
-        };
-        describer.rows.write_record([
-            "layer",
-            "unit",
-            "concept",
-            "kind",
-            "iou",
-            "second",
-            "second_kind",
-            "second_iou",
-            "area",
-            "place",
-            "compexp",
-            "compexp_iou",
-        ])?;
-        if !options.quiet {
-            eprintln!("grounded: {}", job.key);
-        }
-        exemplars::compute_with(
-            net.as_ref(),
-            &job.key,
-            &scene_dir.join("images"),
-            &options.out,
-            &config,
+        reports.push(dissect_job(
+            job,
+            &sets[job.set],
+            stamps,
+            &pool,
+            options,
             device,
-            Some(&mut describer),
-        )?;
-        let labelled: usize = describer.seen.values().sum();
-        if !options.quiet {
-            eprintln!(
-                "  {} units; {:.0}% with a concept at IoU >= {} ({})",
-                describer.units,
-                100.0 * labelled as f64 / describer.units.max(1) as f64,
-                annotators::SEEN_IOU,
-                describer
-                    .seen
-                    .iter()
-                    .map(|(k, n)| format!("{k} {n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        reports.push(serde_json::json!({
-            "key": job.key.to_string(),
-            "network": report,
-            "units": describer.units,
-            "top_concept_seen_by_kind": describer.seen,
-        }));
+        )?);
     }
 
     let keys: Vec<ModelKey> = jobs.iter().map(|j| j.key.clone()).collect();
