@@ -1,5 +1,5 @@
 """MILAN in PyTorch, for `trainer bench --model --vs-pytorch`: the same model, dimensions,
-hoisting and batch sizes as trainer/src/model.rs and trainer/src/decoding.rs, timed the same way.
+hoisting and batch sizes as model/src/model.rs and model/src/decoding.rs, timed the same way.
 
 Written for this project (not the reference's code): a captioner p(d|E) with additive attention
 over the exemplar features and a gated, attended feature fed to an LSTM cell; a two-layer LSTM
