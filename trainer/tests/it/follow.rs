@@ -352,9 +352,8 @@ fn follows_rounds_through_rejections_outages_and_a_kill() {
     second.wait().expect("reaped");
     assert_eq!(read_json(&out.join("follow.json"))["round"]["index"], 2);
 
-    let third =
-        run(follower(&base, &requester, &out, &config, &cache)
-            .env("RUST_LOG", "milan_trainer=info"));
+    let third = run(follower(&base, &requester, &out, &config, &cache)
+        .env("RUST_LOG", "milan_trainer=info,milan_model=info"));
     let log = String::from_utf8_lossy(&third.stderr);
     assert!(log.contains("resuming"), "the round resumes: {log}");
     let history = read_json(&out.join("history.json"));
