@@ -266,6 +266,11 @@ fn write_rows(
     Ok(())
 }
 
+/// One figure of `system` in every scored trial.
+fn column(scored: &[BTreeMap<String, Scores>], system: &str, f: fn(&Scores) -> f64) -> Vec<f64> {
+    scored.iter().map(|s| f(&s[system])).collect()
+}
+
 /// Every λ of one experiment over its scored trials.
 fn points_of(
     scored: &[BTreeMap<String, Scores>],
@@ -274,9 +279,6 @@ fn points_of(
     seed: u64,
 ) -> Vec<LambdaPoint> {
     let n = scored.len() as f64;
-    let column = |system: &str, f: fn(&Scores) -> f64| -> Vec<f64> {
-        scored.iter().map(|s| f(&s[system])).collect()
-    };
     let difference = |a: &str, b: &str| -> (f64, f64, f64) {
         let pairs: Vec<(Vec<f64>, Vec<f64>)> = scored
             .iter()
@@ -292,8 +294,8 @@ fn points_of(
             let name = lambda_name(l);
             LambdaPoint {
                 lambda: l,
-                bertscore_f: MeanStd::of(&column(&name, |s| s.bertscore_f)),
-                bleu: MeanStd::of(&column(&name, |s| s.bleu)),
+                bertscore_f: MeanStd::of(&column(scored, &name, |s| s.bertscore_f)),
+                bleu: MeanStd::of(&column(scored, &name, |s| s.bleu)),
                 rouge_l: scored
                     .iter()
                     .map(|s| s[&name].rouge_l())
@@ -350,14 +352,12 @@ fn sweep_experiment(
         );
         scored.push(scores);
     }
-    let column =
-        |system: &str| -> Vec<f64> { scored.iter().map(|s| s[system].bertscore_f).collect() };
     Ok(Some(ExperimentSweep {
         name: experiment.name.clone(),
         trials: scored.len(),
         test_neurons,
-        greedy: MeanStd::of(&column(GREEDY)),
-        annotators: MeanStd::of(&column(ANNOTATORS)),
+        greedy: MeanStd::of(&column(&scored, GREEDY, |s| s.bertscore_f)),
+        annotators: MeanStd::of(&column(&scored, ANNOTATORS, |s| s.bertscore_f)),
         points: points_of(&scored, lambdas, &shape, options.seed),
         seconds: started.elapsed().as_secs_f64(),
     }))
