@@ -166,8 +166,8 @@ impl Accounts {
 
 /// A worker id a requester may give a local account or an integration's session.
 pub fn validate_local_worker_id(worker: &str) -> Result<()> {
-    crate::engine::validate_worker_id(worker)?;
-    if crate::domain::is_url_identity(worker) {
+    let worker = crate::engine::canonical_worker_id(worker)?;
+    if crate::domain::is_url_identity(&worker) {
         return Err(EngineError::Invalid(format!(
             "worker id {worker:?}: ids starting with mturk: or prolific: belong to those \
              platforms' entry pages"

@@ -19,8 +19,10 @@ pub fn now_ms() -> Millis {
 pub const MINUTE_MS: Millis = 60_000;
 pub const DAY_MS: Millis = 24 * 60 * MINUTE_MS;
 
-/// What a requester sets for a project (MTurk: a HIT type).
+/// What a requester sets for a project (MTurk: a HIT type). A field this does not know is
+/// refused by name (a typo must not silently become a default).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProjectSettings {
     /// A URL-safe name: lowercase letters, digits, '-' and '_', 1 to 64 of them.
     pub name: String,
@@ -39,6 +41,10 @@ pub struct ProjectSettings {
     /// Prolific studies only: the completion code participants are sent back with.
     #[serde(default)]
     pub prolific_completion_code: Option<String>,
+    /// Put on MTurk: its ExternalQuestion page (`/mturk/<name>`) answers. Off, that page is 404,
+    /// so MTurk-style URL parameters cannot open the project.
+    #[serde(default)]
+    pub mturk: bool,
     /// How many live leases one worker may hold at once in this project (accepting again beyond
     /// it returns a live one).
     #[serde(default = "default_max_live")]
@@ -94,6 +100,7 @@ impl ProjectSettings {
             auto_approve_ms: default_auto_approve(),
             qualification_required: false,
             prolific_completion_code: None,
+            mturk: false,
             max_live_per_worker: default_max_live(),
             max_bonus_cents: default_max_bonus(),
         }
@@ -352,9 +359,62 @@ impl Description {
 /// from URL parameters, so no password, code or requester-minted session may claim them.
 pub const URL_NAMESPACES: [&str; 2] = ["mturk:", "prolific:"];
 
-/// Whether a worker id belongs to MTurk's or Prolific's namespace.
+/// Whether a worker id belongs to MTurk's or Prolific's namespace (of its canonical spelling:
+/// `MTURK:A1` and full-width `ｍturk:A1` are MTurk's too).
 pub fn is_url_identity(worker: &str) -> bool {
+    let worker = canonical_worker_id(worker).unwrap_or_else(|_| worker.to_owned());
     URL_NAMESPACES.iter().any(|ns| worker.starts_with(ns))
+}
+
+/// The longest worker id, in bytes.
+pub const WORKER_ID_MAX_BYTES: usize = 128;
+
+/// The one spelling of a worker id, so that ids which read the same are the same worker (the
+/// crowd guarantee counts distinct workers): Unicode NFKC (full-width and other compatibility
+/// forms become their plain letters), the platform namespaces in lowercase, MTurk's ids in
+/// uppercase and Prolific's in lowercase as the platforms issue them. Refused, naming the code
+/// point: what a description refuses (invisible, direction and control characters), variation
+/// selectors, and any space. Local ids keep their case: a requester may mean `Ann` and `ann`.
+pub fn canonical_worker_id(raw: &str) -> Result<String, String> {
+    use unicode_normalization::UnicodeNormalization;
+    let check = |text: &str| -> Result<(), String> {
+        for c in text.chars() {
+            let why = forbidden_char(c)
+                .or_else(|| c.is_whitespace().then_some("a space"))
+                .or_else(|| {
+                    matches!(c, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}')
+                        .then_some("an invisible character")
+                });
+            if let Some(why) = why {
+                return Err(format!(
+                    "worker id {raw:?}: {why} (U+{:04X}) may not appear in a worker id",
+                    c as u32
+                ));
+            }
+        }
+        Ok(())
+    };
+    check(raw)?;
+    let id: String = raw.nfkc().collect();
+    check(&id)?;
+    if id.is_empty() || id.len() > WORKER_ID_MAX_BYTES {
+        return Err(format!(
+            "worker id {raw:?}: use 1 to {WORKER_ID_MAX_BYTES} bytes of visible characters"
+        ));
+    }
+    let lower = id.to_lowercase();
+    for (ns, upper) in [(URL_NAMESPACES[0], true), (URL_NAMESPACES[1], false)] {
+        if lower.starts_with(ns) && id.is_char_boundary(ns.len()) {
+            let rest = &id[ns.len()..];
+            let rest = if upper {
+                rest.to_uppercase()
+            } else {
+                rest.to_lowercase()
+            };
+            return Ok(format!("{ns}{rest}"));
+        }
+    }
+    Ok(id)
 }
 
 /// A time as MTurk's CSV writes it: `Thu Nov 26 00:58:16 UTC 2026`. Hand-written (civil-from-days)
@@ -393,6 +453,36 @@ pub fn mturk_time(ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn worker_ids_that_read_the_same_are_one_id() {
+        for (raw, canonical) in [
+            ("w1", "w1"),
+            ("Ann", "Ann"),
+            ("\u{FF4D}turk:A1B2", "mturk:A1B2"),
+            ("MTURK:a1b2", "mturk:A1B2"),
+            ("Prolific:5F3A", "prolific:5f3a"),
+            ("\u{FF57}\u{FF11}", "w1"),
+        ] {
+            assert_eq!(canonical_worker_id(raw).unwrap(), canonical, "{raw:?}");
+        }
+        for (raw, code) in [
+            ("w1\u{200B}", "U+200B"),
+            ("\u{202E}evil1w", "U+202E"),
+            ("w1\u{2060}", "U+2060"),
+            ("w1\u{E0041}", "U+E0041"),
+            ("w1\u{FE0F}", "U+FE0F"),
+            ("w 1", "U+0020"),
+            ("w\u{00A0}1", "U+00A0"),
+            ("w1\u{7}", "U+0007"),
+        ] {
+            let e = canonical_worker_id(raw).unwrap_err();
+            assert!(e.contains(code), "{raw:?}: {e}");
+        }
+        assert!(canonical_worker_id("").is_err());
+        assert!(canonical_worker_id(&"x".repeat(129)).is_err());
+        assert!(is_url_identity("\u{FF4D}turk:A1B2") && is_url_identity("PROLIFIC:x"));
+    }
+
     #[test]
     fn mturk_times() {
         assert_eq!(mturk_time(0), "Thu Jan 01 00:00:00 UTC 1970");

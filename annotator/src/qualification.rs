@@ -213,22 +213,31 @@ pub struct Test {
     pub source: String,
 }
 
-/// The values a worker's form gives a test's choices: a keyed hash of (project, worker, question,
-/// choice), so that neither the values nor their order (sorted by them) tell the choice's place
-/// in the test, where the right answer may always come first.
+/// The values a worker's form gives a test's choices: a keyed hash of (project, worker, attempt,
+/// question, choice), so that neither the values nor their order (sorted by them) tell the
+/// choice's place in the test, where the right answer may always come first; and so that values
+/// noted in one attempt mean nothing in the next.
 #[derive(Debug, Clone, Copy)]
 pub struct ChoiceKey<'a> {
     auth: &'a crate::auth::Auth,
     project: &'a str,
     worker: &'a str,
+    /// When the attempt began ([`Opening::started_at`]).
+    attempt: Millis,
 }
 
 impl<'a> ChoiceKey<'a> {
-    pub fn new(auth: &'a crate::auth::Auth, project: &'a str, worker: &'a str) -> Self {
+    pub fn new(
+        auth: &'a crate::auth::Auth,
+        project: &'a str,
+        worker: &'a str,
+        attempt: Millis,
+    ) -> Self {
         ChoiceKey {
             auth,
             project,
             worker,
+            attempt,
         }
     }
 
@@ -236,8 +245,8 @@ impl<'a> ChoiceKey<'a> {
         let full = self.auth.derive(
             "qualification-choice",
             &format!(
-                "{}\u{1f}{}\u{1f}{question}\u{1f}{choice}",
-                self.project, self.worker
+                "{}\u{1f}{}\u{1f}{}\u{1f}{question}\u{1f}{choice}",
+                self.project, self.worker, self.attempt
             ),
         );
         full[..20].to_owned()
@@ -282,6 +291,39 @@ pub struct Grade {
     pub correct: i32,
     pub total: i32,
     pub passed: bool,
+    /// The answers came after the time limit: recorded as a failed attempt, none counted.
+    pub timed_out: bool,
+}
+
+/// A worker's view of the test on opening it: where they stand and, when they may take it, the
+/// attempt's clock (kept in the database from the first opening; reopening finds the same one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opening {
+    pub standing: Standing,
+    /// When the open attempt began, if one is open.
+    pub started_at: Option<Millis>,
+    pub time_limit_ms: Millis,
+}
+
+impl Opening {
+    /// Milliseconds left of the open attempt.
+    pub fn left_ms(&self, now: Millis) -> Option<Millis> {
+        self.started_at
+            .map(|s| (s + self.time_limit_ms - now).max(0))
+    }
+}
+
+/// A duration as people read it: "10 s", "2 min", "1 min 30 s", "1 h 5 min".
+pub fn duration_text(ms: Millis) -> String {
+    let s = (ms.max(0) + 999) / 1000;
+    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+    match (h, m, s) {
+        (0, 0, s) => format!("{s} s"),
+        (0, m, 0) => format!("{m} min"),
+        (0, m, s) => format!("{m} min {s} s"),
+        (h, 0, _) => format!("{h} h"),
+        (h, m, _) => format!("{h} h {m} min"),
+    }
 }
 
 fn line_of(source: &str, offset: usize) -> usize {
@@ -489,41 +531,98 @@ impl Qualifications {
         })
     }
 
-    /// Grades an attempt begun at `started_at` (the web layer signs that time when it shows the
-    /// test). `answers[i]` is the index of the choice picked for question i, if any.
+    /// Opens the test for a worker: on the first opening (or the first after a finished
+    /// attempt) the attempt's clock starts now, in the database; reopening finds the same
+    /// attempt. An attempt whose time ran out unanswered counts as failed (at its deadline), so
+    /// the retry delay applies as if it had been answered wrong.
+    pub fn open(&self, project: &str, worker: &str, now: Millis) -> Result<Opening> {
+        self.db.write(|c| {
+            let (project, row, w) = test_taker(c, project, worker, now)?;
+            let limit = row.time_limit_ms;
+            let closed = |standing| Opening {
+                standing,
+                started_at: None,
+                time_limit_ms: limit,
+            };
+            if let Some(started) = q::opening_of(c, project.id, w.id)? {
+                if now <= started + limit {
+                    return Ok(Opening {
+                        standing: Standing::Open,
+                        started_at: Some(started),
+                        time_limit_ms: limit,
+                    });
+                }
+                time_out(c, project.id, w.id, &row, started)?;
+            }
+            match standing_in(c, project.id, w.id, row.retry_delay_ms, now)? {
+                Standing::Open => {
+                    q::open_attempt(c, project.id, w.id, now)?;
+                    Ok(Opening {
+                        standing: Standing::Open,
+                        started_at: Some(now),
+                        time_limit_ms: limit,
+                    })
+                }
+                other => Ok(closed(other)),
+            }
+        })
+    }
+
+    /// The worker's open attempt, if any (read only: what a submitted form is checked against).
+    pub fn opening(&self, project: &str, worker: &str) -> Result<Option<Millis>> {
+        self.db.read(|c| {
+            let project = project_in(c, project)?;
+            let Some(w) = q::worker_by_external(c, worker)? else {
+                return Ok(None);
+            };
+            Ok(q::opening_of(c, project.id, w.id)?)
+        })
+    }
+
+    /// Grades the worker's open attempt, which began at `attempt` (the form's choice values were
+    /// made for it). `answers[i]` is the index of the choice picked for question i, if any. The
+    /// clock is the database's: answers after the time limit are recorded as a failed attempt.
     pub fn grade(
         &self,
         project: &str,
         worker: &str,
+        attempt: Millis,
         answers: &[Option<usize>],
-        started_at: Millis,
         now: Millis,
     ) -> Result<Grade> {
         self.db.write(|c| {
-            let project = project_in(c, project)?;
-            let row = q::qualification_of(c, project.id)?.ok_or_else(|| {
-                EngineError::NotFound("this project has no qualification test".into())
-            })?;
-            let w = worker_in(c, worker, now)?;
+            let (project, row, w) = test_taker(c, project, worker, now)?;
             match standing_in(c, project.id, w.id, row.retry_delay_ms, now)? {
                 Standing::Passed => {
                     return Err(EngineError::Conflict("you already passed this test".into()));
                 }
                 Standing::RetryAt(at) => {
                     return Err(EngineError::Conflict(format!(
-                        "you can retry the test in {} s",
-                        (at - now + 999) / 1000
+                        "you can retry the test in {}",
+                        duration_text(at - now)
                     )));
                 }
                 _ => {}
             }
-            if now - started_at > row.time_limit_ms || started_at > now {
-                return Err(EngineError::Conflict(format!(
-                    "the test's time limit ({} min) ran out; start it again",
-                    row.time_limit_ms / 60_000
-                )));
+            let opened = q::opening_of(c, project.id, w.id)?;
+            if opened != Some(attempt) {
+                return Err(EngineError::Conflict(
+                    "this test form is not your open attempt (it was graded, or replaced by a \
+                     newer one); open the test again"
+                        .into(),
+                ));
             }
-            let test = test_of(row)?;
+            let test = test_of(row.clone())?;
+            let total = test.questions.len() as i32;
+            if now > attempt + row.time_limit_ms {
+                time_out(c, project.id, w.id, &row, attempt)?;
+                return Ok(Grade {
+                    correct: 0,
+                    total,
+                    passed: false,
+                    timed_out: true,
+                });
+            }
             if answers.len() != test.questions.len() {
                 return Err(EngineError::Invalid(format!(
                     "answer all {} questions",
@@ -536,36 +635,100 @@ impl Qualifications {
                 .zip(answers)
                 .filter(|(q, a)| **a == Some(q.answer))
                 .count() as i32;
-            let total = test.questions.len() as i32;
-            let passed = correct >= test.pass_mark;
-            q::insert_attempt(
+            let grade = Grade {
+                correct,
+                total,
+                passed: correct >= test.pass_mark,
+                timed_out: false,
+            };
+            q::close_attempt(c, project.id, w.id)?;
+            record_attempt(
                 c,
                 project.id,
                 w.id,
-                (correct, total),
-                passed,
+                &grade,
                 &serde_json::to_string(answers).expect("answers serialise"),
                 now,
             )?;
-            q::log(
-                c,
-                &q::NewEvent {
-                    at: now,
-                    kind: "qualification_attempt",
-                    project_id: Some(project.id),
-                    worker_id: Some(w.id),
-                    detail: json!({ "correct": correct, "total": total, "passed": passed })
-                        .to_string(),
-                    ..q::NewEvent::default()
-                },
-            )?;
-            Ok(Grade {
-                correct,
-                total,
-                passed,
-            })
+            Ok(grade)
         })
     }
+}
+
+/// The project, its test and the worker taking it (made on first sight).
+fn test_taker(
+    c: &mut Db,
+    project: &str,
+    worker: &str,
+    now: Millis,
+) -> Result<(q::ProjectRow, QualificationRow, q::WorkerRow)> {
+    let project = project_in(c, project)?;
+    let row = q::qualification_of(c, project.id)?
+        .ok_or_else(|| EngineError::NotFound("this project has no qualification test".into()))?;
+    let w = worker_in(c, worker, now)?;
+    Ok((project, row, w))
+}
+
+/// Closes an attempt whose time ran out, as a failed attempt at its deadline.
+fn time_out(
+    c: &mut Db,
+    project_id: i64,
+    worker_id: i64,
+    row: &QualificationRow,
+    started: Millis,
+) -> Result<()> {
+    let total = serde_json::from_str::<Vec<Question>>(&row.questions)
+        .map(|q| q.len() as i32)
+        .unwrap_or(1)
+        .max(1);
+    q::close_attempt(c, project_id, worker_id)?;
+    let grade = Grade {
+        correct: 0,
+        total,
+        passed: false,
+        timed_out: true,
+    };
+    record_attempt(
+        c,
+        project_id,
+        worker_id,
+        &grade,
+        "null",
+        started + row.time_limit_ms,
+    )
+}
+
+/// Stores a graded attempt (`answers`: the chosen indices as JSON, `null` when none came).
+fn record_attempt(
+    c: &mut Db,
+    project_id: i64,
+    worker_id: i64,
+    g: &Grade,
+    answers: &str,
+    at: Millis,
+) -> Result<()> {
+    q::insert_attempt(
+        c,
+        project_id,
+        worker_id,
+        (g.correct, g.total),
+        g.passed,
+        answers,
+        at,
+    )?;
+    q::log(
+        c,
+        &q::NewEvent {
+            at,
+            kind: "qualification_attempt",
+            project_id: Some(project_id),
+            worker_id: Some(worker_id),
+            detail: json!({ "correct": g.correct, "total": g.total, "passed": g.passed, "timed_out": g.timed_out })
+                .to_string(),
+            ..q::NewEvent::default()
+        },
+    )?;
+    Ok(())
 }
 
 fn standing_in(

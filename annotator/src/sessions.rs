@@ -87,6 +87,29 @@ impl Entry {
     pub fn is_mturk(&self) -> bool {
         matches!(self, Entry::Mturk { .. })
     }
+
+    /// The one project a session from a platform's entry page may work in: the platform sent the
+    /// worker to that project, and its URL parameters vouch for nothing else.
+    pub fn scope(&self) -> Option<&str> {
+        match self {
+            Entry::Local => None,
+            Entry::Mturk { project, .. } | Entry::Prolific { project, .. } => Some(project),
+        }
+    }
+
+    /// Refuses work in another project than the entry's own.
+    pub fn may_work_in(&self, project: &str) -> Result<()> {
+        match self.scope() {
+            Some(own) if own != project => Err(EngineError::Forbidden(format!(
+                "this session came from {} for project {own:?} and works only there",
+                match self {
+                    Entry::Mturk { .. } => "MTurk",
+                    _ => "Prolific",
+                }
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Who a session belongs to.

@@ -30,6 +30,10 @@ pub struct ImportArgs {
     /// Prolific studies: the completion code participants are sent back with.
     #[arg(long)]
     pub prolific_code: Option<String>,
+    /// Put the project on MTurk: its ExternalQuestion page (`/mturk/<project>`) answers. Without
+    /// it that page is 404, so MTurk-style URL parameters cannot open the project.
+    #[arg(long)]
+    pub mturk: bool,
     /// Live leases one worker may hold at once (accepting again returns one of them).
     #[arg(long, default_value_t = 1)]
     pub max_live_per_worker: i32,
@@ -50,6 +54,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
         auto_approve_days,
         qualification_required,
         prolific_code,
+        mturk,
         max_live_per_worker,
         max_bonus_cents,
         path,
@@ -67,6 +72,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
         .context("--auto-approve-days is out of range")?;
     settings.qualification_required = qualification_required;
     settings.prolific_completion_code = prolific_code;
+    settings.mturk = mturk;
     settings.max_live_per_worker = max_live_per_worker;
     settings.max_bonus_cents = max_bonus_cents;
     let total = import::count_units(&path).context("nothing was imported")?;

@@ -358,3 +358,61 @@ pub fn migrate(conn: &mut Db) -> Result<Vec<String>, DbError> {
         }
     }
 }
+
+/// One connection to `url` with the schema as it stands, nothing migrated: for `annotator migrate
+/// --check` and the upgrade tests. `None` for a SQLite file that does not exist yet (opening it
+/// would create it).
+pub fn connect_as_is(url: &DatabaseUrl) -> Result<Option<Db>, DbError> {
+    if let DatabaseUrl::Sqlite(path) = url
+        && !path.exists()
+    {
+        return Ok(None);
+    }
+    Manager { url: url.clone() }.connect().map(Some)
+}
+
+/// Every migration this build holds, oldest first (the same names on both backends).
+pub fn migration_names(postgres: bool) -> Vec<String> {
+    use diesel::migration::MigrationSource;
+    if postgres {
+        MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS)
+            .unwrap_or_default()
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect()
+    } else {
+        MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
+            .unwrap_or_default()
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect()
+    }
+}
+
+/// The migrations not yet applied to this database, oldest first; nothing is changed.
+pub fn pending_migrations(conn: &mut Db) -> Result<Vec<String>, DbError> {
+    let pending: diesel::migration::Result<Vec<String>> = match conn {
+        Db::Sqlite(c) => c
+            .pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.iter().map(|m| m.name().to_string()).collect()),
+        Db::Pg(c) => c
+            .pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.iter().map(|m| m.name().to_string()).collect()),
+    };
+    pending.map_err(|e| DbError::Migration(e.to_string()))
+}
+
+/// Applies at most `n` pending migrations, oldest first (the upgrade tests build a database of
+/// each earlier schema version with it). Returns their names.
+pub fn migrate_steps(conn: &mut Db, n: usize) -> Result<Vec<String>, DbError> {
+    let mut pending = pending_migrations(conn)?;
+    pending.truncate(n);
+    for _ in &pending {
+        let ran = match conn {
+            Db::Sqlite(c) => c.run_next_migration(SQLITE_MIGRATIONS).map(|_| ()),
+            Db::Pg(c) => c.run_next_migration(POSTGRES_MIGRATIONS).map(|_| ()),
+        };
+        ran.map_err(|e| DbError::Migration(e.to_string()))?;
+    }
+    Ok(pending)
+}

@@ -17,6 +17,7 @@ diesel::table! {
         order_by_priority -> Bool,
         max_live_per_worker -> Integer,
         max_bonus_cents -> BigInt,
+        mturk_enabled -> Bool,
     }
 }
 
@@ -175,6 +176,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    qualification_openings (project_id, worker_id) {
+        project_id -> BigInt,
+        worker_id -> BigInt,
+        started_at -> BigInt,
+    }
+}
+
+diesel::table! {
     model_descriptions (id) {
         id -> BigInt,
         set_id -> BigInt,
@@ -252,6 +261,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     requesters,
     qualifications,
     qualification_attempts,
+    qualification_openings,
     sessions,
     mturk_assignments,
     prolific_sessions,

@@ -36,6 +36,35 @@ pub fn platform_id_ok(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The platforms whose URL parameters may open a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    Mturk,
+    Prolific,
+}
+
+/// Refuses a platform's entry to a project the requester did not set up for it: put on MTurk
+/// (`mturk`), or given a Prolific completion code. Not found rather than forbidden: the entry
+/// page of a project that is not on the platform does not exist.
+pub(crate) fn check_platform(project: &q::ProjectRow, platform: Platform) -> Result<()> {
+    let (open, name, how) = match platform {
+        Platform::Mturk => (project.mturk_enabled, "MTurk", "put it on MTurk"),
+        Platform::Prolific => (
+            project.prolific_completion_code.is_some(),
+            "Prolific",
+            "give it a Prolific completion code",
+        ),
+    };
+    if open {
+        Ok(())
+    } else {
+        Err(EngineError::NotFound(format!(
+            "project {:?} takes no workers from {name} (its requester did not {how})",
+            project.name
+        )))
+    }
+}
+
 /// What MTurk passed to the ExternalQuestion page of an accepted HIT.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MturkEntry {
@@ -165,6 +194,7 @@ impl Engine {
         let worker_id = format!("{MTURK_PREFIX}{}", e.worker_id);
         self.db.write(|c| {
             let project = project_in(c, &e.project)?;
+            check_platform(&project, Platform::Mturk)?;
             let worker = worker_in(c, &worker_id, now)?;
             q::lock_worker(c, worker.id)?;
             if let Some(row) = q::mturk_by_id(c, &e.assignment_id)? {
@@ -232,6 +262,15 @@ impl Engine {
                 },
             )?;
             Ok(accepted)
+        })
+    }
+
+    /// A project whose entry page this platform may open (read only: the GET pages ask first).
+    pub fn entry_project(&self, name: &str, platform: Platform) -> Result<q::ProjectRow> {
+        self.db.read(|c| {
+            let project = project_in(c, name)?;
+            check_platform(&project, platform)?;
+            Ok(project)
         })
     }
 
@@ -316,7 +355,8 @@ impl Engine {
                         "MTurk's results have no assignment {}: its ids did not come from MTurk",
                         row.mturk_assignment_id
                     )),
-                    Some(r) if r.worker_id != worker_id => Some(format!(
+                    // MTurk's worker ids are upper case, as the canonical ids here.
+                    Some(r) if r.worker_id.to_uppercase() != worker_id => Some(format!(
                         "MTurk says assignment {} was worked by {}, not {worker_id}",
                         row.mturk_assignment_id, r.worker_id
                     )),
@@ -393,6 +433,7 @@ impl Engine {
         let worker_id = format!("{PROLIFIC_PREFIX}{participant}");
         self.db.write(|c| {
             let project = project_in(c, project)?;
+            check_platform(&project, Platform::Prolific)?;
             let worker = worker_in(c, &worker_id, now)?;
             q::lock_worker(c, worker.id)?;
             if let Some(row) = q::prolific_by_session(c, session)? {
@@ -497,9 +538,10 @@ impl Engine {
         now: Millis,
     ) -> Result<Reconciliation> {
         let reject_with = check_feedback(reject_with)?;
-        let by_pid: BTreeMap<&str, &ProlificRecord> = records
+        // Prolific's ids are lower-case hex, as the canonical ids here.
+        let by_pid: BTreeMap<String, &ProlificRecord> = records
             .iter()
-            .map(|r| (r.participant_id.as_str(), r))
+            .map(|r| (r.participant_id.to_lowercase(), r))
             .collect();
         self.db.write(|c| {
             let project = project_in(c, project)?;
@@ -513,7 +555,7 @@ impl Engine {
                     .unwrap_or(&worker.external_id)
                     .to_owned();
                 known.insert(pid.clone());
-                let flag = match by_pid.get(pid.as_str()) {
+                let flag = match by_pid.get(&pid) {
                     None => Some(format!(
                         "participant {pid} is not in Prolific's export of study {study}"
                     )),
@@ -542,7 +584,7 @@ impl Engine {
                 apply_verdict(c, &mut out, &pid, flag, &work, reject_with, now)?;
             }
             for r in records {
-                if !known.contains(&r.participant_id) {
+                if !known.contains(&r.participant_id.to_lowercase()) {
                     out.not_here.push((
                         r.participant_id.clone(),
                         format!(

@@ -196,6 +196,7 @@ pub(crate) fn new_project<'a>(s: &'a ProjectSettings, now: Millis) -> q::NewProj
         auto_approve_ms: s.auto_approve_ms,
         qualification_required: s.qualification_required,
         prolific_completion_code: s.prolific_completion_code.as_deref(),
+        mturk_enabled: s.mturk,
         created_at: now,
         max_live_per_worker: s.max_live_per_worker,
         max_bonus_cents: s.max_bonus_cents,
@@ -213,16 +214,16 @@ fn existing_worker(c: &mut Db, external_id: &str) -> Result<WorkerRow> {
 }
 
 pub fn validate_worker_id(id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(EngineError::Invalid(format!(
-            "worker id {id:?}: use 1 to 128 visible characters without spaces"
-        )));
-    }
-    Ok(())
+    canonical_worker_id(id).map(|_| ())
+}
+
+/// A worker id in its one spelling (`domain::canonical_worker_id`), or why it is refused.
+pub fn canonical_worker_id(id: &str) -> Result<String> {
+    crate::domain::canonical_worker_id(id).map_err(EngineError::Invalid)
 }
 
 pub(crate) fn worker_in(c: &mut Db, external_id: &str, now: Millis) -> Result<WorkerRow> {
-    validate_worker_id(external_id)?;
+    let external_id = &canonical_worker_id(external_id)?;
     if let Some(w) = q::worker_by_external(c, external_id)? {
         return Ok(w);
     }

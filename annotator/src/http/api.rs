@@ -348,7 +348,8 @@ async fn my_assignments(state: web::Data<AppState>, req: HttpRequest) -> Result<
     let session = worker_session(&state, &req).await?;
     let worker = session.worker().unwrap_or_default().to_owned();
     let st = state.clone();
-    let work = blocking(move || Ok(st.engine.live_work(&worker, now_ms())?)).await?;
+    let mut work = blocking(move || Ok(st.engine.live_work(&worker, now_ms())?)).await?;
+    work.retain(|(_, _, project)| session.entry.may_work_in(project).is_ok());
     let mut out = Vec::with_capacity(work.len());
     for (a, set, project) in &work {
         out.push(wire::LiveAssignment {
@@ -364,11 +365,12 @@ async fn my_assignments(state: web::Data<AppState>, req: HttpRequest) -> Result<
 
 async fn accept(
     state: web::Data<AppState>,
-    Worker(worker): Worker,
+    Worker(worker, entry): Worker,
     _req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let project = path.into_inner();
+    entry.may_work_in(&project)?;
     let st = state.clone();
     let accepted =
         blocking(move || Ok(st.engine.accept_next(&project, &worker, now_ms())?)).await?;
@@ -409,9 +411,22 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>> {
     }
 }
 
+/// A session from a platform's entry page acts only on assignments of its own project (one read,
+/// only for such sessions: the API's own workers skip it).
+fn in_scope(
+    st: &AppState,
+    entry: &Entry,
+    assignment: &str,
+) -> std::result::Result<(), EngineError> {
+    if entry.scope().is_some() {
+        entry.may_work_in(&st.engine.assignment_with_set(assignment)?.project.name)?;
+    }
+    Ok(())
+}
+
 async fn submit(
     state: web::Data<AppState>,
-    Worker(worker): Worker,
+    Worker(worker, entry): Worker,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
@@ -421,6 +436,7 @@ async fn submit(
     let id = path.into_inner();
     let st = state.clone();
     let response = blocking(move || {
+        in_scope(&st, &entry, &id)?;
         Ok(st
             .engine
             .submit(&id, &worker, &body.description, key.as_deref(), now_ms())?)
@@ -431,13 +447,17 @@ async fn submit(
 
 async fn return_assignment(
     state: web::Data<AppState>,
-    Worker(worker): Worker,
+    Worker(worker, entry): Worker,
     _req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let id = path.into_inner();
     let st = state.clone();
-    blocking(move || Ok(st.engine.return_assignment(&id, &worker, now_ms())?)).await?;
+    blocking(move || {
+        in_scope(&st, &entry, &id)?;
+        Ok(st.engine.return_assignment(&id, &worker, now_ms())?)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "returned" })))
 }
 
@@ -454,6 +474,7 @@ async fn approve(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RejectBody {
     feedback: String,
 }
@@ -518,6 +539,7 @@ async fn bonus(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BlockBody {
     reason: String,
 }
@@ -608,6 +630,7 @@ fn project_json(p: &q::ProjectRow) -> serde_json::Value {
         "auto_approve_ms": p.auto_approve_ms,
         "qualification_required": p.qualification_required,
         "prolific_completion_code": p.prolific_completion_code,
+        "mturk": p.mturk_enabled,
         "max_live_per_worker": p.max_live_per_worker,
         "max_bonus_cents": p.max_bonus_cents,
         "created_at": p.created_at,
@@ -649,6 +672,7 @@ async fn progress(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FeedQuery {
     after: Option<i64>,
     limit: Option<i64>,
@@ -845,6 +869,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(web::QueryConfig::default().error_handler(query_error))
         .service(
             web::scope("/api/v1")
+                // Session tokens, workers' sessions, exports: no answer of the API may be kept by
+                // a cache (a handler that sets its own Cache-Control keeps it).
+                .wrap(
+                    actix_web::middleware::DefaultHeaders::new()
+                        .add((header::CACHE_CONTROL, "no-store")),
+                )
                 .route("/workers/session", web::post().to(session))
                 .route("/workers/session", web::delete().to(end_session))
                 .route("/workers/me/assignments", web::get().to(my_assignments))

@@ -142,10 +142,14 @@ pub async fn respond(
 
 fn attachment(content_type: &str, filename: &str) -> actix_web::HttpResponseBuilder {
     let mut response = HttpResponse::Ok();
-    response.content_type(content_type).insert_header((
-        header::CONTENT_DISPOSITION,
-        format!("attachment; filename=\"{filename}\""),
-    ));
+    // Exports hold workers' ids and texts: no cache, shared or private, keeps a copy.
+    response
+        .content_type(content_type)
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{filename}\""),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"));
     response
 }
 

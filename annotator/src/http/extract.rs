@@ -20,7 +20,7 @@ use crate::http::cookies;
 use crate::http::errors::{ApiError, WebError};
 use crate::http::state::AppState;
 use crate::limits::Limit;
-use crate::sessions::Session;
+use crate::sessions::{Entry, Session};
 
 type Extracted<T, E> = Pin<Box<dyn Future<Output = Result<T, E>>>>;
 
@@ -88,9 +88,10 @@ impl FromRequest for Requester {
 }
 
 /// A worker's API call to accept, submit or return: signed in and within the API's limits. The
-/// worker's id.
+/// worker's id, and how the session began: a session from a platform's entry page works only in
+/// that entry's project (`Entry::may_work_in`), on the API as on the pages.
 #[derive(Debug, Clone)]
-pub struct Worker(pub String);
+pub struct Worker(pub String, pub Entry);
 
 impl FromRequest for Worker {
     type Error = ApiError;
@@ -113,7 +114,7 @@ impl FromRequest for Worker {
                 &format!("api-worker:{worker}"),
                 state.limits.per_credential,
             )?;
-            Ok(Worker(worker))
+            Ok(Worker(worker, session.entry))
         })
     }
 }

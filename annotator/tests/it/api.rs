@@ -432,7 +432,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 bearer(post("/api/v1/workers/session"), &f.requester)
                     .set_json(json!({ "worker_id": "a b" })),
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "without spaces",
+                "a space (U+0020)",
             ),
             (
                 "minted: worker id too long",

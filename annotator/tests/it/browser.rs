@@ -122,6 +122,7 @@ fn pages_in_a_browser(database: Option<milan_annotator::db::DatabaseUrl>, shots_
     add_project(&state, &solo, &solo_corpus);
     let mut demo = ProjectSettings::new("demo", "Describe neurons");
     demo.prolific_completion_code = Some("C0MPL3TE".into());
+    demo.mturk = true;
     add_project(&state, &demo, &demo_corpus);
     add_project(
         &state,

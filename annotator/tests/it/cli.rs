@@ -22,6 +22,19 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A data folder (not made yet) and a small synthetic corpus of one network (five sets) in `dir`.
+fn data_and_corpus(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let corpus = dir.join("corpus");
+    let config = milan_synth::SynthConfig {
+        units_per_layer: 1,
+        image_size: 16,
+        seed: 0,
+        keys: vec!["resnet152/places365".parse().unwrap()],
+    };
+    milan_synth::generate(&corpus, &config, &|| {}).unwrap();
+    (dir.join("data"), corpus)
+}
+
 #[test]
 fn prints_usage() {
     let out = Command::new(env!("CARGO_BIN_EXE_annotator"))
@@ -46,15 +59,7 @@ fn prints_usage() {
 #[test]
 fn migrate_import_export_and_tokens_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let corpus = tmp.path().join("corpus");
-    let config = milan_synth::SynthConfig {
-        units_per_layer: 1,
-        image_size: 16,
-        seed: 0,
-        keys: vec!["resnet152/places365".parse().unwrap()],
-    };
-    milan_synth::generate(&corpus, &config, &|| {}).unwrap();
+    let (data, corpus) = data_and_corpus(tmp.path());
     assert!(stdout(&annotator(&["migrate"], &data)).contains("is up to date"));
     let corpus_arg = corpus.to_str().unwrap();
     let first = stdout(&annotator(
@@ -232,15 +237,7 @@ fn tokens_sessions_and_reconciliation_from_the_command_line() {
     use milan_annotator::engine::external::MturkEntry;
     use milan_annotator::sessions::{Entry, Via};
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let corpus = tmp.path().join("corpus");
-    let config = milan_synth::SynthConfig {
-        units_per_layer: 1,
-        image_size: 16,
-        seed: 0,
-        keys: vec!["resnet152/places365".parse().unwrap()],
-    };
-    milan_synth::generate(&corpus, &config, &|| {}).unwrap();
+    let (data, corpus) = data_and_corpus(tmp.path());
     let corpus_arg = corpus.to_str().unwrap();
     let huge = annotator(
         &[
@@ -278,6 +275,7 @@ fn tokens_sessions_and_reconciliation_from_the_command_line() {
             "places",
             "--prolific-code",
             "DONE1",
+            "--mturk",
             corpus_arg,
         ],
         &data,
@@ -413,4 +411,35 @@ fn tokens_sessions_and_reconciliation_from_the_command_line() {
         out.starts_with("0 verified, 1 flagged, 1 on the platform but not here"),
         "{out}"
     );
+}
+
+/// The requests `scripts/demo` prints (from `scripts/demo-requests`) work as printed, pasted line
+/// by line into a shell, against a live server with a project named `demo`.
+#[test]
+fn the_demos_printed_requests_work_as_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, corpus) = data_and_corpus(tmp.path());
+    stdout(&annotator(
+        &["import", "--project", "demo", corpus.to_str().unwrap()],
+        &data,
+    ));
+    let token = stdout(&annotator(&["requester-token"], &data));
+    let server = milan_client::Serve::new(Path::new(env!("CARGO_BIN_EXE_annotator")), &data)
+        .start()
+        .expect("start annotator serve");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let printed = Command::new(root.join("scripts/demo-requests"))
+        .args([token.trim(), server.base.as_str(), "demo"])
+        .output()
+        .unwrap();
+    let lines = stdout(&printed);
+    assert_eq!(lines.lines().count(), 5, "{lines}");
+    let ran = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &lines])
+        .output()
+        .expect("bash and curl (scripts/test installs curl)");
+    let out = stdout(&ran);
+    for expected in ["\"assignment_id\"", "\"in_progress\":1", "\"openapi\""] {
+        assert!(out.contains(expected), "{expected} in: {out}");
+    }
 }

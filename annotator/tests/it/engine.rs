@@ -19,6 +19,7 @@ fn project(db: &TestDb, sets: usize, n: i32) -> Engine {
     settings.assignments_per_set = n;
     settings.reward_cents = 10;
     settings.auto_approve_ms = 60 * MINUTE_MS;
+    settings.mturk = true;
     let project = engine.create_project(&settings, T0).unwrap();
     db.db
         .write(|c| -> Result<(), EngineError> {

@@ -10,4 +10,5 @@ mod engine;
 mod group_commit;
 mod import_export;
 mod load;
+mod upgrade;
 mod web;

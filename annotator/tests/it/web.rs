@@ -100,9 +100,22 @@ fn a_qualification_test_gates_accept_until_passed() {
         assert_eq!(test.questions[0].images.len(), 15);
         assert_eq!(quals.standing("gated", "w1", t0).unwrap(), Standing::Open);
 
+        // Grading needs an attempt opened on the server: a form's own claim of when it began
+        // counts for nothing.
+        assert!(matches!(
+            quals.grade("gated", "w1", t0, &[Some(1), Some(0)], t0 + 10),
+            Err(EngineError::Conflict(m)) if m.contains("open the test again")
+        ));
+        let opened = quals.open("gated", "w1", t0).unwrap();
+        assert_eq!(opened.started_at, Some(t0));
+        // Reopening is the same attempt: the clock does not restart.
+        let again = quals.open("gated", "w1", t0 + 500).unwrap();
+        assert_eq!(again.started_at, Some(t0));
+        assert_eq!(again.left_ms(t0 + 500), Some(30 * 60_000 - 500));
+
         // One wrong: not passed; a retry before 120 s is refused, after it is open.
         let g = quals
-            .grade("gated", "w1", &[Some(1), Some(1)], t0, t0 + 1000)
+            .grade("gated", "w1", t0, &[Some(1), Some(1)], t0 + 1000)
             .unwrap();
         assert_eq!((g.correct, g.total, g.passed), (1, 2, false));
         assert_eq!(
@@ -110,18 +123,52 @@ fn a_qualification_test_gates_accept_until_passed() {
             Standing::RetryAt(t0 + 1000 + 120_000)
         );
         assert!(matches!(
-            quals.grade("gated", "w1", &[Some(1), Some(0)], t0, t0 + 2000),
-            Err(EngineError::Conflict(_))
+            quals.grade("gated", "w1", t0, &[Some(1), Some(0)], t0 + 2000),
+            Err(EngineError::Conflict(m)) if m.contains("1 min 59 s")
         ));
+        let waiting = quals.open("gated", "w1", t0 + 2000).unwrap();
+        assert_eq!(
+            (waiting.standing, waiting.started_at),
+            (Standing::RetryAt(t0 + 121_000), None)
+        );
         assert!(engine.accept_next("gated", "w1", t0 + 2000).is_err());
-        // Past the time limit (30 min by default), an attempt is refused.
-        let late = t0 + 200_000;
-        assert!(matches!(
-            quals.grade("gated", "w1", &[Some(1), Some(0)], late - 31 * 60_000, late),
-            Err(EngineError::Conflict(m)) if m.contains("time limit")
-        ));
+
+        // Past the time limit (30 min by default), the answers count for nothing: a failed
+        // attempt at the deadline, so the retry delay runs from there.
+        let second = t0 + 200_000;
+        assert_eq!(
+            quals.open("gated", "w1", second).unwrap().started_at,
+            Some(second)
+        );
+        let late = second + 30 * 60_000 + 1;
         let g = quals
-            .grade("gated", "w1", &[Some(1), Some(0)], late - 1000, late)
+            .grade("gated", "w1", second, &[Some(1), Some(0)], late)
+            .unwrap();
+        assert!(g.timed_out && !g.passed, "{g:?}");
+        assert_eq!(
+            quals.standing("gated", "w1", late).unwrap(),
+            Standing::RetryAt(second + 30 * 60_000 + 120_000)
+        );
+        // An attempt left open past its limit also counts as failed when the test is reopened.
+        let third = late + 120_000;
+        assert_eq!(
+            quals.open("gated", "w1", third).unwrap().started_at,
+            Some(third)
+        );
+        let reopened = third + 30 * 60_000 + 5;
+        assert!(matches!(
+            quals.open("gated", "w1", reopened).unwrap().standing,
+            Standing::RetryAt(_)
+        ));
+        let fourth = reopened + 120_000;
+        let attempt = quals
+            .open("gated", "w1", fourth)
+            .unwrap()
+            .started_at
+            .unwrap();
+        let late = fourth + 1000;
+        let g = quals
+            .grade("gated", "w1", attempt, &[Some(1), Some(0)], late)
             .unwrap();
         assert!(g.passed);
         assert_eq!(
@@ -680,12 +727,21 @@ fn count(db: &TestDb, table: &str) -> i64 {
         .n
 }
 
+/// Runs one SQL statement on the test database (settings the fixture does not make).
+fn sql(db: &TestDb, statement: &str) {
+    use diesel::RunQueryDsl;
+    diesel::sql_query(statement)
+        .execute(&mut db.db.conn().unwrap())
+        .unwrap();
+}
+
 const SANDBOX: &str = "turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com";
 
 #[actix_web::test]
 async fn mturk_entry_changes_nothing_until_the_worker_starts_and_binds_one_task_per_hit() {
     for db in [common::sqlite(), common::postgres()] {
         let f = fixture(&db);
+        sql(&db, "UPDATE projects SET mturk_enabled = TRUE");
         let app = site!(f);
         let (workers, assignments, sessions) = (
             count(&db, "workers"),
@@ -1351,9 +1407,9 @@ async fn qualification_answers_are_not_derivable_from_the_page() {
                 };
                 let csrf_cookie = page.cookie("milan_csrf").unwrap();
                 let body = format!(
-                    "csrf={}&started={}&q0={}&q1=0",
+                    "csrf={}&attempt={}&q0={}&q1=0",
                     page.field("csrf"),
-                    page.field("started"),
+                    page.field("attempt"),
                     value_of("q0", "right one"),
                 );
                 let graded = get_page(
@@ -1868,4 +1924,438 @@ async fn the_set_browser_finds_a_set_and_shows_its_assignments_and_history() {
     assert!(none.body.contains("No set matches"));
     let bad = get_page(&app, get("/r/p/pool/sets?unit=seven".into())).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+// ------------------------------------------- issue 36: five holes an attacker found, closed
+
+/// An API call with a bearer token and, when given, a JSON body.
+fn api(method: &str, uri: &str, token: &str, body: Option<serde_json::Value>) -> at::TestRequest {
+    let req = match method {
+        "POST" => at::TestRequest::post(),
+        "DELETE" => at::TestRequest::delete(),
+        _ => at::TestRequest::get(),
+    }
+    .uri(uri)
+    .peer_addr("10.0.0.1:5000".parse().unwrap())
+    .insert_header(("Authorization", format!("Bearer {token}")));
+    match body {
+        Some(b) => req.set_json(b),
+        None => req,
+    }
+}
+
+/// A Prolific participant signed in through the entry page of `project`: the session cookie.
+async fn prolific_session(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    project: &str,
+    pid: &str,
+) -> Cookie<'static> {
+    let page = get_page(
+        app,
+        at::TestRequest::get().uri(&format!(
+            "/prolific/{project}?PROLIFIC_PID={pid}&STUDY_ID=S{project}&SESSION_ID=X{pid}{project}"
+        )),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let started = get_page(
+        app,
+        form(
+            &format!("/prolific/{project}/start"),
+            &format!("start={}", page.field("start")),
+        ),
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    started.cookie("milan_worker").unwrap()
+}
+
+/// Hole 1: a platform's entry page opens only a project set up for that platform, and the session
+/// it starts works only in that project, on the pages and on the API.
+#[actix_web::test]
+async fn platform_entries_open_only_their_projects_and_their_sessions_stay_there() {
+    for db in [common::sqlite(), common::postgres()] {
+        let f = fixture(&db);
+        let app = site!(f);
+        // Neither project is on MTurk or Prolific: both entry pages are 404, and nothing is made.
+        for uri in [
+            "/prolific/pool?PROLIFIC_PID=attacker1&STUDY_ID=s1&SESSION_ID=x1",
+            "/mturk/pool?assignmentId=A1&hitId=H1&workerId=W1&turkSubmitTo=https%3A%2F%2Fwww.mturk.com",
+        ] {
+            let got = get_page(&app, at::TestRequest::get().uri(uri)).await;
+            assert_eq!(got.status, StatusCode::NOT_FOUND, "{}: {uri}", db.name);
+            assert!(got.body.contains("takes no workers from"), "{}", got.body);
+        }
+        // The engine refuses too, whatever the web layer does.
+        for refused in [
+            f.state
+                .engine
+                .prolific_start("pool", "P1", "S1", "X1", now_ms())
+                .unwrap_err(),
+            f.state
+                .engine
+                .mturk_start(
+                    &milan_annotator::engine::external::MturkEntry {
+                        project: "pool".into(),
+                        assignment_id: "A1".into(),
+                        hit_id: "H1".into(),
+                        worker_id: "W1".into(),
+                        submit_to: "https://www.mturk.com".into(),
+                    },
+                    now_ms(),
+                )
+                .unwrap_err(),
+        ] {
+            assert!(matches!(refused, EngineError::NotFound(_)), "{refused}");
+        }
+        assert_eq!(count(&db, "workers"), 0);
+
+        // "pool" takes Prolific participants; "gated" still does not.
+        sql(
+            &db,
+            "UPDATE projects SET prolific_completion_code = 'C0DE' WHERE name = 'pool'",
+        );
+        let cookie = prolific_session(&app, "pool", "attacker1").await;
+        let token = cookie.value().to_owned();
+        let own = get_page(
+            &app,
+            at::TestRequest::get().uri("/p/pool").cookie(cookie.clone()),
+        )
+        .await;
+        assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+        // Another project, by page, form and API: forbidden, and no assignment is made.
+        let other = get_page(
+            &app,
+            at::TestRequest::get()
+                .uri("/p/gated")
+                .cookie(cookie.clone()),
+        )
+        .await;
+        assert_eq!(other.status, StatusCode::FORBIDDEN, "{}", other.body);
+        assert!(other.body.contains("works only there"), "{}", other.body);
+        let accept = get_page(
+            &app,
+            form("/p/gated/accept", &format!("csrf={}", own.field("csrf")))
+                .cookie(own.cookie("milan_csrf").unwrap())
+                .cookie(cookie.clone()),
+        )
+        .await;
+        assert_eq!(accept.status, StatusCode::FORBIDDEN, "{}", accept.body);
+        let by_api = at::call_service(
+            &app,
+            api("POST", "/api/v1/projects/gated/assignments", &token, None).to_request(),
+        )
+        .await;
+        assert_eq!(by_api.status(), StatusCode::FORBIDDEN);
+        assert_eq!(count(&db, "assignments"), 0);
+        // In its own project the session works, on the API too; the worker's list shows only it.
+        let by_api = at::call_service(
+            &app,
+            api("POST", "/api/v1/projects/pool/assignments", &token, None).to_request(),
+        )
+        .await;
+        assert_eq!(by_api.status(), StatusCode::CREATED);
+        // The home page sends it to its project rather than listing the others.
+        let home = get_page(&app, at::TestRequest::get().uri("/").cookie(cookie.clone())).await;
+        assert_eq!(home.status, StatusCode::SEE_OTHER);
+        assert_eq!(home.header("location"), "/p/pool");
+        // A worker signed in locally still works anywhere.
+        let (local, _) = f
+            .state
+            .sessions
+            .start_worker("w9", Via::Password, &Entry::Local, now_ms())
+            .unwrap();
+        let anywhere = at::call_service(
+            &app,
+            api("POST", "/api/v1/projects/gated/assignments", &local, None).to_request(),
+        )
+        .await;
+        let body: serde_json::Value = at::read_body_json(anywhere).await;
+        assert!(
+            body["error"].as_str().unwrap().contains("qualification"),
+            "refused for the test it has not passed, not for its entry: {body}"
+        );
+        // Its assignment in "pool" cannot be submitted or returned by a session scoped elsewhere:
+        // a second project on Prolific, entered by the same participant.
+        sql(
+            &db,
+            "UPDATE projects SET prolific_completion_code = 'C0DE2' WHERE name = 'gated'",
+        );
+        let held: serde_json::Value = at::read_body_json(
+            at::call_service(
+                &app,
+                api("GET", "/api/v1/workers/me/assignments", &token, None).to_request(),
+            )
+            .await,
+        )
+        .await;
+        let id = held[0]["assignment_id"].as_str().unwrap().to_owned();
+        let elsewhere = prolific_session(&app, "gated", "attacker1").await;
+        let listed: serde_json::Value = at::read_body_json(
+            at::call_service(
+                &app,
+                api(
+                    "GET",
+                    "/api/v1/workers/me/assignments",
+                    elsewhere.value(),
+                    None,
+                )
+                .to_request(),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(listed, serde_json::json!([]), "{}", db.name);
+        for path in ["submit", "return"] {
+            let got = at::call_service(
+                &app,
+                api(
+                    "POST",
+                    &format!("/api/v1/assignments/{id}/{path}"),
+                    elsewhere.value(),
+                    Some(serde_json::json!({"description": "red and blue stripes"})),
+                )
+                .to_request(),
+            )
+            .await;
+            assert_eq!(got.status(), StatusCode::FORBIDDEN, "{path}");
+        }
+    }
+}
+
+/// Hole 2: ids that read the same are one worker; invisible and direction characters are refused
+/// by code point.
+#[actix_web::test]
+async fn worker_ids_that_read_the_same_are_one_worker_and_invisible_ones_are_refused() {
+    for db in [common::sqlite(), common::postgres()] {
+        let f = fixture(&db);
+        let app = site!(f);
+        let (_, requester) = f
+            .state
+            .auth
+            .create_requester_token("tests", now_ms())
+            .unwrap();
+        // Invisible and direction characters, named by code point; full-width and upper-case
+        // spellings of an MTurk id, which are MTurk's and not for local sessions.
+        for (id, says) in [
+            ("w1\u{200b}", "U+200B"),
+            ("\u{202e}evil1w", "U+202E"),
+            ("w1\u{2060}", "U+2060"),
+            ("w1\u{e0041}", "U+E0041"),
+            ("\u{ff4d}turk:A1B2", "mturk:"),
+            ("MTURK:A1B2", "mturk:"),
+        ] {
+            let got = at::call_service(
+                &app,
+                api(
+                    "POST",
+                    "/api/v1/workers/session",
+                    &requester,
+                    Some(serde_json::json!({ "worker_id": id })),
+                )
+                .to_request(),
+            )
+            .await;
+            assert_eq!(got.status(), StatusCode::UNPROCESSABLE_ENTITY, "{id:?}");
+            let body: serde_json::Value = at::read_body_json(got).await;
+            assert!(
+                body["error"].as_str().unwrap().contains(says),
+                "{id:?}: {body}"
+            );
+        }
+        // Three spellings of one id are one worker, who gets one slot of a set.
+        for id in ["w1", "\u{ff57}\u{ff11}", "\u{ff57}1"] {
+            f.state
+                .sessions
+                .start_worker(id, Via::Password, &Entry::Local, now_ms())
+                .unwrap();
+        }
+        assert_eq!(count(&db, "workers"), 1, "{}", db.name);
+        let first = f.state.engine.accept_next("pool", "w1", now_ms()).unwrap();
+        let again = f
+            .state
+            .engine
+            .accept_next("pool", "\u{ff57}\u{ff11}", now_ms())
+            .unwrap();
+        assert_eq!(
+            first.unwrap().assignment.id,
+            again.unwrap().assignment.id,
+            "the same worker's live lease, not a second slot"
+        );
+    }
+}
+
+/// Hole 3: the test's clock is the server's, from the first opening; reopening is the same
+/// attempt, with the same choice values; a new attempt gets new values.
+#[actix_web::test]
+async fn reopening_the_qualification_test_is_the_same_attempt_on_the_same_clock() {
+    for db in [common::sqlite(), common::postgres()] {
+        let f = fixture(&db);
+        Qualifications::new(db.db.clone())
+            .set_test(
+                "gated",
+                &test_toml(&f.layer, 0)
+                    .replace("retry_delay_s = 0", "retry_delay_s = 0\ntime_limit_s = 10"),
+                now_ms(),
+            )
+            .unwrap();
+        let app = site!(f);
+        let (token, _) = f
+            .state
+            .sessions
+            .start_worker("w1", Via::Password, &Entry::Local, now_ms())
+            .unwrap();
+        let worker = Cookie::new("milan_worker", token);
+        let open = || async {
+            get_page(
+                &app,
+                at::TestRequest::get()
+                    .uri("/p/gated/qualification")
+                    .cookie(worker.clone()),
+            )
+            .await
+        };
+        let first = open().await;
+        assert!(first.body.contains("within 10 s"), "{}", first.body);
+        let second = open().await;
+        assert_eq!(first.field("attempt"), second.field("attempt"));
+        let values = |p: &Got| -> Vec<String> {
+            p.body
+                .split("name=\"q0\" value=\"")
+                .skip(1)
+                .map(|c| c.split('"').next().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(values(&first), values(&second));
+        // Past the limit on the server's clock, the answers of that attempt count for nothing,
+        // however the form was filled. (The attempt is moved 11 s back rather than waited for.)
+        sql(
+            &db,
+            "UPDATE qualification_openings SET started_at = started_at - 11000",
+        );
+        let moved = second.field("attempt").parse::<i64>().unwrap() - 11_000;
+        let late = get_page(
+            &app,
+            form(
+                "/p/gated/qualification",
+                &format!(
+                    "csrf={}&attempt={moved}&q0={}&q1={}",
+                    second.field("csrf"),
+                    values(&second)[0],
+                    values(&second)[0]
+                ),
+            )
+            .cookie(second.cookie("milan_csrf").unwrap())
+            .cookie(worker.clone()),
+        )
+        .await;
+        assert!(
+            late.body.contains("the time limit ran out"),
+            "{}",
+            late.body
+        );
+        // The next opening is a new attempt, with new values: those noted before mean nothing.
+        let third = open().await;
+        assert_ne!(third.field("attempt"), second.field("attempt"));
+        let (old, new) = (values(&second), values(&third));
+        assert!(old.iter().all(|v| !new.contains(v)), "{old:?} {new:?}");
+    }
+}
+
+/// Hole 4: a body with a field the server does not know is refused, naming the field, on the API
+/// and on the pages' forms.
+#[actix_web::test]
+async fn unknown_fields_in_any_body_are_refused_by_name() {
+    for db in [common::sqlite(), common::postgres()] {
+        let f = fixture(&db);
+        let app = site!(f);
+        let (_, requester) = f
+            .state
+            .auth
+            .create_requester_token("tests", now_ms())
+            .unwrap();
+        for (method, uri, body, field) in [
+            (
+                "POST",
+                "/api/v1/projects",
+                serde_json::json!({"name": "typo", "title": "t", "instructions": "i", "max_bonus_cent": 10}),
+                "max_bonus_cent",
+            ),
+            (
+                "POST",
+                "/api/v1/assignments/nope/reject",
+                serde_json::json!({"feedback": "no", "notify": true}),
+                "notify",
+            ),
+            (
+                "POST",
+                "/api/v1/workers/w1/block",
+                serde_json::json!({"reason": "spam", "forever": true}),
+                "forever",
+            ),
+        ] {
+            let got =
+                at::call_service(&app, api(method, uri, &requester, Some(body)).to_request()).await;
+            assert_eq!(got.status(), StatusCode::BAD_REQUEST, "{uri}");
+            let body: serde_json::Value = at::read_body_json(got).await;
+            assert!(
+                body["error"].as_str().unwrap().contains(field),
+                "{uri}: {body}"
+            );
+        }
+        assert!(
+            f.state.engine.project("typo").is_err(),
+            "nothing was created"
+        );
+        let page = get_page(&app, at::TestRequest::get().uri("/signin")).await;
+        let got = get_page(
+            &app,
+            form(
+                "/signin",
+                &format!("csrf={}&worker=w1&code=AAAA&admin=1", page.field("csrf")),
+            )
+            .cookie(page.cookie("milan_csrf").unwrap()),
+        )
+        .await;
+        assert_eq!(got.status, StatusCode::BAD_REQUEST, "{}", got.body);
+        assert!(got.body.contains("admin"), "{}", got.body);
+    }
+}
+
+/// Hole 5: no cache may keep an API answer or a download.
+#[actix_web::test]
+async fn api_answers_and_downloads_are_never_cached() {
+    let db = common::sqlite();
+    let f = fixture(&db);
+    let app = site!(f);
+    let (_, requester) = f
+        .state
+        .auth
+        .create_requester_token("tests", now_ms())
+        .unwrap();
+    for (method, uri, body) in [
+        (
+            "POST",
+            "/api/v1/workers/session",
+            Some(serde_json::json!({"worker_id": "w1"})),
+        ),
+        ("GET", "/api/v1/workers/w1/sessions", None),
+        ("GET", "/api/v1/projects/pool/export?format=jsonl", None),
+        ("GET", "/api/v1/projects/pool/export?format=mturk-csv", None),
+        ("GET", "/api/v1/projects", None),
+        ("GET", "/api/v1/projects/nope/progress", None),
+    ] {
+        let got = at::call_service(&app, api(method, uri, &requester, body).to_request()).await;
+        assert_eq!(
+            got.headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{method} {uri}"
+        );
+    }
 }

@@ -26,6 +26,8 @@ pub struct ProjectRow {
     pub order_by_priority: bool,
     pub max_live_per_worker: i32,
     pub max_bonus_cents: i64,
+    /// MTurk's entry page (`/mturk/<project>`) answers for this project.
+    pub mturk_enabled: bool,
 }
 
 #[derive(Debug, Insertable)]
@@ -43,6 +45,7 @@ pub struct NewProject<'a> {
     pub prolific_completion_code: Option<&'a str>,
     pub max_live_per_worker: i32,
     pub max_bonus_cents: i64,
+    pub mturk_enabled: bool,
 }
 
 pub fn insert_project(conn: &mut Db, project: &NewProject) -> QueryResult<ProjectRow> {

@@ -4,7 +4,7 @@ use diesel::dsl::exists;
 use diesel::prelude::*;
 
 use crate::db::Db;
-use crate::db::schema::{qualification_attempts, qualifications};
+use crate::db::schema::{qualification_attempts, qualification_openings, qualifications};
 
 use super::QueryResult;
 
@@ -90,4 +90,38 @@ pub fn has_passed(conn: &mut Db, project_id: i64, worker_id: i64) -> QueryResult
             .filter(qualification_attempts::passed.eq(true)),
     ))
     .get_result(conn)
+}
+
+/// When the worker's open attempt at the project's test began, if one is open.
+pub fn opening_of(conn: &mut Db, project_id: i64, worker_id: i64) -> QueryResult<Option<i64>> {
+    qualification_openings::table
+        .find((project_id, worker_id))
+        .select(qualification_openings::started_at)
+        .first(conn)
+        .optional()
+}
+
+/// Opens an attempt at `started_at`, replacing a finished one.
+pub fn open_attempt(
+    conn: &mut Db,
+    project_id: i64,
+    worker_id: i64,
+    started_at: i64,
+) -> QueryResult<()> {
+    close_attempt(conn, project_id, worker_id)?;
+    diesel::insert_into(qualification_openings::table)
+        .values((
+            qualification_openings::project_id.eq(project_id),
+            qualification_openings::worker_id.eq(worker_id),
+            qualification_openings::started_at.eq(started_at),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Ends the open attempt (graded, or timed out).
+pub fn close_attempt(conn: &mut Db, project_id: i64, worker_id: i64) -> QueryResult<()> {
+    diesel::delete(qualification_openings::table.find((project_id, worker_id)))
+        .execute(conn)
+        .map(|_| ())
 }

@@ -19,7 +19,12 @@ pub struct WorkerRow {
     pub password_hash: Option<String>,
 }
 
+/// The worker an id names, in any spelling that reads the same (`canonical_worker_id`); none
+/// for an id that could not be a worker's.
 pub fn worker_by_external(conn: &mut Db, external_id: &str) -> QueryResult<Option<WorkerRow>> {
+    let Ok(external_id) = crate::domain::canonical_worker_id(external_id) else {
+        return Ok(None);
+    };
     workers::table
         .filter(workers::external_id.eq(external_id))
         .select(WorkerRow::as_select())

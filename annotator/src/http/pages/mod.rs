@@ -206,6 +206,7 @@ pub fn check_form(state: &AppState, req: &HttpRequest, csrf: Option<&str>) -> Re
 
 /// A form with nothing but its CSRF token (sign-out).
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CsrfForm {
     pub csrf: Option<String>,
 }
@@ -257,7 +258,13 @@ pub fn ctx_with<T: Serialize>(pairs: &[(&str, &T)]) -> Context {
 }
 
 /// Registers the pages (before the API's routes and its JSON 404).
+/// A form body that does not parse (a missing field, or one no form of ours has): 400 naming it.
+fn form_error(err: actix_web::error::UrlencodedError, _req: &HttpRequest) -> actix_web::Error {
+    WebError::BadRequest(format!("this form cannot be read: {err}")).into()
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::FormConfig::default().error_handler(form_error));
     worker::configure(cfg);
     requester::configure(cfg);
 }

@@ -57,6 +57,7 @@ async fn signin_page(state: State, site: SiteData, req: HttpRequest) -> WebResul
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SignInForm {
     csrf: Option<String>,
     username: String,
@@ -231,6 +232,7 @@ async fn export_download(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct QualificationForm {
     csrf: Option<String>,
     source: String,
@@ -541,6 +543,7 @@ fn model_table(rows: &[crate::engine::Agreement]) -> Value {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct OrderingForm {
     csrf: Option<String>,
     by_priority: Option<String>,
@@ -918,6 +921,7 @@ async fn workers_page(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WorkerActionForm {
     csrf: Option<String>,
     action: String,

@@ -17,14 +17,14 @@ use super::{
     see_other_notice, urlencode,
 };
 use crate::domain::{DESCRIPTION_MAX_CHARS, DESCRIPTION_MIN_CHARS, Description, Millis, now_ms};
-use crate::engine::external::{MturkEntry, platform_id_ok};
+use crate::engine::external::{MturkEntry, Platform, platform_id_ok};
 use crate::engine::{Accepted, EngineError};
 use crate::http::cookies as session;
 use crate::http::state::AppState;
 use crate::http::views::Frame;
 use crate::import::StoredExemplar;
 use crate::limits;
-use crate::qualification::{ChoiceKey, Standing};
+use crate::qualification::{ChoiceKey, Standing, duration_text};
 use crate::sessions::{Entry, Session, Via};
 
 /// MTurk's preview marker: the worker has not accepted the HIT.
@@ -98,10 +98,14 @@ async fn require_worker(
     req: &HttpRequest,
     project: Option<&str>,
 ) -> Result<Visitor, WebError> {
-    worker_of(state, req, None)
+    let v = worker_of(state, req, None)
         .await?
         .map(|(v, _)| v)
-        .ok_or_else(|| WebError::SignIn(signin_url(project)))
+        .ok_or_else(|| WebError::SignIn(signin_url(project)))?;
+    if let Some(p) = project {
+        v.entry().may_work_in(p)?;
+    }
+    Ok(v)
 }
 
 /// A signed-in worker for a POST from a page of this site: the CSRF token must match unless the
@@ -119,6 +123,9 @@ async fn require_worker_post(
         .ok_or_else(|| WebError::SignIn(signin_url(project)))?;
     if !via_field {
         super::check_form(state, req, csrf)?;
+    }
+    if let Some(p) = project {
+        v.entry().may_work_in(p)?;
     }
     Ok(v)
 }
@@ -254,6 +261,7 @@ async fn signin_page(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SignInForm {
     csrf: Option<String>,
     project: Option<String>,
@@ -366,6 +374,9 @@ async fn signout(state: State, req: HttpRequest, form: web::Form<CsrfForm>) -> W
 
 async fn home(state: State, site: SiteData, req: HttpRequest) -> WebResult {
     let v = require_worker(&state, &req, None).await?;
+    if let Some(own) = v.entry().scope() {
+        return Ok(see_other(&format!("/p/{own}")));
+    }
     let st = state.clone();
     let projects = blocking(move || Ok(st.engine.projects()?)).await?;
     if projects.len() == 1 {
@@ -440,6 +451,7 @@ async fn instructions(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ActionForm {
     csrf: Option<String>,
     session: Option<String>,
@@ -561,6 +573,7 @@ async fn mturk_finish(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SubmitForm {
     csrf: Option<String>,
     session: Option<String>,
@@ -599,8 +612,10 @@ async fn submit(
         form.description.clone(),
         id.clone(),
     );
+    let entry = v.entry().clone();
     let (a, outcome) = blocking(move || {
         let a = st.engine.assignment_with_set(&aid)?;
+        entry.may_work_in(&a.project.name)?;
         let outcome = st.engine.submit(&aid, &w, &text, None, now);
         Ok((a, outcome))
     })
@@ -651,6 +666,7 @@ async fn submit(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ReturnForm {
     csrf: Option<String>,
     session: Option<String>,
@@ -677,6 +693,7 @@ async fn return_assignment(
     let st = state.clone();
     let project = blocking(move || {
         let project = st.engine.assignment_with_set(&id)?.project;
+        v.entry().may_work_in(&project.name)?;
         st.engine.return_assignment(&id, &v.worker, now_ms())?;
         if skip {
             st.engine.accept_next(&project.name, &v.worker, now_ms())?;
@@ -697,6 +714,7 @@ async fn return_assignment(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CheckBody {
     project: String,
     description: String,
@@ -710,6 +728,7 @@ async fn check(state: State, req: HttpRequest, body: web::Json<CheckBody>) -> We
     let Some((v, _)) = worker_of(&state, &req, body.session.as_deref()).await? else {
         return Ok(HttpResponse::Unauthorized().json(json!({"error": "sign in first"})));
     };
+    v.entry().may_work_in(&body.project)?;
     let st = state.clone();
     let verdict = blocking(move || {
         let project = st.engine.project(&body.project)?;
@@ -835,7 +854,11 @@ async fn mturk(
     };
     let now = now_ms();
     let (st, n) = (state.clone(), name.clone());
-    let (project, set) = blocking(move || Ok(st.engine.preview_set(&n)?)).await?;
+    let (project, set) = blocking(move || {
+        st.engine.entry_project(&n, Platform::Mturk)?;
+        Ok(st.engine.preview_set(&n)?)
+    })
+    .await?;
     let Some(set) = set else {
         return Err(EngineError::NotFound("this project has no exemplar sets yet".into()).into());
     };
@@ -894,6 +917,7 @@ async fn mturk(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StartForm {
     start: Option<String>,
 }
@@ -1011,7 +1035,7 @@ async fn prolific(
         ));
     }
     let (st, n) = (state.clone(), name.clone());
-    let project = blocking(move || Ok(st.engine.project(&n)?)).await?;
+    let project = blocking(move || Ok(st.engine.entry_project(&n, Platform::Prolific)?)).await?;
     let entry = ProlificEntry {
         project: name.clone(),
         pid,
@@ -1119,8 +1143,6 @@ async fn prolific_complete(
 
 // ------------------------------------------------------------------ qualification
 
-const QUAL_PURPOSE: &str = "qualification-start";
-
 async fn qualification_page(
     state: State,
     site: SiteData,
@@ -1130,51 +1152,62 @@ async fn qualification_page(
     let name = path.into_inner();
     let v = require_worker(&state, &req, Some(&name)).await?;
     let now = now_ms();
+    // Opening is a write: the attempt's clock starts at the first opening, in the database.
     let (s2, n, w) = (site.clone(), name.clone(), v.worker.clone());
-    let (test, standing) = blocking(move || {
-        Ok((
-            s2.qualifications.test(&n)?,
-            s2.qualifications.standing(&n, &w, now)?,
-        ))
+    let (test, opening) = blocking(move || {
+        let test = s2.qualifications.test(&n)?;
+        let opening = match test {
+            Some(_) => Some(s2.qualifications.open(&n, &w, now)?),
+            None => None,
+        };
+        Ok((test, opening))
     })
     .await?;
-    let Some(test) = test else {
+    let (Some(test), Some(opening)) = (test, opening) else {
         return Err(EngineError::NotFound("this project has no qualification test".into()).into());
     };
     let mut ctx = worker_context(&state, &v).await?;
     ctx.insert("project", &json!({"name": name}));
     ctx.insert(
         "standing",
-        match standing {
+        match opening.standing {
             Standing::Passed => "passed",
             Standing::RetryAt(_) => "wait",
             _ => "open",
         },
     );
-    if let Standing::RetryAt(at) = standing {
-        ctx.insert("retry_in", &((at - now + 999) / 1000));
+    if let Standing::RetryAt(at) = opening.standing {
+        ctx.insert("retry_in", &duration_text(at - now));
     }
-    let questions: Vec<_> = test
-        .questions
-        .iter()
-        .enumerate()
-        .map(|(i, q)| {
-            json!({
-                "prompt": q.prompt,
-                "images": q.images.iter().map(|h| format!("/images/{h}.png")).collect::<Vec<_>>(),
-                "choices": ChoiceKey::new(&state.auth, &name, &v.worker)
-                    .shuffled(i, &q.choices)
-                    .into_iter()
-                    .map(|(value, text)| json!({"value": value, "text": text}))
-                    .collect::<Vec<_>>(),
+    let attempt = opening.started_at.unwrap_or_default();
+    let key = ChoiceKey::new(&state.auth, &name, &v.worker, attempt);
+    let questions: Vec<_> = match opening.started_at {
+        None => Vec::new(),
+        Some(_) => test
+            .questions
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                json!({
+                    "prompt": q.prompt,
+                    "images": q.images.iter().map(|h| format!("/images/{h}.png")).collect::<Vec<_>>(),
+                    "choices": key
+                        .shuffled(i, &q.choices)
+                        .into_iter()
+                        .map(|(value, text)| json!({"value": value, "text": text}))
+                        .collect::<Vec<_>>(),
+                })
             })
-        })
-        .collect();
+            .collect(),
+    };
     ctx.insert("questions", &questions);
     ctx.insert("pass_mark", &test.pass_mark);
-    ctx.insert("time_limit_min", &(test.time_limit_ms / 60_000));
-    let started = json!({"project": name, "worker": v.worker, "at": now}).to_string();
-    ctx.insert("started", &state.auth.seal(QUAL_PURPOSE, &started));
+    ctx.insert("time_limit", &duration_text(test.time_limit_ms));
+    ctx.insert(
+        "time_left",
+        &duration_text(opening.left_ms(now).unwrap_or_default()),
+    );
+    ctx.insert("attempt", &attempt);
     render(&state, &site, &req, Page::new("qualification.html", ctx))
 }
 
@@ -1189,48 +1222,38 @@ async fn qualification_submit(
     let fields = form.into_inner();
     let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let v = require_worker_post(&state, &req, get("csrf"), get("session"), Some(&name)).await?;
-    let started: serde_json::Value = get("started")
-        .and_then(|t| state.auth.open(QUAL_PURPOSE, t))
-        .and_then(|p| serde_json::from_str(&p).ok())
-        .ok_or_else(|| {
-            WebError::BadRequest("the test form is damaged; open the test again".into())
-        })?;
-    if started["project"] != name.as_str() || started["worker"] != v.worker.as_str() {
-        return Err(WebError::BadRequest(
-            "this test was opened by someone else or for another project".into(),
-        ));
-    }
-    let started_at = started["at"].as_i64().unwrap_or(0);
+    let attempt: Millis = get("attempt").and_then(|a| a.parse().ok()).ok_or_else(|| {
+        WebError::BadRequest("the test form is damaged; open the test again".into())
+    })?;
     let (s2, n) = (site.clone(), name.clone());
     let test = blocking(move || Ok(s2.qualifications.test(&n)?)).await?;
     let (choices, retry): (Vec<usize>, i64) = test.as_ref().map_or((Vec::new(), 0), |t| {
         (
             t.questions.iter().map(|q| q.choices.len()).collect(),
-            t.retry_delay_ms / 1000,
+            t.retry_delay_ms,
         )
     });
+    let key = ChoiceKey::new(&state.auth, &name, &v.worker, attempt);
     let answers: Vec<Option<usize>> = choices
         .iter()
         .enumerate()
-        .map(|(i, &n)| {
-            let given = get(&format!("q{i}"))?;
-            ChoiceKey::new(&state.auth, &name, &v.worker).chosen(i, n, given)
-        })
+        .map(|(i, &n)| key.chosen(i, n, get(&format!("q{i}"))?))
         .collect();
     let (s2, n, w) = (site.clone(), name.clone(), v.worker.clone());
     let grade = blocking(move || {
         Ok(s2
             .qualifications
-            .grade(&n, &w, &answers, started_at, now_ms())?)
+            .grade(&n, &w, attempt, &answers, now_ms())?)
     })
     .await?;
     let mut ctx = worker_context(&state, &v).await?;
     ctx.insert("project", &json!({"name": name}));
     ctx.insert(
         "graded",
-        &json!({"correct": grade.correct, "total": grade.total, "passed": grade.passed}),
+        &json!({"correct": grade.correct, "total": grade.total, "passed": grade.passed,
+                "timed_out": grade.timed_out}),
     );
-    ctx.insert("retry_in", &retry);
+    ctx.insert("retry_in", &duration_text(retry));
     ctx.insert("standing", if grade.passed { "passed" } else { "wait" });
     ctx.insert("questions", &Vec::<serde_json::Value>::new());
     render(&state, &site, &req, Page::new("qualification.html", ctx))

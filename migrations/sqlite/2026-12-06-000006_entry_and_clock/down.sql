@@ -1,0 +1,2 @@
+DROP TABLE qualification_openings;
+ALTER TABLE projects DROP COLUMN mturk_enabled;
