@@ -32,3 +32,4 @@ pub mod qualification;
 pub mod reconcile;
 pub mod reports;
 pub mod sessions;
+pub mod telemetry;

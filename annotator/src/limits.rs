@@ -125,6 +125,8 @@ impl RateLimiter {
             *entry = (now, 0);
         }
         if entry.1 >= limit.count {
+            // Counted by the limit's name (the key before ':'), never by address or account.
+            crate::telemetry::global().rate_limited(key.split(':').next().unwrap_or(key));
             return Err(wait_s(entry.0, limit, now));
         }
         entry.1 += 1;
@@ -171,7 +173,10 @@ impl RateLimiter {
     ) -> Result<(), i64> {
         let trusted = trusted_device || self.known_address(kind, address, account, now);
         for (key, limit) in sign_in_keys(kind, address, account, trusted) {
-            self.check(&key, limit, now)?;
+            if let Err(wait) = self.check(&key, limit, now) {
+                crate::telemetry::global().rate_limited(&format!("{kind}-signin"));
+                return Err(wait);
+            }
         }
         Ok(())
     }
@@ -185,6 +190,7 @@ impl RateLimiter {
         trusted_device: bool,
         now: Millis,
     ) {
+        crate::telemetry::global().signin_failed(kind);
         for (key, limit) in sign_in_keys(kind, address, account, trusted_device) {
             let _ = self.hit(&key, limit, now);
         }

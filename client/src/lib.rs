@@ -35,6 +35,8 @@ pub struct Serve {
     bind: String,
     args: Vec<OsString>,
     quiet: bool,
+    log: Option<PathBuf>,
+    env: Vec<(String, String)>,
 }
 
 impl Serve {
@@ -51,7 +53,21 @@ impl Serve {
             bind: "127.0.0.1:0".to_owned(),
             args: Vec::new(),
             quiet: false,
+            log: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Write the server's log (its stderr) to this file instead of passing it through.
+    pub fn log_to(mut self, file: &Path) -> Serve {
+        self.log = Some(file.to_owned());
+        self
+    }
+
+    /// Set an environment variable of the server (e.g. RUST_LOG).
+    pub fn env(mut self, key: &str, value: &str) -> Serve {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// Listen here instead (a fixed port, so that a restarted server is where clients left it).
@@ -84,11 +100,12 @@ impl Serve {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
-            .stderr(if self.quiet {
-                Stdio::null()
-            } else {
-                Stdio::inherit()
+            .stderr(match (&self.log, self.quiet) {
+                (Some(file), _) => Stdio::from(std::fs::File::create(file)?),
+                (None, true) => Stdio::null(),
+                (None, false) => Stdio::inherit(),
             })
             .spawn()
             .map_err(|e| {
@@ -161,9 +178,9 @@ impl Api {
         &self.base
     }
 
-    /// POSTs `body` (or nothing) to `path` with `token`, and an Idempotency-Key when given: the
-    /// status and the JSON answer (Null when empty, the text as a string when not JSON). Only a
-    /// transport failure is an error.
+    /// POSTs `body` (or nothing) to `path` with `token` (none when empty), and an
+    /// Idempotency-Key when given: the status and the JSON answer (Null when empty, the text as
+    /// a string when not JSON). Only a transport failure is an error.
     pub fn post(
         &self,
         path: &str,
@@ -171,10 +188,10 @@ impl Api {
         body: Option<&impl Serialize>,
         idempotency_key: Option<&str>,
     ) -> Result<(u16, Value), String> {
-        let mut request = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("Authorization", &format!("Bearer {token}"));
+        let mut request = self.agent.post(format!("{}{path}", self.base));
+        if !token.is_empty() {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
         if let Some(key) = idempotency_key {
             request = request.header("Idempotency-Key", key);
         }
@@ -185,14 +202,14 @@ impl Api {
         answer(sent)
     }
 
-    /// GETs `path` with `token`: the status and the JSON answer, as [`Api::post`].
+    /// GETs `path` with `token` (none when empty): the status and the JSON answer, as
+    /// [`Api::post`].
     pub fn get(&self, path: &str, token: &str) -> Result<(u16, Value), String> {
-        answer(
-            self.agent
-                .get(format!("{}{path}", self.base))
-                .header("Authorization", &format!("Bearer {token}"))
-                .call(),
-        )
+        let mut request = self.agent.get(format!("{}{path}", self.base));
+        if !token.is_empty() {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        answer(request.call())
     }
 
     /// A session for `worker`, minted with the requester's token: the token for its requests.

@@ -42,6 +42,13 @@ pub struct ServeArgs {
     /// failures, stay on.
     #[arg(long, conflicts_with_all = ["api_limit_per_credential", "api_limit_per_address"])]
     pub no_rate_limits: bool,
+    /// Serve Prometheus metrics (`/metrics`) and the probes on this address too, e.g.
+    /// 127.0.0.1:9464. Keep it off the internet: metrics are not authenticated.
+    #[arg(long)]
+    pub admin_bind: Option<String>,
+    /// `/readyz` fails when the data dir's file system has less free space than this.
+    #[arg(long, default_value_t = milan_annotator::http::state::DEFAULT_MIN_FREE_MB)]
+    pub min_free_disk_mb: u64,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -57,6 +64,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         api_limit_per_credential,
         api_limit_per_address,
         no_rate_limits,
+        admin_bind,
+        min_free_disk_mb,
     } = args;
     let public_url = parse_public_url(public_url.as_deref())?;
     let trusted_proxies = trusted_proxies
@@ -84,6 +93,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 api_limit_per_address,
             )
         },
+        admin_bind,
+        min_free_bytes: min_free_disk_mb.saturating_mul(1 << 20),
     };
     actix_web::rt::System::new().block_on(server::serve(config))
 }

@@ -242,9 +242,15 @@ impl GroupCommit {
 
     fn commit(&self, w: &mut Writer) {
         let batch = w.batch.take().expect("a batch is open");
+        let started = std::time::Instant::now();
         let committed = w.conn.batch_execute("COMMIT");
         match committed {
             Ok(()) => {
+                crate::telemetry::global().batch(
+                    batch.members,
+                    started.elapsed().as_secs_f64(),
+                    crate::domain::now_ms(),
+                );
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 self.requests
                     .fetch_add(batch.members as u64, Ordering::Relaxed);
@@ -253,6 +259,7 @@ impl GroupCommit {
             Err(e) => {
                 let _ = w.conn.batch_execute("ROLLBACK");
                 self.failed.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::global().commit_failures.inc();
                 tracing::error!("a batch of {} writes failed to commit: {e}", batch.members);
                 batch.outcome.set(Err(format!("commit failed: {e}")));
             }

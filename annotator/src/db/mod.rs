@@ -277,7 +277,12 @@ impl Database {
                     let jitter = rand::random_range(0..=attempt.min(20) * 2);
                     std::thread::sleep(Duration::from_millis(1 + jitter));
                 }
-                other => return other,
+                other => {
+                    if other.is_ok() {
+                        crate::telemetry::global().wrote(crate::domain::now_ms());
+                    }
+                    return other;
+                }
             }
         }
     }

@@ -9,6 +9,8 @@
 //! - [`pages`]: the worker and requester pages; [`views`]: templates, static files and the
 //!   Content-Security-Policy; [`cookies`]: sealed cookies, CSRF tokens, trusted devices;
 //! - [`downloads`]: exports over HTTP (MILANNOTATIONS streamed as a tar while it is written);
+//! - [`ops`]: health and readiness probes, Prometheus metrics (admin address), and the request
+//!   middleware (request ids, log lines, latency metrics);
 //! - [`server`]: `annotator serve`, which mounts all of it.
 
 pub mod api;
@@ -16,6 +18,7 @@ pub mod cookies;
 pub mod downloads;
 pub mod errors;
 pub mod extract;
+pub mod ops;
 pub mod pages;
 pub mod server;
 pub mod state;
@@ -23,6 +26,7 @@ pub mod views;
 
 /// Registers every route: static files, the pages, then the API (with its JSON 404 last).
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
+    ops::configure_probes(cfg);
     views::configure(cfg);
     pages::configure(cfg);
     api::configure(cfg);

@@ -37,6 +37,11 @@ pub struct ServeConfig {
     /// `--trusted-proxy`: peers whose X-Forwarded-* headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub api_limits: crate::limits::ApiLimits,
+    /// `--admin-bind`: where `/metrics` (and the probes) are served, apart from the public
+    /// address; none when absent.
+    pub admin_bind: Option<String>,
+    /// `--min-free-disk-mb`, in bytes: `/readyz` fails below it.
+    pub min_free_bytes: u64,
 }
 
 impl Default for ServeConfig {
@@ -52,6 +57,8 @@ impl Default for ServeConfig {
             public_url: None,
             trusted_proxies: Vec::new(),
             api_limits: crate::limits::ApiLimits::default(),
+            admin_bind: None,
+            min_free_bytes: crate::http::state::DEFAULT_MIN_FREE_MB << 20,
         }
     }
 }
@@ -120,6 +127,10 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
             config.trusted_proxies.clone(),
         ))
         .with_limits(config.api_limits);
+    let state = AppState {
+        min_free_bytes: config.min_free_bytes,
+        ..state
+    };
     if config.demo && state.engine.projects()?.is_empty() {
         let report = import_demo(&state)?;
         println!(
@@ -161,6 +172,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
                 actix_web::middleware::DefaultHeaders::new()
                     .add(("X-Content-Type-Options", "nosniff")),
             )
+            .wrap(actix_web::middleware::from_fn(crate::http::ops::observe))
             .configure(crate::http::configure)
     })
     .workers(config.workers)
@@ -170,6 +182,33 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     .with_context(|| format!("binding {}", config.bind))?;
     let addrs = server.addrs();
     let server = server.run();
+    // The admin address: metrics and probes, one thread, on its own listener so that a scraper
+    // never competes with workers for the public one and the public one never shows metrics.
+    let admin = match &config.admin_bind {
+        Some(bind) => {
+            let data = web::Data::new(state.clone());
+            let admin = HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .configure(crate::http::ops::configure_admin)
+            })
+            .workers(1)
+            .disable_signals()
+            .bind(bind)
+            .with_context(|| format!("binding the admin address {bind}"))?;
+            for addr in admin.addrs() {
+                say(&format!(
+                    "annotator admin (metrics, probes) on http://{addr}"
+                ));
+            }
+            Some(admin.run())
+        }
+        None => None,
+    };
+    let admin_handle = admin.as_ref().map(|a| a.handle());
+    if let Some(admin) = admin {
+        actix_web::rt::spawn(admin);
+    }
     // Our own handlers, installed before "listening" is printed, so that a signal sent the moment
     // a supervisor sees that line is never the default (immediate) death.
     let handle = server.handle();
@@ -184,6 +223,9 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         // panic here would leave the server running and deaf to every later signal.
         say("annotator stopping: finishing requests in flight");
         handle.stop(true).await;
+        if let Some(admin) = admin_handle {
+            admin.stop(true).await;
+        }
     });
     for addr in addrs {
         say(&format!(

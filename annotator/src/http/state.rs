@@ -26,7 +26,12 @@ pub struct AppState {
     pub net: Arc<Network>,
     pub limiter: Arc<RateLimiter>,
     pub limits: ApiLimits,
+    /// `/readyz` fails when the data dir's file system has less free space than this.
+    pub min_free_bytes: u64,
 }
+
+/// The default of `--min-free-disk-mb`.
+pub const DEFAULT_MIN_FREE_MB: u64 = 100;
 
 impl AppState {
     /// The state over a database, with no public URL, no trusted proxy and the default limits.
@@ -41,6 +46,7 @@ impl AppState {
             net: Arc::new(Network::default()),
             limiter: Arc::new(RateLimiter::default()),
             limits: ApiLimits::default(),
+            min_free_bytes: DEFAULT_MIN_FREE_MB << 20,
         }
     }
 

@@ -10,5 +10,6 @@ mod engine;
 mod group_commit;
 mod import_export;
 mod load;
+mod ops;
 mod upgrade;
 mod web;

@@ -317,3 +317,17 @@ pub fn set_verified(conn: &mut Db, assignment_id: i64, verified: bool) -> QueryR
         .execute(conn)
         .map(|_| ())
 }
+
+/// Assignments by state, and how many accepted ones still hold a live lease at `now` (metrics).
+pub fn state_counts(conn: &mut Db, now: i64) -> QueryResult<(Vec<(String, i64)>, i64)> {
+    let by_state: Vec<(String, i64)> = assignments::table
+        .group_by(assignments::state)
+        .select((assignments::state, diesel::dsl::count_star()))
+        .load(conn)?;
+    let live = assignments::table
+        .filter(assignments::state.eq("accepted"))
+        .filter(assignments::expires_at.gt(now))
+        .count()
+        .get_result(conn)?;
+    Ok((by_state, live))
+}
