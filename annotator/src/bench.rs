@@ -312,6 +312,7 @@ fn check_guarantees(db: &Database, project_id: i64, report: &CrowdReport) -> Res
         assignment,
         worker,
         description,
+        ..
     } in &report.acknowledged
     {
         match by_assignment.get(assignment.as_str()) {
@@ -325,9 +326,17 @@ fn check_guarantees(db: &Database, project_id: i64, report: &CrowdReport) -> Res
         stored.len(),
         report.acknowledged.len()
     );
+    crowd_invariants(&states)
+}
+
+/// The crowd guarantees that hold of any database, whatever was acknowledged: no worker holds two
+/// assignments of a set, and no set has more than three assignments holding a slot (the bench's
+/// project takes three descriptions per set). Each row is (set, worker, state); returns how many
+/// sets there are.
+pub fn crowd_invariants(states: &[(i64, i64, String)]) -> Result<usize> {
     let mut holders: BTreeMap<i64, usize> = BTreeMap::new();
     let mut workers: BTreeSet<(i64, i64)> = BTreeSet::new();
-    for (set, worker, state) in &states {
+    for (set, worker, state) in states {
         ensure!(
             workers.insert((*set, *worker)),
             "worker {worker} holds two assignments of set {set}"

@@ -417,38 +417,61 @@ pub fn canonical_worker_id(raw: &str) -> Result<String, String> {
     Ok(id)
 }
 
-/// A time as MTurk's CSV writes it: `Thu Nov 26 00:58:16 UTC 2026`. Hand-written (civil-from-days)
-/// to avoid a date crate for one format.
+/// A time as MTurk's CSV writes it: `Thu Nov 26 00:58:16 UTC 2026`.
 pub fn mturk_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = (days + 4).rem_euclid(7); // 1970-01-01 was a Thursday
+    let t = civil_utc(ms);
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     format!(
         "{} {} {:02} {:02}:{:02}:{:02} UTC {}",
-        DAYS[weekday as usize],
-        MONTHS[(month - 1) as usize],
-        day,
-        h,
-        m,
-        s,
-        year
+        DAYS[t.weekday as usize],
+        MONTHS[(t.month - 1) as usize],
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        t.year
     )
+}
+
+/// A time in UTC, by calendar fields (`weekday`: 0 is Sunday).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    pub year: i64,
+    pub month: i64,
+    pub day: i64,
+    pub hour: i64,
+    pub minute: i64,
+    pub second: i64,
+    pub millisecond: i64,
+    pub weekday: i64,
+}
+
+/// Unix milliseconds as a UTC calendar time. Hand-written (Howard Hinnant's days-to-civil
+/// algorithm) to avoid a date crate for two formats.
+pub fn civil_utc(ms: i64) -> Civil {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    Civil {
+        year: yoe + era * 400 + i64::from(month <= 2),
+        month,
+        day: doy - (153 * mp + 2) / 5 + 1,
+        hour: rem / 3600,
+        minute: rem % 3600 / 60,
+        second: rem % 60,
+        millisecond: ms.rem_euclid(1000),
+        weekday: (days + 4).rem_euclid(7), // 1970-01-01 was a Thursday
+    }
 }
 
 #[cfg(test)]

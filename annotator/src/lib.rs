@@ -17,6 +17,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod db;
 pub mod domain;

@@ -55,6 +55,8 @@ pub struct Acknowledged {
     pub assignment: String,
     pub worker: String,
     pub description: String,
+    /// When the acknowledgement arrived (a backup taken after it must hold the description).
+    pub at: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -190,6 +192,7 @@ fn worker_loop(
                     assignment: id.clone(),
                     worker: worker.clone(),
                     description: text.clone(),
+                    at: Instant::now(),
                 });
                 drop(r);
                 if rng.random_bool(config.p_replay) {

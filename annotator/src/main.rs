@@ -34,8 +34,12 @@ enum LogFormat {
 enum Command {
     /// Serve the JSON API (and, when the database is empty, a demo project).
     Serve(cli::serve::ServeArgs),
-    /// Create or update the database schema.
+    /// Create or update the database schema; --check says whether a migration is pending.
     Migrate(cli::migrate::MigrateArgs),
+    /// Take a consistent, checked backup of the live database into a file.
+    Backup(cli::backup::BackupArgs),
+    /// Replace the database with a backup (refused while a server has it open).
+    Restore(cli::backup::RestoreArgs),
     /// Import a MILANNOTATIONS model folder, or a root holding several, as exemplar sets.
     Import(cli::import::ImportArgs),
     /// Create a requester account for the web pages, or set its password (read from stdin, or
@@ -99,6 +103,8 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => cli::serve::run(args),
         Command::Migrate(args) => cli::migrate::run(args),
+        Command::Backup(args) => cli::backup::backup(args),
+        Command::Restore(args) => cli::backup::restore(args),
         Command::Import(args) => cli::import::run(args),
         Command::Requester(args) => cli::requester::run(args),
         Command::Worker(args) => cli::worker::run(args),

@@ -2,6 +2,7 @@
 //! `requester_token`), and what they share: where the data lives ([`Storage`]), reading a
 //! password, a public URL, and printing a reconciliation.
 
+pub mod backup;
 pub mod bench;
 pub mod export;
 pub mod import;

@@ -49,6 +49,20 @@ pub struct ServeArgs {
     /// `/readyz` fails when the data dir's file system has less free space than this.
     #[arg(long, default_value_t = milan_annotator::http::state::DEFAULT_MIN_FREE_MB)]
     pub min_free_disk_mb: u64,
+    /// Back the database up into this folder on a schedule (`annotator-<UTC time>.backup`, the
+    /// same files `annotator backup` writes and `annotator restore` reads).
+    #[arg(long)]
+    pub backup_dir: Option<std::path::PathBuf>,
+    /// How often, e.g. 1h, 30m, 1day.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub backup_every: std::time::Duration,
+    /// How many scheduled backups to keep (the oldest beyond it are removed).
+    #[arg(long, default_value_t = 48)]
+    pub backup_keep: usize,
+    /// SQLite: the most the database may grow to, in MiB (fractions allowed). Past it writes are
+    /// refused with 503 as on a full disk, nothing half-stored, until pages are free again.
+    #[arg(long)]
+    pub max_database_mb: Option<f64>,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -66,6 +80,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         no_rate_limits,
         admin_bind,
         min_free_disk_mb,
+        backup_dir,
+        backup_every,
+        backup_keep,
+        max_database_mb,
     } = args;
     let public_url = parse_public_url(public_url.as_deref())?;
     let trusted_proxies = trusted_proxies
@@ -95,6 +113,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
         },
         admin_bind,
         min_free_bytes: min_free_disk_mb.saturating_mul(1 << 20),
+        backups: backup_dir.map(|dir| milan_annotator::backup::Schedule {
+            dir,
+            every: backup_every.max(std::time::Duration::from_secs(1)),
+            keep: backup_keep.max(1),
+        }),
+        db_options: milan_annotator::db::DbOptions {
+            sqlite_max_bytes: max_database_mb.map(|mb| (mb.max(0.0) * 1_048_576.0) as u64),
+        },
     };
     actix_web::rt::System::new().block_on(server::serve(config))
 }

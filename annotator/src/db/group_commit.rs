@@ -108,6 +108,15 @@ impl Outcome {
 }
 
 /// What one request's closure ended with.
+/// The batch's transaction is gone, and why.
+struct BatchLost(String);
+
+impl From<diesel::result::Error> for BatchLost {
+    fn from(e: diesel::result::Error) -> Self {
+        BatchLost(e.to_string())
+    }
+}
+
 enum Ran<T, E> {
     Value(Result<T, E>),
     Panicked(Box<dyn Any + Send>),
@@ -150,7 +159,7 @@ impl GroupCommit {
     /// durable. `f` must be safe to run again (it is, when it loses a race on a unique index).
     pub fn write<T, E>(&self, mut f: impl FnMut(&mut Db) -> Result<T, E>) -> Result<T, E>
     where
-        E: From<DbError> + RetryHint,
+        E: From<DbError> + RetryHint + std::fmt::Display,
     {
         // A write inside a write would wait for itself forever: say so instead.
         assert!(
@@ -176,7 +185,7 @@ impl GroupCommit {
             Err(broken) => {
                 // The batch transaction itself is gone (SQLite rolls back the whole transaction
                 // on some errors, e.g. a full disk): nobody in it may be acknowledged.
-                let message = broken.to_string();
+                let message = broken.0;
                 self.abort(&mut w, message.clone());
                 return Err(E::from(DbError::Commit(message)));
             }
@@ -207,9 +216,9 @@ impl GroupCommit {
         &self,
         w: &mut Writer,
         f: &mut impl FnMut(&mut Db) -> Result<T, E>,
-    ) -> Result<Ran<T, E>, diesel::result::Error>
+    ) -> Result<Ran<T, E>, BatchLost>
     where
-        E: RetryHint,
+        E: RetryHint + std::fmt::Display,
     {
         let mut attempt = 0;
         loop {
@@ -224,8 +233,14 @@ impl GroupCommit {
                     return Ok(Ran::Value(Ok(value)));
                 }
                 Ok(Err(e)) => {
-                    w.conn
-                        .batch_execute("ROLLBACK TO request; RELEASE request")?;
+                    if let Err(gone) = w.conn.batch_execute("ROLLBACK TO request; RELEASE request")
+                    {
+                        // SQLite rolled the whole transaction back (a full disk does): say why,
+                        // so that every member of the batch learns the cause, not just the symptom.
+                        return Err(BatchLost(format!(
+                            "{e} (the batch was rolled back: {gone})"
+                        )));
+                    }
                     if e.retryable() && attempt < ATTEMPTS {
                         continue;
                     }

@@ -107,6 +107,19 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// The database could not grow: the disk is full, or SQLite's `max_page_count` was reached.
+    /// Nothing of the failed write was stored, and the same write succeeds once space returns.
+    pub fn is_full(&self) -> bool {
+        let text = self.to_string();
+        [
+            "database or disk is full",
+            "No space left on device",
+            "could not extend file",
+        ]
+        .iter()
+        .any(|m| text.contains(m))
+    }
+
     /// A unique-index or serialization conflict: the transaction lost a race and may be retried.
     pub fn is_conflict(&self) -> bool {
         matches!(
@@ -129,6 +142,16 @@ impl RetryHint for DbError {
 #[derive(Debug, Clone)]
 pub struct Manager {
     url: DatabaseUrl,
+    options: DbOptions,
+}
+
+/// How the database may be used beyond its URL.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DbOptions {
+    /// SQLite: the most bytes the database file may hold (`PRAGMA max_page_count` on every
+    /// connection). Past it a write fails as on a full disk (503, nothing stored), and succeeds
+    /// again once pages are free. None: as large as the disk allows.
+    pub sqlite_max_bytes: Option<u64>,
 }
 
 impl ManageConnection for Manager {
@@ -157,6 +180,12 @@ impl ManageConnection for Manager {
                      PRAGMA temp_store = MEMORY;",
                 )
                 .map_err(DbError::Query)?;
+                if let Some(max) = self.options.sqlite_max_bytes {
+                    // The default page size (4 KiB) is what every database here is made with.
+                    let pages = max.div_ceil(4096).max(1);
+                    conn.batch_execute(&format!("PRAGMA max_page_count = {pages};"))
+                        .map_err(DbError::Query)?;
+                }
                 Ok(Db::Sqlite(conn))
             }
         }
@@ -202,6 +231,11 @@ pub type Conn = PooledConnection<Manager>;
 impl Database {
     /// Connects (creating the SQLite file and its folder if needed) and runs pending migrations.
     pub fn open(url: &DatabaseUrl) -> Result<Database, DbError> {
+        Database::open_with(url, DbOptions::default())
+    }
+
+    /// [`Database::open`] with options.
+    pub fn open_with(url: &DatabaseUrl, options: DbOptions) -> Result<Database, DbError> {
         if let DatabaseUrl::Sqlite(path) = url
             && let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
@@ -212,7 +246,10 @@ impl Database {
             })?;
         }
         // Check once by hand so that a wrong URL reads as the backend's own message.
-        let manager = Manager { url: url.clone() };
+        let manager = Manager {
+            url: url.clone(),
+            options,
+        };
         let mut first = manager.connect()?;
         migrate(&mut first)?;
         let build = |manager: Manager, size: u32| {
@@ -261,7 +298,7 @@ impl Database {
     /// `f` must be safe to run again: it sees none of the rolled-back attempt.
     pub fn write<T, E>(&self, mut f: impl FnMut(&mut Db) -> Result<T, E>) -> Result<T, E>
     where
-        E: From<DbError> + RetryHint,
+        E: From<DbError> + RetryHint + std::fmt::Display,
     {
         if let Some(writer) = &self.writer {
             return writer.write(f);
@@ -373,7 +410,12 @@ pub fn connect_as_is(url: &DatabaseUrl) -> Result<Option<Db>, DbError> {
     {
         return Ok(None);
     }
-    Manager { url: url.clone() }.connect().map(Some)
+    Manager {
+        url: url.clone(),
+        options: DbOptions::default(),
+    }
+    .connect()
+    .map(Some)
 }
 
 /// Every migration this build holds, oldest first (the same names on both backends).

@@ -23,10 +23,17 @@ pub fn public_message(
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!("internal error: {error:?}");
         "internal error".to_owned()
+    } else if status == StatusCode::SERVICE_UNAVAILABLE {
+        tracing::error!("a write was refused, the database cannot grow: {error}");
+        FULL_MESSAGE.to_owned()
     } else {
         error.to_string()
     }
 }
+
+/// What a client is told when the database cannot grow.
+pub const FULL_MESSAGE: &str = "the server cannot store anything right now (its disk is full): \
+nothing of this request was stored; send it again in a few minutes";
 
 /// The HTTP status of an engine error: the one mapping the API and the pages share.
 pub fn engine_status(e: &EngineError) -> StatusCode {
@@ -35,6 +42,7 @@ pub fn engine_status(e: &EngineError) -> StatusCode {
         EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
         EngineError::Conflict(_) => StatusCode::CONFLICT,
         EngineError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        EngineError::Db(e) if e.is_full() => StatusCode::SERVICE_UNAVAILABLE,
         EngineError::Corrupt(_) | EngineError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -125,6 +133,9 @@ impl ResponseError for ApiError {
         let mut resp = HttpResponse::build(status);
         if let ApiError::TooMany(s) = self {
             resp.insert_header((header::RETRY_AFTER, s.to_string()));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.insert_header((header::RETRY_AFTER, "60"));
         }
         resp.json(wire::ErrorBody { error: message })
     }

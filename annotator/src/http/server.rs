@@ -42,6 +42,10 @@ pub struct ServeConfig {
     pub admin_bind: Option<String>,
     /// `--min-free-disk-mb`, in bytes: `/readyz` fails below it.
     pub min_free_bytes: u64,
+    /// `--backup-dir`, `--backup-every`, `--backup-keep`.
+    pub backups: Option<crate::backup::Schedule>,
+    /// `--max-database-mb`, for SQLite.
+    pub db_options: crate::db::DbOptions,
 }
 
 impl Default for ServeConfig {
@@ -59,6 +63,8 @@ impl Default for ServeConfig {
             api_limits: crate::limits::ApiLimits::default(),
             admin_bind: None,
             min_free_bytes: crate::http::state::DEFAULT_MIN_FREE_MB << 20,
+            backups: None,
+            db_options: crate::db::DbOptions::default(),
         }
     }
 }
@@ -70,10 +76,19 @@ pub fn database_url(data_dir: &Path, url: Option<&str>) -> DatabaseUrl {
 
 /// Opens (and migrates) the database and everything the handlers need.
 pub fn open_state(data_dir: &Path, url: Option<&str>) -> Result<AppState> {
+    open_state_with(data_dir, url, crate::db::DbOptions::default())
+}
+
+/// [`open_state`] with database options.
+pub fn open_state_with(
+    data_dir: &Path,
+    url: Option<&str>,
+    options: crate::db::DbOptions,
+) -> Result<AppState> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
     let url = database_url(data_dir, url);
-    let db = Database::open(&url)?;
+    let db = Database::open_with(&url, options)?;
     let auth = Auth::load(&db)?;
     Ok(AppState::new(
         Engine::new(db),
@@ -119,14 +134,67 @@ pub fn import_demo(state: &AppState) -> Result<import::ImportReport> {
     Ok(report)
 }
 
+/// Backs up on the schedule until `stop`, counting each outcome in the metrics. The first backup
+/// is one interval after the start (or after the newest backup already in the folder).
+fn backup_thread(
+    schedule: crate::backup::Schedule,
+    url: DatabaseUrl,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let t = crate::telemetry::global();
+        let newest = schedule
+            .existing()
+            .last()
+            .and_then(|p| std::fs::metadata(p).ok()?.modified().ok())
+            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64);
+        if let Some(at) = newest {
+            t.backup(true, at);
+        }
+        let every = schedule.every.as_millis() as i64;
+        let mut last = newest.unwrap_or_else(now_ms);
+        while !stop.load(Ordering::Relaxed) {
+            if now_ms() - last >= every {
+                last = now_ms();
+                match schedule.run_once(&url) {
+                    Ok(report) => {
+                        t.backup(true, now_ms());
+                        tracing::info!(
+                            "backup {} written ({} bytes, {} ms)",
+                            report.path.display(),
+                            report.bytes,
+                            report.took.as_millis()
+                        );
+                    }
+                    Err(e) => {
+                        t.backup(false, now_ms());
+                        tracing::error!("scheduled backup failed (will retry next time): {e:#}");
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+}
+
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn serve(config: ServeConfig) -> Result<()> {
-    let state = open_state(&config.data_dir, config.database_url.as_deref())?
-        .with_network(crate::origin::Network::new(
-            public_url(&config),
-            config.trusted_proxies.clone(),
-        ))
-        .with_limits(config.api_limits);
+    // Held while serving: a restore (which needs it alone) refuses to overwrite this database.
+    let _serving = crate::backup::DbLock::serving(&database_url(
+        &config.data_dir,
+        config.database_url.as_deref(),
+    ))?;
+    let state = open_state_with(
+        &config.data_dir,
+        config.database_url.as_deref(),
+        config.db_options,
+    )?
+    .with_network(crate::origin::Network::new(
+        public_url(&config),
+        config.trusted_proxies.clone(),
+    ))
+    .with_limits(config.api_limits);
     let state = AppState {
         min_free_bytes: config.min_free_bytes,
         ..state
@@ -162,6 +230,10 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
             }
         })
     };
+    let backups = config
+        .backups
+        .clone()
+        .map(|schedule| backup_thread(schedule, state.engine.db().url().clone(), stop.clone()));
     let data = web::Data::new(state.clone());
     let site = web::Data::new(crate::http::pages::Site::new(&state, config.web.clone()));
     let server = HttpServer::new(move || {
@@ -236,6 +308,9 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     server.await?;
     stop.store(true, Ordering::Relaxed);
     let _ = sweeper.join();
+    if let Some(b) = backups {
+        let _ = b.join();
+    }
     say("annotator stopped");
     Ok(())
 }

@@ -2,11 +2,13 @@
 //! a module per area; `common` starts servers and databases for them.
 
 mod api;
+mod backup;
 mod browser;
 mod cli;
 mod common;
 mod crash;
 mod engine;
+mod full_disk;
 mod group_commit;
 mod import_export;
 mod load;
