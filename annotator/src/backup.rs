@@ -165,6 +165,11 @@ pub fn backup(url: &DatabaseUrl, out: &Path) -> Result<BackupReport> {
             tables
         }
     };
+    // It holds everything the database holds: readable by its owner only, whatever the umask.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(pending.path(), std::fs::Permissions::from_mode(0o600))?;
+    }
     std::fs::File::open(pending.path())?.sync_all()?;
     pending.commit()?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -315,6 +320,17 @@ impl Schedule {
             .collect();
         found.sort();
         found
+    }
+
+    /// Removes temporaries of backups that never finished (a server killed mid-backup).
+    pub fn clean_unfinished(&self) {
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".tmp-") && name.contains(PREFIX) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 
     /// One scheduled backup: a new file named by the time, then the oldest beyond `keep` removed.

@@ -63,6 +63,13 @@ pub struct ServeArgs {
     /// refused with 503 as on a full disk, nothing half-stored, until pages are free again.
     #[arg(long)]
     pub max_database_mb: Option<f64>,
+    /// Serve HTTPS itself with this certificate chain (PEM, leaf first), e.g. Let's Encrypt's
+    /// fullchain.pem; needs --tls-key. Without it, put a TLS proxy in front (docs/deploy.md).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -84,6 +91,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         backup_every,
         backup_keep,
         max_database_mb,
+        tls_cert,
+        tls_key,
     } = args;
     let public_url = parse_public_url(public_url.as_deref())?;
     let trusted_proxies = trusted_proxies
@@ -118,6 +127,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             every: backup_every.max(std::time::Duration::from_secs(1)),
             keep: backup_keep.max(1),
         }),
+        tls: tls_cert.zip(tls_key),
         db_options: milan_annotator::db::DbOptions {
             sqlite_max_bytes: max_database_mb.map(|mb| (mb.max(0.0) * 1_048_576.0) as u64),
         },

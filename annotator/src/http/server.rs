@@ -46,6 +46,8 @@ pub struct ServeConfig {
     pub backups: Option<crate::backup::Schedule>,
     /// `--max-database-mb`, for SQLite.
     pub db_options: crate::db::DbOptions,
+    /// `--tls-cert` and `--tls-key`: serve HTTPS itself (PEM files) instead of behind a proxy.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for ServeConfig {
@@ -65,6 +67,7 @@ impl Default for ServeConfig {
             min_free_bytes: crate::http::state::DEFAULT_MIN_FREE_MB << 20,
             backups: None,
             db_options: crate::db::DbOptions::default(),
+            tls: None,
         }
     }
 }
@@ -108,7 +111,34 @@ pub fn public_url(config: &ServeConfig) -> Option<crate::origin::PublicUrl> {
     if addr.ip().is_unspecified() || addr.port() == 0 {
         return None;
     }
-    crate::origin::PublicUrl::parse(&format!("http://{addr}")).ok()
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    crate::origin::PublicUrl::parse(&format!("{scheme}://{addr}")).ok()
+}
+
+/// The TLS settings of `--tls-cert` (a PEM chain, leaf first) and `--tls-key` (a PEM private
+/// key): rustls with its safe defaults (TLS 1.2 and 1.3), no client certificates.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading the certificate chain {}", cert.display()))?;
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "{}: no certificate in it",
+        cert.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the private key {}", key.display()))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the certificate and the key do not go together")
 }
 
 /// Generates a small synthetic corpus and imports it as the demo project.
@@ -143,6 +173,7 @@ fn backup_thread(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let t = crate::telemetry::global();
+        schedule.clean_unfinished();
         let newest = schedule
             .existing()
             .last()
@@ -249,9 +280,17 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     })
     .workers(config.workers)
     .shutdown_timeout(30)
-    .disable_signals()
-    .bind(&config.bind)
+    .disable_signals();
+    let server = match &config.tls {
+        Some((cert, key)) => server.bind_rustls_0_23(&config.bind, tls_config(cert, key)?),
+        None => server.bind(&config.bind),
+    }
     .with_context(|| format!("binding {}", config.bind))?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let addrs = server.addrs();
     let server = server.run();
     // The admin address: metrics and probes, one thread, on its own listener so that a scraper
@@ -301,7 +340,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     });
     for addr in addrs {
         say(&format!(
-            "annotator listening on http://{addr} ({})",
+            "annotator listening on {scheme}://{addr} ({})",
             state.engine.db().url()
         ));
     }

@@ -81,6 +81,11 @@ fn backup_under_load(live: common::TestDb, restored_url: DatabaseUrl) {
     ));
     let ended = Instant::now();
     assert!(said.contains("assignments"), "{said}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a backup is its owner's alone");
+    }
     // Restoring over the database the server has open is refused.
     let refused = annotator(&["restore", file.to_str().unwrap()], &live.url, &data);
     assert!(!refused.status.success());

@@ -249,3 +249,147 @@ async fn readiness_fails_with_the_check_that_failed() {
         }
     }
 }
+
+/// `--tls-cert/--tls-key`: the server speaks HTTPS itself, with a certificate a client checks
+/// (a self-signed one here, trusted by the test's curl), and not plain HTTP on that port.
+#[test]
+fn the_server_serves_https_with_its_own_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_pem, key_pem) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.key_pair.serialize_pem()).unwrap();
+    let server = Serve::new(
+        Path::new(env!("CARGO_BIN_EXE_annotator")),
+        &tmp.path().join("data"),
+    )
+    .args([
+        "--tls-cert",
+        cert_pem.to_str().unwrap(),
+        "--tls-key",
+        key_pem.to_str().unwrap(),
+    ])
+    .start()
+    .expect("start annotator serve with TLS");
+    assert!(
+        server.base.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.base
+    );
+    let port = server.base.rsplit(':').next().unwrap();
+    let curl = |args: &[&str]| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .args(args)
+            .output()
+            .expect("curl (scripts/test installs it)")
+    };
+    let ok = curl(&[
+        "--cacert",
+        cert_pem.to_str().unwrap(),
+        &format!("https://localhost:{port}/healthz"),
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&ok.stdout).unwrap(),
+        json!({"status": "alive"})
+    );
+    // Without trusting the certificate, a client refuses it; plain HTTP gets no page.
+    assert!(
+        !curl(&[&format!("https://localhost:{port}/healthz")])
+            .status
+            .success()
+    );
+    let plain = curl(&[&format!("http://localhost:{port}/healthz")]);
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("alive"));
+    // A key that does not go with the certificate is refused at start, by name.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(&key_pem, other.key_pair.serialize_pem()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_annotator"))
+        .args(["serve", "--no-demo", "--bind", "127.0.0.1:0", "--tls-cert"])
+        .arg(&cert_pem)
+        .arg("--tls-key")
+        .arg(&key_pem)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("do not go together"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The shipped systemd unit is one systemd accepts, and its command line starts a server that
+/// answers on both addresses (its paths and ports moved into a temporary folder).
+#[test]
+fn the_shipped_systemd_unit_verifies_and_its_command_runs() {
+    use std::io::BufRead;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let unit = std::fs::read_to_string(root.join("deploy/annotator.service")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_annotator");
+    let local = unit.replace("/usr/local/bin/annotator", bin);
+    let unit_file = tmp.path().join("annotator.service");
+    std::fs::write(&unit_file, &local).unwrap();
+    let verified = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit_file)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package; scripts/test installs it)");
+    let said = String::from_utf8_lossy(&verified.stderr);
+    assert!(
+        verified.status.success() && !said.contains("Unknown"),
+        "systemd-analyze verify: {said}"
+    );
+
+    // ExecStart, its continuation lines joined, with the host's paths and ports swapped out.
+    let exec: String = local
+        .split("ExecStart=")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .scan(true, |more, line| {
+            let take = *more;
+            *more = line.trim_end().ends_with('\\');
+            take.then(|| line.trim_end().trim_end_matches('\\').to_owned())
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let admin = free_port();
+    let exec = exec
+        .replace("/var/lib/annotator", tmp.path().to_str().unwrap())
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9464", &format!("127.0.0.1:{admin}"));
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    let mut child = Command::new(words[0])
+        .args(&words[1..])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("annotator listening on ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let healthy = Api::new(&base).get("/healthz", "").unwrap().0;
+    let ready = Api::new(&format!("http://127.0.0.1:{admin}"))
+        .get("/readyz", "")
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(healthy, 200);
+    assert_eq!(ready.0, 200, "{}", ready.1);
+}
