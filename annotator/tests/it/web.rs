@@ -2329,33 +2329,34 @@ async fn unknown_fields_in_any_body_are_refused_by_name() {
 /// Hole 5: no cache may keep an API answer or a download.
 #[actix_web::test]
 async fn api_answers_and_downloads_are_never_cached() {
-    let db = common::sqlite();
-    let f = fixture(&db);
-    let app = site!(f);
-    let (_, requester) = f
-        .state
-        .auth
-        .create_requester_token("tests", now_ms())
-        .unwrap();
-    for (method, uri, body) in [
-        (
-            "POST",
-            "/api/v1/workers/session",
-            Some(serde_json::json!({"worker_id": "w1"})),
-        ),
-        ("GET", "/api/v1/workers/w1/sessions", None),
-        ("GET", "/api/v1/projects/pool/export?format=jsonl", None),
-        ("GET", "/api/v1/projects/pool/export?format=mturk-csv", None),
-        ("GET", "/api/v1/projects", None),
-        ("GET", "/api/v1/projects/nope/progress", None),
-    ] {
-        let got = at::call_service(&app, api(method, uri, &requester, body).to_request()).await;
-        assert_eq!(
-            got.headers()
-                .get("cache-control")
-                .map(|v| v.to_str().unwrap()),
-            Some("no-store"),
-            "{method} {uri}"
-        );
+    for db in [common::sqlite(), common::postgres()] {
+        let f = fixture(&db);
+        let app = site!(f);
+        let (_, requester) = f
+            .state
+            .auth
+            .create_requester_token("tests", now_ms())
+            .unwrap();
+        for (method, uri, body) in [
+            (
+                "POST",
+                "/api/v1/workers/session",
+                Some(serde_json::json!({"worker_id": "w1"})),
+            ),
+            ("GET", "/api/v1/workers/w1/sessions", None),
+            ("GET", "/api/v1/projects/pool/export?format=jsonl", None),
+            ("GET", "/api/v1/projects/pool/export?format=mturk-csv", None),
+            ("GET", "/api/v1/projects", None),
+            ("GET", "/api/v1/projects/nope/progress", None),
+        ] {
+            let got = at::call_service(&app, api(method, uri, &requester, body).to_request()).await;
+            assert_eq!(
+                got.headers()
+                    .get("cache-control")
+                    .map(|v| v.to_str().unwrap()),
+                Some("no-store"),
+                "{method} {uri}"
+            );
+        }
     }
 }
