@@ -41,6 +41,9 @@ pub struct BenchConfig {
     /// Run the servers with their default rate limits (the crowd comes from one address, so
     /// they refuse most of it; for measuring what the limits cost, not throughput).
     pub rate_limits: bool,
+    /// Run the largest crowd again with the server backing up this often (`serve
+    /// --backup-every`), to show what live backups cost the writers.
+    pub backup_every: Option<Duration>,
 }
 
 fn fresh_database(config: &BenchConfig, dir: &Path, name: &str) -> Result<DatabaseUrl> {
@@ -126,6 +129,8 @@ pub struct CaseResult {
     pub machine_busy: f64,
     /// Sets the crowd touched, all of them checked.
     pub sets_checked: usize,
+    /// Backups the server wrote during the case, when it ran with `--backup-every`.
+    pub backups_taken: Option<usize>,
 }
 
 pub fn run_bench(config: &BenchConfig) -> Result<Vec<CaseResult>> {
@@ -169,17 +174,20 @@ pub fn run_bench(config: &BenchConfig) -> Result<Vec<CaseResult>> {
     let mut cases = Vec::new();
     for &processes in &config.processes {
         for &workers in &config.workers {
-            cases.push((processes, workers, config.sets));
+            cases.push((processes, workers, config.sets, false));
         }
     }
+    let largest = *config.workers.iter().max().expect("checked above");
+    let fewest = *config.processes.iter().min().expect("checked above");
     if config.large_sets > 0 {
-        let workers = *config.workers.iter().max().expect("checked above");
-        let processes = *config.processes.iter().min().expect("checked above");
-        cases.push((processes, workers, config.large_sets));
+        cases.push((fewest, largest, config.large_sets, false));
+    }
+    if config.backup_every.is_some() {
+        cases.push((fewest, largest, config.sets, true));
     }
     let mut results: Vec<CaseResult> = Vec::new();
-    for (i, &(processes, workers, sets)) in cases.iter().enumerate() {
-        let result = run_case(config, dir.path(), i, processes, workers, sets)?;
+    for (i, &(processes, workers, sets, backups)) in cases.iter().enumerate() {
+        let result = run_case(config, dir.path(), i, processes, workers, sets, backups)?;
         let base = results
             .first()
             .map_or(result.loops_per_s, |r| r.loops_per_s);
@@ -200,8 +208,24 @@ pub fn run_bench(config: &BenchConfig) -> Result<Vec<CaseResult>> {
         );
         results.push(result);
     }
+    if let Some(every) = config.backup_every
+        && let Some(with) = results.last().filter(|r| r.backups_taken.is_some())
+        && let Some(without) = results.iter().find(|r| {
+            r.workers == with.workers && r.processes == with.processes && r.sets == with.sets
+        })
+    {
+        println!(
+            "with a backup every {:.1} s ({} taken during the case): loops/s {:.2}x, accept p99 \
+             {:.2}x, submit p99 {:.2}x the same case without",
+            every.as_secs_f64(),
+            with.backups_taken.unwrap_or(0),
+            with.loops_per_s / without.loops_per_s,
+            with.accept_p99_ms / without.accept_p99_ms,
+            with.submit_p99_ms / without.submit_p99_ms,
+        );
+    }
     if config.large_sets > 0
-        && let Some(large) = results.last()
+        && let Some(large) = results.iter().find(|r| r.sets == config.large_sets)
         && let Some(small) = results
             .iter()
             .find(|r| r.workers == large.workers && r.processes == large.processes)
@@ -227,13 +251,25 @@ fn run_case(
     processes: usize,
     workers: usize,
     sets: i64,
+    backups: bool,
 ) -> Result<CaseResult> {
     let url = fresh_database(config, dir, &format!("case{index}"))?;
     let (db, project_id, token) = seed(&url, sets)?;
     let threads = config.http_threads.to_string();
-    let mut args = vec!["--workers", threads.as_str()];
+    let mut args: Vec<String> = vec!["--workers".into(), threads];
     if !config.rate_limits {
-        args.extend(Serve::NO_RATE_LIMITS);
+        args.extend(Serve::NO_RATE_LIMITS.map(String::from));
+    }
+    let backup_dir = dir.join(format!("backups{index}"));
+    if let (true, Some(every)) = (backups, config.backup_every) {
+        args.extend([
+            "--backup-dir".into(),
+            backup_dir.display().to_string(),
+            "--backup-every".into(),
+            format!("{}ms", every.as_millis().max(1000)),
+            "--backup-keep".into(),
+            "100000".into(),
+        ]);
     }
     let servers = (0..processes)
         .map(|p| {
@@ -292,6 +328,15 @@ fn run_case(
         client_cores: (client_after - client_before) / seconds,
         machine_busy,
         sets_checked,
+        backups_taken: backups.then(|| {
+            std::fs::read_dir(&backup_dir)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                        .count()
+                })
+                .unwrap_or(0)
+        }),
     })
 }
 

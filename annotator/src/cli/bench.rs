@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Keep the servers' default rate limits on (they refuse most of a one-address crowd).
     #[arg(long)]
     pub rate_limits: bool,
+    /// Run the largest crowd again with the server backing up this often (e.g. 1s), to show
+    /// what live backups cost the writers.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub backup_every: Option<std::time::Duration>,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -45,6 +49,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         http_threads,
         large_sets,
         rate_limits,
+        backup_every,
     } = args;
     milan_annotator::bench::run_bench(&milan_annotator::bench::BenchConfig {
         postgres_admin_url: postgres,
@@ -55,6 +60,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         http_threads,
         large_sets,
         rate_limits,
+        backup_every,
     })
     .map(|_| ())
 }
