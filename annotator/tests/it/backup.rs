@@ -57,7 +57,7 @@ fn stored(db: &Database) -> (Work, Vec<(i64, i64, String)>) {
 fn backup_under_load(live: common::TestDb, restored_url: DatabaseUrl) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let token = common::seed_project(&live.db, 400, 60_000);
+    let token = common::seed_project(&live.db, 3000, 60_000);
     let backups = dir.path().join("scheduled");
     let server = common::serve(&data, &live.url)
         .args(milan_client::Serve::NO_RATE_LIMITS)
@@ -68,10 +68,18 @@ fn backup_under_load(live: common::TestDb, restored_url: DatabaseUrl) {
     let base = server.base.clone();
     let crowd = std::thread::spawn(move || {
         let mut config = CrowdConfig::new(64, "load", &token);
-        config.max_duration = Duration::from_secs(4);
+        config.max_duration = Duration::from_secs(8);
         loadgen::run(&base, &config)
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    // The backup begins once the crowd is well under way (a busy machine starts it slowly).
+    let waited = Instant::now();
+    while stored(&live.db).0.len() < 100 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(6),
+            "the crowd never got going"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let file = dir.path().join("manual.backup");
     let began = Instant::now();
     let said = ok(&annotator(
