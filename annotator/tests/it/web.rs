@@ -2323,6 +2323,30 @@ async fn unknown_fields_in_any_body_are_refused_by_name() {
         .await;
         assert_eq!(got.status, StatusCode::BAD_REQUEST, "{}", got.body);
         assert!(got.body.contains("admin"), "{}", got.body);
+        // A form read as a list of fields (the qualification test's) refuses one too.
+        let (token, _) = f
+            .state
+            .sessions
+            .start_worker("w1", Via::Password, &Entry::Local, now_ms())
+            .unwrap();
+        let worker = Cookie::new("milan_worker", token);
+        let page = get_page(
+            &app,
+            at::TestRequest::get().uri("/p/pool").cookie(worker.clone()),
+        )
+        .await;
+        let got = get_page(
+            &app,
+            form(
+                "/p/gated/qualification",
+                &format!("csrf={}&attempt=1&q0=x&cheat=1", page.field("csrf")),
+            )
+            .cookie(page.cookie("milan_csrf").unwrap())
+            .cookie(worker),
+        )
+        .await;
+        assert_eq!(got.status, StatusCode::BAD_REQUEST, "{}", got.body);
+        assert!(got.body.contains("cheat"), "{}", got.body);
     }
 }
 

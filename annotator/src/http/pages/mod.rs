@@ -258,6 +258,20 @@ pub fn ctx_with<T: Serialize>(pairs: &[(&str, &T)]) -> Context {
 }
 
 /// Registers the pages (before the API's routes and its JSON 404).
+/// Refuses a field that no form of ours sends, naming it (400): for the forms read as lists of
+/// name-value pairs (their fields are numbered), as `deny_unknown_fields` does for the others.
+pub fn only_fields(
+    fields: &[(String, String)],
+    known: impl Fn(&str) -> bool,
+) -> Result<(), WebError> {
+    match fields.iter().find(|(name, _)| !known(name)) {
+        Some((name, _)) => Err(WebError::BadRequest(format!(
+            "this form cannot be read: unknown field `{name}`"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A form body that does not parse (a missing field, or one no form of ours has): 400 naming it.
 fn form_error(err: actix_web::error::UrlencodedError, _req: &HttpRequest) -> actix_web::Error {
     WebError::BadRequest(format!("this form cannot be read: {err}")).into()

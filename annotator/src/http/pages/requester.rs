@@ -449,6 +449,21 @@ async fn qualification_form(
             .unwrap_or_default()
     };
     let s = requester_post(&state, &req, Some(&get("csrf"))).await?;
+    super::only_fields(&fields, |n| {
+        matches!(
+            n,
+            "csrf" | "pass_mark" | "retry_delay_s" | "time_limit_s" | "required"
+        ) || n
+            .strip_prefix('q')
+            .and_then(|q| q.split_once('.'))
+            .is_some_and(|(i, f)| {
+                i.parse::<usize>().is_ok()
+                    && matches!(
+                        f,
+                        "project" | "model" | "layer" | "unit" | "prompt" | "choices" | "answer"
+                    )
+            })
+    })?;
     let name = path.into_inner();
     let mut form = TestForm {
         pass_mark: get("pass_mark"),
@@ -607,6 +622,9 @@ async fn review_action(
     let fields = form.into_inner();
     let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     requester_post(&state, &req, get("csrf")).await?;
+    super::only_fields(&fields, |n| {
+        matches!(n, "csrf" | "feedback" | "one" | "action" | "ids") || n.starts_with("feedback:")
+    })?;
     let bulk_feedback = get("feedback").unwrap_or("").trim().to_owned();
     let mut actions: Vec<(String, String, String)> = Vec::new();
     if let Some(one) = get("one") {

@@ -1222,6 +1222,11 @@ async fn qualification_submit(
     let fields = form.into_inner();
     let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let v = require_worker_post(&state, &req, get("csrf"), get("session"), Some(&name)).await?;
+    super::only_fields(&fields, |n| {
+        matches!(n, "csrf" | "session" | "attempt")
+            || n.strip_prefix('q')
+                .is_some_and(|i| i.parse::<usize>().is_ok())
+    })?;
     let attempt: Millis = get("attempt").and_then(|a| a.parse().ok()).ok_or_else(|| {
         WebError::BadRequest("the test form is damaged; open the test again".into())
     })?;
