@@ -204,11 +204,6 @@ impl Telemetry {
         }
     }
 
-    /// When the newest backup was written, if one was.
-    pub fn last_backup_ms(&self) -> Option<i64> {
-        Some(self.last_backup_ms.load(Ordering::Relaxed)).filter(|&t| t >= 0)
-    }
-
     /// The exposition text, with the time-based gauges set for `now_ms`.
     pub fn encode(&self, now_ms: i64) -> String {
         let age = |t: i64| if t < 0 { -1 } else { (now_ms - t) / 1000 };
