@@ -381,27 +381,7 @@ fn median(mut v: Vec<i64>) -> Option<i64> {
 
 // ------------------------------------------------------------------ review
 
-/// Mean pairwise sentence BLEU (0-100) of the descriptions of one set, and of each description
-/// against the others (symmetric: BLEU both ways, averaged).
-pub fn agreement(texts: &[String]) -> (f64, Vec<f64>) {
-    let n = texts.len();
-    if n < 2 {
-        return (100.0, vec![100.0; n]);
-    }
-    let mut each = vec![0.0; n];
-    for i in 0..n {
-        let mut sum = 0.0;
-        for j in 0..n {
-            if i != j {
-                let ab = milan_metrics::bleu::sentence_bleu(&texts[i], &[&texts[j]]).score;
-                let ba = milan_metrics::bleu::sentence_bleu(&texts[j], &[&texts[i]]).score;
-                sum += (ab + ba) / 2.0;
-            }
-        }
-        each[i] = sum / (n - 1) as f64;
-    }
-    (each.iter().sum::<f64>() / n as f64, each)
-}
+pub use milan_metrics::bleu::agreement;
 
 /// One description on the review page.
 #[derive(Debug, Clone, Serialize)]

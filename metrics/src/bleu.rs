@@ -290,6 +290,28 @@ pub fn sentence_bleu<R: AsRef<str>>(hyp: &str, refs: &[R]) -> BleuScore {
     compute(&sentence_stats(hyp, refs, &config), refs.len(), &config)
 }
 
+/// Mean pairwise sentence BLEU (0-100) of several descriptions of one thing (the annotator's review, the catalog's units), and of each description
+/// against the others (symmetric: BLEU both ways, averaged).
+pub fn agreement(texts: &[String]) -> (f64, Vec<f64>) {
+    let n = texts.len();
+    if n < 2 {
+        return (100.0, vec![100.0; n]);
+    }
+    let mut each = vec![0.0; n];
+    for i in 0..n {
+        let mut sum = 0.0;
+        for j in 0..n {
+            if i != j {
+                let ab = sentence_bleu(&texts[i], &[&texts[j]]).score;
+                let ba = sentence_bleu(&texts[j], &[&texts[i]]).score;
+                sum += (ab + ba) / 2.0;
+            }
+        }
+        each[i] = sum / (n - 1) as f64;
+    }
+    (each.iter().sum::<f64>() / n as f64, each)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

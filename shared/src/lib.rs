@@ -6,6 +6,7 @@
 //! - [`milannotations`]: the on-disk dataset layout, read memory-mapped and written atomically;
 //! - [`cleaning`]: the clean-up the reference applied to raw crowd descriptions;
 //! - [`tokenize`]: word tokens for vocabularies, and back;
+//! - [`lexicon`]: what descriptions name (objects, colours, ...), plurals folded, shares per group;
 //! - [`wire`]: the annotator's JSON API as types, for the server and its clients;
 //! - [`closed_pipe`]: both command lines end quietly when their reader closes the pipe;
 //! - [`progress`]: bars on a terminal, log lines without one, for both command lines;
@@ -25,6 +26,7 @@
 pub mod atomic;
 pub mod cleaning;
 pub mod closed_pipe;
+pub mod lexicon;
 pub mod milannotations;
 pub mod model_key;
 pub mod neuron;

@@ -52,6 +52,10 @@ enum Command {
     /// The units whose descriptions mention a concept (faces, text, ...): a CSV and an HTML page
     /// with each unit's exemplars.
     Audit(cli::audit::AuditArgs),
+    /// The Neuron Catalog: a static site of every unit of a MILANNOTATIONS folder with its
+    /// exemplars and its descriptions (human ones and any description files), browsable and
+    /// searchable from disk or any static host.
+    Catalog(cli::catalog::CatalogArgs),
     /// A classifier with chosen units switched off (zeroed after their layer) against the intact
     /// one: accuracy and each class's change.
     Ablate(cli::ablate::AblateArgs),
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
         Command::Describe(args) => cli::describe::run(&args),
         Command::Analyze(args) => cli::analyze::run(&args),
         Command::Audit(args) => cli::audit::run(&args),
+        Command::Catalog(args) => cli::catalog::run(&args),
         Command::Ablate(args) => cli::ablate::run(&args),
         Command::Edit(args) => cli::edit::run(&args),
         Command::SweepLambda(args) => cli::sweep_lambda::run(&args),

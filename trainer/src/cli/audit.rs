@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use milan_catalog::pages::escape;
 use milan_shared::atomic;
 use milan_shared::milannotations::{Dataset, discover};
 use milan_shared::tokenize::tokenize;
@@ -201,21 +202,4 @@ fn preview_of(datasets: &[Dataset], f: &Found, dir: &Path) -> Result<Option<Stri
         .save(&path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(Some(name))
-}
-
-/// HTML-escaped: descriptions come from crowd workers (written here: five characters do not
-/// need a dependency).
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }

@@ -9,6 +9,7 @@ pub mod assets;
 pub mod audit;
 pub mod bench;
 pub mod bench_model;
+pub mod catalog;
 pub mod classify;
 pub mod compare_splits;
 pub mod data;

@@ -3,6 +3,7 @@
 
 mod backends;
 mod bertscore;
+mod catalog;
 mod cli;
 mod common;
 mod decoding;
