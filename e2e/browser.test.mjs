@@ -569,6 +569,39 @@ test("the requester reviews: markup shows as text, approve and reject, bulk, key
   await context.close();
 });
 
+test("the project's catalog is the requester's, live, and works under the server's policy", async () => {
+  const stranger = await session();
+  await stranger.page.goto(`${BASE}/catalog/solo/index.html`);
+  assert.equal(stranger.page.url(), `${BASE}/r/signin`, "a stranger is sent to sign in");
+  await stranger.context.close();
+
+  const { context, page, problems } = await session();
+  await page.goto(`${BASE}/r/signin`);
+  await page.fill("#username", "boss");
+  await page.fill("#password", process.env.REQUESTER_PASSWORD);
+  await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
+  await page.goto(`${BASE}/r/p/solo`);
+  await Promise.all([page.waitForNavigation(), page.click("#catalog-link")]);
+  assert.equal(page.url(), `${BASE}/catalog/solo/index.html`);
+  assert.equal(await page.locator("figure.chart svg").count(), 1);
+  await page.goto(`${BASE}/catalog/solo/search.html?q=circles`);
+  await page.waitForFunction(() => /units? \(/.test(document.querySelector("#status").textContent));
+  const card = page.locator("#results .card", { hasText: "red circles near the edges" });
+  assert.equal(await card.count(), 1, "the approved description is found");
+  await Promise.all([page.waitForNavigation(), card.locator("a.unit-link").click()]);
+  assert.equal(await page.locator(".exemplars img").count(), 15);
+  await page.waitForFunction(() => Array.from(document.querySelectorAll(".exemplars img")).every((i) => i.complete && i.naturalWidth > 0));
+  assert.match(await page.textContent("table.descriptions"), /crowd\s*red circles near the edges/);
+  await page.goto(`${BASE}/catalog/solo/search.html?q=vertical+stripes+grey`);
+  await page.waitForFunction(() => /units? \(/.test(document.querySelector("#status").textContent));
+  assert.match(await page.textContent("#status"), /^0 units/, "rejected work is not in the catalog");
+  await page.goto(`${BASE}/catalog/solo/search.html?q=circles`);
+  await page.waitForFunction(() => /units? \(/.test(document.querySelector("#status").textContent));
+  await page.screenshot({ path: path.join(SHOTS, "catalog-live.png") });
+  assert.deepEqual(problems, [], "no script error and no policy violation");
+  await context.close();
+});
+
 test("the worker sees why their work was rejected", async () => {
   const { context, page, problems } = await session();
   await signInWithPassword(page, "alice", process.env.WORKER_PASSWORD, "solo");

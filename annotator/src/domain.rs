@@ -52,6 +52,9 @@ pub struct ProjectSettings {
     /// The largest single bonus, in cents.
     #[serde(default = "default_max_bonus")]
     pub max_bonus_cents: i64,
+    /// Anyone may read the project's catalog (`/catalog/<name>/`); off, only the requester.
+    #[serde(default)]
+    pub catalog_public: bool,
 }
 
 fn default_assignments() -> i32 {
@@ -103,6 +106,7 @@ impl ProjectSettings {
             mturk: false,
             max_live_per_worker: default_max_live(),
             max_bonus_cents: default_max_bonus(),
+            catalog_public: false,
         }
     }
 

@@ -11,6 +11,7 @@
 //! - [`origin`]: client address, scheme and the public URL (trusted proxies only);
 //!   [`limits`]: rate limits, sign-in throttling.
 //! - [`qualification`]: the multiple-choice qualification test.
+//! - [`catalog`]: a project's Neuron Catalog built live from the database (crate `milan-catalog`).
 //! - [`http`]: everything HTTP (actix-web): the JSON API under /api/v1, the worker and requester
 //!   pages, downloads, the error mapping and extractors they share, and `annotator serve`.
 //! - [`loadgen`]: a simulated crowd over HTTP; [`bench`]: `annotator bench`.
@@ -19,6 +20,7 @@ pub mod accounts;
 pub mod auth;
 pub mod backup;
 pub mod bench;
+pub mod catalog;
 pub mod db;
 pub mod domain;
 pub mod engine;

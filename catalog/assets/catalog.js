@@ -275,7 +275,7 @@
     found = search(q, model, layer, source);
     const ms = performance.now() - t0;
     const texts = found.reduce((n, r) => n + r.texts.length, 0);
-    status.textContent = found.length + (found.length === 1 ? " unit" : " units") + " (" + texts + " descriptions) in " + ms.toFixed(1) + " ms";
+    status.textContent = found.length + (found.length === 1 ? " unit" : " units") + " (" + texts + (texts === 1 ? " description" : " descriptions") + ") in " + ms.toFixed(1) + " ms";
     status.dataset.ms = String(ms);
     showMore();
     const params = new URLSearchParams();

@@ -40,6 +40,10 @@ pub struct ImportArgs {
     /// The largest single bonus, in cents.
     #[arg(long, default_value_t = milan_annotator::domain::DEFAULT_MAX_BONUS_CENTS)]
     pub max_bonus_cents: i64,
+    /// Let anyone read the project's Neuron Catalog (`/catalog/<project>/`); without it only the
+    /// requester may (the dashboard switches it later).
+    #[arg(long)]
+    pub public_catalog: bool,
     pub path: PathBuf,
 }
 
@@ -57,6 +61,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
         mturk,
         max_live_per_worker,
         max_bonus_cents,
+        public_catalog,
         path,
     } = args;
     let state = server::open_state(&storage.data_dir, storage.database_url.as_deref())?;
@@ -75,6 +80,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
     settings.mturk = mturk;
     settings.max_live_per_worker = max_live_per_worker;
     settings.max_bonus_cents = max_bonus_cents;
+    settings.catalog_public = public_catalog;
     let total = import::count_units(&path).context("nothing was imported")?;
     let bar = ProgressBar::new(total as u64).with_style(
         ProgressStyle::with_template(

@@ -18,6 +18,7 @@ diesel::table! {
         max_live_per_worker -> Integer,
         max_bonus_cents -> BigInt,
         mturk_enabled -> Bool,
+        catalog_public -> Bool,
     }
 }
 

@@ -197,6 +197,7 @@ pub(crate) fn new_project<'a>(s: &'a ProjectSettings, now: Millis) -> q::NewProj
         qualification_required: s.qualification_required,
         prolific_completion_code: s.prolific_completion_code.as_deref(),
         mturk_enabled: s.mturk,
+        catalog_public: s.catalog_public,
         created_at: now,
         max_live_per_worker: s.max_live_per_worker,
         max_bonus_cents: s.max_bonus_cents,

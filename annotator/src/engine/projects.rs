@@ -144,6 +144,24 @@ impl Engine {
         })
     }
 
+    /// Makes the project's catalog (`/catalog/<project>/`) readable by anyone, or by the
+    /// requester only.
+    pub fn set_catalog_public(&self, project: &str, public: bool, now: Millis) -> Result<()> {
+        self.db.write(|c| {
+            let p = project_in(c, project)?;
+            q::set_catalog_public(c, p.id, public)?;
+            q::log(
+                c,
+                &NewEvent {
+                    project_id: Some(p.id),
+                    detail: json!({ "public": public }).to_string(),
+                    ..event("catalog_changed", now)
+                },
+            )?;
+            Ok(())
+        })
+    }
+
     pub fn create_project(&self, settings: &ProjectSettings, now: Millis) -> Result<ProjectRow> {
         settings.validate().map_err(EngineError::Invalid)?;
         self.db.write(|c| {

@@ -131,6 +131,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "Requester: {by_priority: bool}: accept-next hands out the sets of highest priority first",
     ),
     (
+        "post",
+        "/api/v1/projects/{project}/catalog",
+        "Requester: {public: bool}: anyone may read the project's catalog at /catalog/{project}/, or only the requester",
+    ),
+    (
         "get",
         "/api/v1/projects/{project}/export",
         "Requester: export (?format=milannotations|mturk-csv|jsonl; milannotations: &units=annotated|all, &compression=gzip|none; streamed)",
@@ -631,6 +636,7 @@ fn project_json(p: &q::ProjectRow) -> serde_json::Value {
         "qualification_required": p.qualification_required,
         "prolific_completion_code": p.prolific_completion_code,
         "mturk": p.mturk_enabled,
+        "catalog_public": p.catalog_public,
         "max_live_per_worker": p.max_live_per_worker,
         "max_bonus_cents": p.max_bonus_cents,
         "created_at": p.created_at,
@@ -769,6 +775,28 @@ async fn ordering(
     let st = state.clone();
     blocking(move || Ok(st.engine.set_order(&project, by_priority, now_ms())?)).await?;
     Ok(HttpResponse::Ok().json(json!({ "by_priority": by_priority })))
+}
+
+/// `POST /projects/{p}/catalog {"public": bool}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogAccess {
+    public: bool,
+}
+
+async fn catalog_access(
+    state: web::Data<AppState>,
+    _: Requester,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let body: CatalogAccess = read_json(&req, payload, BODY_LIMIT).await?;
+    let project = path.into_inner();
+    let public = body.public;
+    let st = state.clone();
+    blocking(move || Ok(st.engine.set_catalog_public(&project, public, now_ms())?)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "public": public })))
 }
 
 async fn export_project(
@@ -911,6 +939,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     web::get().to(model_agreement),
                 )
                 .route("/projects/{project}/ordering", web::post().to(ordering))
+                .route(
+                    "/projects/{project}/catalog",
+                    web::post().to(catalog_access),
+                )
                 .route("/projects/{project}/export", web::get().to(export_project))
                 .route("/openapi.json", web::get().to(openapi)),
         )

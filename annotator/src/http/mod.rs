@@ -8,12 +8,14 @@
 //! - [`api`]: the JSON API under /api/v1;
 //! - [`pages`]: the worker and requester pages; [`views`]: templates, static files and the
 //!   Content-Security-Policy; [`cookies`]: sealed cookies, CSRF tokens, trusted devices;
+//! - [`catalog`]: the project's Neuron Catalog at /catalog/{project}/ (requester, or public);
 //! - [`downloads`]: exports over HTTP (MILANNOTATIONS streamed as a tar while it is written);
 //! - [`ops`]: health and readiness probes, Prometheus metrics (admin address), and the request
 //!   middleware (request ids, log lines, latency metrics);
 //! - [`server`]: `annotator serve`, which mounts all of it.
 
 pub mod api;
+pub mod catalog;
 pub mod cookies;
 pub mod downloads;
 pub mod errors;
@@ -29,5 +31,6 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     ops::configure_probes(cfg);
     views::configure(cfg);
     pages::configure(cfg);
+    catalog::configure(cfg);
     api::configure(cfg);
 }

@@ -1,6 +1,7 @@
 //! What every handler can reach: the engine and its read side, authentication, sessions,
 //! images, the network's settings and the rate limits.
 
+use crate::catalog::Catalogs;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -22,6 +23,8 @@ pub struct AppState {
     pub auth: Auth,
     pub sessions: Sessions,
     pub images: ImageStore,
+    /// The projects' Neuron Catalogs, built from the database on demand.
+    pub catalogs: Arc<Catalogs>,
     pub data_dir: PathBuf,
     pub net: Arc<Network>,
     pub limiter: Arc<RateLimiter>,
@@ -39,6 +42,11 @@ impl AppState {
         AppState {
             sessions: Sessions::new(engine.db().clone()),
             reports: Reports::new(engine.db().clone()),
+            catalogs: Arc::new(Catalogs::new(
+                engine.db().clone(),
+                images.clone(),
+                &data_dir,
+            )),
             engine,
             auth,
             images,

@@ -199,6 +199,7 @@ fn pages_in_a_browser(database: Option<milan_annotator::db::DatabaseUrl>, shots_
         "dashboard.png",
         "mturk-start.png",
         "prolific-start.png",
+        "catalog-live.png",
     ] {
         assert!(shots.join(name).exists(), "screenshot {name} missing");
     }

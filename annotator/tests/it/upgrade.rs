@@ -12,7 +12,7 @@ use milan_annotator::engine::Engine;
 use crate::common;
 
 /// The tables each schema version has (cumulative), as the fixtures fill them.
-const TABLES: [&[&str]; 5] = [
+const TABLES: [&[&str]; 6] = [
     &[
         "projects",
         "exemplar_sets",
@@ -33,6 +33,7 @@ const TABLES: [&[&str]; 5] = [
     &["model_descriptions"],
     &["sessions", "mturk_assignments", "prolific_sessions"],
     &[],
+    &["qualification_openings"],
 ];
 
 fn fixture(version: usize) -> String {
@@ -137,6 +138,7 @@ fn every_earlier_schema_version_upgrades_with_nothing_lost() {
                 "{context}"
             );
             assert!(engine.worker("w2", now_ms()).unwrap().blocked, "{context}");
+            assert!(!project.catalog_public, "{context}: catalogs start private");
             if version >= 4 {
                 // It had MTurk work, so its MTurk entry stays open after 000006.
                 assert!(project.mturk_enabled, "{context}");
@@ -182,7 +184,7 @@ fn migrate_check_says_what_is_pending_and_changes_nothing() {
     let fresh = run(&["migrate", "--check"]);
     assert_eq!(fresh.status.code(), Some(2));
     let text = String::from_utf8_lossy(&fresh.stdout);
-    assert!(text.contains("6 migration(s) pending"), "{text}");
+    assert!(text.contains("7 migration(s) pending"), "{text}");
     assert!(!data.exists() || std::fs::read_dir(&data).unwrap().next().is_none());
     // An old database: the rest is pending; --check leaves it old.
     std::fs::create_dir_all(&data).unwrap();
@@ -195,7 +197,7 @@ fn migrate_check_says_what_is_pending_and_changes_nothing() {
     assert_eq!(old.status.code(), Some(2));
     let text = String::from_utf8_lossy(&old.stdout);
     assert!(
-        text.contains("2 migration(s) pending") && text.contains("000006_entry_and_clock"),
+        text.contains("3 migration(s) pending") && text.contains("000007_catalog"),
         "{text}"
     );
     assert_eq!(

@@ -702,10 +702,9 @@ async fn get_page(
     let status = resp.status();
     let headers = resp.headers().clone();
     let cookies = resp.response().cookies().map(|c| c.into_owned()).collect();
-    // Tera escapes '/' in attribute and text values; compare with the plain text.
-    let body = String::from_utf8(at::read_body(resp).await.to_vec())
-        .unwrap()
-        .replace("&#x2F;", "/");
+    // Tera escapes '/' in attribute and text values; compare with the plain text. (Lossy: a
+    // catalog's images are read here too.)
+    let body = String::from_utf8_lossy(&at::read_body(resp).await).replace("&#x2F;", "/");
     Got {
         status,
         body,
@@ -2382,5 +2381,218 @@ async fn api_answers_and_downloads_are_never_cached() {
                 "{method} {uri}"
             );
         }
+    }
+}
+
+// ------------------------------------------------------------------ issue 37: the live catalog
+
+#[actix_web::test]
+async fn the_live_catalog_is_the_requesters_until_made_public_and_never_names_a_worker() {
+    use milan_annotator::engine::ModelDescription;
+    for db in [common::sqlite(), common::postgres()] {
+        let f = fixture(&db);
+        let accounts = Accounts::new(db.db.clone());
+        accounts
+            .set_requester_password("rita", "a long enough password", now_ms())
+            .unwrap();
+        accounts
+            .set_worker_password("alice", "a long enough password", now_ms())
+            .unwrap();
+        let engine = &f.state.engine;
+        let layer = f.layer.clone();
+        engine
+            .post_model_descriptions(
+                "pool",
+                1,
+                "milan-pmi",
+                &[ModelDescription {
+                    model: "alexnet/imagenet".into(),
+                    layer: layer.clone(),
+                    unit: 0,
+                    description: Some("<b>red</b> circles".into()),
+                    priority: None,
+                }],
+                now_ms(),
+            )
+            .unwrap();
+        // Three workers describe unit 0; two descriptions are approved, one still waits.
+        for (w, approve) in [
+            ("secretworker1", true),
+            ("secretworker2", true),
+            ("secretworker3", false),
+        ] {
+            let a = loop {
+                let a = engine.accept_next("pool", w, now_ms()).unwrap().unwrap();
+                if a.set.unit == 0 && a.set.layer == layer {
+                    break a;
+                }
+                engine
+                    .return_assignment(&a.assignment.public_id, w, now_ms())
+                    .unwrap();
+            };
+            let text = format!(
+                "striped circles {}",
+                if approve { "approved" } else { "waiting" }
+            );
+            engine
+                .submit(&a.assignment.public_id, w, &text, None, now_ms())
+                .unwrap();
+            if approve {
+                engine.approve(&a.assignment.public_id, now_ms()).unwrap();
+            }
+        }
+        let token = f
+            .state
+            .auth
+            .create_requester_token("t", now_ms())
+            .unwrap()
+            .1;
+        let app = site!(f);
+        let unit = format!("/catalog/pool/alexnet-imagenet/{layer}/0.html");
+        let pages = [
+            "/catalog/pool/index.html".to_owned(),
+            "/catalog/pool/search.html".to_owned(),
+            "/catalog/pool/search-index.js".to_owned(),
+            format!("/catalog/pool/alexnet-imagenet/{layer}/index.html"),
+            unit.clone(),
+            format!("/catalog/pool/alexnet-imagenet/{layer}/img/0.jpg"),
+            format!("/catalog/pool/alexnet-imagenet/{layer}/img/0-full.jpg"),
+        ];
+
+        // Private (the default): a stranger and a worker are sent to the requester's sign-in,
+        // for a project that does not exist too.
+        let (worker, _, _) = worker_cookies(&app, "alice", "pool").await;
+        for uri in pages
+            .iter()
+            .map(String::as_str)
+            .chain(["/catalog/nope/index.html"])
+        {
+            for who in [None, Some(worker.clone())] {
+                let mut req = at::TestRequest::get().uri(uri);
+                if let Some(c) = &who {
+                    req = req.cookie(c.clone());
+                }
+                let got = get_page(&app, req).await;
+                assert_eq!(got.status, StatusCode::SEE_OTHER, "{}: {uri}", db.name);
+                assert_eq!(got.header("location"), "/r/signin", "{uri}");
+            }
+        }
+
+        // The requester reads every page; approved descriptions and the model's show, the
+        // waiting one does not; crowd and model text is escaped.
+        let (rita, csrf_cookie, csrf) = requester_cookies(&app).await;
+        for uri in &pages {
+            let got = get_page(&app, at::TestRequest::get().uri(uri).cookie(rita.clone())).await;
+            assert_eq!(got.status, StatusCode::OK, "{}: {uri}", db.name);
+            assert_eq!(
+                got.header("cache-control"),
+                if uri.ends_with(".jpg") {
+                    "private, max-age=3600"
+                } else {
+                    "private, no-store"
+                }
+            );
+        }
+        let page = get_page(&app, at::TestRequest::get().uri(&unit).cookie(rita.clone())).await;
+        assert!(
+            page.header("content-security-policy")
+                .contains("script-src 'self'")
+        );
+        assert_eq!(
+            page.body.matches("striped circles approved").count(),
+            2,
+            "{}",
+            page.body
+        );
+        assert!(!page.body.contains("waiting"));
+        assert!(
+            page.body.contains("<span class=\"src s1\">milan-pmi</span></td><td>&lt;b&gt;red&lt;/b&gt; circles</td>"),
+            "{}",
+            page.body
+        );
+        assert_eq!(page.body.matches("img/0-full.jpg").count(), 15);
+        let jpeg = at::call_service(
+            &app,
+            at::TestRequest::get()
+                .uri(&pages[5])
+                .cookie(rita.clone())
+                .to_request(),
+        )
+        .await;
+        assert_eq!(jpeg.headers().get("content-type").unwrap(), "image/jpeg");
+        let bytes = at::read_body(jpeg).await;
+        assert!(image::load_from_memory(&bytes).is_ok());
+        let missing = get_page(
+            &app,
+            at::TestRequest::get()
+                .uri("/catalog/nope/index.html")
+                .cookie(rita.clone()),
+        )
+        .await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        for bad in [
+            "/catalog/pool/alexnet-imagenet/nolayer/0.html",
+            "/catalog/pool/alexnet-imagenet/../../etc/passwd",
+            "/catalog/pool/alexnet-imagenet/conv1/page-1.html",
+        ] {
+            let got = get_page(&app, at::TestRequest::get().uri(bad).cookie(rita.clone())).await;
+            assert_eq!(got.status, StatusCode::NOT_FOUND, "{bad}");
+        }
+        let root = get_page(&app, at::TestRequest::get().uri("/catalog/pool")).await;
+        assert_eq!(root.header("location"), "/catalog/pool/index.html");
+
+        // Made public from the dashboard: anyone reads every page, and no page names a worker.
+        let dashboard = get_page(
+            &app,
+            at::TestRequest::get().uri("/r/p/pool").cookie(rita.clone()),
+        )
+        .await;
+        assert!(
+            dashboard.body.contains("id=\"catalog-public\" ")
+                && !dashboard.body.contains("id=\"catalog-public\" checked")
+        );
+        let switched = get_page(
+            &app,
+            form("/r/p/pool/catalog", &format!("csrf={csrf}&public=1"))
+                .cookie(rita.clone())
+                .cookie(csrf_cookie.clone()),
+        )
+        .await;
+        assert_eq!(switched.status, StatusCode::SEE_OTHER);
+        for uri in &pages {
+            let got = get_page(&app, at::TestRequest::get().uri(uri)).await;
+            assert_eq!(got.status, StatusCode::OK, "{}: public {uri}", db.name);
+            for w in ["secretworker", "alice", "rita"] {
+                assert!(!got.body.contains(w), "{uri} names {w}");
+            }
+        }
+
+        // Private again through the API: at once, not after the catalog's rebuild.
+        let resp = at::call_service(
+            &app,
+            api(
+                "POST",
+                "/api/v1/projects/pool/catalog",
+                &token,
+                Some(serde_json::json!({"public": false})),
+            )
+            .to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let got = get_page(&app, at::TestRequest::get().uri(&unit)).await;
+        assert_eq!(got.status, StatusCode::SEE_OTHER);
+        let resp = at::call_service(
+            &app,
+            api(
+                "POST",
+                "/api/v1/projects/pool/catalog",
+                &token,
+                Some(serde_json::json!({"public": true, "everyone": 1})),
+            )
+            .to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     }
 }

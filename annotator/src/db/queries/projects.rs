@@ -28,6 +28,8 @@ pub struct ProjectRow {
     pub max_bonus_cents: i64,
     /// MTurk's entry page (`/mturk/<project>`) answers for this project.
     pub mturk_enabled: bool,
+    /// Anyone may read the project's catalog (`/catalog/<project>/`); off, only the requester.
+    pub catalog_public: bool,
 }
 
 #[derive(Debug, Insertable)]
@@ -46,6 +48,7 @@ pub struct NewProject<'a> {
     pub max_live_per_worker: i32,
     pub max_bonus_cents: i64,
     pub mturk_enabled: bool,
+    pub catalog_public: bool,
 }
 
 pub fn insert_project(conn: &mut Db, project: &NewProject) -> QueryResult<ProjectRow> {
@@ -72,6 +75,13 @@ pub fn project_by_id(conn: &mut Db, id: i64) -> QueryResult<ProjectRow> {
 pub fn set_qualification_required(conn: &mut Db, id: i64, required: bool) -> QueryResult<()> {
     diesel::update(projects::table.find(id))
         .set(projects::qualification_required.eq(required))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn set_catalog_public(conn: &mut Db, id: i64, public: bool) -> QueryResult<()> {
+    diesel::update(projects::table.find(id))
+        .set(projects::catalog_public.eq(public))
         .execute(conn)
         .map(|_| ())
 }

@@ -181,6 +181,7 @@ async fn dashboard(
         "qualification_required": project.qualification_required,
         "prolific": project.prolific_completion_code.is_some(),
         "order_by_priority": project.order_by_priority,
+        "catalog_public": project.catalog_public,
     }));
     ctx.insert("model", &model_table(&agreement));
     ctx.insert(
@@ -580,6 +581,33 @@ async fn ordering(
         "Workers now get the sets the trainer asks for first"
     } else {
         "Workers now get the oldest sets first"
+    };
+    Ok(see_other_notice(&state, &req, &format!("/r/p/{name}"), msg))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogForm {
+    csrf: Option<String>,
+    public: Option<String>,
+}
+
+async fn catalog_access(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<CatalogForm>,
+) -> WebResult {
+    let form = form.into_inner();
+    requester_post(&state, &req, form.csrf.as_deref()).await?;
+    let name = path.into_inner();
+    let public = form.public.is_some();
+    let (st, n) = (state.clone(), name.clone());
+    blocking(move || Ok(st.engine.set_catalog_public(&n, public, now_ms())?)).await?;
+    let msg = if public {
+        "The catalog is public: anyone with its link may read it"
+    } else {
+        "The catalog is yours alone again"
     };
     Ok(see_other_notice(&state, &req, &format!("/r/p/{name}"), msg))
 }
@@ -1089,6 +1117,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(qualification_form),
         )
         .route("/r/p/{project}/ordering", web::post().to(ordering))
+        .route("/r/p/{project}/catalog", web::post().to(catalog_access))
         .route("/r/p/{project}/review", web::get().to(review))
         .route("/r/p/{project}/review", web::post().to(review_action))
         .route("/r/p/{project}/sets", web::get().to(sets))
