@@ -39,6 +39,23 @@ pub struct CatalogArgs {
     pub threads: Option<usize>,
 }
 
+impl CatalogArgs {
+    /// The defaults, for a catalog of `data` into `out` (`trainer describe --catalog`).
+    pub fn new(data: &Path, out: &Path) -> CatalogArgs {
+        let sizes = Sizes::default();
+        CatalogArgs {
+            data: data.to_owned(),
+            out: out.to_owned(),
+            descriptions: Vec::new(),
+            title: "Neuron Catalog".to_owned(),
+            human_name: "human".to_owned(),
+            thumb: sizes.thumb,
+            tile: sizes.full,
+            threads: None,
+        }
+    }
+}
+
 pub fn run(args: &CatalogArgs) -> Result<()> {
     let named = args
         .descriptions

@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use milan_model::decoding::DecodeConfig;
 use milan_model::train::load;
+use milan_trainer::applications::analysis::read_lines_from;
+use milan_trainer::applications::catalog::Named;
 use milan_trainer::corpus::Corpus;
+
+use crate::cli::catalog::CatalogArgs;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DescribeArgs {
@@ -57,6 +61,10 @@ pub struct DescribeArgs {
     /// Output CSV (layer,unit,description); standard output when absent.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also build a Neuron Catalog of the described network into this folder: its exemplars
+    /// with these descriptions (and any human ones in the data), as `trainer catalog` does.
+    #[arg(long, value_name = "SITE")]
+    pub catalog: Option<PathBuf>,
     /// Greedy decoding (likelihood, no PMI) instead of beam search + PMI.
     #[arg(long)]
     pub greedy: bool,
@@ -136,11 +144,17 @@ pub fn run(args: &DescribeArgs) -> Result<()> {
     for (n, description) in corpus.neurons.iter().zip(&descriptions) {
         w.write_record([n.id.layer.as_str(), &n.id.unit.to_string(), description])?;
     }
+    // Named after what the user gave: the experiment folder, or the trial folder.
+    let name = checkpoint.file_name().map_or_else(
+        || "MILAN".to_owned(),
+        |n| format!("MILAN ({})", n.to_string_lossy()),
+    );
     write_descriptions(
-        args.out.as_deref(),
+        args,
         &w.into_inner()?,
         corpus.neurons.len(),
         &dir.display().to_string(),
+        &name,
     )
 }
 
@@ -163,8 +177,30 @@ pub fn describe_bar(units: usize) -> indicatif::ProgressBar {
     )
 }
 
-/// Writes a `layer,unit,description` CSV to `out` atomically (saying so), or to standard output.
-pub fn write_descriptions(out: Option<&Path>, csv: &[u8], units: usize, with: &str) -> Result<()> {
+/// Writes a `layer,unit,description` CSV to `--out` atomically (saying so), or to standard
+/// output; with `--catalog`, builds the catalog of `--data` with them under `source`.
+pub fn write_descriptions(
+    args: &DescribeArgs,
+    csv: &[u8],
+    units: usize,
+    with: &str,
+    source: &str,
+) -> Result<()> {
+    let out = args.out.as_deref();
+    if let Some(site) = &args.catalog {
+        let data = args
+            .data
+            .as_deref()
+            .context("--catalog needs the exemplars: --data or --model (not --features)")?;
+        let label = out.unwrap_or(Path::new("the descriptions"));
+        let named = Named {
+            name: source.to_owned(),
+            rows: read_lines_from(csv, label)?,
+            file: label.to_owned(),
+            model_column: false,
+        };
+        crate::cli::catalog::build_and_write(&CatalogArgs::new(data, site), data, &[named])?;
+    }
     match out {
         Some(path) => {
             atomic::write(path, csv)?;

@@ -274,6 +274,7 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
         }
     }
     let from_onnx = tmp.path().join("onnx.csv");
+    let site = tmp.path().join("site");
     let describe_onnx = || {
         let mut cmd = trainer();
         cmd.arg("describe")
@@ -286,6 +287,8 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
             .arg(&photos)
             .arg("--out")
             .arg(&from_onnx)
+            .arg("--catalog")
+            .arg(&site)
             .arg("--cache")
             .arg(&cache);
         cmd
@@ -298,6 +301,28 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
     );
     let rows = csv_rows(&from_onnx);
     assert_eq!(rows.len(), 10);
+    // ... and a catalog of them in the same step: a unit page with its exemplars and the run's
+    // description.
+    let index = std::fs::read_to_string(site.join("index.html")).expect("a catalog");
+    assert!(index.contains("10 units of 1 model"), "{index}");
+    let unit_page = walk(&site)
+        .into_iter()
+        .find(|p| p.ends_with(format!("{}/{}.html", &rows[0][0], &rows[0][1])))
+        .expect("the first unit's page");
+    let unit_html = std::fs::read_to_string(&unit_page).expect("page");
+    assert!(
+        unit_html.contains(&format!(
+            "MILAN (alexnet-to-resnet152)</span></td><td>{}</td>",
+            milan_catalog::pages::escape(&rows[0][2])
+        )),
+        "{unit_html}"
+    );
+    assert_eq!(
+        unit_html
+            .matches(&format!("img/{}-full.jpg", &rows[0][1]))
+            .count(),
+        15
+    );
     assert_eq!((&rows[0][0][..], &rows[0][1][..]), ("conv1", "0"));
     assert_eq!((&rows[9][0][..], &rows[9][1][..]), ("conv2", "3"));
     let again = run(&mut describe_onnx());
@@ -803,4 +828,18 @@ fn test_units_are_kept_runs_rescore_and_the_report_has_the_papers_shape() {
     );
     let (m, l, u) = test_units.last().unwrap();
     assert!(err.contains(&format!("no label for {m}:{l}:{u}")), "{err}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("a folder") {
+        let p = entry.expect("entry").path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

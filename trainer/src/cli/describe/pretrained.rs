@@ -197,10 +197,11 @@ pub fn run(args: &DescribeArgs) -> Result<()> {
     bar.finish_and_clear();
     super::report_rate(units, started, strategy);
     super::write_descriptions(
-        args.out.as_deref(),
+        args,
         &w.into_inner()?,
         units,
         &format!("{} ({strategy})", path.display()),
+        &format!("MILAN {name}"),
     )
 }
 
