@@ -13,7 +13,10 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
 });
 const page = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();
-const url = (rel) => pathToFileURL(path.join(SITE, rel)).href;
+const url = (rel) => {
+  const [file, query] = rel.split("?");
+  return pathToFileURL(path.join(SITE, file)).href + (query ? "?" + query : "");
+};
 
 /** Milliseconds from navigation start to the load event (images in view included), median of REPEATS. */
 async function load(href) {
