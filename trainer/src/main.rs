@@ -37,6 +37,9 @@ enum Command {
     /// Exemplar sets (top-k images and masks per unit) of a network over a folder of images,
     /// written as MILANNOTATIONS.
     Exemplars(cli::exemplars::ExemplarsArgs),
+    /// A reproducible latent dataset (normal or BigGAN's truncated z, class ids) for a
+    /// generator's exemplars, recorded beside the arrays.
+    Latents(cli::latents::LatentsArgs),
     /// The layers of a network whose units can be described (ONNX: every node, with its output
     /// shape and kind for one image).
     Layers(cli::layers::LayersArgs),
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => cli::analyze::run(&args),
         Command::Audit(args) => cli::audit::run(&args),
         Command::Catalog(args) => cli::catalog::run(&args),
+        Command::Latents(args) => cli::latents::run(&args),
         Command::Ablate(args) => cli::ablate::run(&args),
         Command::Edit(args) => cli::edit::run(&args),
         Command::SweepLambda(args) => cli::sweep_lambda::run(&args),

@@ -20,6 +20,7 @@ pub mod features;
 pub mod fit;
 pub mod follow;
 pub mod grounded;
+pub mod latents;
 pub mod layers;
 pub mod plot_gain;
 pub mod preview;

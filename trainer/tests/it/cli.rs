@@ -560,3 +560,85 @@ fn ablate_compares_the_intact_and_the_ablated_classifier() {
             .contains("_blocks.0 has 16 units; unit 99 is not one of them")
     );
 }
+
+#[test]
+fn latents_are_reproducible_recorded_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let make = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut cmd = trainer();
+        cmd.args([
+            "latents", "--count", "500", "--dim", "8", "--seed", "3", "--out",
+        ])
+        .arg(&out)
+        .args(extra);
+        succeeds(&mut cmd);
+        out
+    };
+    let a = make("a.npy", &[]);
+    let b = make("b.npy", &[]);
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(&b).unwrap(),
+        "same seed, same bytes"
+    );
+    let z: ndarray::Array2<f32> = ndarray_npy::read_npy(&a).unwrap();
+    assert_eq!(z.dim(), (500, 8));
+    let mean = z.mean().unwrap();
+    assert!(mean.abs() < 0.1, "{mean}");
+    assert!(
+        z.iter().any(|v| v.abs() > 2.0),
+        "plain normal draws reach past 2"
+    );
+
+    let t = make(
+        "t.npy",
+        &[
+            "--truncation",
+            "0.5",
+            "--classes",
+            "10",
+            "--class-input",
+            "y",
+        ],
+    );
+    let z: ndarray::Array2<f32> = ndarray_npy::read_npy(&t).unwrap();
+    assert!(
+        z.iter().all(|v| v.abs() <= 1.0),
+        "truncated at 2, times 0.5"
+    );
+    let y: ndarray::Array1<i64> = ndarray_npy::read_npy(dir.path().join("t.y.npy")).unwrap();
+    assert_eq!(y.len(), 500);
+    assert!(y.iter().all(|c| (0..10).contains(c)));
+    assert!(
+        (0..10).all(|c| y.iter().any(|v| *v == c)),
+        "every class drawn"
+    );
+    let recipe: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("t.json")).unwrap()).unwrap();
+    assert_eq!(recipe["distribution"], "truncated-normal");
+    assert_eq!(recipe["inputs"]["z"], "t.npy");
+    assert_eq!(recipe["inputs"]["y"], "t.y.npy");
+    assert_eq!(recipe["seed"], 3);
+    assert_eq!(
+        milan_trainer::probing::latents::read_recipe(&t)
+            .unwrap()
+            .classes,
+        Some(10)
+    );
+    // A changed file no longer matches its recipe.
+    std::fs::write(dir.path().join("t.y.npy"), b"changed").unwrap();
+    let err = milan_trainer::probing::latents::read_recipe(&t).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("the latents changed since"),
+        "{err:#}"
+    );
+
+    let out = trainer()
+        .args(["latents", "--count", "0", "--dim", "8", "--out"])
+        .arg(dir.path().join("bad.npy"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--count must be at least 1"));
+}
