@@ -6,6 +6,7 @@
 //! - [`resnet`]: ResNet-18 to -152 in torchvision's layout, from safetensors or torchvision's
 //!   own `.pth`;
 //! - [`onnx`]: any network exported to ONNX, run on tract;
+//! - [`generator`]: a generator exported to ONNX (latent inputs, inner maps and the image out);
 //! - [`imagenet`]: the ImageNet class names;
 //! - [`formats`]: the weight formats — `pickle` (decoded as data, running nothing),
 //!   `torch_legacy` (pre-1.6 state dicts), `torch_zip` (`torch.save` since 1.6, storages read on
@@ -15,6 +16,7 @@
 
 pub mod efficientnet;
 pub mod formats;
+pub mod generator;
 pub mod imagenet;
 pub mod network;
 pub mod onnx;

@@ -205,28 +205,7 @@ impl OnnxNetwork {
         let bytes = std::fs::metadata(path)
             .with_context(|| format!("{}: cannot read it", path.display()))?;
         ensure!(bytes.is_file(), "{}: not a file", path.display());
-        let model = tract_onnx::onnx()
-            .model_for_path(path)
-            .map_err(|e| anyhow::anyhow!("{e:#}"))
-            .with_context(|| format!("{} is not an ONNX model tract can read", path.display()))?;
-        let unknown: Vec<String> = model
-            .nodes()
-            .iter()
-            .filter_map(|n| {
-                let op = n.op.name();
-                op.strip_prefix("Unimplemented(")
-                    .and_then(|o| o.strip_suffix(')'))
-                    .map(|o| format!("{o} (node {:?})", n.name))
-            })
-            .collect();
-        if !unknown.is_empty() {
-            bail!(
-                "{}: the runtime (tract {}) has no implementation of {}",
-                path.display(),
-                TRACT_VERSION,
-                unknown.join(", ")
-            );
-        }
+        let model = read_model(path)?;
         let inputs = model.input_outlets()?.len();
         ensure!(
             inputs == 1,
@@ -763,6 +742,33 @@ type Plan = Arc<TypedRunnableModel>;
 
 type Tensor4 = tract_onnx::prelude::Tensor;
 
+/// Parses an ONNX file, refusing a model with an operator tract does not run, named with its node.
+pub(crate) fn read_model(path: &Path) -> Result<InferenceModel> {
+    let model = tract_onnx::onnx()
+        .model_for_path(path)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .with_context(|| format!("{} is not an ONNX model tract can read", path.display()))?;
+    let unknown: Vec<String> = model
+        .nodes()
+        .iter()
+        .filter_map(|n| {
+            let op = n.op.name();
+            op.strip_prefix("Unimplemented(")
+                .and_then(|o| o.strip_suffix(')'))
+                .map(|o| format!("{o} (node {:?})", n.name))
+        })
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "{}: the runtime (tract {}) has no implementation of {}",
+            path.display(),
+            TRACT_VERSION,
+            unknown.join(", ")
+        );
+    }
+    Ok(model)
+}
+
 /// The version of tract this build runs (for error messages).
 pub const TRACT_VERSION: &str = "0.23";
 
@@ -783,10 +789,19 @@ fn declared_size(model: &InferenceModel) -> Option<usize> {
 /// Every node with a float output, in forward order, with its shape for one image (from
 /// tract's shape inference over the ONNX graph, so every ONNX node keeps its name).
 fn node_infos(model: &InferenceModel, size: usize, prefix: Option<usize>) -> Result<Vec<NodeInfo>> {
-    let mut analysed = model
+    let analysed = model
         .clone()
         .with_input_fact(0, f32::fact([1, 3, size, size]).into())
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    describe_nodes(analysed, prefix)
+}
+
+/// Every node with a float output of `analysed` (its inputs' facts set for one sample), in
+/// forward order, with its shape and kind.
+pub(crate) fn describe_nodes(
+    mut analysed: InferenceModel,
+    prefix: Option<usize>,
+) -> Result<Vec<NodeInfo>> {
     analysed
         .analyse(false)
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;

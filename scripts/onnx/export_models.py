@@ -11,6 +11,8 @@
 Usage: python export_models.py WEIGHTS.pth OUTDIR
 Writes OUTDIR/efficientnet-lite0.onnx, OUTDIR/vit-tiny.onnx, OUTDIR/vit-tiny.input.npy,
 OUTDIR/vit-tiny.<module>.npy, OUTDIR/tiny-cnn.onnx (10 units, for quick end-to-end runs),
+OUTDIR/gen-tiny.onnx (a class-conditional generator) with its latents and PyTorch's maps and
+images (gen-tiny.{z,y,act1,act2,images}.npy),
 OUTDIR/unsupported-op.onnx (an operator tract lacks) and
 OUTDIR/manifest.json.
 """
@@ -166,6 +168,65 @@ class TinyCNN(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
 
 
+class TinyGenerator(nn.Module):
+    """A class-conditional generator as BigGAN is built (z and a class embedding, transposed
+    convolutions, batch norms, tanh), small enough to run 200 latents in a test."""
+
+    def __init__(self, dim=16, classes=10):
+        super().__init__()
+        self.embed = nn.Embedding(classes, dim)
+        self.fc = nn.Linear(2 * dim, 32 * 4 * 4)
+        self.up1 = nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.act1 = nn.ReLU()
+        self.up2 = nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.act2 = nn.ReLU()
+        self.out = nn.ConvTranspose2d(8, 3, 4, stride=2, padding=1)
+
+    def forward(self, z, y):
+        h = self.fc(torch.cat([z, self.embed(y)], 1)).view(-1, 32, 4, 4)
+        h = self.act1(self.bn1(self.up1(F.relu(h))))
+        h = self.act2(self.bn2(self.up2(h)))
+        return torch.tanh(self.out(h))
+
+
+def export_generator(out):
+    """TinyGenerator with seeded weights and batch-norm statistics, its 200 latents (z, class
+    ids), and what PyTorch computes for them: both ReLU maps and the images."""
+    torch.manual_seed(3)
+    gen = TinyGenerator()
+    for bn in (gen.bn1, gen.bn2):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    gen.eval()
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(200, 16, generator=g)
+    y = torch.randint(10, (200,), generator=g)
+    recorded = {}
+    for name in ("act1", "act2"):
+        gen.get_submodule(name).register_forward_hook(
+            lambda _m, _i, o, name=name: recorded.__setitem__(name, o.detach().numpy())
+        )
+    with torch.no_grad():
+        images = gen(z, y).numpy()
+    np.save(os.path.join(out, "gen-tiny.z.npy"), z.numpy().astype(np.float32))
+    np.save(os.path.join(out, "gen-tiny.y.npy"), y.numpy().astype(np.int64))
+    np.save(os.path.join(out, "gen-tiny.images.npy"), images.astype(np.float32))
+    for name in ("act1", "act2"):
+        np.save(os.path.join(out, f"gen-tiny.{name}.npy"), recorded[name].astype(np.float32))
+    torch.onnx.export(
+        gen,
+        (z[:2], y[:2]),
+        os.path.join(out, "gen-tiny.onnx"),
+        dynamo=False,
+        opset_version=17,
+        input_names=["z", "y"],
+        output_names=["image"],
+        dynamic_axes={"z": {0: "batch"}, "y": {0: "batch"}, "image": {0: "batch"}},
+    )
+
+
 def export(model, path, size):
     model.eval()
     x = torch.zeros(2, 3, size, size)
@@ -210,6 +271,7 @@ def main():
     export(vit, os.path.join(out, "vit-tiny.onnx"), 224)
 
     export(TinyCNN().eval(), os.path.join(out, "tiny-cnn.onnx"), 224)
+    export_generator(out)
 
     # A model with an operator tract lacks (Det), for the error that names it and its node.
     import onnx
@@ -231,6 +293,7 @@ def main():
                 "torch": torch.__version__,
                 "efficientnet-lite0": {"weights": os.path.basename(weights)},
                 "vit-tiny": {"modules": modules, "input": "vit-tiny.input.npy", "prefix": 1},
+                "gen-tiny": {"inputs": ["z", "y"], "modules": ["act1", "act2"], "latents": 200},
             },
             f,
             indent=1,

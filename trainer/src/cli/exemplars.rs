@@ -7,9 +7,11 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use milan_networks::Network;
 use milan_networks::efficientnet::EfficientNetLite0;
+use milan_networks::generator::OnnxGenerator;
 use milan_networks::onnx::{InputSpec, OnnxNetwork};
 use milan_shared::ModelKey;
 use milan_trainer::probing::exemplars::{self, ExemplarConfig};
+use milan_trainer::probing::generated::GeneratorProbe;
 
 #[derive(Debug, clap::Args)]
 pub struct ExemplarsArgs {
@@ -23,8 +25,28 @@ pub struct ExemplarsArgs {
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Folder of images (PNG, JPEG; searched recursively, sorted by relative path).
+    #[arg(long, required_unless_present = "latents", conflicts_with = "latents")]
+    pub images: Option<PathBuf>,
+    /// A generator instead (an ONNX model whose inputs are latents): its latent dataset, one
+    /// row per sample (`trainer latents` writes one, with Z.json naming every input's file).
+    /// Exemplars are the generated images, ids index the latents.
     #[arg(long)]
-    pub images: PathBuf,
+    pub latents: Option<PathBuf>,
+    /// More generator inputs, NAME=FILE.npy (repeat): float32 rows, or int64 class ids (a
+    /// float input of width C gets them one-hot).
+    #[arg(long = "inputs", value_name = "NAME=FILE.npy", requires = "latents")]
+    pub inputs: Vec<String>,
+    /// The generator's image output node (default: its one output shaped (N, 3, H, W)).
+    #[arg(long, requires = "latents")]
+    pub output: Option<String>,
+    /// The value range of the generated images, low,high (tanh generators: -1,1).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "-1,1",
+        requires = "latents"
+    )]
+    pub output_range: Vec<f32>,
     /// Layers, comma-separated (e.g. _blocks.5,_blocks.10,_blocks.15; ONNX node names).
     #[arg(long, value_delimiter = ',', required = true)]
     pub layers: Vec<String>,
@@ -168,9 +190,13 @@ fn weights_of(model: &str, given: Option<&PathBuf>) -> Result<PathBuf> {
 }
 
 pub fn run(args: &ExemplarsArgs) -> Result<()> {
+    if let Some(latents) = &args.latents {
+        return run_generator(args, latents);
+    }
+    let images = args.images.as_deref().context("--images or --latents")?;
     let device = Device::flex();
     let (net, arch) = open_network(&args.model, args.weights.as_ref(), &args.onnx, &device)?;
-    let key = key_for(args.key.as_deref(), &arch, &args.images)?;
+    let key = key_for(args.key.as_deref(), &arch, images)?;
     let config = ExemplarConfig {
         layers: args.layers.clone(),
         k: args.k,
@@ -180,17 +206,68 @@ pub fn run(args: &ExemplarsArgs) -> Result<()> {
         ..ExemplarConfig::default()
     };
     let started = Instant::now();
-    let report = exemplars::compute(
-        net.as_ref(),
-        &key,
-        &args.images,
-        &args.out,
-        &config,
-        &device,
-    )?;
+    let report = exemplars::compute(net.as_ref(), &key, images, &args.out, &config, &device)?;
+    print_report(&report, started, "images");
+    Ok(())
+}
+
+/// A generator's exemplars over its latents.
+fn run_generator(args: &ExemplarsArgs, latents: &Path) -> Result<()> {
+    anyhow::ensure!(
+        is_onnx(&args.model),
+        "--latents needs a generator exported to ONNX (--model GEN.onnx)"
+    );
+    let [low, high] = args.output_range[..] else {
+        bail!("--output-range takes two numbers: low,high");
+    };
+    let path = Path::new(&args.model);
+    let generator = OnnxGenerator::load(path, args.output.as_deref(), (low, high))?;
+    let extra = args
+        .inputs
+        .iter()
+        .map(|spec| {
+            let (name, file) = spec
+                .split_once('=')
+                .with_context(|| format!("--inputs {spec:?}: give NAME=FILE.npy"))?;
+            Ok((name.to_owned(), PathBuf::from(file)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let probe = GeneratorProbe::new(&generator, latents, &extra)?;
+    let arch = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .context("the model file has no name")?;
+    let key: ModelKey = match args.key.as_deref() {
+        Some(k) => k
+            .parse()
+            .with_context(|| format!("--key {k:?}: give arch/dataset, folder-safe names"))?,
+        None => {
+            let stem = latents
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .context("the latent file has no name")?;
+            format!("{arch}/{stem}")
+                .parse()
+                .with_context(|| format!("{arch}/{stem} cannot name a model folder: give --key"))?
+        }
+    };
+    let config = ExemplarConfig {
+        layers: args.layers.clone(),
+        k: args.k,
+        quantile: args.quantile,
+        batch: args.batch,
+        ..ExemplarConfig::default()
+    };
+    let started = Instant::now();
+    let report = exemplars::compute_probe(&probe, &key, &args.out, &config, &Device::flex(), None)?;
+    print_report(&report, started, "latents");
+    Ok(())
+}
+
+fn print_report(report: &exemplars::Report, started: Instant, noun: &str) {
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{}: {} images, {} in {secs:.1} s ({:.1} images/s, {} pass{})",
+        "{}: {} {noun}, {} in {secs:.1} s ({:.1} {noun}/s, {} pass{})",
         report.folder.display(),
         report.images,
         report
@@ -203,7 +280,6 @@ pub fn run(args: &ExemplarsArgs) -> Result<()> {
         report.passes,
         if report.passes == 1 { "" } else { "es" }
     );
-    Ok(())
 }
 
 /// The exemplars of `layers` of `model` over `images` for `describe --model`: computed once into

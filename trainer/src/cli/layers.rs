@@ -4,6 +4,7 @@ use crate::cli::exemplars::{OnnxArgs, is_onnx};
 use std::path::Path;
 
 use anyhow::{Result, bail};
+use milan_networks::generator::OnnxGenerator;
 use milan_networks::onnx::{OnnxNetwork, shape_text};
 
 #[derive(Debug, clap::Args)]
@@ -37,7 +38,14 @@ pub fn run(args: &LayersArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let net = OnnxNetwork::load(Path::new(&args.model), &args.onnx.spec()?, 1)?;
+    let net = match OnnxNetwork::load(Path::new(&args.model), &args.onnx.spec()?, 1) {
+        Ok(net) => net,
+        // Not a network of one image input: perhaps a generator of latent inputs.
+        Err(e) => match OnnxGenerator::load(Path::new(&args.model), None, (-1.0, 1.0)) {
+            Ok(generator) => return list_generator(&args.model, &generator),
+            Err(_) => return Err(e),
+        },
+    };
     let s = net.size();
     let mut w = std::io::BufWriter::new(std::io::stdout().lock());
     use std::io::Write;
@@ -89,5 +97,42 @@ pub fn run(args: &LayersArgs) -> Result<()> {
     }
     w.flush()?;
     anyhow::ensure!(shown > 0, "{}: no node outputs float values", args.model);
+    Ok(())
+}
+
+/// A generator's inputs, image output and describable nodes (for one sample).
+fn list_generator(model: &str, generator: &OnnxGenerator) -> Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+    let inputs: Vec<String> = generator
+        .inputs()
+        .iter()
+        .map(|i| match i.width {
+            Some(width) => format!("{} (float rows of {width})", i.name),
+            None => format!("{} (integer ids)", i.name),
+        })
+        .collect();
+    let (output, h, wd) = generator.image();
+    writeln!(
+        w,
+        "# {model}: a generator. Inputs: {}. Image output: {output} ({h}x{wd}). Its describable \
+         nodes for one sample (pass them to --layers, with --latents):",
+        inputs.join(", ")
+    )?;
+    writeln!(w, "{:<44} {:<20} {:<20} kind", "node", "op", "shape")?;
+    for n in generator.nodes() {
+        let Ok(kind) = &n.kind else { continue };
+        if n.name == output {
+            continue;
+        }
+        writeln!(
+            w,
+            "{:<44} {:<20} {:<20} {}",
+            n.name,
+            n.op,
+            shape_text(&n.shape),
+            kind.describe()
+        )?;
+    }
     Ok(())
 }

@@ -383,34 +383,137 @@ pub fn upsample_align_corners(map: &[f32], h: usize, w: usize, size: usize) -> V
     out
 }
 
-/// Runs the network over every image, calling `each` with the activations of each batch.
+/// What exemplars are drawn over: samples (the images of a folder, or a generator's latents),
+/// the network's activations for a run of them, and the picture an exemplar of a sample shows.
+pub trait Probe {
+    /// How many samples there are; ids are `0..samples()`.
+    fn samples(&self) -> usize;
+    /// Refuses layers the network cannot give, naming them.
+    fn check_layers(&self, layers: &[String]) -> Result<()>;
+    /// The activations of `layers` for samples `first..first + n`.
+    fn activations(
+        &self,
+        first: usize,
+        n: usize,
+        layers: &[String],
+        device: &Device,
+    ) -> Result<Vec<Activation>>;
+    /// Side of the square pictures and masks stored.
+    fn side(&self) -> usize;
+    /// Sample `id`'s picture as stored: channels first, `side()` square, 0..255.
+    fn picture(&self, id: usize) -> Result<Vec<u8>>;
+    /// Files that say what the ids index: (name, contents).
+    fn listing(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    /// What a sample is called in progress bars.
+    fn noun(&self) -> &'static str;
+}
+
+/// The images of a folder through a network: the probe of a discriminative network.
+pub struct ImageProbe<'a> {
+    net: &'a dyn Network,
+    files: Vec<PathBuf>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for ImageProbe<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageProbe")
+            .field("dir", &self.dir)
+            .field("images", &self.files.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> ImageProbe<'a> {
+    /// The images under `dir` (at least `k`; of one size when the config asks).
+    pub fn new(net: &'a dyn Network, dir: &Path, config: &ExemplarConfig) -> Result<Self> {
+        Ok(ImageProbe {
+            net,
+            files: probe_images(dir, config)?,
+            dir: dir.to_owned(),
+        })
+    }
+}
+
+impl Probe for ImageProbe<'_> {
+    fn samples(&self) -> usize {
+        self.files.len()
+    }
+
+    fn check_layers(&self, layers: &[String]) -> Result<()> {
+        self.net.check_layers(layers)
+    }
+
+    fn activations(
+        &self,
+        first: usize,
+        n: usize,
+        layers: &[String],
+        device: &Device,
+    ) -> Result<Vec<Activation>> {
+        let size = self.net.input_size();
+        let mut input = Vec::with_capacity(n * 3 * size * size);
+        for path in &self.files[first..first + n] {
+            input.extend(self.net.preprocess(&load_image_at(path, size)?));
+        }
+        self.net.run(input, n, layers, device)
+    }
+
+    fn side(&self) -> usize {
+        SIZE
+    }
+
+    fn picture(&self, id: usize) -> Result<Vec<u8>> {
+        let img = load_image(&self.files[id])?;
+        let plane = SIZE * SIZE;
+        let mut chw = vec![0u8; 3 * plane];
+        for (i, p) in img.pixels().enumerate() {
+            for ch in 0..3 {
+                chw[ch * plane + i] = p[ch];
+            }
+        }
+        Ok(chw)
+    }
+
+    fn listing(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(vec![(
+            "images.txt".to_owned(),
+            image_list(&self.files, &self.dir).into_bytes(),
+        )])
+    }
+
+    fn noun(&self) -> &'static str {
+        "images"
+    }
+}
+
+/// Runs the network over every sample, calling `each` with the activations of each batch.
 fn stream(
-    net: &dyn Network,
-    images: &[PathBuf],
+    probe: &dyn Probe,
     layers: &[String],
     batch: usize,
     device: &Device,
     what: &str,
     mut each: impl FnMut(usize, usize, Vec<Activation>),
 ) -> Result<()> {
-    let bar = Progress::new(images.len(), what, "images");
-    let size = net.input_size();
-    for (b, chunk) in images.chunks(batch.max(1)).enumerate() {
-        let mut input = Vec::with_capacity(chunk.len() * 3 * size * size);
-        for path in chunk {
-            input.extend(net.preprocess(&load_image_at(path, size)?));
-        }
-        let n = chunk.len();
-        let acts = net.run(input, n, layers, device)?;
-        each(b * batch.max(1), n, acts);
+    let total = probe.samples();
+    let bar = Progress::new(total, what, probe.noun());
+    let batch = batch.max(1);
+    let mut first = 0;
+    while first < total {
+        let n = batch.min(total - first);
+        let acts = probe.activations(first, n, layers, device)?;
+        each(first, n, acts);
         bar.inc(n as u64);
+        first += n;
     }
     bar.finish();
     Ok(())
 }
 
-/// Decoded exemplar images (channels first), so that an image many units share is read once; at
-/// most `capacity` are held (oldest out first), which bounds memory at capacity x 150 KB.
+/// Exemplar pictures (channels first), so that a picture many units share is read (or generated)
+/// once; at most `capacity` are held (oldest out first), which bounds memory at capacity x 150 KB
+/// for 224-pixel pictures.
 struct ImageCache {
     capacity: usize,
     order: std::collections::VecDeque<usize>,
@@ -426,16 +529,9 @@ impl ImageCache {
         }
     }
 
-    fn get(&mut self, id: usize, path: &Path) -> Result<&[u8]> {
+    fn get(&mut self, id: usize, probe: &dyn Probe) -> Result<&[u8]> {
         if !self.images.contains_key(&id) {
-            let img = load_image(path)?;
-            let plane = SIZE * SIZE;
-            let mut chw = vec![0u8; 3 * plane];
-            for (i, p) in img.pixels().enumerate() {
-                for ch in 0..3 {
-                    chw[ch * plane + i] = p[ch];
-                }
-            }
+            let chw = probe.picture(id)?;
             if self.order.len() >= self.capacity
                 && let Some(old) = self.order.pop_front()
             {
@@ -489,7 +585,7 @@ pub fn compute(
 }
 
 /// The configuration checks of [`compute_with`]; returns each layer's folder name.
-fn check_config(net: &dyn Network, config: &ExemplarConfig) -> Result<Vec<String>> {
+fn check_config(probe: &dyn Probe, config: &ExemplarConfig) -> Result<Vec<String>> {
     ensure!(
         !config.layers.is_empty(),
         "give at least one layer (--layers)"
@@ -500,7 +596,7 @@ fn check_config(net: &dyn Network, config: &ExemplarConfig) -> Result<Vec<String
         "--quantile must be between 0 and 1"
     );
     ensure!(config.bins >= 2, "at least 2 histogram bins");
-    net.check_layers(&config.layers)?;
+    probe.check_layers(&config.layers)?;
     let folders: Vec<String> = config.layers.iter().map(|l| layer_folder(l)).collect();
     for (i, f) in folders.iter().enumerate() {
         if let Some(j) = folders[..i].iter().position(|g| g == f) {
@@ -534,17 +630,16 @@ fn probe_images(images_dir: &Path, config: &ExemplarConfig) -> Result<Vec<PathBu
 /// exact tails when they fit; pass 2, only for layers too large for exact tails, the quantile
 /// histograms. Returns every layer's statistics and the number of passes.
 fn layer_stats(
-    net: &dyn Network,
-    files: &[PathBuf],
+    probe: &dyn Probe,
     folders: &[String],
     config: &ExemplarConfig,
     device: &Device,
 ) -> Result<(Vec<LayerStats>, usize)> {
     let mut stats: Vec<LayerStats> = Vec::new();
     let budget = config.exact_budget_bytes / config.layers.len();
+    let samples = probe.samples();
     stream(
-        net,
-        files,
+        probe,
         &config.layers,
         config.batch,
         device,
@@ -555,7 +650,7 @@ fn layer_stats(
                     stats.push(LayerStats::new(
                         &folders[l],
                         [act.units, act.height, act.width],
-                        files.len(),
+                        samples,
                         config.quantile,
                         budget,
                     ));
@@ -571,8 +666,7 @@ fn layer_stats(
     };
     if passes == 2 {
         stream(
-            net,
-            files,
+            probe,
             &config.layers,
             config.batch,
             device,
@@ -596,7 +690,7 @@ fn layer_stats(
 fn write_layer(
     writer: &mut DatasetWriter,
     layer: &LayerStats,
-    files: &[PathBuf],
+    probe: &dyn Probe,
     config: &ExemplarConfig,
     cache: &mut ImageCache,
     hook: &mut Option<&mut dyn UnitHook>,
@@ -606,11 +700,12 @@ fn write_layer(
     let units = config
         .max_units
         .map_or(layer.units.len(), |m| m.min(layer.units.len()));
+    let side = probe.side();
     let shape = LayerShape {
         units,
         k: config.k,
-        height: SIZE,
-        width: SIZE,
+        height: side,
+        width: side,
     };
     let mut lw = writer.layer(&layer.name, shape, true)?;
     let bar = Progress::new(units, &format!("writing {}", layer.name), "units");
@@ -618,18 +713,18 @@ fn write_layer(
         let mut best = unit.best.clone().into_sorted_vec();
         // into_sorted_vec is ascending by the reversed order: best first.
         best.truncate(config.k);
-        let mut masks = Vec::with_capacity(config.k * SIZE * SIZE);
-        let mut pixels = Vec::with_capacity(config.k * 3 * SIZE * SIZE);
+        let mut masks = Vec::with_capacity(config.k * side * side);
+        let mut pixels = Vec::with_capacity(config.k * 3 * side * side);
         let mut ids = Vec::with_capacity(config.k);
         for c in &best {
             if layer.height * layer.width == 1 {
                 // A feature vector has no map: the whole image is its region.
-                masks.extend(std::iter::repeat_n(1u8, SIZE * SIZE));
+                masks.extend(std::iter::repeat_n(1u8, side * side));
             } else {
-                let up = upsample_align_corners(&c.map, layer.height, layer.width, SIZE);
+                let up = upsample_align_corners(&c.map, layer.height, layer.width, side);
                 masks.extend(up.iter().map(|&v| u8::from(v > quantiles[u])));
             }
-            pixels.extend_from_slice(cache.get(c.image, &files[c.image])?);
+            pixels.extend_from_slice(cache.get(c.image, probe)?);
             ids.push(c.image as u64);
         }
         if let Some(hook) = hook.as_deref_mut() {
@@ -669,17 +764,43 @@ pub fn compute_with(
     out: &Path,
     config: &ExemplarConfig,
     device: &Device,
+    hook: Option<&mut dyn UnitHook>,
+) -> Result<Report> {
+    ensure!(
+        !config.layers.is_empty(),
+        "give at least one layer (--layers)"
+    );
+    // Layers before images: a mistyped layer is named before the folder is read.
+    net.check_layers(&config.layers)?;
+    let probe = ImageProbe::new(net, images_dir, config)?;
+    compute_probe(&probe, key, out, config, device, hook)
+}
+
+/// Exemplars over any [`Probe`] (a folder of images, a generator's latents), written as
+/// [`compute`] writes them, with the probe's own listing of what the ids index.
+pub fn compute_probe(
+    probe: &dyn Probe,
+    key: &ModelKey,
+    out: &Path,
+    config: &ExemplarConfig,
+    device: &Device,
     mut hook: Option<&mut dyn UnitHook>,
 ) -> Result<Report> {
-    let folders = check_config(net, config)?;
-    let files = probe_images(images_dir, config)?;
-    let (stats, passes) = layer_stats(net, &files, &folders, config, device)?;
+    let folders = check_config(probe, config)?;
+    ensure!(
+        probe.samples() >= config.k,
+        "{} {}, fewer than k = {}",
+        probe.samples(),
+        probe.noun(),
+        config.k
+    );
+    let (stats, passes) = layer_stats(probe, &folders, config, device)?;
 
     let mut writer = DatasetWriter::create(out, key)?;
     let mut quantile_rows = String::from("layer,unit,quantile\n");
     let mut report = Report {
         folder: out.join(key.arch()).join(key.dataset()),
-        images: files.len(),
+        images: probe.samples(),
         passes,
         layers: Vec::new(),
     };
@@ -688,7 +809,7 @@ pub fn compute_with(
         let units = write_layer(
             &mut writer,
             layer,
-            &files,
+            probe,
             config,
             &mut cache,
             &mut hook,
@@ -702,7 +823,9 @@ pub fn compute_with(
             writer.write_extra(&name, &contents)?;
         }
     }
-    writer.write_extra("images.txt", image_list(&files, images_dir).as_bytes())?;
+    for (name, contents) in probe.listing()? {
+        writer.write_extra(&name, &contents)?;
+    }
     writer.finish()?;
     Ok(report)
 }

@@ -12,6 +12,7 @@ mod exemplars;
 mod features;
 mod fit;
 mod follow;
+mod generated;
 mod grounded;
 mod model_passes;
 mod onnx;
