@@ -39,14 +39,21 @@ pub struct DescribeArgs {
     pub data: Option<PathBuf>,
     /// Or the network itself: a model.onnx file (or efficientnet-lite0), with --layers and
     /// --images; its exemplars are computed (and cached beside the features) first.
-    #[arg(long, conflicts_with_all = ["data", "feature_dir"], requires_all = ["layers", "images"])]
+    #[arg(long, conflicts_with_all = ["data", "feature_dir"], requires = "layers")]
     pub model: Option<String>,
     /// With --model: the layers to describe, comma-separated (`trainer layers` lists them).
     #[arg(long, value_delimiter = ',', requires = "model")]
     pub layers: Vec<String>,
     /// With --model: the folder of images the exemplars are drawn from.
-    #[arg(long, requires = "model")]
+    #[arg(long, requires = "model", required_unless_present_any = ["latents", "data", "feature_dir"])]
     pub images: Option<PathBuf>,
+    /// With --model GEN.onnx, a generator: the latent dataset its exemplars are drawn from
+    /// (`trainer latents`; see `trainer exemplars --latents`).
+    #[arg(long, requires = "model", conflicts_with = "images")]
+    pub latents: Option<PathBuf>,
+    /// With --latents: more generator inputs, NAME=FILE.npy.
+    #[arg(long = "inputs", value_name = "NAME=FILE.npy", requires = "latents")]
+    pub inputs: Vec<String>,
     #[command(flatten)]
     pub onnx: crate::cli::exemplars::OnnxArgs,
     /// Precomputed features instead of --data (with --pretrained): DIR/<layer>.npy, float32,
@@ -85,14 +92,22 @@ pub fn run(args: &DescribeArgs) -> Result<()> {
             .cache
             .clone()
             .unwrap_or_else(milan_trainer::probing::features::default_cache);
-        let images = args.images.as_deref().context("--images")?;
-        let data = crate::cli::exemplars::cached_exemplars(
-            model,
-            &args.layers,
-            images,
-            &args.onnx,
-            &cache,
-        )?;
+        let data = match &args.latents {
+            Some(latents) => crate::cli::exemplars::cached_generator_exemplars(
+                model,
+                &args.layers,
+                latents,
+                &args.inputs,
+                &cache,
+            )?,
+            None => crate::cli::exemplars::cached_exemplars(
+                model,
+                &args.layers,
+                args.images.as_deref().context("--images or --latents")?,
+                &args.onnx,
+                &cache,
+            )?,
+        };
         let mut chained = args.clone();
         chained.model = None;
         chained.data = Some(data);

@@ -222,16 +222,7 @@ fn run_generator(args: &ExemplarsArgs, latents: &Path) -> Result<()> {
     };
     let path = Path::new(&args.model);
     let generator = OnnxGenerator::load(path, args.output.as_deref(), (low, high))?;
-    let extra = args
-        .inputs
-        .iter()
-        .map(|spec| {
-            let (name, file) = spec
-                .split_once('=')
-                .with_context(|| format!("--inputs {spec:?}: give NAME=FILE.npy"))?;
-            Ok((name.to_owned(), PathBuf::from(file)))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let extra = named_inputs(&args.inputs)?;
     let probe = GeneratorProbe::new(&generator, latents, &extra)?;
     let arch = path
         .file_stem()
@@ -348,6 +339,75 @@ pub fn cached_exemplars(
     let report = exemplars::compute(net.as_ref(), &key, images, &root, &config, &device)?;
     eprintln!(
         "exemplars of {} units over {} images in {:.1} s, cached at {}",
+        report.layers.iter().map(|(_, u)| u).sum::<usize>(),
+        report.images,
+        started.elapsed().as_secs_f64(),
+        report.folder.display()
+    );
+    Ok(report.folder)
+}
+
+/// `--inputs NAME=FILE.npy` pairs.
+fn named_inputs(specs: &[String]) -> Result<Vec<(String, PathBuf)>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (name, file) = spec
+                .split_once('=')
+                .with_context(|| format!("--inputs {spec:?}: give NAME=FILE.npy"))?;
+            Ok((name.to_owned(), PathBuf::from(file)))
+        })
+        .collect()
+}
+
+/// A generator's exemplars for `describe --model GEN.onnx --latents`: computed once into
+/// `<cache>/exemplars/<hash>/` (the hash of the model file, the layers and every latent file's
+/// bytes) and reused. Images in [-1, 1], the output found by its shape. Returns the model folder.
+pub fn cached_generator_exemplars(
+    model: &str,
+    layers: &[String],
+    latents: &Path,
+    inputs: &[String],
+    cache: &Path,
+) -> Result<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let path = Path::new(model);
+    let generator = OnnxGenerator::load(path, None, (-1.0, 1.0))?;
+    let extra = named_inputs(inputs)?;
+    let probe = GeneratorProbe::new(&generator, latents, &extra)?;
+    let mut h = Sha256::new();
+    h.update(b"milan-rs generator exemplars 1\n");
+    let mut files = vec![path.to_owned(), latents.to_owned()];
+    files.extend(extra.iter().map(|(_, f)| f.clone()));
+    for f in &files {
+        let mut file =
+            std::fs::File::open(f).with_context(|| format!("reading {}", f.display()))?;
+        std::io::copy(&mut file, &mut h).with_context(|| format!("reading {}", f.display()))?;
+    }
+    h.update(format!("{layers:?} {inputs:?}\n").as_bytes());
+    let hash = hex::encode(&h.finalize()[..8]);
+    let arch = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .context("the model file has no name")?;
+    let key: ModelKey = format!("{arch}/latents")
+        .parse()
+        .with_context(|| format!("{arch}/latents cannot name a model folder"))?;
+    let root = cache.join("exemplars").join(hash);
+    let folder = root.join(key.arch()).join(key.dataset());
+    if folder.is_dir() {
+        eprintln!("reusing the exemplars at {}", folder.display());
+        return Ok(folder);
+    }
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let config = ExemplarConfig {
+        layers: layers.to_vec(),
+        ..ExemplarConfig::default()
+    };
+    let started = Instant::now();
+    let report = exemplars::compute_probe(&probe, &key, &root, &config, &Device::flex(), None)?;
+    eprintln!(
+        "exemplars of {} units over {} latents in {:.1} s, cached at {}",
         report.layers.iter().map(|(_, u)| u).sum::<usize>(),
         report.images,
         started.elapsed().as_secs_f64(),

@@ -301,6 +301,26 @@ fn fit_writes_every_result_and_describe_uses_the_checkpoint() {
     );
     let rows = csv_rows(&from_onnx);
     assert_eq!(rows.len(), 10);
+    // A generator too: its exemplars drawn over a latent dataset, then described.
+    let from_generator = tmp.path().join("generator.csv");
+    run(trainer()
+        .arg("describe")
+        .arg("--checkpoint")
+        .arg(&exp)
+        .arg("--model")
+        .arg(onnx_model("gen-tiny.onnx"))
+        .args(["--layers", "/act2/Relu", "--greedy"])
+        .arg("--latents")
+        .arg(onnx_model("gen-tiny.z.npy"))
+        .arg("--inputs")
+        .arg(format!("y={}", onnx_model("gen-tiny.y.npy").display()))
+        .arg("--out")
+        .arg(&from_generator)
+        .arg("--cache")
+        .arg(&cache));
+    let generated = csv_rows(&from_generator);
+    assert_eq!(generated.len(), 8, "the 8 units of /act2/Relu");
+    assert!(generated.iter().all(|r| !r[2].is_empty()));
     // ... and a catalog of them in the same step: a unit page with its exemplars and the run's
     // description.
     let index = std::fs::read_to_string(site.join("index.html")).expect("a catalog");
