@@ -33,6 +33,13 @@ pub struct BenchArgs {
     /// each batch size and thread count, and of whole exemplar runs.
     #[arg(long, conflicts_with = "model")]
     onnx: Option<std::path::PathBuf>,
+    /// With --onnx, a generator: its latent dataset (`trainer latents`); latents/s of the
+    /// forward pass at each batch size and of a whole exemplar run over the latents.
+    #[arg(long, requires = "onnx")]
+    latents: Option<std::path::PathBuf>,
+    /// With --latents: more generator inputs, NAME=FILE.npy.
+    #[arg(long = "inputs", value_name = "NAME=FILE.npy", requires = "latents")]
+    inputs: Vec<String>,
     /// With --onnx: the layers whose outputs are read (default: the last describable node).
     #[arg(long, value_delimiter = ',')]
     layers: Vec<String>,
@@ -172,6 +179,9 @@ fn bench_photos(tmp: &std::path::Path, count: usize) -> Result<std::path::PathBu
 fn onnx_bench(path: &std::path::Path, args: &BenchArgs) -> Result<()> {
     use milan_networks::Network;
     use milan_networks::onnx::OnnxNetwork;
+    if let Some(latents) = &args.latents {
+        return generator_bench(path, latents, args);
+    }
     let spec = args.input.spec()?;
     let probe = OnnxNetwork::load(path, &spec, 1)?;
     let layers = if args.layers.is_empty() {
@@ -253,5 +263,96 @@ fn onnx_bench(path: &std::path::Path, args: &BenchArgs) -> Result<()> {
         rate / base.unwrap_or(rate)
     );
     println!("  peak memory                  {:8.0} MB", peak_rss_mb());
+    Ok(())
+}
+
+/// `trainer bench --onnx GEN.onnx --latents Z.npy`: the generator's forward pass to the layers
+/// and its image at each batch size (ratios against batch 1, measured in the same run), then a
+/// whole exemplar run over the latents (the generated exemplar images included) and the peak
+/// resident set.
+fn generator_bench(
+    path: &std::path::Path,
+    latents: &std::path::Path,
+    args: &BenchArgs,
+) -> Result<()> {
+    use milan_networks::generator::OnnxGenerator;
+    use milan_trainer::probing::exemplars::Probe;
+    use milan_trainer::probing::generated::GeneratorProbe;
+    let generator = OnnxGenerator::load(path, None, (-1.0, 1.0))?;
+    let extra = args
+        .inputs
+        .iter()
+        .map(|spec| {
+            let (name, file) = spec
+                .split_once('=')
+                .with_context(|| format!("--inputs {spec:?}: give NAME=FILE.npy"))?;
+            Ok((name.to_owned(), std::path::PathBuf::from(file)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let probe = GeneratorProbe::new(&generator, latents, &extra)?;
+    let layers = if args.layers.is_empty() {
+        vec![
+            generator
+                .layers()
+                .last()
+                .cloned()
+                .context("no describable node")?,
+        ]
+    } else {
+        args.layers.clone()
+    };
+    let samples = probe.samples();
+    let (_, h, w) = generator.image();
+    println!(
+        "{} on tract, a generator of {h}x{w} images, {samples} latents, layers {}, {} cores",
+        path.display(),
+        layers.join(","),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let device = Device::flex();
+    let mut base: Option<f64> = None;
+    let mut best = (0.0f64, 1usize);
+    for &batch in &args.batches {
+        let batch = batch.max(1).min(samples);
+        probe.activations(0, batch, &layers, &device)?; // plan optimised, untimed
+        let rounds = args.images.div_ceil(batch);
+        let started = Instant::now();
+        for r in 0..rounds {
+            let first = (r * batch) % (samples - batch + 1);
+            probe.activations(first, batch, &layers, &device)?;
+        }
+        let rate = (rounds * batch) as f64 / started.elapsed().as_secs_f64();
+        let base = *base.get_or_insert(rate);
+        println!(
+            "  forward, batch {batch:>3}  {rate:8.1} latents/s   {:.2}x",
+            rate / base
+        );
+        if rate > best.0 {
+            best = (rate, batch);
+        }
+    }
+    let tmp = tempfile::tempdir()?;
+    let config = ExemplarConfig {
+        layers,
+        batch: best.1,
+        ..ExemplarConfig::default()
+    };
+    let started = Instant::now();
+    let report = exemplars::compute_probe(
+        &probe,
+        &"onnx/bench".parse()?,
+        &tmp.path().join("out"),
+        &config,
+        &device,
+        None,
+    )?;
+    let rate = report.images as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "  exemplars, batch {}  {rate:8.1} latents/s   {:.2}x  (forward, top-k, tails, exemplar \
+         images generated again, writing)",
+        best.1,
+        rate / base.unwrap_or(rate)
+    );
+    println!("  peak memory          {:8.0} MB", peak_rss_mb());
     Ok(())
 }

@@ -99,6 +99,26 @@ fn a_generators_exemplars_are_pytorchs() {
         "{listed}"
     );
 
+    // `trainer bench --onnx GEN --latents`: latents/s at each batch size and of a whole run.
+    let bench = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["bench", "--onnx"])
+        .arg(&path)
+        .arg("--latents")
+        .arg(file("gen-tiny.z.npy"))
+        .arg("--inputs")
+        .arg(format!("y={}", file("gen-tiny.y.npy").display()))
+        .args(["--layers", &layers[1], "--images", "20", "--batches", "1,4"])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&bench.stdout).into_owned();
+    assert!(
+        bench.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&bench.stderr)
+    );
+    assert_eq!(printed.matches(" latents/s ").count(), 3, "{printed}");
+    assert!(printed.contains("peak memory"), "{printed}");
+
     // The command: exemplars over the latents, class ids as the second input.
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
