@@ -279,16 +279,7 @@ fn generator_bench(
     use milan_trainer::probing::exemplars::Probe;
     use milan_trainer::probing::generated::GeneratorProbe;
     let generator = OnnxGenerator::load(path, None, (-1.0, 1.0))?;
-    let extra = args
-        .inputs
-        .iter()
-        .map(|spec| {
-            let (name, file) = spec
-                .split_once('=')
-                .with_context(|| format!("--inputs {spec:?}: give NAME=FILE.npy"))?;
-            Ok((name.to_owned(), std::path::PathBuf::from(file)))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let extra = crate::cli::exemplars::named_inputs(&args.inputs)?;
     let probe = GeneratorProbe::new(&generator, latents, &extra)?;
     let layers = if args.layers.is_empty() {
         vec![

@@ -348,7 +348,7 @@ pub fn cached_exemplars(
 }
 
 /// `--inputs NAME=FILE.npy` pairs.
-fn named_inputs(specs: &[String]) -> Result<Vec<(String, PathBuf)>> {
+pub fn named_inputs(specs: &[String]) -> Result<Vec<(String, PathBuf)>> {
     specs
         .iter()
         .map(|spec| {
