@@ -208,6 +208,22 @@ fn a_generators_exemplars_are_pytorchs() {
             }
         }
     }
+    // The folder is ordinary MILANNOTATIONS: the catalog takes it as it is.
+    let site = tmp.path().join("site");
+    let catalog = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["catalog", "--data"])
+        .arg(out.join("gen-tiny/latents"))
+        .arg("--out")
+        .arg(&site)
+        .output()
+        .unwrap();
+    assert!(
+        catalog.status.success(),
+        "{}",
+        String::from_utf8_lossy(&catalog.stderr)
+    );
+    assert!(site.join("gen-tiny-latents/act2.Relu/7.html").is_file());
+
     let agree = same as f64 / pixels as f64;
     assert!(agree >= 0.99, "masks agree on {:.4} of pixels", agree);
     println!(
