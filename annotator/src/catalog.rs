@@ -89,6 +89,9 @@ pub struct Catalogs {
     images: ImageStore,
     sheets: PathBuf,
     built: Mutex<HashMap<String, (Instant, Arc<Built>)>>,
+    /// One build at a time: many requests that find a catalog stale wait for one rebuild instead
+    /// of each starting their own (a public catalog is open to anyone's requests).
+    building: Mutex<()>,
 }
 
 impl Catalogs {
@@ -98,6 +101,7 @@ impl Catalogs {
             images,
             sheets: data_dir.join("catalog-sheets"),
             built: Mutex::new(HashMap::new()),
+            building: Mutex::new(()),
         }
     }
 
@@ -112,10 +116,13 @@ impl Catalogs {
 
     /// The project's catalog (built again when older than [`FRESH`]); `None`: no such project.
     pub fn get(&self, project: &str) -> Result<Option<Arc<Built>>, CatalogError> {
-        if let Some((at, built)) = self.built.lock().expect("not poisoned").get(project)
-            && at.elapsed() < FRESH
-        {
-            return Ok(Some(built.clone()));
+        if let Some(built) = self.fresh(project) {
+            return Ok(Some(built));
+        }
+        let _one_build = self.building.lock().expect("not poisoned");
+        // Another request may have rebuilt it while this one waited.
+        if let Some(built) = self.fresh(project) {
+            return Ok(Some(built));
         }
         let Some(built) = self.build(project)? else {
             return Ok(None);
@@ -126,6 +133,12 @@ impl Catalogs {
             .expect("not poisoned")
             .insert(project.to_owned(), (Instant::now(), built.clone()));
         Ok(Some(built))
+    }
+
+    fn fresh(&self, project: &str) -> Option<Arc<Built>> {
+        let built = self.built.lock().expect("not poisoned");
+        let (at, catalog) = built.get(project)?;
+        (at.elapsed() < FRESH).then(|| catalog.clone())
     }
 
     fn build(&self, project: &str) -> Result<Option<Built>, CatalogError> {
