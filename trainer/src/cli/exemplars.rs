@@ -328,6 +328,20 @@ pub fn cached_exemplars(
         );
     }
     let hash = hex::encode(&h.finalize()[..8]);
+    cached_folder(cache, &hash, &key, "images", |root| {
+        exemplars::compute(net.as_ref(), &key, images, root, &config, &device)
+    })
+}
+
+/// The exemplar folder of `key` under `<cache>/exemplars/<hash>/`: reused when it is there, else
+/// made by `compute` (given the root to write into) and reported.
+fn cached_folder(
+    cache: &Path,
+    hash: &str,
+    key: &ModelKey,
+    noun: &str,
+    compute: impl FnOnce(&Path) -> Result<exemplars::Report>,
+) -> Result<PathBuf> {
     let root = cache.join("exemplars").join(hash);
     let folder = root.join(key.arch()).join(key.dataset());
     if folder.is_dir() {
@@ -336,9 +350,9 @@ pub fn cached_exemplars(
     }
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let started = Instant::now();
-    let report = exemplars::compute(net.as_ref(), &key, images, &root, &config, &device)?;
+    let report = compute(&root)?;
     eprintln!(
-        "exemplars of {} units over {} images in {:.1} s, cached at {}",
+        "exemplars of {} units over {} {noun} in {:.1} s, cached at {}",
         report.layers.iter().map(|(_, u)| u).sum::<usize>(),
         report.images,
         started.elapsed().as_secs_f64(),
@@ -372,13 +386,16 @@ pub fn cached_generator_exemplars(
 ) -> Result<PathBuf> {
     use sha2::{Digest, Sha256};
     let path = Path::new(model);
-    let generator = OnnxGenerator::load(path, None, (-1.0, 1.0))?;
     let extra = named_inputs(inputs)?;
-    let probe = GeneratorProbe::new(&generator, latents, &extra)?;
     let mut h = Sha256::new();
     h.update(b"milan-rs generator exemplars 1\n");
     let mut files = vec![path.to_owned(), latents.to_owned()];
     files.extend(extra.iter().map(|(_, f)| f.clone()));
+    // The recipe names (and hashes) every input file the latents come with.
+    let recipe = milan_trainer::probing::latents::recipe_path(latents);
+    if recipe.is_file() {
+        files.push(recipe);
+    }
     for f in &files {
         let mut file =
             std::fs::File::open(f).with_context(|| format!("reading {}", f.display()))?;
@@ -393,25 +410,14 @@ pub fn cached_generator_exemplars(
     let key: ModelKey = format!("{arch}/latents")
         .parse()
         .with_context(|| format!("{arch}/latents cannot name a model folder"))?;
-    let root = cache.join("exemplars").join(hash);
-    let folder = root.join(key.arch()).join(key.dataset());
-    if folder.is_dir() {
-        eprintln!("reusing the exemplars at {}", folder.display());
-        return Ok(folder);
-    }
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let config = ExemplarConfig {
         layers: layers.to_vec(),
         ..ExemplarConfig::default()
     };
-    let started = Instant::now();
-    let report = exemplars::compute_probe(&probe, &key, &root, &config, &Device::flex(), None)?;
-    eprintln!(
-        "exemplars of {} units over {} latents in {:.1} s, cached at {}",
-        report.layers.iter().map(|(_, u)| u).sum::<usize>(),
-        report.images,
-        started.elapsed().as_secs_f64(),
-        report.folder.display()
-    );
-    Ok(report.folder)
+    // The generator and its latents are read only when the exemplars are not cached.
+    cached_folder(cache, &hash, &key, "latents", |root| {
+        let generator = OnnxGenerator::load(path, None, (-1.0, 1.0))?;
+        let probe = GeneratorProbe::new(&generator, latents, &extra)?;
+        exemplars::compute_probe(&probe, &key, root, &config, &Device::flex(), None)
+    })
 }
