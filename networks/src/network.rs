@@ -18,6 +18,23 @@ pub struct Activation {
     pub width: usize,
 }
 
+impl Activation {
+    /// A layer's output [n, units, height, width] read off the device.
+    pub fn read(t: Tensor<4>) -> Result<Activation> {
+        let [_, units, height, width] = t.dims();
+        let values = t
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading activations: {e:?}"))?;
+        Ok(Activation {
+            values,
+            units,
+            height,
+            width,
+        })
+    }
+}
+
 /// A network whose inner activations can be read by layer name.
 pub trait Network {
     /// Layer names, in forward order.
@@ -53,19 +70,7 @@ pub trait Network {
         let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, size, size]), device);
         self.activations(x, layers)?
             .into_iter()
-            .map(|t| {
-                let [_, units, height, width] = t.dims();
-                let values = t
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .map_err(|e| anyhow::anyhow!("reading activations: {e:?}"))?;
-                Ok(Activation {
-                    values,
-                    units,
-                    height,
-                    width,
-                })
-            })
+            .map(Activation::read)
             .collect()
     }
 }

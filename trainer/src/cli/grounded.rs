@@ -11,7 +11,7 @@ pub struct GroundedArgs {
     /// Root folder of the corpus: <out>/<arch>/<dataset> per key, roster.json at the top.
     #[arg(long)]
     out: PathBuf,
-    /// Networks to dissect (efficientnet_lite0, random_lite0, convnet, autoencoder).
+    /// Networks to dissect (efficientnet_lite0, random_lite0, convnet, autoencoder, decoder).
     #[arg(long, value_delimiter = ',', default_values_t = NETWORKS.map(String::from))]
     networks: Vec<String>,
     /// Scenes per set (two sets of disjoint object categories).
@@ -23,7 +23,7 @@ pub struct GroundedArgs {
     /// Simulated workers in the pool (three distinct ones describe each unit).
     #[arg(long, default_value_t = 12)]
     pool: usize,
-    /// Training epochs of the small networks (convnet, autoencoder).
+    /// Training epochs of the small networks (convnet, autoencoder, decoder).
     #[arg(long, default_value_t = 30)]
     epochs: usize,
     /// Keep only the first N units of each layer (a quicker, smaller corpus).

@@ -3,7 +3,7 @@
 //! the same units.
 //!
 //! A split's table averages over its own test networks, and the splits test different networks
-//! (across-task tests the autoencoders, across-arch the small classifier...), so their rows do not
+//! (across-task tests the generators, across-arch the small classifier...), so their rows do not
 //! compare. Here every trial's per-neuron scores (its `metrics.json`) are grouped by the model key
 //! of each test neuron (the trial's `predictions.csv`, in the same order), so each network gets
 //! one score per split: the mean over trials of its test neurons' mean, with a bootstrap 95%

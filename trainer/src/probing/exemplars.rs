@@ -464,15 +464,7 @@ impl Probe for ImageProbe<'_> {
     }
 
     fn picture(&self, id: usize) -> Result<Vec<u8>> {
-        let img = load_image(&self.files[id])?;
-        let plane = SIZE * SIZE;
-        let mut chw = vec![0u8; 3 * plane];
-        for (i, p) in img.pixels().enumerate() {
-            for ch in 0..3 {
-                chw[ch * plane + i] = p[ch];
-            }
-        }
-        Ok(chw)
+        Ok(channels_first(&load_image(&self.files[id])?))
     }
 
     fn listing(&self) -> Result<Vec<(String, Vec<u8>)>> {
@@ -485,6 +477,18 @@ impl Probe for ImageProbe<'_> {
     fn noun(&self) -> &'static str {
         "images"
     }
+}
+
+/// An image's pixels as stored in images.npy: channels first.
+pub fn channels_first(img: &image::RgbImage) -> Vec<u8> {
+    let plane = (img.width() * img.height()) as usize;
+    let mut chw = vec![0u8; 3 * plane];
+    for (i, p) in img.pixels().enumerate() {
+        for ch in 0..3 {
+            chw[ch * plane + i] = p[ch];
+        }
+    }
+    chw
 }
 
 /// Runs the network over every sample, calling `each` with the activations of each batch.
@@ -742,7 +746,7 @@ fn write_layer(
 }
 
 /// `images.txt`: the probe images, relative to `images_dir`, one per line in id order.
-fn image_list(files: &[PathBuf], images_dir: &Path) -> String {
+pub(crate) fn image_list(files: &[PathBuf], images_dir: &Path) -> String {
     let mut list = String::new();
     for f in files {
         list.push_str(

@@ -1,5 +1,5 @@
 //! The grounded corpus: labels on composites with known content, and a small corpus (drawn
-//! stamps, the two small networks trained for one epoch) built and fitted end to end with real
+//! stamps, the three small networks trained for one epoch) built and fitted end to end with real
 //! EfficientNet-Lite0 features and BERTScore (assets fetched by scripts/test).
 
 use std::path::{Path, PathBuf};
@@ -144,7 +144,7 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
     let options = GroundedOptions {
         out: out.clone(),
         work: tmp.path().join("work"),
-        networks: vec!["convnet".into(), "autoencoder".into()],
+        networks: vec!["convnet".into(), "autoencoder".into(), "decoder".into()],
         scenes: 40,
         generic_share: 0.25,
         pool: 8,
@@ -165,7 +165,9 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
             "convnet/scenes_a",
             "convnet/scenes_b",
             "autoencoder/scenes_a",
-            "autoencoder/scenes_b"
+            "autoencoder/scenes_b",
+            "decoder/scenes_a",
+            "decoder/scenes_b"
         ]
     );
     let roster = Roster::read(&out).unwrap().expect("roster.json");
@@ -175,6 +177,19 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
         "one architecture family per task here: {arch:?}"
     );
     assert_eq!(roster.experiments(Split::AcrossTask).len(), 2);
+    // The generator is the gen group, as BigGAN is the paper's; the autoencoder (no labels)
+    // belongs to neither task group, as the paper's self-supervised DINO.
+    let group = |g: &str| -> Vec<String> {
+        roster
+            .group(g)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(group("gen"), ["decoder/scenes_a", "decoder/scenes_b"]);
+    assert_eq!(group("cls"), ["convnet/scenes_a", "convnet/scenes_b"]);
+    decoder_exemplars_are_generated_from_the_stored_latents(&out, tmp.path(), &device);
     assert_eq!(
         roster.experiments(Split::AcrossDataset)[0].name,
         "scenes_a->scenes_b"
@@ -333,6 +348,78 @@ fn a_small_grounded_corpus_builds_and_fits_end_to_end() {
     .unwrap();
     let describer = milan_model::train::load(&describer_dir, &device).unwrap();
     editing_case_runs_at_a_tiny_size(&describer, &lite0, tmp.path(), &device);
+}
+
+/// The decoder's folder is a generator's (issue 38, item 6): its ids index `latents.npy`, one
+/// latent per scene, and every stored exemplar image is the picture the trained generator draws
+/// from that latent (not the scene), while the masks stay on the scene's truth.
+fn decoder_exemplars_are_generated_from_the_stored_latents(
+    out: &Path,
+    tmp: &Path,
+    device: &Device,
+) {
+    use milan_trainer::corpora::grounded::{decoder::LatentProbe, nets};
+    use milan_trainer::probing::exemplars::Probe;
+    let folder = out.join("decoder/scenes_a");
+    let latents: ndarray::Array2<f32> =
+        ndarray_npy::read_npy(folder.join("latents.npy")).expect("latents.npy");
+    assert_eq!(latents.shape(), [40, nets::LATENT]);
+    let record = std::fs::read_to_string(folder.join("latents.json")).unwrap();
+    assert!(record.contains("latents.npy"), "{record}");
+    assert_eq!(
+        std::fs::read_to_string(folder.join("images.txt"))
+            .unwrap()
+            .lines()
+            .count(),
+        40
+    );
+    let weights = std::fs::read_dir(tmp.join("work"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("decoder-") && name.contains("scenes_a") && name.ends_with(".bpk")
+        })
+        .expect("the trained decoder in the work folder");
+    let nets::SmallNet::Decoder(decoder) = nets::load("decoder", 2, &weights, device).unwrap()
+    else {
+        panic!("a decoder")
+    };
+    let scenes_dir = tmp.join(format!(
+        "work/scenes-v{}-scenes_a-40-0/images",
+        grounded::SCENES_VERSION
+    ));
+    let probe = LatentProbe::new(&decoder, &scenes_dir, device).unwrap();
+    let again =
+        ndarray::Array2::from_shape_vec((40, nets::LATENT), probe.latents().to_vec()).unwrap();
+    assert!(
+        again
+            .iter()
+            .zip(latents.iter())
+            .all(|(a, b)| (a - b).abs() < 1e-5),
+        "the latents are the encoder's codes of the scenes"
+    );
+    let data = Dataset::open(&folder).unwrap();
+    let names: Vec<&str> = data.layers().iter().map(|l| l.name()).collect();
+    assert_eq!(names, nets::GENERATOR_LAYERS);
+    let layer = &data.layers()[1];
+    let ids = layer.ids(0).to_vec();
+    let stored = layer.images().expect("images.npy");
+    let scene = milan_trainer::probing::exemplars::load_image(
+        &milan_trainer::probing::exemplars::list_images(&scenes_dir).unwrap()[ids[0] as usize],
+    )
+    .unwrap();
+    let first: Vec<u8> = stored
+        .unit(0)
+        .iter()
+        .take(3 * (SIZE * SIZE) as usize)
+        .copied()
+        .collect();
+    assert_eq!(first, probe.picture(ids[0] as usize).unwrap());
+    let scene_chw: Vec<u8> = (0..3)
+        .flat_map(|c| scene.pixels().map(move |p| p[c]))
+        .collect();
+    assert_ne!(first, scene_chw, "an exemplar is a generated picture");
 }
 
 /// `trainer edit`'s pipeline on the drawn stamps: every figure it reports is recomputed or

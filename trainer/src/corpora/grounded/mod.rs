@@ -4,15 +4,17 @@
 //! Scenes ([`scenes`]) are stamp photographs on drawn backgrounds with per-pixel ground truth, in
 //! two sets of disjoint object categories (`scenes_a`, `scenes_b`: the across-dataset shift).
 //! Networks: EfficientNet-Lite0 with its ImageNet weights, the same architecture randomly
-//! initialised (a control, only ever tested on), and two small networks trained here on each set
-//! ([`nets`]: a classifier and an autoencoder, two architectures and two tasks). Each unit's
-//! exemplars come from [`crate::probing::exemplars`] over its set's scenes; [`dissect`] labels the unit
+//! initialised (a control, only ever tested on), and three small networks trained here on each
+//! set ([`nets`]: a classifier, an autoencoder and a generator, three architectures and three
+//! tasks). Each unit's exemplars come from [`crate::probing::exemplars`] over its set's scenes
+//! (the generator's over their latents, [`decoder`]); [`dissect`] labels the unit
 //! by the IoU of its masks with every concept; [`annotators`] turn labels into three
 //! descriptions by simulated workers. Everything is written as MILANNOTATIONS through `shared`,
 //! with `labels.csv` beside each folder's annotations and `roster.json` (the splits) at the root.
 
 pub mod annotators;
 pub mod compexp;
+pub mod decoder;
 pub mod dissect;
 pub mod nets;
 pub mod scenes;
@@ -32,11 +34,12 @@ use milan_networks::Network;
 use scenes::{Concepts, SceneSet, Stamp, Truth};
 
 /// The networks `--networks` can name.
-pub const NETWORKS: [&str; 4] = [
+pub const NETWORKS: [&str; 5] = [
     "efficientnet_lite0",
     "random_lite0",
     "convnet",
     "autoencoder",
+    "decoder",
 ];
 
 /// The scene sets: their names (the datasets of the keys).
@@ -351,14 +354,18 @@ fn jobs_of(networks: &[String]) -> Vec<Job> {
                 set: 0,
             }),
             _ => {
+                // The autoencoder learns from images without labels (self-supervised, in neither
+                // task group, as the paper's DINO); the decoder generates from a latent, the
+                // paper's BigGAN at a small scale.
+                let task = match n.as_str() {
+                    "autoencoder" => Task::SelfSupervised,
+                    "decoder" => Task::Generator,
+                    _ => Task::Classifier,
+                };
                 for s in 0..2 {
                     jobs.push(Job {
                         key: key(n, s),
-                        task: if n == "autoencoder" {
-                            Task::Generator
-                        } else {
-                            Task::Classifier
-                        },
+                        task,
                         base: true,
                         set: s,
                     });
@@ -379,8 +386,7 @@ fn dissect_job(
     options: &GroundedOptions,
     device: &Device,
 ) -> Result<serde_json::Value> {
-    let (net, layers, report): (Box<dyn Network>, Vec<String>, serde_json::Value) =
-        network(job, scene_dir, set, stamps, options, device)?;
+    let (subject, layers, report) = network(job, scene_dir, set, stamps, options, device)?;
     let config = ExemplarConfig {
         layers,
         max_units: options.max_units,
@@ -412,15 +418,26 @@ fn dissect_job(
     if !options.quiet {
         eprintln!("grounded: {}", job.key);
     }
-    exemplars::compute_with(
-        net.as_ref(),
-        &job.key,
-        &scene_dir.join("images"),
-        &options.out,
-        &config,
-        device,
-        Some(&mut describer),
-    )?;
+    let images = scene_dir.join("images");
+    match &subject {
+        Subject::Images(net) => exemplars::compute_with(
+            net.as_ref(),
+            &job.key,
+            &images,
+            &options.out,
+            &config,
+            device,
+            Some(&mut describer),
+        )?,
+        Subject::Latents(decoder) => exemplars::compute_probe(
+            &decoder::LatentProbe::new(decoder, &images, device)?,
+            &job.key,
+            &options.out,
+            &config,
+            device,
+            Some(&mut describer),
+        )?,
+    };
     let labelled: usize = describer.seen.values().sum();
     if !options.quiet {
         eprintln!(
@@ -522,6 +539,22 @@ fn roster_of(jobs: &[Job]) -> Roster {
     roster
 }
 
+/// What a job's exemplars are computed over: a network probed with the scenes, or the decoder's
+/// generator probed with the scenes' latents.
+enum Subject {
+    Images(Box<dyn Network>),
+    Latents(Box<nets::Decoder>),
+}
+
+impl Subject {
+    fn of(net: nets::SmallNet) -> Subject {
+        match net {
+            nets::SmallNet::Decoder(d) => Subject::Latents(d),
+            other => Subject::Images(Box::new(other)),
+        }
+    }
+}
+
 /// The network of a job, its layers, and what was done to get it.
 fn network(
     job: &Job,
@@ -530,7 +563,7 @@ fn network(
     stamps: &StampSource,
     options: &GroundedOptions,
     device: &Device,
-) -> Result<(Box<dyn Network>, Vec<String>, serde_json::Value)> {
+) -> Result<(Subject, Vec<String>, serde_json::Value)> {
     let arch = job.key.arch();
     let lite0_layers = || LITE0_LAYERS.iter().map(|s| (*s).to_owned()).collect();
     let weights = || {
@@ -546,7 +579,7 @@ fn network(
                 device,
             )?;
             Ok((
-                Box::new(net),
+                Subject::Images(Box::new(net)),
                 lite0_layers(),
                 serde_json::json!({"weights": "ImageNet (efficientnet_pytorch)"}),
             ))
@@ -559,12 +592,12 @@ fn network(
                 device,
             )?;
             Ok((
-                Box::new(net),
+                Subject::Images(Box::new(net)),
                 lite0_layers(),
                 serde_json::json!({"weights": format!("random, seed {}", options.seed)}),
             ))
         }
-        "convnet" | "autoencoder" => {
+        "convnet" | "autoencoder" | "decoder" => {
             let classes = set.concepts.objects.len();
             let path = options.work.join(format!(
                 "{arch}-v{SCENES_VERSION}-{}-{}-{}e-{}.bpk",
@@ -579,7 +612,7 @@ fn network(
                 let report: serde_json::Value =
                     serde_json::from_slice(&std::fs::read(&report_path)?)?;
                 let layers = net.layers();
-                return Ok((Box::new(net), layers, report));
+                return Ok((Subject::of(net), layers, report));
             }
             let files = exemplars::list_images(&scene_dir.join("images"))?;
             let mut images = Vec::with_capacity(files.len() * 3 * milan_networks::SIZE.pow(2));
@@ -602,7 +635,7 @@ fn network(
             let report = serde_json::to_value(&report)?;
             atomic::write(&report_path, &serde_json::to_vec_pretty(&report)?)?;
             let layers = net.layers();
-            Ok((Box::new(net), layers, report))
+            Ok((Subject::of(net), layers, report))
         }
         other => bail!("unknown network {other}"),
     }

@@ -1,8 +1,10 @@
 //! The small networks the grounded corpus trains here, in burn, on its own scenes: a classifier
-//! (`convnet`, four convolutions and a linear read-out of the scene's main object category) and
-//! an autoencoder (`autoencoder`, three strided convolutions down, three upsampling convolutions
-//! back to the image). Two architectures and two tasks, so that across-arch and across-task
-//! are real shifts. Both take the 224-pixel scene averaged down to 112 pixels.
+//! (`convnet`, four convolutions and a linear read-out of the scene's main object category), an
+//! autoencoder (`autoencoder`, three strided convolutions down, three upsampling convolutions
+//! back to the image) and a generator (`decoder`: a latent vector to an image, BigGAN's shape at
+//! a small scale, trained as the decoder of an encoder and probed from its latent space). Three
+//! architectures and three tasks, so that across-arch and across-task are real shifts. All take
+//! the 224-pixel scene averaged down to 112 pixels.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -133,11 +135,117 @@ impl AutoEncoder {
     }
 }
 
+/// Width of the decoder's latent vectors.
+pub const LATENT: usize = 128;
+
+/// Channels and side of the generator's first map (`fc`, reshaped).
+const SEED_CHANNELS: usize = 64;
+const SEED_SIDE: usize = 7;
+
+/// The generator: a latent vector to a 112-pixel image. `fc` maps the latent to a 7x7 map of 64
+/// channels (as BigGAN's linear layer maps z to its first 4x4 block), then three (upsample,
+/// convolution) blocks (64, 48, 24 channels) and an output convolution.
+#[derive(Module, Debug)]
+pub struct Generator {
+    fc: Linear,
+    gen1: Conv2d,
+    gen2: Conv2d,
+    gen3: Conv2d,
+    out: Conv2d,
+}
+
+pub const GENERATOR_LAYERS: [&str; 4] = ["fc", "gen1", "gen2", "gen3"];
+
+impl Generator {
+    pub fn new(device: &Device) -> Generator {
+        Generator {
+            fc: LinearConfig::new(LATENT, SEED_CHANNELS * SEED_SIDE * SEED_SIDE).init(device),
+            gen1: conv(SEED_CHANNELS, 64, 3, 1, device),
+            gen2: conv(64, 48, 3, 1, device),
+            gen3: conv(48, 24, 3, 1, device),
+            out: conv(24, 3, 3, 1, device),
+        }
+    }
+
+    /// Every layer's activation ([`GENERATOR_LAYERS`]) and the image, from latents [n, LATENT];
+    /// the image is in the scenes' preprocessed scale (`x/255 - 0.5`), 112 pixels.
+    pub fn forward(&self, z: Tensor<2>) -> (Vec<Tensor<4>>, Tensor<4>) {
+        let [n, _] = z.dims();
+        let h0: Tensor<4> =
+            relu(self.fc.forward(z)).reshape([n, SEED_CHANNELS, SEED_SIDE, SEED_SIDE]);
+        let h1 = relu(self.gen1.forward(up(h0.clone())));
+        let h2 = relu(self.gen2.forward(up(h1.clone())));
+        let h3 = relu(self.gen3.forward(up(h2.clone())));
+        let out = self.out.forward(up(h3.clone()));
+        (vec![h0, h1, h2, h3], out)
+    }
+}
+
+/// The encoder the generator is trained behind: four strided convolutions (24, 48, 64, 64
+/// channels, 112 down to 7 pixels) and a linear map to the latent. It gives each scene its
+/// latent; its own units are not described.
+#[derive(Module, Debug)]
+pub struct LatentEncoder {
+    enc1: Conv2d,
+    enc2: Conv2d,
+    enc3: Conv2d,
+    enc4: Conv2d,
+    fc: Linear,
+}
+
+impl LatentEncoder {
+    pub fn new(device: &Device) -> LatentEncoder {
+        LatentEncoder {
+            enc1: conv(3, 24, 3, 2, device),
+            enc2: conv(24, 48, 3, 2, device),
+            enc3: conv(48, 64, 3, 2, device),
+            enc4: conv(64, SEED_CHANNELS, 3, 2, device),
+            fc: LinearConfig::new(SEED_CHANNELS * SEED_SIDE * SEED_SIDE, LATENT).init(device),
+        }
+    }
+
+    /// The latents [n, LATENT] of preprocessed 224-pixel scenes, and the 112-pixel target.
+    pub fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<4>) {
+        let small = half(x);
+        let h = relu(self.enc1.forward(small.clone()));
+        let h = relu(self.enc2.forward(h));
+        let h = relu(self.enc3.forward(h));
+        let h = relu(self.enc4.forward(h));
+        let [n, c, y, x] = h.dims();
+        (self.fc.forward(h.reshape([n, c * y * x])), small)
+    }
+}
+
+/// The `decoder` network: its generator, and the encoder that gives the scenes their latents.
+#[derive(Module, Debug)]
+pub struct Decoder {
+    pub encoder: LatentEncoder,
+    pub generator: Generator,
+}
+
+impl Decoder {
+    pub fn new(device: &Device) -> Decoder {
+        Decoder {
+            encoder: LatentEncoder::new(device),
+            generator: Generator::new(device),
+        }
+    }
+
+    /// The reconstruction of preprocessed scenes and its 112-pixel target.
+    pub fn reconstruct(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let (z, small) = self.encoder.forward(x);
+        (self.generator.forward(z).1, small)
+    }
+}
+
 /// A trained small network, read by layer name.
 #[derive(Debug)]
 pub enum SmallNet {
     ConvNet(Box<ConvNet>),
     AutoEncoder(Box<AutoEncoder>),
+    /// Read from images, the generator's layers for each image's latent; the grounded corpus
+    /// probes it from the latents themselves ([`super::decoder`]).
+    Decoder(Box<Decoder>),
 }
 
 /// The scene as the small networks take it: `x/255 - 0.5`, channels first.
@@ -157,6 +265,7 @@ impl Network for SmallNet {
         let names: &[&str] = match self {
             SmallNet::ConvNet(_) => &CONVNET_LAYERS,
             SmallNet::AutoEncoder(_) => &AUTOENCODER_LAYERS,
+            SmallNet::Decoder(_) => &GENERATOR_LAYERS,
         };
         names.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -166,6 +275,7 @@ impl Network for SmallNet {
         let all = match self {
             SmallNet::ConvNet(n) => n.forward(x).0,
             SmallNet::AutoEncoder(n) => n.forward(x).0,
+            SmallNet::Decoder(n) => n.generator.forward(n.encoder.forward(x).0).0,
         };
         layers
             .iter()
@@ -189,12 +299,13 @@ pub struct TrainReport {
     pub arch: String,
     pub epochs: usize,
     pub train_loss: Vec<f64>,
-    /// Held-out (the last 10% of scenes): accuracy for the classifier, MSE for the autoencoder.
+    /// Held-out (the last 10% of scenes): accuracy for the classifier, MSE of the reconstruction
+    /// for the autoencoder and the decoder.
     pub held_out: f64,
     pub seconds: f64,
 }
 
-/// Trains `arch` (`convnet` or `autoencoder`) on the scenes (preprocessed, [n, 3, 224, 224] as one
+/// Trains `arch` (`convnet`, `autoencoder` or `decoder`) on the scenes (preprocessed, [n, 3, 224, 224] as one
 /// flat vector) and their main object category; the last 10% are held out.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
@@ -245,29 +356,34 @@ pub fn train(
             b.inc(1);
         }
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut order: Vec<usize> = (0..fit).collect();
-    let mut losses = Vec::new();
-    let mut optimizer = AdamWConfig::new().with_weight_decay(1e-4).init();
-    let lr = 2e-3;
-    let (net, held_out) = match arch {
+    let schedule = Schedule {
+        epochs,
+        fit,
+        batch,
+        seed,
+    };
+    // The held-out MSE of a reconstruction, batch by batch.
+    let held_out_mse = |redraw: &dyn Fn(Tensor<4>) -> (Tensor<4>, Tensor<4>)| -> f64 {
+        let idx: Vec<usize> = (fit..n).collect();
+        let mut total = 0.0;
+        for chunk in idx.chunks(batch) {
+            let (out, target) = redraw(batch_of(chunk, device));
+            total += mse(out, target).into_scalar::<f32>() as f64 * chunk.len() as f64;
+        }
+        total / held.max(1) as f64
+    };
+    let (net, held_out, losses) = match arch {
         "convnet" => {
-            let mut model = ConvNet::new(classes, &autodiff);
-            for _ in 0..epochs {
-                milan_shared::random::shuffle_modulo(&mut order, &mut rng);
-                let mut total = 0.0;
-                for chunk in order.chunks(batch) {
+            let (model, losses) = schedule.run(
+                ConvNet::new(classes, &autodiff),
+                |model: &ConvNet, chunk| {
                     let (_, logp) = model.forward(batch_of(chunk, &autodiff));
-                    let loss = -logp
+                    -logp
                         .gather(1, targets(chunk, &autodiff).unsqueeze_dim(1))
-                        .mean();
-                    total += loss.clone().into_scalar::<f32>() as f64 * chunk.len() as f64;
-                    let grads = GradientsParams::from_grads(loss.backward(), &model);
-                    model = optimizer.step(lr, model, grads);
-                    step();
-                }
-                losses.push(total / fit as f64);
-            }
+                        .mean()
+                },
+                step,
+            );
             let model = model.valid();
             let idx: Vec<usize> = (fit..n).collect();
             let mut right = 0usize;
@@ -288,37 +404,41 @@ pub fn train(
             (
                 SmallNet::ConvNet(Box::new(model)),
                 right as f64 / held.max(1) as f64,
+                losses,
             )
         }
         "autoencoder" => {
-            let mut model = AutoEncoder::new(&autodiff);
-            for _ in 0..epochs {
-                milan_shared::random::shuffle_modulo(&mut order, &mut rng);
-                let mut total = 0.0;
-                for chunk in order.chunks(batch) {
+            let (model, losses) = schedule.run(
+                AutoEncoder::new(&autodiff),
+                |model: &AutoEncoder, chunk| {
                     let (_, out, target) = model.forward(batch_of(chunk, &autodiff));
-                    let loss = (out - target).powi_scalar(2).mean();
-                    total += loss.clone().into_scalar::<f32>() as f64 * chunk.len() as f64;
-                    let grads = GradientsParams::from_grads(loss.backward(), &model);
-                    model = optimizer.step(lr, model, grads);
-                    step();
-                }
-                losses.push(total / fit as f64);
-            }
+                    mse(out, target)
+                },
+                step,
+            );
             let model = model.valid();
-            let idx: Vec<usize> = (fit..n).collect();
-            let mut total = 0.0;
-            for chunk in idx.chunks(batch) {
-                let (_, out, target) = model.forward(batch_of(chunk, device));
-                total += (out - target).powi_scalar(2).mean().into_scalar::<f32>() as f64
-                    * chunk.len() as f64;
-            }
-            (
-                SmallNet::AutoEncoder(Box::new(model)),
-                total / held.max(1) as f64,
-            )
+            let held_out = held_out_mse(&|x| {
+                let (_, out, target) = model.forward(x);
+                (out, target)
+            });
+            (SmallNet::AutoEncoder(Box::new(model)), held_out, losses)
         }
-        other => anyhow::bail!("unknown small network {other:?}: convnet or autoencoder"),
+        "decoder" => {
+            let (model, losses) = schedule.run(
+                Decoder::new(&autodiff),
+                |model: &Decoder, chunk| {
+                    let (out, target) = model.reconstruct(batch_of(chunk, &autodiff));
+                    mse(out, target)
+                },
+                step,
+            );
+            let model = model.valid();
+            let held_out = held_out_mse(&|x| model.reconstruct(x));
+            (SmallNet::Decoder(Box::new(model)), held_out, losses)
+        }
+        other => {
+            anyhow::bail!("unknown small network {other:?}: convnet, autoencoder or decoder")
+        }
     };
     if let Some(b) = &bar {
         b.finish();
@@ -335,11 +455,54 @@ pub fn train(
     ))
 }
 
+fn mse(out: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
+    (out - target).powi_scalar(2).mean()
+}
+
+/// How the small networks are trained: AdamW (learning rate 2e-3, weight decay 1e-4) over the
+/// first `fit` scenes, reshuffled each epoch, in batches.
+struct Schedule {
+    epochs: usize,
+    fit: usize,
+    batch: usize,
+    seed: u64,
+}
+
+impl Schedule {
+    /// Trains `model` on `loss` (a batch's mean loss, from the scene indices of the batch);
+    /// returns it and each epoch's mean loss.
+    fn run<M: Module>(
+        &self,
+        mut model: M,
+        loss: impl Fn(&M, &[usize]) -> Tensor<1>,
+        step: impl Fn(),
+    ) -> (M, Vec<f64>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut order: Vec<usize> = (0..self.fit).collect();
+        let mut optimizer = AdamWConfig::new().with_weight_decay(1e-4).init();
+        let mut losses = Vec::with_capacity(self.epochs);
+        for _ in 0..self.epochs {
+            milan_shared::random::shuffle_modulo(&mut order, &mut rng);
+            let mut total = 0.0;
+            for chunk in order.chunks(self.batch) {
+                let l = loss(&model, chunk);
+                total += l.clone().into_scalar::<f32>() as f64 * chunk.len() as f64;
+                let grads = GradientsParams::from_grads(l.backward(), &model);
+                model = optimizer.step(2e-3, model, grads);
+                step();
+            }
+            losses.push(total / self.fit as f64);
+        }
+        (model, losses)
+    }
+}
+
 /// Saves a trained network's weights (burn's record format, written atomically).
 pub fn save(net: &SmallNet, path: &Path) -> Result<()> {
     match net {
         SmallNet::ConvNet(m) => milan_model::train::save_module((**m).clone(), path),
         SmallNet::AutoEncoder(m) => milan_model::train::save_module((**m).clone(), path),
+        SmallNet::Decoder(m) => milan_model::train::save_module((**m).clone(), path),
     }
 }
 
@@ -352,6 +515,10 @@ pub fn load(arch: &str, classes: usize, path: &Path, device: &Device) -> Result<
         )?)),
         "autoencoder" => SmallNet::AutoEncoder(Box::new(milan_model::train::load_module(
             AutoEncoder::new(device),
+            path,
+        )?)),
+        "decoder" => SmallNet::Decoder(Box::new(milan_model::train::load_module(
+            Decoder::new(device),
             path,
         )?)),
         other => anyhow::bail!("unknown small network {other:?}"),
