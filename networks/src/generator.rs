@@ -158,7 +158,7 @@ impl OnnxGenerator {
     pub fn layers(&self) -> Vec<String> {
         self.nodes
             .iter()
-            .filter(|n| n.kind.is_ok() && n.name != self.output)
+            .filter(|n| n.kind.as_ref().is_ok_and(LayerKind::is_units) && n.name != self.output)
             .map(|n| n.name.clone())
             .collect()
     }
@@ -179,9 +179,11 @@ impl OnnxGenerator {
                     self.layers().join(", ")
                 )
             })?;
-        node.kind
-            .clone()
-            .map_err(|why| anyhow::anyhow!("layer {layer:?} cannot be described: {why}"))
+        match node.kind.clone() {
+            Ok(kind) if kind.is_units() => Ok(kind),
+            Ok(kind) => bail!("layer {layer:?} cannot be described: {}", kind.describe()),
+            Err(why) => bail!("layer {layer:?} cannot be described: {why}"),
+        }
     }
 
     /// Refuses layers the generator cannot give, naming them.
@@ -271,14 +273,8 @@ impl OnnxGenerator {
                 .to_plain_array_view::<f32>()
                 .map_err(|e| anyhow::anyhow!("{e:#}"))?;
             let (height, width) = kind.map();
-            ensure!(
-                view.len() == n * kind.units() * height * width,
-                "an output of shape {} where {} was expected",
-                shape_text(view.shape()),
-                kind.describe()
-            );
             acts.push(Activation {
-                values: view.iter().copied().collect(),
+                values: crate::onnx::unit_values(view, kind, n)?,
                 units: kind.units(),
                 height,
                 width,
@@ -355,5 +351,5 @@ fn typed_nodes(model: &InferenceModel, inputs: &[GeneratorInput]) -> Result<Vec<
             .with_input_fact(i, input_fact(input, 1))
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     }
-    describe_nodes(analysed, None)
+    describe_nodes(analysed, None, None)
 }

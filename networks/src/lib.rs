@@ -15,9 +15,11 @@
 //! It knows nothing of MILAN, its data or its commands.
 
 pub mod efficientnet;
+pub mod external_data;
 pub mod formats;
 pub mod generator;
 pub mod imagenet;
+pub mod layout;
 pub mod network;
 pub mod onnx;
 pub mod resnet;

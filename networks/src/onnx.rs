@@ -20,6 +20,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::internal::DimLike;
 
+use crate::layout::{AxesByNode, Layout, classify_rank4};
 use crate::{Activation, Network};
 
 /// How images become the network's input.
@@ -33,6 +34,9 @@ pub struct InputSpec {
     pub std: [f32; 3],
     /// Tokens before the patch grid (class, registers); detected when `None`.
     pub prefix_tokens: Option<usize>,
+    /// The layout of rank-4 outputs the graph does not settle ([`crate::layout`]); `None`: a
+    /// square map decides, else the output is refused asking for it.
+    pub layout: Option<Layout>,
 }
 
 impl Default for InputSpec {
@@ -42,6 +46,7 @@ impl Default for InputSpec {
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
             prefix_tokens: None,
+            layout: None,
         }
     }
 }
@@ -63,6 +68,15 @@ pub enum LayerKind {
     },
     /// (N, C): a unit per feature; its mask is the whole image.
     Features { channels: usize },
+    /// (N, H, W, C), channels last (Swin, ConvNeXt's MLPs, TensorFlow exports): a unit per
+    /// channel, its H x W map.
+    ChannelsLast {
+        channels: usize,
+        height: usize,
+        width: usize,
+    },
+    /// (N, heads, T, T): attention scores between tokens, not units; listed, never described.
+    Attention { heads: usize, tokens: usize },
 }
 
 impl LayerKind {
@@ -121,18 +135,56 @@ impl LayerKind {
     pub fn units(&self) -> usize {
         match *self {
             LayerKind::Conv { channels, .. }
+            | LayerKind::ChannelsLast { channels, .. }
             | LayerKind::Tokens { channels, .. }
             | LayerKind::Features { channels } => channels,
+            LayerKind::Attention { heads, .. } => heads,
         }
     }
 
     /// Height and width of a unit's map.
     pub fn map(&self) -> (usize, usize) {
         match *self {
-            LayerKind::Conv { height, width, .. } => (height, width),
+            LayerKind::Conv { height, width, .. }
+            | LayerKind::ChannelsLast { height, width, .. } => (height, width),
             LayerKind::Tokens { grid, .. } => (grid, grid),
             LayerKind::Features { .. } => (1, 1),
+            LayerKind::Attention { tokens, .. } => (tokens, tokens),
         }
+    }
+
+    /// Whether an output of `shape` (`count` samples) is laid out as this kind says.
+    pub fn fits(&self, shape: &[usize], count: usize) -> bool {
+        if shape.first() != Some(&count) {
+            return false;
+        }
+        match *self {
+            LayerKind::Conv {
+                channels,
+                height,
+                width,
+            } => {
+                shape[1..] == [channels, height, width] || shape[1..] == [channels, height * width]
+            }
+            LayerKind::ChannelsLast {
+                channels,
+                height,
+                width,
+            } => shape[1..] == [height, width, channels],
+            LayerKind::Tokens { .. } | LayerKind::Features { .. } => {
+                let prefix = match self {
+                    LayerKind::Tokens { prefix, .. } => Some(*prefix),
+                    _ => None,
+                };
+                LayerKind::of(shape, prefix).ok() == Some(*self)
+            }
+            LayerKind::Attention { heads, tokens } => shape[1..] == [heads, tokens, tokens],
+        }
+    }
+
+    /// Whether its units can be described (attention scores cannot).
+    pub fn is_units(&self) -> bool {
+        !matches!(self, LayerKind::Attention { .. })
     }
 
     pub fn describe(&self) -> String {
@@ -150,8 +202,76 @@ impl LayerKind {
             LayerKind::Features { channels } => {
                 format!("features: {channels} units, whole image")
             }
+            LayerKind::ChannelsLast {
+                channels,
+                height,
+                width,
+            } => format!("maps, channels last: {channels} units, {height}x{width}"),
+            LayerKind::Attention { heads, tokens } => format!(
+                "attention scores: {heads} heads over {tokens} tokens (not units; not described)"
+            ),
         }
     }
+}
+
+/// One output of a run, `count` samples of `kind`, laid out [count, units, h, w] as
+/// [`Activation`] holds it: channels-last maps transposed, tokens laid on their grid with the
+/// prefix tokens dropped.
+pub(crate) fn unit_values(
+    view: tract_ndarray::ArrayViewD<'_, f32>,
+    kind: &LayerKind,
+    count: usize,
+) -> Result<Vec<f32>> {
+    let shape = view.shape().to_vec();
+    ensure!(
+        kind.fits(&shape, count),
+        "an output of shape {} where {} was expected",
+        shape_text(&shape),
+        kind.describe()
+    );
+    let mut values = Vec::with_capacity(view.len());
+    match *kind {
+        LayerKind::Conv { .. } | LayerKind::Features { .. } => {
+            values.extend(view.iter().copied());
+        }
+        LayerKind::ChannelsLast {
+            channels,
+            height,
+            width,
+        } => {
+            let view = view
+                .into_dimensionality::<tract_ndarray::Ix4>()
+                .expect("rank checked");
+            for i in 0..count {
+                for c in 0..channels {
+                    for y in 0..height {
+                        for x in 0..width {
+                            values.push(view[[i, y, x, c]]);
+                        }
+                    }
+                }
+            }
+        }
+        LayerKind::Tokens {
+            channels,
+            prefix,
+            grid,
+        } => {
+            // (count, T, C) -> (count, C, grid, grid), prefix tokens dropped.
+            let view = view
+                .into_dimensionality::<tract_ndarray::Ix3>()
+                .expect("rank checked");
+            for i in 0..count {
+                for c in 0..channels {
+                    for t in 0..grid * grid {
+                        values.push(view[[i, prefix + t, c]]);
+                    }
+                }
+            }
+        }
+        LayerKind::Attention { .. } => bail!("attention scores are not units"),
+    }
+    Ok(values)
 }
 
 /// Prefix tokens tried when detecting a token grid (a class token and up to 16 registers).
@@ -225,7 +345,7 @@ impl OnnxNetwork {
             input.std.iter().all(|v| *v != 0.0),
             "--std must not contain 0"
         );
-        let nodes = node_infos(&model, size, input.prefix_tokens).with_context(|| {
+        let nodes = node_infos(&model, size, input).with_context(|| {
             format!(
                 "{}: inferring its shapes for a 1x3x{size}x{size} input",
                 path.display()
@@ -279,6 +399,12 @@ impl OnnxNetwork {
             .or_else(|| self.module_output(layer));
         match node {
             Some(n) => match &n.kind {
+                Ok(kind @ LayerKind::Attention { .. }) => bail!(
+                    "layer {layer:?} outputs {}, {}: describe the attention block's output or \
+                     its MLP instead",
+                    shape_text(&n.shape),
+                    kind.describe()
+                ),
                 Ok(_) => Ok(n),
                 Err(why) => bail!(
                     "layer {layer:?} outputs {} ({why}): it cannot be described",
@@ -532,40 +658,7 @@ impl OnnxNetwork {
                 .to_plain_array_view::<f32>()
                 .map_err(|e| anyhow::anyhow!("{e:#}"))
                 .context("reading an output as float32")?;
-            let shape = view.shape().to_vec();
-            let prefix = match kind {
-                LayerKind::Tokens { prefix, .. } => Some(*prefix),
-                _ => None,
-            };
-            ensure!(
-                shape.first() == Some(&count) && LayerKind::of(&shape, prefix).ok() == Some(*kind),
-                "an output of shape {} where {} was expected",
-                shape_text(&shape),
-                kind.describe()
-            );
-            let mut values = Vec::with_capacity(view.len());
-            match *kind {
-                LayerKind::Conv { .. } | LayerKind::Features { .. } => {
-                    values.extend(view.iter().copied());
-                }
-                LayerKind::Tokens {
-                    channels,
-                    prefix,
-                    grid,
-                } => {
-                    // (count, T, C) -> (count, C, grid, grid), prefix tokens dropped.
-                    let view = view
-                        .into_dimensionality::<tract_ndarray::Ix3>()
-                        .expect("rank checked");
-                    for i in 0..count {
-                        for c in 0..channels {
-                            for t in 0..grid * grid {
-                                values.push(view[[i, prefix + t, c]]);
-                            }
-                        }
-                    }
-                }
-            }
+            let values = unit_values(view, kind, count)?;
             out.push(values);
         }
         Ok(out)
@@ -689,8 +782,12 @@ impl OnnxNetwork {
             // Broadcast over the batch and, for maps, the positions: [C, 1, 1] against
             // (N, C, H, W); [C] against (N, T, C) and (N, C).
             let shape: &[usize] = match kind {
+                LayerKind::Conv { .. } if info.shape.len() == 3 => &[channels, 1],
                 LayerKind::Conv { .. } => &[channels, 1, 1],
-                LayerKind::Tokens { .. } | LayerKind::Features { .. } => &[channels],
+                LayerKind::Tokens { .. }
+                | LayerKind::Features { .. }
+                | LayerKind::ChannelsLast { .. } => &[channels],
+                LayerKind::Attention { .. } => bail!("{layer}: attention scores are not units"),
             };
             let mask = Tensor4::from_shape(shape, &mask).map_err(|e| anyhow::anyhow!("{e:#}"))?;
             let outlet = OutletId::new(model.node_by_name(&info.name)?.id, 0);
@@ -744,10 +841,26 @@ type Tensor4 = tract_onnx::prelude::Tensor;
 
 /// Parses an ONNX file, refusing a model with an operator tract does not run, named with its node.
 pub(crate) fn read_model(path: &Path) -> Result<InferenceModel> {
-    let model = tract_onnx::onnx()
-        .model_for_path(path)
+    let not_onnx = || format!("{} is not an ONNX model tract can read", path.display());
+    let onnx = tract_onnx::onnx();
+    let proto = onnx
+        .proto_model_for_path(path)
         .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .with_context(|| format!("{} is not an ONNX model tract can read", path.display()))?;
+        .with_context(not_onnx)?;
+    // Before tract reads a byte of external data.
+    crate::external_data::check(path, &proto)?;
+    let dir = path.parent().and_then(|d| d.to_str());
+    let parsed = onnx
+        .parse(&proto, dir)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .with_context(not_onnx)?;
+    ensure!(
+        parsed.unresolved_inputs.is_empty(),
+        "{}: inputs that nothing defines: {}",
+        path.display(),
+        parsed.unresolved_inputs.join(", ")
+    );
+    let model = parsed.model;
     let unknown: Vec<String> = model
         .nodes()
         .iter()
@@ -788,12 +901,12 @@ fn declared_size(model: &InferenceModel) -> Option<usize> {
 
 /// Every node with a float output, in forward order, with its shape for one image (from
 /// tract's shape inference over the ONNX graph, so every ONNX node keeps its name).
-fn node_infos(model: &InferenceModel, size: usize, prefix: Option<usize>) -> Result<Vec<NodeInfo>> {
+fn node_infos(model: &InferenceModel, size: usize, input: &InputSpec) -> Result<Vec<NodeInfo>> {
     let analysed = model
         .clone()
         .with_input_fact(0, f32::fact([1, 3, size, size]).into())
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    describe_nodes(analysed, prefix)
+    describe_nodes(analysed, input.prefix_tokens, input.layout)
 }
 
 /// Every node with a float output of `analysed` (its inputs' facts set for one sample), in
@@ -801,20 +914,36 @@ fn node_infos(model: &InferenceModel, size: usize, prefix: Option<usize>) -> Res
 pub(crate) fn describe_nodes(
     mut analysed: InferenceModel,
     prefix: Option<usize>,
+    layout: Option<Layout>,
 ) -> Result<Vec<NodeInfo>> {
     analysed
         .analyse(false)
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let inputs = analysed.input_outlets()?.to_vec();
-    let mut out = Vec::new();
+    let mut axes = AxesByNode::default();
+    // (node, its axes) of every float output, before rank-4 outputs are classified: attention
+    // scores are told by the model's token counts.
+    let mut found = Vec::new();
     for id in analysed.eval_order()? {
         let node = analysed.node(id);
-        if inputs.iter().any(|o| o.node == id) {
-            continue;
-        }
         let Some(fact) = node.outputs.first().map(|o| &o.fact) else {
             continue;
         };
+        let shape: Option<Vec<usize>> = fact.shape.concretize().and_then(|dims| {
+            dims.iter()
+                .map(|d| d.to_usize().ok())
+                .collect::<Option<Vec<_>>>()
+        });
+        let is_input = inputs.iter().any(|o| o.node == id);
+        let op = node.op.name().to_string();
+        let perm = transpose_axes(node.op.as_op());
+        let from: Vec<usize> = node.inputs.iter().map(|o| o.node).collect();
+        let node_axes = shape
+            .as_ref()
+            .map(|shape| axes.record(id, &op, perm.as_deref(), &from, shape, is_input));
+        if is_input {
+            continue;
+        }
         // Constants (weights, shapes) are not activations.
         if fact.value.concretize().is_some() {
             continue;
@@ -822,26 +951,60 @@ pub(crate) fn describe_nodes(
         if fact.datum_type.concretize() != Some(f32::datum_type()) {
             continue;
         }
-        let Some(shape) = fact.shape.concretize().and_then(|dims| {
-            dims.iter()
-                .map(|d| d.to_usize().ok())
-                .collect::<Option<Vec<_>>>()
-        }) else {
+        let Some(shape) = shape else {
             continue;
         };
-        let kind = if shape.first() == Some(&1) {
-            LayerKind::of(&shape, prefix)
-        } else {
+        let flattened = axes.flattened_map(&op, &from, &shape);
+        found.push((
+            NodeInfo {
+                name: node.name.clone(),
+                op,
+                shape,
+                kind: Err(String::new()),
+            },
+            node_axes.flatten(),
+            flattened,
+        ));
+    }
+    let mut out = Vec::with_capacity(found.len());
+    let mut token_counts = std::collections::HashSet::new();
+    for (info, _, _) in &found {
+        if let (Ok(LayerKind::Tokens { .. }), [1, t, _]) =
+            (LayerKind::of(&info.shape, prefix), info.shape.as_slice())
+        {
+            token_counts.insert(*t);
+        }
+    }
+    for (mut info, node_axes, flattened) in found {
+        info.kind = if info.shape.first() != Some(&1) {
             Err("its first axis is not the batch".to_owned())
+        } else if let Some((channels, height, width)) = flattened {
+            // (N, C, H*W): a channels-first map with its grid flattened, not tokens.
+            Ok(LayerKind::Conv {
+                channels,
+                height,
+                width,
+            })
+        } else if info.shape.len() == 4 {
+            classify_rank4(&info.shape, &info.op, &node_axes, &token_counts, layout)
+        } else {
+            LayerKind::of(&info.shape, prefix)
         };
-        out.push(NodeInfo {
-            name: node.name.clone(),
-            op: node.op.name().to_string(),
-            shape,
-            kind,
-        });
+        out.push(info);
     }
     Ok(out)
+}
+
+/// A Transpose's permutation (`None` for any other operator, or when it has none, i.e. reversed).
+fn transpose_axes(op: &dyn Op) -> Option<Vec<usize>> {
+    use tract_onnx::tract_hir::ops::expandable::Expansion;
+    let expansion = op.downcast_ref::<Box<dyn Expansion>>()?;
+    expansion
+        .as_any()
+        .downcast_ref::<tract_onnx::tract_hir::ops::array::PermuteAxes>()?
+        .axes
+        .as_ref()
+        .map(|a| a.to_vec())
 }
 
 /// The module path of a node torch.onnx.export named: `/layer4/layer4.1/conv1/Conv` ->
@@ -880,7 +1043,7 @@ impl Network for OnnxNetwork {
     fn layers(&self) -> Vec<String> {
         self.nodes
             .iter()
-            .filter(|n| n.kind.is_ok())
+            .filter(|n| n.kind.as_ref().is_ok_and(LayerKind::is_units))
             .map(|n| n.name.clone())
             .collect()
     }

@@ -168,6 +168,29 @@ class TinyCNN(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
 
 
+class TinyCNNChannelsLast(nn.Module):
+    """TinyCNN's own weights with its first layer's output carried channels last, (N, H, W, C), as
+    Swin's and ConvNeXt's blocks and TensorFlow exports carry theirs: `act` is settled by the
+    graph (after a transpose), `regrid` (a reshape and back) only by its square map."""
+
+    def __init__(self, cnn):
+        super().__init__()
+        self.cnn = cnn
+        self.act = nn.ReLU()
+        self.regrid = Regrid()
+
+    def forward(self, x):
+        h = self.regrid(self.act(self.cnn.conv1(x).permute(0, 2, 3, 1)))
+        h = F.relu(self.cnn.conv2(h.permute(0, 3, 1, 2)))
+        return self.cnn.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+
+
+class Regrid(nn.Module):
+    def forward(self, h):
+        n, height, width, c = h.shape
+        return h.reshape(n, height * width, c).reshape(n, height, width, c)
+
+
 class TinyGenerator(nn.Module):
     """A class-conditional generator as BigGAN is built (z and a class embedding, transposed
     convolutions, batch norms, tanh), small enough to run 200 latents in a test."""
@@ -270,7 +293,9 @@ def main():
         np.save(os.path.join(out, f"vit-tiny.{name}.npy"), recorded[name].astype(np.float32))
     export(vit, os.path.join(out, "vit-tiny.onnx"), 224)
 
-    export(TinyCNN().eval(), os.path.join(out, "tiny-cnn.onnx"), 224)
+    cnn = TinyCNN().eval()
+    export(cnn, os.path.join(out, "tiny-cnn.onnx"), 224)
+    export(TinyCNNChannelsLast(cnn).eval(), os.path.join(out, "tiny-cnn-nhwc.onnx"), 224)
     export_generator(out)
 
     # A model with an operator tract lacks (Det), for the error that names it and its node.

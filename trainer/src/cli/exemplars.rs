@@ -87,6 +87,12 @@ pub struct OnnxArgs {
     /// Threads for each matrix product of an ONNX model (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Layout of rank-4 outputs whose axes the graph does not settle: nchw (channels first),
+    /// nhwc (channels last) or tokens (refuse them). By default the graph decides where it
+    /// says (convolutions, transposes), else a square map's shape; an output neither settles is
+    /// refused, asking for this.
+    #[arg(long, value_parser = ["nchw", "nhwc", "tokens"])]
+    pub layout: Option<String>,
 }
 
 impl OnnxArgs {
@@ -94,6 +100,12 @@ impl OnnxArgs {
         let mut spec = InputSpec {
             size: self.input_size,
             prefix_tokens: self.prefix_tokens,
+            layout: self
+                .layout
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e: String| anyhow::anyhow!("--layout: {e}"))?,
             ..InputSpec::default()
         };
         for (given, into, what) in [

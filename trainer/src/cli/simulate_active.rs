@@ -244,6 +244,8 @@ fn settings(args: &SimulateArgs, config: &MilanConfig) -> Result<Value> {
         "config": config,
         "encoder": args.features.source().encoder,
         "backend": args.features.backend,
+        // The scorer is part of the outcome: another --num-layers is another learning curve.
+        "bertscore": format!("{:?}", args.training.scorer.choice()?),
     }))
 }
 
@@ -633,6 +635,7 @@ mod tests {
             results,
             posted: 0,
             seconds: 0.0,
+            bertscore: String::new(),
         }
     }
 

@@ -121,6 +121,10 @@ pub struct RoundRecord {
     #[serde(default)]
     pub posted: usize,
     pub seconds: f64,
+    /// The BERTScore setting the round was scored with ([`Scorer::setting`]; empty in histories
+    /// written before it was recorded).
+    #[serde(default)]
+    pub bertscore: String,
 }
 
 /// Reads `RUNDIR/history.json` (empty when absent).
@@ -235,6 +239,20 @@ pub fn follow(options: FollowOptions, device: &Device) -> Result<Vec<RoundRecord
     let state_path = options.out.join("follow.json");
     let state = FollowState::load_or_new(&state_path, &options.annotator, &options.project)?;
     let scorer = Scorer::load(&options.bertscore, device)?;
+    // One learning curve, one scorer: rounds scored another way do not go on the same curve.
+    if let Some(other) = read_history(&options.out)?
+        .iter()
+        .find(|r| !r.bertscore.is_empty() && r.bertscore != scorer.setting)
+    {
+        bail!(
+            "{}: round {} was scored with BERTScore {}; this run scores with {}: give the same \
+             --bertscore, --bertscore-model and --num-layers as before, or another --out",
+            options.out.join("history.json").display(),
+            other.round,
+            other.bertscore,
+            scorer.setting
+        );
+    }
     let mut annotator = Project::new(&options.annotator, &options.project, &options.token);
     annotator.retry.give_up_after = options.give_up_after;
     let mut f = Follower {
@@ -587,6 +605,7 @@ impl Follower {
             test_neurons: test_pos.len(),
             results,
             seconds: started.elapsed().as_secs_f64(),
+            bertscore: self.scorer.setting.clone(),
         };
         atomic::write(
             &dir.join("metrics.json"),

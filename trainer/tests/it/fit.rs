@@ -644,6 +644,33 @@ fn test_units_are_kept_runs_rescore_and_the_report_has_the_papers_shape() {
     let summary = json(&within.join("summary.json"));
     assert_eq!(summary["protocol"], "all-references");
     assert_eq!(summary["bertscore_is_papers"], false);
+    // --num-layers reaches the scorer (issue 40): the same test units, the annotators' figure
+    // (which no training touches) scored with two of MiniLM's six layers, is another figure, and
+    // the setting says so. follow.rs checks `follow` and `simulate-active` the same way.
+    let two = tmp.path().join("within-2-layers");
+    run(&mut fit(
+        "within-network",
+        &two,
+        &[&lite0[..], &["--trials", "1", "--num-layers", "2"]].concat(),
+    ));
+    let annotators = |s: &serde_json::Value| {
+        s["experiments"][0]["results"]["annotators"]["bertscore_f"]["mean"]
+            .as_f64()
+            .expect("annotators' BERTScore")
+    };
+    let layered = json(&two.join("summary.json"));
+    assert!(
+        layered["bertscore"].as_str().unwrap().contains("layer 2,")
+            && summary["bertscore"].as_str().unwrap().contains("layer 6,"),
+        "{} / {}",
+        layered["bertscore"],
+        summary["bertscore"]
+    );
+    assert_eq!(
+        units(&two.join("alexnet_imagenet/test-units.csv")),
+        units(&within.join("alexnet_imagenet/test-units.csv"))
+    );
+    assert_ne!(annotators(&layered), annotators(&summary));
     let results = &summary["experiments"][0]["results"];
     assert_eq!(results["milan-pmi"]["protocol"], "all-references");
     assert_eq!(results["annotators"]["protocol"], "leave-one-annotator-out");

@@ -395,6 +395,40 @@ fn follows_rounds_through_rejections_outages_and_a_kill() {
         seen.values().filter(|e| e["status"] == "approved").count(),
         60
     );
+
+    // --num-layers reaches the scorer (issue 40). The run's curve was scored with all six of
+    // MiniLM's layers: going on with two is refused, nothing written.
+    assert!(
+        history[1]["bertscore"]
+            .as_str()
+            .unwrap()
+            .contains("layer 6,")
+    );
+    let mixed = follower(&base, &requester, &out, &config, &cache)
+        .args(["--num-layers", "2"])
+        .output()
+        .expect("trainer runs");
+    let said = String::from_utf8_lossy(&mixed.stderr);
+    assert!(
+        !mixed.status.success() && said.contains("was scored with BERTScore"),
+        "{said}"
+    );
+    assert_eq!(read_json(&out.join("history.json")), history);
+    // A new run with two layers scores the same 20 neurons' held-out figures with them.
+    let two = tmp.path().join("two-layers");
+    run(follower(&base, &requester, &two, &config, &cache).args(["--num-layers", "2"]));
+    let layered = read_json(&two.join("history.json"));
+    let last = &layered[layered.as_array().expect("rounds").len() - 1];
+    assert_eq!(last["annotated_neurons"], 20);
+    assert_eq!(last["test_neurons"], history[1]["test_neurons"]);
+    assert!(
+        last["bertscore"].as_str().unwrap().contains("layer 2,"),
+        "{last}"
+    );
+    assert_ne!(
+        last["results"]["annotators"]["bertscore_f"],
+        history[1]["results"]["annotators"]["bertscore_f"]
+    );
 }
 
 /// `trainer simulate-active` end to end, tiny: both conditions run, are scored on the same
@@ -453,6 +487,51 @@ fn the_active_ordering_simulation_runs_both_conditions() {
         "each seed its own corpus"
     );
     let results = seed(0);
+    // --num-layers reaches the scorer (issue 40): the seed is simulated again, not reused, and
+    // its held-out figures are scored with two of MiniLM's six layers.
+    let all_layers = results["random"][0]["results"]["annotators"]["bertscore_f"].clone();
+    assert!(
+        results["random"][0]["bertscore"]
+            .as_str()
+            .unwrap()
+            .contains("layer 6,"),
+        "{}",
+        results["random"][0]
+    );
+    let layered = run(trainer()
+        .args(["simulate-active", "--keys", "alexnet/imagenet"])
+        .args(["--units-per-layer", "8", "--batch", "4", "--rounds", "2"])
+        .args(["--seed", "0", "--num-layers", "2"])
+        .arg("--out")
+        .arg(out.join("seed-0"))
+        .arg("--annotator-bin")
+        .arg(&annotator_bin)
+        .arg("--config")
+        .arg(&config)
+        .arg("--cache")
+        .arg(tmp.path().join("cache")));
+    let log = String::from_utf8_lossy(&layered.stderr);
+    assert!(
+        !log.contains("reusing"),
+        "another scorer, another outcome: {log}"
+    );
+    let two = read_json(&out.join("seed-0/simulation.json"));
+    assert!(
+        two["random"][0]["bertscore"]
+            .as_str()
+            .unwrap()
+            .contains("layer 2,"),
+        "{}",
+        two["random"][0]
+    );
+    assert_eq!(
+        two["random"][0]["test_neurons"],
+        results["random"][0]["test_neurons"]
+    );
+    assert_ne!(
+        two["random"][0]["results"]["annotators"]["bertscore_f"],
+        all_layers
+    );
     for condition in ["random", "active"] {
         let rounds = results[condition].as_array().expect("rounds");
         assert_eq!(rounds.len(), 2, "{condition}");

@@ -520,3 +520,130 @@ fn units_switched_off_in_an_onnx_model_match_the_native_network() {
     let err = classifier.units(&[("_blocks.55".into(), 0)]).unwrap_err();
     assert!(err.to_string().contains("no node \"_blocks.55\""), "{err}");
 }
+
+/// A channels-last model (issue 40): TinyCNN's weights with its first layer carried as
+/// (N, H, W, C). Its channels-last nodes, one settled by a transpose in the graph and one only by
+/// its square shape, give the same units, maps and exemplars as the channels-first export; the
+/// listing says which is which, and the attention scores of the vision transformer are named as
+/// such and refused.
+#[test]
+fn channels_last_outputs_give_the_channels_first_exports_exemplars() {
+    let device = Device::flex();
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = photos(tmp.path());
+    let load =
+        |name: &str| OnnxNetwork::load(&exports().join(name), &InputSpec::default(), 1).unwrap();
+    let first = load("tiny-cnn.onnx");
+    let last = load("tiny-cnn-nhwc.onnx");
+    let kind = |net: &OnnxNetwork, layer: &str| net.resolve(layer).unwrap().kind.clone().unwrap();
+    let maps = LayerKind::ChannelsLast {
+        channels: 6,
+        height: 56,
+        width: 56,
+    };
+    assert_eq!(kind(&last, "act"), maps, "settled by the transpose");
+    assert_eq!(kind(&last, "regrid"), maps, "settled by the square map");
+    assert_eq!(
+        kind(&first, "/Relu"),
+        LayerKind::Conv {
+            channels: 6,
+            height: 56,
+            width: 56
+        }
+    );
+    let (input, n) = batch(&first, &photos);
+    let reference = first
+        .run(input.clone(), n, &["/Relu".to_owned()], &device)
+        .unwrap();
+    for layer in ["act", "regrid"] {
+        let a = last
+            .run(input.clone(), n, &[layer.to_owned()], &device)
+            .unwrap();
+        assert_eq!(
+            (a[0].units, a[0].height, a[0].width),
+            (6, 56, 56),
+            "{layer}"
+        );
+        let diff = max_abs_diff(&a[0].values, &reference[0].values);
+        assert!(diff <= 1e-5, "{layer}: {diff}");
+    }
+
+    let config = |layers: &[&str]| ExemplarConfig {
+        layers: layers.iter().map(|l| (*l).to_owned()).collect(),
+        k: 5,
+        batch: 4,
+        uniform_size: true,
+        ..ExemplarConfig::default()
+    };
+    let out = tmp.path().join("out");
+    exemplars::compute(
+        &first,
+        &"first/photos".parse().unwrap(),
+        &photos,
+        &out,
+        &config(&["/Relu"]),
+        &device,
+    )
+    .unwrap();
+    exemplars::compute(
+        &last,
+        &"last/photos".parse().unwrap(),
+        &photos,
+        &out,
+        &config(&["act", "regrid"]),
+        &device,
+    )
+    .unwrap();
+    let a = Dataset::open(&out.join("first/photos")).unwrap();
+    let b = Dataset::open(&out.join("last/photos")).unwrap();
+    let reference = &a.layers()[0];
+    for (i, layer) in ["act", "regrid"].iter().enumerate() {
+        let l = &b.layers()[i];
+        assert_eq!(l.units(), 6);
+        for u in 0..6 {
+            let (x, y) = (reference.exemplars(u), l.exemplars(u));
+            assert_eq!(x.ids, y.ids, "{layer} unit {u}");
+            assert_eq!(x.masks, y.masks, "{layer} unit {u}");
+        }
+    }
+
+    // An output the graph does not settle and whose shape could be either is refused by name
+    // unless --layout says; the same file read with --layout nchw reads `regrid` so.
+    let forced = OnnxNetwork::load(
+        &exports().join("tiny-cnn-nhwc.onnx"),
+        &InputSpec {
+            layout: Some(milan_networks::layout::Layout::Nchw),
+            ..InputSpec::default()
+        },
+        1,
+    )
+    .unwrap();
+    assert_eq!(
+        kind(&forced, "regrid"),
+        LayerKind::Conv {
+            channels: 56,
+            height: 56,
+            width: 6
+        },
+        "--layout decides where the graph does not"
+    );
+    assert_eq!(
+        kind(&forced, "act"),
+        maps,
+        "the graph still decides where it says"
+    );
+
+    let vit = load("vit-tiny.onnx");
+    let err = vit
+        .resolve("/blocks.0/attn/Softmax")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("attention scores: 4 heads over 197 tokens"),
+        "{err}"
+    );
+    assert!(
+        !vit.layers().iter().any(|l| l.contains("Softmax")),
+        "attention scores are not offered as layers"
+    );
+}

@@ -899,6 +899,72 @@ fn describe_runs_the_checkpoints_encoder_on_exemplar_images() {
     // The 24-wide decoder cannot read a ResNet-18 pyramid; said before any image is read.
     let err = fails(&mut describe("milan-tiny.pth"));
     assert!(err.contains("24-wide"), "{err}");
+
+    // The one-command path (issue 40): an ONNX network, its layers and a folder of photos to
+    // the authors' descriptions, the same as the two steps it stands for (`trainer exemplars`,
+    // then `describe --data`), every unit of both layers described.
+    let model = common::onnx_exports().join("tiny-cnn.onnx");
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/efficientnet-lite0");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|x| x == "png") {
+            // Each photo and its mirror image: 15 exemplars need at least 15 images.
+            let img = image::open(&p).unwrap().to_rgb8();
+            img.save(photos.join(format!("{n:02}.png"))).unwrap();
+            image::imageops::flip_horizontal(&img)
+                .save(photos.join(format!("{n:02}-mirrored.png")))
+                .unwrap();
+            n += 1;
+        }
+    }
+    assert!(2 * n >= 15, "{n} fixture photos");
+    let layers = "/Relu,/Relu_1";
+    // The authors' checkpoint on the registered ResNet-18, into `name`.csv.
+    let described = |name: &str, source: &[&std::ffi::OsStr]| {
+        let out = tmp.path().join(format!("{name}.csv"));
+        succeeds(
+            trainer()
+                .env("MILAN_ASSETS", &assets)
+                .arg("describe")
+                .arg("--pretrained")
+                .arg(fixture("milan-resnet18.pth"))
+                .args(source)
+                .arg("--cache")
+                .arg(tmp.path().join(format!("cache-{name}")))
+                .args(["--beam", "5", "--out"])
+                .arg(&out),
+        );
+        out
+    };
+    let one = described(
+        "one",
+        &[
+            "--model".as_ref(),
+            model.as_os_str(),
+            "--layers".as_ref(),
+            layers.as_ref(),
+            "--images".as_ref(),
+            photos.as_os_str(),
+        ],
+    );
+    let exemplars = tmp.path().join("exemplars");
+    succeeds(
+        trainer()
+            .args(["exemplars", "--model"])
+            .arg(&model)
+            .args(["--layers", layers, "--key", "tiny/photos", "--images"])
+            .arg(&photos)
+            .arg("--out")
+            .arg(&exemplars),
+    );
+    let folder = exemplars.join("tiny/photos");
+    let two = described("two", &["--data".as_ref(), folder.as_os_str()]);
+    let rows = csv_descriptions(&one);
+    assert_eq!(rows.len(), 6 + 4, "every unit of both layers: {rows:?}");
+    assert_eq!(rows, csv_descriptions(&two));
 }
 
 #[test]
