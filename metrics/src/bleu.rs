@@ -7,9 +7,9 @@
 //! Sentence BLEU uses the effective order, as `sacrebleu.sentence_bleu` does.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::hash::BuildHasherDefault;
 
-use regex::Regex;
+use rustc_hash::FxHasher;
 use serde::Serialize;
 
 pub const MAX_ORDER: usize = 4;
@@ -98,56 +98,167 @@ pub fn signature(config: &BleuConfig, nrefs: usize) -> String {
     )
 }
 
-static PUNCT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"([\{-\~\[-` -&\(-\+:-@/])").expect("valid regex"));
-static PERIOD_COMMA_AFTER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"([^0-9])([\.,])").expect("valid regex"));
-static PERIOD_COMMA_BEFORE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"([\.,])([^0-9])").expect("valid regex"));
-static DASH_AFTER_DIGIT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"([0-9])(-)").expect("valid regex"));
+/// Characters mteval-v13a pads with spaces: `{|}~`, `[\]^_` and the backtick, space to `&`,
+/// `(` to `+`, `:` to `@`, and `/` (its first rule, `([\{-\~\[-\` -\&\(-\+\:-\@\/])`).
+fn is_padded(c: u8) -> bool {
+    matches!(c, b'{'..=b'~' | b'['..=b'`' | b' '..=b'&' | b'('..=b'+' | b':'..=b'@' | b'/')
+}
 
-/// The 13a tokenizer (mteval-v13a.pl's rules, as sacrebleu's `TokenizerV13a`).
+/// The 13a tokenizer (mteval-v13a.pl's rules, as sacrebleu's `TokenizerV13a`), as one string.
 pub fn tokenize_13a(line: &str) -> String {
-    let mut line = line
+    let mut scratch = Tokenizer13a::default();
+    scratch.tokenize(line).join(" ")
+}
+
+/// The 13a tokenizer with its buffers, reused from line to line. Each rule of mteval-v13a (a
+/// regex substitution in sacrebleu) is one pass over the bytes, matching as the regex does:
+/// leftmost first, never overlapping. Bytes, not characters, give the same text: every rule
+/// names ASCII characters only, the bytes of a multi-byte character are never one of them and are
+/// never split by an inserted space. Written out rather than run as four regexes because scoring
+/// tokenizes every reference of every unit; `tests::the_passes_are_the_regexes` checks it
+/// against sacrebleu's regexes on generated text, non-ASCII included.
+#[derive(Debug, Default)]
+pub struct Tokenizer13a {
+    a: Vec<u8>,
+    b: Vec<u8>,
+}
+
+impl Tokenizer13a {
+    /// The tokens of `line`, valid until the next call.
+    pub fn tokenize(&mut self, line: &str) -> Vec<&str> {
+        self.pass(line).split_whitespace().collect()
+    }
+
+    /// Appends the tokens of `line` to `out`, each after one space.
+    pub fn tokenize_into(&mut self, line: &str, out: &mut String) {
+        for word in self.pass(line).split_whitespace() {
+            out.push(' ');
+            out.push_str(word);
+        }
+    }
+
+    /// The four rules; the text they leave.
+    fn pass(&mut self, line: &str) -> &str {
+        let line = unescape(line);
+        let (a, b) = (&mut self.a, &mut self.b);
+        // ' ' + line + ' ', punctuation padded: ([{-~[-` -&(-+:-@/]) -> " $1 ".
+        a.clear();
+        a.push(b' ');
+        for &c in line.as_bytes() {
+            if is_padded(c) {
+                a.extend([b' ', c, b' ']);
+            } else {
+                a.push(c);
+            }
+        }
+        a.push(b' ');
+        let digit = |c: u8| c.is_ascii_digit();
+        let period_comma = |c: u8| c == b'.' || c == b',';
+        // The next three rules change nothing in a text without their characters (most
+        // descriptions), so they are skipped there; each leaves its result in `a`.
+        if a.iter().any(|&c| period_comma(c)) {
+            // ([^0-9])([\.,]) -> "$1 $2 "
+            substitute(
+                a,
+                b,
+                |x, y| !digit(x) && period_comma(y),
+                |x, y| [x, b' ', y, b' '],
+            );
+            // ([\.,])([^0-9]) -> " $1 $2"
+            substitute(
+                b,
+                a,
+                |x, y| period_comma(x) && !digit(y),
+                |x, y| [b' ', x, b' ', y],
+            );
+        }
+        if a.contains(&b'-') {
+            // ([0-9])(-) -> "$1 $2 "
+            substitute(
+                a,
+                b,
+                |x, y| digit(x) && y == b'-',
+                |x, y| [x, b' ', y, b' '],
+            );
+            std::mem::swap(a, b);
+        }
+        std::str::from_utf8(a).expect("spaces are only inserted between characters")
+    }
+}
+
+/// mteval-v13a's first steps: `<skipped>` and line breaks out, four XML entities decoded.
+fn unescape(line: &str) -> std::borrow::Cow<'_, str> {
+    // One scan for the three rare cases before any of their substitutions.
+    if !line.bytes().any(|b| matches!(b, b'<' | b'\n' | b'&')) {
+        return line.into();
+    }
+    let mut l = line
         .replace("<skipped>", "")
         .replace("-\n", "")
         .replace('\n', " ");
-    if line.contains('&') {
-        line = line
+    if l.contains('&') {
+        l = l
             .replace("&quot;", "\"")
             .replace("&amp;", "&")
             .replace("&lt;", "<")
             .replace("&gt;", ">");
     }
-    let line = format!(" {line} ");
-    let line = PUNCT.replace_all(&line, " $1 ");
-    let line = PERIOD_COMMA_AFTER.replace_all(&line, "$1 $2 ");
-    let line = PERIOD_COMMA_BEFORE.replace_all(&line, " $1 $2");
-    let line = DASH_AFTER_DIGIT.replace_all(&line, "$1 $2 ");
-    line.split_whitespace().collect::<Vec<_>>().join(" ")
+    l.into()
 }
 
-fn tokens(text: &str, config: &BleuConfig) -> Vec<String> {
-    let text = if config.tokenize_13a {
-        tokenize_13a(text)
-    } else {
-        text.to_owned()
-    };
-    text.split_whitespace().map(str::to_owned).collect()
-}
-
-fn ngrams(words: &[String]) -> HashMap<&[String], u64> {
-    let mut counts = HashMap::new();
-    for n in 1..=MAX_ORDER {
-        for gram in words.windows(n) {
-            *counts.entry(gram).or_insert(0) += 1;
+/// One regex substitution of a two-character pattern: `from` into `to`, each non-overlapping
+/// match (leftmost first) of `matches` replaced by `by`.
+fn substitute(
+    from: &[u8],
+    to: &mut Vec<u8>,
+    matches: impl Fn(u8, u8) -> bool,
+    by: impl Fn(u8, u8) -> [u8; 4],
+) {
+    to.clear();
+    let mut i = 0;
+    while i < from.len() {
+        if i + 1 < from.len() && matches(from[i], from[i + 1]) {
+            to.extend(by(from[i], from[i + 1]));
+            i += 2;
+        } else {
+            to.push(from[i]);
+            i += 1;
         }
     }
-    counts
 }
 
-/// Sufficient statistics of one hypothesis against its references.
+/// An n-gram of a sentence, its words as ids (id + 1, so an unused place is 0) packed 32 bits
+/// each: n-grams of different orders never share a key.
+type Gram = u128;
+
+fn order(gram: Gram) -> usize {
+    (0..MAX_ORDER)
+        .filter(|j| (gram >> (32 * j)) as u32 != 0)
+        .count()
+}
+
+/// The sorted (n-gram, count) pairs of a sentence's word ids, orders 1 to 4, into `out`.
+fn count_grams(ids: &[u32], keys: &mut Vec<Gram>, out: &mut Vec<(Gram, u64)>) {
+    keys.clear();
+    for start in 0..ids.len() {
+        let mut key: Gram = 0;
+        for (j, &id) in ids[start..].iter().take(MAX_ORDER).enumerate() {
+            key |= Gram::from(id + 1) << (32 * j);
+            keys.push(key);
+        }
+    }
+    keys.sort_unstable();
+    out.clear();
+    for &k in keys.iter() {
+        match out.last_mut() {
+            Some((last, n)) if *last == k => *n += 1,
+            _ => out.push((k, 1)),
+        }
+    }
+}
+
+/// Sufficient statistics of one hypothesis against its references (empty references are skipped, as
+/// sacrebleu skips missing ones).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SentenceStats {
     pub correct: [u64; MAX_ORDER],
@@ -167,36 +278,105 @@ impl std::ops::AddAssign for SentenceStats {
     }
 }
 
+/// What scoring one sentence after another reuses: the tokenizer's buffers, the words' ids and
+/// the n-gram counts.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    tokenizer: Tokenizer13a,
+    text: String,
+    spans: Vec<(usize, usize)>,
+    ids: Vec<u32>,
+    keys: Vec<Gram>,
+    grams: Vec<(Gram, u64)>,
+    refs: Vec<(Gram, u64)>,
+    one: Vec<(Gram, u64)>,
+}
+
 /// Statistics of one hypothesis against its references (empty references are skipped, as
 /// sacrebleu skips missing ones).
 pub fn sentence_stats<S: AsRef<str>>(hyp: &str, refs: &[S], config: &BleuConfig) -> SentenceStats {
-    let hyp = tokens(hyp, config);
-    let mut max_ref: HashMap<Vec<String>, u64> = HashMap::new();
+    sentence_stats_with(&mut Scratch::default(), hyp, refs, config)
+}
+
+/// [`sentence_stats`] with buffers kept from sentence to sentence.
+pub fn sentence_stats_with<S: AsRef<str>>(
+    scratch: &mut Scratch,
+    hyp: &str,
+    refs: &[S],
+    config: &BleuConfig,
+) -> SentenceStats {
+    let Scratch {
+        tokenizer,
+        text,
+        spans,
+        ids,
+        keys,
+        grams,
+        refs: ref_grams,
+        one,
+    } = scratch;
+    // Every text's tokens, each after one space, in one string: the hypothesis, then each
+    // reference. Words get ids in order of first sight, shared by them all.
+    text.clear();
+    spans.clear();
+    for t in std::iter::once(hyp).chain(refs.iter().map(AsRef::as_ref)) {
+        let start = text.len();
+        if config.tokenize_13a {
+            tokenizer.tokenize_into(t, text);
+        } else {
+            for w in t.split_whitespace() {
+                text.push(' ');
+                text.push_str(w);
+            }
+        }
+        spans.push((start, text.len()));
+    }
+    let mut vocab: HashMap<&str, u32, BuildHasherDefault<FxHasher>> =
+        HashMap::with_capacity_and_hasher(64, BuildHasherDefault::default());
+    let mut ids_of = |(start, end): (usize, usize), ids: &mut Vec<u32>| {
+        ids.clear();
+        for w in text[start..end].split(' ').filter(|w| !w.is_empty()) {
+            let next = vocab.len() as u32;
+            ids.push(*vocab.entry(w).or_insert(next));
+        }
+    };
+    ids_of(spans[0], ids);
+    let hyp_len = ids.len() as u64;
+    count_grams(ids, keys, grams);
+    // Each reference's counts, then the largest count of each n-gram over the references.
+    ref_grams.clear();
     let mut closest: Option<(u64, u64)> = None; // (|diff|, length)
-    let hyp_len = hyp.len() as u64;
-    for r in refs {
-        let r = tokens(r.as_ref(), config);
-        let len = r.len() as u64;
+    for &span in &spans[1..] {
+        ids_of(span, ids);
+        let len = ids.len() as u64;
         let diff = len.abs_diff(hyp_len);
         if closest.is_none_or(|best| (diff, len) < best) {
             closest = Some((diff, len));
         }
-        for (gram, count) in ngrams(&r) {
-            let entry = max_ref.entry(gram.to_vec()).or_insert(0);
-            *entry = (*entry).max(count);
-        }
+        count_grams(ids, keys, one);
+        ref_grams.extend_from_slice(one);
     }
+    ref_grams.sort_unstable();
     let mut stats = SentenceStats {
         sys_len: hyp_len,
         ref_len: closest.map_or(0, |(_, len)| len),
         ..SentenceStats::default()
     };
-    for (gram, count) in ngrams(&hyp) {
-        let n = gram.len() - 1;
+    // Both lists sorted by n-gram: one merge. Among a reference n-gram's entries, the last is the
+    // largest count.
+    let mut r = 0;
+    for &(gram, count) in grams.iter() {
+        let n = order(gram) - 1;
         stats.total[n] += count;
-        if let Some(max) = max_ref.get(gram) {
-            stats.correct[n] += count.min(*max);
+        while r < ref_grams.len() && ref_grams[r].0 < gram {
+            r += 1;
         }
+        let mut max = 0;
+        while r < ref_grams.len() && ref_grams[r].0 == gram {
+            max = max.max(ref_grams[r].1);
+            r += 1;
+        }
+        stats.correct[n] += count.min(max);
     }
     stats
 }
@@ -274,8 +454,9 @@ pub fn corpus_bleu<H: AsRef<str>, R: AsRef<str>>(
         "one list of references per hypothesis"
     );
     let mut total = SentenceStats::default();
+    let mut scratch = Scratch::default();
     for (h, r) in hyps.iter().zip(refs) {
-        total += sentence_stats(h.as_ref(), r, config);
+        total += sentence_stats_with(&mut scratch, h.as_ref(), r, config);
     }
     let nrefs = refs.iter().map(Vec::len).max().unwrap_or(0);
     compute(&total, nrefs, config)
@@ -315,6 +496,106 @@ pub fn agreement(texts: &[String]) -> (f64, Vec<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// sacrebleu's `TokenizerV13a`, as its four regexes (the oracle of the written-out passes).
+    fn tokenize_13a_regex(line: &str) -> String {
+        use regex::Regex;
+        let line = format!(" {} ", unescape(line));
+        let replacements = [" $1 ", "$1 $2 ", " $1 $2", "$1 $2 "];
+        static COMPILED: std::sync::LazyLock<Vec<Regex>> = std::sync::LazyLock::new(|| {
+            [
+                r"([\{-\~\[-` -&\(-\+:-@/])",
+                r"([^0-9])([\.,])",
+                r"([\.,])([^0-9])",
+                r"([0-9])(-)",
+            ]
+            .iter()
+            .map(|p| Regex::new(p).unwrap())
+            .collect()
+        });
+        let mut line = line;
+        for (regex, by) in COMPILED.iter().zip(replacements) {
+            line = regex.replace_all(&line, by).into_owned();
+        }
+        line.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn the_passes_are_the_regexes() {
+        // Text drawn from the characters the rules turn on (digits, periods, commas, dashes,
+        // every padded class, entities, newlines) and others (letters, apostrophes, non-ASCII).
+        let pieces = [
+            "a",
+            "Z",
+            "0",
+            "7",
+            ".",
+            ",",
+            "-",
+            "'",
+            " ",
+            "  ",
+            "\n",
+            "-\n",
+            "{",
+            "~",
+            "[",
+            "`",
+            "!",
+            "&",
+            "(",
+            "+",
+            ":",
+            "@",
+            "/",
+            "é",
+            "—",
+            "中",
+            "&amp;",
+            "&quot;",
+            "&lt;",
+            "&gt;",
+            "<skipped>",
+            "1.5",
+            "3,000",
+            "1990-1995",
+            "e.g.",
+            "U.S.",
+            "x,.y",
+            "9.,",
+            ".9",
+            ",-",
+            "\u{a0}",
+            "\u{3000}",
+            "é.",
+            ".é",
+            "9-é",
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut scratch = Tokenizer13a::default();
+        for _ in 0..20_000 {
+            let len = (next() % 12) as usize;
+            let text: String = (0..len)
+                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                .collect();
+            let ours = scratch.tokenize(&text).join(" ");
+            assert_eq!(ours, tokenize_13a_regex(&text), "{text:?}");
+            let mut appended = String::from("x");
+            scratch.tokenize_into(&text, &mut appended);
+            let expected = if ours.is_empty() {
+                "x".to_owned()
+            } else {
+                format!("x {ours}")
+            };
+            assert_eq!(appended, expected, "{text:?}");
+        }
+    }
 
     #[test]
     fn tokenizer_13a() {
