@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::onnx::{LayerKind, shape_text};
+use crate::layer_kind::{LayerKind, shape_text};
 
 /// The layout a user states for outputs the graph does not settle (`--layout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

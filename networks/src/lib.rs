@@ -19,6 +19,7 @@ pub mod external_data;
 pub mod formats;
 pub mod generator;
 pub mod imagenet;
+pub mod layer_kind;
 pub mod layout;
 pub mod network;
 pub mod onnx;
