@@ -73,23 +73,17 @@ pub fn propagate(op: &str, perm: Option<&[usize]>, inputs: &[(Axes, usize)], ran
         return (perm.len() == rank && perm.iter().all(|&p| p < rank))
             .then(|| perm.iter().map(|&p| axes[p]).collect());
     }
-    // Operators that reshape: the axes are lost unless the shape is unchanged (checked by the
-    // caller, which passes this input's rank only then).
+    // Operators that move values between axes: the axes are lost (a Reshape that keeps the shape
+    // is caught by the caller). Concat, Slice, Split, Pad, Resize and keep-dims reductions keep
+    // each axis's meaning, and go through the rank check below like elementwise operators.
     let reshapes = [
         "Reshape",
         "Flatten",
         "Squeeze",
         "Unsqueeze",
-        "Gather",
-        "Split",
-        "Slice",
-        "Expand",
-        "Tile",
         "DepthToSpace",
         "SpaceToDepth",
-        "Reduce",
         "Shape",
-        "Concat",
     ];
     if reshapes.iter().any(|k| op.contains(k)) {
         return None;
@@ -252,6 +246,16 @@ mod tests {
         );
         assert_eq!(propagate("ConvHir", None, &[(to_last, 4)], 4), nchw);
         assert_eq!(propagate("Reshape", None, &[(nchw.clone(), 4)], 3), None);
+        // DenseNet's and Inception's concatenations keep channels first.
+        assert_eq!(
+            propagate(
+                "InferenceConcat",
+                None,
+                &[(nchw.clone(), 4), (nchw.clone(), 4)],
+                4
+            ),
+            nchw
+        );
         // A constant input (no axes) does not hide the other one.
         assert_eq!(
             propagate("Add", None, &[(None, 4), (nchw.clone(), 4)], 4),
