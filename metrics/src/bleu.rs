@@ -362,8 +362,8 @@ pub fn sentence_stats_with<S: AsRef<str>>(
         ref_len: closest.map_or(0, |(_, len)| len),
         ..SentenceStats::default()
     };
-    // Both lists sorted by n-gram: one merge. Among a reference n-gram's entries, the last is the
-    // largest count.
+    // Both lists sorted by n-gram: one merge, each hypothesis n-gram clipped by the largest
+    // count of its reference entries.
     let mut r = 0;
     for &(gram, count) in grams.iter() {
         let n = order(gram) - 1;

@@ -8,7 +8,7 @@
 //! model is parsed, naming the tensor. (tract 0.23.9 confines the path too; this check comes
 //! first so that the error names the tensor, and holds whatever the runtime's version does.)
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use anyhow::{Context, Result, bail};
 use tract_onnx::pb::{self, GraphProto, TensorProto};
@@ -40,8 +40,8 @@ pub fn check(model: &Path, proto: &pb::ModelProto) -> Result<()> {
     Ok(())
 }
 
-/// The file a tensor's external data is read from, inside `dir` (the model's folder, resolved).
-fn resolve(model: &Path, dir: &Path, t: &TensorProto) -> Result<PathBuf> {
+/// Refuses a tensor whose external data is not a file inside `dir` (the model's folder, resolved).
+fn resolve(model: &Path, dir: &Path, t: &TensorProto) -> Result<()> {
     let Some(location) = t
         .external_data
         .iter()
@@ -88,7 +88,7 @@ fn resolve(model: &Path, dir: &Path, t: &TensorProto) -> Result<PathBuf> {
             dir.display()
         );
     }
-    Ok(resolved)
+    Ok(())
 }
 
 /// Every tensor of a graph: its initializers (sparse ones too) and the tensors in its nodes'

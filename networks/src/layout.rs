@@ -40,13 +40,12 @@ impl std::str::FromStr for Layout {
 }
 
 /// One axis of an activation, as far as the graph tells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Axis {
     Batch,
     Channels,
     Height,
     Width,
-    Other,
 }
 
 /// A node's output axes, when the graph settles them.
@@ -132,7 +131,6 @@ pub fn classify_rank4(
                     Axis::Channels => "C",
                     Axis::Height => "H",
                     Axis::Width => "W",
-                    Axis::Other => "?",
                 })
                 .collect();
             return Err(format!(
@@ -177,33 +175,27 @@ impl AxesByNode {
         shape: &[usize],
         is_input: bool,
     ) -> Axes {
+        let known: Vec<&(Axes, Vec<usize>)> =
+            inputs.iter().filter_map(|i| self.axes.get(i)).collect();
         let axes = if is_input {
             (shape.len() == 4).then(|| NCHW.to_vec())
+        } else if let Some((axes, _)) = known
+            .iter()
+            .find(|(_, in_shape)| op.contains("Reshape") && in_shape.as_slice() == shape)
+        {
+            // A reshape that keeps the shape keeps the axes.
+            axes.clone()
         } else {
-            let known: Vec<(Axes, usize)> = inputs
+            let known: Vec<(Axes, usize)> = known
                 .iter()
-                .filter_map(|i| self.axes.get(i))
-                .map(|(axes, in_shape)| {
-                    // A reshape that keeps the shape keeps the axes.
-                    if op.contains("Reshape") && in_shape.as_slice() == shape {
-                        (axes.clone(), usize::MAX)
-                    } else {
-                        (axes.clone(), in_shape.len())
-                    }
-                })
+                .map(|(axes, in_shape)| (axes.clone(), in_shape.len()))
                 .collect();
-            if let Some((axes, _)) = known.iter().find(|(_, r)| *r == usize::MAX) {
-                axes.clone()
-            } else {
-                propagate(op, perm, &known, shape.len())
-            }
+            propagate(op, perm, &known, shape.len())
         };
         self.axes.insert(id, (axes.clone(), shape.to_vec()));
         axes
     }
-}
 
-impl AxesByNode {
     /// (C, H, W) when node `op` (a Reshape or Flatten of one input settled as (1, C, H, W))
     /// outputs (1, C, H*W): a channels-first map with its grid flattened.
     pub fn flattened_map(

@@ -756,8 +756,7 @@ pub(crate) fn describe_nodes(
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let inputs = analysed.input_outlets()?.to_vec();
     let mut axes = AxesByNode::default();
-    // (node, its axes) of every float output, before rank-4 outputs are classified: attention
-    // scores are told by the model's token counts.
+    // (node, its axes) of every float output.
     let mut found = Vec::new();
     for id in analysed.eval_order()? {
         let node = analysed.node(id);
@@ -789,45 +788,48 @@ pub(crate) fn describe_nodes(
         let Some(shape) = shape else {
             continue;
         };
-        let flattened = axes.flattened_map(&op, &from, &shape);
-        found.push((
-            NodeInfo {
-                name: node.name.clone(),
-                op,
-                shape,
-                kind: Err(String::new()),
-            },
-            node_axes.flatten(),
-            flattened,
-        ));
-    }
-    let mut out = Vec::with_capacity(found.len());
-    let mut token_counts = std::collections::HashSet::new();
-    for (info, _, _) in &found {
-        if let (Ok(LayerKind::Tokens { .. }), [1, t, _]) =
-            (LayerKind::of(&info.shape, prefix), info.shape.as_slice())
-        {
-            token_counts.insert(*t);
-        }
-    }
-    for (mut info, node_axes, flattened) in found {
-        info.kind = if info.shape.first() != Some(&1) {
+        // Every kind but rank-4 outputs' now; those wait for the model's token counts.
+        let kind = if shape.first() != Some(&1) {
             Err("its first axis is not the batch".to_owned())
-        } else if let Some((channels, height, width)) = flattened {
+        } else if let Some((channels, height, width)) = axes.flattened_map(&op, &from, &shape) {
             // (N, C, H*W): a channels-first map with its grid flattened, not tokens.
             Ok(LayerKind::Conv {
                 channels,
                 height,
                 width,
             })
-        } else if info.shape.len() == 4 {
-            classify_rank4(&info.shape, &info.op, &node_axes, &token_counts, layout)
+        } else if shape.len() == 4 {
+            Err(String::new())
         } else {
-            LayerKind::of(&info.shape, prefix)
+            LayerKind::of(&shape, prefix)
         };
-        out.push(info);
+        found.push((
+            NodeInfo {
+                name: node.name.clone(),
+                op,
+                shape,
+                kind,
+            },
+            node_axes.flatten(),
+        ));
     }
-    Ok(out)
+    let token_counts: std::collections::HashSet<usize> = found
+        .iter()
+        .filter_map(|(info, _)| match info.kind {
+            Ok(LayerKind::Tokens { prefix, grid, .. }) => Some(prefix + grid * grid),
+            _ => None,
+        })
+        .collect();
+    Ok(found
+        .into_iter()
+        .map(|(mut info, node_axes)| {
+            if info.shape.len() == 4 && info.shape[0] == 1 {
+                info.kind =
+                    classify_rank4(&info.shape, &info.op, &node_axes, &token_counts, layout);
+            }
+            info
+        })
+        .collect())
 }
 
 /// A Transpose's permutation (`None` for any other operator, or when it has none, i.e. reversed).
