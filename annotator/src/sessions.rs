@@ -248,9 +248,12 @@ impl Sessions {
             return Ok(None);
         }
         let hash = sha256_hex(token);
+        // Unsynced: a token reaches a client only in the answer that minted it, after its sync.
         let found = self
             .db
-            .read(|c| -> std::result::Result<_, DbError> { Ok(q::live_session(c, &hash, now)?) })?;
+            .read_unsynced(|c| -> std::result::Result<_, DbError> {
+                Ok(q::live_session(c, &hash, now)?)
+            })?;
         Ok(found.map(|(row, w, r)| session_of(row, w, r)))
     }
 

@@ -130,6 +130,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         tls: tls_cert.zip(tls_key),
         db_options: milan_annotator::db::DbOptions {
             sqlite_max_bytes: max_database_mb.map(|mb| (mb.max(0.0) * 1_048_576.0) as u64),
+            ..Default::default()
         },
     };
     actix_web::rt::System::new().block_on(server::serve(config))

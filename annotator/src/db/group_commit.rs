@@ -1,23 +1,27 @@
-//! Group commit on SQLite: many write requests, one transaction and one disk sync.
+//! Group commit on SQLite: many write requests, one transaction, and the disk sync off the
+//! writer's path.
 //!
-//! SQLite admits one writer at a time, and with `synchronous = FULL` every commit waits for a
-//! sync of the write-ahead log. Opening a transaction per request over a pool of connections
-//! (`BEGIN IMMEDIATE` each) makes the requests wait for each other in SQLite's busy handler,
-//! which sleeps in growing steps instead of queueing: measured, 8 threads asleep and under 2
-//! running while the machine sat 80% idle.
+//! SQLite admits one writer at a time. Opening a transaction per request over a pool of
+//! connections (`BEGIN IMMEDIATE` each) makes the requests wait for each other in SQLite's busy
+//! handler, which sleeps in growing steps instead of queueing: measured, 8 threads asleep and under
+//! 2 running while the machine sat 80% idle.
 //!
 //! Here one connection does every write. A request queues on a mutex, and when it gets the
 //! connection it runs on its own thread (so its closure may borrow from the caller) inside a
 //! savepoint of the *batch* transaction: on success the savepoint is released, on failure rolled
 //! back, so one failed request never aborts its neighbours. The request that finds nobody else
-//! queued behind it (or the batch full) commits: one `COMMIT`, one sync, for every request that
-//! ran since the batch began. Every member of the batch waits for that commit before it returns,
-//! so an answer — success or refusal — is given only once the state it was computed from is
-//! durable. A batch whose commit fails fails all its members, and none is acknowledged.
+//! queued behind it (or the batch full) commits: one `COMMIT` for every request that ran since the
+//! batch began. The connection runs at `synchronous = NORMAL`, so the `COMMIT` does not wait for
+//! the disk; the [`Syncer`] thread syncs the log while the writer goes on with the next batch.
+//! Every member of a batch waits until a sync begun after its `COMMIT` has finished, so an answer
+//! — success or refusal — is given only once the state it was computed from is durable (the
+//! argument is in [`super::wal_sync`]). A batch whose commit fails fails all its members, and none
+//! is acknowledged.
 //!
 //! Within a batch the requests run one after another and each sees the changes of those before
 //! it, exactly as if each had been a transaction of its own committed in that order; readers
-//! (their own connections, WAL snapshots) see whole batches or nothing and never wait.
+//! (their own connections, WAL snapshots) see whole batches or nothing and never wait for the
+//! writer, only (in [`super::Database::read`]) for the sync of what they saw.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -26,12 +30,13 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use diesel::connection::SimpleConnection;
 
+use super::wal_sync::{Syncer, WalSync};
 use super::{Db, DbError, RetryHint};
 
 /// At most this many requests share one commit: bounds the wait of the batch's first member
 /// under constant load. (A member waits for its commit before its caller can send another
 /// request, so a batch never holds more requests than there are concurrent callers either.)
-/// A sync costs about as much as one request's work, so 64 gets nearly all of the gain.
+/// A commit costs about as much as one request's work, so 64 gets nearly all of the gain.
 pub const MAX_BATCH: usize = 64;
 /// A request that lost a race on a unique index is run again this many times at most (within a
 /// batch the requests are serial, so a second loss is not a race but a bug, and is reported).
@@ -48,6 +53,8 @@ pub struct CommitStats {
     pub failed: u64,
     /// Requests waiting for the writer now.
     pub waiting: usize,
+    /// Syncs of the write-ahead log (each covers every batch committed before it began).
+    pub syncs: u64,
 }
 
 thread_local! {
@@ -58,6 +65,7 @@ thread_local! {
 /// The single SQLite writer.
 pub struct GroupCommit {
     writer: Mutex<Writer>,
+    syncer: Syncer,
     /// Requests waiting for the writer: the one that finds none behind it commits.
     queued: AtomicUsize,
     commits: AtomicU64,
@@ -83,20 +91,20 @@ struct Batch {
     members: usize,
 }
 
-/// How a batch ended: `Ok` once durable, or why not.
+/// How a batch's `COMMIT` ended: its number for the syncer, or why it failed.
 #[derive(Default)]
 struct Outcome {
-    result: Mutex<Option<Result<(), String>>>,
+    result: Mutex<Option<Result<u64, String>>>,
     done: Condvar,
 }
 
 impl Outcome {
-    fn set(&self, result: Result<(), String>) {
+    fn set(&self, result: Result<u64, String>) {
         *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
         self.done.notify_all();
     }
 
-    fn wait(&self) -> Result<(), String> {
+    fn wait(&self) -> Result<u64, String> {
         let mut result = self.result.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(r) = result.as_ref() {
@@ -123,15 +131,21 @@ enum Ran<T, E> {
 }
 
 impl GroupCommit {
-    /// `conn` must be a SQLite connection with the server's pragmas set.
-    pub fn new(conn: Db) -> Self {
-        GroupCommit {
+    /// `conn` must be a SQLite connection with the server's pragmas set, on the database whose
+    /// write-ahead log is `wal`; `sync` makes that log durable.
+    pub fn new(mut conn: Db, wal: std::path::PathBuf, sync: WalSync) -> Result<Self, DbError> {
+        // The commit no longer syncs: the syncer does, outside the writer (see `wal_sync`). At
+        // NORMAL, SQLite still syncs around checkpoints and when it reuses the log.
+        conn.batch_execute("PRAGMA synchronous = NORMAL")
+            .map_err(DbError::Query)?;
+        Ok(GroupCommit {
             writer: Mutex::new(Writer { conn, batch: None }),
+            syncer: Syncer::start(wal, sync),
             queued: AtomicUsize::new(0),
             commits: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failed: AtomicU64::new(0),
-        }
+        })
     }
 
     pub fn stats(&self) -> CommitStats {
@@ -140,6 +154,7 @@ impl GroupCommit {
             requests: self.requests.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             waiting: self.queued.load(Ordering::SeqCst),
+            syncs: self.syncer.syncs(),
         }
     }
 
@@ -166,6 +181,9 @@ impl GroupCommit {
             !IN_WRITE.get(),
             "Database::write called inside a write: the writer is one connection"
         );
+        if let Some(why) = self.syncer.broken() {
+            return Err(E::from(DbError::Commit(why)));
+        }
         self.queued.fetch_add(1, Ordering::SeqCst);
         let mut w = self.lock();
         self.queued.fetch_sub(1, Ordering::SeqCst);
@@ -204,10 +222,16 @@ impl GroupCommit {
             // this request was the last, or will be by the next.
             Ran::Panicked(payload) => resume_unwind(payload),
         };
-        match outcome.wait() {
+        let durable = outcome.wait().and_then(|seq| self.syncer.wait_durable(seq));
+        match durable {
             Ok(()) => result,
             Err(message) => Err(E::from(DbError::Commit(message))),
         }
+    }
+
+    /// Waits until everything a read that ends now may have seen is durable.
+    pub fn wait_for_readers(&self) -> Result<(), DbError> {
+        self.syncer.wait_for_begun().map_err(DbError::Commit)
     }
 
     /// Runs `f` in a savepoint, again when it lost a race; `Err` when the batch's transaction
@@ -258,18 +282,16 @@ impl GroupCommit {
     fn commit(&self, w: &mut Writer) {
         let batch = w.batch.take().expect("a batch is open");
         let started = std::time::Instant::now();
+        let seq = self.syncer.begin();
         let committed = w.conn.batch_execute("COMMIT");
+        self.syncer.ended(seq);
         match committed {
             Ok(()) => {
-                crate::telemetry::global().batch(
-                    batch.members,
-                    started.elapsed().as_secs_f64(),
-                    crate::domain::now_ms(),
-                );
+                crate::telemetry::global().batch(batch.members, started.elapsed().as_secs_f64());
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 self.requests
                     .fetch_add(batch.members as u64, Ordering::Relaxed);
-                batch.outcome.set(Ok(()));
+                batch.outcome.set(Ok(seq));
             }
             Err(e) => {
                 let _ = w.conn.batch_execute("ROLLBACK");

@@ -2,10 +2,11 @@
 //!
 //! One code path serves SQLite (the embedded default) and PostgreSQL (for several server
 //! processes) through diesel's `MultiConnection`. SQLite runs in WAL mode with a busy timeout,
-//! foreign keys on and `synchronous=FULL` (an acknowledged write survives a power cut); one
-//! connection applies every write, many requests to a transaction and a sync ([`group_commit`]),
-//! and each batch starts with `BEGIN IMMEDIATE`, so another process's writer waits instead of
-//! failing half-way. The bundled SQLite is built with the query planner stability guarantee
+//! foreign keys on and `synchronous=FULL` (an acknowledged write survives a power cut); in the
+//! server one connection applies every write, many requests to a transaction ([`group_commit`]),
+//! at `synchronous=NORMAL` with a thread of its own syncing the log outside the writer and every
+//! answer waiting for the sync of what it saw ([`wal_sync`]); each batch starts with
+//! `BEGIN IMMEDIATE`, so another process's writer waits instead of failing half-way. The bundled SQLite is built with the query planner stability guarantee
 //! (`SQLITE_ENABLE_QPSG`, set in `.cargo/config.toml`): otherwise a cached statement is compiled
 //! again whenever a value bound to it might change its plan, which is every `LIMIT ?` and every
 //! `state = ?` on a table with a partial index.
@@ -15,6 +16,7 @@
 pub mod group_commit;
 pub mod queries;
 pub mod schema;
+pub mod wal_sync;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -146,12 +148,44 @@ pub struct Manager {
 }
 
 /// How the database may be used beyond its URL.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct DbOptions {
     /// SQLite: the most bytes the database file may hold (`PRAGMA max_page_count` on every
     /// connection). Past it a write fails as on a full disk (503, nothing stored), and succeeds
     /// again once pages are free. None: as large as the disk allows.
     pub sqlite_max_bytes: Option<u64>,
+    /// SQLite: the VFS every connection opens the file through (a registered name); None: the
+    /// default. The power-cut tests use it to put a simulated disk under SQLite.
+    pub sqlite_vfs: Option<String>,
+    /// SQLite: how the group commit makes its write-ahead log durable; None: `fdatasync`
+    /// ([`wal_sync::FileSync`]). Tests substitute the simulated disk's sync.
+    pub wal_sync: Option<wal_sync::WalSync>,
+}
+
+impl std::fmt::Debug for DbOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbOptions")
+            .field("sqlite_max_bytes", &self.sqlite_max_bytes)
+            .field("sqlite_vfs", &self.sqlite_vfs)
+            .field("wal_sync", &self.wal_sync.as_ref().map(|_| "custom"))
+            .finish()
+    }
+}
+
+/// `file:` URI of a SQLite database opened through the VFS `vfs` (`?`, `#` and `%` escaped).
+fn sqlite_uri(path: &Path, vfs: &str) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?vfs=");
+    uri.push_str(vfs);
+    uri
 }
 
 impl ManageConnection for Manager {
@@ -166,8 +200,11 @@ impl ManageConnection for Manager {
         match &self.url {
             DatabaseUrl::Postgres(url) => PgConnection::establish(url).map(Db::Pg).map_err(fail),
             DatabaseUrl::Sqlite(path) => {
-                let path_str = path.to_string_lossy();
-                let mut conn = SqliteConnection::establish(&path_str).map_err(fail)?;
+                let target = match &self.options.sqlite_vfs {
+                    Some(vfs) => sqlite_uri(path, vfs),
+                    None => path.to_string_lossy().into_owned(),
+                };
+                let mut conn = SqliteConnection::establish(&target).map_err(fail)?;
                 conn.batch_execute(
                     // busy_timeout first: setting the journal mode takes a lock, which
                     // another connection's write transaction may hold at that moment.
@@ -246,6 +283,7 @@ impl Database {
             })?;
         }
         // Check once by hand so that a wrong URL reads as the backend's own message.
+        let wal_sync = options.wal_sync.clone();
         let manager = Manager {
             url: url.clone(),
             options,
@@ -268,11 +306,21 @@ impl Database {
                 url: url.clone(),
             });
         }
+        let DatabaseUrl::Sqlite(path) = url else {
+            unreachable!("PostgreSQL returned above")
+        };
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        let writer = GroupCommit::new(
+            first,
+            wal.into(),
+            wal_sync.unwrap_or_else(wal_sync::FileSync::shared),
+        )?;
         Ok(Database {
             // Writes outside the group commit (`conn`): tools and tests, not the server.
             pool: build(manager.clone(), 2)?,
             read_pool: Some(build(manager, 8)?),
-            writer: Some(Arc::new(GroupCommit::new(first))),
+            writer: Some(Arc::new(writer)),
             url: url.clone(),
         })
     }
@@ -324,8 +372,26 @@ impl Database {
         }
     }
 
-    /// Runs `f` in a read transaction (a consistent snapshot).
+    /// Runs `f` in a read transaction (a consistent snapshot), and returns once what it saw is
+    /// durable.
     pub fn read<T, E>(&self, f: impl FnOnce(&mut Db) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
+        let result = self.read_unsynced(f);
+        if let Some(writer) = &self.writer {
+            // The snapshot may hold a batch that is committed but not yet synced: answer only
+            // once it is durable (see `wal_sync`).
+            writer.wait_for_readers().map_err(E::from)?;
+        }
+        result
+    }
+
+    /// [`Database::read`] without waiting for the log's sync: only for a read whose result can
+    /// reveal no write before that write is durable. A session check is one: a client knows a
+    /// token only from the answer that created it, which waited for its sync, and a check that
+    /// finds a session revoked by a batch not yet durable only refuses.
+    pub fn read_unsynced<T, E>(&self, f: impl FnOnce(&mut Db) -> Result<T, E>) -> Result<T, E>
     where
         E: From<DbError>,
     {

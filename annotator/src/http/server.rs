@@ -219,7 +219,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let state = open_state_with(
         &config.data_dir,
         config.database_url.as_deref(),
-        config.db_options,
+        config.db_options.clone(),
     )?
     .with_network(crate::origin::Network::new(
         public_url(&config),

@@ -13,5 +13,7 @@ mod group_commit;
 mod import_export;
 mod load;
 mod ops;
+mod power_cut;
+mod sim_disk;
 mod upgrade;
 mod web;
