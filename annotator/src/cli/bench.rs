@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// what live backups cost the writers.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub backup_every: Option<std::time::Duration>,
+    /// Load generators, one row each per case (comma-separated): `builtin` (ours, each answer
+    /// checked) and `wrk` (external, `apt-get install wrk`; one server process only).
+    #[arg(long, value_delimiter = ',', default_value = "builtin")]
+    pub generator: Vec<milan_annotator::bench::Generator>,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -50,6 +54,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         large_sets,
         rate_limits,
         backup_every,
+        generator,
     } = args;
     milan_annotator::bench::run_bench(&milan_annotator::bench::BenchConfig {
         postgres_admin_url: postgres,
@@ -61,6 +66,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         large_sets,
         rate_limits,
         backup_every,
+        generators: generator,
     })
     .map(|_| ())
 }

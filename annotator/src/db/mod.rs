@@ -344,9 +344,10 @@ impl Database {
     /// serialization check, and returns once its effects are durable. On SQLite `f` is one
     /// request of a group commit (a savepoint of a batch transaction; see [`group_commit`]).
     /// `f` must be safe to run again: it sees none of the rolled-back attempt.
-    pub fn write<T, E>(&self, mut f: impl FnMut(&mut Db) -> Result<T, E>) -> Result<T, E>
+    pub fn write<T, E>(&self, mut f: impl FnMut(&mut Db) -> Result<T, E> + Send) -> Result<T, E>
     where
-        E: From<DbError> + RetryHint + std::fmt::Display,
+        T: Send,
+        E: From<DbError> + RetryHint + std::fmt::Display + Send,
     {
         if let Some(writer) = &self.writer {
             return writer.write(f);

@@ -26,6 +26,7 @@
 //! answer depends on state a power cut could undo, a read waits until every batch whose `COMMIT`
 //! had begun when the read ended is durable ([`Syncer::wait_for_begun`]).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -78,6 +79,47 @@ impl FileSync {
     }
 }
 
+/// How a caller of the group commit learns its request's fate: `Ok` once durable, or why not;
+/// and a panic of its closure, to raise again in its own thread.
+#[derive(Default)]
+pub struct Completion {
+    result: Mutex<Option<Result<(), String>>>,
+    panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
+    done: Condvar,
+}
+
+impl std::fmt::Debug for Completion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completion").finish_non_exhaustive()
+    }
+}
+
+impl Completion {
+    pub fn complete(&self, result: Result<(), String>) {
+        *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        self.done.notify_one();
+    }
+
+    /// Sleeps until [`Completion::complete`].
+    pub fn wait(&self) -> Result<(), String> {
+        let mut result = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = result.take() {
+                return r;
+            }
+            result = self.done.wait(result).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub fn set_panic(&self, payload: Box<dyn std::any::Any + Send>) {
+        *self.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(payload);
+    }
+
+    pub fn take_panic(&self) -> Option<Box<dyn std::any::Any + Send>> {
+        self.panic.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// Batches whose `COMMIT` has begun (numbered from 1).
@@ -88,6 +130,8 @@ struct State {
     durable: u64,
     /// Why the log can no longer be made durable.
     broken: Option<String>,
+    /// The members of committed batches not yet durable, oldest first, to wake when they are.
+    members: VecDeque<(u64, Vec<Arc<Completion>>)>,
     stopping: bool,
     /// Syncs done, for the counters.
     syncs: u64,
@@ -139,11 +183,19 @@ impl Syncer {
         st.begun
     }
 
-    /// The writer's `COMMIT` of batch `seq` returned (whether it committed or not).
-    pub fn ended(&self, seq: u64) {
+    /// The writer's `COMMIT` of batch `seq` returned (whether it committed or not); `members`
+    /// are completed once it is durable (or failed if the log cannot be synced).
+    pub fn ended(&self, seq: u64, members: Vec<Arc<Completion>>) {
         let mut st = self.shared.lock();
         debug_assert_eq!(st.ended + 1, seq, "batches end in the order they begin");
         st.ended = seq;
+        if let Some(why) = &st.broken {
+            for c in members {
+                c.complete(Err(why.clone()));
+            }
+        } else if !members.is_empty() {
+            st.members.push_back((seq, members));
+        }
         drop(st);
         self.shared.work.notify_one();
     }
@@ -214,12 +266,23 @@ fn run(shared: &Shared, wal: &Path, sync: &WalSync) {
         let started = std::time::Instant::now();
         let result = sync(wal);
         st = shared.lock();
+        let mut woken = Vec::new();
         match result {
             Ok(()) => {
                 st.durable = target;
                 st.syncs += 1;
                 crate::telemetry::global()
                     .wal_synced(started.elapsed().as_secs_f64(), crate::domain::now_ms());
+                while st.members.front().is_some_and(|(seq, _)| *seq <= target) {
+                    let (_, members) = st.members.pop_front().expect("checked");
+                    woken.push(members);
+                }
+                drop(st);
+                // Woken outside the lock: each wake-up is a system call.
+                for c in woken.into_iter().flatten() {
+                    c.complete(Ok(()));
+                }
+                st = shared.lock();
             }
             Err(e) => {
                 let why = format!(
@@ -228,6 +291,11 @@ fn run(shared: &Shared, wal: &Path, sync: &WalSync) {
                     wal.display()
                 );
                 tracing::error!("{why}");
+                for (_, members) in st.members.drain(..) {
+                    for c in members {
+                        c.complete(Err(why.clone()));
+                    }
+                }
                 st.broken = Some(why);
             }
         }
@@ -267,11 +335,11 @@ mod tests {
     fn a_batch_is_durable_only_after_a_sync_that_began_after_its_commit() {
         let (syncer, started, go) = gated();
         let first = syncer.begin();
-        syncer.ended(first);
+        syncer.ended(first, Vec::new());
         started.recv().unwrap();
         // Batch 2 commits while the first sync runs: that sync does not cover it.
         let second = syncer.begin();
-        syncer.ended(second);
+        syncer.ended(second, Vec::new());
         go.send(()).unwrap();
         started.recv().unwrap();
         syncer.wait_durable(first).unwrap();
@@ -289,12 +357,12 @@ mod tests {
     fn one_sync_covers_every_batch_committed_before_it_began() {
         let (syncer, started, go) = gated();
         let first = syncer.begin();
-        syncer.ended(first);
+        syncer.ended(first, Vec::new());
         started.recv().unwrap();
         let later: Vec<u64> = (0..5)
             .map(|_| {
                 let seq = syncer.begin();
-                syncer.ended(seq);
+                syncer.ended(seq, Vec::new());
                 seq
             })
             .collect();
@@ -303,6 +371,23 @@ mod tests {
         go.send(()).unwrap();
         syncer.wait_durable(*later.last().unwrap()).unwrap();
         assert_eq!(syncer.syncs(), 2, "five batches, one sync");
+    }
+
+    #[test]
+    fn members_are_woken_once_their_batch_is_durable() {
+        let (syncer, started, go) = gated();
+        let first = syncer.begin();
+        let member = Arc::new(Completion::default());
+        syncer.ended(first, vec![Arc::clone(&member)]);
+        started.recv().unwrap();
+        let waiter = {
+            let member = Arc::clone(&member);
+            std::thread::spawn(move || member.wait())
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!waiter.is_finished(), "woken before the sync ended");
+        go.send(()).unwrap();
+        waiter.join().unwrap().unwrap();
     }
 
     #[test]
@@ -319,13 +404,15 @@ mod tests {
             )
         };
         let seq = syncer.begin();
-        syncer.ended(seq);
+        let member = Arc::new(Completion::default());
+        syncer.ended(seq, vec![Arc::clone(&member)]);
         let err = syncer.wait_durable(seq).unwrap_err();
+        assert_eq!(member.wait().unwrap_err(), err, "the member learns why");
         assert!(err.contains("EIO") && err.contains("restarts"), "{err}");
         assert!(syncer.broken().is_some());
         // Nothing later is made durable, even if the disk seemed to recover.
         let later = syncer.begin();
-        syncer.ended(later);
+        syncer.ended(later, Vec::new());
         assert!(syncer.wait_durable(later).is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
@@ -347,7 +434,7 @@ mod tests {
             !reader.is_finished(),
             "the read returned before the batch was durable"
         );
-        syncer.ended(seq);
+        syncer.ended(seq, Vec::new());
         reader.join().unwrap().unwrap();
         assert_eq!(durable(&syncer), seq);
     }

@@ -184,6 +184,8 @@ fn bench_runs_its_cases_checks_the_guarantees_and_says_how() {
             "1",
             "--large-sets",
             "2000",
+            "--generator",
+            "builtin,wrk",
         ])
         .output()
         .unwrap();
@@ -198,14 +200,25 @@ fn bench_runs_its_cases_checks_the_guarantees_and_says_how() {
         "{text}"
     );
     assert!(text.contains("guarantees held in every case"), "{text}");
-    // One row per case: 1 process x (1, 4 workers) on 300 sets, then 4 workers on 2000 sets.
+    // One row per case and generator: 1 process x (1, 4 workers) on 300 sets, by our crowd and
+    // by wrk (scripts/test installs it), then 4 workers on 2000 sets by ours.
     let rows: Vec<Vec<&str>> = text
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|w| w.len() == 12 && w[0] == "1")
+        .filter(|w| w.len() == 13 && w[0] == "1")
         .collect();
-    let cases: Vec<(&str, &str)> = rows.iter().map(|w| (w[1], w[2])).collect();
-    assert_eq!(cases, [("1", "300"), ("4", "300"), ("4", "2000")], "{text}");
+    let cases: Vec<(&str, &str, &str)> = rows.iter().map(|w| (w[1], w[2], w[12])).collect();
+    assert_eq!(
+        cases,
+        [
+            ("1", "300", "builtin"),
+            ("1", "300", "wrk"),
+            ("4", "300", "builtin"),
+            ("4", "300", "wrk"),
+            ("4", "2000", "builtin")
+        ],
+        "{text}"
+    );
     for row in &rows {
         let loops: f64 = row[3].parse().unwrap();
         assert!(loops > 0.0, "{text}");

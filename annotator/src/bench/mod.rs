@@ -8,7 +8,10 @@
 //! what the size of the database does to accept latency.
 //!
 //! Absolute figures depend on the machine; ratios against the first case of the same run are
-//! printed beside them.
+//! printed beside them. `--generator builtin,wrk` runs each case with our own load generator
+//! ([`crate::loadgen`]) and again with wrk ([`wrk`]), an external one.
+
+pub mod wrk;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -44,6 +47,26 @@ pub struct BenchConfig {
     /// Run the largest crowd again with the server backing up this often (`serve
     /// --backup-every`), to show what live backups cost the writers.
     pub backup_every: Option<Duration>,
+    /// Who drives the crowd, one row each per case.
+    pub generators: Vec<Generator>,
+}
+
+/// The load generator of a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generator {
+    /// `annotator::loadgen`: a thread per worker, each answer checked.
+    Builtin,
+    /// wrk with a Lua loop (`apt-get install wrk`): one connection per worker.
+    Wrk,
+}
+
+impl Generator {
+    fn name(self) -> &'static str {
+        match self {
+            Generator::Builtin => "builtin",
+            Generator::Wrk => "wrk",
+        }
+    }
 }
 
 fn fresh_database(config: &BenchConfig, dir: &Path, name: &str) -> Result<DatabaseUrl> {
@@ -129,6 +152,7 @@ pub struct CaseResult {
     pub machine_busy: f64,
     /// Sets the crowd touched, all of them checked.
     pub sets_checked: usize,
+    pub generator: Generator,
     /// Backups the server wrote during the case, when it ran with `--backup-every`.
     pub backups_taken: Option<usize>,
 }
@@ -140,9 +164,12 @@ pub fn run_bench(config: &BenchConfig) -> Result<Vec<CaseResult>> {
         bail!("several server processes need PostgreSQL (--postgres URL); SQLite is served by one");
     }
     ensure!(
-        !config.workers.is_empty() && !config.processes.is_empty(),
+        !config.workers.is_empty() && !config.processes.is_empty() && !config.generators.is_empty(),
         "no case to run"
     );
+    if config.generators.contains(&Generator::Wrk) && config.processes.iter().any(|&p| p != 1) {
+        bail!("wrk drives one server: run --generator wrk with --processes 1");
+    }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "annotator bench on {}, {cores} cores; {} s per case, {} HTTP threads per server, rate limits {}",
@@ -155,9 +182,12 @@ pub fn run_bench(config: &BenchConfig) -> Result<Vec<CaseResult>> {
             "off (--no-rate-limits)"
         }
     );
-    println!("one loop = accept, then submit, by one worker; latencies in ms");
     println!(
-        "{:>5} {:>7} {:>9} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "one loop = accept, then submit, by one worker; latencies in ms (wrk: accepts and submits \
+         together, in both columns)"
+    );
+    println!(
+        "{:>5} {:>7} {:>9} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}",
         "procs",
         "workers",
         "sets",
@@ -169,30 +199,41 @@ pub fn run_bench(config: &BenchConfig) -> Result<Vec<CaseResult>> {
         "sub p99",
         "srv cpu",
         "gen cpu",
-        "busy"
+        "busy",
+        "gen"
     );
     let mut cases = Vec::new();
     for &processes in &config.processes {
         for &workers in &config.workers {
-            cases.push((processes, workers, config.sets, false));
+            for &generator in &config.generators {
+                cases.push((processes, workers, config.sets, false, generator));
+            }
         }
     }
     let largest = *config.workers.iter().max().expect("checked above");
     let fewest = *config.processes.iter().min().expect("checked above");
+    let first_generator = config.generators[0];
     if config.large_sets > 0 {
-        cases.push((fewest, largest, config.large_sets, false));
+        cases.push((fewest, largest, config.large_sets, false, first_generator));
     }
     if config.backup_every.is_some() {
-        cases.push((fewest, largest, config.sets, true));
+        cases.push((fewest, largest, config.sets, true, first_generator));
     }
     let mut results: Vec<CaseResult> = Vec::new();
-    for (i, &(processes, workers, sets, backups)) in cases.iter().enumerate() {
-        let result = run_case(config, dir.path(), i, processes, workers, sets, backups)?;
+    for (i, &(processes, workers, sets, backups, generator)) in cases.iter().enumerate() {
+        let result = run_case(
+            config,
+            dir.path(),
+            i,
+            (processes, workers, sets),
+            backups,
+            generator,
+        )?;
         let base = results
             .first()
             .map_or(result.loops_per_s, |r| r.loops_per_s);
         println!(
-            "{:>5} {:>7} {:>9} {:>10.1} {:>6.2}x {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.2} {:>7.2} {:>6.0}%",
+            "{:>5} {:>7} {:>9} {:>10.1} {:>6.2}x {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.2} {:>7.2} {:>6.0}% {:>8}",
             processes,
             workers,
             sets,
@@ -205,13 +246,17 @@ pub fn run_bench(config: &BenchConfig) -> Result<Vec<CaseResult>> {
             result.server_cores,
             result.client_cores,
             result.machine_busy * 100.0,
+            generator.name(),
         );
         results.push(result);
     }
     if let Some(every) = config.backup_every
         && let Some(with) = results.last().filter(|r| r.backups_taken.is_some())
         && let Some(without) = results.iter().find(|r| {
-            r.workers == with.workers && r.processes == with.processes && r.sets == with.sets
+            r.workers == with.workers
+                && r.processes == with.processes
+                && r.sets == with.sets
+                && r.generator == with.generator
         })
     {
         println!(
@@ -226,9 +271,11 @@ pub fn run_bench(config: &BenchConfig) -> Result<Vec<CaseResult>> {
     }
     if config.large_sets > 0
         && let Some(large) = results.iter().find(|r| r.sets == config.large_sets)
-        && let Some(small) = results
-            .iter()
-            .find(|r| r.workers == large.workers && r.processes == large.processes)
+        && let Some(small) = results.iter().find(|r| {
+            r.workers == large.workers
+                && r.processes == large.processes
+                && r.generator == large.generator
+        })
     {
         println!(
             "accept p99 at {} sets is {:.2}x its value at {} sets",
@@ -239,7 +286,13 @@ pub fn run_bench(config: &BenchConfig) -> Result<Vec<CaseResult>> {
     }
     println!(
         "guarantees held in every case: each acknowledged description stored as sent, nothing \
-         stored unacknowledged, at most 3 assignments per set, never a worker twice on a set"
+         stored unacknowledged, at most 3 assignments per set, never a worker twice on a set{}",
+        if config.generators.contains(&Generator::Wrk) {
+            " (wrk rows: as many descriptions stored as wrk counted, plus at most one per \
+             worker cut off at the end, and the last two)"
+        } else {
+            ""
+        }
     );
     Ok(results)
 }
@@ -248,10 +301,9 @@ fn run_case(
     config: &BenchConfig,
     dir: &Path,
     index: usize,
-    processes: usize,
-    workers: usize,
-    sets: i64,
+    (processes, workers, sets): (usize, usize, i64),
     backups: bool,
+    generator: Generator,
 ) -> Result<CaseResult> {
     let url = fresh_database(config, dir, &format!("case{index}"))?;
     let (db, project_id, token) = seed(&url, sets)?;
@@ -291,6 +343,16 @@ fn run_case(
             .filter_map(|s| process_cpu_seconds(s.child.id()))
             .sum()
     };
+    if generator == Generator::Wrk {
+        return wrk_case(
+            dir,
+            index,
+            (processes, workers, sets),
+            (&db, project_id, &token),
+            &servers,
+            config.seconds,
+        );
+    }
     let server_before = cpu(&servers);
     let client_before = process_cpu_seconds(std::process::id()).unwrap_or(0.0);
     let machine_before = machine_jiffies();
@@ -311,10 +373,7 @@ fn run_case(
     );
     let sets_checked = check_guarantees(&db, project_id, &report)?;
     let seconds = report.elapsed.as_secs_f64();
-    let machine_busy = match (machine_before, machine_after) {
-        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0) as f64,
-        _ => f64::NAN,
-    };
+    let machine_busy = busy_between(machine_before, machine_after);
     Ok(CaseResult {
         processes,
         workers,
@@ -328,6 +387,7 @@ fn run_case(
         client_cores: (client_after - client_before) / seconds,
         machine_busy,
         sets_checked,
+        generator,
         backups_taken: backups.then(|| {
             std::fs::read_dir(&backup_dir)
                 .map(|d| {
@@ -338,6 +398,73 @@ fn run_case(
                 .unwrap_or(0)
         }),
     })
+}
+
+/// A case driven by wrk: sessions minted first, then wrk for `seconds`; the check afterwards
+/// counts what wrk counted (it does not say which descriptions it sent).
+fn wrk_case(
+    dir: &Path,
+    index: usize,
+    (processes, workers, sets): (usize, usize, i64),
+    (db, project_id, token): (&Database, i64, &str),
+    servers: &[ServerProcess],
+    seconds: u64,
+) -> Result<CaseResult> {
+    let server = servers.first().context("a server")?;
+    let api = milan_client::Api::new(&server.base);
+    let tokens = (0..workers)
+        .map(|w| {
+            api.sign_in(token, &format!("wrk-{w:03}"))
+                .map_err(|e| anyhow::anyhow!("mint a session for wrk: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let server_before = process_cpu_seconds(server.child.id()).unwrap_or(0.0);
+    let machine_before = machine_jiffies();
+    let case_dir = dir.join(format!("wrk{index}"));
+    std::fs::create_dir_all(&case_dir)?;
+    let (report, wrk_cpu) = wrk::run(&case_dir, &server.base, "bench", &tokens, seconds)?;
+    let server_after = process_cpu_seconds(server.child.id()).unwrap_or(0.0);
+    let machine_after = machine_jiffies();
+    let (stored, states) = db.read(|c| -> Result<_, EngineError> {
+        Ok((
+            q::submitted_work(c, project_id)?.len() as u64,
+            q::assignment_states(c, project_id)?,
+        ))
+    })?;
+    ensure!(
+        report.loops > 0 && (report.loops..=report.loops + workers as u64).contains(&stored),
+        "wrk counted {} acknowledged submits and {stored} descriptions are stored (at most {} \
+         may be cut off at the end)",
+        report.loops,
+        workers
+    );
+    let sets_checked = crowd_invariants(&states)?;
+    let seconds = report.duration_us / 1e6;
+    let machine_busy = busy_between(machine_before, machine_after);
+    Ok(CaseResult {
+        processes,
+        workers,
+        sets,
+        loops_per_s: report.loops as f64 / seconds,
+        accept_p50_ms: report.p50_us / 1000.0,
+        accept_p99_ms: report.p99_us / 1000.0,
+        submit_p50_ms: report.p50_us / 1000.0,
+        submit_p99_ms: report.p99_us / 1000.0,
+        server_cores: (server_after - server_before) / seconds,
+        client_cores: wrk_cpu / seconds,
+        machine_busy,
+        sets_checked,
+        generator: Generator::Wrk,
+        backups_taken: None,
+    })
+}
+
+/// The share of the machine's time spent busy between two readings of [`machine_jiffies`].
+fn busy_between(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> f64 {
+    match (before, after) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0) as f64,
+        _ => f64::NAN,
+    }
 }
 
 /// The crowd guarantees, checked on the database after a run: returns how many sets were
