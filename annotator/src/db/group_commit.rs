@@ -65,6 +65,12 @@ thread_local! {
     static IN_WRITE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Whether this thread is the writer, running a request: a read from here would not see the
+/// batch's own changes, and a write would wait for itself.
+pub fn on_writer_thread() -> bool {
+    IN_WRITE.get()
+}
+
 /// How one run of a request's closure ended, as the writer needs to know it (the value itself
 /// goes straight to the caller's slot).
 enum Status {

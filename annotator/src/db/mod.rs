@@ -396,6 +396,10 @@ impl Database {
     where
         E: From<DbError>,
     {
+        assert!(
+            !group_commit::on_writer_thread(),
+            "Database::read called inside a write: read through the write's own connection"
+        );
         let mut conn = self
             .read_pool
             .as_ref()
