@@ -288,6 +288,13 @@ fn writer(inner: &Inner, mut conn: Db) {
 
 /// One batch, from `first` until the queue is empty or the batch full.
 fn batch(inner: &Inner, conn: &mut Db, first: Job, members: &mut Vec<Arc<Completion>>) {
+    // After a failed sync nothing more is committed: requests queued before it are refused too.
+    if let Some(why) = inner.syncer.broken() {
+        let Job { run, completion } = first;
+        drop(run);
+        completion.complete(Err(why));
+        return;
+    }
     // IMMEDIATE: take the write lock now (another process, e.g. `annotator import`, may hold
     // it; the busy timeout waits for it).
     if let Err(e) = conn.batch_execute("BEGIN IMMEDIATE") {

@@ -234,3 +234,39 @@ fn the_power_cut_harness_catches_a_sync_that_does_nothing() {
         moments.len()
     );
 }
+
+/// A log sync that fails (EIO) fails the write waiting on it, every later write, and reads that
+/// might have seen the unsynced batch: after an error the kernel may have dropped the pages, so
+/// nothing is acknowledged until a restart.
+#[test]
+fn a_failed_log_sync_stops_every_answer_until_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::Sqlite(dir.path().join("eio.sqlite3"));
+    let options = DbOptions {
+        wal_sync: Some(Arc::new(|_: &Path| {
+            Err(std::io::Error::other("EIO (simulated)"))
+        })),
+        ..DbOptions::default()
+    };
+    let db = Database::open_with(&url, options).unwrap();
+    let write = |name: &str| {
+        db.write(|c| -> Result<(), EngineError> { Ok(q::insert_setting(c, name, "x")?) })
+    };
+    let first = write("first").unwrap_err().to_string();
+    assert!(
+        first.contains("could not be synced") && first.contains("EIO (simulated)"),
+        "{first}"
+    );
+    let later = write("later").unwrap_err().to_string();
+    assert!(later.contains("restarts"), "{later}");
+    let read = db
+        .read(|c| -> Result<_, EngineError> { Ok(q::setting(c, "first")?) })
+        .unwrap_err()
+        .to_string();
+    assert!(read.contains("could not be synced"), "{read}");
+    drop(db);
+    // Restarted (a sync that works): SQLite recovers what is on disk and writes go through.
+    let db = Database::open(&url).unwrap();
+    db.write(|c| -> Result<(), EngineError> { Ok(q::insert_setting(c, "after", "x")?) })
+        .unwrap();
+}
