@@ -8,7 +8,6 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
@@ -144,8 +143,7 @@ pub fn run(
     let output = std::process::Command::new("wrk")
         .args(["-t", &workers, "-c", &workers, "-d"])
         .arg(format!("{seconds}s"))
-        .arg("--timeout")
-        .arg(format!("{}s", Duration::from_secs(30).as_secs()))
+        .args(["--timeout", "30s"])
         .arg("-s")
         .arg(&script_path)
         .arg(base)

@@ -85,6 +85,15 @@ struct Job {
     completion: Arc<Completion>,
 }
 
+impl Job {
+    /// Fails a request that was not run, dropping its closure first (see `write`).
+    fn refuse(self, why: String) {
+        let Job { run, completion } = self;
+        drop(run);
+        completion.complete(Err(why));
+    }
+}
+
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
@@ -290,17 +299,13 @@ fn writer(inner: &Inner, mut conn: Db) {
 fn batch(inner: &Inner, conn: &mut Db, first: Job, members: &mut Vec<Arc<Completion>>) {
     // After a failed sync nothing more is committed: requests queued before it are refused too.
     if let Some(why) = inner.syncer.broken() {
-        let Job { run, completion } = first;
-        drop(run);
-        completion.complete(Err(why));
+        first.refuse(why);
         return;
     }
     // IMMEDIATE: take the write lock now (another process, e.g. `annotator import`, may hold
     // it; the busy timeout waits for it).
     if let Err(e) = conn.batch_execute("BEGIN IMMEDIATE") {
-        let Job { run, completion } = first;
-        drop(run);
-        completion.complete(Err(format!("could not begin a write: {e}")));
+        first.refuse(format!("could not begin a write: {e}"));
         return;
     }
     let mut next = Some(first);

@@ -145,11 +145,12 @@ fn check_moment(files: &[(String, Vec<u8>)], acked: &[Acknowledged]) -> Result<(
     for (name, bytes) in files {
         std::fs::write(dir.path().join(name), bytes).unwrap();
     }
-    let url = DatabaseUrl::Sqlite(dir.path().join("live.sqlite3"));
-    if !Path::new(&dir.path().join("live.sqlite3")).exists() {
+    let path = dir.path().join("live.sqlite3");
+    if !path.exists() {
         return Err("the database file itself is gone".into());
     }
-    let db = Database::open(&url).map_err(|e| format!("does not open: {e}"))?;
+    let db =
+        Database::open(&DatabaseUrl::Sqlite(path)).map_err(|e| format!("does not open: {e}"))?;
     let integrity = {
         use diesel::RunQueryDsl;
         #[derive(diesel::QueryableByName)]
