@@ -160,6 +160,23 @@ impl ResNet {
         ResNet::from_state_dict(StateDict::read_any(path)?, depth, device)
     }
 
+    /// torchvision's architecture with random weights (seeded; see [`StateDict::randomize`]): a
+    /// network whose speed is a ResNet's when its released weights are not at hand (benchmarks).
+    pub fn random(depth: Depth, seed: u64, device: &Device) -> Result<ResNet> {
+        let mut sd = StateDict::from_tensors(
+            torchvision_shapes(depth)
+                .into_iter()
+                .map(|(k, shape)| {
+                    let n = shape.iter().product();
+                    (k, (vec![0.0; n], shape))
+                })
+                .collect(),
+            Path::new(depth.name()),
+        );
+        sd.randomize(seed);
+        ResNet::from_state_dict(sd, depth, device)
+    }
+
     /// A ResNet from the tensors of `sd` (keys as torchvision names them).
     pub fn from_state_dict(mut sd: StateDict, depth: Depth, device: &Device) -> Result<ResNet> {
         let stem = conv_bn(&mut sd, "conv1", "bn1", [64, 3, 7], 2, device)?;
@@ -296,6 +313,42 @@ impl ResNet {
     }
 }
 
+/// The float weights of torchvision's state dict for `depth`, by key, with their shapes.
+fn torchvision_shapes(depth: Depth) -> Vec<(String, Vec<usize>)> {
+    let mut keys = vec![("conv1.weight".to_owned(), vec![64, 3, 7, 7])];
+    let bn = |keys: &mut Vec<(String, Vec<usize>)>, p: &str, c: usize| {
+        for leaf in ["weight", "bias", "running_mean", "running_var"] {
+            keys.push((format!("{p}.{leaf}"), vec![c]));
+        }
+    };
+    bn(&mut keys, "bn1", 64);
+    let widths = depth.widths();
+    let mut inp = 64;
+    for (s, &count) in depth.blocks().iter().enumerate() {
+        let (mid, out) = (64 << s, widths[s + 1]);
+        for b in 0..count {
+            let p = format!("layer{}.{b}", s + 1);
+            let convs: Vec<[usize; 3]> = if depth.bottleneck() {
+                vec![[mid, inp, 1], [mid, mid, 3], [out, mid, 1]]
+            } else {
+                vec![[out, inp, 3], [out, out, 3]]
+            };
+            for (i, [o, c, k]) in convs.into_iter().enumerate() {
+                keys.push((format!("{p}.conv{}.weight", i + 1), vec![o, c, k, k]));
+                bn(&mut keys, &format!("{p}.bn{}", i + 1), o);
+            }
+            if b == 0 && (s > 0 || inp != out) {
+                keys.push((format!("{p}.downsample.0.weight"), vec![out, inp, 1, 1]));
+                bn(&mut keys, &format!("{p}.downsample.1"), out);
+            }
+            inp = out;
+        }
+    }
+    keys.push(("fc.weight".into(), vec![1000, inp]));
+    keys.push(("fc.bias".into(), vec![1000]));
+    keys
+}
+
 /// An RGB image as a ResNet's input: 224x224 (bilinear resize when needed), ImageNet mean and
 /// standard deviation, channels first.
 pub fn preprocess(img: &image::RgbImage) -> Vec<f32> {
@@ -315,4 +368,29 @@ pub fn preprocess(img: &image::RgbImage) -> Vec<f32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_random_resnet_has_torchvisions_weights_and_gives_each_stage_its_width() {
+        let device = Device::flex();
+        for depth in [Depth::R18, Depth::R50] {
+            // `from_state_dict` refuses a missing, misshapen or left-over weight.
+            let net = ResNet::random(depth, 1, &device).unwrap();
+            let x = Tensor::<4>::ones([1, 3, 64, 64], &device);
+            let out = net.forward(x, &LAYERS);
+            for (layer, width) in LAYERS.iter().zip(depth.widths()) {
+                assert_eq!(
+                    out.layers[layer].dims()[1],
+                    width,
+                    "{} {layer}",
+                    depth.name()
+                );
+            }
+            assert_eq!(out.logits.dims(), [1, 1000]);
+        }
+    }
 }

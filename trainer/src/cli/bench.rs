@@ -12,18 +12,25 @@ use milan_trainer::probing::exemplars::{self, ExemplarConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Images per measurement.
-    #[arg(long, default_value_t = 256)]
-    images: usize,
-    /// Benchmark the MILAN model (training steps/s, decoded neurons/s) instead of the encoder.
+    /// Images per measurement (default 256; 60 with --encoders).
     #[arg(long)]
+    images: Option<usize>,
+    /// Benchmark the MILAN model (training steps/s, decoded neurons/s) instead of the encoder.
+    #[arg(long, conflicts_with = "encoders")]
     model: bool,
+    /// Benchmark MILAN's masked pyramid features (`trainer features`) instead: images/s of each
+    /// encoder named (default resnet50,resnet101,efficientnet-lite0) on each backend.
+    #[arg(long, num_args = 0.., value_delimiter = ',', value_name = "ENCODER")]
+    encoders: Option<Vec<String>>,
+    /// With --encoders: exemplar images per forward pass (`trainer features`' default).
+    #[arg(long, default_value_t = 30)]
+    batch: usize,
     /// Timed training steps per model measurement (with --model).
     #[arg(long, default_value_t = 5)]
     steps: usize,
-    /// With --model: also time the same model written in PyTorch (the torch that
+    /// With --model or --encoders: also time the same work written in PyTorch (the torch that
     /// scripts/install-libtorch installs) and print every figure as a ratio to PyTorch's.
-    #[arg(long, requires = "model")]
+    #[arg(long)]
     vs_pytorch: bool,
     /// With --vs-pytorch: the Python that has torch (default: the virtualenv of
     /// scripts/install-libtorch, $MILAN_TORCH_VENV or ~/.cache/milan-rs/torch-2.9.0).
@@ -31,7 +38,7 @@ pub struct BenchArgs {
     python: Option<std::path::PathBuf>,
     /// Benchmark an ONNX model on tract instead: images/s of the forward pass to --layers at
     /// each batch size and thread count, and of whole exemplar runs.
-    #[arg(long, conflicts_with = "model")]
+    #[arg(long, conflicts_with_all = ["model", "encoders"])]
     onnx: Option<std::path::PathBuf>,
     /// With --onnx, a generator: its latent dataset (`trainer latents`); latents/s of the
     /// forward pass at each batch size and of a whole exemplar run over the latents.
@@ -90,14 +97,27 @@ fn forward_rate(model: &EfficientNetLite0, images: usize, batch: usize, device: 
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    anyhow::ensure!(
+        !args.vs_pytorch || args.model || args.encoders.is_some(),
+        "--vs-pytorch compares --model or --encoders with PyTorch; give one of them"
+    );
+    let python = match (args.vs_pytorch, &args.python) {
+        (false, _) => None,
+        (true, Some(p)) => Some(p.clone()),
+        (true, None) => Some(crate::cli::bench_model::default_python()?),
+    };
     if args.model {
-        let python = match (args.vs_pytorch, &args.python) {
-            (false, _) => None,
-            (true, Some(p)) => Some(p.clone()),
-            (true, None) => Some(crate::cli::bench_model::default_python()?),
-        };
         return crate::cli::bench_model::run(args.steps, python.as_deref());
     }
+    if let Some(encoders) = &args.encoders {
+        return crate::cli::bench_encoders::run(
+            encoders,
+            args.images.unwrap_or(60),
+            args.batch,
+            python.as_deref(),
+        );
+    }
+    let images = args.images.unwrap_or(256);
     if let Some(path) = &args.onnx {
         return onnx_bench(path, args);
     }
@@ -112,16 +132,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let backends: Vec<(&str, Device)> = vec![("flex (CPU)", Device::flex())];
     println!(
         "EfficientNet-Lite0, {} images per measurement, {} threads",
-        args.images,
+        images,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     for (name, device) in backends {
         let model = EfficientNetLite0::load(&weights, &device)?;
-        let base = forward_rate(&model, args.images, 16, &device);
-        let one = forward_rate(&model, args.images.min(64), 1, &device);
+        let base = forward_rate(&model, images, 16, &device);
+        let one = forward_rate(&model, images.min(64), 1, &device);
 
         let tmp = tempfile::tempdir()?;
-        let photos = bench_photos(tmp.path(), args.images)?;
+        let photos = bench_photos(tmp.path(), images)?;
         let config = ExemplarConfig {
             layers: vec!["_blocks.5".into(), "_blocks.10".into(), "_blocks.15".into()],
             ..ExemplarConfig::default()
@@ -203,7 +223,7 @@ fn onnx_bench(path: &std::path::Path, args: &BenchArgs) -> Result<()> {
         path.display(),
         3,
         layers.join(","),
-        args.images,
+        args.images.unwrap_or(256),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let device = Device::flex();
@@ -219,7 +239,7 @@ fn onnx_bench(path: &std::path::Path, args: &BenchArgs) -> Result<()> {
             let input = synthetic_input(n * 3 * size * size);
             // One untimed pass: the plan is optimised for this batch size there.
             net.run(input.clone(), n, &layers, &device)?;
-            let rounds = args.images.div_ceil(n);
+            let rounds = args.images.unwrap_or(256).div_ceil(n);
             let started = Instant::now();
             for _ in 0..rounds {
                 net.run(input.clone(), n, &layers, &device)?;
@@ -239,7 +259,7 @@ fn onnx_bench(path: &std::path::Path, args: &BenchArgs) -> Result<()> {
     let (_, batch, threads) = best;
     let net = OnnxNetwork::load(path, &spec, threads)?.with_run_size(batch);
     let tmp = tempfile::tempdir()?;
-    let photos = bench_photos(tmp.path(), args.images)?;
+    let photos = bench_photos(tmp.path(), args.images.unwrap_or(256))?;
     let config = ExemplarConfig {
         layers: layers.clone(),
         batch: batch * threads,
@@ -306,7 +326,7 @@ fn generator_bench(
     for &batch in &args.batches {
         let batch = batch.max(1).min(samples);
         probe.activations(0, batch, &layers, &device)?; // plan optimised, untimed
-        let rounds = args.images.div_ceil(batch);
+        let rounds = args.images.unwrap_or(256).div_ceil(batch);
         let started = Instant::now();
         for r in 0..rounds {
             let first = (r * batch) % (samples - batch + 1);

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use burn::tensor::Device;
 use milan_trainer::probing::features;
 
 #[derive(Debug, clap::Args)]
@@ -25,10 +24,14 @@ pub struct FeaturesArgs {
     /// Exemplar images per forward pass.
     #[arg(long, default_value_t = 30)]
     batch: usize,
+    /// Backend: flex (CPU, default) or, in a build with the `tch` feature, tch / tch-cuda[:N]
+    /// (`trainer bench --encoders` compares them).
+    #[arg(long, default_value = "flex")]
+    backend: String,
 }
 
 pub fn run(args: &FeaturesArgs) -> Result<()> {
-    let device = Device::flex();
+    let device = milan_trainer::util::backend::device(&args.backend)?;
     let (encoder, weights) =
         features::load_featurizer(&args.encoder, args.weights.as_deref(), &device)?;
     let cache = args.cache.clone().unwrap_or_else(features::default_cache);

@@ -8,6 +8,7 @@ pub mod args;
 pub mod assets;
 pub mod audit;
 pub mod bench;
+pub mod bench_encoders;
 pub mod bench_model;
 pub mod catalog;
 pub mod classify;

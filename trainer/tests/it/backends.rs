@@ -124,3 +124,57 @@ fn libtorch_comparison_needs_the_tch_feature() {
     let err = milan_trainer::util::backend::device("tch").expect_err("no libtorch in this build");
     assert!(err.to_string().contains("--features tch"), "{err}");
 }
+
+/// `trainer bench --encoders` times MILAN's pyramid features on each backend of the build; in the
+/// libtorch build (scripts/test runs it after scripts/install-libtorch) also in PyTorch, so the
+/// PyTorch side of the comparison (`bench_encoders.py`) runs here too.
+#[test]
+fn the_encoder_bench_times_each_backend() {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"));
+    // From the repository root, where `trainer assets fetch` put EfficientNet-Lite0's weights.
+    command.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    command.args([
+        "bench",
+        "--encoders",
+        "resnet18,efficientnet-lite0",
+        "--images",
+        "1",
+        "--batch",
+        "1",
+    ]);
+    if cfg!(feature = "tch") {
+        command.arg("--vs-pytorch");
+    }
+    let out = command.output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{printed}{}\n(the libtorch build compares with PyTorch: run scripts/install-libtorch)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (sections, against) = if cfg!(feature = "tch") {
+        (
+            ["PyTorch", "flex (CPU)", "libtorch (CPU)"].as_slice(),
+            "x PyTorch",
+        )
+    } else {
+        (["flex (CPU)"].as_slice(), "1.00x flex")
+    };
+    for section in sections {
+        assert!(printed.contains(section), "no {section} in\n{printed}");
+    }
+    for encoder in ["resnet18", "efficientnet-lite0"] {
+        let rows: Vec<&str> = printed
+            .lines()
+            .filter(|l| l.trim_start().starts_with(encoder))
+            .collect();
+        assert_eq!(rows.len(), sections.len(), "{encoder} in\n{printed}");
+        // Every backend's row is a ratio to the baseline measured in the same run.
+        assert!(
+            rows.iter()
+                .skip(usize::from(cfg!(feature = "tch")))
+                .all(|r| r.contains(against)),
+            "{printed}"
+        );
+    }
+}
