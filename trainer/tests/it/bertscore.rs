@@ -88,6 +88,33 @@ fn five_neurons_match_bert_score() {
     }
 }
 
+/// Sentences encoded in many small batches, on as many threads as the machine has, score as in
+/// one batch and as bert_score does.
+#[test]
+fn small_batches_on_several_threads_score_as_one_batch() {
+    let load = |batch_size: usize| {
+        BertScorer::load(
+            &minilm(),
+            &ScorerOptions {
+                batch_size,
+                ..ScorerOptions::default()
+            },
+            &burn::tensor::Device::flex(),
+        )
+        .unwrap()
+    };
+    let f = fixture("five-neurons.json");
+    let cands = strings(&f["preds"]);
+    let refs: Vec<Vec<String>> = f["refs"].as_array().unwrap().iter().map(strings).collect();
+    let one = load(256).score(&cands, &refs, true).unwrap();
+    let many = load(2).score(&cands, &refs, true).unwrap();
+    let expected = &f["bertscore_minilm_L6_idf"];
+    close(&many.f, &floats(&expected["F"]), "batches of 2, F");
+    for (a, b) in one.f.iter().zip(&many.f) {
+        assert!((a - b).abs() < 1e-6, "one batch {a} vs batches of 2 {b}");
+    }
+}
+
 #[test]
 fn the_reference_protocol_scores_systems_against_all_references_and_annotators_apart() {
     use milan_trainer::evaluation::scoring::{BertScoreChoice, Protocol, Scorer};

@@ -186,6 +186,11 @@ impl BertScorer {
     }
 
     /// Token ids and L2-normalised token embeddings ([tokens][hidden]) of each sentence.
+    ///
+    /// Batches are encoded on as many threads as the machine has cores (at most one per batch):
+    /// flex runs its element-wise operations (GELU's `erf`, softmax's `exp`) on the calling
+    /// thread, so one batch at a time leaves the other cores idle between matrix products. Each
+    /// batch is computed exactly as alone, so the numbers do not depend on the thread count.
     fn embed(&self, sentences: &[&str]) -> Result<HashMap<String, Encoded>> {
         let mut encoded: Vec<(&str, Vec<u32>)> = sentences
             .iter()
@@ -193,16 +198,52 @@ impl BertScorer {
             .collect::<Result<_>>()?;
         // Batches of similar length waste little on padding.
         encoded.sort_by_key(|(_, ids)| std::cmp::Reverse(ids.len()));
-        let mut out = HashMap::new();
-        for batch in encoded.chunks(self.batch_size) {
-            let ids: Vec<Vec<u32>> = batch.iter().map(|(_, ids)| ids.clone()).collect();
-            let hidden = self.model.forward(&ids, self.num_layers, &self.device);
-            let [_, t, h] = hidden.dims();
-            let values: Vec<f32> = hidden
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| anyhow::anyhow!("reading embeddings: {e:?}"))?;
-            for (b, (sentence, ids)) in batch.iter().enumerate() {
+        let batches: Vec<&[(&str, Vec<u32>)]> = encoded.chunks(self.batch_size).collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(batches.len())
+            .max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let encode_batches = || -> Result<Vec<(String, Encoded)>> {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(batch) = batches.get(i) else {
+                    return Ok(out);
+                };
+                out.extend(self.embed_batch(batch)?);
+            }
+        };
+        let parts: Vec<Result<Vec<(String, Encoded)>>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (1..threads).map(|_| scope.spawn(encode_batches)).collect();
+            let mut parts = vec![encode_batches()];
+            parts.extend(
+                workers
+                    .into_iter()
+                    .map(|w| w.join().expect("an encoding thread panicked")),
+            );
+            parts
+        });
+        let mut out = HashMap::with_capacity(encoded.len());
+        for part in parts {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+
+    /// One padded batch through the encoder: each sentence's ids and normalised token rows.
+    fn embed_batch(&self, batch: &[(&str, Vec<u32>)]) -> Result<Vec<(String, Encoded)>> {
+        let ids: Vec<Vec<u32>> = batch.iter().map(|(_, ids)| ids.clone()).collect();
+        let hidden = self.model.forward(&ids, self.num_layers, &self.device);
+        let [_, t, h] = hidden.dims();
+        let values: Vec<f32> = hidden
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading embeddings: {e:?}"))?;
+        Ok(batch
+            .iter()
+            .enumerate()
+            .map(|(b, (sentence, ids))| {
                 let rows: Vec<Vec<f32>> = (0..ids.len())
                     .map(|i| {
                         let row = &values[(b * t + i) * h..(b * t + i + 1) * h];
@@ -215,16 +256,15 @@ impl BertScorer {
                         row.iter().map(|x| x / norm).collect()
                     })
                     .collect();
-                out.insert(
+                (
                     (*sentence).to_owned(),
                     Encoded {
                         ids: ids.clone(),
                         rows,
                     },
-                );
-            }
-        }
-        Ok(out)
+                )
+            })
+            .collect())
     }
 
     /// Scores each candidate against its references (`refs[i]` for `cands[i]`); with `idf`, the
