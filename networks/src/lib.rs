@@ -5,8 +5,10 @@
 //! - [`efficientnet`]: EfficientNet-Lite0 in burn with its ImageNet weights;
 //! - [`resnet`]: ResNet-18 to -152 in torchvision's layout, from safetensors or torchvision's
 //!   own `.pth`;
-//! - [`onnx`]: any network exported to ONNX, run on tract;
-//! - [`generator`]: a generator exported to ONNX (latent inputs, inner maps and the image out);
+//! - `onnx`: any network exported to ONNX, run on tract; `generator`: a generator exported to ONNX
+//!   (latent inputs, inner maps and the image out); `external_data`: where their weights may be
+//!   read from. These three need the `onnx` feature (default; tract is a quarter of a cold
+//!   release build, which `scripts/demo` skips); [`input_spec`] describes their input either way;
 //! - [`imagenet`]: the ImageNet class names;
 //! - [`formats`]: the weight formats — `pickle` (decoded as data, running nothing),
 //!   `torch_legacy` (pre-1.6 state dicts), `torch_zip` (`torch.save` since 1.6, storages read on
@@ -15,13 +17,17 @@
 //! It knows nothing of MILAN, its data or its commands.
 
 pub mod efficientnet;
+#[cfg(feature = "onnx")]
 pub mod external_data;
 pub mod formats;
+#[cfg(feature = "onnx")]
 pub mod generator;
 pub mod imagenet;
+pub mod input_spec;
 pub mod layer_kind;
 pub mod layout;
 pub mod network;
+#[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod resnet;
 

@@ -20,37 +20,10 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::internal::DimLike;
 
+pub use crate::input_spec::InputSpec;
 pub use crate::layer_kind::{LayerKind, MAX_PREFIX, shape_text};
 use crate::layout::{AxesByNode, Layout, classify_rank4};
 use crate::{Activation, Network};
-
-/// How images become the network's input.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InputSpec {
-    /// Side of the square input; `None`: the model's own when its input declares one, else 224.
-    pub size: Option<usize>,
-    /// Per-channel mean and standard deviation of `x / 255` (torchvision's ImageNet values by
-    /// default).
-    pub mean: [f32; 3],
-    pub std: [f32; 3],
-    /// Tokens before the patch grid (class, registers); detected when `None`.
-    pub prefix_tokens: Option<usize>,
-    /// The layout of rank-4 outputs the graph does not settle ([`crate::layout`]); `None`: a
-    /// square map decides, else the output is refused asking for it.
-    pub layout: Option<Layout>,
-}
-
-impl Default for InputSpec {
-    fn default() -> Self {
-        InputSpec {
-            size: None,
-            mean: [0.485, 0.456, 0.406],
-            std: [0.229, 0.224, 0.225],
-            prefix_tokens: None,
-            layout: None,
-        }
-    }
-}
 
 /// One output of a run, `count` samples of `kind`, laid out [count, units, h, w] as
 /// [`Activation`] holds it: channels-last maps transposed, tokens laid on their grid with the

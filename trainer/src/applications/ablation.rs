@@ -13,9 +13,12 @@ use serde::Serialize;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::applications::analysis::{Concept, Described};
+#[cfg(feature = "onnx")]
 use milan_networks::Network;
 use milan_networks::efficientnet::{EfficientNetLite0, block_channels};
-use milan_networks::onnx::{InputSpec, OnnxNetwork};
+use milan_networks::input_spec::InputSpec;
+#[cfg(feature = "onnx")]
+use milan_networks::onnx::OnnxNetwork;
 use milan_networks::resnet::{Depth, LAYERS, ResNet};
 
 /// The units of `described` to switch off: all of them, or those with a description that
@@ -58,6 +61,7 @@ pub enum Classifier {
     ResNet(Box<ResNet>, Depth),
     /// Any ONNX model whose first output is [N, classes]; its layers are the nodes
     /// [`OnnxNetwork::resolve`] accepts.
+    #[cfg(feature = "onnx")]
     Onnx(Box<OnnxNetwork>),
 }
 
@@ -76,8 +80,16 @@ impl Classifier {
                 weights.is_none(),
                 "--weights is for the built-in networks; an ONNX model holds its own"
             );
-            let net = OnnxNetwork::load(Path::new(model), input, threads)?;
-            return Ok(Classifier::Onnx(Box::new(net)));
+            #[cfg(feature = "onnx")]
+            {
+                let net = OnnxNetwork::load(Path::new(model), input, threads)?;
+                return Ok(Classifier::Onnx(Box::new(net)));
+            }
+            #[cfg(not(feature = "onnx"))]
+            {
+                let _ = (input, threads);
+                return Err(crate::util::onnx_feature::missing(model));
+            }
         }
         let weights = weights.with_context(|| format!("--model {model} needs its weights"))?;
         if model == "efficientnet-lite0" {
@@ -104,6 +116,7 @@ impl Classifier {
                 let i = LAYERS.iter().position(|l| *l == layer)?;
                 Some((i, depth.widths()[i]))
             }
+            #[cfg(feature = "onnx")]
             Classifier::Onnx(_) => None,
         }
     }
@@ -113,6 +126,7 @@ impl Classifier {
         let mut off: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (layer, unit) in units {
             let channels = match self {
+                #[cfg(feature = "onnx")]
                 Classifier::Onnx(net) => net
                     .resolve(layer)?
                     .kind
@@ -144,6 +158,7 @@ impl Classifier {
     /// Side of the square input.
     pub fn input_size(&self) -> usize {
         match self {
+            #[cfg(feature = "onnx")]
             Classifier::Onnx(net) => net.size(),
             _ => milan_networks::SIZE,
         }
@@ -154,6 +169,7 @@ impl Classifier {
         match self {
             Classifier::EfficientNet(_) => milan_networks::efficientnet::preprocess(img),
             Classifier::ResNet(..) => milan_networks::resnet::preprocess(img),
+            #[cfg(feature = "onnx")]
             Classifier::Onnx(net) => net.preprocess(img),
         }
     }
@@ -190,6 +206,7 @@ impl Classifier {
                 .collect()
         };
         let logits = match self {
+            #[cfg(feature = "onnx")]
             Classifier::Onnx(net) => {
                 let off: Vec<(String, Vec<usize>)> =
                     off.0.iter().map(|(l, u)| (l.clone(), u.clone())).collect();

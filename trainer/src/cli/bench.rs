@@ -5,7 +5,9 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+#[cfg(feature = "onnx")]
+use anyhow::Context;
+use anyhow::Result;
 use burn::tensor::{Device, Tensor, TensorData};
 use milan_networks::efficientnet::{EfficientNetLite0, INPUT_SIZE};
 use milan_trainer::probing::exemplars::{self, ExemplarConfig};
@@ -119,7 +121,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let images = args.images.unwrap_or(256);
     if let Some(path) = &args.onnx {
+        #[cfg(feature = "onnx")]
         return onnx_bench(path, args);
+        #[cfg(not(feature = "onnx"))]
+        return Err(milan_trainer::util::onnx_feature::missing(
+            &path.display().to_string(),
+        ));
     }
     let weights =
         milan_trainer::assets::path("efficientnet-lite0")?.join("efficientnet-lite0-57934424.pth");
@@ -196,6 +203,7 @@ fn bench_photos(tmp: &std::path::Path, count: usize) -> Result<std::path::PathBu
 /// `trainer bench --onnx`: the forward pass to the chosen layers on tract at each batch size and
 /// thread count (ratios against batch 1 on one thread, measured in the same run), then whole
 /// exemplar runs over real photos at the fastest setting.
+#[cfg(feature = "onnx")]
 fn onnx_bench(path: &std::path::Path, args: &BenchArgs) -> Result<()> {
     use milan_networks::Network;
     use milan_networks::onnx::OnnxNetwork;
@@ -290,6 +298,7 @@ fn onnx_bench(path: &std::path::Path, args: &BenchArgs) -> Result<()> {
 /// and its image at each batch size (ratios against batch 1, measured in the same run), then a
 /// whole exemplar run over the latents (the generated exemplar images included) and the peak
 /// resident set.
+#[cfg(feature = "onnx")]
 fn generator_bench(
     path: &std::path::Path,
     latents: &std::path::Path,

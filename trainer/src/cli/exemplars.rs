@@ -7,10 +7,14 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use milan_networks::Network;
 use milan_networks::efficientnet::EfficientNetLite0;
+#[cfg(feature = "onnx")]
 use milan_networks::generator::OnnxGenerator;
-use milan_networks::onnx::{InputSpec, OnnxNetwork};
+use milan_networks::input_spec::InputSpec;
+#[cfg(feature = "onnx")]
+use milan_networks::onnx::OnnxNetwork;
 use milan_shared::ModelKey;
 use milan_trainer::probing::exemplars::{self, ExemplarConfig};
+#[cfg(feature = "onnx")]
 use milan_trainer::probing::generated::GeneratorProbe;
 
 #[derive(Debug, clap::Args)]
@@ -139,13 +143,7 @@ pub fn open_network(
     device: &Device,
 ) -> Result<(Box<dyn Network>, String)> {
     if is_onnx(model) {
-        let path = Path::new(model);
-        let net = OnnxNetwork::load(path, &onnx.spec()?, onnx.threads())?;
-        let arch = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .context("the model file has no name")?;
-        return Ok((Box::new(net), arch));
+        return open_onnx(model, onnx);
     }
     let net: Box<dyn Network> = match model {
         "efficientnet-lite0" => Box::new(EfficientNetLite0::load(
@@ -167,6 +165,23 @@ pub fn open_network(
         ),
     };
     Ok((net, model.to_owned()))
+}
+
+/// An ONNX model file as a network, and its file name as the architecture's.
+#[cfg(feature = "onnx")]
+fn open_onnx(model: &str, onnx: &OnnxArgs) -> Result<(Box<dyn Network>, String)> {
+    let path = Path::new(model);
+    let net = OnnxNetwork::load(path, &onnx.spec()?, onnx.threads())?;
+    let arch = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .context("the model file has no name")?;
+    Ok((Box::new(net), arch))
+}
+
+#[cfg(not(feature = "onnx"))]
+fn open_onnx(model: &str, _onnx: &OnnxArgs) -> Result<(Box<dyn Network>, String)> {
+    Err(milan_trainer::util::onnx_feature::missing(model))
 }
 
 /// The model key of an exemplar folder: given, or <arch>/<name of the images folder>.
@@ -223,7 +238,13 @@ pub fn run(args: &ExemplarsArgs) -> Result<()> {
     Ok(())
 }
 
+#[cfg(not(feature = "onnx"))]
+fn run_generator(args: &ExemplarsArgs, _latents: &Path) -> Result<()> {
+    Err(milan_trainer::util::onnx_feature::missing(&args.model))
+}
+
 /// A generator's exemplars over its latents.
+#[cfg(feature = "onnx")]
 fn run_generator(args: &ExemplarsArgs, latents: &Path) -> Result<()> {
     anyhow::ensure!(
         is_onnx(&args.model),
@@ -428,8 +449,16 @@ pub fn cached_generator_exemplars(
     };
     // The generator and its latents are read only when the exemplars are not cached.
     cached_folder(cache, &hash, &key, "latents", |root| {
-        let generator = OnnxGenerator::load(path, None, (-1.0, 1.0))?;
-        let probe = GeneratorProbe::new(&generator, latents, &extra)?;
-        exemplars::compute_probe(&probe, &key, root, &config, &Device::flex(), None)
+        #[cfg(feature = "onnx")]
+        {
+            let generator = OnnxGenerator::load(path, None, (-1.0, 1.0))?;
+            let probe = GeneratorProbe::new(&generator, latents, &extra)?;
+            exemplars::compute_probe(&probe, &key, root, &config, &Device::flex(), None)
+        }
+        #[cfg(not(feature = "onnx"))]
+        {
+            let _ = (root, &config);
+            Err(milan_trainer::util::onnx_feature::missing(model))
+        }
     })
 }

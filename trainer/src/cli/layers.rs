@@ -1,10 +1,13 @@
 //! `trainer layers`: the modules and nodes of a network whose units can be described.
 
 use crate::cli::exemplars::{OnnxArgs, is_onnx};
+#[cfg(feature = "onnx")]
 use std::path::Path;
 
 use anyhow::{Result, bail};
+#[cfg(feature = "onnx")]
 use milan_networks::generator::OnnxGenerator;
+#[cfg(feature = "onnx")]
 use milan_networks::onnx::{OnnxNetwork, shape_text};
 
 #[derive(Debug, clap::Args)]
@@ -38,6 +41,19 @@ pub fn run(args: &LayersArgs) -> Result<()> {
         }
         return Ok(());
     }
+    list_onnx(args)
+}
+
+#[cfg(not(feature = "onnx"))]
+fn list_onnx(args: &LayersArgs) -> Result<()> {
+    let _ = (&args.onnx, args.nodes);
+    Err(milan_trainer::util::onnx_feature::missing(&args.model))
+}
+
+/// The describable modules (or, with `--nodes`, every float node) of an ONNX network, or the
+/// inputs and maps of an ONNX generator.
+#[cfg(feature = "onnx")]
+fn list_onnx(args: &LayersArgs) -> Result<()> {
     let net = match OnnxNetwork::load(Path::new(&args.model), &args.onnx.spec()?, 1) {
         Ok(net) => net,
         // Not a network of one image input: perhaps a generator of latent inputs.
@@ -101,6 +117,7 @@ pub fn run(args: &LayersArgs) -> Result<()> {
 }
 
 /// A generator's inputs, image output and describable nodes (for one sample).
+#[cfg(feature = "onnx")]
 fn list_generator(model: &str, generator: &OnnxGenerator) -> Result<()> {
     use std::io::Write;
     let mut w = std::io::BufWriter::new(std::io::stdout().lock());

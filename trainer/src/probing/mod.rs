@@ -5,5 +5,6 @@
 
 pub mod exemplars;
 pub mod features;
+#[cfg(feature = "onnx")]
 pub mod generated;
 pub mod latents;
