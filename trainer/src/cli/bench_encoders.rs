@@ -10,16 +10,17 @@
 //! not on the package registries, and the speed of a convolution does not depend on its values.
 //! EfficientNet-Lite0 uses its fetched ImageNet weights.
 
-use std::io::Write;
+use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
 use milan_networks::efficientnet::EfficientNetLite0;
 use milan_networks::resnet::{Depth, ResNet};
 use milan_trainer::probing::features::Featurizer;
+
+use crate::cli::bench_model::{PyTorchRates, run_pytorch};
 
 /// The encoders timed when `--encoders` names none.
 pub const DEFAULT_ENCODERS: [&str; 3] = ["resnet50", "resnet101", "efficientnet-lite0"];
@@ -73,53 +74,30 @@ fn rate(encoder: &dyn Featurizer, images: usize, batch: usize, device: &Device) 
     (rounds * batch) as f64 / started.elapsed().as_secs_f64()
 }
 
-#[derive(serde::Deserialize)]
-struct PyTorchRates {
-    torch: String,
-    threads: usize,
-    rates: std::collections::HashMap<String, f64>,
-}
-
 fn pytorch(
     python: &Path,
     encoders: &[String],
     images: usize,
     batch: usize,
     threads: usize,
-) -> Result<PyTorchRates> {
-    let mut child = Command::new(python)
-        .args(["-", "--encoders", &encoders.join(",")])
-        .args([
-            "--images",
-            &images.to_string(),
-            "--batch",
-            &batch.to_string(),
-        ])
-        .args(["--threads", &threads.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", python.display()))?;
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(PYTORCH_BENCH.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "the PyTorch benchmark ({}) failed: {}\n{}\n(it needs torchvision and \
-             efficientnet_lite_pytorch beside torch: rerun scripts/install-libtorch)",
-            python.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let last = text.lines().last().unwrap_or_default();
-    serde_json::from_str(last)
-        .with_context(|| format!("the PyTorch benchmark printed {last:?}, not its JSON"))
+) -> Result<PyTorchRates<HashMap<String, f64>>> {
+    let args = [
+        "--encoders".to_owned(),
+        encoders.join(","),
+        "--images".to_owned(),
+        images.to_string(),
+        "--batch".to_owned(),
+        batch.to_string(),
+        "--threads".to_owned(),
+        threads.to_string(),
+    ];
+    run_pytorch(
+        python,
+        PYTORCH_BENCH,
+        &args,
+        "\n(it needs torchvision and efficientnet_lite_pytorch beside torch: rerun \
+         scripts/install-libtorch)",
+    )
 }
 
 pub fn run(encoders: &[String], images: usize, batch: usize, python: Option<&Path>) -> Result<()> {

@@ -101,18 +101,25 @@ pub fn default_python() -> Result<PathBuf> {
     Ok(python)
 }
 
+/// What a PyTorch benchmark script prints last: torch's version, its threads and the rates.
 #[derive(serde::Deserialize)]
-struct PyTorchRates {
-    torch: String,
-    threads: usize,
-    rates: [f64; 4],
+pub struct PyTorchRates<R> {
+    pub torch: String,
+    pub threads: usize,
+    pub rates: R,
 }
 
-/// Runs `bench_model.py` with `python`: (torch's version, its threads, the four rates).
-fn pytorch(python: &Path, steps: usize, threads: usize) -> Result<PyTorchRates> {
+/// Runs a PyTorch benchmark `script` (fed on standard input) with `python` and `args`, and parses
+/// the JSON object it prints last. `hint` follows the message of a failure.
+pub fn run_pytorch<R: serde::de::DeserializeOwned>(
+    python: &Path,
+    script: &str,
+    args: &[String],
+    hint: &str,
+) -> Result<PyTorchRates<R>> {
     let mut child = Command::new(python)
-        .args(["-", "--steps", &steps.to_string()])
-        .args(["--threads", &threads.to_string()])
+        .arg("-")
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         // Shown only on failure: torch warns at import when numpy is absent, which nothing here
@@ -124,11 +131,11 @@ fn pytorch(python: &Path, steps: usize, threads: usize) -> Result<PyTorchRates> 
         .stdin
         .take()
         .expect("piped stdin")
-        .write_all(PYTORCH_BENCH.as_bytes())?;
+        .write_all(script.as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
-            "the PyTorch benchmark ({}) failed: {}\n{}",
+            "the PyTorch benchmark ({}) failed: {}\n{}{hint}",
             python.display(),
             out.status,
             String::from_utf8_lossy(&out.stderr)
@@ -138,6 +145,18 @@ fn pytorch(python: &Path, steps: usize, threads: usize) -> Result<PyTorchRates> 
     let last = text.lines().last().unwrap_or_default();
     serde_json::from_str(last)
         .with_context(|| format!("the PyTorch benchmark printed {last:?}, not its JSON"))
+}
+
+/// Runs `bench_model.py` with `python`: (torch's version, its threads, the four rates).
+fn pytorch(python: &Path, steps: usize, threads: usize) -> Result<PyTorchRates<[f64; 4]>> {
+    let args = [
+        "--steps",
+        &steps.to_string(),
+        "--threads",
+        &threads.to_string(),
+    ]
+    .map(str::to_owned);
+    run_pytorch(python, PYTORCH_BENCH, &args, "")
 }
 
 pub fn run(steps: usize, python: Option<&Path>) -> Result<()> {
