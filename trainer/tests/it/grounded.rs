@@ -430,7 +430,7 @@ fn editing_case_runs_at_a_tiny_size(
     tmp: &Path,
     device: &Device,
 ) {
-    use milan_trainer::applications::analysis::{Concept, read_descriptions};
+    use milan_trainer::applications::analysis::Concept;
     use milan_trainer::applications::editing::{self, CONDITIONS, EditOptions, TEXT_WORDS};
     let (names, stamps) = editing::classes_from(stamp_sets(), 3).unwrap();
     assert_eq!(names, ["discs", "crosses", "bars"]);
@@ -468,18 +468,20 @@ fn editing_case_runs_at_a_tiny_size(
     assert_eq!(exemplars.layers().len(), 4);
 
     // The text units are exactly the described units whose description mentions the words.
-    let rows = csv::Reader::from_path(out.join("descriptions.csv"))
+    // Read here rather than with `read_descriptions`, which refuses a file whose descriptions
+    // are all empty: a describer trained for one epoch may write nothing for every unit (CI saw
+    // it), and then no unit is a text unit.
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_path(out.join("descriptions.csv"))
         .unwrap()
         .records()
-        .count();
-    assert_eq!(rows, report.units, "every unit described");
-    // (Empty descriptions, which a barely trained describer writes, are not read back.)
-    let described = read_descriptions(&out.join("descriptions.csv")).unwrap();
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), report.units, "every unit described");
     let words = Concept::exactly(&options.words);
-    let expected: Vec<(String, u32)> = described
+    let expected: Vec<(String, u32)> = rows
         .iter()
-        .filter(|d| !words.mentions(&d.description).is_empty())
-        .map(|d| (d.layer.clone(), d.unit))
+        .filter(|r| !words.mentions(&r[2]).is_empty())
+        .map(|r| (r[0].to_owned(), r[1].parse().unwrap()))
         .collect();
     let mut got: Vec<(String, u32)> = report
         .text_units
