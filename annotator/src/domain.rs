@@ -308,8 +308,43 @@ fn normalise(s: &str) -> String {
         .to_owned()
 }
 
+/// A description that passed every check of its own text ([`Description::draft`]); what is left
+/// needs the database: that it repeats neither the worker's previous description nor the
+/// instructions ([`Draft::finish`]). Split so that the server checks the text before it takes
+/// the one writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    text: String,
+    normal: String,
+}
+
+impl Draft {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The checks against the project's instructions and the worker's previous description.
+    pub fn finish(self, instructions: &str, previous: Option<&str>) -> Result<Description, String> {
+        let normal = &self.normal;
+        if previous.is_some_and(|p| normalise(p) == *normal) {
+            return Err("description repeats your previous one: describe this set".into());
+        }
+        let instructions = normalise(instructions);
+        if *normal == instructions || (normal.len() >= 20 && instructions.contains(normal.as_str()))
+        {
+            return Err("description copies the instructions: describe the regions".into());
+        }
+        Ok(Description(self.text))
+    }
+}
+
 impl Description {
     pub fn parse(raw: &str, instructions: &str, previous: Option<&str>) -> Result<Self, String> {
+        Description::draft(raw)?.finish(instructions, previous)
+    }
+
+    /// The checks of the text alone: length, characters, markup, words.
+    pub fn draft(raw: &str) -> Result<Draft, String> {
         let text = raw.trim();
         let chars = text.chars().count();
         if chars < DESCRIPTION_MIN_CHARS {
@@ -343,15 +378,10 @@ impl Description {
                 "description needs at least {DESCRIPTION_MIN_WORDS} words, found {words}"
             ));
         }
-        let normal = normalise(text);
-        if previous.is_some_and(|p| normalise(p) == normal) {
-            return Err("description repeats your previous one: describe this set".into());
-        }
-        let instructions = normalise(instructions);
-        if normal == instructions || (normal.len() >= 20 && instructions.contains(&normal)) {
-            return Err("description copies the instructions: describe the regions".into());
-        }
-        Ok(Description(text.to_owned()))
+        Ok(Draft {
+            text: text.to_owned(),
+            normal: normalise(text),
+        })
     }
 
     pub fn as_str(&self) -> &str {

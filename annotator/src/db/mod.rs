@@ -14,6 +14,7 @@
 //! [`Database::write`] retries a transaction that lost a race on one.
 
 pub mod group_commit;
+pub mod prepared;
 pub mod queries;
 pub mod schema;
 pub mod wal_sync;

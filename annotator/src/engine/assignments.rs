@@ -144,6 +144,12 @@ impl Engine {
         now: Millis,
     ) -> Result<Submitted> {
         let request_hash = sha256_hex(text.as_bytes());
+        // The checks of the text alone, and the cleaning, before taking the one writer; a bad
+        // text is still refused where it was (after the replay and state checks below).
+        let draft = Description::draft(text).map(|d| {
+            let cleaned = clean(d.as_str());
+            (d, cleaned)
+        });
         self.db.write(|c| {
             let a = owned_assignment(c, public_id, worker)?;
             if let Some(response) = &a.submit_response {
@@ -178,9 +184,10 @@ impl Engine {
             let set = q::set_by_id(c, a.set_id)?;
             let project = q::project_by_id(c, set.project_id)?;
             let previous = q::last_description_of(c, a.worker_id)?;
-            let description = Description::parse(text, &project.instructions, previous.as_deref())
+            let (draft, cleaned) = draft.clone().map_err(EngineError::Invalid)?;
+            let description = draft
+                .finish(&project.instructions, previous.as_deref())
                 .map_err(EngineError::Invalid)?;
-            let cleaned = clean(description.as_str());
             if !q::transition(c, a.id, "accepted", "submitted", Stamp::Submitted, now)? {
                 return Err(changed_meanwhile());
             }
@@ -309,14 +316,17 @@ impl Engine {
 /// good: concurrent workers then rarely race for the same slot (PostgreSQL retries each race).
 const CANDIDATES: i64 = 32;
 
-fn pick(candidates: Vec<SetRow>, by_priority: bool) -> Option<SetRow> {
+fn pick(candidates: &[q::Candidate], by_priority: bool) -> Option<i64> {
     let first = candidates.first()?;
-    let best = |s: &SetRow| {
+    let best = |s: &q::Candidate| {
         s.active_count == first.active_count && (!by_priority || s.priority == first.priority)
     };
-    let equal: Vec<SetRow> = candidates.iter().filter(|s| best(s)).cloned().collect();
-    let i = rand::random_range(0..equal.len());
-    equal.into_iter().nth(i)
+    let equal: Vec<i64> = candidates
+        .iter()
+        .filter(|s| best(s))
+        .map(|s| s.id)
+        .collect();
+    Some(equal[rand::random_range(0..equal.len())])
 }
 
 /// Takes a new set for the worker (no check of the worker's live leases: the callers do that).
@@ -346,9 +356,10 @@ pub(super) fn take_next(
         by_priority,
         CANDIDATES,
     )?;
-    let Some(set) = pick(candidates, by_priority) else {
+    let Some(set_id) = pick(&candidates, by_priority) else {
         return Ok(None);
     };
+    let set = q::set_by_id(c, set_id)?;
     let slot = q::free_slot(c, set.id)?.ok_or_else(|| {
         // active_count said there was room; a concurrent writer took it. Retry.
         EngineError::Db(DbError::Query(diesel::result::Error::DatabaseError(

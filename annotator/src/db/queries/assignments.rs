@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 
 use crate::db::Db;
+use crate::db::prepared::{Cached, native};
 use crate::db::schema::{assignments, descriptions, exemplar_sets, projects, workers};
 
 use super::QueryResult;
@@ -44,20 +45,24 @@ pub struct NewAssignment<'a> {
 }
 
 pub fn insert_assignment(conn: &mut Db, a: &NewAssignment) -> QueryResult<AssignmentRow> {
-    diesel::insert_into(assignments::table)
-        .values(a)
-        .get_result::<AssignmentRow>(conn)
+    native!(conn, |c| Cached(
+        diesel::insert_into(assignments::table)
+            .values(a)
+            .returning(AssignmentRow::as_returning()),
+    )
+    .get_result(c))
 }
 
 pub fn assignment_by_public_id(
     conn: &mut Db,
     public_id: &str,
 ) -> QueryResult<Option<AssignmentRow>> {
-    assignments::table
+    native!(conn, |c| assignments::table
         .filter(assignments::public_id.eq(public_id))
         .select(AssignmentRow::as_select())
-        .first(conn)
-        .optional()
+        .limit(1)
+        .get_result(c)
+        .optional())
 }
 
 pub fn assignment_by_id(conn: &mut Db, id: i64) -> QueryResult<AssignmentRow> {
@@ -98,15 +103,20 @@ pub fn transition(
         .filter(assignments::id.eq(id))
         .filter(assignments::state.eq(from));
     let changed = match stamp {
-        Stamp::Submitted => diesel::update(target)
-            .set((assignments::state.eq(to), assignments::submitted_at.eq(now)))
-            .execute(conn)?,
-        Stamp::Reviewed => diesel::update(target)
-            .set((assignments::state.eq(to), assignments::reviewed_at.eq(now)))
-            .execute(conn)?,
-        Stamp::Ended => diesel::update(target)
-            .set((assignments::state.eq(to), assignments::ended_at.eq(now)))
-            .execute(conn)?,
+        Stamp::Submitted => native!(conn, |c| Cached(
+            diesel::update(target)
+                .set((assignments::state.eq(to), assignments::submitted_at.eq(now))),
+        )
+        .execute(c))?,
+        Stamp::Reviewed => native!(conn, |c| Cached(
+            diesel::update(target)
+                .set((assignments::state.eq(to), assignments::reviewed_at.eq(now))),
+        )
+        .execute(c))?,
+        Stamp::Ended => native!(conn, |c| Cached(
+            diesel::update(target).set((assignments::state.eq(to), assignments::ended_at.eq(now))),
+        )
+        .execute(c))?,
     };
     Ok(changed == 1)
 }
@@ -126,14 +136,15 @@ pub fn record_submit(
     request_hash: &str,
     response: &str,
 ) -> QueryResult<()> {
-    diesel::update(assignments::table.find(id))
-        .set((
+    native!(conn, |c| Cached(
+        diesel::update(assignments::table.find(id)).set((
             assignments::idempotency_key.eq(idempotency_key),
             assignments::request_hash.eq(request_hash),
             assignments::submit_response.eq(response),
         ))
-        .execute(conn)
-        .map(|_| ())
+    )
+    .execute(c))
+    .map(|_| ())
 }
 
 pub fn set_feedback(conn: &mut Db, id: i64, feedback: &str) -> QueryResult<()> {
@@ -145,13 +156,13 @@ pub fn set_feedback(conn: &mut Db, id: i64, feedback: &str) -> QueryResult<()> {
 
 /// Accepted assignments whose lease ended before `now` (all projects).
 pub fn expired(conn: &mut Db, now: i64, limit: i64) -> QueryResult<Vec<AssignmentRow>> {
-    assignments::table
+    native!(conn, |c| assignments::table
         .filter(assignments::state.eq("accepted"))
         .filter(assignments::expires_at.le(now))
         .order(assignments::expires_at)
         .limit(limit)
         .select(AssignmentRow::as_select())
-        .load(conn)
+        .load(c))
 }
 
 /// Submitted assignments whose auto-approval time has come.
@@ -265,7 +276,7 @@ pub fn live_assignments(
     worker_id: i64,
     now: i64,
 ) -> QueryResult<Vec<(AssignmentRow, SetRow)>> {
-    assignments::table
+    native!(conn, |c| assignments::table
         .inner_join(exemplar_sets::table)
         .filter(exemplar_sets::project_id.eq(project_id))
         .filter(assignments::worker_id.eq(worker_id))
@@ -273,7 +284,7 @@ pub fn live_assignments(
         .filter(assignments::expires_at.gt(now))
         .order(assignments::id.asc())
         .select((AssignmentRow::as_select(), SetRow::as_select()))
-        .load(conn)
+        .load(c))
 }
 
 /// A worker's live assignments in every project, with the project's name, oldest first.

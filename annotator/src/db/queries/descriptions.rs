@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 
 use crate::db::Db;
+use crate::db::prepared::{Cached, native};
 use crate::db::schema::{assignments, descriptions, events, exemplar_sets, workers};
 
 use super::QueryResult;
@@ -32,14 +33,15 @@ pub fn description_of(conn: &mut Db, assignment_id: i64) -> QueryResult<Option<D
 pub fn last_description_of(conn: &mut Db, worker_id: i64) -> QueryResult<Option<String>> {
     // Newest submission first, in the order of `assignments_worker_submitted`, so the search stops
     // at the first row instead of sorting the worker's whole history.
-    descriptions::table
+    native!(conn, |c| descriptions::table
         .inner_join(assignments::table)
         .filter(assignments::worker_id.eq(worker_id))
         .filter(assignments::submitted_at.is_not_null())
         .order((assignments::submitted_at.desc(), assignments::id.desc()))
         .select(descriptions::raw)
-        .first(conn)
-        .optional()
+        .limit(1)
+        .get_result(c)
+        .optional())
 }
 
 pub fn insert_description(
@@ -50,15 +52,18 @@ pub fn insert_description(
     cleaned: &str,
     now: i64,
 ) -> QueryResult<DescriptionRow> {
-    diesel::insert_into(descriptions::table)
-        .values((
-            descriptions::assignment_id.eq(assignment_id),
-            descriptions::set_id.eq(set_id),
-            descriptions::raw.eq(raw),
-            descriptions::cleaned.eq(cleaned),
-            descriptions::created_at.eq(now),
-        ))
-        .get_result::<DescriptionRow>(conn)
+    native!(conn, |c| Cached(
+        diesel::insert_into(descriptions::table)
+            .values((
+                descriptions::assignment_id.eq(assignment_id),
+                descriptions::set_id.eq(set_id),
+                descriptions::raw.eq(raw),
+                descriptions::cleaned.eq(cleaned),
+                descriptions::created_at.eq(now),
+            ))
+            .returning(DescriptionRow::as_returning()),
+    )
+    .get_result(c))
 }
 
 /// A description with what the feed and the exports need to know about it.

@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 
 use crate::db::Db;
+use crate::db::prepared::{Cached, native};
 use crate::db::schema::{events, workers};
 
 use super::QueryResult;
@@ -34,10 +35,12 @@ pub struct EventRow {
 }
 
 pub fn log(conn: &mut Db, event: &NewEvent) -> QueryResult<()> {
-    diesel::insert_into(events::table)
-        .values(event)
-        .execute(conn)
-        .map(|_| ())
+    // Optional columns: one statement text per combination of the present ones (a handful).
+    native!(conn, |c| Cached(
+        diesel::insert_into(events::table).values(event)
+    )
+    .execute(c))
+    .map(|_| ())
 }
 
 pub fn events_of_assignment(conn: &mut Db, assignment_id: i64) -> QueryResult<Vec<EventRow>> {

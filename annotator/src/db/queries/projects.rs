@@ -4,6 +4,7 @@ use diesel::dsl::count_star;
 use diesel::prelude::*;
 
 use crate::db::Db;
+use crate::db::prepared::native;
 use crate::db::schema::{exemplar_sets, projects};
 
 use super::QueryResult;
@@ -58,18 +59,20 @@ pub fn insert_project(conn: &mut Db, project: &NewProject) -> QueryResult<Projec
 }
 
 pub fn project_by_name(conn: &mut Db, name: &str) -> QueryResult<Option<ProjectRow>> {
-    projects::table
+    native!(conn, |c| projects::table
         .filter(projects::name.eq(name))
         .select(ProjectRow::as_select())
-        .first(conn)
-        .optional()
+        .limit(1)
+        .get_result(c)
+        .optional())
 }
 
 pub fn project_by_id(conn: &mut Db, id: i64) -> QueryResult<ProjectRow> {
-    projects::table
+    native!(conn, |c| projects::table
         .find(id)
         .select(ProjectRow::as_select())
-        .first(conn)
+        .limit(1)
+        .get_result(c))
 }
 
 pub fn set_qualification_required(conn: &mut Db, id: i64, required: bool) -> QueryResult<()> {

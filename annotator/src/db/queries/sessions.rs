@@ -4,6 +4,7 @@ use diesel::dsl::count_star;
 use diesel::prelude::*;
 
 use crate::db::Db;
+use crate::db::prepared::native;
 use crate::db::schema::{requesters, sessions, workers};
 
 use super::QueryResult;
@@ -48,7 +49,7 @@ pub type SessionOf = (SessionRow, Option<String>, Option<String>);
 
 /// A live session (not revoked, not expired) with its worker's external id or requester's name.
 pub fn live_session(conn: &mut Db, token_hash: &str, now: i64) -> QueryResult<Option<SessionOf>> {
-    sessions::table
+    native!(conn, |c| sessions::table
         .left_join(workers::table.on(workers::id.nullable().eq(sessions::worker_id)))
         .left_join(requesters::table.on(requesters::id.nullable().eq(sessions::requester_id)))
         .filter(sessions::token_hash.eq(token_hash))
@@ -59,8 +60,9 @@ pub fn live_session(conn: &mut Db, token_hash: &str, now: i64) -> QueryResult<Op
             workers::external_id.nullable(),
             requesters::username.nullable(),
         ))
-        .first(conn)
-        .optional()
+        .limit(1)
+        .get_result(c)
+        .optional())
 }
 
 /// Every live session, or a worker's, newest first, with the worker's id or requester's name.

@@ -4,6 +4,7 @@ use diesel::dsl::{count_star, exists, not};
 use diesel::prelude::*;
 
 use crate::db::Db;
+use crate::db::prepared::{Cached, native};
 use crate::db::schema::{assignments, exemplar_sets, projects, slots};
 
 use super::QueryResult;
@@ -66,10 +67,11 @@ pub fn insert_set(conn: &mut Db, set: &NewSet, slot_count: i32) -> QueryResult<S
 }
 
 pub fn set_by_id(conn: &mut Db, id: i64) -> QueryResult<SetRow> {
-    exemplar_sets::table
+    native!(conn, |c| exemplar_sets::table
         .find(id)
         .select(SetRow::as_select())
-        .first(conn)
+        .limit(1)
+        .get_result(c))
 }
 
 pub fn sets_of_project(conn: &mut Db, project_id: i64) -> QueryResult<Vec<SetRow>> {
@@ -129,55 +131,75 @@ pub fn next_sets_for(
     worker_id: i64,
     by_priority: bool,
     limit: i64,
-) -> QueryResult<Vec<SetRow>> {
-    let touched = assignments::table
-        .filter(assignments::set_id.eq(exemplar_sets::id))
-        .filter(assignments::worker_id.eq(worker_id));
-    let query = exemplar_sets::table
-        .filter(exemplar_sets::project_id.eq(project_id))
-        .filter(exemplar_sets::active_count.lt(slots_per_set))
-        .filter(not(exists(touched)))
-        .select(SetRow::as_select());
-    if by_priority {
-        query
-            .order((
-                exemplar_sets::priority.desc(),
-                exemplar_sets::active_count.asc(),
-                exemplar_sets::id.asc(),
-            ))
-            .limit(limit)
-            .load(conn)
-    } else {
-        query
-            .order((exemplar_sets::active_count.asc(), exemplar_sets::id.asc()))
-            .limit(limit)
-            .load(conn)
-    }
+) -> QueryResult<Vec<Candidate>> {
+    // The three columns the choice needs, not whole rows: a set's exemplars can be long, and
+    // only the chosen one is read whole (`set_by_id`).
+    native!(conn, |c| {
+        let query = exemplar_sets::table
+            .filter(exemplar_sets::project_id.eq(project_id))
+            .filter(exemplar_sets::active_count.lt(slots_per_set))
+            .filter(not(exists(
+                assignments::table
+                    .filter(assignments::set_id.eq(exemplar_sets::id))
+                    .filter(assignments::worker_id.eq(worker_id)),
+            )))
+            .select(Candidate::as_select());
+        if by_priority {
+            query
+                .order((
+                    exemplar_sets::priority.desc(),
+                    exemplar_sets::active_count.asc(),
+                    exemplar_sets::id.asc(),
+                ))
+                .limit(limit)
+                .load(c)
+        } else {
+            query
+                .order((exemplar_sets::active_count.asc(), exemplar_sets::id.asc()))
+                .limit(limit)
+                .load(c)
+        }
+    })
+}
+
+/// What accept-next chooses a set by.
+#[derive(Debug, Clone, Copy, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = exemplar_sets)]
+pub struct Candidate {
+    pub id: i64,
+    pub active_count: i32,
+    pub priority: f64,
 }
 
 /// The lowest slot of a set that no live, submitted or approved assignment holds.
 pub fn free_slot(conn: &mut Db, set_id: i64) -> QueryResult<Option<i32>> {
-    let held = assignments::table
-        .filter(assignments::set_id.eq(slots::set_id))
-        .filter(assignments::slot.eq(slots::slot))
-        .filter(assignments::state.eq_any(["accepted", "submitted", "approved"]));
-    slots::table
-        .filter(slots::set_id.eq(set_id))
-        .filter(not(exists(held)))
-        .order(slots::slot.asc())
-        .select(slots::slot)
-        .first(conn)
-        .optional()
+    // One fixed list of three, so one cached statement.
+    native!(conn, |c| Cached(
+        slots::table
+            .filter(slots::set_id.eq(set_id))
+            .filter(not(exists(
+                assignments::table
+                    .filter(assignments::set_id.eq(slots::set_id))
+                    .filter(assignments::slot.eq(slots::slot))
+                    .filter(assignments::state.eq_any(["accepted", "submitted", "approved"])),
+            )))
+            .order(slots::slot.asc())
+            .select(slots::slot)
+            .limit(1),
+    )
+    .get_result(c)
+    .optional())
 }
 
 pub fn add_counts(conn: &mut Db, set_id: i64, active: i32, approved: i32) -> QueryResult<()> {
-    diesel::update(exemplar_sets::table.find(set_id))
-        .set((
+    native!(conn, |c| Cached(
+        diesel::update(exemplar_sets::table.find(set_id)).set((
             exemplar_sets::active_count.eq(exemplar_sets::active_count + active),
             exemplar_sets::approved_count.eq(exemplar_sets::approved_count + approved),
         ))
-        .execute(conn)
-        .map(|_| ())
+    )
+    .execute(c))
+    .map(|_| ())
 }
 
 /// Creates `n` empty sets (and their slots) in one statement each: for benchmarks and load tests

@@ -4,6 +4,7 @@ use diesel::dsl::count_star;
 use diesel::prelude::*;
 
 use crate::db::Db;
+use crate::db::prepared::native;
 use crate::db::schema::{assignments, workers};
 
 use super::QueryResult;
@@ -25,18 +26,20 @@ pub fn worker_by_external(conn: &mut Db, external_id: &str) -> QueryResult<Optio
     let Ok(external_id) = crate::domain::canonical_worker_id(external_id) else {
         return Ok(None);
     };
-    workers::table
-        .filter(workers::external_id.eq(external_id))
+    native!(conn, |c| workers::table
+        .filter(workers::external_id.eq(&external_id))
         .select(WorkerRow::as_select())
-        .first(conn)
-        .optional()
+        .limit(1)
+        .get_result(c)
+        .optional())
 }
 
 pub fn worker_by_id(conn: &mut Db, id: i64) -> QueryResult<WorkerRow> {
-    workers::table
+    native!(conn, |c| workers::table
         .find(id)
         .select(WorkerRow::as_select())
-        .first(conn)
+        .limit(1)
+        .get_result(c))
 }
 
 pub fn insert_worker(conn: &mut Db, external_id: &str, now: i64) -> QueryResult<WorkerRow> {
