@@ -34,7 +34,7 @@ use std::thread::JoinHandle;
 use diesel::RunQueryDsl;
 use diesel::connection::SimpleConnection;
 
-use super::prepared::{Cached, native};
+use super::prepared::{Sql, native};
 use super::wal_sync::{Completion, Syncer, WalSync};
 use super::{Db, DbError, RetryHint};
 
@@ -368,7 +368,7 @@ fn batch(inner: &Inner, conn: &mut Db, first: Job, members: &mut Vec<Arc<Complet
 /// Runs one of the statements every batch or request begins or ends with, kept prepared:
 /// `batch_execute` would parse it again each time (a few per cent of the writer's time).
 fn statement(conn: &mut Db, sql: &'static str) -> diesel::QueryResult<()> {
-    native!(conn, |c| Cached(diesel::sql_query(sql)).execute(c)).map(|_| ())
+    native!(conn, |c| Sql(sql).execute(c)).map(|_| ())
 }
 
 /// Runs a request in a savepoint, again when it lost a race; `Err` when the batch's transaction

@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use crate::db::Db;
-use crate::db::prepared::{Cached, native};
+use crate::db::prepared::{native, update};
 use crate::db::schema::{assignments, descriptions, exemplar_sets, projects, workers};
 
 use super::QueryResult;
@@ -45,12 +45,10 @@ pub struct NewAssignment<'a> {
 }
 
 pub fn insert_assignment(conn: &mut Db, a: &NewAssignment) -> QueryResult<AssignmentRow> {
-    native!(conn, |c| Cached(
-        diesel::insert_into(assignments::table)
-            .values(a)
-            .returning(AssignmentRow::as_returning()),
-    )
-    .get_result(c))
+    native!(conn, |c| diesel::insert_into(assignments::table)
+        .values(a)
+        .returning(AssignmentRow::as_returning())
+        .get_result(c))
 }
 
 pub fn assignment_by_public_id(
@@ -99,22 +97,24 @@ pub fn transition(
     stamp: Stamp,
     now: i64,
 ) -> QueryResult<bool> {
-    let target = assignments::table
-        .filter(assignments::id.eq(id))
-        .filter(assignments::state.eq(from));
+    let target = assignments::id.eq(id).and(assignments::state.eq(from));
     let changed = match stamp {
-        Stamp::Submitted => native!(conn, |c| Cached(
-            diesel::update(target)
-                .set((assignments::state.eq(to), assignments::submitted_at.eq(now))),
+        Stamp::Submitted => native!(conn, |c| update(
+            assignments::table,
+            target,
+            (assignments::state.eq(to), assignments::submitted_at.eq(now))
         )
         .execute(c))?,
-        Stamp::Reviewed => native!(conn, |c| Cached(
-            diesel::update(target)
-                .set((assignments::state.eq(to), assignments::reviewed_at.eq(now))),
+        Stamp::Reviewed => native!(conn, |c| update(
+            assignments::table,
+            target,
+            (assignments::state.eq(to), assignments::reviewed_at.eq(now))
         )
         .execute(c))?,
-        Stamp::Ended => native!(conn, |c| Cached(
-            diesel::update(target).set((assignments::state.eq(to), assignments::ended_at.eq(now))),
+        Stamp::Ended => native!(conn, |c| update(
+            assignments::table,
+            target,
+            (assignments::state.eq(to), assignments::ended_at.eq(now))
         )
         .execute(c))?,
     };
@@ -136,12 +136,14 @@ pub fn record_submit(
     request_hash: &str,
     response: &str,
 ) -> QueryResult<()> {
-    native!(conn, |c| Cached(
-        diesel::update(assignments::table.find(id)).set((
+    native!(conn, |c| update(
+        assignments::table,
+        assignments::id.eq(id),
+        (
             assignments::idempotency_key.eq(idempotency_key),
             assignments::request_hash.eq(request_hash),
             assignments::submit_response.eq(response),
-        ))
+        )
     )
     .execute(c))
     .map(|_| ())

@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use crate::db::Db;
-use crate::db::prepared::{Cached, native};
+use crate::db::prepared::native;
 use crate::db::schema::{assignments, descriptions, events, exemplar_sets, workers};
 
 use super::QueryResult;
@@ -52,18 +52,16 @@ pub fn insert_description(
     cleaned: &str,
     now: i64,
 ) -> QueryResult<DescriptionRow> {
-    native!(conn, |c| Cached(
-        diesel::insert_into(descriptions::table)
-            .values((
-                descriptions::assignment_id.eq(assignment_id),
-                descriptions::set_id.eq(set_id),
-                descriptions::raw.eq(raw),
-                descriptions::cleaned.eq(cleaned),
-                descriptions::created_at.eq(now),
-            ))
-            .returning(DescriptionRow::as_returning()),
-    )
-    .get_result(c))
+    native!(conn, |c| diesel::insert_into(descriptions::table)
+        .values((
+            descriptions::assignment_id.eq(assignment_id),
+            descriptions::set_id.eq(set_id),
+            descriptions::raw.eq(raw),
+            descriptions::cleaned.eq(cleaned),
+            descriptions::created_at.eq(now),
+        ))
+        .returning(DescriptionRow::as_returning())
+        .get_result(c))
 }
 
 /// A description with what the feed and the exports need to know about it.

@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use crate::db::Db;
-use crate::db::prepared::{Cached, native};
+use crate::db::prepared::native;
 use crate::db::schema::{events, workers};
 
 use super::QueryResult;
@@ -35,11 +35,9 @@ pub struct EventRow {
 }
 
 pub fn log(conn: &mut Db, event: &NewEvent) -> QueryResult<()> {
-    // Optional columns: one statement text per combination of the present ones (a handful).
-    native!(conn, |c| Cached(
-        diesel::insert_into(events::table).values(event)
-    )
-    .execute(c))
+    native!(conn, |c| diesel::insert_into(events::table)
+        .values(event)
+        .execute(c))
     .map(|_| ())
 }
 

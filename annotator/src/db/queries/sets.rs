@@ -4,7 +4,7 @@ use diesel::dsl::{count_star, exists, not};
 use diesel::prelude::*;
 
 use crate::db::Db;
-use crate::db::prepared::{Cached, native};
+use crate::db::prepared::{Cached, native, update};
 use crate::db::schema::{assignments, exemplar_sets, projects, slots};
 
 use super::QueryResult;
@@ -192,11 +192,13 @@ pub fn free_slot(conn: &mut Db, set_id: i64) -> QueryResult<Option<i32>> {
 }
 
 pub fn add_counts(conn: &mut Db, set_id: i64, active: i32, approved: i32) -> QueryResult<()> {
-    native!(conn, |c| Cached(
-        diesel::update(exemplar_sets::table.find(set_id)).set((
+    native!(conn, |c| update(
+        exemplar_sets::table,
+        exemplar_sets::id.eq(set_id),
+        (
             exemplar_sets::active_count.eq(exemplar_sets::active_count + active),
             exemplar_sets::approved_count.eq(exemplar_sets::approved_count + approved),
-        ))
+        )
     )
     .execute(c))
     .map(|_| ())
