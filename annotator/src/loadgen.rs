@@ -12,6 +12,7 @@ use milan_client::Api;
 use milan_shared::wire;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde::Deserialize;
 use serde_json::Value;
 
 #[derive(Debug, Clone)]
@@ -72,13 +73,15 @@ pub struct CrowdReport {
     pub accept_latencies: Vec<Duration>,
     /// Wall time of each first submit alone (200 answers).
     pub submit_latencies: Vec<Duration>,
-    /// Requests that failed at the transport level (the server went away).
-    pub transport_errors: usize,
+    /// Requests that failed at the transport level (the server went away), each with what failed.
+    pub transport_errors: Vec<String>,
     /// Answers no rule explains: must stay empty.
     pub surprises: Vec<String>,
     pub elapsed: Duration,
 }
 
+/// One worker's loop, into a report of its own (merged into the crowd's when it ends: a shared
+/// one would be locked by every worker several times a loop).
 fn worker_loop(
     base: &str,
     index: usize,
@@ -86,13 +89,27 @@ fn worker_loop(
     started: Instant,
     report: &Mutex<CrowdReport>,
 ) {
+    let mut mine = CrowdReport::default();
+    worker_loop_into(base, index, config, started, &mut mine);
+    report.lock().unwrap().merge(mine);
+}
+
+fn worker_loop_into(
+    base: &str,
+    index: usize,
+    config: &CrowdConfig,
+    started: Instant,
+    report: &mut CrowdReport,
+) {
     let worker = format!("worker-{index:03}");
     let mut rng = StdRng::seed_from_u64(config.seed.wrapping_mul(1000).wrapping_add(index as u64));
     let api = Api::new(base);
     let token = match api.sign_in(&config.requester_token, &worker) {
         Ok(t) => t,
-        Err(_) => {
-            report.lock().unwrap().transport_errors += 1;
+        Err(e) => {
+            report
+                .transport_errors
+                .push(format!("sign-in of {worker}: {e}"));
             return;
         }
     };
@@ -107,8 +124,8 @@ fn worker_loop(
         let t0 = Instant::now();
         let (status, body) = match api.post(&accept_path, &token, none, None) {
             Ok(r) => r,
-            Err(_) => {
-                report.lock().unwrap().transport_errors += 1;
+            Err(e) => {
+                report.transport_errors.push(format!("accept: {e}"));
                 return;
             }
         };
@@ -125,28 +142,20 @@ fn worker_loop(
                 continue;
             }
             other => {
-                report
-                    .lock()
-                    .unwrap()
-                    .surprises
-                    .push(format!("accept: {other} {body}"));
+                report.surprises.push(format!("accept: {other} {body}"));
                 return;
             }
         }
-        let accepted: wire::Accepted = match serde_json::from_value(body.clone()) {
+        let accepted = match wire::Accepted::deserialize(&body) {
             Ok(a) => a,
             Err(e) => {
-                report
-                    .lock()
-                    .unwrap()
-                    .surprises
-                    .push(format!("accept: {e}: {body}"));
+                report.surprises.push(format!("accept: {e}: {body}"));
                 return;
             }
         };
         let id = accepted.assignment_id;
-        report.lock().unwrap().accepted += 1;
-        report.lock().unwrap().accept_latencies.push(accept_time);
+        report.accepted += 1;
+        report.accept_latencies.push(accept_time);
         if rng.random_bool(config.p_return) {
             match api.post(
                 &format!("/api/v1/assignments/{id}/return"),
@@ -154,18 +163,14 @@ fn worker_loop(
                 none,
                 None,
             ) {
-                Ok((200, _)) => report.lock().unwrap().returned += 1,
+                Ok((200, _)) => report.returned += 1,
                 // On a loaded machine the lease can run out between accept and return; the
                 // server then refuses the return, as it must (as for a slow submit below).
                 Ok((409, _)) if t0.elapsed() >= Duration::from_millis(config.lease_ms) => {
-                    report.lock().unwrap().refused_late += 1;
+                    report.refused_late += 1;
                 }
-                Ok((s, b)) => report
-                    .lock()
-                    .unwrap()
-                    .surprises
-                    .push(format!("return: {s} {b}")),
-                Err(_) => report.lock().unwrap().transport_errors += 1,
+                Ok((s, b)) => report.surprises.push(format!("return: {s} {b}")),
+                Err(e) => report.transport_errors.push(format!("return: {e}")),
             }
             continue;
         }
@@ -185,42 +190,49 @@ fn worker_loop(
         let submit_time = t1.elapsed();
         match submitted {
             Ok((200, first)) if !late => {
-                let mut r = report.lock().unwrap();
-                r.cycle_latencies.push(t0.elapsed());
-                r.submit_latencies.push(submit_time);
-                r.acknowledged.push(Acknowledged {
+                report.cycle_latencies.push(t0.elapsed());
+                report.submit_latencies.push(submit_time);
+                report.acknowledged.push(Acknowledged {
                     assignment: id.clone(),
                     worker: worker.clone(),
                     description: text.clone(),
                     at: Instant::now(),
                 });
-                drop(r);
                 if rng.random_bool(config.p_replay) {
                     match api.post(&submit_path, &token, Some(&submit_body), Some(&key)) {
-                        Ok((200, again)) if again == first => report.lock().unwrap().replayed += 1,
-                        Ok((s, b)) => report
-                            .lock()
-                            .unwrap()
-                            .surprises
-                            .push(format!("replay: {s} {b}")),
-                        Err(_) => report.lock().unwrap().transport_errors += 1,
+                        Ok((200, again)) if again == first => report.replayed += 1,
+                        Ok((s, b)) => report.surprises.push(format!("replay: {s} {b}")),
+                        Err(e) => report.transport_errors.push(format!("replay: {e}")),
                     }
                 }
             }
             // Refused after the lease: what we asked for, or what a slow cycle ran into.
             Ok((409, _)) if late || t0.elapsed() >= Duration::from_millis(config.lease_ms) => {
-                report.lock().unwrap().refused_late += 1
+                report.refused_late += 1
             }
             Ok((s, b)) => report
-                .lock()
-                .unwrap()
                 .surprises
                 .push(format!("submit (late: {late}): {s} {b}")),
-            Err(_) => {
-                report.lock().unwrap().transport_errors += 1;
+            Err(e) => {
+                report.transport_errors.push(format!("submit: {e}"));
                 return;
             }
         }
+    }
+}
+
+impl CrowdReport {
+    fn merge(&mut self, other: CrowdReport) {
+        self.acknowledged.extend(other.acknowledged);
+        self.accepted += other.accepted;
+        self.returned += other.returned;
+        self.replayed += other.replayed;
+        self.refused_late += other.refused_late;
+        self.cycle_latencies.extend(other.cycle_latencies);
+        self.accept_latencies.extend(other.accept_latencies);
+        self.submit_latencies.extend(other.submit_latencies);
+        self.transport_errors.extend(other.transport_errors);
+        self.surprises.extend(other.surprises);
     }
 }
 

@@ -247,12 +247,27 @@ fn answer(
     Ok((status, value))
 }
 
-/// An HTTP agent that hands every status back (none is an error) and gives up on a call after
-/// `timeout`.
+/// An HTTP agent that hands every status back (none is an error) and gives up on a step of a
+/// call (connecting, sending, waiting for the answer, reading it) after `timeout`.
+///
+/// Not one timeout for the whole call: with one, ureq 3 resolves the host name on a thread of its
+/// own, spawned for every call even on a pooled connection to an IP address (the load generator
+/// spawned a thread per request). Without, the lookup runs on the caller's thread.
+///
+/// A connection idle for 3 s is not reused: the server closes one after 5 s (actix's keep-alive),
+/// and a request sent on it just then fails without reaching the server (a POST is not retried).
+/// Likely what the 64-worker load test met once on a loaded machine (one request of 12,000 failed
+/// to reach the server; not reproduced in three runs alone).
 fn agent(timeout: Duration) -> ureq::Agent {
+    let step = Some(timeout);
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(timeout))
+        .timeout_connect(step)
+        .timeout_send_request(step)
+        .timeout_send_body(step)
+        .timeout_recv_response(step)
+        .timeout_recv_body(step)
+        .max_idle_age(Duration::from_secs(3))
         .build()
         .into()
 }

@@ -27,13 +27,16 @@ fn crash_on(db: common::TestDb) {
         "{}: {} submissions acknowledged before kill -9, {} requests cut off",
         db.name,
         report.acknowledged.len(),
-        report.transport_errors
+        report.transport_errors.len()
     );
     assert!(
         report.acknowledged.len() > 50,
         "the crowd was working when killed"
     );
-    assert!(report.transport_errors > 0, "the kill interrupted requests");
+    assert!(
+        !report.transport_errors.is_empty(),
+        "the kill interrupted requests"
+    );
     assert!(report.surprises.is_empty(), "{:?}", report.surprises);
     // Restart on the same database: everything acknowledged is there, and work goes on.
     let restarted = common::start_crowd_server(data.path(), &db.url);
