@@ -47,8 +47,7 @@ pub struct NewAssignment<'a> {
 pub fn insert_assignment(conn: &mut Db, a: &NewAssignment) -> QueryResult<AssignmentRow> {
     native!(conn, |c| diesel::insert_into(assignments::table)
         .values(a)
-        .returning(AssignmentRow::as_returning())
-        .get_result(c))
+        .get_result::<AssignmentRow>(c))
 }
 
 pub fn assignment_by_public_id(
@@ -58,8 +57,7 @@ pub fn assignment_by_public_id(
     native!(conn, |c| assignments::table
         .filter(assignments::public_id.eq(public_id))
         .select(AssignmentRow::as_select())
-        .limit(1)
-        .get_result(c)
+        .first(c)
         .optional())
 }
 

@@ -39,8 +39,7 @@ pub fn last_description_of(conn: &mut Db, worker_id: i64) -> QueryResult<Option<
         .filter(assignments::submitted_at.is_not_null())
         .order((assignments::submitted_at.desc(), assignments::id.desc()))
         .select(descriptions::raw)
-        .limit(1)
-        .get_result(c)
+        .first(c)
         .optional())
 }
 
@@ -60,8 +59,7 @@ pub fn insert_description(
             descriptions::cleaned.eq(cleaned),
             descriptions::created_at.eq(now),
         ))
-        .returning(DescriptionRow::as_returning())
-        .get_result(c))
+        .get_result::<DescriptionRow>(c))
 }
 
 /// A description with what the feed and the exports need to know about it.

@@ -62,8 +62,7 @@ pub fn project_by_name(conn: &mut Db, name: &str) -> QueryResult<Option<ProjectR
     native!(conn, |c| projects::table
         .filter(projects::name.eq(name))
         .select(ProjectRow::as_select())
-        .limit(1)
-        .get_result(c)
+        .first(c)
         .optional())
 }
 
@@ -71,8 +70,7 @@ pub fn project_by_id(conn: &mut Db, id: i64) -> QueryResult<ProjectRow> {
     native!(conn, |c| projects::table
         .find(id)
         .select(ProjectRow::as_select())
-        .limit(1)
-        .get_result(c))
+        .first(c))
 }
 
 pub fn set_qualification_required(conn: &mut Db, id: i64, required: bool) -> QueryResult<()> {

@@ -60,8 +60,7 @@ pub fn live_session(conn: &mut Db, token_hash: &str, now: i64) -> QueryResult<Op
             workers::external_id.nullable(),
             requesters::username.nullable(),
         ))
-        .limit(1)
-        .get_result(c)
+        .first(c)
         .optional())
 }
 

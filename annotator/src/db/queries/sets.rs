@@ -70,8 +70,7 @@ pub fn set_by_id(conn: &mut Db, id: i64) -> QueryResult<SetRow> {
     native!(conn, |c| exemplar_sets::table
         .find(id)
         .select(SetRow::as_select())
-        .limit(1)
-        .get_result(c))
+        .first(c))
 }
 
 pub fn sets_of_project(conn: &mut Db, project_id: i64) -> QueryResult<Vec<SetRow>> {

@@ -29,8 +29,7 @@ pub fn worker_by_external(conn: &mut Db, external_id: &str) -> QueryResult<Optio
     native!(conn, |c| workers::table
         .filter(workers::external_id.eq(&external_id))
         .select(WorkerRow::as_select())
-        .limit(1)
-        .get_result(c)
+        .first(c)
         .optional())
 }
 
@@ -38,8 +37,7 @@ pub fn worker_by_id(conn: &mut Db, id: i64) -> QueryResult<WorkerRow> {
     native!(conn, |c| workers::table
         .find(id)
         .select(WorkerRow::as_select())
-        .limit(1)
-        .get_result(c))
+        .first(c))
 }
 
 pub fn insert_worker(conn: &mut Db, external_id: &str, now: i64) -> QueryResult<WorkerRow> {
