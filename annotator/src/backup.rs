@@ -360,6 +360,33 @@ fn stamp(ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A server killed mid-backup leaves `Pending`'s temporary; the next start removes it and
+    /// nothing else in the folder.
+    #[test]
+    fn unfinished_backups_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let schedule = Schedule {
+            dir: dir.path().to_owned(),
+            every: Duration::from_secs(1),
+            keep: 2,
+        };
+        let target = dir.path().join(format!("{PREFIX}{}.backup", stamp(0)));
+        let killed = milan_shared::atomic::Pending::new(&target).unwrap();
+        std::fs::write(killed.path(), b"half a database").unwrap();
+        let temporary = killed.path().to_owned();
+        std::mem::forget(killed);
+        std::fs::write(&target, b"a finished backup").unwrap();
+        let unrelated = dir.path().join(".tmp-1-1-notes.txt");
+        std::fs::write(&unrelated, b"someone else's").unwrap();
+
+        schedule.clean_unfinished();
+        assert!(!temporary.exists(), "{}", temporary.display());
+        assert!(target.exists() && unrelated.exists());
+        assert_eq!(schedule.existing(), vec![target]);
+    }
+
     #[test]
     fn stamps_sort_as_times_do() {
         assert_eq!(super::stamp(0), "19700101T000000.000Z");

@@ -144,6 +144,35 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// SIGTERM, then waits for the exit: the server finishes what it is doing (a scheduled
+    /// backup, queued writes) and stops. Errs when it did not exit successfully within `patience`
+    /// (it is then killed).
+    pub fn terminate(&mut self, patience: Duration) -> io::Result<()> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        if !sent.success() {
+            return Err(io::Error::other(format!("kill -TERM failed: {sent}")));
+        }
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(exit) = self.child.try_wait()? {
+                return if exit.success() {
+                    Ok(())
+                } else {
+                    Err(io::Error::other(format!("the server exited with {exit}")))
+                };
+            }
+            if Instant::now() > deadline {
+                self.kill_9();
+                return Err(io::Error::other(format!(
+                    "the server did not stop within {patience:?} of SIGTERM"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL: no chance to flush or finish anything.
     pub fn kill_9(&mut self) {
         let _ = self.child.kill();
