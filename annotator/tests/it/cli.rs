@@ -447,6 +447,15 @@ fn the_demos_printed_requests_work_as_printed() {
         .unwrap();
     let lines = stdout(&printed);
     assert_eq!(lines.lines().count(), 5, "{lines}");
+    // The base URL the demo prints for the address it was told to bind is where the server is.
+    let bind = server.base.trim_start_matches("http://");
+    let base = stdout(
+        &Command::new(root.join("scripts/demo-url"))
+            .args(["--bind", bind])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(base.trim(), server.base);
     let ran = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &lines])
         .output()
@@ -454,5 +463,47 @@ fn the_demos_printed_requests_work_as_printed() {
     let out = stdout(&ran);
     for expected in ["\"assignment_id\"", "\"in_progress\":1", "\"openapi\""] {
         assert!(out.contains(expected), "{expected} in: {out}");
+    }
+}
+
+/// `scripts/demo` prints links that follow the `annotator serve` arguments it is given.
+#[test]
+fn the_demos_links_follow_its_serve_arguments() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cases: [(&[&str], &str); 6] = [
+        (&[], "http://127.0.0.1:8080"),
+        (&["--bind", "0.0.0.0:9000"], "http://127.0.0.1:9000"),
+        (
+            &["--workers", "4", "--bind=10.0.0.5:8081"],
+            "http://10.0.0.5:8081",
+        ),
+        (
+            &[
+                "--bind",
+                "[::]:8443",
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+            ],
+            "https://[::1]:8443",
+        ),
+        (
+            &[
+                "--bind",
+                "0.0.0.0:80",
+                "--public-url",
+                "https://milan.example.org/",
+            ],
+            "https://milan.example.org",
+        ),
+        (&["--bind", "127.0.0.1:0"], "http://127.0.0.1:PORT"),
+    ];
+    for (args, expected) in cases {
+        let out = Command::new(root.join("scripts/demo-url"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&out).trim(), expected, "{args:?}");
     }
 }
