@@ -65,7 +65,11 @@ impl ImageStore {
             move |cause| ImageError::Io { path, cause }
         };
         fs::create_dir_all(dir).map_err(io(dir))?;
-        let tmp = dir.join(format!(".{hash}.{}.tmp", std::process::id()));
+        // Unique per call: import stores on several threads, and the same image (one photo among
+        // the exemplars of many units) can be put by two at once.
+        static PUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{hash}.{}-{n}.tmp", std::process::id()));
         fs::write(&tmp, png).map_err(io(&tmp))?;
         fs::rename(&tmp, &path).map_err(io(&path))?;
         Ok(hash)
@@ -116,18 +120,23 @@ fn png(encode: impl FnOnce(&mut Cursor<Vec<u8>>) -> image::ImageResult<()>) -> V
 /// PNGs of one exemplar: (original, mask, worker view). `rgb` is planar (3, H, W), `mask` (H, W).
 pub fn exemplar_pngs(rgb: &[u8], mask: &[u8], height: usize, width: usize) -> [Vec<u8>; 3] {
     let plane = height * width;
-    let original = RgbImage::from_fn(width as u32, height as u32, |x, y| {
-        let i = y as usize * width + x as usize;
-        image::Rgb([rgb[i], rgb[plane + i], rgb[2 * plane + i]])
-    });
-    let view = RgbImage::from_fn(width as u32, height as u32, |x, y| {
-        let i = y as usize * width + x as usize;
-        let lit = mask[i] == 1;
-        image::Rgb(std::array::from_fn(|c| {
-            let v = rgb[c * plane + i];
-            if lit { v } else { (f32::from(v) * DIM) as u8 }
-        }))
-    });
+    // Every dimmed value from a table: the same `(v * DIM) as u8` for each of the 256 values.
+    let dimmed: [u8; 256] = std::array::from_fn(|v| (v as f32 * DIM) as u8);
+    let (red, rest) = rgb[..3 * plane].split_at(plane);
+    let (green, blue) = rest.split_at(plane);
+    let mut original = Vec::with_capacity(3 * plane);
+    let mut view = Vec::with_capacity(3 * plane);
+    for i in 0..plane {
+        let pixel = [red[i], green[i], blue[i]];
+        original.extend_from_slice(&pixel);
+        if mask[i] == 1 {
+            view.extend_from_slice(&pixel);
+        } else {
+            view.extend(pixel.map(|v| dimmed[usize::from(v)]));
+        }
+    }
+    let image = |raw| RgbImage::from_raw(width as u32, height as u32, raw).expect("3*H*W values");
+    let (original, view) = (image(original), image(view));
     let mask_img = GrayImage::from_raw(width as u32, height as u32, mask.to_vec())
         .expect("mask has H*W values");
     [
@@ -160,6 +169,34 @@ mod tests {
         let (seen, _, _) = store.read_rgb_planar(&v).unwrap();
         assert_eq!(seen[0], rgb[0], "inside the mask: full brightness");
         assert_eq!(seen[1], (f32::from(rgb[1]) * DIM) as u8, "outside: 25%");
+    }
+
+    /// The PNG bytes (so the hashes a set stores) are those of the first implementation, pixel
+    /// by pixel through `from_fn`: importing a folder again after an upgrade still finds its sets.
+    #[test]
+    fn pngs_are_byte_identical_to_the_per_pixel_construction() {
+        let (h, w) = (17, 23);
+        let rgb: Vec<u8> = (0..3 * h * w).map(|i| (i * 37 % 251) as u8).collect();
+        let mask: Vec<u8> = (0..h * w).map(|i| u8::from(i % 5 < 2)).collect();
+        let plane = h * w;
+        let original = RgbImage::from_fn(w as u32, h as u32, |x, y| {
+            let i = y as usize * w + x as usize;
+            image::Rgb([rgb[i], rgb[plane + i], rgb[2 * plane + i]])
+        });
+        let view = RgbImage::from_fn(w as u32, h as u32, |x, y| {
+            let i = y as usize * w + x as usize;
+            image::Rgb(std::array::from_fn(|c| {
+                let v = rgb[c * plane + i];
+                if mask[i] == 1 {
+                    v
+                } else {
+                    (f32::from(v) * DIM) as u8
+                }
+            }))
+        });
+        let [a, _, v] = exemplar_pngs(&rgb, &mask, h, w);
+        assert_eq!(a, png(|out| original.write_to(out, ImageFormat::Png)));
+        assert_eq!(v, png(|out| view.write_to(out, ImageFormat::Png)));
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! refused as a whole.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 
-use milan_shared::milannotations::{Dataset, FormatError, discover};
+use milan_shared::milannotations::{Dataset, Exemplars, FormatError, LayerShape, discover};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -94,6 +96,100 @@ struct Pending {
     exemplars: String,
 }
 
+/// One unit of the folder being imported, read but not yet rendered.
+struct Unit<'a> {
+    model: String,
+    layer: &'a str,
+    shape: LayerShape,
+    exemplars: Exemplars<'a>,
+}
+
+/// Renders and stores the three PNGs of each exemplar of every unit (the slow part of an import)
+/// on every core, and gives back the units in their order, whatever order they finished in.
+/// `progress` is called on this thread once per unit; the first error stops the others.
+fn render_all(
+    store: &ImageStore,
+    units: &[Unit<'_>],
+    progress: &dyn Fn(),
+) -> Result<Vec<Pending>, ImportError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(units.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mut rendered: Vec<Option<String>> = vec![None; units.len()];
+    let mut failure = None;
+    std::thread::scope(|scope| {
+        let (done, results) = mpsc::channel();
+        for _ in 0..threads {
+            let done = done.clone();
+            let (next, stop) = (&next, &stop);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(unit) = units.get(i) else { break };
+                    if done.send((i, render(store, unit))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done);
+        for (i, result) in results {
+            match result {
+                Ok(json) => {
+                    rendered[i] = Some(json);
+                    progress();
+                }
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(units
+        .iter()
+        .zip(rendered)
+        .map(|(unit, json)| Pending {
+            model: unit.model.clone(),
+            layer: unit.layer.to_owned(),
+            unit: unit.exemplars.unit as i32,
+            exemplars: json.expect("every unit was rendered"),
+        })
+        .collect())
+}
+
+/// One unit's exemplars stored as PNGs: the set's `exemplars` column.
+fn render(store: &ImageStore, unit: &Unit<'_>) -> Result<String, ImportError> {
+    let shape = &unit.shape;
+    let plane = shape.height * shape.width;
+    let exemplars = &unit.exemplars;
+    let images = exemplars.images.as_ref().expect("checked before rendering");
+    let images = images.as_slice().expect("mapped arrays are contiguous");
+    let masks = exemplars
+        .masks
+        .as_slice()
+        .expect("mapped arrays are contiguous");
+    let mut stored = Vec::with_capacity(shape.k);
+    for j in 0..shape.k {
+        let rgb = &images[j * 3 * plane..(j + 1) * 3 * plane];
+        let mask = &masks[j * plane..(j + 1) * plane];
+        let [image, mask, view] = exemplar_pngs(rgb, mask, shape.height, shape.width);
+        stored.push(StoredExemplar {
+            view: store.put(&view)?,
+            image: store.put(&image)?,
+            mask: store.put(&mask)?,
+            id: exemplars.ids[j],
+        });
+    }
+    Ok(serde_json::to_string(&stored).expect("plain data serializes"))
+}
+
 /// Units in `path` (a model folder or a root of several), for progress bars.
 pub fn count_units(path: &Path) -> Result<usize, ImportError> {
     let mut n = 0;
@@ -134,40 +230,20 @@ pub fn import(
             }
         }
     }
-    let mut pending = Vec::new();
+    let mut units = Vec::new();
     for dataset in &datasets {
         for layer in dataset.layers() {
-            let shape = layer.shape();
-            let plane = shape.height * shape.width;
             for exemplars in layer.iter() {
-                let images = exemplars.images.as_ref().expect("checked above");
-                let images = images.as_slice().expect("mapped arrays are contiguous");
-                let masks = exemplars
-                    .masks
-                    .as_slice()
-                    .expect("mapped arrays are contiguous");
-                let mut stored = Vec::with_capacity(shape.k);
-                for j in 0..shape.k {
-                    let rgb = &images[j * 3 * plane..(j + 1) * 3 * plane];
-                    let mask = &masks[j * plane..(j + 1) * plane];
-                    let [image, mask, view] = exemplar_pngs(rgb, mask, shape.height, shape.width);
-                    stored.push(StoredExemplar {
-                        view: store.put(&view)?,
-                        image: store.put(&image)?,
-                        mask: store.put(&mask)?,
-                        id: exemplars.ids[j],
-                    });
-                }
-                pending.push(Pending {
+                units.push(Unit {
                     model: dataset.key().to_string(),
-                    layer: layer.name().to_owned(),
-                    unit: exemplars.unit as i32,
-                    exemplars: serde_json::to_string(&stored).expect("plain data serializes"),
+                    layer: layer.name(),
+                    shape: layer.shape(),
+                    exemplars,
                 });
-                progress();
             }
         }
     }
+    let pending = render_all(store, &units, progress)?;
     let models: Vec<String> = datasets.iter().map(|d| d.key().to_string()).collect();
     engine.db().write(|c| {
         let (project, project_created) = match q::project_by_name(c, &settings.name)? {

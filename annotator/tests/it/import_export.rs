@@ -50,7 +50,12 @@ fn import_is_idempotent_and_whole_or_nothing() {
         let (engine, store, dir) = setup(db);
         let root = dir.path().join("corpus");
         corpus(&root, 1);
-        let report = import(&engine, &store, &settings(), &root, T0, &|| {}).unwrap();
+        let rendered = std::cell::Cell::new(0);
+        let report = import(&engine, &store, &settings(), &root, T0, &|| {
+            rendered.set(rendered.get() + 1)
+        })
+        .unwrap();
+        assert_eq!(rendered.get(), 20, "progress once per unit");
         assert!(report.project_created);
         assert_eq!(
             (report.sets_added, report.sets_present),
@@ -78,6 +83,32 @@ fn import_is_idempotent_and_whole_or_nothing() {
                 .sum::<i64>(),
             20
         );
+    });
+}
+
+/// Images that cannot be stored (here `<data>/images` is a file) fail the import, whichever
+/// rendering thread meets it first, and nothing reaches the database.
+#[test]
+fn an_image_store_that_cannot_be_written_imports_nothing() {
+    on_both(|db| {
+        let (engine, _, dir) = setup(db);
+        let root = dir.path().join("corpus");
+        corpus(&root, 1);
+        let data = dir.path().join("broken");
+        fs::create_dir_all(&data).unwrap();
+        fs::write(data.join("images"), b"not a folder").unwrap();
+        let err = import(
+            &engine,
+            &ImageStore::new(&data),
+            &settings(),
+            &root,
+            T0,
+            &|| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("images"), "{err}");
+        assert!(engine.projects().unwrap().is_empty(), "{}", db.name);
     });
 }
 
