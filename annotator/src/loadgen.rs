@@ -5,7 +5,6 @@
 //! submitting. The server must run with the API rate limits off (`--no-rate-limits`): the whole
 //! crowd comes from one address, far faster than people.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use milan_client::Api;
@@ -83,18 +82,6 @@ pub struct CrowdReport {
 /// One worker's loop, into a report of its own (merged into the crowd's when it ends: a shared
 /// one would be locked by every worker several times a loop).
 fn worker_loop(
-    base: &str,
-    index: usize,
-    config: &CrowdConfig,
-    started: Instant,
-    report: &Mutex<CrowdReport>,
-) {
-    let mut mine = CrowdReport::default();
-    worker_loop_into(base, index, config, started, &mut mine);
-    report.lock().unwrap().merge(mine);
-}
-
-fn worker_loop_into(
     base: &str,
     index: usize,
     config: &CrowdConfig,
@@ -245,16 +232,23 @@ pub fn run(base: &str, config: &CrowdConfig) -> CrowdReport {
 /// (sessions live in the database, so any process serves any worker).
 pub fn run_spread(bases: &[String], config: &CrowdConfig) -> CrowdReport {
     assert!(!bases.is_empty(), "at least one server");
-    let report = Mutex::new(CrowdReport::default());
+    let mut report = CrowdReport::default();
     let started = Instant::now();
     std::thread::scope(|scope| {
-        for i in 0..config.workers {
-            let report = &report;
-            let base = bases[i % bases.len()].as_str();
-            scope.spawn(move || worker_loop(base, i, config, started, report));
+        let workers: Vec<_> = (0..config.workers)
+            .map(|i| {
+                let base = bases[i % bases.len()].as_str();
+                scope.spawn(move || {
+                    let mut mine = CrowdReport::default();
+                    worker_loop(base, i, config, started, &mut mine);
+                    mine
+                })
+            })
+            .collect();
+        for worker in workers {
+            report.merge(worker.join().expect("a crowd worker panicked"));
         }
     });
-    let mut report = report.into_inner().unwrap();
     report.elapsed = started.elapsed();
     report
 }

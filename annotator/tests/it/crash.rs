@@ -69,13 +69,9 @@ fn sigterm_stops_the_server_gracefully() {
     let db = common::sqlite();
     let data = tempfile::tempdir().unwrap();
     let mut server = common::start_server(data.path(), &db.url);
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = server.child.wait().unwrap();
-    assert!(exit.success(), "exit status {exit:?}");
+    server
+        .terminate(Duration::from_secs(60))
+        .expect("a successful exit on SIGTERM");
 }
 
 /// The server's supervisor may die and close the server's stdout: SIGTERM must still stop it.
