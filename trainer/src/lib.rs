@@ -17,9 +17,13 @@
 pub mod applications;
 pub mod assets;
 pub mod corpora;
+#[cfg(feature = "train")]
 pub mod corpus;
+#[cfg(feature = "train")]
 pub mod evaluation;
+#[cfg(feature = "train")]
 pub mod experiments;
+#[cfg(feature = "train")]
 pub mod follow;
 pub mod probing;
 pub mod util;

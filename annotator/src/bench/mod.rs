@@ -72,6 +72,13 @@ impl Generator {
 fn fresh_database(config: &BenchConfig, dir: &Path, name: &str) -> Result<DatabaseUrl> {
     Ok(match &config.postgres_admin_url {
         None => DatabaseUrl::Sqlite(dir.join(format!("{name}.sqlite3"))),
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => bail!(
+            "--postgres: this annotator was built without PostgreSQL support (the default \
+             `postgres` feature); build it with `cargo build --release --locked -p \
+             milan-annotator`"
+        ),
+        #[cfg(feature = "postgres")]
         Some(admin) => {
             use diesel::{Connection, RunQueryDsl};
             let db = format!("milan_bench_{name}_{}", uuid::Uuid::new_v4().simple());

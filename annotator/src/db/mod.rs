@@ -26,6 +26,7 @@ use std::time::Duration;
 use group_commit::GroupCommit;
 
 use diesel::connection::SimpleConnection;
+#[cfg(feature = "postgres")]
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection, PooledConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -34,12 +35,20 @@ use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+#[cfg(feature = "postgres")]
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// What a build without the `postgres` feature says when pointed at PostgreSQL.
+#[cfg(not(feature = "postgres"))]
+const NO_POSTGRES: &str = "this annotator was built without PostgreSQL support (the default \
+    `postgres` feature; scripts/demo leaves it out to build faster). Build it with `cargo build \
+    --release --locked -p milan-annotator` to use PostgreSQL";
 
 /// A connection to either backend; queries are written once against it.
 #[allow(missing_debug_implementations)] // the derive's generated types have no Debug either
 #[derive(diesel::MultiConnection)]
 pub enum Db {
+    #[cfg(feature = "postgres")]
     Pg(PgConnection),
     Sqlite(SqliteConnection),
 }
@@ -199,7 +208,13 @@ impl ManageConnection for Manager {
             message: e.to_string(),
         };
         match &self.url {
+            #[cfg(feature = "postgres")]
             DatabaseUrl::Postgres(url) => PgConnection::establish(url).map(Db::Pg).map_err(fail),
+            #[cfg(not(feature = "postgres"))]
+            DatabaseUrl::Postgres(_) => Err(DbError::Connect {
+                url: self.url.to_string(),
+                message: NO_POSTGRES.to_owned(),
+            }),
             DatabaseUrl::Sqlite(path) => {
                 let target = match &self.options.sqlite_vfs {
                     Some(vfs) => sqlite_uri(path, vfs),
@@ -444,6 +459,7 @@ where
 }
 
 /// The PostgreSQL advisory lock key under which migrations run ("milan-rs" in ASCII).
+#[cfg(feature = "postgres")]
 const MIGRATION_LOCK: i64 = 0x6d69_6c61_6e2d_7273;
 
 /// Runs the pending migrations of the connection's backend. On PostgreSQL they run under a
@@ -459,6 +475,7 @@ pub fn migrate(conn: &mut Db) -> Result<Vec<String>, DbError> {
     }
     match conn {
         Db::Sqlite(c) => names(c.run_pending_migrations(SQLITE_MIGRATIONS)),
+        #[cfg(feature = "postgres")]
         Db::Pg(c) => {
             let lock = |c: &mut PgConnection, sql: &str| {
                 diesel::sql_query(format!("{sql}({MIGRATION_LOCK})"))
@@ -493,13 +510,18 @@ pub fn connect_as_is(url: &DatabaseUrl) -> Result<Option<Db>, DbError> {
 /// Every migration this build holds, oldest first (the same names on both backends).
 pub fn migration_names(postgres: bool) -> Vec<String> {
     use diesel::migration::MigrationSource;
+    #[cfg(feature = "postgres")]
     if postgres {
-        MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS)
+        return MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS)
             .unwrap_or_default()
             .iter()
             .map(|m| m.name().to_string())
-            .collect()
-    } else {
+            .collect();
+    }
+    // A build without PostgreSQL holds its migrations' names all the same: the two folders have
+    // the same names (tested below).
+    let _ = postgres;
+    {
         MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
             .unwrap_or_default()
             .iter()
@@ -514,6 +536,7 @@ pub fn pending_migrations(conn: &mut Db) -> Result<Vec<String>, DbError> {
         Db::Sqlite(c) => c
             .pending_migrations(SQLITE_MIGRATIONS)
             .map(|v| v.iter().map(|m| m.name().to_string()).collect()),
+        #[cfg(feature = "postgres")]
         Db::Pg(c) => c
             .pending_migrations(POSTGRES_MIGRATIONS)
             .map(|v| v.iter().map(|m| m.name().to_string()).collect()),
@@ -529,9 +552,21 @@ pub fn migrate_steps(conn: &mut Db, n: usize) -> Result<Vec<String>, DbError> {
     for _ in &pending {
         let ran = match conn {
             Db::Sqlite(c) => c.run_next_migration(SQLITE_MIGRATIONS).map(|_| ()),
+            #[cfg(feature = "postgres")]
             Db::Pg(c) => c.run_next_migration(POSTGRES_MIGRATIONS).map(|_| ()),
         };
         ran.map_err(|e| DbError::Migration(e.to_string()))?;
     }
     Ok(pending)
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod tests {
+    /// `migration_names` of a build without PostgreSQL answers with SQLite's names for both.
+    #[test]
+    fn both_backends_have_the_same_migrations() {
+        let sqlite = super::migration_names(false);
+        assert!(sqlite.len() >= 3, "{sqlite:?}");
+        assert_eq!(super::migration_names(true), sqlite);
+    }
 }

@@ -126,6 +126,7 @@ macro_rules! native {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
             $crate::db::Db::Sqlite($c) => $body,
+            #[cfg(feature = "postgres")]
             $crate::db::Db::Pg($c) => $body,
         }
     };

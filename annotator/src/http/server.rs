@@ -121,6 +121,7 @@ pub fn public_url(config: &ServeConfig) -> Option<crate::origin::PublicUrl> {
 
 /// The TLS settings of `--tls-cert` (a PEM chain, leaf first) and `--tls-key` (a PEM private
 /// key): rustls with its safe defaults (TLS 1.2 and 1.3), no client certificates.
+#[cfg(feature = "tls")]
 pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -282,7 +283,14 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     .shutdown_timeout(30)
     .disable_signals();
     let server = match &config.tls {
+        #[cfg(feature = "tls")]
         Some((cert, key)) => server.bind_rustls_0_23(&config.bind, tls_config(cert, key)?),
+        #[cfg(not(feature = "tls"))]
+        Some(_) => anyhow::bail!(
+            "--tls-cert: this annotator was built without TLS (the default `tls` feature; \
+             scripts/demo leaves it out to build faster). Build it with `cargo build --release \
+             --locked -p milan-annotator`, or put a TLS proxy in front (docs/deploy.md)"
+        ),
         None => server.bind(&config.bind),
     }
     .with_context(|| format!("binding {}", config.bind))?;

@@ -6,4 +6,5 @@
 pub mod ablation;
 pub mod analysis;
 pub mod catalog;
+#[cfg(feature = "train")]
 pub mod editing;

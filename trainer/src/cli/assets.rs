@@ -53,10 +53,21 @@ pub fn run(command: AssetsCommand) -> Result<()> {
         AssetsCommand::Fetch { name, .. } if name == "stamps" => {
             milan_trainer::corpora::photos::fetch_stamps()?;
         }
+        #[cfg(feature = "train")]
         AssetsCommand::Fetch { name, url_base, .. }
             if name == milan_trainer::evaluation::bertscore::paper::ROBERTA_LARGE =>
         {
             milan_trainer::evaluation::bertscore::paper::fetch(&url_base)?;
+        }
+        // The paper's BERTScore model is fetched by the evaluation code, which a build without
+        // `train` leaves out.
+        #[cfg(not(feature = "train"))]
+        AssetsCommand::Fetch { name, .. } if name == "roberta-large" => {
+            anyhow::bail!(
+                "roberta-large is the paper's BERTScore model; this trainer was built without \
+                 the `train` feature (scripts/demo leaves it out). Build it with `cargo build \
+                 --release --locked -p milan-trainer` and run the command again"
+            );
         }
         AssetsCommand::Fetch { name, .. } => {
             fetch(find(&name)?)?;
@@ -97,16 +108,19 @@ pub fn run(command: AssetsCommand) -> Result<()> {
                 "{:<18} {state:<12} Tux Paint's stamp photographs, unpacked (the grounded corpus)",
                 "stamps"
             );
-            let roberta = milan_trainer::evaluation::bertscore::paper::ROBERTA_LARGE;
-            let state = if milan_trainer::evaluation::bertscore::paper::is_fetched() {
-                "fetched"
-            } else {
-                "not fetched"
-            };
-            println!(
-                "{roberta:<18} {state:<12} the paper's BERTScore model, from the Hugging Face Hub \
-                 (`trainer assets fetch {roberta}`; not in `all`)"
-            );
+            #[cfg(feature = "train")]
+            {
+                let roberta = milan_trainer::evaluation::bertscore::paper::ROBERTA_LARGE;
+                let state = if milan_trainer::evaluation::bertscore::paper::is_fetched() {
+                    "fetched"
+                } else {
+                    "not fetched"
+                };
+                println!(
+                    "{roberta:<18} {state:<12} the paper's BERTScore model, from the Hugging Face Hub \
+                     (`trainer assets fetch {roberta}`; not in `all`)"
+                );
+            }
             for resnet in ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"] {
                 let state = if milan_trainer::assets::registered_weights(resnet).is_some() {
                     "registered"

@@ -41,6 +41,7 @@ pub struct CatalogArgs {
 
 impl CatalogArgs {
     /// The defaults, for a catalog of `data` into `out` (`trainer describe --catalog`).
+    #[cfg(feature = "train")]
     pub fn new(data: &Path, out: &Path) -> CatalogArgs {
         let sizes = Sizes::default();
         CatalogArgs {

@@ -306,6 +306,7 @@ fn print_report(report: &exemplars::Report, started: Instant, noun: &str) {
     );
 }
 
+#[cfg(feature = "train")]
 /// The exemplars of `layers` of `model` over `images` for `describe --model`: computed once into
 /// `<cache>/exemplars/<hash>/` and reused while the model file, the layers, the input settings
 /// and the images (names, sizes, modification times) stay the same. Returns the model folder.
@@ -366,6 +367,7 @@ pub fn cached_exemplars(
     })
 }
 
+#[cfg(feature = "train")]
 /// The exemplar folder of `key` under `<cache>/exemplars/<hash>/`: reused when it is there, else
 /// made by `compute` (given the root to write into) and reported.
 fn cached_folder(
@@ -394,6 +396,7 @@ fn cached_folder(
     Ok(report.folder)
 }
 
+#[cfg(feature = "train")]
 /// `--inputs NAME=FILE.npy` pairs.
 pub fn named_inputs(specs: &[String]) -> Result<Vec<(String, PathBuf)>> {
     specs
@@ -407,6 +410,7 @@ pub fn named_inputs(specs: &[String]) -> Result<Vec<(String, PathBuf)>> {
         .collect()
 }
 
+#[cfg(feature = "train")]
 /// A generator's exemplars for `describe --model GEN.onnx --latents`: computed once into
 /// `<cache>/exemplars/<hash>/` (the hash of the model file, the layers and every latent file's
 /// bytes) and reused. Images in [-1, 1], the output found by its shape. Returns the model folder.

@@ -3,6 +3,7 @@
 //! of real networks' units described from per-pixel truth ([`grounded`]) and the MILAN authors'
 //! released material ([`released`]). Depends on `probing`, `assets`, `util` and the crates below.
 
+#[cfg(feature = "train")]
 pub mod grounded;
 pub mod lettering;
 pub mod photos;

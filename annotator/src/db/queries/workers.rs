@@ -86,7 +86,7 @@ pub fn work_by_state(conn: &mut Db, worker_id: i64) -> QueryResult<Vec<(String, 
 /// checked against what the other committed. SQLite serialises every write transaction already
 /// (BEGIN IMMEDIATE), so there it writes nothing.
 pub fn lock_worker(conn: &mut Db, worker_id: i64) -> QueryResult<()> {
-    if let Db::Sqlite(_) = conn {
+    if matches!(conn, Db::Sqlite(_)) {
         return Ok(());
     }
     diesel::update(workers::table.find(worker_id))
