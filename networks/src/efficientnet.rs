@@ -78,8 +78,10 @@ impl ConvBn {
     }
 }
 
+/// min(max(x, 0), 6) as two passes: flex's `clamp` is a scalar loop (it checks its bounds per
+/// element), its `clamp_min` and `clamp_max` vectorise; the values are the same, NaN included.
 fn relu6(x: Tensor<4>) -> Tensor<4> {
-    x.clamp(0.0, 6.0)
+    x.clamp_min(0.0).clamp_max(6.0)
 }
 
 #[derive(Debug, Clone)]
@@ -275,4 +277,35 @@ pub fn preprocess(img: &image::RgbImage) -> Vec<f32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    /// The two-pass ReLU6 gives `clamp(0, 6)`'s values, NaN kept NaN (-0 becomes +0, equal to it).
+    #[test]
+    fn relu6_in_two_passes_is_clamp() {
+        let device = Device::flex();
+        let values = [
+            f32::NEG_INFINITY,
+            -7.5,
+            -0.0,
+            0.0,
+            1e-30,
+            3.25,
+            6.0,
+            6.000_001,
+            f32::INFINITY,
+            f32::NAN,
+            -1e-30,
+            5.999_999,
+        ];
+        let x = Tensor::<4>::from_data(TensorData::new(values.to_vec(), [1, 3, 2, 2]), &device);
+        let ours = super::relu6(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+        let clamped = x.clamp(0.0, 6.0).into_data().try_to_vec::<f32>().unwrap();
+        for ((a, b), v) in ours.iter().zip(&clamped).zip(values) {
+            assert!(a == b || (a.is_nan() && b.is_nan()), "{v}: {a} vs {b}");
+        }
+    }
 }

@@ -36,7 +36,7 @@ impl Activation {
 }
 
 /// A network whose inner activations can be read by layer name.
-pub trait Network {
+pub trait Network: Sync {
     /// Layer names, in forward order.
     fn layers(&self) -> Vec<String>;
     /// Refuses layers the network cannot give, naming them.

@@ -364,20 +364,26 @@ pub fn upsample_align_corners(map: &[f32], h: usize, w: usize, size: usize) -> V
         }
     };
     let (sy, sx) = (scale(h), scale(w));
+    // Every row reads the same columns with the same weights: computed once, not per pixel. The
+    // arithmetic is the per-pixel one's, so the values (and the masks) are the same to the bit.
+    let columns: Vec<(usize, usize, f32)> = (0..size)
+        .map(|x| {
+            let fx = x as f32 * sx;
+            let x0 = (fx.floor() as usize).min(w - 1);
+            (x0, (x0 + 1).min(w - 1), fx - x0 as f32)
+        })
+        .collect();
     let mut out = vec![0f32; size * size];
-    for y in 0..size {
+    for (y, row) in out.chunks_exact_mut(size).enumerate() {
         let fy = y as f32 * sy;
         let y0 = (fy.floor() as usize).min(h - 1);
         let y1 = (y0 + 1).min(h - 1);
         let dy = fy - y0 as f32;
-        for x in 0..size {
-            let fx = x as f32 * sx;
-            let x0 = (fx.floor() as usize).min(w - 1);
-            let x1 = (x0 + 1).min(w - 1);
-            let dx = fx - x0 as f32;
-            let top = map[y0 * w + x0] * (1.0 - dx) + map[y0 * w + x1] * dx;
-            let bottom = map[y1 * w + x0] * (1.0 - dx) + map[y1 * w + x1] * dx;
-            out[y * size + x] = top * (1.0 - dy) + bottom * dy;
+        let (upper, lower) = (&map[y0 * w..(y0 + 1) * w], &map[y1 * w..(y1 + 1) * w]);
+        for (value, &(x0, x1, dx)) in row.iter_mut().zip(&columns) {
+            let top = upper[x0] * (1.0 - dx) + upper[x1] * dx;
+            let bottom = lower[x0] * (1.0 - dx) + lower[x1] * dx;
+            *value = top * (1.0 - dy) + bottom * dy;
         }
     }
     out
@@ -385,7 +391,7 @@ pub fn upsample_align_corners(map: &[f32], h: usize, w: usize, size: usize) -> V
 
 /// What exemplars are drawn over: samples (the images of a folder, or a generator's latents),
 /// the network's activations for a run of them, and the picture an exemplar of a sample shows.
-pub trait Probe {
+pub trait Probe: Sync {
     /// How many samples there are; ids are `0..samples()`.
     fn samples(&self) -> usize;
     /// Refuses layers the network cannot give, naming them.
@@ -491,7 +497,12 @@ pub fn channels_first(img: &image::RgbImage) -> Vec<u8> {
     chw
 }
 
-/// Runs the network over every sample, calling `each` with the activations of each batch.
+/// Runs the network over every sample, calling `each` with the activations of each batch, in
+/// batch order. Two batches are in flight on machines with two cores or more: flex runs much of a
+/// forward pass (element-wise operations, layouts, bias additions) on the calling thread, so one
+/// batch at a time left the second core idle for most of the pass (measured on the demo's
+/// exemplars: 1.1 cores busy; docs/performance.md, "First run"). Each batch is computed as it
+/// would be alone and `each` sees them in the same order, so the results do not change.
 fn stream(
     probe: &dyn Probe,
     layers: &[String],
@@ -503,14 +514,38 @@ fn stream(
     let total = probe.samples();
     let bar = Progress::new(total, what, probe.noun());
     let batch = batch.max(1);
-    let mut first = 0;
-    while first < total {
-        let n = batch.min(total - first);
-        let acts = probe.activations(first, n, layers, device)?;
-        each(first, n, acts);
-        bar.inc(n as u64);
-        first += n;
-    }
+    let firsts: Vec<usize> = (0..total).step_by(batch).collect();
+    let runners = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    std::thread::scope(|scope| -> Result<()> {
+        // Runner r computes batches r, r + runners, ... and hands each through its own channel,
+        // which holds one: the batches are read in turn, so they arrive in order. An error
+        // stops its runner; returning drops the receivers, which stops the others.
+        let receivers: Vec<_> = (0..runners)
+            .map(|r| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let firsts = &firsts;
+                scope.spawn(move || {
+                    for &first in firsts.iter().skip(r).step_by(runners) {
+                        let n = batch.min(total - first);
+                        let acts = probe.activations(first, n, layers, device);
+                        let failed = acts.is_err();
+                        if tx.send((first, n, acts)).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+                rx
+            })
+            .collect();
+        for i in 0..firsts.len() {
+            let (first, n, acts) = receivers[i % runners]
+                .recv()
+                .context("a batch's runner stopped before its batch")?;
+            each(first, n, acts?);
+            bar.inc(n as u64);
+        }
+        Ok(())
+    })?;
     bar.finish();
     Ok(())
 }
@@ -911,6 +946,63 @@ mod tests {
         assert_eq!(up, vec![0.0, 0.5, 1.0, 1.0, 1.5, 2.0, 2.0, 2.5, 3.0]);
         let flat = upsample_align_corners(&[4.0], 1, 1, 5);
         assert!(flat.iter().all(|&v| v == 4.0));
+    }
+
+    /// The column tables give the per-pixel computation's values to the bit (masks are data:
+    /// a stored exemplar set must not change with the implementation).
+    #[test]
+    fn upsampling_by_column_tables_matches_the_per_pixel_formula_to_the_bit() {
+        fn per_pixel(map: &[f32], h: usize, w: usize, size: usize) -> Vec<f32> {
+            let scale = |n: usize| {
+                if size > 1 && n > 1 {
+                    (n - 1) as f32 / (size - 1) as f32
+                } else {
+                    0.0
+                }
+            };
+            let (sy, sx) = (scale(h), scale(w));
+            let mut out = vec![0f32; size * size];
+            for y in 0..size {
+                let fy = y as f32 * sy;
+                let y0 = (fy.floor() as usize).min(h - 1);
+                let y1 = (y0 + 1).min(h - 1);
+                let dy = fy - y0 as f32;
+                for x in 0..size {
+                    let fx = x as f32 * sx;
+                    let x0 = (fx.floor() as usize).min(w - 1);
+                    let x1 = (x0 + 1).min(w - 1);
+                    let dx = fx - x0 as f32;
+                    let top = map[y0 * w + x0] * (1.0 - dx) + map[y0 * w + x1] * dx;
+                    let bottom = map[y1 * w + x0] * (1.0 - dx) + map[y1 * w + x1] * dx;
+                    out[y * size + x] = top * (1.0 - dy) + bottom * dy;
+                }
+            }
+            out
+        }
+        let mut seed = 0x2545_f491_u32;
+        for (h, w, size) in [
+            (14, 14, 224),
+            (7, 7, 224),
+            (28, 14, 224),
+            (1, 5, 32),
+            (3, 1, 7),
+        ] {
+            let map: Vec<f32> = (0..h * w)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    seed as f32 / u32::MAX as f32 * 12.0 - 3.0
+                })
+                .collect();
+            let ours = upsample_align_corners(&map, h, w, size);
+            let theirs = per_pixel(&map, h, w, size);
+            let same = ours
+                .iter()
+                .zip(&theirs)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{h}x{w} to {size}");
+        }
     }
 
     #[test]
