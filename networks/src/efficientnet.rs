@@ -302,7 +302,10 @@ mod tests {
             5.999_999,
         ];
         let x = Tensor::<4>::from_data(TensorData::new(values.to_vec(), [1, 3, 2, 2]), &device);
-        let ours = super::relu6(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+        let ours = super::relu6(x.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let clamped = x.clamp(0.0, 6.0).into_data().try_to_vec::<f32>().unwrap();
         for ((a, b), v) in ours.iter().zip(&clamped).zip(values) {
             assert!(a == b || (a.is_nan() && b.is_nan()), "{v}: {a} vs {b}");
