@@ -73,11 +73,7 @@ fn fresh_database(config: &BenchConfig, dir: &Path, name: &str) -> Result<Databa
     Ok(match &config.postgres_admin_url {
         None => DatabaseUrl::Sqlite(dir.join(format!("{name}.sqlite3"))),
         #[cfg(not(feature = "postgres"))]
-        Some(_) => bail!(
-            "--postgres: this annotator was built without PostgreSQL support (the default \
-             `postgres` feature); build it with `cargo build --release --locked -p \
-             milan-annotator`"
-        ),
+        Some(_) => bail!("--postgres: {}", crate::db::NO_POSTGRES),
         #[cfg(feature = "postgres")]
         Some(admin) => {
             use diesel::{Connection, RunQueryDsl};

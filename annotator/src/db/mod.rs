@@ -40,7 +40,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations
 
 /// What a build without the `postgres` feature says when pointed at PostgreSQL.
 #[cfg(not(feature = "postgres"))]
-const NO_POSTGRES: &str = "this annotator was built without PostgreSQL support (the default \
+pub(crate) const NO_POSTGRES: &str = "this annotator was built without PostgreSQL support (the default \
     `postgres` feature; scripts/demo leaves it out to build faster). Build it with `cargo build \
     --release --locked -p milan-annotator` to use PostgreSQL";
 
