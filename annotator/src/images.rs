@@ -124,15 +124,23 @@ pub fn exemplar_pngs(rgb: &[u8], mask: &[u8], height: usize, width: usize) -> [V
     let dimmed: [u8; 256] = std::array::from_fn(|v| (v as f32 * DIM) as u8);
     let (red, rest) = rgb[..3 * plane].split_at(plane);
     let (green, blue) = rest.split_at(plane);
-    let mut original = Vec::with_capacity(3 * plane);
-    let mut view = Vec::with_capacity(3 * plane);
+    // Plain indexing, no iterator adapters or array `map`: those are generic functions that a
+    // build without link-time optimisation (scripts/demo's profile) does not inline across codegen
+    // units, and this loop is most of an import's time (docs/performance.md, "First run").
+    let (mut original, mut view) = (vec![0u8; 3 * plane], vec![0u8; 3 * plane]);
     for i in 0..plane {
-        let pixel = [red[i], green[i], blue[i]];
-        original.extend_from_slice(&pixel);
+        let (r, g, b) = (red[i], green[i], blue[i]);
+        original[3 * i] = r;
+        original[3 * i + 1] = g;
+        original[3 * i + 2] = b;
         if mask[i] == 1 {
-            view.extend_from_slice(&pixel);
+            view[3 * i] = r;
+            view[3 * i + 1] = g;
+            view[3 * i + 2] = b;
         } else {
-            view.extend(pixel.map(|v| dimmed[usize::from(v)]));
+            view[3 * i] = dimmed[usize::from(r)];
+            view[3 * i + 1] = dimmed[usize::from(g)];
+            view[3 * i + 2] = dimmed[usize::from(b)];
         }
     }
     let image = |raw| RgbImage::from_raw(width as u32, height as u32, raw).expect("3*H*W values");

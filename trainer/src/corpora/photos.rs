@@ -5,8 +5,10 @@
 //! pinned by SHA-256; the composites are drawn from a fixed seed, so every machine gets the same
 //! images. Written to `<assets>/photos/` through a temporary folder renamed into place.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail, ensure};
 use image::{Rgb, RgbImage, RgbaImage};
@@ -42,53 +44,86 @@ use milan_shared::random::{below_f32 as below, uniform_f32 as uniform};
 /// The kinds of background [`background_with_kind`] draws, by index.
 pub const PATTERNS: [&str; 5] = ["plain", "gradient", "stripes", "checkerboard", "noise"];
 
-/// A background: a plain colour, a gradient, stripes, a checkerboard or smooth noise.
-fn background(rng: &mut ChaCha8Rng) -> RgbImage {
-    background_with_kind(rng).0
+/// A background (a plain colour, a gradient, stripes, a checkerboard or smooth noise) and which
+/// of [`PATTERNS`] it is.
+#[cfg(feature = "train")]
+pub(crate) fn background_with_kind(rng: &mut ChaCha8Rng) -> (RgbImage, usize) {
+    let drawn = BackgroundDraw::draw(rng);
+    (drawn.render(), drawn.kind)
 }
 
-/// A background and which of [`PATTERNS`] it is.
-pub(crate) fn background_with_kind(rng: &mut ChaCha8Rng) -> (RgbImage, usize) {
-    let colour = |rng: &mut ChaCha8Rng| -> [f32; 3] {
-        [
-            uniform(rng) * 255.0,
-            uniform(rng) * 255.0,
-            uniform(rng) * 255.0,
-        ]
-    };
-    let (a, b) = (colour(rng), colour(rng));
-    let kind = below(rng, 5);
-    let period = 8.0 + uniform(rng) * 40.0;
-    let angle = uniform(rng) * std::f32::consts::PI;
-    let (ca, sa) = (angle.cos(), angle.sin());
-    // Smooth noise: a coarse random grid, bilinearly interpolated.
-    let grid: Vec<f32> = (0..64).map(|_| uniform(rng)).collect();
-    let image = RgbImage::from_fn(SIZE, SIZE, |x, y| {
-        let (fx, fy) = (x as f32, y as f32);
-        let t = match kind {
-            0 => 0.0,
-            1 => (fx * ca + fy * sa) / (SIZE as f32 * 1.5) + 0.25,
-            2 => f32::from(u8::from(
-                ((fx * ca + fy * sa) / period).rem_euclid(2.0) < 1.0,
-            )),
-            3 => f32::from(u8::from(
-                ((fx / period).floor() as i32 + (fy / period).floor() as i32) % 2 == 0,
-            )),
-            _ => {
-                let gx = fx / SIZE as f32 * 7.0;
-                let gy = fy / SIZE as f32 * 7.0;
-                let (x0, y0) = (gx.floor() as usize, gy.floor() as usize);
-                let (dx, dy) = (gx - x0 as f32, gy - y0 as f32);
-                let g = |i: usize, j: usize| grid[(j.min(7)) * 8 + i.min(7)];
-                let top = g(x0, y0) * (1.0 - dx) + g(x0 + 1, y0) * dx;
-                let bottom = g(x0, y0 + 1) * (1.0 - dx) + g(x0 + 1, y0 + 1) * dx;
-                top * (1.0 - dy) + bottom * dy
-            }
+/// Everything a background takes from the random stream, drawn before any pixel: the stream is
+/// read in order, the pixels can then be rendered on any thread.
+struct BackgroundDraw {
+    a: [f32; 3],
+    b: [f32; 3],
+    kind: usize,
+    period: f32,
+    angle: f32,
+    /// Smooth noise: a coarse random grid, bilinearly interpolated.
+    grid: Vec<f32>,
+}
+
+impl BackgroundDraw {
+    fn draw(rng: &mut ChaCha8Rng) -> Self {
+        let colour = |rng: &mut ChaCha8Rng| -> [f32; 3] {
+            [
+                uniform(rng) * 255.0,
+                uniform(rng) * 255.0,
+                uniform(rng) * 255.0,
+            ]
+        };
+        let (a, b) = (colour(rng), colour(rng));
+        let kind = below(rng, 5);
+        let period = 8.0 + uniform(rng) * 40.0;
+        let angle = uniform(rng) * std::f32::consts::PI;
+        let grid = (0..64).map(|_| uniform(rng)).collect();
+        Self {
+            a,
+            b,
+            kind,
+            period,
+            angle,
+            grid,
         }
-        .clamp(0.0, 1.0);
-        Rgb([0, 1, 2].map(|c| (a[c] * (1.0 - t) + b[c] * t) as u8))
-    });
-    (image, kind)
+    }
+
+    fn render(&self) -> RgbImage {
+        let Self {
+            a,
+            b,
+            kind,
+            period,
+            angle,
+            ref grid,
+        } = *self;
+        let (ca, sa) = (angle.cos(), angle.sin());
+        RgbImage::from_fn(SIZE, SIZE, |x, y| {
+            let (fx, fy) = (x as f32, y as f32);
+            let t = match kind {
+                0 => 0.0,
+                1 => (fx * ca + fy * sa) / (SIZE as f32 * 1.5) + 0.25,
+                2 => f32::from(u8::from(
+                    ((fx * ca + fy * sa) / period).rem_euclid(2.0) < 1.0,
+                )),
+                3 => f32::from(u8::from(
+                    ((fx / period).floor() as i32 + (fy / period).floor() as i32) % 2 == 0,
+                )),
+                _ => {
+                    let gx = fx / SIZE as f32 * 7.0;
+                    let gy = fy / SIZE as f32 * 7.0;
+                    let (x0, y0) = (gx.floor() as usize, gy.floor() as usize);
+                    let (dx, dy) = (gx - x0 as f32, gy - y0 as f32);
+                    let g = |i: usize, j: usize| grid[(j.min(7)) * 8 + i.min(7)];
+                    let top = g(x0, y0) * (1.0 - dx) + g(x0 + 1, y0) * dx;
+                    let bottom = g(x0, y0 + 1) * (1.0 - dx) + g(x0 + 1, y0 + 1) * dx;
+                    top * (1.0 - dy) + bottom * dy
+                }
+            }
+            .clamp(0.0, 1.0);
+            Rgb([0, 1, 2].map(|c| (a[c] * (1.0 - t) + b[c] * t) as u8))
+        })
+    }
 }
 
 /// Pastes `stamp` scaled to `side` pixels (longest side) at (x, y), blending by its alpha.
@@ -249,8 +284,6 @@ fn build(scratch: &Path, target: &Path) -> Result<()> {
         "only {} stamps in the package",
         stamps.len()
     );
-    // Categories are drawn uniformly, then a stamp within: the alphabets would otherwise fill a
-    // third of the set.
     let mut categories: Vec<String> = stamps.iter().map(|(c, _)| c.clone()).collect();
     categories.dedup();
 
@@ -281,42 +314,11 @@ fn build(scratch: &Path, target: &Path) -> Result<()> {
             .expect("valid template"),
     );
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
-    let mut cache: std::collections::HashMap<usize, RgbaImage> = std::collections::HashMap::new();
-    for i in 0..COMPOSITES {
-        let mut canvas = background(&mut rng);
-        let count = 1 + usize::from(uniform(&mut rng) < 0.35);
-        let mut label = String::new();
-        for _ in 0..count {
-            let category = &categories[below(&mut rng, categories.len())];
-            let first = stamps
-                .iter()
-                .position(|(c, _)| c == category)
-                .expect("a stamp");
-            let in_category = stamps[first..]
-                .iter()
-                .take_while(|(c, _)| c == category)
-                .count();
-            let s = first + below(&mut rng, in_category);
-            if !cache.contains_key(&s) {
-                let img = image::open(&stamps[s].1)
-                    .with_context(|| format!("reading {}", stamps[s].1.display()))?
-                    .to_rgba8();
-                if cache.len() > 256 {
-                    cache.clear();
-                }
-                cache.insert(s, img);
-            }
-            let side = (SIZE as f32 * (0.35 + 0.5 * uniform(&mut rng))) as u32;
-            let x = (uniform(&mut rng) * (SIZE - side / 2) as f32) as i64 - i64::from(side / 4);
-            let y = (uniform(&mut rng) * (SIZE - side / 2) as f32) as i64 - i64::from(side / 4);
-            paste(&mut canvas, &cache[&s], side, x, y);
-            if label.is_empty() {
-                label.clone_from(&stamps[s].0);
-            }
-        }
-        canvas.save(out.join("composites").join(format!("{i:04}-{label}.png")))?;
-        bar.inc(1);
-    }
+    let plans: Vec<Composite> = (0..COMPOSITES)
+        .map(|_| Composite::draw(&mut rng, &stamps, &categories))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    compose_all(&plans, &stamps, &out.join("composites"), threads, &bar)?;
     bar.finish_and_clear();
     std::fs::write(
         out.join("SOURCES.txt"),
@@ -341,15 +343,119 @@ fn build(scratch: &Path, target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// One stamp of a composite: which, how large (longest side, pixels) and where.
+struct Placement {
+    stamp: usize,
+    side: u32,
+    x: i64,
+    y: i64,
+}
+
+/// One composite as drawn from the seed: its background, its one or two stamps and its label
+/// (the first stamp's category, which names the file).
+struct Composite {
+    background: BackgroundDraw,
+    placements: Vec<Placement>,
+    label: String,
+}
+
+impl Composite {
+    /// Draws one composite. Categories are drawn uniformly, then a stamp within: the alphabets
+    /// would otherwise fill a third of the set.
+    fn draw(rng: &mut ChaCha8Rng, stamps: &[(String, PathBuf)], categories: &[String]) -> Self {
+        let background = BackgroundDraw::draw(rng);
+        let count = 1 + usize::from(uniform(rng) < 0.35);
+        let placements: Vec<Placement> = (0..count)
+            .map(|_| {
+                let category = &categories[below(rng, categories.len())];
+                let first = stamps
+                    .iter()
+                    .position(|(c, _)| c == category)
+                    .expect("a stamp");
+                let in_category = stamps[first..]
+                    .iter()
+                    .take_while(|(c, _)| c == category)
+                    .count();
+                let stamp = first + below(rng, in_category);
+                let side = (SIZE as f32 * (0.35 + 0.5 * uniform(rng))) as u32;
+                let x = (uniform(rng) * (SIZE - side / 2) as f32) as i64 - i64::from(side / 4);
+                let y = (uniform(rng) * (SIZE - side / 2) as f32) as i64 - i64::from(side / 4);
+                Placement { stamp, side, x, y }
+            })
+            .collect();
+        let label = stamps[placements[0].stamp].0.clone();
+        Self {
+            background,
+            placements,
+            label,
+        }
+    }
+}
+
+/// Renders and saves the composites `plans` into `out` (`NNNN-label.png`) on `threads` threads:
+/// each composite's draws were taken in order beforehand, so the files do not depend on them.
+fn compose_all(
+    plans: &[Composite],
+    stamps: &[(String, PathBuf)],
+    out: &Path,
+    threads: usize,
+    bar: &ProgressBar,
+) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let work = || -> Result<()> {
+        // Decoded stamps, kept while few: most composites reuse a stamp seen shortly before.
+        let mut cache: HashMap<usize, RgbaImage> = HashMap::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(plan) = plans.get(i) else {
+                return Ok(());
+            };
+            let result = (|| -> Result<()> {
+                let mut canvas = plan.background.render();
+                for p in &plan.placements {
+                    if !cache.contains_key(&p.stamp) {
+                        let path = &stamps[p.stamp].1;
+                        let img = image::open(path)
+                            .with_context(|| format!("reading {}", path.display()))?
+                            .to_rgba8();
+                        if cache.len() > 256 {
+                            cache.clear();
+                        }
+                        cache.insert(p.stamp, img);
+                    }
+                    paste(&mut canvas, &cache[&p.stamp], p.side, p.x, p.y);
+                }
+                let file = out.join(format!("{i:04}-{}.png", plan.label));
+                canvas
+                    .save(&file)
+                    .with_context(|| format!("writing {}", file.display()))
+            })();
+            if result.is_err() {
+                // The other threads stop at their next composite.
+                next.store(plans.len(), Ordering::Relaxed);
+                return result;
+            }
+            bar.inc(1);
+        }
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.max(1)).map(|_| scope.spawn(work)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a composing thread panicked"))
+            .collect::<Result<Vec<()>>>()
+    })?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn backgrounds_are_drawn_the_same_from_the_same_seed() {
-        let a = background(&mut ChaCha8Rng::seed_from_u64(5));
-        let b = background(&mut ChaCha8Rng::seed_from_u64(5));
-        let c = background(&mut ChaCha8Rng::seed_from_u64(6));
+        let background = |seed| BackgroundDraw::draw(&mut ChaCha8Rng::seed_from_u64(seed)).render();
+        let (a, b, c) = (background(5), background(5), background(6));
         assert_eq!(a.dimensions(), (SIZE, SIZE));
         assert_eq!(a, b);
         assert_ne!(a, c);
@@ -366,5 +472,57 @@ mod tests {
         assert_eq!(canvas.get_pixel(0, SIZE - 1), &Rgb([255, 255, 255]));
         assert_eq!(canvas.get_pixel(4, SIZE - 1), &Rgb([0, 0, 0]));
         assert_eq!(canvas.get_pixel(0, SIZE - 6), &Rgb([0, 0, 0]));
+    }
+
+    #[test]
+    fn composites_are_the_same_files_on_one_thread_or_several() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut stamps = Vec::new();
+        for (k, category) in ["bird", "bird", "car", "tree"].iter().enumerate() {
+            let path = dir.path().join(format!("{category}{k}.png"));
+            RgbaImage::from_fn(40 + 7 * k as u32, 30, |x, y| {
+                image::Rgba([
+                    (x * 5) as u8,
+                    (y * 8) as u8,
+                    40 * k as u8,
+                    (x * y % 256) as u8,
+                ])
+            })
+            .save(&path)
+            .unwrap();
+            stamps.push((category.to_string(), path));
+        }
+        let mut categories: Vec<String> = stamps.iter().map(|(c, _)| c.clone()).collect();
+        categories.dedup();
+        let draw = || {
+            let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+            (0..9)
+                .map(|_| Composite::draw(&mut rng, &stamps, &categories))
+                .collect::<Vec<_>>()
+        };
+        let files = |threads: usize| {
+            let out = dir.path().join(format!("out-{threads}"));
+            std::fs::create_dir_all(&out).unwrap();
+            compose_all(&draw(), &stamps, &out, threads, &ProgressBar::hidden()).unwrap();
+            let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&out)
+                .unwrap()
+                .map(|e| {
+                    let path = e.unwrap().path();
+                    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                    (name, std::fs::read(&path).unwrap())
+                })
+                .collect();
+            files.sort();
+            files
+        };
+        let one = files(1);
+        assert_eq!(one.len(), 9);
+        assert!(one[0].0.starts_with("0000-") && one[8].0.starts_with("0008-"));
+        assert_eq!(files(3), one);
+        // A composite is its background with the stamps on it: never the bare background.
+        let plans = draw();
+        let bare = plans[0].background.render();
+        let composed = image::load_from_memory(&one[0].1).unwrap().to_rgb8();
+        assert_ne!(composed, bare);
     }
 }
