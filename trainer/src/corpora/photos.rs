@@ -390,6 +390,30 @@ impl Composite {
             label,
         }
     }
+
+    /// The composite's pixels: its background with its stamps pasted on, the stamps decoded
+    /// through `cache` (kept while small: most composites reuse a stamp seen shortly before).
+    fn compose(
+        &self,
+        stamps: &[(String, PathBuf)],
+        cache: &mut HashMap<usize, RgbaImage>,
+    ) -> Result<RgbImage> {
+        let mut canvas = self.background.render();
+        for p in &self.placements {
+            if !cache.contains_key(&p.stamp) {
+                let path = &stamps[p.stamp].1;
+                let img = image::open(path)
+                    .with_context(|| format!("reading {}", path.display()))?
+                    .to_rgba8();
+                if cache.len() > 256 {
+                    cache.clear();
+                }
+                cache.insert(p.stamp, img);
+            }
+            paste(&mut canvas, &cache[&p.stamp], p.side, p.x, p.y);
+        }
+        Ok(canvas)
+    }
 }
 
 /// Renders and saves the composites `plans` into `out` (`NNNN-label.png`) on `threads` threads:
@@ -403,33 +427,18 @@ fn compose_all(
 ) -> Result<()> {
     let next = AtomicUsize::new(0);
     let work = || -> Result<()> {
-        // Decoded stamps, kept while few: most composites reuse a stamp seen shortly before.
         let mut cache: HashMap<usize, RgbaImage> = HashMap::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(plan) = plans.get(i) else {
                 return Ok(());
             };
-            let result = (|| -> Result<()> {
-                let mut canvas = plan.background.render();
-                for p in &plan.placements {
-                    if !cache.contains_key(&p.stamp) {
-                        let path = &stamps[p.stamp].1;
-                        let img = image::open(path)
-                            .with_context(|| format!("reading {}", path.display()))?
-                            .to_rgba8();
-                        if cache.len() > 256 {
-                            cache.clear();
-                        }
-                        cache.insert(p.stamp, img);
-                    }
-                    paste(&mut canvas, &cache[&p.stamp], p.side, p.x, p.y);
-                }
+            let result = plan.compose(stamps, &mut cache).and_then(|canvas| {
                 let file = out.join(format!("{i:04}-{}.png", plan.label));
                 canvas
                     .save(&file)
                     .with_context(|| format!("writing {}", file.display()))
-            })();
+            });
             if result.is_err() {
                 // The other threads stop at their next composite.
                 next.store(plans.len(), Ordering::Relaxed);
