@@ -3,6 +3,8 @@
 //! - [`vocab`]: the vocabulary and padded token batches;
 //! - [`model`]: the captioner p(d|E) (show, attend and tell over exemplar features) and the
 //!   language model p(d), and both built from weights in their PyTorch names;
+//! - [`lstm`]: an LSTM cell step and a whole LSTM layer, with their own backward passes under
+//!   autodiff;
 //! - [`decoding`]: greedy, AllenNLP's beam search and MILAN's PMI reranking;
 //! - [`train`]: the run's configuration, the early-stopped AdamW loop for both models,
 //!   checkpoints and `--resume`, loading a trained run;
@@ -14,6 +16,7 @@
 
 pub mod decoding;
 pub mod history;
+pub mod lstm;
 pub mod model;
 pub mod train;
 pub mod units;

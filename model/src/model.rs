@@ -15,6 +15,7 @@ use burn::nn::{
 use burn::tensor::activation::{log_softmax, sigmoid, softmax, tanh};
 use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
+use crate::lstm;
 use crate::vocab::{PAD_ID, Padded};
 
 /// PyTorch's `LSTMCell`: gates i, f, g, o from `W_ih x + b_ih + W_hh h + b_hh`.
@@ -47,17 +48,23 @@ impl LstmCell {
     /// `x` [B, inputs], `(h, c)` [B, size] each -> the next `(h, c)`.
     pub fn forward(&self, x: Tensor<2>, (h, c): (Tensor<2>, Tensor<2>)) -> (Tensor<2>, Tensor<2>) {
         let gates = self.input.forward(x) + self.hidden.forward(h);
-        let mut parts = gates.chunk(4, 1).into_iter();
-        let mut next = || parts.next().expect("four gates");
-        let (i, f, g, o) = (
-            sigmoid(next()),
-            sigmoid(next()),
-            tanh(next()),
-            sigmoid(next()),
-        );
-        let c = f * c + i * g;
-        let h = o * tanh(c.clone());
-        (h, c)
+        lstm::step(gates, c)
+    }
+
+    /// The cell run over a whole sequence `x` [B, T, inputs] from `(h, c)`: the hidden state of
+    /// every step, [B, T, size]. The input projection of all steps is one matrix product, as
+    /// PyTorch's `nn.LSTM` runs it; the recurrence is [`lstm::layer`].
+    pub fn sequence(&self, x: Tensor<3>, (h, c): (Tensor<2>, Tensor<2>)) -> Tensor<3> {
+        let [b, steps, n] = x.dims();
+        let four_h = 4 * self.size;
+        let mut projected = self
+            .input
+            .forward(x.reshape([b * steps, n]))
+            .reshape([b, steps, four_h]);
+        if let Some(bias) = &self.hidden.bias {
+            projected = projected + bias.val().reshape([1, 1, four_h]);
+        }
+        lstm::layer(projected, self.hidden.weight.val(), h, c)
     }
 
     pub fn size(&self) -> usize {
@@ -409,42 +416,23 @@ pub struct LanguageModel {
 }
 
 impl LanguageModel {
-    /// Teacher-forced log-probabilities [B, T, V]; dropout between layers and before the output.
-    /// Steps run in time order, every layer at each step, so dropout draws its masks in the
-    /// step-by-step order; the output projection and log-softmax are one over [B * T, H].
-    ///
-    /// The layers' input projections stay per step: hoisted over the sequence, each step would
-    /// read its slice of a [B, T, 4H] tensor, and burn's autodiff answers every slice with a
-    /// gradient of the whole tensor (zeros but the slice), T of them per layer (measured: no
-    /// faster on flex, slower on libtorch; docs/performance.md).
+    /// Teacher-forced log-probabilities [B, T, V]; dropout between layers and before the output,
+    /// as PyTorch's `nn.LSTM(dropout=...)` and the reference's dropout before its output layer.
+    /// Layer by layer, each over the whole sequence ([`LstmCell::sequence`]); the output
+    /// projection and log-softmax are one over [B, T, H].
     pub fn forward(&self, padded: &Padded, device: &Device) -> Tensor<3> {
         let (b, steps) = (padded.batch, padded.steps);
         let inputs =
             Tensor::<2, Int>::from_data(TensorData::new(padded.inputs.clone(), [b, steps]), device);
-        let embedded = self.embedding.forward(inputs);
-        let e = embedded.dims()[2];
-        let mut states: Vec<(Tensor<2>, Tensor<2>)> = self
-            .cells
-            .iter()
-            .map(|c| {
-                let zeros = Tensor::<2>::zeros([b, c.size()], device);
-                (zeros.clone(), zeros)
-            })
-            .collect();
-        let mut outputs = Vec::with_capacity(steps);
-        for t in 0..steps {
-            let mut x = embedded.clone().narrow(1, t, 1).reshape([b, e]);
-            for (l, cell) in self.cells.iter().enumerate() {
-                if l > 0 {
-                    x = self.dropout.forward(x);
-                }
-                let (h, c) = cell.forward(x, states[l].clone());
-                states[l] = (h.clone(), c);
-                x = h;
+        let mut x = self.embedding.forward(inputs);
+        for (l, cell) in self.cells.iter().enumerate() {
+            if l > 0 {
+                x = self.dropout.forward(x);
             }
-            outputs.push(self.dropout.forward(x).unsqueeze_dim::<3>(1));
+            let zeros = Tensor::<2>::zeros([b, cell.size()], device);
+            x = cell.sequence(x, (zeros.clone(), zeros));
         }
-        let logits = self.output.forward(Tensor::cat(outputs, 1));
+        let logits = self.output.forward(self.dropout.forward(x));
         log_softmax(logits, 2)
     }
 
@@ -771,13 +759,16 @@ mod tests {
         let features = Tensor::<3>::random([5, 4, 40], Distribution::Normal(0.0, 1.0), &device);
         let padded = sequences(30);
         let (lp, alpha) = m.forward(features.clone(), &padded);
-        let (lp0, alpha0) = captioner_unhoisted(&m, features.clone(), &padded);
+        // The oracle entirely through the Tensor API: no custom backward pass in it.
+        let (lp0, alpha0) =
+            lstm::composed_only(|| captioner_unhoisted(&m, features.clone(), &padded));
         assert_close(values(lp), values(lp0), "log-probabilities");
         assert_close(values(alpha), values(alpha0), "attention");
         let loss = m.loss(features.clone(), &padded, 1.0);
         let loss0 = {
             // `Captioner::loss` of the step-by-step pass.
-            let (log_probs, alphas) = captioner_unhoisted(&m, features.clone(), &padded);
+            let (log_probs, alphas) =
+                lstm::composed_only(|| captioner_unhoisted(&m, features.clone(), &padded));
             let mask = token_mask(&padded, &device);
             let nll = nll(log_probs, &padded, mask.clone());
             let attended = (alphas * mask.unsqueeze_dim::<3>(2)).sum_dim(1);
@@ -837,17 +828,19 @@ mod tests {
             .init(&device);
         let padded = sequences(30);
         let lp = m.forward(&padded, &device);
-        let lp0 = lm_unhoisted(&m, &padded, &device);
+        // The oracle entirely through the Tensor API: no custom backward pass in it.
+        let lp0 = lstm::composed_only(|| lm_unhoisted(&m, &padded, &device));
         assert_close(values(lp), values(lp0), "log-probabilities");
         let loss = m.loss(&padded, &device);
         let loss0 = nll(
-            lm_unhoisted(&m, &padded, &device),
+            lstm::composed_only(|| lm_unhoisted(&m, &padded, &device)),
             &padded,
             token_mask(&padded, &device),
         );
         assert_close(values(loss.clone()), values(loss0.clone()), "loss");
         let weights = [
             ("first layer", m.cells[0].input.weight.val()),
+            ("first layer's recurrence", m.cells[0].hidden.weight.val()),
             ("second layer", m.cells[1].hidden.weight.val()),
             ("output", m.output.weight.val()),
         ];

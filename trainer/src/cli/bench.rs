@@ -27,7 +27,8 @@ pub struct BenchArgs {
     /// With --encoders: exemplar images per forward pass (`trainer features`' default).
     #[arg(long, default_value_t = 30)]
     batch: usize,
-    /// Timed training steps per model measurement (with --model).
+    /// Timed training steps per model measurement (with --model); the rate is one over the
+    /// median step time.
     #[arg(long, default_value_t = 5)]
     steps: usize,
     /// With --model or --encoders: also time the same work written in PyTorch (the torch that

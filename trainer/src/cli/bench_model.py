@@ -182,11 +182,18 @@ def beam_pmi(captioner, lm, features, beam=50, lam=0.2):
 
 
 def timed(steps, fn):
+    """Steps per second from the median of `steps` timed steps (as bench_model.rs times them):
+    a step slowed by something else on the machine moves the median less than the mean."""
     fn()  # untimed warm-up
-    started = time.perf_counter()
+    times = []
     for _ in range(steps):
+        started = time.perf_counter()
         fn()
-    return steps / (time.perf_counter() - started)
+        times.append(time.perf_counter() - started)
+    times.sort()
+    mid = len(times) // 2
+    median = times[mid] if len(times) % 2 else (times[mid - 1] + times[mid]) / 2
+    return 1.0 / median
 
 
 def main():

@@ -4,7 +4,9 @@
 //! neurons described per second greedily and with beam 50 + PMI, on each backend this build has.
 //! Every figure is also printed as a ratio to a baseline measured in the same run: PyTorch's with
 //! `--vs-pytorch` (the same model written in PyTorch, `bench_model.py`, run by the Python of
-//! scripts/install-libtorch's virtualenv), else the flex backend's.
+//! scripts/install-libtorch's virtualenv), else the flex backend's. Each training step is timed
+//! twice: as the model runs, and with the LSTM's recurrences through the `Tensor` API instead of
+//! their own backward passes (`lstm::composed_only`), to show what those passes buy.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,8 @@ use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
 use milan_model::decoding::{DecodeConfig, greedy, milan_pmi};
+use milan_model::lstm;
+use milan_model::model::{Captioner, LanguageModel};
 use milan_model::train::MilanConfig;
 use milan_model::vocab::{Padded, pad};
 
@@ -36,8 +40,33 @@ fn batch(n: usize) -> Padded {
     pad(&refs)
 }
 
-/// (captioner steps/s, LM steps/s, greedy neurons/s, PMI neurons/s)
-fn measure(device: &Device, steps: usize) -> [f64; 4] {
+/// (captioner steps/s, LM steps/s, greedy neurons/s, PMI neurons/s, and the two training rates
+/// again with the LSTM's recurrences through the `Tensor` API: `lstm::composed_only`)
+fn measure(device: &Device, steps: usize) -> [f64; 6] {
+    let ([cap_rate, lm_rate], (captioner, lm)) = train_rates(device, steps);
+    let ([cap_composed, lm_composed], _) = lstm::composed_only(|| train_rates(device, steps));
+    let (captioner, lm) = (captioner.valid(), lm.valid());
+    let infer = Tensor::<3>::random([64, K, FEATURES], Distribution::Normal(0.0, 1.0), device);
+    let started = Instant::now();
+    let _ = greedy(&captioner, infer.clone());
+    let greedy_rate = 64.0 / started.elapsed().as_secs_f64();
+    let few = infer.narrow(0, 0, 16);
+    let started = Instant::now();
+    let _ = milan_pmi(&captioner, &lm, few, &DecodeConfig::default());
+    let pmi_rate = 16.0 / started.elapsed().as_secs_f64();
+    [
+        cap_rate,
+        lm_rate,
+        greedy_rate,
+        pmi_rate,
+        cap_composed,
+        lm_composed,
+    ]
+}
+
+/// (captioner training steps/s, language model training steps/s) after one untimed step each,
+/// and the models trained.
+fn train_rates(device: &Device, steps: usize) -> ([f64; 2], (Captioner, LanguageModel)) {
     let config = MilanConfig::default();
     let train = device.clone().autodiff();
     let mut captioner = config.captioner(FEATURES, VOCAB).init(&train);
@@ -45,13 +74,25 @@ fn measure(device: &Device, steps: usize) -> [f64; 4] {
     let features = Tensor::<3>::random([64, K, FEATURES], Distribution::Normal(0.0, 1.0), &train);
     let tokens = batch(64);
     let mut opt = AdamWConfig::new().with_weight_decay(0.01).init();
+    // Steps per second from the median step time (bench_model.py's `timed` is the same): a step
+    // slowed by something else on the machine moves the median less than the mean.
     let timed = |f: &mut dyn FnMut()| {
         f(); // untimed warm-up
-        let started = Instant::now();
-        for _ in 0..steps {
-            f();
-        }
-        steps as f64 / started.elapsed().as_secs_f64()
+        let mut times: Vec<f64> = (0..steps.max(1))
+            .map(|_| {
+                let started = Instant::now();
+                f();
+                started.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let mid = times.len() / 2;
+        let median = if times.len() % 2 == 1 {
+            times[mid]
+        } else {
+            (times[mid - 1] + times[mid]) / 2.0
+        };
+        1.0 / median
     };
     let cap_rate = timed(&mut || {
         let loss = captioner.loss(features.clone(), &tokens, 1.0);
@@ -65,16 +106,7 @@ fn measure(device: &Device, steps: usize) -> [f64; 4] {
         let grads = GradientsParams::from_grads(loss.backward(), &lm);
         lm = opt.step(1e-3, lm.clone(), grads);
     });
-    let (captioner, lm) = (captioner.valid(), lm.valid());
-    let infer = Tensor::<3>::random([64, K, FEATURES], Distribution::Normal(0.0, 1.0), device);
-    let started = Instant::now();
-    let _ = greedy(&captioner, infer.clone());
-    let greedy_rate = 64.0 / started.elapsed().as_secs_f64();
-    let few = infer.narrow(0, 0, 16);
-    let started = Instant::now();
-    let _ = milan_pmi(&captioner, &lm, few, &DecodeConfig::default());
-    let pmi_rate = 16.0 / started.elapsed().as_secs_f64();
-    [cap_rate, lm_rate, greedy_rate, pmi_rate]
+    ([cap_rate, lm_rate], (captioner, lm))
 }
 
 /// The PyTorch side of the benchmark, written for this project: the same model, dims, hoisting
@@ -177,6 +209,8 @@ pub fn run(steps: usize, python: Option<&Path>) -> Result<()> {
         "LM train step, batch 128       ",
         "greedy decoding, 64 neurons    ",
         "beam 50 + PMI, 16 neurons      ",
+        "  the same, Tensor-API LSTM     ",
+        "  the same, Tensor-API LSTM     ",
     ];
     let units = ["steps/s", "steps/s", "neurons/s", "neurons/s"];
     let mut base: Option<([f64; 4], &str)> = None;
@@ -190,9 +224,10 @@ pub fn run(steps: usize, python: Option<&Path>) -> Result<()> {
     }
     for (name, device) in backends {
         let r = measure(&device, steps);
-        let (base, against) = *base.get_or_insert((r, "flex"));
+        let (base, against) = *base.get_or_insert(([r[0], r[1], r[2], r[3]], "flex"));
         println!("{name}");
-        for i in 0..4 {
+        // The Tensor-API rows follow the training row they repeat, with both ratios.
+        for (i, composed) in [(0, Some(4)), (1, Some(5)), (2, None), (3, None)] {
             println!(
                 "  {} {:9.2} {:<9}  {:.2}x {against}",
                 labels[i],
@@ -200,6 +235,16 @@ pub fn run(steps: usize, python: Option<&Path>) -> Result<()> {
                 units[i],
                 r[i] / base[i]
             );
+            if let Some(j) = composed {
+                println!(
+                    "  {} {:9.2} {:<9}  {:.2}x {against}; the custom backward {:.2}x this",
+                    labels[j],
+                    r[j],
+                    units[i],
+                    r[j] / base[i],
+                    r[i] / r[j]
+                );
+            }
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! The backends agree: the same tiny training run (same initial weights, same batches, dropout off
 //! because each backend has its own random stream) gives the same losses on flex and on libtorch.
-//! Without the `tch` feature only flex runs, and the test says how to run the comparison.
+//! Without the `tch` feature only flex runs, and the test says how to run the comparison. On
+//! libtorch, the LSTM cell's custom backward pass is also held to the composed step's gradients.
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
@@ -114,6 +115,47 @@ fn libtorch_gives_the_same_losses_as_flex() {
             (a - b).abs() < 1e-4,
             "step {i}: flex {a} vs libtorch {b}\nflex {flex:?}\ntch {tch:?}"
         );
+    }
+}
+
+/// The LSTM cell's custom backward pass (`milan_model::lstm`) on libtorch gives the
+/// gradients of the same step written with the `Tensor` API (flex's are held to the same in the
+/// model crate's unit tests).
+#[cfg(feature = "tch")]
+#[test]
+fn libtorch_lstm_has_the_composed_steps_gradients() {
+    use milan_model::lstm;
+    let device = milan_trainer::util::backend::device("tch")
+        .expect("libtorch")
+        .autodiff();
+    let normal = |dims: [usize; 2]| {
+        let t = Tensor::<2>::random(dims, Distribution::Normal(0.0, 3.0), &Device::flex());
+        Tensor::<2>::from_data(t.into_data(), &device)
+    };
+    let (gates, c) = (
+        normal([3, 20]).require_grad(),
+        normal([3, 5]).require_grad(),
+    );
+    let (w_h, w_c) = (normal([3, 5]), normal([3, 5]));
+    let loss = |(h, c_next): (Tensor<2>, Tensor<2>)| {
+        (h * w_h.clone()).sum() + (c_next * w_c.clone()).sum()
+    };
+    let custom = lstm::custom_step(&gates, &c).expect("libtorch autodiff has the custom step");
+    let (grads, grads0) = (
+        loss(custom).backward(),
+        loss(lstm::composed(gates.clone(), c.clone())).backward(),
+    );
+    for (name, x) in [("gates", &gates), ("c", &c)] {
+        let g = |grads| {
+            let t: Tensor<2> = x.grad(grads).expect("a gradient");
+            t.into_data().try_to_vec::<f32>().expect("f32")
+        };
+        for (a, b) in g(&grads).iter().zip(g(&grads0)) {
+            assert!(
+                (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+                "{name}: {a} against {b}"
+            );
+        }
     }
 }
 
