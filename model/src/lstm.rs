@@ -22,8 +22,8 @@
 //! itself and returns the projection's gradient as one [B, T, 4H] tensor and W_hh's as one
 //! matrix product over all steps.
 //!
-//! A burn autodiff operation has one output, so [`step`] is two: [`CellState`] (`(gates, c) ->
-//! c'`) and [`Hidden`] (`(gates, c') -> h'`); [`layer`] is one ([`Layer`]). Each saves what its
+//! A burn autodiff operation has one output, so [`step`] is two: `CellState` (`(gates, c) ->
+//! c'`) and `Hidden` (`(gates, c') -> h'`); [`layer`] is one (`Layer`). Each saves what its
 //! backward pass needs, computed once in the forward pass. On devices without autodiff, on
 //! backends or checkpointing strategies this module does not know, and within [`composed_only`],
 //! the same formulas run through the `Tensor` API ([`composed`], [`composed_layer`]), to which

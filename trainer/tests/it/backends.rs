@@ -1,7 +1,7 @@
 //! The backends agree: the same tiny training run (same initial weights, same batches, dropout off
 //! because each backend has its own random stream) gives the same losses on flex and on libtorch.
 //! Without the `tch` feature only flex runs, and the test says how to run the comparison. On
-//! libtorch, the LSTM cell's custom backward pass is also held to the composed step's gradients.
+//! libtorch, the LSTM's custom backward passes are also held to the composed recurrences' gradients.
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
@@ -118,13 +118,15 @@ fn libtorch_gives_the_same_losses_as_flex() {
     }
 }
 
-/// The LSTM cell's custom backward pass (`milan_model::lstm`) on libtorch gives the
-/// gradients of the same step written with the `Tensor` API (flex's are held to the same in the
-/// model crate's unit tests).
+/// The LSTM's custom backward passes (`milan_model::lstm`'s cell step and layer) on libtorch give
+/// the gradients of the same recurrences written with the `Tensor` API (flex's are held to the
+/// same in the model crate's unit tests).
 #[cfg(feature = "tch")]
 #[test]
-fn libtorch_lstm_has_the_composed_steps_gradients() {
+fn libtorch_lstm_step_and_layer_have_the_composed_gradients() {
     use milan_model::lstm;
+    // The inputs are drawn from flex's random stream (see `SERIAL`).
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let device = milan_trainer::util::backend::device("tch")
         .expect("libtorch")
         .autodiff();
@@ -132,11 +134,21 @@ fn libtorch_lstm_has_the_composed_steps_gradients() {
         let t = Tensor::<2>::random(dims, Distribution::Normal(0.0, 3.0), &Device::flex());
         Tensor::<2>::from_data(t.into_data(), &device)
     };
-    let (gates, c) = (
-        normal([3, 20]).require_grad(),
-        normal([3, 5]).require_grad(),
-    );
-    let (w_h, w_c) = (normal([3, 5]), normal([3, 5]));
+    let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().expect("f32");
+    let same = |name: &str, ours: Vec<f32>, theirs: Vec<f32>| {
+        assert_eq!(ours.len(), theirs.len(), "{name}");
+        assert!(ours.iter().any(|v| *v != 0.0), "{name}: all zeros");
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!(
+                (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                "{name}: {a} against {b}"
+            );
+        }
+    };
+    let (b, steps, h) = (3, 4, 5);
+    let gates = normal([b, 4 * h]).require_grad();
+    let c = normal([b, h]).require_grad();
+    let (w_h, w_c) = (normal([b, h]), normal([b, h]));
     let loss = |(h, c_next): (Tensor<2>, Tensor<2>)| {
         (h * w_h.clone()).sum() + (c_next * w_c.clone()).sum()
     };
@@ -145,17 +157,39 @@ fn libtorch_lstm_has_the_composed_steps_gradients() {
         loss(custom).backward(),
         loss(lstm::composed(gates.clone(), c.clone())).backward(),
     );
-    for (name, x) in [("gates", &gates), ("c", &c)] {
-        let g = |grads| {
-            let t: Tensor<2> = x.grad(grads).expect("a gradient");
-            t.into_data().try_to_vec::<f32>().expect("f32")
-        };
-        for (a, b) in g(&grads).iter().zip(g(&grads0)) {
-            assert!(
-                (a - b).abs() <= 1e-6 * a.abs().max(1.0),
-                "{name}: {a} against {b}"
-            );
-        }
+    for (name, x) in [("step: gates", &gates), ("step: c", &c)] {
+        let g = |grads| values(x.grad(grads).expect("a gradient"));
+        same(name, g(&grads), g(&grads0));
+    }
+
+    let projected = normal([b * steps, 4 * h])
+        .reshape([b, steps, 4 * h])
+        .require_grad();
+    let w_hh = (normal([h, 4 * h]) * 0.25).require_grad();
+    let (h0, c0) = (normal([b, h]).require_grad(), normal([b, h]).require_grad());
+    let weights = normal([b * steps, h]).reshape([b, steps, h]);
+    let custom = lstm::custom_layer(&projected, &w_hh, &h0, &c0)
+        .expect("libtorch autodiff has the custom layer");
+    let reference = lstm::composed_layer(projected.clone(), w_hh.clone(), h0.clone(), c0.clone());
+    same(
+        "layer: hidden states",
+        values(custom.clone().reshape([b * steps, h])),
+        values(reference.clone().reshape([b * steps, h])),
+    );
+    let (grads, grads0) = (
+        (custom * weights.clone()).sum().backward(),
+        (reference * weights).sum().backward(),
+    );
+    let flat = |x: Tensor<3>| x.reshape([b * steps, 4 * h]);
+    let g = |grads| flat(projected.grad(grads).expect("a gradient"));
+    same("layer: projection", values(g(&grads)), values(g(&grads0)));
+    for (name, x) in [
+        ("layer: W_hh", &w_hh),
+        ("layer: h0", &h0),
+        ("layer: c0", &c0),
+    ] {
+        let g = |grads| values(x.grad(grads).expect("a gradient"));
+        same(name, g(&grads), g(&grads0));
     }
 }
 
