@@ -184,25 +184,74 @@ fn zeros<B: Backend>(like: &Inner<B>, n: usize) -> Inner<B> {
     B::float_zeros([b, n].into(), &like.device(), like.dtype().into())
 }
 
+/// Step `t` of a [B, T, N] tensor, as [B, N].
+fn at_step<B: Backend>(sequence: &Inner<B>, t: usize) -> Inner<B> {
+    let [b, _, n] = sequence.shape().dims();
+    let step = B::float_slice(
+        sequence.clone(),
+        &[Slice::from(..), Slice::from(t..t + 1), Slice::from(..)],
+    );
+    B::float_reshape(step, Shape::new([b, n]))
+}
+
+// The cell's two halves, forward and backward, shared by the step's two operations and the layer.
+
+/// The cell state's half: the activations `[i, f, g]` and `c' = f c + i g`.
+fn state_forward<B: Backend>(pre: &Inner<B>, c: &Inner<B>) -> ([Inner<B>; 3], Inner<B>) {
+    let i = B::sigmoid(gate::<B>(pre, 0));
+    let f = B::sigmoid(gate::<B>(pre, 1));
+    let g = B::float_tanh(gate::<B>(pre, 2));
+    let c_next = B::float_add(
+        B::float_mul(f.clone(), c.clone()),
+        B::float_mul(i.clone(), g.clone()),
+    );
+    ([i, f, g], c_next)
+}
+
+/// The output's half: `(o, tanh(c'), h' = o tanh(c'))`.
+fn output_forward<B: Backend>(pre: &Inner<B>, c_next: &Inner<B>) -> [Inner<B>; 3] {
+    let o = B::sigmoid(gate::<B>(pre, 3));
+    let tanh_c = B::float_tanh(c_next.clone());
+    let h_next = B::float_mul(o.clone(), tanh_c.clone());
+    [o, tanh_c, h_next]
+}
+
+/// From the gradient of c': those of the pre-activations `[i, f, g]` and of the incoming c.
+fn state_backward<B: Backend>(
+    [i, f, g]: [Inner<B>; 3],
+    c: Inner<B>,
+    d_c_next: Inner<B>,
+) -> ([Inner<B>; 3], Inner<B>) {
+    let d_i = B::sigmoid_backward(i.clone(), B::float_mul(d_c_next.clone(), g.clone()));
+    let d_f = B::sigmoid_backward(f.clone(), B::float_mul(d_c_next.clone(), c));
+    let d_g = B::float_mul(B::float_mul(d_c_next.clone(), i), one_minus_square::<B>(g));
+    ([d_i, d_f, d_g], B::float_mul(d_c_next, f))
+}
+
+/// From the gradient of h': those of the pre-activation o and of c'.
+fn output_backward<B: Backend>(o: Inner<B>, tanh_c: Inner<B>, d_h: Inner<B>) -> [Inner<B>; 2] {
+    let d_o = B::sigmoid_backward(o.clone(), B::float_mul(d_h.clone(), tanh_c.clone()));
+    let d_c_next = B::float_mul(B::float_mul(d_h, o), one_minus_square::<B>(tanh_c));
+    [d_o, d_c_next]
+}
+
 /// `(gates, c) -> c' = sigmoid(f) * c + sigmoid(i) * tanh(g)`.
 #[derive(Debug)]
 struct CellState;
 
 impl<B: Backend> Backward<B, 2> for CellState {
     /// The activations i, f, g and the incoming cell state.
-    type State = (Inner<B>, Inner<B>, Inner<B>, Inner<B>);
+    type State = ([Inner<B>; 3], Inner<B>);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [gates_node, c_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (i, f, g, c) = ops.state;
+        let (ifg, c) = ops.state;
+        let ([d_i, d_f, d_g], d_c) = state_backward::<B>(ifg, c, grad);
         if let Some(node) = c_node {
-            grads.register::<B>(node.id, B::float_mul(grad.clone(), f.clone()));
+            grads.register::<B>(node.id, d_c);
         }
         if let Some(node) = gates_node {
-            let d_i = B::sigmoid_backward(i.clone(), B::float_mul(grad.clone(), g.clone()));
-            let d_f = B::sigmoid_backward(f, B::float_mul(grad.clone(), c));
-            let d_g = B::float_mul(B::float_mul(grad, i), one_minus_square::<B>(g));
             let d_o = zeros::<B>(&d_i, d_i.shape().dims::<2>()[1]);
             grads.register::<B>(node.id, B::float_cat(vec![d_i, d_f, d_g, d_o], 1));
         }
@@ -214,17 +263,10 @@ fn cell_state<B: Backend>(gates: &Tracked<B>, c: Tracked<B>) -> Tracked<B> {
         .prepare::<NoCheckpointing>([gates.node(), c.node()])
         .compute_bound()
         .stateful();
-    let pre = gates.primitive();
-    let i = B::sigmoid(gate::<B>(pre, 0));
-    let f = B::sigmoid(gate::<B>(pre, 1));
-    let g = B::float_tanh(gate::<B>(pre, 2));
     let c = c.into_primitive();
-    let c_next = B::float_add(
-        B::float_mul(f.clone(), c.clone()),
-        B::float_mul(i.clone(), g.clone()),
-    );
+    let (ifg, c_next) = state_forward::<B>(gates.primitive(), &c);
     match prep {
-        OpsKind::Tracked(prep) => prep.finish((i, f, g, c), c_next),
+        OpsKind::Tracked(prep) => prep.finish((ifg, c), c_next),
         OpsKind::UnTracked(prep) => prep.finish(c_next),
     }
 }
@@ -240,16 +282,12 @@ impl<B: Backend> Backward<B, 2> for Hidden {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [gates_node, c_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (o, t) = ops.state;
+        let (o, tanh_c) = ops.state;
+        let [d_o, d_c] = output_backward::<B>(o, tanh_c, grad);
         if let Some(node) = c_node {
-            let d_c = B::float_mul(
-                B::float_mul(grad.clone(), o.clone()),
-                one_minus_square::<B>(t.clone()),
-            );
             grads.register::<B>(node.id, d_c);
         }
         if let Some(node) = gates_node {
-            let d_o = B::sigmoid_backward(o, B::float_mul(grad, t));
             let [_, h] = d_o.shape().dims();
             let d_ifg = zeros::<B>(&d_o, 3 * h);
             grads.register::<B>(node.id, B::float_cat(vec![d_ifg, d_o], 1));
@@ -262,11 +300,9 @@ fn hidden<B: Backend>(gates: Tracked<B>, c: &Tracked<B>) -> Tracked<B> {
         .prepare::<NoCheckpointing>([gates.node(), c.node()])
         .compute_bound()
         .stateful();
-    let o = B::sigmoid(gate::<B>(gates.primitive(), 3));
-    let t = B::float_tanh(c.primitive().clone());
-    let h = B::float_mul(o.clone(), t.clone());
+    let [o, tanh_c, h] = output_forward::<B>(gates.primitive(), c.primitive());
     match prep {
-        OpsKind::Tracked(prep) => prep.finish((o, t), h),
+        OpsKind::Tracked(prep) => prep.finish((o, tanh_c), h),
         OpsKind::UnTracked(prep) => prep.finish(h),
     }
 }
@@ -293,10 +329,18 @@ where
 #[derive(Clone, Debug)]
 struct LayerTape<B: Backend> {
     w_hh: Inner<B>,
-    /// Per step: the activations i, f, g, o [B, H] each, the incoming c and tanh(c').
-    steps: Vec<[Inner<B>; 6]>,
+    steps: Vec<StepTape<B>>,
     /// The incoming h of every step, [B * T, H] (batch-major, as the projection's rows).
     h_in: Inner<B>,
+}
+
+/// What one step of the layer keeps: the activations, [B, H] each, the incoming c and tanh(c').
+#[derive(Clone, Debug)]
+struct StepTape<B: Backend> {
+    ifg: [Inner<B>; 3],
+    o: Inner<B>,
+    c_in: Inner<B>,
+    tanh_c: Inner<B>,
 }
 
 /// `(projected, W_hh, h0, c0) -> h` of every step: one LSTM layer over a sequence.
@@ -314,29 +358,28 @@ impl<B: Backend> Backward<B, 4> for Layer {
         let w_t = B::float_transpose(w_hh);
         let (mut d_h_next, mut d_c_next): (Option<Inner<B>>, Option<Inner<B>>) = (None, None);
         let mut d_gates = Vec::with_capacity(t_len);
-        for (t, [i, f, g, o, c_in, tanh_c]) in steps.into_iter().enumerate().rev() {
-            let d_h_out = B::float_reshape(
-                B::float_slice(
-                    d_hs.clone(),
-                    &[Slice::from(..), Slice::from(t..t + 1), Slice::from(..)],
-                ),
-                Shape::new([b, h]),
-            );
+        for (
+            t,
+            StepTape {
+                ifg,
+                o,
+                c_in,
+                tanh_c,
+            },
+        ) in steps.into_iter().enumerate().rev()
+        {
+            let d_h_out = at_step::<B>(&d_hs, t);
             let d_h = match d_h_next.take() {
                 Some(next) => B::float_add(d_h_out, next),
                 None => d_h_out,
             };
-            // h' = o tanh(c'); c' = f c + i g
-            let d_o = B::sigmoid_backward(o.clone(), B::float_mul(d_h.clone(), tanh_c.clone()));
-            let d_c_out = B::float_mul(B::float_mul(d_h, o), one_minus_square::<B>(tanh_c));
+            let [d_o, d_c_out] = output_backward::<B>(o, tanh_c, d_h);
             let d_c = match d_c_next.take() {
                 Some(next) => B::float_add(d_c_out, next),
                 None => d_c_out,
             };
-            let d_i = B::sigmoid_backward(i.clone(), B::float_mul(d_c.clone(), g.clone()));
-            let d_f = B::sigmoid_backward(f.clone(), B::float_mul(d_c.clone(), c_in));
-            let d_g = B::float_mul(B::float_mul(d_c.clone(), i), one_minus_square::<B>(g));
-            d_c_next = Some(B::float_mul(d_c, f));
+            let ([d_i, d_f, d_g], d_c_in) = state_backward::<B>(ifg, c_in, d_c);
+            d_c_next = Some(d_c_in);
             let d_gate = B::float_cat(vec![d_i, d_f, d_g, d_o], 1);
             d_h_next = Some(B::float_matmul(d_gate.clone(), w_t.clone()));
             d_gates.push(B::float_reshape(d_gate, Shape::new([b, 1, 4 * h])));
@@ -378,30 +421,23 @@ fn layer_op<B: Backend>(
     let mut h_in = Vec::with_capacity(t_len);
     let mut hs = Vec::with_capacity(t_len);
     for t in 0..t_len {
-        let x = B::float_reshape(
-            B::float_slice(
-                projected.clone(),
-                &[Slice::from(..), Slice::from(t..t + 1), Slice::from(..)],
-            ),
-            Shape::new([b, four_h]),
+        let gates = B::float_add(
+            at_step::<B>(&projected, t),
+            B::float_matmul(h.clone(), w.clone()),
         );
-        let gates = B::float_add(x, B::float_matmul(h.clone(), w.clone()));
-        let i = B::sigmoid(gate::<B>(&gates, 0));
-        let f = B::sigmoid(gate::<B>(&gates, 1));
-        let g = B::float_tanh(gate::<B>(&gates, 2));
-        let o = B::sigmoid(gate::<B>(&gates, 3));
-        let c_next = B::float_add(
-            B::float_mul(f.clone(), c.clone()),
-            B::float_mul(i.clone(), g.clone()),
-        );
-        let tanh_c = B::float_tanh(c_next.clone());
-        let h_next = B::float_mul(o.clone(), tanh_c.clone());
+        let (ifg, c_next) = state_forward::<B>(&gates, &c);
+        let [o, tanh_c, h_next] = output_forward::<B>(&gates, &c_next);
         h_in.push(B::float_reshape(h, Shape::new([b, 1, four_h / 4])));
-        steps.push([i, f, g, o, c, tanh_c]);
         hs.push(B::float_reshape(
             h_next.clone(),
             Shape::new([b, 1, four_h / 4]),
         ));
+        steps.push(StepTape {
+            ifg,
+            o,
+            c_in: c,
+            tanh_c,
+        });
         (h, c) = (h_next, c_next);
     }
     let hs = B::float_cat(hs, 1);

@@ -2,10 +2,11 @@
 //! "show, attend and tell" decoder over the 15 exemplar features of a neuron, and the language
 //! model p(d) that PMI decoding divides out.
 //!
-//! burn's `Lstm` runs whole sequences; both decoders here need one step at a time (the captioner's
-//! input at each step depends on its attention, beam search extends hypotheses token by token),
-//! so [`LstmCell`] is written from two `Linear` layers with PyTorch's gate order and
-//! initialisation.
+//! burn's `Lstm` runs whole sequences only; the captioner needs one step at a time (its input at
+//! each step depends on its attention, beam search extends hypotheses token by token), so
+//! [`LstmCell`] is written from two `Linear` layers with PyTorch's gate order and initialisation:
+//! `forward` takes one step, `sequence` (the language model's) a whole sequence, both through the
+//! `lstm` module's own backward passes.
 
 use burn::config::Config;
 use burn::module::Module;
