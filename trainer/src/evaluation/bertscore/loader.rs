@@ -1,5 +1,5 @@
-//! Building a [`BertModel`] from a Hugging Face model folder: `config.json` and
-//! `model.safetensors`.
+//! Reading a Hugging Face model folder (`config.json` and `model.safetensors`) into a
+//! [`Checkpoint`], and building a [`BertModel`] from it.
 //!
 //! Key mapping (an optional `bert.` or `roberta.` prefix is stripped first; PyTorch's Linear
 //! weights are [out, in] and are transposed to burn's [in, out]):
@@ -77,51 +77,141 @@ impl Weights {
     }
 }
 
+/// A Linear layer's weights as the checkpoint holds them: `weight` is [out, in] (PyTorch's layout).
+#[derive(Clone, Debug)]
+pub struct Dense {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub d_in: usize,
+    pub d_out: usize,
+}
+
+/// A LayerNorm's scale and shift, [d].
+#[derive(Clone, Debug)]
+pub struct Norm {
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+}
+
+/// One self-attention layer's weights.
+#[derive(Clone, Debug)]
+pub struct LayerWeights {
+    pub query: Dense,
+    pub key: Dense,
+    pub value: Dense,
+    pub attention_output: Dense,
+    pub attention_norm: Norm,
+    pub intermediate: Dense,
+    pub output: Dense,
+    pub output_norm: Norm,
+}
+
+/// Every weight the encoder needs, by role, checked against the config's shapes: what both
+/// [`BertModel`] (burn, any device) and [`CpuEncoder`](super::cpu::CpuEncoder) are built from.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    pub config: BertConfig,
+    /// [vocab, hidden]
+    pub word: Vec<f32>,
+    /// [max_position_embeddings, hidden]
+    pub position: Vec<f32>,
+    /// [type_vocab_size, hidden]
+    pub token_type: Vec<f32>,
+    pub embedding_norm: Norm,
+    pub layers: Vec<LayerWeights>,
+}
+
+fn dense(w: &mut Weights, prefix: &str, d_in: usize, d_out: usize) -> Result<Dense> {
+    Ok(Dense {
+        weight: w.take(&format!("{prefix}.weight"), &[d_out, d_in])?,
+        bias: w.take(&format!("{prefix}.bias"), &[d_out])?,
+        d_in,
+        d_out,
+    })
+}
+
+fn norm(w: &mut Weights, prefix: &str, d: usize) -> Result<Norm> {
+    Ok(Norm {
+        gamma: w.take_any(
+            &[&format!("{prefix}.weight"), &format!("{prefix}.gamma")],
+            &[d],
+        )?,
+        beta: w.take_any(
+            &[&format!("{prefix}.bias"), &format!("{prefix}.beta")],
+            &[d],
+        )?,
+    })
+}
+
+/// Reads `<dir>/config.json` and the weights of `<dir>/model.safetensors` (key table in the
+/// module docs).
+pub fn read_checkpoint(dir: &Path) -> Result<Checkpoint> {
+    let config = read_config(dir)?;
+    let mut w = Weights::read(&dir.join("model.safetensors"))?;
+    let (h, i) = (config.hidden_size, config.intermediate_size);
+    let word = w.take("embeddings.word_embeddings.weight", &[config.vocab_size, h])?;
+    let position = w.take(
+        "embeddings.position_embeddings.weight",
+        &[config.max_position_embeddings, h],
+    )?;
+    let token_type = w.take(
+        "embeddings.token_type_embeddings.weight",
+        &[config.type_vocab_size, h],
+    )?;
+    let embedding_norm = norm(&mut w, "embeddings.LayerNorm", h)?;
+    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    for n in 0..config.num_hidden_layers {
+        let p = format!("encoder.layer.{n}");
+        layers.push(LayerWeights {
+            query: dense(&mut w, &format!("{p}.attention.self.query"), h, h)?,
+            key: dense(&mut w, &format!("{p}.attention.self.key"), h, h)?,
+            value: dense(&mut w, &format!("{p}.attention.self.value"), h, h)?,
+            attention_output: dense(&mut w, &format!("{p}.attention.output.dense"), h, h)?,
+            attention_norm: norm(&mut w, &format!("{p}.attention.output.LayerNorm"), h)?,
+            intermediate: dense(&mut w, &format!("{p}.intermediate.dense"), h, i)?,
+            output: dense(&mut w, &format!("{p}.output.dense"), i, h)?,
+            output_norm: norm(&mut w, &format!("{p}.output.LayerNorm"), h)?,
+        });
+    }
+    Ok(Checkpoint {
+        config,
+        word,
+        position,
+        token_type,
+        embedding_norm,
+        layers,
+    })
+}
+
 fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
-fn linear(
-    w: &mut Weights,
-    prefix: &str,
-    d_in: usize,
-    d_out: usize,
-    device: &Device,
-) -> Result<Linear> {
-    let weight = w.take(&format!("{prefix}.weight"), &[d_out, d_in])?;
-    let bias = w.take(&format!("{prefix}.bias"), &[d_out])?;
-    Ok(Linear {
-        weight: Param::from_tensor(tensor(weight, [d_out, d_in], device).transpose()),
-        bias: Some(Param::from_tensor(tensor(bias, [d_out], device))),
-    })
+fn linear(dense: Dense, device: &Device) -> Linear {
+    Linear {
+        weight: Param::from_tensor(
+            tensor(dense.weight, [dense.d_out, dense.d_in], device).transpose(),
+        ),
+        bias: Some(Param::from_tensor(tensor(
+            dense.bias,
+            [dense.d_out],
+            device,
+        ))),
+    }
 }
 
-fn layer_norm(
-    w: &mut Weights,
-    prefix: &str,
-    d: usize,
-    eps: f64,
-    device: &Device,
-) -> Result<LayerNorm> {
-    let gamma = w.take_any(
-        &[&format!("{prefix}.weight"), &format!("{prefix}.gamma")],
-        &[d],
-    )?;
-    let beta = w.take_any(
-        &[&format!("{prefix}.bias"), &format!("{prefix}.beta")],
-        &[d],
-    )?;
-    let mut norm = LayerNormConfig::new(d).with_epsilon(eps).init(device);
-    norm.gamma = Param::from_tensor(tensor(gamma, [d], device));
-    norm.beta = Some(Param::from_tensor(tensor(beta, [d], device)));
-    Ok(norm)
+fn layer_norm(norm: Norm, eps: f64, device: &Device) -> LayerNorm {
+    let d = norm.gamma.len();
+    let mut layer = LayerNormConfig::new(d).with_epsilon(eps).init(device);
+    layer.gamma = Param::from_tensor(tensor(norm.gamma, [d], device));
+    layer.beta = Some(Param::from_tensor(tensor(norm.beta, [d], device)));
+    layer
 }
 
-fn embedding(w: &mut Weights, key: &str, n: usize, d: usize, device: &Device) -> Result<Embedding> {
-    let weight = w.take(key, &[n, d])?;
-    Ok(Embedding {
+fn embedding(weight: Vec<f32>, n: usize, d: usize, device: &Device) -> Embedding {
+    Embedding {
         weight: Param::from_tensor(tensor(weight, [n, d], device)),
-    })
+    }
 }
 
 /// Reads `<dir>/config.json`.
@@ -150,65 +240,48 @@ pub fn read_config(dir: &Path) -> Result<BertConfig> {
     Ok(config)
 }
 
-/// Loads the encoder of a Hugging Face folder onto `device`.
+/// Loads the encoder of a Hugging Face folder onto `device` as a burn module.
 pub fn load(dir: &Path, device: &Device) -> Result<(BertConfig, BertModel)> {
-    let config = read_config(dir)?;
-    let mut w = Weights::read(&dir.join("model.safetensors"))?;
-    let (h, i, eps) = (
-        config.hidden_size,
-        config.intermediate_size,
-        config.layer_norm_eps,
-    );
+    let checkpoint = read_checkpoint(dir)?;
+    let config = checkpoint.config.clone();
+    Ok((config, build(checkpoint, device)))
+}
+
+/// The burn module of a checkpoint, on `device`.
+pub fn build(checkpoint: Checkpoint, device: &Device) -> BertModel {
+    let Checkpoint {
+        config,
+        word,
+        position,
+        token_type,
+        embedding_norm,
+        layers,
+    } = checkpoint;
+    let (h, eps) = (config.hidden_size, config.layer_norm_eps);
     let embeddings = Embeddings {
-        word: embedding(
-            &mut w,
-            "embeddings.word_embeddings.weight",
-            config.vocab_size,
-            h,
-            device,
-        )?,
-        position: embedding(
-            &mut w,
-            "embeddings.position_embeddings.weight",
-            config.max_position_embeddings,
-            h,
-            device,
-        )?,
-        token_type: embedding(
-            &mut w,
-            "embeddings.token_type_embeddings.weight",
-            config.type_vocab_size,
-            h,
-            device,
-        )?,
-        norm: layer_norm(&mut w, "embeddings.LayerNorm", h, eps, device)?,
+        word: embedding(word, config.vocab_size, h, device),
+        position: embedding(position, config.max_position_embeddings, h, device),
+        token_type: embedding(token_type, config.type_vocab_size, h, device),
+        norm: layer_norm(embedding_norm, eps, device),
     };
-    let mut layers = Vec::with_capacity(config.num_hidden_layers);
-    for n in 0..config.num_hidden_layers {
-        let p = format!("encoder.layer.{n}");
-        layers.push(EncoderLayer {
-            query: linear(&mut w, &format!("{p}.attention.self.query"), h, h, device)?,
-            key: linear(&mut w, &format!("{p}.attention.self.key"), h, h, device)?,
-            value: linear(&mut w, &format!("{p}.attention.self.value"), h, h, device)?,
-            attention_output: linear(&mut w, &format!("{p}.attention.output.dense"), h, h, device)?,
-            attention_norm: layer_norm(
-                &mut w,
-                &format!("{p}.attention.output.LayerNorm"),
-                h,
-                eps,
-                device,
-            )?,
-            intermediate: linear(&mut w, &format!("{p}.intermediate.dense"), h, i, device)?,
-            output: linear(&mut w, &format!("{p}.output.dense"), i, h, device)?,
-            output_norm: layer_norm(&mut w, &format!("{p}.output.LayerNorm"), h, eps, device)?,
-        });
-    }
-    let model = BertModel {
+    let layers = layers
+        .into_iter()
+        .map(|l| EncoderLayer {
+            query: linear(l.query, device),
+            key: linear(l.key, device),
+            value: linear(l.value, device),
+            attention_output: linear(l.attention_output, device),
+            attention_norm: layer_norm(l.attention_norm, eps, device),
+            intermediate: linear(l.intermediate, device),
+            output: linear(l.output, device),
+            output_norm: layer_norm(l.output_norm, eps, device),
+        })
+        .collect();
+    BertModel {
         embeddings,
         layers,
         heads: config.num_attention_heads,
         roberta: config.is_roberta(),
         pad_token_id: config.pad_token_id,
-    };
-    Ok((config, model))
+    }
 }

@@ -8,6 +8,7 @@
 //! - [`paper`]: roberta-large, the paper's model, fetched from the hub with bert_score's baseline.
 
 pub mod baseline;
+pub mod cpu;
 pub mod loader;
 pub mod model;
 pub mod paper;

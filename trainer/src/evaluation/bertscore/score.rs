@@ -21,6 +21,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use tokenizers::Tokenizer;
 
+use super::cpu::CpuEncoder;
 use super::loader;
 use super::model::BertModel;
 
@@ -39,8 +40,10 @@ impl Default for ScorerOptions {
     fn default() -> Self {
         ScorerOptions {
             num_layers: None,
-            // Measured on 2 cores with MiniLM: 256 encodes 15% faster than 64, 1024 slower.
-            batch_size: 256,
+            // Measured on 2 cores with MiniLM and the CPU encoder (`scripts/bench-bertscore`'s
+            // corpus): 128 and 256 take the same time (64 2% more, 512 and 1024 8-15% more), and
+            // 128 keeps the peak resident set at 197 MiB instead of 235.
+            batch_size: 128,
             pair_batch_size: 64,
         }
     }
@@ -97,12 +100,22 @@ pub fn read_baseline(path: &Path, layer: usize) -> Result<(f64, f64, f64)> {
     bail!("{}: no baseline for layer {layer}", path.display())
 }
 
+/// The encoder a scorer runs: on flex the CPU encoder (the same computation, without burn's
+/// padding and per-operation passes: `cpu`'s docs), elsewhere the burn module.
+#[derive(Debug)]
+enum Encoder {
+    Cpu(CpuEncoder),
+    Burn {
+        model: Box<BertModel>,
+        device: Device,
+    },
+}
+
 /// A loaded encoder and tokenizer.
 #[derive(Debug)]
 pub struct BertScorer {
-    model: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
-    device: Device,
     num_layers: usize,
     batch_size: usize,
     pair_batch_size: usize,
@@ -119,7 +132,8 @@ impl BertScorer {
                 dir.display()
             );
         }
-        let (config, model) = loader::load(dir, device)?;
+        let checkpoint = loader::read_checkpoint(dir)?;
+        let config = checkpoint.config.clone();
         let num_layers = options.num_layers.unwrap_or(config.num_hidden_layers);
         if num_layers > config.num_hidden_layers {
             bail!(
@@ -151,10 +165,17 @@ impl BertScorer {
         } else {
             0
         };
+        let encoder = if *device == Device::flex() {
+            Encoder::Cpu(CpuEncoder::new(checkpoint))
+        } else {
+            Encoder::Burn {
+                model: Box::new(loader::build(checkpoint, device)),
+                device: device.clone(),
+            }
+        };
         Ok(BertScorer {
-            model,
+            encoder,
             tokenizer,
-            device: device.clone(),
             num_layers,
             batch_size: options.batch_size.max(1),
             pair_batch_size: options.pair_batch_size.max(1),
@@ -188,17 +209,23 @@ impl BertScorer {
     /// Token ids and L2-normalised token embeddings ([tokens][hidden]) of each sentence.
     ///
     /// Batches are encoded on as many threads as the machine has cores (at most one per batch):
-    /// flex runs its element-wise operations (GELU's `erf`, softmax's `exp`) on the calling
-    /// thread, so one batch at a time leaves the other cores idle between matrix products. Each
-    /// batch is computed exactly as alone, so the numbers do not depend on the thread count.
-    fn embed(&self, sentences: &[&str]) -> Result<HashMap<String, Encoded>> {
-        let mut encoded: Vec<(&str, Vec<u32>)> = sentences
+    /// the CPU encoder runs a batch on the calling thread only, element-wise work included, so
+    /// one batch per core keeps every core busy (burn's module on flex likewise ran its
+    /// element-wise operations on the calling thread). Each batch is computed exactly as alone,
+    /// so the numbers do not depend on the thread count.
+    fn embed(
+        &self,
+        sentences: &[&str],
+        tokens: &HashMap<&str, Vec<u32>>,
+    ) -> Result<HashMap<String, Encoded>> {
+        let mut encoded: Vec<(&str, &[u32])> = sentences
             .iter()
-            .map(|s| Ok((*s, self.encode(s)?)))
-            .collect::<Result<_>>()?;
-        // Batches of similar length waste little on padding.
+            .map(|s| (*s, tokens[s].as_slice()))
+            .collect();
+        // Batches of similar length waste little on padding (burn's module) and start with the
+        // longest, so that the threads finish together.
         encoded.sort_by_key(|(_, ids)| std::cmp::Reverse(ids.len()));
-        let batches: Vec<&[(&str, Vec<u32>)]> = encoded.chunks(self.batch_size).collect();
+        let batches: Vec<&[(&str, &[u32])]> = encoded.chunks(self.batch_size).collect();
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(batches.len())
@@ -231,36 +258,55 @@ impl BertScorer {
         Ok(out)
     }
 
-    /// One padded batch through the encoder: each sentence's ids and normalised token rows.
-    fn embed_batch(&self, batch: &[(&str, Vec<u32>)]) -> Result<Vec<(String, Encoded)>> {
-        let ids: Vec<Vec<u32>> = batch.iter().map(|(_, ids)| ids.clone()).collect();
-        let hidden = self.model.forward(&ids, self.num_layers, &self.device);
-        let [_, t, h] = hidden.dims();
-        let values: Vec<f32> = hidden
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading embeddings: {e:?}"))?;
-        Ok(batch
-            .iter()
-            .enumerate()
-            .map(|(b, (sentence, ids))| {
-                let rows: Vec<Vec<f32>> = (0..ids.len())
-                    .map(|i| {
-                        let row = &values[(b * t + i) * h..(b * t + i + 1) * h];
-                        let norm = row
-                            .iter()
-                            .map(|x| x * x)
-                            .sum::<f32>()
-                            .sqrt()
-                            .max(f32::MIN_POSITIVE);
-                        row.iter().map(|x| x / norm).collect()
+    /// One batch through the encoder: each sentence's ids and normalised token rows.
+    fn embed_batch(&self, batch: &[(&str, &[u32])]) -> Result<Vec<(String, Encoded)>> {
+        let ids: Vec<&[u32]> = batch.iter().map(|(_, ids)| *ids).collect();
+        // Where sentence b's first row starts in `values`, and the row length.
+        let (values, starts, h): (Vec<f32>, Vec<usize>, usize) = match &self.encoder {
+            Encoder::Cpu(cpu) => {
+                let values = cpu.forward(&ids, self.num_layers);
+                let starts = ids
+                    .iter()
+                    .scan(0, |row, ids| {
+                        let start = *row;
+                        *row += ids.len();
+                        Some(start)
                     })
                     .collect();
+                (values, starts, cpu.hidden_size())
+            }
+            Encoder::Burn { model, device } => {
+                // Right-padded to the longest sentence.
+                let ids: Vec<Vec<u32>> = ids.iter().map(|ids| ids.to_vec()).collect();
+                let hidden = model.forward(&ids, self.num_layers, device);
+                let [_, t, h] = hidden.dims();
+                let values = hidden
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| anyhow::anyhow!("reading embeddings: {e:?}"))?;
+                (values, (0..ids.len()).map(|b| b * t).collect(), h)
+            }
+        };
+        Ok(batch
+            .iter()
+            .zip(starts)
+            .map(|((sentence, ids), start)| {
+                let mut rows = values[start * h..(start + ids.len()) * h].to_vec();
+                for row in rows.chunks_exact_mut(h) {
+                    let norm = row
+                        .iter()
+                        .map(|x| x * x)
+                        .sum::<f32>()
+                        .sqrt()
+                        .max(f32::MIN_POSITIVE);
+                    row.iter_mut().for_each(|x| *x /= norm);
+                }
                 (
                     (*sentence).to_owned(),
                     Encoded {
-                        ids: ids.clone(),
+                        ids: ids.to_vec(),
                         rows,
+                        dim: h,
                     },
                 )
             })
@@ -271,8 +317,23 @@ impl BertScorer {
     /// idf weights come from these references (bert_score's `compute_idf` on them).
     pub fn score(&self, cands: &[String], refs: &[Vec<String>], idf: bool) -> Result<Scores> {
         let flat: Vec<&str> = refs.iter().flatten().map(String::as_str).collect();
-        let weights = self.idf_weights(&flat, idf)?;
-        self.score_weighted(cands, refs, &weights)
+        let tokens = self.tokenize(cands.iter().map(String::as_str).chain(flat.iter().copied()))?;
+        let weights = self.idf_weights(&flat, idf, &tokens);
+        self.score_weighted(cands, refs, &weights, &tokens)
+    }
+
+    /// Each distinct sentence's token ids, tokenised once.
+    fn tokenize<'a>(
+        &self,
+        sentences: impl Iterator<Item = &'a str>,
+    ) -> Result<HashMap<&'a str, Vec<u32>>> {
+        let mut tokens = HashMap::new();
+        for sentence in sentences {
+            if !tokens.contains_key(sentence) {
+                tokens.insert(sentence, self.encode(sentence)?);
+            }
+        }
+        Ok(tokens)
     }
 
     /// Scores as [`BertScorer::score`] does, with idf weights computed on `idf_from` instead of
@@ -284,8 +345,15 @@ impl BertScorer {
         refs: &[Vec<String>],
         idf_from: &[&str],
     ) -> Result<Scores> {
-        let weights = self.idf_weights(idf_from, true)?;
-        self.score_weighted(cands, refs, &weights)
+        let tokens = self.tokenize(
+            cands
+                .iter()
+                .chain(refs.iter().flatten())
+                .map(String::as_str)
+                .chain(idf_from.iter().copied()),
+        )?;
+        let weights = self.idf_weights(idf_from, true, &tokens);
+        self.score_weighted(cands, refs, &weights, &tokens)
     }
 
     fn score_weighted(
@@ -293,6 +361,7 @@ impl BertScorer {
         cands: &[String],
         refs: &[Vec<String>],
         weights: &IdfWeights,
+        tokens: &HashMap<&str, Vec<u32>>,
     ) -> Result<Scores> {
         if cands.len() != refs.len() {
             bail!(
@@ -310,10 +379,11 @@ impl BertScorer {
         unique.sort_unstable();
         unique.dedup();
         let started = std::time::Instant::now();
-        let embeddings = self.embed(&unique)?;
+        let embeddings = self.embed(&unique, tokens)?;
         tracing::info!(
-            "encoded {} sentences in {:.2?}",
+            "encoded {} sentences ({} tokens) in {:.2?}",
             unique.len(),
+            embeddings.values().map(|e| e.ids.len()).sum::<usize>(),
             started.elapsed()
         );
         let started = std::time::Instant::now();
@@ -359,7 +429,13 @@ impl BertScorer {
         Ok(scores)
     }
 
-    fn idf_weights(&self, refs: &[&str], idf: bool) -> Result<IdfWeights> {
+    /// `tokens` holds the ids of every sentence of `refs`.
+    fn idf_weights(
+        &self,
+        refs: &[&str],
+        idf: bool,
+        tokens: &HashMap<&str, Vec<u32>>,
+    ) -> IdfWeights {
         let default = if idf {
             ((refs.len() + 1) as f64).ln()
         } else {
@@ -369,7 +445,7 @@ impl BertScorer {
         if idf {
             let mut df: HashMap<u32, usize> = HashMap::new();
             for r in refs {
-                let ids: HashSet<u32> = self.encode(r)?.into_iter().collect();
+                let ids: HashSet<u32> = tokens[r].iter().copied().collect();
                 for id in ids {
                     *df.entry(id).or_insert(0) += 1;
                 }
@@ -382,7 +458,7 @@ impl BertScorer {
         for id in self.special {
             weights.insert(id, 0.0);
         }
-        Ok(IdfWeights { weights, default })
+        IdfWeights { weights, default }
     }
 
     fn pair(
@@ -394,40 +470,32 @@ impl BertScorer {
         (ref_padded, cand_padded): (bool, bool),
     ) -> Result<(f64, f64, f64)> {
         let (ce, re) = (&embeddings[cand], &embeddings[reference]);
-        let (c, r, c_ids, r_ids) = (&ce.rows, &re.rows, &ce.ids, &re.ids);
-        let sim: Vec<Vec<f64>> = c
-            .iter()
-            .map(|a| {
-                r.iter()
-                    .map(|b| {
-                        a.iter()
-                            .zip(b)
-                            .map(|(x, y)| f64::from(*x) * f64::from(*y))
-                            .sum()
-                    })
-                    .collect()
-            })
-            .collect();
+        let (c_ids, r_ids) = (&ce.ids, &re.ids);
+        // Cosine similarities, [candidate token, reference token].
+        let cols = r_ids.len();
+        let sim = super::cpu::times_transposed(&ce.rows, &re.rows, ce.dim);
         let weighted = |ids: &[u32], best: &dyn Fn(usize) -> f64| -> f64 {
-            let w: Vec<f64> = ids.iter().map(|id| weights.get(*id)).collect();
-            let total: f64 = w.iter().sum();
-            if total == 0.0 {
-                return 0.0;
+            let (mut total, mut sum) = (0.0, 0.0);
+            for (i, id) in ids.iter().enumerate() {
+                let w = weights.get(*id);
+                total += w;
+                sum += w * best(i);
             }
-            w.iter()
-                .enumerate()
-                .map(|(i, wi)| wi * best(i))
-                .sum::<f64>()
-                / total
+            if total == 0.0 { 0.0 } else { sum / total }
         };
         // A padded batch offers similarity 0 at its padding (bert_score's masking).
         let floor = |padded: bool| if padded { 0.0 } else { f64::MIN };
         let p = weighted(c_ids, &|i| {
-            sim[i].iter().copied().fold(floor(ref_padded), f64::max)
+            sim[i * cols..(i + 1) * cols]
+                .iter()
+                .map(|s| f64::from(*s))
+                .fold(floor(ref_padded), f64::max)
         });
         let rec = weighted(r_ids, &|j| {
-            sim.iter()
-                .map(|row| row[j])
+            sim[j..]
+                .iter()
+                .step_by(cols)
+                .map(|s| f64::from(*s))
                 .fold(floor(cand_padded), f64::max)
         });
         let f = if p + rec == 0.0 {
@@ -439,10 +507,11 @@ impl BertScorer {
     }
 }
 
-/// A sentence's token ids and its normalised token embeddings.
+/// A sentence's token ids and its normalised token embeddings ([ids.len(), dim], row-major).
 struct Encoded {
     ids: Vec<u32>,
-    rows: Vec<Vec<f32>>,
+    rows: Vec<f32>,
+    dim: usize,
 }
 
 struct IdfWeights {
