@@ -24,26 +24,10 @@
 
 use super::loader::{Checkpoint, Dense, Norm};
 
-/// A Linear layer: `weight` [out, in] row-major, `bias` [out].
-struct Linear {
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    d_in: usize,
-    d_out: usize,
-}
-
-impl Linear {
-    fn new(dense: Dense) -> Linear {
-        Linear {
-            weight: dense.weight,
-            bias: dense.bias,
-            d_in: dense.d_in,
-            d_out: dense.d_out,
-        }
-    }
-
+/// The checkpoint's Linear layers serve as they are (`weight` [out, in] row-major, `bias` [out]).
+impl Dense {
     /// Query, key and value as one layer of 3 x out outputs (rows stacked in that order).
-    fn stacked(parts: [Dense; 3]) -> Linear {
+    fn stacked(parts: [Dense; 3]) -> Dense {
         let (d_in, d_out) = (parts[0].d_in, parts.iter().map(|p| p.d_out).sum());
         let mut weight = Vec::with_capacity(d_in * d_out);
         let mut bias = Vec::with_capacity(d_out);
@@ -52,7 +36,7 @@ impl Linear {
             weight.extend(part.weight);
             bias.extend(part.bias);
         }
-        Linear {
+        Dense {
             weight,
             bias,
             d_in,
@@ -128,11 +112,11 @@ impl LayerNorm {
 }
 
 struct Layer {
-    qkv: Linear,
-    attention_output: Linear,
+    qkv: Dense,
+    attention_output: Dense,
     attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     output_norm: LayerNorm,
 }
 
@@ -183,11 +167,11 @@ impl CpuEncoder {
             .layers
             .into_iter()
             .map(|l| Layer {
-                qkv: Linear::stacked([l.query, l.key, l.value]),
-                attention_output: Linear::new(l.attention_output),
+                qkv: Dense::stacked([l.query, l.key, l.value]),
+                attention_output: l.attention_output,
                 attention_norm: LayerNorm::new(l.attention_norm, eps),
-                intermediate: Linear::new(l.intermediate),
-                output: Linear::new(l.output),
+                intermediate: l.intermediate,
+                output: l.output,
                 output_norm: LayerNorm::new(l.output_norm, eps),
             })
             .collect();
